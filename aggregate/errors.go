@@ -1,0 +1,8 @@
+package aggregate
+
+import "errors"
+
+var (
+	// ErrUnaligned reports a query bound that is not aligned as required.
+	ErrUnaligned = errors.New("aggregate: query range not aligned")
+)

@@ -1,0 +1,131 @@
+package aggregate
+
+import "fmt"
+
+// Grouping splits a query range into windows.
+type Grouping int
+
+const (
+	// Total returns one window for the whole range.
+	Total Grouping = iota
+	// Hourly returns one window per UTC hour that has entries.
+	Hourly
+	// Daily returns one window per UTC day that has entries.
+	Daily
+)
+
+// Window is the aggregate of one query window [Start, End), unix seconds.
+type Window struct {
+	Start, End int64
+	Cell
+}
+
+// Query returns the aggregates of series k over [start, end). With Total it
+// returns exactly one window, empty (Count 0) when nothing was recorded;
+// with Hourly or Daily it returns the non-empty windows, newest first.
+// start and end must be minute aligned (hour aligned for Hourly, UTC-day
+// aligned for Daily) with start < end.
+func (t *Table) Query(k Key, start, end int64, g Grouping) ([]Window, error) {
+	unit := map[Grouping]int64{Total: minuteSecs, Hourly: hourSecs, Daily: daySecs}[g]
+	if unit == 0 {
+		panic(fmt.Sprintf("aggregate: unknown grouping %d", g))
+	}
+	if start%unit != 0 || end%unit != 0 {
+		return nil, ErrUnaligned
+	}
+	if start >= end {
+		return nil, fmt.Errorf("aggregate: empty range [%d, %d)", start, end)
+	}
+	sh := t.shard(k)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	s := sh.series[k]
+	switch g {
+	case Hourly:
+		var out []Window
+		if s != nil {
+			s.hours.DescendRange(&hourBucket{start: end - 1}, &hourBucket{start: start - 1}, func(h *hourBucket) bool {
+				if h.cell.Count > 0 {
+					out = append(out, Window{Start: h.start, End: h.start + hourSecs, Cell: h.cell})
+				}
+				return true
+			})
+		}
+		return out, nil
+	case Daily:
+		var out []Window
+		if s != nil {
+			s.days.DescendRange(&dayBucket{start: end - 1}, &dayBucket{start: start - 1}, func(d *dayBucket) bool {
+				if d.cell.Count > 0 {
+					out = append(out, Window{Start: d.start, End: d.start + daySecs, Cell: d.cell})
+				}
+				return true
+			})
+		}
+		return out, nil
+	}
+	w := Window{Start: start, End: end}
+	if s != nil {
+		w.Cell = s.total(start, end)
+	}
+	return []Window{w}, nil
+}
+
+// total aggregates the minute-aligned range [a, b): minute cells for the
+// partial hours at the edges, hour buckets for the partial days, day
+// buckets for the rest.
+func (s *series) total(a, b int64) (c Cell) {
+	hA, hB := ceilTo(a, hourSecs), floorTo(b, hourSecs)
+	if hA > hB { // inside one hour
+		s.minutesIn(&c, a, b)
+		return c
+	}
+	s.minutesIn(&c, a, hA)
+	s.minutesIn(&c, hB, b)
+	dA, dB := ceilTo(hA, daySecs), floorTo(hB, daySecs)
+	if dA > dB { // whole hours inside one day
+		s.hoursIn(&c, hA, hB)
+		return c
+	}
+	s.hoursIn(&c, hA, dA)
+	s.hoursIn(&c, dB, hB)
+	if dA < dB {
+		s.days.AscendRange(&dayBucket{start: dA}, &dayBucket{start: dB}, func(d *dayBucket) bool {
+			c.merge(d.cell)
+			return true
+		})
+	}
+	return c
+}
+
+func (s *series) minutesIn(c *Cell, a, b int64) {
+	if a >= b {
+		return
+	}
+	h, found := s.hours.Get(&hourBucket{start: floorTo(a, hourSecs)})
+	if !found {
+		return
+	}
+	for _, m := range h.minutes {
+		if m.minute >= a && m.minute < b {
+			c.merge(m.Cell)
+		}
+	}
+}
+
+func (s *series) hoursIn(c *Cell, a, b int64) {
+	if a < b {
+		s.hours.AscendRange(&hourBucket{start: a}, &hourBucket{start: b}, func(h *hourBucket) bool {
+			c.merge(h.cell)
+			return true
+		})
+	}
+}
+
+func ceilTo(t, unit int64) int64 {
+	f := floorTo(t, unit)
+	if f == t {
+		return t
+	}
+	return f + unit
+}

@@ -1,0 +1,340 @@
+package aggregate
+
+import (
+	"slices"
+
+	"github.com/google/btree"
+)
+
+const (
+	minuteSecs = 60
+	hourSecs   = 3600
+	daySecs    = 86400
+)
+
+// floorTo rounds t down to a multiple of unit (t may be negative).
+func floorTo(t, unit int64) int64 {
+	r := t % unit
+	if r < 0 {
+		r += unit
+	}
+	return t - r
+}
+
+// Mode says which extra state a series keeps, from its meter's formula and
+// event time window.
+type Mode struct {
+	Last   bool  // formula "last": hour buckets keep raw entries
+	Window int64 // 0, hourSecs or daySecs: pre-aggregation window in seconds
+}
+
+// ModeOf returns the Mode for a meter's formula ("count", "sum", "last")
+// and window ("", "hour", "day").
+func ModeOf(formula, window string) Mode {
+	m := Mode{Last: formula == "last"}
+	switch window {
+	case "hour":
+		m.Window = hourSecs
+	case "day":
+		m.Window = daySecs
+	}
+	return m
+}
+
+type minuteCell struct {
+	minute int64 // unix seconds, minute aligned
+	Cell
+}
+
+type hourBucket struct {
+	start   int64 // unix seconds, hour aligned
+	cell    Cell
+	minutes []minuteCell // sorted by minute, no empty cells
+	raw     []Entry      // last meters: every entry of the hour; hour windows: every entry of the window
+}
+
+type dayBucket struct {
+	start int64 // unix seconds, UTC-day aligned
+	cell  Cell
+	raw   []Entry // day windows: every entry of the window
+}
+
+// series holds the buckets of one (meter, customer) pair. It is guarded by
+// its shard's mutex.
+type series struct {
+	hours *btree.BTreeG[*hourBucket]
+	days  *btree.BTreeG[*dayBucket]
+	// the most recently used buckets, which spares a tree search when events
+	// arrive in time order
+	hotHour *hourBucket
+	hotDay  *dayBucket
+}
+
+const degree = 16
+
+func newSeries() *series {
+	return &series{
+		hours: btree.NewG(degree, func(a, b *hourBucket) bool { return a.start < b.start }),
+		days:  btree.NewG(degree, func(a, b *dayBucket) bool { return a.start < b.start }),
+	}
+}
+
+// counts tracks the sizes a shard reports in Stats.
+type counts struct {
+	series, hours, days, minutes, raw int64
+}
+
+func (s *series) hour(start int64, create bool, n *counts) *hourBucket {
+	if h := s.hotHour; h != nil && h.start == start {
+		return h
+	}
+	h, ok := s.hours.Get(&hourBucket{start: start})
+	if !ok {
+		if !create {
+			return nil
+		}
+		h = &hourBucket{start: start}
+		s.hours.ReplaceOrInsert(h)
+		n.hours++
+	}
+	s.hotHour = h
+	return h
+}
+
+func (s *series) day(start int64, create bool, n *counts) *dayBucket {
+	if d := s.hotDay; d != nil && d.start == start {
+		return d
+	}
+	d, ok := s.days.Get(&dayBucket{start: start})
+	if !ok {
+		if !create {
+			return nil
+		}
+		d = &dayBucket{start: start}
+		s.days.ReplaceOrInsert(d)
+		n.days++
+	}
+	s.hotDay = d
+	return d
+}
+
+// minuteIndex returns the index of minute in h.minutes and whether it is there.
+func (h *hourBucket) minuteIndex(minute int64) (int, bool) {
+	return slices.BinarySearchFunc(h.minutes, minute, func(c minuteCell, m int64) int {
+		switch {
+		case c.minute < m:
+			return -1
+		case c.minute > m:
+			return 1
+		}
+		return 0
+	})
+}
+
+// addContribution adds e to its minute, hour and day cells.
+func (s *series) addContribution(e Entry, n *counts) {
+	h := s.hour(floorTo(e.Timestamp, hourSecs), true, n)
+	minute := floorTo(e.Timestamp, minuteSecs)
+	i, ok := h.minuteIndex(minute)
+	if !ok {
+		h.minutes = slices.Insert(h.minutes, i, minuteCell{minute: minute})
+		n.minutes++
+	}
+	h.minutes[i].add(e)
+	h.cell.add(e)
+	s.day(floorTo(e.Timestamp, daySecs), true, n).cell.add(e)
+}
+
+// removeContribution removes e from its minute, hour and day cells. When
+// last is set, the Last of each touched cell is recomputed: the minute cell
+// from rawMinute (the entries still contributing to that minute), the hour
+// from its minute cells, the day from its hour buckets.
+func (s *series) removeContribution(e Entry, last bool, rawMinute func(h *hourBucket, minute int64) Cell, n *counts) {
+	hstart, dstart := floorTo(e.Timestamp, hourSecs), floorTo(e.Timestamp, daySecs)
+	h := s.hour(hstart, false, n)
+	if h == nil {
+		panic("aggregate: removing an entry that was never added")
+	}
+	minute := floorTo(e.Timestamp, minuteSecs)
+	i, ok := h.minuteIndex(minute)
+	if !ok {
+		panic("aggregate: removing an entry that was never added")
+	}
+	mc := &h.minutes[i]
+	mc.sub(e)
+	h.cell.sub(e)
+	if mc.Count == 0 {
+		h.minutes = slices.Delete(h.minutes, i, i+1)
+		n.minutes--
+	} else if last {
+		c := rawMinute(h, minute)
+		mc.Last = c.Last
+	}
+	if last && h.cell.Count > 0 {
+		h.cell.Last = Entry{}
+		first := true
+		for _, m := range h.minutes {
+			if first || m.Last.newer(h.cell.Last) {
+				h.cell.Last, first = m.Last, false
+			}
+		}
+	}
+	s.dropHourIfEmpty(h, n)
+
+	d := s.day(dstart, false, n)
+	d.cell.sub(e)
+	if last && d.cell.Count > 0 {
+		var c Cell
+		s.hours.AscendRange(&hourBucket{start: dstart}, &hourBucket{start: dstart + daySecs}, func(h *hourBucket) bool {
+			c.mergeLast(h.cell)
+			return true
+		})
+		d.cell.Last = c.Last
+	}
+	s.dropDayIfEmpty(d, n)
+}
+
+func (s *series) dropHourIfEmpty(h *hourBucket, n *counts) {
+	if h.cell.Count == 0 && len(h.raw) == 0 {
+		s.hours.Delete(h)
+		n.hours--
+		if s.hotHour == h {
+			s.hotHour = nil
+		}
+	}
+}
+
+func (s *series) dropDayIfEmpty(d *dayBucket, n *counts) {
+	if d.cell.Count == 0 && len(d.raw) == 0 {
+		s.days.Delete(d)
+		n.days--
+		if s.hotDay == d {
+			s.hotDay = nil
+		}
+	}
+}
+
+func (s *series) empty() bool { return s.hours.Len() == 0 && s.days.Len() == 0 }
+
+// winner returns the newest of raw, or false when raw is empty.
+func winner(raw []Entry) (Entry, bool) {
+	if len(raw) == 0 {
+		return Entry{}, false
+	}
+	w := raw[0]
+	for _, e := range raw[1:] {
+		if e.newer(w) {
+			w = e
+		}
+	}
+	return w, true
+}
+
+// windowRaw returns a pointer to the raw entries of the pre-aggregation
+// window holding ts, creating the bucket when create is set.
+func (s *series) windowRaw(m Mode, ts int64, create bool, n *counts) *[]Entry {
+	if m.Window == daySecs {
+		d := s.day(floorTo(ts, daySecs), create, n)
+		if d == nil {
+			return nil
+		}
+		return &d.raw
+	}
+	h := s.hour(floorTo(ts, hourSecs), create, n)
+	if h == nil {
+		return nil
+	}
+	return &h.raw
+}
+
+// apply adds e under mode m.
+func (s *series) apply(m Mode, e Entry, n *counts) {
+	if m.Window == 0 {
+		s.addContribution(e, n)
+		if m.Last {
+			h := s.hour(floorTo(e.Timestamp, hourSecs), false, n)
+			h.raw = append(h.raw, e)
+			n.raw++
+		}
+		return
+	}
+	// Pre-aggregated: only the newest entry of the window contributes.
+	raw := s.windowRaw(m, e.Timestamp, true, n)
+	old, had := winner(*raw)
+	*raw = append(*raw, e)
+	n.raw++
+	if !had || e.newer(old) {
+		if had {
+			s.removeContribution(old, true, emptyMinute, n)
+		}
+		s.addContribution(e, n)
+	}
+}
+
+// emptyMinute is the rawMinute of pre-aggregated series: a window winner is
+// the only contributor to its minute.
+func emptyMinute(*hourBucket, int64) Cell { return Cell{} }
+
+// cancel removes e under mode m. It reports false when e is not part of
+// the series.
+func (s *series) cancel(m Mode, e Entry, n *counts) bool {
+	if m.Window == 0 {
+		if m.Last {
+			h := s.hour(floorTo(e.Timestamp, hourSecs), false, n)
+			if h == nil || !removeEntry(&h.raw, e.Seq) {
+				return false
+			}
+			n.raw--
+		} else if s.hour(floorTo(e.Timestamp, hourSecs), false, n) == nil {
+			return false
+		}
+		s.removeContribution(e, m.Last, lastOfMinute, n)
+		return true
+	}
+	raw := s.windowRaw(m, e.Timestamp, false, n)
+	if raw == nil {
+		return false
+	}
+	old, _ := winner(*raw)
+	if !removeEntry(raw, e.Seq) {
+		return false
+	}
+	n.raw--
+	if old.Seq == e.Seq {
+		s.removeContribution(old, true, emptyMinute, n)
+		if w, ok := winner(*raw); ok {
+			s.addContribution(w, n)
+		}
+	}
+	// The window's bucket may now be empty.
+	if m.Window == daySecs {
+		if d := s.day(floorTo(e.Timestamp, daySecs), false, n); d != nil {
+			s.dropDayIfEmpty(d, n)
+		}
+	} else if h := s.hour(floorTo(e.Timestamp, hourSecs), false, n); h != nil {
+		s.dropHourIfEmpty(h, n)
+	}
+	return true
+}
+
+// lastOfMinute recomputes a minute cell of a last meter from the hour's raw
+// entries.
+func lastOfMinute(h *hourBucket, minute int64) Cell {
+	var c Cell
+	for _, e := range h.raw {
+		if floorTo(e.Timestamp, minuteSecs) == minute {
+			c.add(e)
+		}
+	}
+	return c
+}
+
+func removeEntry(raw *[]Entry, seq uint64) bool {
+	for i, e := range *raw {
+		if e.Seq == seq {
+			*raw = slices.Delete(*raw, i, i+1)
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,144 @@
+package aggregate
+
+import (
+	"fmt"
+	"hash/maphash"
+	"math/bits"
+	"sync"
+	"unsafe"
+)
+
+// Key names a series: a meter (by its creation sequence) and a customer.
+type Key struct {
+	Meter    uint64
+	Customer string
+}
+
+// Table holds every series, striped over shards. The zero value is not
+// usable; call NewTable.
+type Table struct {
+	seed   maphash.Seed
+	mask   uint64
+	shards []shard
+}
+
+type shard struct {
+	mu     sync.Mutex // guards the fields below
+	series map[Key]*series
+	n      counts
+	_      [128 - (unsafe.Sizeof(sync.Mutex{})+unsafe.Sizeof(map[Key]*series(nil))+unsafe.Sizeof(counts{}))%128]byte
+}
+
+// NewTable returns a table with n shards; n must be a power of two.
+func NewTable(n int) *Table {
+	if n < 1 || n&(n-1) != 0 {
+		panic(fmt.Sprintf("aggregate: shard count %d is not a power of two", n))
+	}
+	t := &Table{seed: maphash.MakeSeed(), mask: uint64(n - 1), shards: make([]shard, n)}
+	for i := range t.shards {
+		t.shards[i].series = make(map[Key]*series)
+	}
+	return t
+}
+
+func (t *Table) shard(k Key) *shard {
+	h := maphash.String(t.seed, k.Customer)
+	h ^= k.Meter * 0x9E3779B97F4A7C15
+	h = bits.RotateLeft64(h*0xBF58476D1CE4E5B9, 31)
+	return &t.shards[h&t.mask]
+}
+
+// Apply adds e to series k, whose meter aggregates under mode m.
+func (t *Table) Apply(k Key, m Mode, e Entry) {
+	sh := t.shard(k)
+	sh.mu.Lock()
+	sh.applyLocked(k, m, e)
+	sh.mu.Unlock()
+}
+
+func (sh *shard) applyLocked(k Key, m Mode, e Entry) {
+	s, ok := sh.series[k]
+	if !ok {
+		s = newSeries()
+		sh.series[k] = s
+		sh.n.series++
+	}
+	s.apply(m, e, &sh.n)
+}
+
+// Item is one entry of an ApplyBatch call.
+type Item struct {
+	Key   Key
+	Mode  Mode
+	Entry Entry
+}
+
+// ApplyBatch applies every item, taking each shard lock once per run of
+// consecutive items on that shard.
+func (t *Table) ApplyBatch(items []Item) {
+	var cur *shard
+	for i := range items {
+		it := &items[i]
+		sh := t.shard(it.Key)
+		if sh != cur {
+			if cur != nil {
+				cur.mu.Unlock()
+			}
+			cur = sh
+			cur.mu.Lock()
+		}
+		cur.applyLocked(it.Key, it.Mode, it.Entry)
+	}
+	if cur != nil {
+		cur.mu.Unlock()
+	}
+}
+
+// Cancel removes e, which must have been applied to series k under mode m
+// with the same Seq, Timestamp and Value. It reports false when the series
+// holds no such entry.
+func (t *Table) Cancel(k Key, m Mode, e Entry) bool {
+	sh := t.shard(k)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	s, ok := sh.series[k]
+	if !ok {
+		return false
+	}
+	if !s.cancel(m, e, &sh.n) {
+		return false
+	}
+	if s.empty() {
+		delete(sh.series, k)
+		sh.n.series--
+	}
+	return true
+}
+
+// Stats counts what a table holds.
+type Stats struct {
+	Series      int64 // (meter, customer) pairs with data
+	HourBuckets int64
+	DayBuckets  int64
+	MinuteCells int64
+	RawEntries  int64 // entries kept for last and pre-aggregated meters
+}
+
+// Stats returns the table's current sizes.
+func (t *Table) Stats() Stats {
+	var s Stats
+	for i := range t.shards {
+		sh := &t.shards[i]
+		sh.mu.Lock()
+		s.Series += sh.n.series
+		s.HourBuckets += sh.n.hours
+		s.DayBuckets += sh.n.days
+		s.MinuteCells += sh.n.minutes
+		s.RawEntries += sh.n.raw
+		sh.mu.Unlock()
+	}
+	return s
+}
+
+// Shards returns the number of shards.
+func (t *Table) Shards() int { return len(t.shards) }

@@ -1,0 +1,247 @@
+// Package dedupe remembers which event identifiers were accepted within a
+// time window, in 8 to 16 bytes per identifier.
+//
+// The Index does not keep identifiers. Each accepted identifier leaves one
+// 8-byte slot in an open-addressing table: a 32-bit fingerprint of its hash
+// and the 32-bit offset of its location (where the journal keeps the event:
+// a log group or segment number) from the table's base. A fingerprint match
+// is only a candidate: the caller confirms it against the stored events at
+// that location, so a collision costs one lookup and never drops a real
+// event. A slot's home position is derived from its fingerprint, which lets
+// a table be resized without the identifiers. Identifiers whose events are
+// still being committed are held in full in a small pending set, which is
+// what makes two concurrent events with one identifier collide.
+//
+// Slots whose location is below the window's start (SetMinLoc) stop
+// matching at once and are dropped when the table is rebuilt, which
+// happens when it reaches three quarters full; a rebuild sizes the table for
+// the live slots at half load, so memory tracks the identifiers in the
+// window, not every identifier ever seen.
+//
+// Index is striped over 64 shards and is safe for concurrent use.
+package dedupe
+
+import (
+	"hash/maphash"
+	"sync"
+	"sync/atomic"
+)
+
+const (
+	shardBits = 6
+	fpBits    = 32
+	deltaMask = 1<<(64-fpBits) - 1
+	minSlots  = 64
+)
+
+// Index is a set of identifiers with their locations. The zero value is
+// not usable; call New.
+type Index struct {
+	seed   maphash.Seed
+	minLoc atomic.Uint64 // locations below it are outside the window
+	shards [1 << shardBits]shard
+}
+
+type shard struct {
+	mu      sync.Mutex // guards the fields below
+	base    uint64     // location that delta 0 stands for
+	slots   []uint64   // 0: empty; else fingerprint<<32 | (loc-base)
+	used    int
+	pending map[string]struct{}
+	_       [64]byte
+}
+
+// New returns an empty index.
+func New() *Index {
+	x := &Index{seed: maphash.MakeSeed()}
+	for i := range x.shards {
+		x.shards[i].pending = map[string]struct{}{}
+	}
+	return x
+}
+
+// locate returns id's shard and its nonzero fingerprint.
+func (x *Index) locate(id string) (*shard, uint64) {
+	h := maphash.String(x.seed, id)
+	fp := h & (1<<fpBits - 1)
+	if fp == 0 {
+		fp = 1
+	}
+	return &x.shards[h>>(64-shardBits)], fp
+}
+
+// home spreads fingerprints over the table.
+func home(fp uint64, mask uint64) uint64 { return (fp * 0x9E3779B97F4A7C15 >> 32) & mask }
+
+// SetMinLoc declares every location below loc outside the window.
+func (x *Index) SetMinLoc(loc uint64) {
+	for {
+		cur := x.minLoc.Load()
+		if loc <= cur || x.minLoc.CompareAndSwap(cur, loc) {
+			return
+		}
+	}
+}
+
+// Reserve claims id for an event about to be committed. It returns false
+// when id is pending or when confirm accepts one of its candidate
+// locations; confirm(loc) must report whether an event stored at loc has
+// this identifier. An error from confirm is returned and nothing is
+// reserved. confirm runs under a shard lock and must not call the Index.
+func (x *Index) Reserve(id string, confirm func(loc uint64) (bool, error)) (bool, error) {
+	sh, fp := x.locate(id)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if _, ok := sh.pending[id]; ok {
+		return false, nil
+	}
+	found, err := sh.findLocked(fp, x.minLoc.Load(), confirm)
+	if err != nil || found {
+		return false, err
+	}
+	sh.pending[id] = struct{}{}
+	return true, nil
+}
+
+// Find reports whether confirm accepts one of id's candidate locations, and
+// which. Pending identifiers are not found.
+func (x *Index) Find(id string, confirm func(loc uint64) (bool, error)) (loc uint64, found bool, err error) {
+	sh, fp := x.locate(id)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	_, err = sh.findLocked(fp, x.minLoc.Load(), func(l uint64) (bool, error) {
+		ok, err := confirm(l)
+		if ok {
+			loc, found = l, true
+		}
+		return ok, err
+	})
+	return loc, found, err
+}
+
+func (sh *shard) findLocked(fp, minLoc uint64, confirm func(uint64) (bool, error)) (bool, error) {
+	if len(sh.slots) == 0 {
+		return false, nil
+	}
+	mask := uint64(len(sh.slots) - 1)
+	for i := home(fp, mask); sh.slots[i] != 0; i = (i + 1) & mask {
+		s := sh.slots[i]
+		if s>>(64-fpBits) != fp {
+			continue
+		}
+		loc := sh.base + s&deltaMask
+		if loc < minLoc {
+			continue
+		}
+		ok, err := confirm(loc)
+		if ok || err != nil {
+			return ok, err
+		}
+	}
+	return false, nil
+}
+
+// Commit records that the reserved id was stored at loc.
+func (x *Index) Commit(id string, loc uint64) {
+	sh, fp := x.locate(id)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	delete(sh.pending, id)
+	sh.insertLocked(fp, loc, x.minLoc.Load())
+}
+
+// Release drops a reservation whose event was not committed.
+func (x *Index) Release(id string) {
+	sh, _ := x.locate(id)
+	sh.mu.Lock()
+	delete(sh.pending, id)
+	sh.mu.Unlock()
+}
+
+// Add records id at loc without a reservation, as replay after a restart does.
+func (x *Index) Add(id string, loc uint64) {
+	sh, fp := x.locate(id)
+	sh.mu.Lock()
+	sh.insertLocked(fp, loc, x.minLoc.Load())
+	sh.mu.Unlock()
+}
+
+func (sh *shard) insertLocked(fp, loc, minLoc uint64) {
+	if loc < minLoc {
+		return
+	}
+	if len(sh.slots) == 0 {
+		sh.base = min(loc, max(minLoc, loc-deltaMask/2))
+		sh.slots = make([]uint64, minSlots)
+	}
+	if (sh.used+1)*4 > len(sh.slots)*3 || loc < sh.base || loc-sh.base > deltaMask {
+		sh.rebuildLocked(min(loc, max(minLoc, sh.base)), 1)
+	}
+	if loc < sh.base || loc-sh.base > deltaMask {
+		// More than 2^32 locations in the window: no journal produces that
+		// many groups in a day. The identifier is left out rather than
+		// stored wrongly; the pending set no longer holds it either.
+		return
+	}
+	mask := uint64(len(sh.slots) - 1)
+	i := home(fp, mask)
+	for sh.slots[i] != 0 {
+		i = (i + 1) & mask
+	}
+	sh.slots[i] = fp<<(64-fpBits) | (loc - sh.base)
+	sh.used++
+}
+
+// rebuildLocked drops slots below minLoc, rebases on newBase (at most the
+// smallest live location), and sizes the table so that the live slots plus
+// extra fill at most half of it.
+func (sh *shard) rebuildLocked(newBase uint64, extra int) {
+	old, oldBase, minLoc := sh.slots, sh.base, newBase
+	live := 0
+	for _, s := range old {
+		if s != 0 && oldBase+s&deltaMask >= minLoc {
+			live++
+		}
+	}
+	size := minSlots
+	for size < (live+extra)*2 {
+		size *= 2
+	}
+	slots := make([]uint64, size)
+	mask := uint64(size - 1)
+	used := 0
+	for _, s := range old {
+		if s == 0 || oldBase+s&deltaMask < minLoc {
+			continue
+		}
+		loc, fp := oldBase+s&deltaMask, s>>(64-fpBits)
+		i := home(fp, mask)
+		for slots[i] != 0 {
+			i = (i + 1) & mask
+		}
+		slots[i] = fp<<(64-fpBits) | (loc - newBase)
+		used++
+	}
+	sh.slots, sh.base, sh.used = slots, newBase, used
+}
+
+// Stats describes the index's memory.
+type Stats struct {
+	Slots   int64 // table slots, 8 bytes each
+	Used    int64 // occupied slots (some may be past the window until a rebuild)
+	Pending int64 // identifiers being committed
+}
+
+// Stats returns the index's current sizes.
+func (x *Index) Stats() Stats {
+	var s Stats
+	for i := range x.shards {
+		sh := &x.shards[i]
+		sh.mu.Lock()
+		s.Slots += int64(len(sh.slots))
+		s.Used += int64(sh.used)
+		s.Pending += int64(len(sh.pending))
+		sh.mu.Unlock()
+	}
+	return s
+}

@@ -1,0 +1,146 @@
+package meterdb
+
+import (
+	"context"
+	"time"
+
+	"github.com/meterdb/meterdb/aggregate"
+	"github.com/meterdb/meterdb/meter"
+)
+
+// SummaryParams select the usage of one customer of one meter.
+type SummaryParams struct {
+	Meter    string    // meter id
+	Customer string    // the value the meter's customer key carries
+	Start    time.Time // inclusive, minute aligned
+	End      time.Time // exclusive, minute aligned, after Start
+	// Grouping is meter.NoWindow for one summary over [Start, End),
+	// meter.Hour for one per hour (Start and End hour aligned) or meter.Day
+	// for one per UTC day (Start and End at UTC midnight).
+	Grouping meter.Window
+}
+
+// Summary is the usage of one window.
+type Summary struct {
+	Start, End time.Time // [Start, End), UTC
+	// Value is what the meter's formula gives: the number of events, the
+	// sum of their values, or the value of the last one.
+	Value aggregate.Int128
+	// Count is the number of events that contribute to the window (for
+	// pre-aggregated meters, one per customer window).
+	Count int64
+}
+
+// Summaries returns the usage of p.Customer on meter p.Meter over
+// [p.Start, p.End), exactly as a pass over the accepted, uncancelled events
+// would compute it. Without grouping it returns exactly one summary, with a
+// zero Value and Count when nothing was recorded; with grouping it returns
+// one summary per window that has events, newest first. Errors are
+// *QueryError (unwrapping to ErrInvalidQuery) or *meter.Error for an
+// unknown meter. Inactive meters can be queried.
+func (db *DB) Summaries(ctx context.Context, p SummaryParams) ([]Summary, error) {
+	if err := db.enter(); err != nil {
+		return nil, err
+	}
+	defer db.exit()
+	m, err := db.reg.Get(p.Meter)
+	if err != nil {
+		return nil, err
+	}
+	g, err := checkSummaryParams(p)
+	if err != nil {
+		return nil, err
+	}
+	ws, err := db.table.Query(aggregate.Key{Meter: m.Seq, Customer: p.Customer}, p.Start.Unix(), p.End.Unix(), g)
+	if err != nil {
+		return nil, err // unreachable: the parameters were checked
+	}
+	out := make([]Summary, len(ws))
+	for i, w := range ws {
+		out[i] = Summary{
+			Start: time.Unix(w.Start, 0).UTC(), End: time.Unix(w.End, 0).UTC(),
+			Count: w.Count, Value: w.Value(string(m.Formula)),
+		}
+		if w.Count == 0 {
+			out[i].Value = aggregate.Int128{}
+		}
+	}
+	return out, nil
+}
+
+func checkSummaryParams(p SummaryParams) (aggregate.Grouping, error) {
+	missing := func(param string) error {
+		return &QueryError{Code: "parameter_missing", Param: param, Message: "Missing required param: " + param + "."}
+	}
+	invalid := func(param, msg string) error {
+		return &QueryError{Code: "parameter_invalid", Param: param, Message: msg}
+	}
+	switch {
+	case p.Customer == "":
+		return 0, missing("customer")
+	case p.Start.IsZero():
+		return 0, missing("start_time")
+	case p.End.IsZero():
+		return 0, missing("end_time")
+	case !p.End.After(p.Start):
+		return 0, invalid("end_time", "end_time must be after start_time.")
+	}
+	g, unit, name := aggregate.Total, int64(60), "minute"
+	switch p.Grouping {
+	case meter.NoWindow:
+	case meter.Hour:
+		g, unit, name = aggregate.Hourly, 3600, "hour"
+	case meter.Day:
+		g, unit, name = aggregate.Daily, 86400, "day (00:00 UTC)"
+	default:
+		return 0, invalid("value_grouping_window", "Invalid value_grouping_window: must be one of day or hour.")
+	}
+	if p.Start.Nanosecond() != 0 || p.Start.Unix()%unit != 0 {
+		return 0, invalid("start_time", "start_time must be aligned with "+name+" boundaries.")
+	}
+	if p.End.Nanosecond() != 0 || p.End.Unix()%unit != 0 {
+		return 0, invalid("end_time", "end_time must be aligned with "+name+" boundaries.")
+	}
+	return g, nil
+}
+
+// Stats is a snapshot of a database's counters and sizes.
+type Stats struct {
+	EventsAccepted   int64 // events recorded
+	EventsRejected   int64 // events that failed validation (duplicates aside)
+	EventsDuplicate  int64 // events rejected as duplicates
+	EventsCancelled  int64 // events cancelled
+	Meters           int64
+	Series           int64 // (meter, customer) pairs with data
+	HourBuckets      int64
+	DayBuckets       int64
+	MinuteCells      int64
+	RawEntries       int64 // entries kept for last and pre-aggregated meters
+	DedupeSlots      int64 // 8 bytes each
+	DedupeIdentities int64 // identifiers remembered
+}
+
+// Sub returns s minus o, field by field: the activity between two snapshots.
+func (s Stats) Sub(o Stats) Stats {
+	return Stats{
+		EventsAccepted: s.EventsAccepted - o.EventsAccepted, EventsRejected: s.EventsRejected - o.EventsRejected,
+		EventsDuplicate: s.EventsDuplicate - o.EventsDuplicate, EventsCancelled: s.EventsCancelled - o.EventsCancelled,
+		Meters: s.Meters - o.Meters, Series: s.Series - o.Series, HourBuckets: s.HourBuckets - o.HourBuckets,
+		DayBuckets: s.DayBuckets - o.DayBuckets, MinuteCells: s.MinuteCells - o.MinuteCells,
+		RawEntries: s.RawEntries - o.RawEntries, DedupeSlots: s.DedupeSlots - o.DedupeSlots,
+		DedupeIdentities: s.DedupeIdentities - o.DedupeIdentities,
+	}
+}
+
+// Stats returns current counters and sizes. It works after Close too.
+func (db *DB) Stats() Stats {
+	t := db.table.Stats()
+	d := db.idx.Stats()
+	return Stats{
+		EventsAccepted: db.accepted.Load(), EventsRejected: db.rejected.Load(),
+		EventsDuplicate: db.duplicates.Load(), EventsCancelled: db.cancels.Load(),
+		Meters: int64(db.reg.Len()), Series: t.Series, HourBuckets: t.HourBuckets,
+		DayBuckets: t.DayBuckets, MinuteCells: t.MinuteCells, RawEntries: t.RawEntries,
+		DedupeSlots: d.Slots, DedupeIdentities: d.Used,
+	}
+}
