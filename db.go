@@ -367,11 +367,10 @@ func (db *DB) prune(now int64) {
 		db.marks = append([]mark(nil), db.marks[i-1:]...)
 	}
 	db.marksMu.Unlock()
-	if loc == 0 {
-		return
+	if loc > 0 {
+		db.idx.SetMinLoc(loc)
 	}
-	db.idx.SetMinLoc(loc)
-	db.j.Prune(loc)
+	db.j.Prune(loc, now)
 }
 
 // Cancel removes the event with the given identifier from its meter's

@@ -17,10 +17,15 @@ type journal interface {
 	// Group returns the group at loc, or nil when loc was pruned or never
 	// written. The group must not be modified.
 	Group(loc uint64) (*store.Group, error)
-	// Prune lets the journal drop groups below loc.
-	Prune(loc uint64)
+	// Prune lets the journal drop groups below loc and adapter records
+	// expired at now (unix seconds).
+	Prune(loc uint64, now int64)
 	// SaveMeter stores a new or changed meter.
 	SaveMeter(m meter.Meter) error
+	// PutAux, GetAux and DeleteAux keep adapter records (see DB.PutAux).
+	PutAux(ns, key string, value []byte, expires int64) error
+	GetAux(ns, key string, now int64) ([]byte, bool, error)
+	DeleteAux(ns, key string) error
 	Sync() error
 	Close() error
 }
@@ -31,9 +36,50 @@ type memJournal struct {
 	mu     sync.Mutex // guards the fields below
 	base   uint64     // location of groups[0]
 	groups []*store.Group
+	aux    map[[2]string]auxValue
 }
 
-func newMemJournal() *memJournal { return &memJournal{base: 1} }
+type auxValue struct {
+	value   []byte
+	expires int64
+}
+
+func newMemJournal() *memJournal { return &memJournal{base: 1, aux: map[[2]string]auxValue{}} }
+
+func (j *memJournal) PutAux(ns, key string, value []byte, expires int64) error {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	j.aux[[2]string{ns, key}] = auxValue{value: append([]byte(nil), value...), expires: expires}
+	return nil
+}
+
+func (j *memJournal) GetAux(ns, key string, now int64) ([]byte, bool, error) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	v, ok := j.aux[[2]string{ns, key}]
+	if !ok || v.expires <= now {
+		return nil, false, nil
+	}
+	return append([]byte(nil), v.value...), true, nil
+}
+
+func (j *memJournal) DeleteAux(ns, key string) error {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	delete(j.aux, [2]string{ns, key})
+	return nil
+}
+
+// pruneAux drops expired adapter records.
+func (j *memJournal) pruneAux(now int64) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	for k, v := range j.aux {
+		if v.expires <= now {
+			delete(j.aux, k)
+		}
+	}
+}
 
 func (j *memJournal) Append(g *store.Group) (uint64, error) {
 	j.mu.Lock()
@@ -52,7 +98,8 @@ func (j *memJournal) Group(loc uint64) (*store.Group, error) {
 	return j.groups[loc-j.base], nil
 }
 
-func (j *memJournal) Prune(loc uint64) {
+func (j *memJournal) Prune(loc uint64, now int64) {
+	j.pruneAux(now)
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	if loc <= j.base {
