@@ -48,6 +48,7 @@ type minuteCell struct {
 
 type hourBucket struct {
 	start   int64 // unix seconds, hour aligned
+	dirty   bool  // changed since the last checkpoint
 	cell    Cell
 	minutes []minuteCell // sorted by minute, no empty cells
 	raw     []Entry      // last meters: every entry of the hour; hour windows: every entry of the window
@@ -55,6 +56,7 @@ type hourBucket struct {
 
 type dayBucket struct {
 	start int64 // unix seconds, UTC-day aligned
+	dirty bool  // changed since the last checkpoint
 	cell  Cell
 	raw   []Entry // day windows: every entry of the window
 }
@@ -62,6 +64,7 @@ type dayBucket struct {
 // series holds the buckets of one (meter, customer) pair. It is guarded by
 // its shard's mutex.
 type series struct {
+	key   Key
 	hours *btree.BTreeG[*hourBucket]
 	days  *btree.BTreeG[*dayBucket]
 	// the most recently used buckets, which spares a tree search when events
@@ -72,8 +75,9 @@ type series struct {
 
 const degree = 16
 
-func newSeries() *series {
+func newSeries(k Key) *series {
 	return &series{
+		key:   k,
 		hours: btree.NewG(degree, func(a, b *hourBucket) bool { return a.start < b.start }),
 		days:  btree.NewG(degree, func(a, b *dayBucket) bool { return a.start < b.start }),
 	}
@@ -84,8 +88,11 @@ type counts struct {
 	series, hours, days, minutes, raw int64
 }
 
-func (s *series) hour(start int64, create bool, n *counts) *hourBucket {
+// hour returns the hour bucket at start, creating it if create is set,
+// and marks it changed: callers use it only to change a bucket.
+func (s *series) hour(start int64, create bool, sh *shard) *hourBucket {
 	if h := s.hotHour; h != nil && h.start == start {
+		sh.markHour(s, h)
 		return h
 	}
 	h, ok := s.hours.Get(&hourBucket{start: start})
@@ -95,14 +102,17 @@ func (s *series) hour(start int64, create bool, n *counts) *hourBucket {
 		}
 		h = &hourBucket{start: start}
 		s.hours.ReplaceOrInsert(h)
-		n.hours++
+		sh.n.hours++
 	}
 	s.hotHour = h
+	sh.markHour(s, h)
 	return h
 }
 
-func (s *series) day(start int64, create bool, n *counts) *dayBucket {
+// day is hour's counterpart for day buckets.
+func (s *series) day(start int64, create bool, sh *shard) *dayBucket {
 	if d := s.hotDay; d != nil && d.start == start {
+		sh.markDay(s, d)
 		return d
 	}
 	d, ok := s.days.Get(&dayBucket{start: start})
@@ -112,9 +122,10 @@ func (s *series) day(start int64, create bool, n *counts) *dayBucket {
 		}
 		d = &dayBucket{start: start}
 		s.days.ReplaceOrInsert(d)
-		n.days++
+		sh.n.days++
 	}
 	s.hotDay = d
+	sh.markDay(s, d)
 	return d
 }
 
@@ -132,26 +143,26 @@ func (h *hourBucket) minuteIndex(minute int64) (int, bool) {
 }
 
 // addContribution adds e to its minute, hour and day cells.
-func (s *series) addContribution(e Entry, n *counts) {
-	h := s.hour(floorTo(e.Timestamp, hourSecs), true, n)
+func (s *series) addContribution(e Entry, sh *shard) {
+	h := s.hour(floorTo(e.Timestamp, hourSecs), true, sh)
 	minute := floorTo(e.Timestamp, minuteSecs)
 	i, ok := h.minuteIndex(minute)
 	if !ok {
 		h.minutes = slices.Insert(h.minutes, i, minuteCell{minute: minute})
-		n.minutes++
+		sh.n.minutes++
 	}
 	h.minutes[i].add(e)
 	h.cell.add(e)
-	s.day(floorTo(e.Timestamp, daySecs), true, n).cell.add(e)
+	s.day(floorTo(e.Timestamp, daySecs), true, sh).cell.add(e)
 }
 
 // removeContribution removes e from its minute, hour and day cells. When
 // last is set, the Last of each touched cell is recomputed: the minute cell
 // from rawMinute (the entries still contributing to that minute), the hour
 // from its minute cells, the day from its hour buckets.
-func (s *series) removeContribution(e Entry, last bool, rawMinute func(h *hourBucket, minute int64) Cell, n *counts) {
+func (s *series) removeContribution(e Entry, last bool, rawMinute func(h *hourBucket, minute int64) Cell, sh *shard) {
 	hstart, dstart := floorTo(e.Timestamp, hourSecs), floorTo(e.Timestamp, daySecs)
-	h := s.hour(hstart, false, n)
+	h := s.hour(hstart, false, sh)
 	if h == nil {
 		panic("aggregate: removing an entry that was never added")
 	}
@@ -165,7 +176,7 @@ func (s *series) removeContribution(e Entry, last bool, rawMinute func(h *hourBu
 	h.cell.sub(e)
 	if mc.Count == 0 {
 		h.minutes = slices.Delete(h.minutes, i, i+1)
-		n.minutes--
+		sh.n.minutes--
 	} else if last {
 		c := rawMinute(h, minute)
 		mc.Last = c.Last
@@ -179,9 +190,9 @@ func (s *series) removeContribution(e Entry, last bool, rawMinute func(h *hourBu
 			}
 		}
 	}
-	s.dropHourIfEmpty(h, n)
+	s.dropHourIfEmpty(h, sh)
 
-	d := s.day(dstart, false, n)
+	d := s.day(dstart, false, sh)
 	d.cell.sub(e)
 	if last && d.cell.Count > 0 {
 		var c Cell
@@ -191,23 +202,23 @@ func (s *series) removeContribution(e Entry, last bool, rawMinute func(h *hourBu
 		})
 		d.cell.Last = c.Last
 	}
-	s.dropDayIfEmpty(d, n)
+	s.dropDayIfEmpty(d, sh)
 }
 
-func (s *series) dropHourIfEmpty(h *hourBucket, n *counts) {
+func (s *series) dropHourIfEmpty(h *hourBucket, sh *shard) {
 	if h.cell.Count == 0 && len(h.raw) == 0 {
 		s.hours.Delete(h)
-		n.hours--
+		sh.n.hours--
 		if s.hotHour == h {
 			s.hotHour = nil
 		}
 	}
 }
 
-func (s *series) dropDayIfEmpty(d *dayBucket, n *counts) {
+func (s *series) dropDayIfEmpty(d *dayBucket, sh *shard) {
 	if d.cell.Count == 0 && len(d.raw) == 0 {
 		s.days.Delete(d)
-		n.days--
+		sh.n.days--
 		if s.hotDay == d {
 			s.hotDay = nil
 		}
@@ -232,15 +243,15 @@ func winner(raw []Entry) (Entry, bool) {
 
 // windowRaw returns a pointer to the raw entries of the pre-aggregation
 // window holding ts, creating the bucket when create is set.
-func (s *series) windowRaw(m Mode, ts int64, create bool, n *counts) *[]Entry {
+func (s *series) windowRaw(m Mode, ts int64, create bool, sh *shard) *[]Entry {
 	if m.Window == daySecs {
-		d := s.day(floorTo(ts, daySecs), create, n)
+		d := s.day(floorTo(ts, daySecs), create, sh)
 		if d == nil {
 			return nil
 		}
 		return &d.raw
 	}
-	h := s.hour(floorTo(ts, hourSecs), create, n)
+	h := s.hour(floorTo(ts, hourSecs), create, sh)
 	if h == nil {
 		return nil
 	}
@@ -248,26 +259,26 @@ func (s *series) windowRaw(m Mode, ts int64, create bool, n *counts) *[]Entry {
 }
 
 // apply adds e under mode m.
-func (s *series) apply(m Mode, e Entry, n *counts) {
+func (s *series) apply(m Mode, e Entry, sh *shard) {
 	if m.Window == 0 {
-		s.addContribution(e, n)
+		s.addContribution(e, sh)
 		if m.Last {
-			h := s.hour(floorTo(e.Timestamp, hourSecs), false, n)
+			h := s.hour(floorTo(e.Timestamp, hourSecs), false, sh)
 			h.raw = append(h.raw, e)
-			n.raw++
+			sh.n.raw++
 		}
 		return
 	}
 	// Pre-aggregated: only the newest entry of the window contributes.
-	raw := s.windowRaw(m, e.Timestamp, true, n)
+	raw := s.windowRaw(m, e.Timestamp, true, sh)
 	old, had := winner(*raw)
 	*raw = append(*raw, e)
-	n.raw++
+	sh.n.raw++
 	if !had || e.newer(old) {
 		if had {
-			s.removeContribution(old, true, emptyMinute, n)
+			s.removeContribution(old, true, emptyMinute, sh)
 		}
-		s.addContribution(e, n)
+		s.addContribution(e, sh)
 	}
 }
 
@@ -277,21 +288,21 @@ func emptyMinute(*hourBucket, int64) Cell { return Cell{} }
 
 // cancel removes e under mode m. It reports false when e is not part of
 // the series.
-func (s *series) cancel(m Mode, e Entry, n *counts) bool {
+func (s *series) cancel(m Mode, e Entry, sh *shard) bool {
 	if m.Window == 0 {
 		if m.Last {
-			h := s.hour(floorTo(e.Timestamp, hourSecs), false, n)
+			h := s.hour(floorTo(e.Timestamp, hourSecs), false, sh)
 			if h == nil || !removeEntry(&h.raw, e.Seq) {
 				return false
 			}
-			n.raw--
-		} else if s.hour(floorTo(e.Timestamp, hourSecs), false, n) == nil {
+			sh.n.raw--
+		} else if s.hour(floorTo(e.Timestamp, hourSecs), false, sh) == nil {
 			return false
 		}
-		s.removeContribution(e, m.Last, lastOfMinute, n)
+		s.removeContribution(e, m.Last, lastOfMinute, sh)
 		return true
 	}
-	raw := s.windowRaw(m, e.Timestamp, false, n)
+	raw := s.windowRaw(m, e.Timestamp, false, sh)
 	if raw == nil {
 		return false
 	}
@@ -299,20 +310,20 @@ func (s *series) cancel(m Mode, e Entry, n *counts) bool {
 	if !removeEntry(raw, e.Seq) {
 		return false
 	}
-	n.raw--
+	sh.n.raw--
 	if old.Seq == e.Seq {
-		s.removeContribution(old, true, emptyMinute, n)
+		s.removeContribution(old, true, emptyMinute, sh)
 		if w, ok := winner(*raw); ok {
-			s.addContribution(w, n)
+			s.addContribution(w, sh)
 		}
 	}
 	// The window's bucket may now be empty.
 	if m.Window == daySecs {
-		if d := s.day(floorTo(e.Timestamp, daySecs), false, n); d != nil {
-			s.dropDayIfEmpty(d, n)
+		if d := s.day(floorTo(e.Timestamp, daySecs), false, sh); d != nil {
+			s.dropDayIfEmpty(d, sh)
 		}
-	} else if h := s.hour(floorTo(e.Timestamp, hourSecs), false, n); h != nil {
-		s.dropHourIfEmpty(h, n)
+	} else if h := s.hour(floorTo(e.Timestamp, hourSecs), false, sh); h != nil {
+		s.dropHourIfEmpty(h, sh)
 	}
 	return true
 }

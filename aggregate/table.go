@@ -23,10 +23,12 @@ type Table struct {
 }
 
 type shard struct {
-	mu     sync.Mutex // guards the fields below
-	series map[Key]*series
-	n      counts
-	_      [128 - (unsafe.Sizeof(sync.Mutex{})+unsafe.Sizeof(map[Key]*series(nil))+unsafe.Sizeof(counts{}))%128]byte
+	mu       sync.Mutex // guards the fields below
+	series   map[Key]*series
+	n        counts
+	tracking bool       // remember changed buckets for checkpoints
+	dirty    []dirtyRef // changed buckets, each once
+	_        [128 - (unsafe.Sizeof(sync.Mutex{})+unsafe.Sizeof(map[Key]*series(nil))+unsafe.Sizeof(counts{})+8+unsafe.Sizeof([]dirtyRef(nil)))%128]byte
 }
 
 // NewTable returns a table with n shards; n must be a power of two.
@@ -59,11 +61,11 @@ func (t *Table) Apply(k Key, m Mode, e Entry) {
 func (sh *shard) applyLocked(k Key, m Mode, e Entry) {
 	s, ok := sh.series[k]
 	if !ok {
-		s = newSeries()
+		s = newSeries(k)
 		sh.series[k] = s
 		sh.n.series++
 	}
-	s.apply(m, e, &sh.n)
+	s.apply(m, e, sh)
 }
 
 // Item is one entry of an ApplyBatch call.
@@ -105,7 +107,7 @@ func (t *Table) Cancel(k Key, m Mode, e Entry) bool {
 	if !ok {
 		return false
 	}
-	if !s.cancel(m, e, &sh.n) {
+	if !s.cancel(m, e, sh) {
 		return false
 	}
 	if s.empty() {

@@ -11,14 +11,19 @@ type Event struct {
 	Received   int64 // unix seconds
 }
 
-// Cancel is one cancellation as the log keeps it.
+// Cancel is one cancellation as the log keeps it. It repeats what replay
+// needs of the cancelled event, so that replay never looks the event up.
 type Cancel struct {
-	Seq      uint64 // the Seq of the cancelled event
-	Received int64  // unix seconds
+	Seq       uint64 // the Seq of the cancelled event
+	Received  int64  // when the cancellation was received, unix seconds
+	Meter     uint64 // the cancelled event's meter, customer, value and timestamp
+	Customer  string
+	Value     int64
+	Timestamp int64
 }
 
 // Group is what one log record holds: the events of one Record or
-// RecordBatch call, or one cancellation.
+// RecordBatch call (all received at the same second), or cancellations.
 type Group struct {
 	Events  []Event
 	Cancels []Cancel

@@ -1,0 +1,233 @@
+package aggregate
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+)
+
+// Checkpoint support. With tracking on, every hour or day bucket that
+// changes is remembered until TakeDirty hands it out, encoded. The encoded
+// state of an hour bucket is its minute cells and raw entries; of a day
+// bucket, its raw entries (day-window meters only). Hour and day cells are
+// derived from those on Restore, so a checkpoint holds exactly what
+// replaying the events would rebuild.
+
+// ErrCorrupt reports an encoded bucket that cannot be decoded.
+var ErrCorrupt = errors.New("aggregate: corrupt checkpoint record")
+
+type dirtyRef struct {
+	s *series
+	h *hourBucket // either h or d
+	d *dayBucket
+}
+
+// TrackDirty turns on dirty tracking. Call it before the table is shared.
+func (t *Table) TrackDirty() {
+	for i := range t.shards {
+		t.shards[i].tracking = true
+	}
+}
+
+func (sh *shard) markHour(s *series, h *hourBucket) {
+	if sh.tracking && !h.dirty {
+		h.dirty = true
+		sh.dirty = append(sh.dirty, dirtyRef{s: s, h: h})
+	}
+}
+
+func (sh *shard) markDay(s *series, d *dayBucket) {
+	if sh.tracking && !d.dirty {
+		d.dirty = true
+		sh.dirty = append(sh.dirty, dirtyRef{s: s, d: d})
+	}
+}
+
+// Dirty is one changed bucket, encoded. A nil State means the bucket is
+// gone.
+type Dirty struct {
+	Key   Key
+	Start int64
+	Day   bool
+	State []byte
+}
+
+// TakeDirty returns every bucket changed since the last call, encoded,
+// and clears the set. Buckets are encoded under their shard's lock, so the
+// result is consistent with everything applied before the call as long as
+// nothing is applied during it (the caller excludes writers).
+func (t *Table) TakeDirty() []Dirty {
+	var out []Dirty
+	for i := range t.shards {
+		sh := &t.shards[i]
+		sh.mu.Lock()
+		for _, r := range sh.dirty {
+			if r.h != nil {
+				r.h.dirty = false
+				var st []byte
+				if r.h.cell.Count > 0 || len(r.h.raw) > 0 {
+					if cur, ok := r.s.hours.Get(r.h); ok && cur == r.h {
+						st = encodeHour(r.h)
+					}
+				}
+				out = append(out, Dirty{Key: r.s.key, Start: r.h.start, State: st})
+			} else {
+				r.d.dirty = false
+				var st []byte
+				if len(r.d.raw) > 0 {
+					if cur, ok := r.s.days.Get(r.d); ok && cur == r.d {
+						st = encodeRaw(nil, r.d.raw)
+					}
+				}
+				out = append(out, Dirty{Key: r.s.key, Start: r.d.start, Day: true, State: st})
+			}
+		}
+		clear(sh.dirty)
+		sh.dirty = sh.dirty[:0]
+		sh.mu.Unlock()
+	}
+	return out
+}
+
+// encodeHour: uvarint minutes; per minute: uvarint minute offset, uvarint
+// count, varint sum.Hi, uvarint sum.Lo, entry last; then the raw entries.
+// An entry is uvarint seq, varint timestamp, varint value.
+func encodeHour(h *hourBucket) []byte {
+	b := make([]byte, 0, 8+len(h.minutes)*24+len(h.raw)*12)
+	b = binary.AppendUvarint(b, uint64(len(h.minutes)))
+	for _, m := range h.minutes {
+		b = binary.AppendUvarint(b, uint64((m.minute-h.start)/minuteSecs))
+		b = binary.AppendUvarint(b, uint64(m.Count))
+		b = binary.AppendVarint(b, m.Sum.Hi)
+		b = binary.AppendUvarint(b, m.Sum.Lo)
+		b = appendEntry(b, m.Last)
+	}
+	return encodeRaw(b, h.raw)
+}
+
+func encodeRaw(b []byte, raw []Entry) []byte {
+	b = binary.AppendUvarint(b, uint64(len(raw)))
+	for _, e := range raw {
+		b = appendEntry(b, e)
+	}
+	return b
+}
+
+func appendEntry(b []byte, e Entry) []byte {
+	b = binary.AppendUvarint(b, e.Seq)
+	b = binary.AppendVarint(b, e.Timestamp)
+	return binary.AppendVarint(b, e.Value)
+}
+
+type reader struct {
+	b   []byte
+	bad bool
+}
+
+func (r *reader) uvarint() uint64 {
+	v, n := binary.Uvarint(r.b)
+	if n <= 0 {
+		r.bad, r.b = true, nil
+		return 0
+	}
+	r.b = r.b[n:]
+	return v
+}
+
+func (r *reader) varint() int64 {
+	v, n := binary.Varint(r.b)
+	if n <= 0 {
+		r.bad, r.b = true, nil
+		return 0
+	}
+	r.b = r.b[n:]
+	return v
+}
+
+func (r *reader) count() int {
+	n := r.uvarint()
+	if n > uint64(len(r.b)) { // every element takes at least one byte
+		r.bad, r.b = true, nil
+		return 0
+	}
+	return int(n)
+}
+
+func (r *reader) entry() Entry {
+	return Entry{Seq: r.uvarint(), Timestamp: r.varint(), Value: r.varint()}
+}
+
+func (r *reader) raw() []Entry {
+	n := r.count()
+	if n == 0 {
+		return nil
+	}
+	raw := make([]Entry, n)
+	for i := range raw {
+		raw[i] = r.entry()
+	}
+	return raw
+}
+
+// Restore loads one encoded bucket of series k, as TakeDirty produced it.
+// Restoring the same bucket twice is an error; buckets may come in any
+// order.
+func (t *Table) Restore(k Key, start int64, day bool, state []byte) error {
+	sh := t.shard(k)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	s, ok := sh.series[k]
+	if !ok {
+		s = newSeries(k)
+		sh.series[k] = s
+		sh.n.series++
+	}
+	r := reader{b: state}
+	if day {
+		if start%daySecs != 0 {
+			return fmt.Errorf("%w: day record at %d", ErrCorrupt, start)
+		}
+		d := s.day(start, true, sh)
+		if len(d.raw) > 0 {
+			return fmt.Errorf("%w: day %d restored twice", ErrCorrupt, start)
+		}
+		d.raw = r.raw()
+		sh.n.raw += int64(len(d.raw))
+		if r.bad || len(r.b) > 0 {
+			return fmt.Errorf("%w: day record at %d", ErrCorrupt, start)
+		}
+		return nil
+	}
+	if start%hourSecs != 0 {
+		return fmt.Errorf("%w: hour record at %d", ErrCorrupt, start)
+	}
+	if s.hour(start, false, sh) != nil {
+		return fmt.Errorf("%w: hour %d restored twice", ErrCorrupt, start)
+	}
+	h := s.hour(start, true, sh)
+	n := r.count()
+	h.minutes = make([]minuteCell, 0, n)
+	for i := 0; i < n && !r.bad; i++ {
+		off := r.uvarint()
+		var m minuteCell
+		m.minute = start + int64(off)*minuteSecs
+		m.Count = int64(r.uvarint())
+		m.Sum.Hi = r.varint()
+		m.Sum.Lo = r.uvarint()
+		m.Last = r.entry()
+		if off >= 60 || m.Count <= 0 || (i > 0 && m.minute <= h.minutes[i-1].minute) {
+			r.bad = true
+			break
+		}
+		h.minutes = append(h.minutes, m)
+		h.cell.merge(m.Cell)
+	}
+	h.raw = r.raw()
+	if r.bad || len(r.b) > 0 {
+		return fmt.Errorf("%w: hour record at %d", ErrCorrupt, start)
+	}
+	sh.n.minutes += int64(len(h.minutes))
+	sh.n.raw += int64(len(h.raw))
+	s.day(floorTo(start, daySecs), true, sh).cell.merge(h.cell)
+	return nil
+}

@@ -1,0 +1,99 @@
+package store
+
+import (
+	"encoding/binary"
+	"fmt"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// auxRecord is one adapter record: in bucket aux, sub-bucket ns, key key,
+// value = 8-byte big-endian expiry (unix seconds) followed by the value.
+// A nil value deletes.
+type auxRecord struct {
+	ns, key string
+	value   []byte
+	del     bool
+	expires int64
+	seq     uint64
+}
+
+func putAux(tx *bolt.Tx, r *auxRecord) error {
+	aux := tx.Bucket(bucketAux)
+	if r.del {
+		if b := aux.Bucket([]byte(r.ns)); b != nil {
+			return b.Delete([]byte(r.key))
+		}
+		return nil
+	}
+	b, err := aux.CreateBucketIfNotExists([]byte(r.ns))
+	if err != nil {
+		return err
+	}
+	v := binary.BigEndian.AppendUint64(make([]byte, 0, 8+len(r.value)), uint64(r.expires))
+	return b.Put([]byte(r.key), append(v, r.value...))
+}
+
+// PutAux stores value under (ns, key) until expires (unix seconds), as
+// durable as Append. The value is copied.
+func (s *DB) PutAux(ns, key string, value []byte, expires int64) error {
+	return s.writeAux(&auxRecord{ns: ns, key: key, value: append([]byte(nil), value...), expires: expires})
+}
+
+// DeleteAux removes (ns, key).
+func (s *DB) DeleteAux(ns, key string) error {
+	return s.writeAux(&auxRecord{ns: ns, key: key, del: true})
+}
+
+func (s *DB) writeAux(r *auxRecord) error {
+	it := &item{aux: r}
+	if s.opts.Durability == DurabilitySync {
+		it.done = make(chan error, 1)
+	}
+	if _, err := s.enqueue(it); err != nil {
+		return err
+	}
+	if it.done != nil {
+		return <-it.done
+	}
+	return nil
+}
+
+// GetAux returns a copy of the value under (ns, key) if it expires after
+// now (unix seconds).
+func (s *DB) GetAux(ns, key string, now int64) ([]byte, bool, error) {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil, false, ErrClosed
+	}
+	if r, ok := s.auxPend[[2]string{ns, key}]; ok {
+		s.mu.Unlock()
+		if r.del || r.expires <= now {
+			return nil, false, nil
+		}
+		return append([]byte(nil), r.value...), true, nil
+	}
+	s.mu.Unlock()
+	var out []byte
+	found := false
+	err := s.view(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketAux).Bucket([]byte(ns))
+		if b == nil {
+			return nil
+		}
+		v := b.Get([]byte(key))
+		if v == nil {
+			return nil
+		}
+		if len(v) < 8 {
+			return fmt.Errorf("%w: aux record %s/%s", ErrCorrupt, ns, key)
+		}
+		if int64(binary.BigEndian.Uint64(v)) <= now {
+			return nil
+		}
+		out, found = append([]byte(nil), v[8:]...), true
+		return nil
+	})
+	return out, found, err
+}

@@ -1,0 +1,130 @@
+package store
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// AggRecord is one checkpointed aggregate bucket of one series. State is
+// opaque to the store (the aggregate package encodes it); a nil State
+// deletes the record.
+type AggRecord struct {
+	Meter    uint64
+	Customer string
+	Start    int64 // unix seconds: the hour or day the record covers
+	Day      bool  // a day record rather than an hour record
+	State    []byte
+}
+
+// aggKey is meter (8 bytes BE) | 'h' or 'd' | start (8 bytes BE) | customer.
+func aggKey(r *AggRecord) []byte {
+	k := make([]byte, 0, 17+len(r.Customer))
+	k = binary.BigEndian.AppendUint64(k, r.Meter)
+	if r.Day {
+		k = append(k, 'd')
+	} else {
+		k = append(k, 'h')
+	}
+	k = binary.BigEndian.AppendUint64(k, uint64(r.Start))
+	return append(k, r.Customer...)
+}
+
+// Mark is what a checkpoint covers: every log location up to Loc, and the
+// event sequence and log location counters at that point.
+type Mark struct {
+	Loc     uint64 // aggregates include every log record at or below Loc
+	LastSeq uint64 // greatest event sequence assigned at or below Loc
+}
+
+// Checkpoint writes recs, records m, deletes log records below pruneBelow
+// (never above m.Loc) and aux records expired at now, in one transaction,
+// synced before it returns.
+func (s *DB) Checkpoint(m Mark, recs []AggRecord, pruneBelow uint64, now int64) error {
+	if err := s.check(); err != nil {
+		return err
+	}
+	pruneBelow = min(pruneBelow, m.Loc+1)
+	return s.bolt.Update(func(tx *bolt.Tx) error {
+		agg := tx.Bucket(bucketAgg)
+		for i := range recs {
+			r := &recs[i]
+			var err error
+			if r.State == nil {
+				err = agg.Delete(aggKey(r))
+			} else {
+				err = agg.Put(aggKey(r), r.State)
+			}
+			if err != nil {
+				return err
+			}
+		}
+		meta := tx.Bucket(bucketMeta)
+		if err := meta.Put(keyCheckpoint, u64(m.Loc)); err != nil {
+			return err
+		}
+		if err := meta.Put(keyLastSeq, u64(m.LastSeq)); err != nil {
+			return err
+		}
+		if err := meta.Put(keyLastLoc, u64(m.Loc)); err != nil {
+			return err
+		}
+		c := tx.Bucket(bucketLog).Cursor()
+		end := u64(pruneBelow)
+		for k, _ := c.First(); k != nil && bytes.Compare(k, end) < 0; k, _ = c.First() {
+			if err := c.Delete(); err != nil {
+				return err
+			}
+		}
+		return pruneAux(tx, now)
+	})
+}
+
+func pruneAux(tx *bolt.Tx, now int64) error {
+	return tx.Bucket(bucketAux).ForEachBucket(func(ns []byte) error {
+		b := tx.Bucket(bucketAux).Bucket(ns)
+		c := b.Cursor()
+		for k, v := c.First(); k != nil; {
+			if len(v) >= 8 && int64(binary.BigEndian.Uint64(v)) <= now {
+				if err := c.Delete(); err != nil {
+					return err
+				}
+				k, v = c.Seek(k)
+				continue
+			}
+			k, v = c.Next()
+		}
+		return nil
+	})
+}
+
+// LastMark returns the latest checkpoint's Mark (zero before the first).
+func (s *DB) LastMark() (Mark, error) {
+	var m Mark
+	err := s.view(func(tx *bolt.Tx) error {
+		meta := tx.Bucket(bucketMeta)
+		m = Mark{Loc: getU64(meta, keyCheckpoint), LastSeq: getU64(meta, keyLastSeq)}
+		return nil
+	})
+	return m, err
+}
+
+// LoadAggregates calls fn with every checkpointed aggregate record. The
+// State slice is valid only during the call.
+func (s *DB) LoadAggregates(fn func(r *AggRecord) error) error {
+	return s.view(func(tx *bolt.Tx) error {
+		var r AggRecord
+		return tx.Bucket(bucketAgg).ForEach(func(k, v []byte) error {
+			if len(k) < 17 || (k[8] != 'h' && k[8] != 'd') {
+				return fmt.Errorf("%w: aggregate key %x", ErrCorrupt, k)
+			}
+			r = AggRecord{
+				Meter: binary.BigEndian.Uint64(k), Day: k[8] == 'd',
+				Start: int64(binary.BigEndian.Uint64(k[9:17])), Customer: string(k[17:]), State: v,
+			}
+			return fn(&r)
+		})
+	})
+}

@@ -1,0 +1,29 @@
+// Package store persists a meterdb database in one bbolt file.
+//
+// The file holds the meters, the log of accepted events and cancellations,
+// checkpoints of the in-memory aggregates, and adapter records (HTTP
+// idempotency records, meter event sessions). FORMAT.md beside this file
+// documents every bucket, key and value.
+//
+// # Writes
+//
+// Append and PutAux hand their record to one committer goroutine, which
+// writes everything queued in one bbolt transaction (group commit): up to
+// Options.MaxBatchSize events, waiting at most Options.MaxBatchDelay for a
+// group to fill. Log keys are sequential locations, so a commit appends to
+// the end of the log's B+tree. With DurabilitySync (the default) Append
+// returns after the fsync that covers its record; with DurabilityBuffered
+// it returns at once and the committer syncs within Options.FlushInterval,
+// which bounds what a crash can lose. Once a commit fails, the store stays
+// failed: every later write returns the error.
+//
+// # Reads and recovery
+//
+// Open checks the format version, and the caller then loads the meters,
+// the latest checkpoint (LoadAggregates) and the log after it (Replay).
+// Checkpoint writes dirty aggregate records, records the location they
+// cover and deletes the log groups that neither replay nor the retention
+// window needs.
+//
+// A *DB is safe for concurrent use.
+package store

@@ -1,0 +1,467 @@
+package store
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
+
+	"github.com/meterdb/meterdb/meter"
+)
+
+// FormatVersion is the version of the layout in FORMAT.md that this code
+// writes and reads.
+const FormatVersion = 1
+
+var (
+	bucketMeta   = []byte("meta")
+	bucketMeters = []byte("meters")
+	bucketLog    = []byte("log")
+	bucketAgg    = []byte("agg")
+	bucketAux    = []byte("aux")
+
+	keyFormat     = []byte("format")
+	keyCheckpoint = []byte("checkpoint") // 8-byte location covered by the aggregate checkpoint
+	keyLastSeq    = []byte("last_seq")   // 8-byte last event sequence at the checkpoint
+	keyLastLoc    = []byte("last_loc")   // 8-byte last log location at the checkpoint
+)
+
+// DB is an open store file.
+type DB struct {
+	opts Options
+	bolt *bolt.DB
+
+	wake chan struct{} // tells the committer that work is queued (capacity 1)
+
+	mu       sync.Mutex // guards the fields below
+	cond     *sync.Cond // broadcast when a commit finishes or Close starts
+	queue    []*item    // waiting for the committer, in location order
+	queued   int        // events in queue
+	nextLoc  uint64     // location of the next Append
+	items    uint64     // items ever queued
+	commits  uint64     // items ever committed (or failed); batches commit in queue order
+	pending  map[uint64]*Group
+	auxPend  map[[2]string]auxRecord
+	failed   error // sticky commit error
+	closing  bool
+	closed   bool
+	lastSync time.Time
+
+	done chan struct{} // closed when the committer exits
+}
+
+type item struct {
+	seq   uint64 // queue order
+	loc   uint64 // 0 for aux records
+	data  []byte // encoded log record
+	nev   int    // events in data
+	aux   *auxRecord
+	group *Group
+	done  chan error // nil for buffered writes
+}
+
+// Open opens or creates the store at path. A second process opening the
+// same file gets ErrLocked after Options.LockTimeout; a file that is not a
+// meterdb store gets ErrNotStore, one of another format version ErrVersion,
+// and a damaged one an error wrapping ErrCorrupt.
+func Open(path string, opts *Options) (_ *DB, err error) {
+	o, err := opts.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	existed := false
+	if fi, statErr := os.Stat(path); statErr == nil {
+		existed = fi.Size() > 0
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%w: %s: %v", ErrCorrupt, path, r)
+		}
+	}()
+	bdb, err := bolt.Open(path, 0o600, &bolt.Options{
+		Timeout:        o.LockTimeout,
+		NoSync:         o.NoFsync,
+		NoGrowSync:     o.NoFsync,
+		FreelistType:   bolt.FreelistMapType,
+		NoFreelistSync: false,
+	})
+	if err != nil {
+		switch {
+		case errors.Is(err, bolterrors.ErrTimeout):
+			return nil, fmt.Errorf("%w: %s", ErrLocked, path)
+		case errors.Is(err, bolterrors.ErrInvalid), errors.Is(err, bolterrors.ErrVersionMismatch):
+			return nil, fmt.Errorf("%w: %s: %v", ErrNotStore, path, err)
+		case errors.Is(err, bolterrors.ErrChecksum):
+			return nil, fmt.Errorf("%w: %s: %v", ErrCorrupt, path, err)
+		}
+		return nil, fmt.Errorf("store: opening %s: %w", path, err)
+	}
+	s := &DB{opts: o, bolt: bdb, pending: map[uint64]*Group{}, auxPend: map[[2]string]auxRecord{},
+		done: make(chan struct{}), wake: make(chan struct{}, 1)}
+	s.cond = sync.NewCond(&s.mu)
+	if err := s.init(existed); err != nil {
+		bdb.Close()
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	go s.commitLoop()
+	return s, nil
+}
+
+// init checks or writes the format and finds the next log location.
+func (s *DB) init(existed bool) error {
+	return s.bolt.Update(func(tx *bolt.Tx) error {
+		meta := tx.Bucket(bucketMeta)
+		if meta == nil {
+			if existed || tx.Bucket(bucketLog) != nil || tx.Bucket(bucketMeters) != nil {
+				// A non-empty bbolt file without our meta bucket.
+				if hasBuckets(tx) {
+					return ErrNotStore
+				}
+			}
+			var err error
+			if meta, err = tx.CreateBucket(bucketMeta); err != nil {
+				return err
+			}
+			if err := meta.Put(keyFormat, u64(FormatVersion)); err != nil {
+				return err
+			}
+		}
+		v := meta.Get(keyFormat)
+		if len(v) != 8 {
+			return fmt.Errorf("%w: missing format version", ErrNotStore)
+		}
+		if ver := binary.BigEndian.Uint64(v); ver != FormatVersion {
+			return fmt.Errorf("%w: file has format %d, this build reads format %d", ErrVersion, ver, FormatVersion)
+		}
+		for _, name := range [][]byte{bucketMeters, bucketLog, bucketAgg, bucketAux} {
+			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+				return err
+			}
+		}
+		s.nextLoc = max(getU64(meta, keyLastLoc), getU64(meta, keyCheckpoint)) + 1
+		if k, _ := tx.Bucket(bucketLog).Cursor().Last(); k != nil {
+			if len(k) != 8 {
+				return fmt.Errorf("%w: log key of %d bytes", ErrCorrupt, len(k))
+			}
+			s.nextLoc = max(s.nextLoc, binary.BigEndian.Uint64(k)+1)
+		}
+		return nil
+	})
+}
+
+func hasBuckets(tx *bolt.Tx) bool {
+	found := false
+	tx.ForEach(func([]byte, *bolt.Bucket) error { found = true; return nil })
+	return found
+}
+
+func u64(v uint64) []byte { return binary.BigEndian.AppendUint64(nil, v) }
+
+func getU64(b *bolt.Bucket, k []byte) uint64 {
+	if v := b.Get(k); len(v) == 8 {
+		return binary.BigEndian.Uint64(v)
+	}
+	return 0
+}
+
+// Append queues g as the next log record and returns its location: with
+// DurabilitySync after the commit that covers it, with DurabilityBuffered
+// at once. g must not be modified afterwards.
+func (s *DB) Append(g *Group) (uint64, error) {
+	data := appendGroup(make([]byte, 0, 16+48*len(g.Events)+48*len(g.Cancels)), g)
+	it := &item{data: data, nev: len(g.Events) + len(g.Cancels), group: g}
+	if s.opts.Durability == DurabilitySync {
+		it.done = make(chan error, 1)
+	}
+	loc, err := s.enqueue(it)
+	if err != nil {
+		return 0, err
+	}
+	if it.done != nil {
+		if err := <-it.done; err != nil {
+			return 0, err
+		}
+	}
+	return loc, nil
+}
+
+func (s *DB) enqueue(it *item) (uint64, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	// Buffered writers wait while two full commits are queued: memory and
+	// the loss window stay bounded when the disk falls behind.
+	for it.done == nil && s.queued > 2*s.opts.MaxBatchSize && !s.closing && s.failed == nil {
+		s.cond.Wait()
+	}
+	if s.closed || s.closing {
+		return 0, ErrClosed
+	}
+	if s.failed != nil {
+		return 0, s.failed
+	}
+	s.items++
+	it.seq = s.items
+	if it.aux == nil {
+		it.loc = s.nextLoc
+		s.nextLoc++
+		s.pending[it.loc] = it.group
+	} else {
+		it.aux.seq = it.seq
+		s.auxPend[[2]string{it.aux.ns, it.aux.key}] = *it.aux
+	}
+	s.queue = append(s.queue, it)
+	s.queued += it.nev
+	if len(s.queue) == 1 || s.queued >= s.opts.MaxBatchSize {
+		select {
+		case s.wake <- struct{}{}:
+		default:
+		}
+	}
+	return it.loc, nil
+}
+
+// commitLoop is the single writer: it takes what is queued and commits it
+// in one transaction, until Close. After the first record arrives it waits
+// up to MaxBatchDelay (FlushInterval when buffered) for a full batch.
+func (s *DB) commitLoop() {
+	defer close(s.done)
+	delay := s.opts.MaxBatchDelay
+	if s.opts.Durability == DurabilityBuffered {
+		delay = s.opts.FlushInterval
+	}
+	for {
+		s.mu.Lock()
+		for len(s.queue) == 0 && !s.closing {
+			s.mu.Unlock()
+			<-s.wake
+			s.mu.Lock()
+		}
+		if len(s.queue) == 0 {
+			s.mu.Unlock()
+			return
+		}
+		full := s.queued >= s.opts.MaxBatchSize || s.closing
+		s.mu.Unlock()
+		if delay > 0 && !full {
+			t := time.NewTimer(delay)
+			select {
+			case <-t.C:
+			case <-s.wake:
+			}
+			t.Stop()
+		}
+		s.mu.Lock()
+		n, events := 0, 0
+		for n < len(s.queue) && (n == 0 || events+s.queue[n].nev <= s.opts.MaxBatchSize) {
+			events += s.queue[n].nev
+			n++
+		}
+		batch := append([]*item(nil), s.queue[:n]...)
+		s.queue = append(s.queue[:0], s.queue[n:]...)
+		s.queued -= events
+		failed := s.failed
+		s.mu.Unlock()
+
+		err := failed
+		if err == nil {
+			err = s.commit(batch)
+		}
+		s.mu.Lock()
+		if err != nil && s.failed == nil {
+			s.failed = fmt.Errorf("store: commit failed, the store is read-only until reopened: %w", err)
+			s.opts.Logger.Error("store commit failed", "err", err)
+		}
+		for _, it := range batch {
+			s.commits = it.seq
+			if it.aux == nil {
+				delete(s.pending, it.loc)
+			} else if p, ok := s.auxPend[[2]string{it.aux.ns, it.aux.key}]; ok && p.seq == it.aux.seq {
+				delete(s.auxPend, [2]string{it.aux.ns, it.aux.key})
+			}
+			if it.done != nil {
+				it.done <- err
+			}
+		}
+		s.cond.Broadcast()
+		s.mu.Unlock()
+	}
+}
+
+func (s *DB) commit(batch []*item) error {
+	return s.bolt.Update(func(tx *bolt.Tx) error {
+		log := tx.Bucket(bucketLog)
+		log.FillPercent = 1.0 // keys only ever grow: pack pages full
+		var key [8]byte
+		for _, it := range batch {
+			if it.aux != nil {
+				if err := putAux(tx, it.aux); err != nil {
+					return err
+				}
+				continue
+			}
+			binary.BigEndian.PutUint64(key[:], it.loc)
+			if err := log.Put(key[:], it.data); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// Sync returns once everything queued before the call is committed.
+func (s *DB) Sync() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return ErrClosed
+	}
+	target := s.items
+	for s.commits < target && s.failed == nil {
+		s.cond.Wait()
+	}
+	return s.failed
+}
+
+// Group returns the log record at loc, decoded, or nil when there is none.
+func (s *DB) Group(loc uint64) (*Group, error) {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil, ErrClosed
+	}
+	if g, ok := s.pending[loc]; ok {
+		s.mu.Unlock()
+		return g, nil
+	}
+	s.mu.Unlock()
+	var g *Group
+	err := s.view(func(tx *bolt.Tx) error {
+		v := tx.Bucket(bucketLog).Get(u64(loc))
+		if v == nil {
+			return nil
+		}
+		var err error
+		g, err = decodeGroup(v)
+		if err != nil {
+			return fmt.Errorf("log record %d: %w", loc, err)
+		}
+		return nil
+	})
+	return g, err
+}
+
+// view runs fn in a read transaction, turning a bbolt panic on a damaged
+// page into an ErrCorrupt error.
+func (s *DB) view(fn func(*bolt.Tx) error) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%w: %v", ErrCorrupt, r)
+		}
+	}()
+	return s.bolt.View(fn)
+}
+
+// Replay calls fn with every log record in location order. g shares
+// nothing with the file and may be kept.
+func (s *DB) Replay(fn func(loc uint64, g *Group) error) error {
+	return s.view(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketLog).Cursor()
+		for k, v := c.First(); k != nil; k, v = c.Next() {
+			if len(k) != 8 {
+				return fmt.Errorf("%w: log key of %d bytes", ErrCorrupt, len(k))
+			}
+			loc := binary.BigEndian.Uint64(k)
+			g, err := decodeGroup(v)
+			if err != nil {
+				return fmt.Errorf("log record %d: %w", loc, err)
+			}
+			if err := fn(loc, g); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// SaveMeter stores m, replacing the meter with the same Seq. It commits
+// and syncs before returning, whatever the durability.
+func (s *DB) SaveMeter(m meter.Meter) error {
+	data, err := json.Marshal(m)
+	if err != nil {
+		return err
+	}
+	if err := s.check(); err != nil {
+		return err
+	}
+	return s.bolt.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketMeters).Put(u64(m.Seq), data)
+	})
+}
+
+// Meters returns every stored meter.
+func (s *DB) Meters() ([]meter.Meter, error) {
+	var ms []meter.Meter
+	err := s.view(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketMeters).ForEach(func(k, v []byte) error {
+			var m meter.Meter
+			if err := json.Unmarshal(v, &m); err != nil {
+				return fmt.Errorf("%w: meter %x: %v", ErrCorrupt, k, err)
+			}
+			ms = append(ms, m)
+			return nil
+		})
+	})
+	return ms, err
+}
+
+func (s *DB) check() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed || s.closing {
+		return ErrClosed
+	}
+	return s.failed
+}
+
+// Close commits everything queued and closes the file. It is safe to call
+// twice.
+func (s *DB) Close() error {
+	s.mu.Lock()
+	if s.closed || s.closing {
+		s.mu.Unlock()
+		<-s.done
+		return nil
+	}
+	s.closing = true
+	s.cond.Broadcast()
+	s.mu.Unlock()
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+	<-s.done
+	s.mu.Lock()
+	s.closed = true
+	failed := s.failed
+	s.mu.Unlock()
+	err := s.bolt.Close()
+	if failed != nil {
+		return failed
+	}
+	return err
+}
+
+// Size returns the file size in bytes.
+func (s *DB) Size() (int64, error) {
+	fi, err := os.Stat(s.bolt.Path())
+	if err != nil {
+		return 0, err
+	}
+	return fi.Size(), nil
+}
