@@ -35,6 +35,14 @@ type DB struct {
 	life   sync.RWMutex // read-held by every operation; write-held by Close
 	closed bool         // guarded by life
 
+	// File-backed databases only: applyMu is read-held from a group's
+	// append to its apply, and write-held by the checkpointer while it
+	// takes the changed buckets, so that a checkpoint covers exactly the
+	// log up to a location.
+	durable bool
+	applyMu sync.RWMutex
+	ckpt    *checkpointer
+
 	cancelMu  sync.Mutex       // guards cancelled
 	cancelled map[uint64]int64 // receipt time of cancelled (or being cancelled) events, by sequence
 
@@ -61,9 +69,6 @@ func Open(path string, opts *Options) (*DB, error) {
 	if err != nil {
 		return nil, err
 	}
-	if path != "" {
-		return nil, errors.New("meterdb: file-backed databases are not available yet; use an empty path")
-	}
 	reg, err := meter.NewRegistry(nil)
 	if err != nil {
 		return nil, err
@@ -76,6 +81,11 @@ func Open(path string, opts *Options) (*DB, error) {
 		j:         newMemJournal(),
 		idPrefix:  "mev_" + meter.RandomBase62(16) + "_",
 		cancelled: map[uint64]int64{},
+	}
+	if path != "" {
+		if err := db.openFile(path); err != nil {
+			return nil, err
+		}
 	}
 	return db, nil
 }
@@ -103,6 +113,9 @@ func (db *DB) Close() error {
 		return nil
 	}
 	db.closed = true
+	if db.durable {
+		return db.closeFile()
+	}
 	return db.j.Close()
 }
 
@@ -262,12 +275,21 @@ func (db *DB) RecordBatch(ctx context.Context, evs []event.Event) ([]error, erro
 		e.Seq = last - uint64(len(g.Events)) + 1 + uint64(i)
 		items[i].Entry = aggregate.Entry{Seq: e.Seq, Timestamp: e.Timestamp, Value: e.Value}
 	}
+	if db.durable {
+		db.applyMu.RLock()
+	}
 	loc, err := db.j.Append(g)
 	if err != nil {
+		if db.durable {
+			db.applyMu.RUnlock()
+		}
 		release()
 		return nil, fmt.Errorf("meterdb: recording events: %w", err)
 	}
 	db.table.ApplyBatch(items)
+	if db.durable {
+		db.applyMu.RUnlock()
+	}
 	for _, i := range reserved {
 		db.idx.Commit(evs[i].Identifier, loc)
 	}
@@ -417,7 +439,14 @@ func (db *DB) Cancel(ctx context.Context, eventName, identifier string) error {
 	db.cancelled[found.Seq] = found.Received
 	db.cancelMu.Unlock()
 
-	loc, err := db.j.Append(&store.Group{Cancels: []store.Cancel{{Seq: found.Seq, Received: now}}})
+	if db.durable {
+		db.applyMu.RLock()
+		defer db.applyMu.RUnlock()
+	}
+	loc, err := db.j.Append(&store.Group{Cancels: []store.Cancel{{
+		Seq: found.Seq, Received: now, Meter: found.Meter, Customer: found.Customer,
+		Value: found.Value, Timestamp: found.Timestamp,
+	}}})
 	if err != nil {
 		db.cancelMu.Lock()
 		delete(db.cancelled, found.Seq)

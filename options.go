@@ -4,6 +4,19 @@ import (
 	"fmt"
 	"log/slog"
 	"time"
+
+	"github.com/meterdb/meterdb/store"
+)
+
+// Durability modes of a file-backed DB; see Options.Durability.
+const (
+	// DurabilitySync acknowledges an event after the fsync that covers it.
+	DurabilitySync = store.DurabilitySync
+	// DurabilityBuffered acknowledges an event once it is applied in
+	// memory; it is synced within Options.FlushInterval plus one commit, and
+	// a crash can lose what was acknowledged in that window (never more,
+	// and nothing is ever counted twice).
+	DurabilityBuffered = store.DurabilityBuffered
 )
 
 // Options configure a DB. A nil *Options and every zero field mean the
@@ -20,6 +33,31 @@ type Options struct {
 	Now func() time.Time
 	// Logger receives operational messages. Nil means silent.
 	Logger *slog.Logger
+
+	// The fields below apply to file-backed databases only.
+
+	// Durability is DurabilitySync (the zero value) or DurabilityBuffered.
+	Durability store.Durability
+	// MaxBatchSize is the most events one group commit carries; a larger
+	// RecordBatch still commits whole. Zero means 100,000.
+	MaxBatchSize int
+	// MaxBatchDelay is how long a commit waits for more events after the
+	// first; zero means none: a commit takes what is queued, and what
+	// arrives during its fsync forms the next one.
+	MaxBatchDelay time.Duration
+	// FlushInterval is, with DurabilityBuffered, the longest an
+	// acknowledged event waits before its commit starts. Zero means 100 ms.
+	FlushInterval time.Duration
+	// CheckpointInterval is how often the aggregates changed since the last
+	// checkpoint are written, which bounds the log that Open replays and
+	// lets old log records go. Zero means 30 s; Close always checkpoints.
+	CheckpointInterval time.Duration
+	// LockTimeout is how long Open waits for another process holding the
+	// file. Zero means 1 s.
+	LockTimeout time.Duration
+	// NoFsync skips fsync: for throwaway data only. A machine crash (not a
+	// process crash) can then lose or corrupt the file.
+	NoFsync bool
 }
 
 // CancelWindow is how long after its receipt an event can be cancelled.
@@ -43,6 +81,12 @@ func (o *Options) withDefaults() (Options, error) {
 		r.DedupeWindow = 24 * time.Hour
 	case r.DedupeWindow < 0:
 		return r, fmt.Errorf("meterdb: Options.DedupeWindow is %v, want a positive duration", r.DedupeWindow)
+	}
+	if r.CheckpointInterval < 0 {
+		return r, fmt.Errorf("meterdb: Options.CheckpointInterval is %v, want a positive duration", r.CheckpointInterval)
+	}
+	if r.CheckpointInterval == 0 {
+		r.CheckpointInterval = 30 * time.Second
 	}
 	if r.Now == nil {
 		r.Now = time.Now

@@ -457,6 +457,13 @@ func (s *DB) Close() error {
 	return err
 }
 
+// LastLoc returns the location of the latest Append (0 before the first).
+func (s *DB) LastLoc() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.nextLoc - 1
+}
+
 // Size returns the file size in bytes.
 func (s *DB) Size() (int64, error) {
 	fi, err := os.Stat(s.bolt.Path())

@@ -1,0 +1,198 @@
+package meterdb
+
+import (
+	"errors"
+	"fmt"
+
+	"sync/atomic"
+	"time"
+
+	"github.com/meterdb/meterdb/aggregate"
+	"github.com/meterdb/meterdb/meter"
+	"github.com/meterdb/meterdb/store"
+)
+
+// fileJournal is the journal of a file-backed DB. Pruning is deferred to
+// the next checkpoint.
+type fileJournal struct {
+	*store.DB
+	pruneLoc atomic.Uint64 // log records below it are no longer needed for dedupe
+}
+
+func (j *fileJournal) Prune(loc uint64, now int64) {
+	if loc > j.pruneLoc.Load() {
+		j.pruneLoc.Store(loc)
+	}
+}
+
+// checkpointer writes the aggregates of a file-backed DB in the background.
+type checkpointer struct {
+	stop    chan struct{}
+	stopped chan struct{}
+	failed  atomic.Bool // after a failed checkpoint no other is written
+}
+
+// openFile loads the store at path into db: meters, the checkpointed
+// aggregates, then the log after the checkpoint; and rebuilds the dedupe
+// index and the cancellation set from the log records of the retention
+// window.
+func (db *DB) openFile(path string) error {
+	o := db.opts
+	sdb, err := store.Open(path, &store.Options{
+		Durability: o.Durability, MaxBatchSize: o.MaxBatchSize, MaxBatchDelay: o.MaxBatchDelay,
+		FlushInterval: o.FlushInterval, LockTimeout: o.LockTimeout, NoFsync: o.NoFsync, Logger: o.Logger,
+	})
+	if err != nil {
+		return fmt.Errorf("meterdb: %w", err)
+	}
+	if err := db.load(sdb); err != nil {
+		sdb.Close()
+		return fmt.Errorf("meterdb: loading %s: %w", path, err)
+	}
+	db.j = &fileJournal{DB: sdb}
+	db.durable = true
+	db.ckpt = &checkpointer{stop: make(chan struct{}), stopped: make(chan struct{})}
+	go db.checkpointLoop()
+	return nil
+}
+
+func (db *DB) load(sdb *store.DB) (err error) {
+	start := time.Now()
+	ms, err := sdb.Meters()
+	if err != nil {
+		return err
+	}
+	if db.reg, err = meter.NewRegistry(ms); err != nil {
+		return fmt.Errorf("%w: %v", store.ErrCorrupt, err)
+	}
+	modes := map[uint64]aggregate.Mode{}
+	for _, m := range ms {
+		modes[m.Seq] = aggregate.ModeOf(string(m.Formula), string(m.EventTimeWindow))
+	}
+	restored := 0
+	err = sdb.LoadAggregates(func(r *store.AggRecord) error {
+		if _, ok := modes[r.Meter]; !ok {
+			return fmt.Errorf("%w: aggregate record of unknown meter %d", store.ErrCorrupt, r.Meter)
+		}
+		restored++
+		return db.table.Restore(aggregate.Key{Meter: r.Meter, Customer: r.Customer}, r.Start, r.Day, r.State)
+	})
+	if err != nil {
+		return err
+	}
+	db.table.TrackDirty()
+	ckMark, err := sdb.LastMark()
+	if err != nil {
+		return err
+	}
+	lastSeq := ckMark.LastSeq
+	cutoff := db.now().Unix() - db.retention() - 60
+	replayed, indexed := 0, 0
+	err = sdb.Replay(func(loc uint64, g *store.Group) error {
+		apply := loc > ckMark.Loc
+		for i := range g.Events {
+			e := &g.Events[i]
+			mode, ok := modes[e.Meter]
+			if !ok {
+				return fmt.Errorf("%w: log record %d names unknown meter %d", store.ErrCorrupt, loc, e.Meter)
+			}
+			lastSeq = max(lastSeq, e.Seq)
+			if apply {
+				db.table.Apply(aggregate.Key{Meter: e.Meter, Customer: e.Customer}, mode,
+					aggregate.Entry{Seq: e.Seq, Timestamp: e.Timestamp, Value: e.Value})
+				replayed++
+			}
+			if e.Received >= cutoff {
+				db.idx.Add(e.Identifier, loc)
+				indexed++
+			}
+		}
+		for _, c := range g.Cancels {
+			mode, ok := modes[c.Meter]
+			if !ok {
+				return fmt.Errorf("%w: log record %d names unknown meter %d", store.ErrCorrupt, loc, c.Meter)
+			}
+			if apply && !db.table.Cancel(aggregate.Key{Meter: c.Meter, Customer: c.Customer}, mode,
+				aggregate.Entry{Seq: c.Seq, Timestamp: c.Timestamp, Value: c.Value}) {
+				return fmt.Errorf("%w: log record %d cancels event %d, which is not recorded", store.ErrCorrupt, loc, c.Seq)
+			}
+			if c.Received >= cutoff {
+				db.cancelled[c.Seq] = c.Received
+			}
+		}
+		var received int64
+		if len(g.Events) > 0 {
+			received = g.Events[0].Received
+		} else if len(g.Cancels) > 0 {
+			received = g.Cancels[0].Received
+		}
+		if n := len(db.marks); n == 0 || db.marks[n-1].t < received {
+			db.marks = append(db.marks, mark{t: received, loc: loc})
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	db.seq.Store(lastSeq)
+	db.opts.Logger.Info("meterdb opened", "meters", len(ms), "aggregate_records", restored,
+		"replayed_events", replayed, "indexed_identifiers", indexed, "took", time.Since(start))
+	return nil
+}
+
+func (db *DB) checkpointLoop() {
+	defer close(db.ckpt.stopped)
+	t := time.NewTicker(db.opts.CheckpointInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-db.ckpt.stop:
+			return
+		case <-t.C:
+			if err := db.checkpoint(); err != nil {
+				db.opts.Logger.Error("meterdb checkpoint failed; the log keeps everything until the next open", "err", err)
+			}
+		}
+	}
+}
+
+// checkpoint writes the aggregates changed since the last checkpoint. It
+// stops writers (the apply lock) only while it takes the changed buckets.
+func (db *DB) checkpoint() error {
+	if db.ckpt.failed.Load() {
+		return errors.New("meterdb: an earlier checkpoint failed")
+	}
+	fj := db.j.(*fileJournal)
+	db.applyMu.Lock()
+	m := store.Mark{Loc: fj.LastLoc(), LastSeq: db.seq.Load()}
+	dirty := db.table.TakeDirty()
+	db.applyMu.Unlock()
+	recs := make([]store.AggRecord, len(dirty))
+	for i, d := range dirty {
+		recs[i] = store.AggRecord{Meter: d.Key.Meter, Customer: d.Key.Customer, Start: d.Start, Day: d.Day, State: d.State}
+	}
+	// The log up to m.Loc must be on disk before a checkpoint claims it.
+	err := fj.Sync()
+	if err == nil {
+		err = fj.Checkpoint(m, recs, fj.pruneLoc.Load(), db.now().Unix())
+	}
+	if err != nil {
+		// The taken buckets are no longer marked: a later checkpoint would
+		// skip them. Stop checkpointing; the log still holds everything.
+		db.ckpt.failed.Store(true)
+	}
+	return err
+}
+
+// closeFile stops the checkpointer, writes a last checkpoint and closes
+// the store.
+func (db *DB) closeFile() error {
+	close(db.ckpt.stop)
+	<-db.ckpt.stopped
+	var errs []error
+	if !db.ckpt.failed.Load() {
+		errs = append(errs, db.checkpoint())
+	}
+	errs = append(errs, db.j.Close())
+	return errors.Join(errs...)
+}
