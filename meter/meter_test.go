@@ -212,7 +212,7 @@ func TestSetStatus(t *testing.T) {
 	if got, _ := r.Lookup("e"); got.Status != meter.Inactive {
 		t.Error("Lookup sees an active meter")
 	}
-	t2 := t1.Add(2*time.Hour).Truncate(time.Second)
+	t2 := t1.Add(2 * time.Hour).Truncate(time.Second)
 	on, err := r.SetStatus(m.ID, meter.Active, t2, persist)
 	if err != nil || on.Status != meter.Active || !on.DeactivatedAt.IsZero() || !on.Updated.Equal(t2) {
 		t.Fatalf("reactivated: %+v, %v", on, err)
