@@ -1,7 +1,6 @@
 package aggregate
 
 import (
-	"math"
 	"math/big"
 	"math/bits"
 )
@@ -35,15 +34,15 @@ func (x Int128) Int64() (int64, bool) {
 	return v, x.Hi == v>>63
 }
 
-// Float64 returns the float64 nearest to x.
+// Float64 returns the float64 nearest to x (ties to even). Beyond the
+// int64 range it converts through big.Float: converting the two halves
+// separately would round twice.
 func (x Int128) Float64() float64 {
 	if v, ok := x.Int64(); ok {
 		return float64(v)
 	}
-	if x.Hi < 0 {
-		return -x.Neg().Float64()
-	}
-	return float64(x.Hi)*math.Exp2(64) + float64(x.Lo)
+	f, _ := new(big.Float).SetInt(x.Big()).Float64()
+	return f
 }
 
 // Big returns x as a new big.Int.
