@@ -171,17 +171,13 @@ func (db *DB) checkpoint() error {
 	for i, d := range dirty {
 		recs[i] = store.AggRecord{Meter: d.Key.Meter, Customer: d.Key.Customer, Start: d.Start, Day: d.Day, State: d.State}
 	}
-	// The log up to m.Loc must be on disk before a checkpoint claims it.
-	err := fj.Sync()
-	if err == nil {
-		err = fj.Checkpoint(m, recs, fj.pruneLoc.Load(), db.now().Unix())
-	}
-	if err != nil {
+	if err := fj.Checkpoint(m, recs, fj.pruneLoc.Load(), db.now().Unix()); err != nil {
 		// The taken buckets are no longer marked: a later checkpoint would
 		// skip them. Stop checkpointing; the log still holds everything.
 		db.ckpt.failed.Store(true)
+		return err
 	}
-	return err
+	return nil
 }
 
 // closeFile stops the checkpointer, writes a last checkpoint and closes

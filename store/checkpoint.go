@@ -39,10 +39,15 @@ type Mark struct {
 	LastSeq uint64 // greatest event sequence assigned at or below Loc
 }
 
-// Checkpoint writes recs, records m, deletes log records below pruneBelow
-// (never above m.Loc) and aux records expired at now, in one transaction,
-// synced before it returns.
+// Checkpoint first waits for everything queued (so that the log up to
+// m.Loc is on disk before a checkpoint claims it), then writes recs,
+// records m, deletes log records below pruneBelow (never above m.Loc) and
+// aux records expired at now, in one transaction, synced before it
+// returns.
 func (s *DB) Checkpoint(m Mark, recs []AggRecord, pruneBelow uint64, now int64) error {
+	if err := s.Sync(); err != nil {
+		return err
+	}
 	if err := s.check(); err != nil {
 		return err
 	}

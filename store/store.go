@@ -97,7 +97,7 @@ func Open(path string, opts *Options) (_ *DB, err error) {
 			return nil, fmt.Errorf("%w: %s", ErrLocked, path)
 		case errors.Is(err, bolterrors.ErrInvalid), errors.Is(err, bolterrors.ErrVersionMismatch):
 			return nil, fmt.Errorf("%w: %s: %v", ErrNotStore, path, err)
-		case errors.Is(err, bolterrors.ErrChecksum):
+		case errors.Is(err, bolterrors.ErrChecksum), existed:
 			return nil, fmt.Errorf("%w: %s: %v", ErrCorrupt, path, err)
 		}
 		return nil, fmt.Errorf("store: opening %s: %w", path, err)
