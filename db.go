@@ -412,18 +412,21 @@ func (db *DB) Cancel(ctx context.Context, eventName, identifier string) error {
 	if !ok || identifier == "" {
 		return notFound
 	}
+	// With a dedupe window shorter than the cancel window, or across meters,
+	// an identifier can name several events: cancel the newest one of this
+	// meter.
 	var found *store.Event
 	_, _, err := db.idx.Find(identifier, func(loc uint64) (bool, error) {
 		e, err := db.findEvent(loc, identifier)
-		if e != nil {
+		if e != nil && e.Meter == m.Seq && (found == nil || e.Seq > found.Seq) {
 			found = e
 		}
-		return e != nil, err
+		return false, err // look at every candidate
 	})
 	if err != nil {
 		return err
 	}
-	if found == nil || found.Meter != m.Seq {
+	if found == nil {
 		return notFound
 	}
 	if now-found.Received >= int64(CancelWindow/time.Second) {
