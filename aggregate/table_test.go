@@ -1,0 +1,444 @@
+package aggregate_test
+
+import (
+	"errors"
+	"fmt"
+	"math/big"
+	"slices"
+	"strings"
+	"testing"
+
+	"pgregory.net/rapid"
+
+	"github.com/meterdb/meterdb/aggregate"
+)
+
+const (
+	minute = int64(60)
+	hour   = int64(3600)
+	day    = int64(86400)
+)
+
+// d0 is a UTC midnight.
+const d0 = int64(1773100800) // 2026-03-10T00:00:00Z
+
+func floorTo(t, unit int64) int64 {
+	r := t % unit
+	if r < 0 {
+		r += unit
+	}
+	return t - r
+}
+
+// windows formats query results as "start+len=count/sum/last".
+func windows(ws []aggregate.Window) string { return windowsLast(ws, true) }
+
+// windowsLast is windows, leaving out Last unless withLast is set: a
+// series whose meter does not use Last does not recompute it when an entry
+// is cancelled.
+func windowsLast(ws []aggregate.Window, withLast bool) string {
+	var out []string
+	for _, w := range ws {
+		s := fmt.Sprintf("%d+%d=%d/%s", w.Start-d0, w.End-w.Start, w.Count, w.Sum)
+		if w.Count > 0 && withLast {
+			s += fmt.Sprintf("/%d", w.Last.Value)
+		}
+		out = append(out, s)
+	}
+	return strings.Join(out, " ")
+}
+
+func query(t *testing.T, tb *aggregate.Table, k aggregate.Key, start, end int64, g aggregate.Grouping) string {
+	t.Helper()
+	ws, err := tb.Query(k, start, end, g)
+	if err != nil {
+		t.Fatalf("Query(%d, %d, %d): %v", start-d0, end-d0, g, err)
+	}
+	return windows(ws)
+}
+
+// Ranges inside one hour, across hour and day boundaries, and windows that
+// start or end exactly on an entry's minute, hour or day.
+func TestQueryEdges(t *testing.T) {
+	tb := aggregate.NewTable(4)
+	k := aggregate.Key{Meter: 1, Customer: "c"}
+	sum := aggregate.ModeOf("sum", "")
+	var seq uint64
+	add := func(ts, v int64) {
+		seq++
+		tb.Apply(k, sum, aggregate.Entry{Seq: seq, Timestamp: ts, Value: v})
+	}
+	add(d0, 1)                 // first second of the day
+	add(d0+hour-1, 2)          // last second of the first hour
+	add(d0+hour, 4)            // first second of the second hour
+	add(d0+day-1, 8)           // last second of the day
+	add(d0+day, 16)            // first second of the next day
+	add(d0+day+30*minute, 32)  // 00:30 of the next day
+	add(d0+day+30*minute, 64)  // same second
+	add(d0+2*day+59, 128)      // 00:00:59 two days on
+	add(d0-day+12*hour, -1000) // the day before
+	for _, tt := range []struct {
+		start, end int64
+		g          aggregate.Grouping
+		want       string
+	}{
+		// Inside one hour.
+		{d0, d0 + minute, aggregate.Total, "0+60=1/1/1"},
+		{d0 + minute, d0 + hour - minute, aggregate.Total, "60+3480=0/0"},
+		{d0 + hour - minute, d0 + hour, aggregate.Total, "3540+60=1/2/2"},
+		{d0 + 10*minute, d0 + 20*minute, aggregate.Total, "600+600=0/0"},
+		// Exactly one hour, on and off the hour.
+		{d0, d0 + hour, aggregate.Total, "0+3600=2/3/2"},
+		{d0 + minute, d0 + hour + minute, aggregate.Total, "60+3600=2/6/4"},
+		// Across the day boundary.
+		{d0 + day - minute, d0 + day + minute, aggregate.Total, "86340+120=2/24/16"},
+		{d0 + day - hour, d0 + day + hour, aggregate.Total, "82800+7200=4/120/64"},
+		{d0 + 23*hour + 59*minute, d0 + day + 31*minute, aggregate.Total, "86340+1920=4/120/64"},
+		{d0 + 12*hour, d0 + 2*day + 12*hour, aggregate.Total, "43200+172800=5/248/128"},
+		// Whole days, and whole days with partial edges.
+		{d0, d0 + day, aggregate.Total, "0+86400=4/15/8"},
+		{d0 - day, d0 + 3*day, aggregate.Total, "-86400+345600=9/-745/128"},
+		{d0 - day + 12*hour + minute, d0 + 2*day + minute, aggregate.Total, "-43140+216000=8/255/128"},
+		{d0 + minute, d0 + 2*day, aggregate.Total, "60+172740=6/126/64"},
+		// Groupings: newest first, empty windows omitted.
+		{d0 - day, d0 + 3*day, aggregate.Daily, "172800+86400=1/128/128 86400+86400=3/112/64 0+86400=4/15/8 -86400+86400=1/-1000/-1000"},
+		{d0 + day, d0 + 2*day, aggregate.Daily, "86400+86400=3/112/64"},
+		{d0 + 2*day + day, d0 + 5*day, aggregate.Daily, ""},
+		{d0, d0 + 2*hour, aggregate.Hourly, "3600+3600=1/4/4 0+3600=2/3/2"},
+		{d0 + 23*hour, d0 + day + hour, aggregate.Hourly, "86400+3600=3/112/64 82800+3600=1/8/8"},
+		{d0 + hour, d0 + 2*hour, aggregate.Hourly, "3600+3600=1/4/4"},
+		{d0 + 2*hour, d0 + 23*hour, aggregate.Hourly, ""},
+	} {
+		if got := query(t, tb, k, tt.start, tt.end, tt.g); got != tt.want {
+			t.Errorf("Query [%d, %d) grouping %d = %s, want %s", tt.start-d0, tt.end-d0, tt.g, got, tt.want)
+		}
+	}
+	// Another series and another customer see nothing.
+	for _, o := range []aggregate.Key{{Meter: 2, Customer: "c"}, {Meter: 1, Customer: "d"}} {
+		if got := query(t, tb, o, d0-day, d0+3*day, aggregate.Total); got != "-86400+345600=0/0" {
+			t.Errorf("other series %+v: %s", o, got)
+		}
+		if got := query(t, tb, o, d0-day, d0+3*day, aggregate.Daily); got != "" {
+			t.Errorf("other series %+v by day: %s", o, got)
+		}
+	}
+}
+
+func TestQueryErrors(t *testing.T) {
+	tb := aggregate.NewTable(1)
+	k := aggregate.Key{Meter: 1, Customer: "c"}
+	for _, tt := range []struct {
+		start, end int64
+		g          aggregate.Grouping
+		unaligned  bool
+	}{
+		{d0 + 1, d0 + hour, aggregate.Total, true},
+		{d0, d0 + hour + 30, aggregate.Total, true},
+		{d0 + minute, d0 + hour, aggregate.Hourly, true},
+		{d0, d0 + hour + minute, aggregate.Hourly, true},
+		{d0 + hour, d0 + day, aggregate.Daily, true},
+		{d0, d0 + day + hour, aggregate.Daily, true},
+		{d0, d0, aggregate.Total, false},
+		{d0 + hour, d0, aggregate.Hourly, false},
+	} {
+		_, err := tb.Query(k, tt.start, tt.end, tt.g)
+		if err == nil || errors.Is(err, aggregate.ErrUnaligned) != tt.unaligned {
+			t.Errorf("Query [%d, %d) grouping %d: %v", tt.start-d0, tt.end-d0, tt.g, err)
+		}
+	}
+	defer func() {
+		if recover() == nil {
+			t.Error("unknown grouping did not panic")
+		}
+	}()
+	tb.Query(k, d0, d0+day, aggregate.Grouping(7))
+}
+
+// Last: greatest timestamp, then greatest sequence; cancelling recomputes
+// it at every level.
+func TestLastAndCancel(t *testing.T) {
+	tb := aggregate.NewTable(2)
+	k := aggregate.Key{Meter: 1, Customer: "c"}
+	last := aggregate.ModeOf("last", "")
+	es := []aggregate.Entry{
+		{Seq: 1, Timestamp: d0 + 10, Value: 1},
+		{Seq: 2, Timestamp: d0 + 10, Value: 2}, // same second, later: newest
+		{Seq: 3, Timestamp: d0 + 5, Value: 3},  // older timestamp, later receipt
+		{Seq: 4, Timestamp: d0 + 2*hour, Value: 4},
+		{Seq: 5, Timestamp: d0 + 2*hour, Value: 5},
+	}
+	for _, e := range es {
+		tb.Apply(k, last, e)
+	}
+	steps := []struct {
+		cancel   int // index into es, -1 for none
+		minute   string
+		hourly   string
+		totalDay string
+	}{
+		{-1, "0+60=3/6/2", "7200+3600=2/9/5 0+3600=3/6/2", "0+86400=5/15/5"},
+		{4, "0+60=3/6/2", "7200+3600=1/4/4 0+3600=3/6/2", "0+86400=4/10/4"},
+		{1, "0+60=2/4/1", "7200+3600=1/4/4 0+3600=2/4/1", "0+86400=3/8/4"},
+		{3, "0+60=2/4/1", "0+3600=2/4/1", "0+86400=2/4/1"},
+		{0, "0+60=1/3/3", "0+3600=1/3/3", "0+86400=1/3/3"},
+		{2, "0+60=0/0", "", "0+86400=0/0"},
+	}
+	for _, st := range steps {
+		if st.cancel >= 0 && !tb.Cancel(k, last, es[st.cancel]) {
+			t.Fatalf("Cancel(%+v) = false", es[st.cancel])
+		}
+		got := []string{query(t, tb, k, d0, d0+minute, aggregate.Total), query(t, tb, k, d0, d0+day, aggregate.Hourly),
+			query(t, tb, k, d0, d0+day, aggregate.Total)}
+		if want := []string{st.minute, st.hourly, st.totalDay}; !slices.Equal(got, want) {
+			t.Errorf("after cancelling %d: %q, want %q", st.cancel, got, want)
+		}
+	}
+	if s := tb.Stats(); s != (aggregate.Stats{}) {
+		t.Errorf("stats after cancelling everything: %+v", s)
+	}
+	if tb.Cancel(k, last, es[0]) || tb.Cancel(aggregate.Key{Meter: 9, Customer: "x"}, last, es[0]) {
+		t.Error("Cancel of an absent entry reported true")
+	}
+	tb.Apply(k, last, es[0])
+	if tb.Cancel(k, last, aggregate.Entry{Seq: 99, Timestamp: es[0].Timestamp, Value: 1}) {
+		t.Error("Cancel of an unknown sequence reported true")
+	}
+}
+
+// Pre-aggregation: one winner per window; cancelling the winner promotes
+// the next newest.
+func TestEventTimeWindow(t *testing.T) {
+	for _, tt := range []struct {
+		window string
+		unit   int64
+	}{{"hour", hour}, {"day", day}} {
+		t.Run(tt.window, func(t *testing.T) {
+			tb := aggregate.NewTable(1)
+			k := aggregate.Key{Meter: 1, Customer: "c"}
+			m := aggregate.ModeOf("sum", tt.window)
+			w := d0 + 3*hour
+			es := []aggregate.Entry{
+				{Seq: 1, Timestamp: w + 40*minute, Value: 1},
+				{Seq: 2, Timestamp: w + 10*minute, Value: 2},
+				{Seq: 3, Timestamp: w + 40*minute, Value: 4}, // winner: same second as 1, later
+				{Seq: 4, Timestamp: w - 1, Value: 8},         // previous hour; same day
+			}
+			for _, e := range es {
+				tb.Apply(k, m, e)
+			}
+			total := func() string { return query(t, tb, k, d0, d0+day, aggregate.Total) }
+			if tt.unit == hour {
+				if got := total(); got != "0+86400=2/12/4" {
+					t.Errorf("total %s", got)
+				}
+			} else if got := total(); got != "0+86400=1/4/4" {
+				t.Errorf("total %s", got)
+			}
+			// The winner's minute holds it; the losers' minutes hold nothing.
+			if got := query(t, tb, k, w+10*minute, w+11*minute, aggregate.Total); got != "11400+60=0/0" {
+				t.Errorf("loser's minute: %s", got)
+			}
+			tb.Cancel(k, m, es[2])
+			if got := query(t, tb, k, w+40*minute, w+41*minute, aggregate.Total); got != "13200+60=1/1/1" {
+				t.Errorf("after cancelling the winner: %s", got)
+			}
+			tb.Cancel(k, m, es[1]) // a loser
+			tb.Cancel(k, m, es[0])
+			want := "10800+3600=0/0"
+			if tt.unit == day {
+				want = "10800+3600=0/0" // entry 4 wins the day but sits in hour 2
+			}
+			if got := query(t, tb, k, w, w+hour, aggregate.Total); got != want {
+				t.Errorf("after cancelling the window's entries: %s, want %s", got, want)
+			}
+			if got := query(t, tb, k, d0, d0+day, aggregate.Hourly); got != "7200+3600=1/8/8" {
+				t.Errorf("hourly: %s", got)
+			}
+			tb.Cancel(k, m, es[3])
+			if s := tb.Stats(); s != (aggregate.Stats{}) {
+				t.Errorf("stats after cancelling everything: %+v", s)
+			}
+		})
+	}
+}
+
+// A property test: random entries of random modes, random cancellations,
+// and every query compared with a pass over the live entries.
+func TestTableModel(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		tb := aggregate.NewTable(rapid.SampledFrom([]int{1, 2, 8}).Draw(t, "shards"))
+		formula := rapid.SampledFrom([]string{"count", "sum", "last"}).Draw(t, "formula")
+		window := rapid.SampledFrom([]string{"", "hour", "day"}).Draw(t, "window")
+		mode := aggregate.ModeOf(formula, window)
+		keys := []aggregate.Key{{Meter: 1, Customer: "a"}, {Meter: 1, Customer: "b"}, {Meter: 2, Customer: "a"}}
+		// Around the epoch too: floors of negative times.
+		base := rapid.SampledFrom([]int64{d0, 0, -day}).Draw(t, "base")
+		type live struct {
+			k aggregate.Key
+			e aggregate.Entry
+		}
+		var entries []live
+		var seq uint64
+		genTS := rapid.Custom(func(t *rapid.T) int64 {
+			return base + rapid.Int64Range(-1, 2).Draw(t, "day")*day + rapid.SampledFrom([]int64{0, 1, 23}).Draw(t, "hour")*hour +
+				rapid.SampledFrom([]int64{0, 1, 59}).Draw(t, "minute")*minute + rapid.SampledFrom([]int64{0, 59}).Draw(t, "second")
+		})
+		t.Repeat(map[string]func(*rapid.T){
+			"apply": func(t *rapid.T) {
+				n := rapid.IntRange(1, 5).Draw(t, "n")
+				items := make([]aggregate.Item, n)
+				for i := range items {
+					seq++
+					v := int64(1)
+					if formula != "count" {
+						v = rapid.Int64Range(-999999999999999, 999999999999999).Draw(t, "value")
+					}
+					items[i] = aggregate.Item{Key: rapid.SampledFrom(keys).Draw(t, "key"), Mode: mode,
+						Entry: aggregate.Entry{Seq: seq, Timestamp: genTS.Draw(t, "ts"), Value: v}}
+					entries = append(entries, live{items[i].Key, items[i].Entry})
+				}
+				tb.ApplyBatch(items)
+			},
+			"cancel": func(t *rapid.T) {
+				if len(entries) == 0 {
+					t.Skip("empty")
+				}
+				i := rapid.IntRange(0, len(entries)-1).Draw(t, "i")
+				if !tb.Cancel(entries[i].k, mode, entries[i].e) {
+					t.Fatalf("Cancel(%+v) = false", entries[i])
+				}
+				entries = slices.Delete(entries, i, i+1)
+			},
+			"query": func(t *rapid.T) {
+				k := rapid.SampledFrom(keys).Draw(t, "key")
+				g := rapid.SampledFrom([]aggregate.Grouping{aggregate.Total, aggregate.Hourly, aggregate.Daily}).Draw(t, "grouping")
+				unit := map[aggregate.Grouping]int64{aggregate.Total: minute, aggregate.Hourly: hour, aggregate.Daily: day}[g]
+				start := floorTo(genTS.Draw(t, "start"), unit) + rapid.Int64Range(-2, 2).Draw(t, "shift")*unit
+				end := start + rapid.Int64Range(1, 4*day/unit).Draw(t, "units")*unit
+				ws, err := tb.Query(k, start, end, g)
+				if err != nil {
+					t.Fatal(err)
+				}
+				// Brute force: the live entries that count, then windows.
+				var in []aggregate.Entry
+				winners := map[int64]aggregate.Entry{}
+				for _, l := range entries {
+					if l.k != k {
+						continue
+					}
+					if mode.Window == 0 {
+						in = append(in, l.e)
+						continue
+					}
+					w := floorTo(l.e.Timestamp, mode.Window)
+					if o, ok := winners[w]; !ok || l.e.Timestamp > o.Timestamp || l.e.Timestamp == o.Timestamp && l.e.Seq > o.Seq {
+						winners[w] = l.e
+					}
+				}
+				for _, e := range winners {
+					in = append(in, e)
+				}
+				type acc struct {
+					n    int64
+					sum  *big.Int
+					last aggregate.Entry
+				}
+				groups := map[int64]*acc{}
+				if g == aggregate.Total {
+					groups[start] = &acc{sum: new(big.Int)}
+				}
+				for _, e := range in {
+					if e.Timestamp < start || e.Timestamp >= end {
+						continue
+					}
+					w := start
+					if g != aggregate.Total {
+						w = floorTo(e.Timestamp, unit)
+					}
+					a := groups[w]
+					if a == nil {
+						a = &acc{sum: new(big.Int)}
+						groups[w] = a
+					}
+					if a.n == 0 || e.Timestamp > a.last.Timestamp || e.Timestamp == a.last.Timestamp && e.Seq > a.last.Seq {
+						a.last = e
+					}
+					a.n++
+					a.sum.Add(a.sum, big.NewInt(e.Value))
+				}
+				var want []string
+				for w, a := range groups {
+					wEnd := w + unit
+					if g == aggregate.Total {
+						wEnd = end
+					}
+					s := fmt.Sprintf("%d+%d=%d/%s", w-d0, wEnd-w, a.n, a.sum)
+					if a.n > 0 && formula == "last" {
+						s += fmt.Sprintf("/%d", a.last.Value)
+					}
+					want = append(want, s)
+				}
+				slices.SortFunc(want, func(a, b string) int {
+					var x, y int64
+					fmt.Sscan(strings.Split(a, "+")[0], &x)
+					fmt.Sscan(strings.Split(b, "+")[0], &y)
+					return int(y - x)
+				})
+				if got := windowsLast(ws, formula == "last"); got != strings.Join(want, " ") {
+					t.Fatalf("Query(%+v, [%d, %d), %d) = %s\nwant %s", k, start-d0, end-d0, g, got, strings.Join(want, " "))
+				}
+			},
+		})
+		for _, l := range entries {
+			if !tb.Cancel(l.k, mode, l.e) {
+				t.Fatalf("final Cancel(%+v) = false", l)
+			}
+		}
+		if s := tb.Stats(); s != (aggregate.Stats{}) {
+			t.Fatalf("stats after cancelling everything: %+v", s)
+		}
+	})
+}
+
+func TestNewTable(t *testing.T) {
+	for _, n := range []int{1, 2, 64} {
+		if got := aggregate.NewTable(n).Shards(); got != n {
+			t.Errorf("NewTable(%d).Shards() = %d", n, got)
+		}
+	}
+	for _, n := range []int{0, 3, -2} {
+		func() {
+			defer func() {
+				if recover() == nil {
+					t.Errorf("NewTable(%d) did not panic", n)
+				}
+			}()
+			aggregate.NewTable(n)
+		}()
+	}
+}
+
+func TestModeOf(t *testing.T) {
+	for _, tt := range []struct {
+		formula, window string
+		want            aggregate.Mode
+	}{
+		{"sum", "", aggregate.Mode{}},
+		{"count", "hour", aggregate.Mode{Window: hour}},
+		{"last", "", aggregate.Mode{Last: true}},
+		{"last", "day", aggregate.Mode{Last: true, Window: day}},
+	} {
+		if got := aggregate.ModeOf(tt.formula, tt.window); got != tt.want {
+			t.Errorf("ModeOf(%q, %q) = %+v", tt.formula, tt.window, got)
+		}
+	}
+}
+
+func TestCellValue(t *testing.T) {
+	c := aggregate.Cell{Count: 3, Sum: aggregate.Int128Of(-7), Last: aggregate.Entry{Value: 11}}
+	for f, want := range map[string]string{"count": "3", "sum": "-7", "last": "11"} {
+		if got := c.Value(f).String(); got != want {
+			t.Errorf("Value(%q) = %s, want %s", f, got, want)
+		}
+	}
+}
