@@ -1,0 +1,231 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+	"unsafe"
+
+	"github.com/meterdb/meterdb"
+	"github.com/meterdb/meterdb/aggregate"
+	"github.com/meterdb/meterdb/event"
+	"github.com/meterdb/meterdb/meter"
+)
+
+// errUnaligned is what baselines return for ranges that are not whole
+// hours: they keep no minute detail.
+var errUnaligned = errors.New("bench: baselines answer hour-aligned ranges only")
+
+// baseMeters is the meter table the baselines share: meters by event name
+// and by id, validated with the engine's own event.Validate.
+type baseMeters struct {
+	byEvent map[string]*meter.Meter
+	byID    map[string]*meter.Meter
+}
+
+func (b *baseMeters) create(ps []meter.Params, now time.Time) []string {
+	b.byEvent, b.byID = map[string]*meter.Meter{}, map[string]*meter.Meter{}
+	var ids []string
+	for i, p := range ps {
+		m := &meter.Meter{
+			ID: fmt.Sprintf("mtr_base_%d", i), Seq: uint64(i + 1), DisplayName: p.DisplayName,
+			EventName: p.EventName, Formula: p.Formula, CustomerKey: meter.DefaultCustomerKey,
+			ValueKey: meter.DefaultValueKey, Status: meter.Active, Created: now, Updated: now,
+		}
+		b.byEvent[m.EventName], b.byID[m.ID] = m, m
+		ids = append(ids, m.ID)
+	}
+	return ids
+}
+
+// cell is a baseline aggregate: count, sum and the newest entry.
+type cell struct {
+	count, sum int64
+	lastTS     int64
+	lastSeq    uint64
+	lastVal    int64
+}
+
+func (c *cell) add(ts int64, seq uint64, v int64) {
+	if c.count == 0 || ts > c.lastTS || ts == c.lastTS && seq > c.lastSeq {
+		c.lastTS, c.lastSeq, c.lastVal = ts, seq, v
+	}
+	c.count++
+	c.sum += v
+}
+
+func (c *cell) merge(o *cell) {
+	if o == nil || o.count == 0 {
+		return
+	}
+	if c.count == 0 || o.lastTS > c.lastTS || o.lastTS == c.lastTS && o.lastSeq > c.lastSeq {
+		c.lastTS, c.lastSeq, c.lastVal = o.lastTS, o.lastSeq, o.lastVal
+	}
+	c.count += o.count
+	c.sum += o.sum
+}
+
+func (c *cell) summary(f meter.Formula, start, end int64) meterdb.Summary {
+	s := meterdb.Summary{Start: time.Unix(start, 0).UTC(), End: time.Unix(end, 0).UTC(), Count: c.count}
+	switch {
+	case c.count == 0:
+	case f == meter.Count:
+		s.Value = aggregate.Int128Of(c.count)
+	case f == meter.Sum:
+		s.Value = aggregate.Int128Of(c.sum)
+	default:
+		s.Value = aggregate.Int128Of(c.lastVal)
+	}
+	return s
+}
+
+type bucketKey struct {
+	meter    uint64
+	customer string
+	start    int64 // hour or day start, unix seconds
+}
+
+// mutexMap is the naive in-memory ceiling: one global mutex around plain
+// Go maps, an hour map and a day map of cells and a set of every
+// identifier. It validates events exactly as the engine does but keeps no
+// minute detail, no journal and no raw entries, and sums in int64.
+type mutexMap struct {
+	now    func() time.Time
+	meters baseMeters
+
+	mu     sync.Mutex // guards the fields below
+	seq    uint64
+	idents map[string]struct{}
+	hours  map[bucketKey]*cell
+	days   map[bucketKey]*cell
+}
+
+func newMutexMap(w *Workload) *mutexMap {
+	return &mutexMap{now: w.Now, idents: map[string]struct{}{},
+		hours: map[bucketKey]*cell{}, days: map[bucketKey]*cell{}}
+}
+
+func (t *mutexMap) CreateMeters(_ context.Context, ps []meter.Params) ([]string, error) {
+	return t.meters.create(ps, t.now()), nil
+}
+
+func (t *mutexMap) Record(ctx context.Context, ev *event.Event) error {
+	n, err := t.RecordBatch(ctx, unsafe.Slice(ev, 1))
+	if err == nil && n > 0 {
+		return errors.New("bench: mutexmap rejected an event")
+	}
+	return err
+}
+
+type validated struct {
+	m *meter.Meter
+	v event.Validated
+	i int
+}
+
+func (t *mutexMap) RecordBatch(_ context.Context, evs []event.Event) (int, error) {
+	now := t.now()
+	var buf [128]validated
+	vs := buf[:0]
+	rejected := 0
+	for i := range evs {
+		m := t.meters.byEvent[evs[i].Name]
+		v, err := event.Validate(&evs[i], m, now)
+		if err != nil || evs[i].Identifier == "" {
+			rejected++
+			continue
+		}
+		vs = append(vs, validated{m, v, i})
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, x := range vs {
+		id := evs[x.i].Identifier
+		if _, dup := t.idents[id]; dup {
+			rejected++
+			continue
+		}
+		t.idents[id] = struct{}{}
+		t.seq++
+		ts := x.v.Timestamp
+		for _, b := range [2]struct {
+			m    map[bucketKey]*cell
+			unit int64
+		}{{t.hours, 3600}, {t.days, 86400}} {
+			k := bucketKey{x.m.Seq, x.v.Customer, ts - ts%b.unit}
+			c := b.m[k]
+			if c == nil {
+				c = &cell{}
+				b.m[k] = c
+			}
+			c.add(ts, t.seq, x.v.Value)
+		}
+	}
+	return rejected, nil
+}
+
+func (t *mutexMap) Summaries(_ context.Context, p meterdb.SummaryParams) ([]meterdb.Summary, error) {
+	m := t.meters.byID[p.Meter]
+	if m == nil {
+		return nil, errors.New("bench: no such meter")
+	}
+	start, end := p.Start.Unix(), p.End.Unix()
+	if start%3600 != 0 || end%3600 != 0 || end <= start {
+		return nil, errUnaligned
+	}
+	k := bucketKey{meter: m.Seq, customer: p.Customer}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	switch p.Grouping {
+	case meter.Hour:
+		var out []meterdb.Summary
+		for h := end - 3600; h >= start; h -= 3600 {
+			k.start = h
+			if c := t.hours[k]; c != nil {
+				out = append(out, c.summary(m.Formula, h, h+3600))
+			}
+		}
+		return out, nil
+	case meter.Day:
+		if start%86400 != 0 || end%86400 != 0 {
+			return nil, errUnaligned
+		}
+		var out []meterdb.Summary
+		for d := end - 86400; d >= start; d -= 86400 {
+			k.start = d
+			if c := t.days[k]; c != nil {
+				out = append(out, c.summary(m.Formula, d, d+86400))
+			}
+		}
+		return out, nil
+	}
+	var c cell
+	for h := start; h < end; {
+		if h%86400 == 0 && h+86400 <= end {
+			k.start = h
+			c.merge(t.days[k])
+			h += 86400
+			continue
+		}
+		k.start = h
+		c.merge(t.hours[k])
+		h += 3600
+	}
+	return []meterdb.Summary{c.summary(m.Formula, start, end)}, nil
+}
+
+func (t *mutexMap) Close() error {
+	t.mu.Lock()
+	t.idents, t.hours, t.days = nil, nil, nil
+	t.mu.Unlock()
+	return nil
+}
+
+func (t *mutexMap) Sizes() map[string]float64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return map[string]float64{"hour_buckets": float64(len(t.hours)), "day_buckets": float64(len(t.days)),
+		"identities": float64(len(t.idents))}
+}

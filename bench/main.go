@@ -1,0 +1,194 @@
+// Command bench is meterdb's load generator and performance report.
+//
+// It builds a fixed-seed workload (Zipf-skewed customers, meters of every
+// formula, timestamps over the last 30 days, unique identifiers), runs each
+// scenario against the engine and against baselines built from the same
+// workload (a global mutex around plain Go maps; naive bbolt with one key
+// per event), verifies every target's summaries against the workload's
+// expected totals after each load, and prints a table in which each row
+// shows its ratio to its baseline. A verification failure ends the run with
+// a non-zero exit status.
+//
+//	go run ./bench                         # default scenarios, 10 s per ingest cell
+//	go run ./bench -duration 2s -json r.json -out report.html
+//	go run ./bench -scenario query,memory -customers 100000
+//
+// Scenarios: ingest (Record and RecordBatch against worker counts), query
+// (summaries: total over 30 days, hourly over 48 hours, daily over 35
+// days), memory (heap per bucket, per identifier and per event, RSS), and
+// durable, http-v1 and http-v2, whose targets are skipped until this build
+// of meterdb provides them. See scenarios for the list and BENCHMARKS.md
+// for results.
+//
+// The go test benchmarks of the engine live beside this command:
+//
+//	go test -run '^$' -bench . ./bench
+package main
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"runtime/pprof"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// config is the parsed command line.
+type config struct {
+	Duration    time.Duration
+	Customers   int
+	Meters      int
+	Workers     []int
+	Batches     []int
+	Scenarios   []string
+	Targets     []string // empty: each scenario's own targets
+	Seed        uint64
+	Skew        float64
+	DatasetSize int // events loaded for the query and memory scenarios; 0: 20 per customer
+	JSON, Out   string
+	Progress    bool
+	CPUProfile  string
+}
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// run is main without the process: it returns the exit status.
+func run(args []string, stdout, stderr io.Writer) int {
+	cfg, err := parseFlags(args, stderr)
+	if err != nil {
+		if err == flag.ErrHelp {
+			return 0
+		}
+		fmt.Fprintln(stderr, "bench:", err)
+		return 2
+	}
+	if cfg.CPUProfile != "" {
+		f, err := os.Create(cfg.CPUProfile)
+		if err != nil {
+			fmt.Fprintln(stderr, "bench:", err)
+			return 1
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintln(stderr, "bench:", err)
+			return 1
+		}
+		defer pprof.StopCPUProfile()
+	}
+	r := newRunner(cfg, stderr)
+	rep, err := r.runAll()
+	if rep != nil {
+		rep.writeTable(stdout)
+		if cfg.JSON != "" {
+			if werr := writeFile(cfg.JSON, rep.writeJSON); werr != nil {
+				fmt.Fprintln(stderr, "bench:", werr)
+				return 1
+			}
+		}
+		if cfg.Out != "" {
+			if werr := writeFile(cfg.Out, rep.writeHTML); werr != nil {
+				fmt.Fprintln(stderr, "bench:", werr)
+				return 1
+			}
+		}
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "bench: FAILED:", err)
+		return 1
+	}
+	return 0
+}
+
+func writeFile(path string, write func(io.Writer) error) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := write(f); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+func parseFlags(args []string, stderr io.Writer) (config, error) {
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var cfg config
+	var workers, batches, scenarios, tgts string
+	fs.DurationVar(&cfg.Duration, "duration", 10*time.Second, "measuring time of each ingest cell; query cells get a tenth of it")
+	fs.IntVar(&cfg.Customers, "customers", 10000, "number of customers (Zipf-skewed)")
+	fs.IntVar(&cfg.Meters, "meters", 3, "number of meters; formulas cycle count, sum, last")
+	fs.StringVar(&workers, "workers", "1,"+strconv.Itoa(runtime.GOMAXPROCS(0)), "comma-separated worker counts for ingest")
+	fs.StringVar(&batches, "batches", "1,100", "comma-separated batch sizes for ingest; 1 means Record")
+	fs.StringVar(&scenarios, "scenario", "ingest,query,memory", "comma-separated scenarios: "+strings.Join(scenarioNames(), ", "))
+	fs.StringVar(&tgts, "targets", "", "comma-separated targets to run (default: each scenario's own); known: "+strings.Join(targetNames(), ", "))
+	fs.Uint64Var(&cfg.Seed, "seed", 1, "workload seed")
+	fs.Float64Var(&cfg.Skew, "skew", 1.1, "Zipf exponent of customer popularity; 0 means uniform")
+	fs.IntVar(&cfg.DatasetSize, "dataset", 0, "events loaded for the query and memory scenarios (default 20 per customer)")
+	fs.StringVar(&cfg.JSON, "json", "", "write machine-readable results to this file")
+	fs.StringVar(&cfg.Out, "out", "", "write a self-contained HTML report to this file")
+	fs.BoolVar(&cfg.Progress, "progress", true, "show a live progress line on stderr")
+	fs.StringVar(&cfg.CPUProfile, "cpuprofile", "", "write a CPU profile of the whole run to this file")
+	if err := fs.Parse(args); err != nil {
+		return cfg, err
+	}
+	if fs.NArg() > 0 {
+		return cfg, fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	var err error
+	if cfg.Workers, err = intList(workers); err != nil {
+		return cfg, fmt.Errorf("-workers: %v", err)
+	}
+	if cfg.Batches, err = intList(batches); err != nil {
+		return cfg, fmt.Errorf("-batches: %v", err)
+	}
+	cfg.Scenarios = strings.Split(scenarios, ",")
+	for _, s := range cfg.Scenarios {
+		if _, ok := scenarioTable[s]; !ok {
+			return cfg, fmt.Errorf("unknown scenario %q; known: %s", s, strings.Join(scenarioNames(), ", "))
+		}
+	}
+	if tgts != "" {
+		cfg.Targets = strings.Split(tgts, ",")
+		for _, t := range cfg.Targets {
+			if _, ok := targets[t]; !ok {
+				return cfg, fmt.Errorf("unknown target %q; known: %s", t, strings.Join(targetNames(), ", "))
+			}
+		}
+	}
+	switch {
+	case cfg.Duration <= 0:
+		return cfg, fmt.Errorf("-duration must be positive")
+	case cfg.Customers < 1 || cfg.Customers > 1<<30:
+		return cfg, fmt.Errorf("-customers must be between 1 and 2^30")
+	case cfg.Meters < 1 || cfg.Meters > 1000:
+		return cfg, fmt.Errorf("-meters must be between 1 and 1000")
+	case cfg.Skew < 0:
+		return cfg, fmt.Errorf("-skew must not be negative")
+	case cfg.DatasetSize < 0:
+		return cfg, fmt.Errorf("-dataset must not be negative")
+	}
+	if cfg.DatasetSize == 0 {
+		cfg.DatasetSize = 20 * cfg.Customers
+	}
+	return cfg, nil
+}
+
+func intList(s string) ([]int, error) {
+	var out []int
+	for _, f := range strings.Split(s, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 1 {
+			return nil, fmt.Errorf("%q is not a positive integer", f)
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}

@@ -1,0 +1,205 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"encoding/xml"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/meterdb/meterdb/event"
+)
+
+// tinyArgs is a configuration small enough for go test -race.
+func tinyArgs(dir string) []string {
+	return []string{"-duration", "200ms", "-customers", "50", "-dataset", "3000",
+		"-workers", "1,2", "-batches", "1,10", "-progress=false",
+		"-json", filepath.Join(dir, "r.json"), "-out", filepath.Join(dir, "r.html")}
+}
+
+func TestRunTiny(t *testing.T) {
+	dir := t.TempDir()
+	var stdout, stderr bytes.Buffer
+	if code := run(tinyArgs(dir), &stdout, &stderr); code != 0 {
+		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, stdout.String(), stderr.String())
+	}
+	out := stdout.String()
+	for _, want := range []string{"== ingest", "== query", "== memory", "every figure above was verified", "meterdb-mem", "mutexmap", "bbolt"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("report lacks %q:\n%s", want, out)
+		}
+	}
+
+	b, err := os.ReadFile(filepath.Join(dir, "r.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep Report
+	if err := json.Unmarshal(b, &rep); err != nil {
+		t.Fatalf("JSON: %v", err)
+	}
+	seen := map[string]int{}
+	for _, r := range rep.Results {
+		seen[r.Scenario]++
+		if r.Skipped != "" {
+			continue
+		}
+		switch r.Scenario {
+		case "ingest":
+			if r.Events <= 0 || r.EventsPerSec <= 0 || r.Latency == nil || r.Verified == 0 {
+				t.Errorf("ingest row without figures: %+v", r)
+			}
+			if r.Target == "meterdb-mem" && r.Ratio <= 0 {
+				t.Errorf("meterdb-mem row without a ratio to its baseline: %+v", r)
+			}
+		case "query":
+			if r.OpsPerSec <= 0 || r.Latency == nil || r.Latency.P99 < r.Latency.P50 {
+				t.Errorf("query row without figures: %+v", r)
+			}
+		case "memory":
+			if len(r.Metrics) == 0 {
+				t.Errorf("memory row without figures: %+v", r)
+			}
+		}
+	}
+	// 2 batch sizes × 2 worker counts × 3 targets; 3 query kinds × 3
+	// targets; 5 memory rows.
+	if seen["ingest"] != 12 || seen["query"] != 9 || seen["memory"] != 5 {
+		t.Errorf("rows per scenario: %v", seen)
+	}
+	if rep.Failed != "" {
+		t.Errorf("report says failed: %s", rep.Failed)
+	}
+
+	h, err := os.ReadFile(filepath.Join(dir, "r.html"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkWellFormed(t, h)
+	for _, forbidden := range []string{"<script", "http://", "https://", "@import", "url("} {
+		s := strings.ReplaceAll(string(h), `xmlns="http://www.w3.org/2000/svg"`, "")
+		if strings.Contains(s, forbidden) {
+			t.Errorf("HTML report is not self-contained: contains %q", forbidden)
+		}
+	}
+	if n := strings.Count(string(h), "<svg"); n < 4 {
+		t.Errorf("HTML report has %d charts, want at least 4", n)
+	}
+}
+
+// checkWellFormed parses b as XML: every element closed, attributes quoted,
+// no stray ampersands.
+func checkWellFormed(t *testing.T, b []byte) {
+	t.Helper()
+	d := xml.NewDecoder(bytes.NewReader(b))
+	d.Strict = true
+	depth := 0
+	for {
+		tok, err := d.Token()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatalf("HTML report is not well-formed: %v", err)
+		}
+		switch tok.(type) {
+		case xml.StartElement:
+			depth++
+		case xml.EndElement:
+			depth--
+		}
+	}
+	if depth != 0 {
+		t.Fatalf("HTML report leaves %d elements open", depth)
+	}
+}
+
+// lossy drops every 1000th event of a batch while reporting success.
+type lossy struct {
+	Target
+	n int
+}
+
+func (l *lossy) RecordBatch(ctx context.Context, evs []event.Event) (int, error) {
+	l.n += len(evs)
+	if l.n >= 1000 {
+		l.n = 0
+		evs = evs[1:]
+	}
+	return l.Target.RecordBatch(ctx, evs)
+}
+
+func TestRunFailsOnWrongTotals(t *testing.T) {
+	cfg, err := parseFlags([]string{"-duration", "100ms", "-customers", "20", "-workers", "1",
+		"-batches", "10", "-scenario", "ingest", "-targets", "meterdb-mem", "-progress=false"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := newRunner(cfg, io.Discard)
+	r.open = func(spec TargetSpec, w *Workload, dir string) (Target, error) {
+		tg, err := spec.Open(w, dir)
+		if err != nil {
+			return nil, err
+		}
+		return &lossy{Target: tg}, nil
+	}
+	rep, err := r.runAll()
+	var ve *VerifyError
+	if !errors.As(err, &ve) {
+		t.Fatalf("run with a lossy target: err = %v, want a VerifyError", err)
+	}
+	if rep == nil || rep.Failed == "" {
+		t.Fatalf("report does not record the failure")
+	}
+	var out bytes.Buffer
+	rep.writeTable(&out)
+	if !strings.Contains(out.String(), "VERIFICATION FAILED") {
+		t.Errorf("table does not show the failure:\n%s", out.String())
+	}
+}
+
+func TestFlagErrors(t *testing.T) {
+	for _, args := range [][]string{
+		{"-scenario", "nope"}, {"-targets", "nope"}, {"-workers", "0"}, {"-duration", "-1s"}, {"-customers", "0"}, {"extra"},
+	} {
+		if code := run(args, io.Discard, io.Discard); code != 2 {
+			t.Errorf("run %q: exit %d, want 2", args, code)
+		}
+	}
+}
+
+// The workload must be a pure function of the seed and the index.
+func TestWorkloadDeterministic(t *testing.T) {
+	a, b := NewWorkload(7, 1000, 3, 1.1), NewWorkload(7, 1000, 3, 1.1)
+	ea, eb := a.Events(100, 500), b.Events(100, 500)
+	ids := map[string]bool{}
+	for i := range ea {
+		if ea[i].Identifier != eb[i].Identifier || ea[i].Name != eb[i].Name || !ea[i].Timestamp.Equal(eb[i].Timestamp) ||
+			ea[i].Payload["value"] != eb[i].Payload["value"] {
+			t.Fatalf("event %d differs between two workloads with one seed", i)
+		}
+		if ids[ea[i].Identifier] {
+			t.Fatalf("identifier %q repeats", ea[i].Identifier)
+		}
+		ids[ea[i].Identifier] = true
+		ts := ea[i].Timestamp
+		if !ts.Before(a.Anchor) || ts.Before(a.Anchor.Add(-a.Span)) {
+			t.Fatalf("timestamp %v outside the span", ts)
+		}
+	}
+	// Zipf: customer 0 is the most frequent.
+	counts := make([]int, a.Customers)
+	for i := range uint64(100000) {
+		counts[a.Spec(i).Customer]++
+	}
+	for c := 1; c < a.Customers; c++ {
+		if counts[c] > counts[0] {
+			t.Fatalf("customer %d drew %d events, more than customer 0 (%d)", c, counts[c], counts[0])
+		}
+	}
+}

@@ -1,0 +1,232 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// Report is everything one run measured, as written by -json.
+type Report struct {
+	Date          string   `json:"date"`
+	GoVersion     string   `json:"go_version"`
+	OS            string   `json:"os"`
+	CPU           string   `json:"cpu"`
+	NumCPU        int      `json:"num_cpu"`
+	GOMAXPROCS    int      `json:"gomaxprocs"`
+	LoadAvg       string   `json:"load_avg"`
+	Config        Config   `json:"config"`
+	GenNsPerEvent float64  `json:"generator_ns_per_event"`
+	WallSeconds   float64  `json:"wall_seconds"`
+	Failed        string   `json:"failed,omitempty"`
+	Results       []Result `json:"results"`
+}
+
+// Config is the part of the command line that shapes the results.
+type Config struct {
+	Duration    string   `json:"duration"`
+	Customers   int      `json:"customers"`
+	Meters      int      `json:"meters"`
+	Workers     []int    `json:"workers"`
+	Batches     []int    `json:"batches"`
+	Scenarios   []string `json:"scenarios"`
+	Seed        uint64   `json:"seed"`
+	Skew        float64  `json:"skew"`
+	DatasetSize int      `json:"dataset_events"`
+	Anchor      string   `json:"anchor"`
+}
+
+func newReport(cfg config, w *Workload) *Report {
+	load, _ := os.ReadFile("/proc/loadavg")
+	return &Report{
+		Date: time.Now().UTC().Format(time.RFC3339), GoVersion: runtime.Version(),
+		OS: runtime.GOOS + "/" + runtime.GOARCH, CPU: cpuModel(), NumCPU: runtime.NumCPU(),
+		GOMAXPROCS: runtime.GOMAXPROCS(0), LoadAvg: strings.TrimSpace(string(load)),
+		Config: Config{
+			Duration: cfg.Duration.String(), Customers: cfg.Customers, Meters: cfg.Meters,
+			Workers: cfg.Workers, Batches: cfg.Batches, Scenarios: cfg.Scenarios, Seed: cfg.Seed,
+			Skew: cfg.Skew, DatasetSize: cfg.DatasetSize, Anchor: w.Anchor.Format(time.RFC3339),
+		},
+	}
+}
+
+func cpuModel() string {
+	b, err := os.ReadFile("/proc/cpuinfo")
+	if err != nil {
+		return "unknown"
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
+			return strings.TrimSpace(v)
+		}
+	}
+	return "unknown"
+}
+
+// primary returns a row's compared figure.
+func (r *Result) primary() (float64, bool) {
+	switch r.Primary {
+	case "events/s":
+		return r.EventsPerSec, r.EventsPerSec > 0
+	case "ops/s":
+		return r.OpsPerSec, r.OpsPerSec > 0
+	}
+	v, ok := r.Metrics[r.Primary]
+	return v, ok && v > 0
+}
+
+// computeRatios sets each row's Ratio to its primary figure over the
+// baseline row of the same scenario and cell.
+func (rep *Report) computeRatios() {
+	type key struct{ scenario, cell, target string }
+	idx := map[key]*Result{}
+	for i := range rep.Results {
+		r := &rep.Results[i]
+		idx[key{r.Scenario, r.Cell, r.Target}] = r
+	}
+	for i := range rep.Results {
+		r := &rep.Results[i]
+		if r.Baseline == "" || r.Skipped != "" {
+			continue
+		}
+		b := idx[key{r.Scenario, r.Cell, r.Baseline}]
+		if b == nil || b.Skipped != "" {
+			continue
+		}
+		v, ok1 := r.primary()
+		if r.Primary != b.Primary {
+			// Compare like with like: bbolt reports file bytes, the
+			// in-memory engine heap bytes.
+			v, ok1 = r.Metrics[b.Primary], r.Metrics[b.Primary] > 0
+		}
+		bv, ok2 := b.primary()
+		if ok1 && ok2 {
+			r.Ratio = v / bv
+		}
+	}
+}
+
+func (rep *Report) writeJSON(w io.Writer) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(rep)
+}
+
+func fmtNs(ns int64) string {
+	d := time.Duration(ns)
+	switch {
+	case d < time.Microsecond:
+		return fmt.Sprintf("%dns", ns)
+	case d < time.Millisecond:
+		return fmt.Sprintf("%.1fµs", float64(ns)/1e3)
+	case d < time.Second:
+		return fmt.Sprintf("%.2fms", float64(ns)/1e6)
+	}
+	return fmt.Sprintf("%.2fs", d.Seconds())
+}
+
+func fmtRatio(r Result) string {
+	if r.Ratio == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.2f× %s", r.Ratio, r.Baseline)
+}
+
+// metricKeys returns the sorted metric names of rows.
+func metricKeys(rows []Result) []string {
+	seen := map[string]bool{}
+	for _, r := range rows {
+		for k := range r.Metrics {
+			seen[k] = true
+		}
+	}
+	var keys []string
+	for k := range seen {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// memoryColumns are the memory figures the table shows, in order.
+var memoryColumns = []string{"heap B/event", "heap B/bucket", "heap B/identifier", "slot B/identifier", "file B/event", "file B/bucket", "RSS delta MiB"}
+
+// writeTable prints one table per scenario; skipped rows follow their
+// table as notes.
+func (rep *Report) writeTable(w io.Writer) {
+	fmt.Fprintf(w, "meterdb bench  %s  %s  %s  %d CPUs (GOMAXPROCS %d)  load %s\n",
+		rep.Date, rep.GoVersion, rep.CPU, rep.NumCPU, rep.GOMAXPROCS, rep.LoadAvg)
+	c := rep.Config
+	fmt.Fprintf(w, "workload: %d customers (Zipf %.2f), %d meters, seed %d, timestamps over the 30 days before %s; dataset %d events; generator %.0f ns/event\n",
+		c.Customers, c.Skew, c.Meters, c.Seed, c.Anchor, c.DatasetSize, rep.GenNsPerEvent)
+	for _, sc := range rep.Config.Scenarios {
+		var rows, skips []Result
+		for _, r := range rep.Results {
+			switch {
+			case r.Scenario != sc:
+			case r.Skipped != "":
+				skips = append(skips, r)
+			default:
+				rows = append(rows, r)
+			}
+		}
+		if len(rows)+len(skips) == 0 {
+			continue
+		}
+		fmt.Fprintf(w, "\n== %s: %s\n", sc, scenarioTable[sc].doc)
+		tw := tabwriter.NewWriter(w, 2, 8, 2, ' ', tabwriter.AlignRight)
+		switch sc {
+		case "memory":
+			fmt.Fprintf(tw, "target\tcell\t%s\tvs baseline\t\n", strings.Join(memoryColumns, "\t"))
+			for _, r := range rows {
+				fmt.Fprintf(tw, "%s\t%s\t", r.Target, r.Cell)
+				for _, k := range memoryColumns {
+					if v, ok := r.Metrics[k]; ok {
+						fmt.Fprintf(tw, "%.1f\t", v)
+					} else {
+						fmt.Fprint(tw, "-\t")
+					}
+				}
+				fmt.Fprintf(tw, "%s\t\n", fmtRatio(r))
+			}
+		default:
+			fmt.Fprint(tw, "target\tcell\tevents\tevents/s\tcalls/s\tp50\tp99\tp99.9\tverified\tvs baseline\t\n")
+			for _, r := range rows {
+				ev, eps := "-", "-"
+				if r.Events > 0 {
+					ev, eps = human(float64(r.Events)), human(r.EventsPerSec)
+				}
+				p50, p99, p999 := "-", "-", "-"
+				if l := r.Latency; l != nil {
+					p50, p99, p999 = fmtNs(l.P50), fmtNs(l.P99), fmtNs(l.P999)
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t\n",
+					r.Target, r.Cell, ev, eps, human(r.OpsPerSec), p50, p99, p999, r.Verified, fmtRatio(r))
+			}
+		}
+		tw.Flush()
+		if sc == "memory" {
+			for _, r := range rows {
+				if r.Metrics["buckets"] > 0 {
+					fmt.Fprintf(w, "dataset: %.0f events in %.0f (meter, customer, hour) buckets of %.0f series\n",
+						r.Metrics["identifiers"], r.Metrics["buckets"], r.Metrics["series"])
+					break
+				}
+			}
+		}
+		for _, r := range skips {
+			fmt.Fprintf(w, "skipped: %s %s: %s\n", r.Target, r.Cell, r.Skipped)
+		}
+	}
+	if rep.Failed != "" {
+		fmt.Fprintf(w, "\nVERIFICATION FAILED: %s\n", rep.Failed)
+		return
+	}
+	fmt.Fprintf(w, "\nevery figure above was verified against the workload's expected totals; wall time %.1fs\n", rep.WallSeconds)
+}
