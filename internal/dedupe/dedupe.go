@@ -15,8 +15,9 @@
 // Slots whose location is below the window's start (SetMinLoc) stop
 // matching at once and are dropped when the table is rebuilt, which
 // happens when it reaches three quarters full; a rebuild sizes the table for
-// the live slots at half load, so memory tracks the identifiers in the
-// window, not every identifier ever seen.
+// the live slots at four-sevenths load (1.75 slots, 14 bytes, per live
+// identifier; table sizes are not rounded to powers of two), so memory
+// tracks the identifiers in the window, not every identifier ever seen.
 //
 // Index is striped over 64 shards and is safe for concurrent use.
 package dedupe
@@ -70,8 +71,17 @@ func (x *Index) locate(id string) (*shard, uint64) {
 	return &x.shards[h>>(64-shardBits)], fp
 }
 
-// home spreads fingerprints over the table.
-func home(fp uint64, mask uint64) uint64 { return (fp * 0x9E3779B97F4A7C15 >> 32) & mask }
+// home spreads fingerprints over a table of n slots: a multiplicative hash
+// of the fingerprint, reduced to [0, n) by a multiply-shift.
+func home(fp uint64, n int) int { return int((fp * 0x9E3779B97F4A7C15 >> 32) * uint64(n) >> 32) }
+
+// next is the slot probed after i in a table of n slots.
+func next(i, n int) int {
+	if i++; i == n {
+		return 0
+	}
+	return i
+}
 
 // SetMinLoc declares every location below loc outside the window.
 func (x *Index) SetMinLoc(loc uint64) {
@@ -123,8 +133,8 @@ func (sh *shard) findLocked(fp, minLoc uint64, confirm func(uint64) (bool, error
 	if len(sh.slots) == 0 {
 		return false, nil
 	}
-	mask := uint64(len(sh.slots) - 1)
-	for i := home(fp, mask); sh.slots[i] != 0; i = (i + 1) & mask {
+	n := len(sh.slots)
+	for i := home(fp, n); sh.slots[i] != 0; i = next(i, n) {
 		s := sh.slots[i]
 		if s>>(64-fpBits) != fp {
 			continue
@@ -183,10 +193,10 @@ func (sh *shard) insertLocked(fp, loc, minLoc uint64) {
 		// stored wrongly; the pending set no longer holds it either.
 		return
 	}
-	mask := uint64(len(sh.slots) - 1)
-	i := home(fp, mask)
+	n := len(sh.slots)
+	i := home(fp, n)
 	for sh.slots[i] != 0 {
-		i = (i + 1) & mask
+		i = next(i, n)
 	}
 	sh.slots[i] = fp<<(64-fpBits) | (loc - sh.base)
 	sh.used++
@@ -194,7 +204,8 @@ func (sh *shard) insertLocked(fp, loc, minLoc uint64) {
 
 // rebuildLocked drops slots below minLoc, rebases on newBase (at most the
 // smallest live location), and sizes the table so that the live slots plus
-// extra fill at most half of it.
+// extra fill four sevenths of it: at most 14 bytes per live identifier,
+// and a quarter of the live count of inserts before the next rebuild.
 func (sh *shard) rebuildLocked(newBase uint64, extra int) {
 	old, oldBase, minLoc := sh.slots, sh.base, newBase
 	live := 0
@@ -203,21 +214,17 @@ func (sh *shard) rebuildLocked(newBase uint64, extra int) {
 			live++
 		}
 	}
-	size := minSlots
-	for size < (live+extra)*2 {
-		size *= 2
-	}
+	size := max(minSlots, ((live+extra)*7+3)/4)
 	slots := make([]uint64, size)
-	mask := uint64(size - 1)
 	used := 0
 	for _, s := range old {
 		if s == 0 || oldBase+s&deltaMask < minLoc {
 			continue
 		}
 		loc, fp := oldBase+s&deltaMask, s>>(64-fpBits)
-		i := home(fp, mask)
+		i := home(fp, size)
 		for slots[i] != 0 {
-			i = (i + 1) & mask
+			i = next(i, size)
 		}
 		slots[i] = fp<<(64-fpBits) | (loc - newBase)
 		used++

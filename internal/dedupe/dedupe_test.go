@@ -1,0 +1,249 @@
+package dedupe
+
+import (
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+)
+
+// journal is a stand-in for the event log: the identifiers stored at each
+// location.
+type journal struct {
+	mu    sync.Mutex
+	locs  map[uint64]map[string]bool
+	calls atomic.Int64 // confirm calls
+}
+
+func newJournal() *journal { return &journal{locs: map[uint64]map[string]bool{}} }
+
+func (j *journal) put(loc uint64, id string) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.locs[loc] == nil {
+		j.locs[loc] = map[string]bool{}
+	}
+	j.locs[loc][id] = true
+}
+
+// confirm is what the DB passes to Reserve and Find: does loc hold id?
+func (j *journal) confirm(id string) func(uint64) (bool, error) {
+	return func(loc uint64) (bool, error) {
+		j.calls.Add(1)
+		j.mu.Lock()
+		defer j.mu.Unlock()
+		return j.locs[loc][id], nil
+	}
+}
+
+// commit reserves id and stores it at loc, failing the test when id is
+// taken.
+func (j *journal) commit(t *testing.T, x *Index, id string, loc uint64) {
+	t.Helper()
+	ok, err := x.Reserve(id, j.confirm(id))
+	if err != nil || !ok {
+		t.Fatalf("Reserve(%q) = %v, %v", id, ok, err)
+	}
+	j.put(loc, id)
+	x.Commit(id, loc)
+}
+
+func TestReserveCommitRelease(t *testing.T) {
+	x, j := New(), newJournal()
+	ok, _ := x.Reserve("a", j.confirm("a"))
+	if !ok {
+		t.Fatal("first Reserve refused")
+	}
+	if ok, _ := x.Reserve("a", j.confirm("a")); ok {
+		t.Fatal("pending identifier reserved twice")
+	}
+	if _, found, _ := x.Find("a", j.confirm("a")); found {
+		t.Fatal("pending identifier found")
+	}
+	x.Release("a")
+	j.commit(t, x, "a", 3)
+	if ok, _ := x.Reserve("a", j.confirm("a")); ok {
+		t.Fatal("committed identifier reserved again")
+	}
+	if loc, found, err := x.Find("a", j.confirm("a")); !found || loc != 3 || err != nil {
+		t.Fatalf("Find = %d, %v, %v", loc, found, err)
+	}
+	if _, found, _ := x.Find("b", j.confirm("b")); found {
+		t.Fatal("unknown identifier found")
+	}
+	// Add, as replay does, without a reservation.
+	j.put(4, "r")
+	x.Add("r", 4)
+	if ok, _ := x.Reserve("r", j.confirm("r")); ok {
+		t.Fatal("replayed identifier reserved")
+	}
+	if s := x.Stats(); s.Used != 2 || s.Pending != 0 || s.Slots != minSlots*2 {
+		t.Errorf("stats %+v", s)
+	}
+	// A confirm error is returned and reserves nothing.
+	boom := fmt.Errorf("boom")
+	if ok, err := x.Reserve("a", func(uint64) (bool, error) { return false, boom }); ok || err != boom {
+		t.Fatalf("Reserve with a failing confirm = %v, %v", ok, err)
+	}
+	if s := x.Stats(); s.Pending != 0 {
+		t.Errorf("failed Reserve left %d pending", s.Pending)
+	}
+}
+
+// Candidates that the journal does not confirm (fingerprint collisions)
+// never make a new identifier a duplicate, and never hide a real one.
+func TestFingerprintCollisions(t *testing.T) {
+	x, j := New(), newJournal()
+	const id = "the-identifier"
+	sh, fp := x.locate(id)
+	// Forty other identifiers with id's fingerprint, as far as the index
+	// can tell: slots with fp at locations that hold something else.
+	sh.mu.Lock()
+	for loc := uint64(1); loc <= 40; loc++ {
+		sh.insertLocked(fp, loc, 0)
+		j.put(loc, fmt.Sprint("other-", loc))
+	}
+	sh.mu.Unlock()
+	j.calls.Store(0)
+	ok, err := x.Reserve(id, j.confirm(id))
+	if !ok || err != nil {
+		t.Fatalf("identifier colliding with 40 others refused: %v, %v", ok, err)
+	}
+	if n := j.calls.Load(); n != 40 {
+		t.Errorf("%d confirmations, want one per colliding slot (40)", n)
+	}
+	j.put(41, id)
+	x.Commit(id, 41)
+	if ok, _ := x.Reserve(id, j.confirm(id)); ok {
+		t.Fatal("identifier behind 40 colliding slots reserved again")
+	}
+	if loc, found, _ := x.Find(id, j.confirm(id)); !found || loc != 41 {
+		t.Fatalf("Find = %d, %v", loc, found)
+	}
+	// Collisions survive a rebuild.
+	sh.mu.Lock()
+	sh.rebuildLocked(1, 0)
+	sh.mu.Unlock()
+	if loc, found, _ := x.Find(id, j.confirm(id)); !found || loc != 41 {
+		t.Fatalf("after a rebuild Find = %d, %v", loc, found)
+	}
+}
+
+// At scale, distinct identifiers are all accepted and all remembered.
+func TestNoFalseDrops(t *testing.T) {
+	x, j := New(), newJournal()
+	const n = 50000
+	for i := range n {
+		j.commit(t, x, fmt.Sprint("id-", i), uint64(i/100+1))
+	}
+	for i := range n {
+		id := fmt.Sprint("id-", i)
+		if ok, _ := x.Reserve(id, j.confirm(id)); ok {
+			t.Fatalf("%s reserved twice", id)
+		}
+	}
+	j.calls.Store(0)
+	for i := range n {
+		id := fmt.Sprint("new-", i)
+		if ok, _ := x.Reserve(id, j.confirm(id)); !ok {
+			t.Fatalf("%s refused", id)
+		}
+		x.Release(id)
+	}
+	// 32-bit fingerprints: false candidates are rare.
+	if c := j.calls.Load(); c > 10 {
+		t.Errorf("%d confirmations for %d new identifiers", c, n)
+	}
+}
+
+func TestSetMinLoc(t *testing.T) {
+	x, j := New(), newJournal()
+	for loc := uint64(1); loc <= 10; loc++ {
+		j.commit(t, x, fmt.Sprint("id-", loc), loc)
+	}
+	x.SetMinLoc(6)
+	x.SetMinLoc(4) // never moves back
+	j.calls.Store(0)
+	for loc := uint64(1); loc <= 10; loc++ {
+		id := fmt.Sprint("id-", loc)
+		_, found, _ := x.Find(id, j.confirm(id))
+		if found != (loc >= 6) {
+			t.Errorf("%s found %v after SetMinLoc(6)", id, found)
+		}
+	}
+	if c := j.calls.Load(); c != 5 {
+		t.Errorf("%d confirmations, want 5 (slots below the window are not candidates)", c)
+	}
+	// An identifier below the window is accepted again.
+	j.commit(t, x, "id-1", 11)
+	// Committing below the window stores nothing.
+	x.Add("late", 2)
+	if _, found, _ := x.Find("late", func(uint64) (bool, error) { return true, nil }); found {
+		t.Error("identifier committed below the window found")
+	}
+}
+
+// Memory tracks the identifiers in the window, not every identifier ever
+// seen: with a sliding window the table stops growing, and costs at most
+// 16 bytes per live identifier on average at steady state.
+func TestBoundedMemory(t *testing.T) {
+	x, j := New(), newJournal()
+	const perLoc, window = 200, 100 // 20,000 identifiers live
+	var samples, bytes, live float64
+	var peak int64
+	for loc := uint64(1); loc <= 1000; loc++ {
+		for i := range perLoc {
+			id := fmt.Sprint(loc, "-", i)
+			x.Reserve(id, func(uint64) (bool, error) { return false, nil })
+			x.Commit(id, loc)
+		}
+		if loc > window {
+			x.SetMinLoc(loc - window + 1)
+		}
+		s := x.Stats()
+		peak = max(peak, s.Slots)
+		if loc > 3*window {
+			samples++
+			bytes += float64(s.Slots * 8)
+			live += perLoc * window
+		}
+	}
+	_ = j
+	avg := bytes / live
+	t.Logf("steady state: %.1f bytes per live identifier on average, peak %d slots (%.1f bytes per live identifier)",
+		avg, peak, float64(peak*8)/(perLoc*window))
+	if avg > 16 {
+		t.Errorf("%.1f bytes per live identifier on average, want at most 16", avg)
+	}
+	if float64(peak*8)/(perLoc*window) > 32 {
+		t.Errorf("peak %d slots for %d live identifiers", peak, perLoc*window)
+	}
+	if s := x.Stats(); s.Used > s.Slots*3/4 {
+		t.Errorf("table over three quarters full: %+v", s)
+	}
+}
+
+// Concurrent Reserve of one identifier: exactly one wins.
+func TestConcurrentReserve(t *testing.T) {
+	x, j := New(), newJournal()
+	for round := range 200 {
+		id := fmt.Sprint("id-", round)
+		var wins atomic.Int32
+		var wg sync.WaitGroup
+		for range 4 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if ok, _ := x.Reserve(id, j.confirm(id)); ok {
+					wins.Add(1)
+					j.put(uint64(round+1), id)
+					x.Commit(id, uint64(round+1))
+				}
+			}()
+		}
+		wg.Wait()
+		if wins.Load() != 1 {
+			t.Fatalf("%s reserved %d times", id, wins.Load())
+		}
+	}
+}
