@@ -1,0 +1,153 @@
+// Command meterd serves the Stripe Billing Meters API (v1) from a meterdb
+// database file, so that stripe-go, other Stripe SDKs and curl can record
+// and query usage against it.
+//
+// Usage:
+//
+//	meterd [-addr 127.0.0.1:12111] [-db meterdb.db] [-api-key sk_test_…[,sk_live_…]]
+//
+// The API keys can also come from METERD_API_KEY (comma-separated); the
+// flag wins. Without a key meterd accepts any key starting with sk_test_,
+// and only on a loopback address: it refuses to listen anywhere else
+// without one. An empty -db keeps everything in memory, lost on exit.
+//
+// On SIGINT or SIGTERM meterd stops accepting connections, waits for the
+// requests in flight (up to 30 seconds), and closes the database, so
+// everything it acknowledged is on disk when it exits.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/meterdb/meterdb"
+	"github.com/meterdb/meterdb/stripeapi"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Getenv, os.Stderr); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			os.Exit(2)
+		}
+		fmt.Fprintln(os.Stderr, "meterd:", err)
+		os.Exit(1)
+	}
+}
+
+// shutdownTimeout bounds the wait for requests in flight at shutdown.
+const shutdownTimeout = 30 * time.Second
+
+// run is meterd without the process: it serves until ctx is done, then
+// shuts down cleanly.
+func run(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
+	fs := flag.NewFlagSet("meterd", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	addr := fs.String("addr", "127.0.0.1:12111", "listen `address` (host:port)")
+	dbPath := fs.String("db", "meterdb.db", "database `file`; empty keeps everything in memory")
+	keyFlag := fs.String("api-key", "", "accepted API `keys`, comma-separated (default $METERD_API_KEY); "+
+		"without any, every sk_test_ key is accepted, on loopback addresses only")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	keys := parseKeys(*keyFlag)
+	if keys == nil {
+		keys = parseKeys(getenv("METERD_API_KEY"))
+	}
+	if len(keys) == 0 && !loopback(*addr) {
+		return fmt.Errorf("refusing to listen on %s without an API key: set -api-key or METERD_API_KEY, "+
+			"or listen on a loopback address such as 127.0.0.1", *addr)
+	}
+
+	log := slog.New(slog.NewTextHandler(stderr, nil))
+	db, err := meterdb.Open(*dbPath, &meterdb.Options{Logger: log})
+	if err != nil {
+		return fmt.Errorf("opening database %q: %w", *dbPath, err)
+	}
+	h, err := stripeapi.NewHandler(db, &stripeapi.Options{APIKeys: keys, Logger: log})
+	if err != nil {
+		db.Close()
+		return err
+	}
+	ln, err := net.Listen("tcp", *addr)
+	if err != nil {
+		db.Close()
+		return err
+	}
+	srv := &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       time.Minute,
+		WriteTimeout:      time.Minute,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	auth := "configured API keys"
+	if len(keys) == 0 {
+		auth = "any sk_test_ key (no API key configured)"
+	}
+	log.Info("listening", "addr", ln.Addr().String(), "db", *dbPath, "auth", auth)
+
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	select {
+	case err := <-served:
+		return errors.Join(err, db.Close())
+	case <-ctx.Done():
+	}
+	log.Info("shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	defer cancel()
+	// Shutdown returns once every request in flight has been answered (or
+	// the timeout passed); Close then waits for any engine operation still
+	// running and makes everything acknowledged durable.
+	err = srv.Shutdown(sctx)
+	if cerr := db.Close(); cerr != nil {
+		return errors.Join(err, fmt.Errorf("closing database: %w", cerr))
+	}
+	if err != nil {
+		return err
+	}
+	log.Info("stopped")
+	return nil
+}
+
+// parseKeys splits a comma-separated key list; it returns nil for none.
+func parseKeys(s string) []string {
+	var keys []string
+	for _, k := range strings.Split(s, ",") {
+		if k = strings.TrimSpace(k); k != "" {
+			keys = append(keys, k)
+		}
+	}
+	return keys
+}
+
+// loopback reports whether addr (host:port) listens on loopback only.
+func loopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}

@@ -1,0 +1,261 @@
+package stripeapi
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/meterdb/meterdb"
+	"github.com/meterdb/meterdb/meter"
+)
+
+// maxIdempotencyKey is the longest Idempotency-Key accepted, in bytes.
+const maxIdempotencyKey = 255
+
+// handler serves the API of one DB. It is safe for concurrent use.
+type handler struct {
+	db      *meterdb.DB
+	opts    Options
+	log     *slog.Logger
+	routes  []*route
+	idem    *idempotency
+	slots   chan struct{} // one token per request being served
+	limiter *rateLimiter  // nil without Options.RateLimit
+
+	// execHook, when set (by tests), runs just before each execution step.
+	execHook func(*http.Request)
+}
+
+// route is one endpoint: a method, a path pattern and the API version
+// whose conventions it follows.
+type route struct {
+	method  string
+	pattern []string // path segments; "{name}" captures one whole segment
+	api     *apiVersion
+	// prepare decodes and validates the request and returns the step that
+	// executes it. Nothing is executed or stored for a request that fails
+	// here, so a retry with corrected parameters may reuse its
+	// Idempotency-Key.
+	prepare func(c *call) (execFunc, error)
+}
+
+// execFunc executes a validated request and returns the object to send
+// with status 200, or an error for the API version to render.
+type execFunc func(ctx context.Context) (any, error)
+
+// apiVersion holds what differs between API versions at the level of the
+// pipeline: the shape of error bodies. Decoding belongs to each version's
+// route constructor (see v1Route).
+type apiVersion struct {
+	name      string
+	errorBody func(*apiError) any
+}
+
+// call is the state of one request as it moves through the pipeline.
+type call struct {
+	h       *handler
+	w       http.ResponseWriter
+	r       *http.Request
+	id      string // Request-Id
+	api     *apiVersion
+	key     apiKey
+	now     time.Time
+	rt      *route
+	vals    []string // path values, in the order of the pattern's captures
+	idemKey string   // Idempotency-Key of a POST, trimmed; "" when absent
+	// canonical is a deterministic encoding of the decoded parameters,
+	// set by the decoder; idempotency compares it between requests.
+	canonical []byte
+}
+
+// response is a rendered response: what is written, and what an
+// idempotency record stores.
+type response struct {
+	status   int
+	body     []byte
+	retry    *bool // Stripe-Should-Retry, when set
+	replayed bool
+}
+
+// NewHandler returns an http.Handler serving the Stripe Billing Meters API
+// (v1) from db. Mount it on a mux at "/" or, for a prefix, with
+// http.StripPrefix:
+//
+//	mux.Handle("/stripe/", http.StripPrefix("/stripe", h))
+//
+// The handler does not own db: closing db is the caller's job, after the
+// server stopped sending requests to the handler. opts may be nil; the
+// handler keeps a copy.
+func NewHandler(db *meterdb.DB, opts *Options) (http.Handler, error) {
+	if db == nil {
+		return nil, errors.New("stripeapi: NewHandler with a nil DB")
+	}
+	o, err := opts.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	h := &handler{
+		db:    db,
+		opts:  o,
+		log:   o.Logger,
+		slots: make(chan struct{}, o.MaxConcurrentRequests),
+		idem:  newIdempotency(db, o.IdempotencyTTL),
+	}
+	if o.RateLimit > 0 {
+		h.limiter = newRateLimiter(o.RateLimit, o.RateBurst)
+	}
+	h.routes = append(h.routes, h.v1Routes()...)
+	return h, nil
+}
+
+// apiFor returns the API version whose conventions apply to requests for
+// path before any route matched: for authentication failures and unknown
+// routes.
+func (h *handler) apiFor(path string) *apiVersion {
+	return apiV1
+}
+
+// ServeHTTP runs the pipeline: request id, authentication, admission
+// (concurrency and rate limits), routing, decoding and validation,
+// execution (through the idempotency layer for POST), and one JSON writer.
+func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	c := &call{h: h, w: w, r: r, id: newRequestID(), api: h.apiFor(r.URL.Path), now: h.opts.Now()}
+	w.Header().Set("Request-Id", c.id)
+	res := h.serve(c)
+	c.write(res)
+	h.log.LogAttrs(r.Context(), slog.LevelDebug, "request",
+		slog.String("request_id", c.id), slog.String("method", r.Method), slog.String("path", r.URL.Path),
+		slog.Int("status", res.status), slog.Bool("replayed", res.replayed), slog.Duration("took", time.Since(start)))
+}
+
+func (h *handler) serve(c *call) response {
+	key, err := h.authenticate(c.r)
+	if err != nil {
+		return c.errorResponse(err)
+	}
+	c.key = key
+	select {
+	case h.slots <- struct{}{}:
+		defer func() { <-h.slots }()
+	default:
+		return c.errorResponse(errRateLimited())
+	}
+	if !h.limiter.allow(key.scope, c.now) {
+		return c.errorResponse(errRateLimited())
+	}
+	rt, vals := h.match(c.r)
+	if rt == nil {
+		return c.errorResponse(errNotFoundRoute(c.r.Method, c.r.URL.Path))
+	}
+	c.rt, c.vals, c.api = rt, vals, rt.api
+	if c.r.Method == http.MethodPost {
+		c.idemKey = strings.TrimSpace(c.r.Header.Get("Idempotency-Key"))
+		if len(c.idemKey) > maxIdempotencyKey {
+			c.idemKey = ""
+			return c.errorResponse(invalidRequest(http.StatusBadRequest, "", "",
+				fmt.Sprintf("Idempotency-Key is %d characters long; it must be at most %d characters.",
+					len(strings.TrimSpace(c.r.Header.Get("Idempotency-Key"))), maxIdempotencyKey)))
+		}
+	}
+	run, err := rt.prepare(c)
+	if err != nil {
+		return c.errorResponse(err)
+	}
+	if c.idemKey != "" {
+		return h.idem.do(c, run)
+	}
+	return c.execute(run)
+}
+
+// match finds the route for r's method and path and returns it with the
+// captured path values.
+func (h *handler) match(r *http.Request) (*route, []string) {
+	segs := strings.Split(strings.TrimPrefix(r.URL.EscapedPath(), "/"), "/")
+next:
+	for _, rt := range h.routes {
+		if rt.method != r.Method || len(rt.pattern) != len(segs) {
+			continue
+		}
+		var vals []string
+		for i, p := range rt.pattern {
+			if strings.HasPrefix(p, "{") {
+				v, err := url.PathUnescape(segs[i])
+				if err != nil || v == "" {
+					continue next
+				}
+				vals = append(vals, v)
+			} else if p != segs[i] {
+				continue next
+			}
+		}
+		return rt, vals
+	}
+	return nil, nil
+}
+
+// pathValue returns the i-th value captured from the path.
+func (c *call) pathValue(i int) string { return c.vals[i] }
+
+// execute runs the execution step and renders its result.
+func (c *call) execute(run execFunc) response {
+	if c.h.execHook != nil {
+		c.h.execHook(c.r)
+	}
+	v, err := run(c.r.Context())
+	if err != nil {
+		return c.errorResponse(err)
+	}
+	body, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return c.errorResponse(fmt.Errorf("stripeapi: encoding response: %w", err))
+	}
+	return response{status: http.StatusOK, body: append(body, '\n')}
+}
+
+// errorResponse renders err in the shape of the call's API version.
+func (c *call) errorResponse(err error) response {
+	ae, internal := toAPIError(err)
+	if internal {
+		c.h.log.LogAttrs(c.r.Context(), slog.LevelError, "request failed",
+			slog.String("request_id", c.id), slog.String("method", c.r.Method),
+			slog.String("path", c.r.URL.Path), slog.Any("error", err))
+	}
+	body, mErr := json.MarshalIndent(c.api.errorBody(ae), "", "  ")
+	if mErr != nil {
+		panic(fmt.Sprintf("stripeapi: encoding an error body: %v", mErr)) // the body holds strings only
+	}
+	return response{status: ae.Status, body: append(body, '\n'), retry: ae.Retry}
+}
+
+// write is the one place responses are written.
+func (c *call) write(res response) {
+	hd := c.w.Header()
+	hd.Set("Content-Type", "application/json")
+	hd.Set("Cache-Control", "no-cache, no-store")
+	if c.idemKey != "" {
+		hd.Set("Idempotency-Key", c.idemKey)
+	}
+	if res.replayed {
+		hd.Set("Idempotent-Replayed", "true")
+	}
+	if res.retry != nil {
+		hd.Set("Stripe-Should-Retry", fmt.Sprint(*res.retry))
+	}
+	if v := c.r.Header.Get("Stripe-Version"); v != "" && len(v) <= 64 {
+		hd.Set("Stripe-Version", v)
+	}
+	if res.status == http.StatusUnauthorized {
+		hd.Set("WWW-Authenticate", `Basic realm="meterdb"`)
+	}
+	c.w.WriteHeader(res.status)
+	c.w.Write(res.body)
+}
+
+func newRequestID() string { return "req_" + meter.RandomBase62(14) }

@@ -1,0 +1,117 @@
+package stripeapi
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/meterdb/meterdb"
+)
+
+// idemNamespace is the DB aux namespace of idempotency records.
+const idemNamespace = "stripeapi.idempotency"
+
+// idempotency replays the responses of POST requests that carry an
+// Idempotency-Key. Records live in the DB's aux area (the same file as the
+// events), keyed by caller scope and key, for ttl. A key is in flight from
+// the moment its request passed validation until its response is stored;
+// a second request with it meanwhile gets 409 idempotency_key_in_use.
+// It is safe for concurrent use.
+type idempotency struct {
+	db  *meterdb.DB
+	ttl time.Duration
+
+	mu       sync.Mutex // guards inflight
+	inflight map[string]struct{}
+}
+
+// idemRecord is what the aux area stores for one key.
+type idemRecord struct {
+	Fingerprint string `json:"f"` // of method, path and parameters
+	Status      int    `json:"s"`
+	Body        []byte `json:"b"`
+}
+
+func newIdempotency(db *meterdb.DB, ttl time.Duration) *idempotency {
+	return &idempotency{db: db, ttl: ttl, inflight: map[string]struct{}{}}
+}
+
+// do executes run at most once per (caller, key, parameters) within the
+// record's lifetime: a repeat with the same parameters replays the stored
+// status and body, a repeat with other parameters (or another endpoint)
+// gets idempotency_error. Responses with status 409, 429 or 5xx are not
+// stored: they report that nothing was done, so a retry may do it.
+func (s *idempotency) do(c *call, run execFunc) response {
+	k := c.key.scope + "/" + c.idemKey
+	s.mu.Lock()
+	if _, busy := s.inflight[k]; busy {
+		s.mu.Unlock()
+		return c.errorResponse(invalidRequest(http.StatusConflict, codeIdempotencyKeyInUse, "",
+			"There is currently another in-progress request using this idempotency key. Retry once it completes."))
+	}
+	s.inflight[k] = struct{}{}
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.inflight, k)
+		s.mu.Unlock()
+	}()
+
+	ctx := c.r.Context()
+	fp := fingerprint(c)
+	raw, ok, err := s.db.GetAux(ctx, idemNamespace, k)
+	if err != nil {
+		return c.errorResponse(err)
+	}
+	if ok {
+		var rec idemRecord
+		if err := json.Unmarshal(raw, &rec); err == nil {
+			if rec.Fingerprint != fp {
+				return c.errorResponse(&apiError{Status: http.StatusBadRequest, Type: typeIdempotency, Message: "Keys for " +
+					"idempotent requests can only be used with the same parameters they were first used with. Try using " +
+					"a key other than '" + c.idemKey + "' if you meant to execute a different request."})
+			}
+			return response{status: rec.Status, body: rec.Body, replayed: true}
+		}
+		// An unreadable record (from an incompatible version) is treated
+		// as absent.
+	}
+	res := c.execute(run)
+	if res.status == http.StatusConflict || res.status == http.StatusTooManyRequests || res.status >= 500 {
+		return res
+	}
+	rec, _ := json.Marshal(idemRecord{Fingerprint: fp, Status: res.status, Body: res.body})
+	if err := s.db.PutAux(ctx, idemNamespace, k, rec, c.now.Add(s.ttl)); err != nil {
+		// The work is done; the client hears about it. Only a replay of
+		// this key is lost, which the engine's identifier dedupe covers
+		// for meter events.
+		c.h.log.LogAttrs(ctx, slog.LevelError, "storing idempotency record",
+			slog.String("request_id", c.id), slog.Any("error", err))
+	}
+	return res
+}
+
+// fingerprint identifies a request's method, path and parameters.
+func fingerprint(c *call) string {
+	h := sha256.New()
+	h.Write([]byte(c.r.Method))
+	h.Write([]byte{0})
+	h.Write([]byte(c.r.URL.EscapedPath()))
+	h.Write([]byte{0})
+	h.Write(c.canonical)
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// derivedIdentifier returns a meter event identifier derived from the
+// caller and Idempotency-Key of c, for events sent without one: a retry
+// whose idempotency record was lost (a crash between recording the event
+// and storing the record) then meets the engine's dedupe instead of
+// counting twice.
+func derivedIdentifier(c *call) string {
+	sum := sha256.Sum256([]byte(c.key.scope + "\x00" + c.idemKey))
+	return "mev_" + hex.EncodeToString(sum[:12])
+}

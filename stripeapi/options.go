@@ -1,0 +1,93 @@
+package stripeapi
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+)
+
+// Options configure a handler. A nil *Options and every zero field mean
+// the default.
+type Options struct {
+	// APIKeys are the secret keys the handler accepts, e.g. "sk_test_…" or
+	// "sk_live_…". A key starting with sk_live_ or rk_live_ makes responses
+	// report livemode true; every other key reports false. Empty means any
+	// key starting with sk_test_ is accepted and live keys are refused:
+	// convenient for local development and tests, and never suitable for a
+	// handler reachable by others.
+	APIKeys []string
+	// MaxBodyBytes bounds a request body, in bytes. Zero means 1 MiB.
+	// Larger bodies get 413.
+	MaxBodyBytes int64
+	// MaxParams bounds the number of form fields (key=value pairs) of one
+	// request, query string and body together. Zero means 500.
+	MaxParams int
+	// IdempotencyTTL is how long the response to a POST with an
+	// Idempotency-Key is kept for replay. Zero means 24 hours.
+	IdempotencyTTL time.Duration
+	// MaxConcurrentRequests bounds the requests the handler serves at once;
+	// the excess gets 429 rate_limit at once. Zero means 256.
+	MaxConcurrentRequests int
+	// RateLimit is the sustained number of requests per second accepted
+	// per API key; the excess gets 429 rate_limit. Zero means no limit.
+	RateLimit float64
+	// RateBurst is how many requests one API key may make at once above
+	// RateLimit. Zero means max(1, RateLimit). Ignored without RateLimit.
+	RateBurst int
+	// Now is the clock for created timestamps, idempotency expiry and rate
+	// limits. Nil means time.Now.
+	Now func() time.Time
+	// Logger receives one Debug record per request and an Error record for
+	// each 5xx response. Nil means silent.
+	Logger *slog.Logger
+}
+
+const (
+	defaultMaxBodyBytes   = 1 << 20
+	defaultMaxParams      = 500
+	defaultIdempotencyTTL = 24 * time.Hour
+	defaultMaxConcurrent  = 256
+)
+
+// withDefaults returns a copy of o with zero fields set to their defaults,
+// or an error naming the first invalid field.
+func (o *Options) withDefaults() (Options, error) {
+	var r Options
+	if o != nil {
+		r = *o
+		r.APIKeys = append([]string(nil), o.APIKeys...)
+	}
+	for i, k := range r.APIKeys {
+		if k == "" || strings.ContainsAny(k, " \t\r\n:") {
+			return r, fmt.Errorf("stripeapi: Options.APIKeys[%d] is empty or contains a space or colon", i)
+		}
+	}
+	if r.MaxBodyBytes < 0 || r.MaxParams < 0 || r.IdempotencyTTL < 0 || r.MaxConcurrentRequests < 0 ||
+		r.RateLimit < 0 || r.RateBurst < 0 {
+		return r, errors.New("stripeapi: Options fields must not be negative")
+	}
+	if r.MaxBodyBytes == 0 {
+		r.MaxBodyBytes = defaultMaxBodyBytes
+	}
+	if r.MaxParams == 0 {
+		r.MaxParams = defaultMaxParams
+	}
+	if r.IdempotencyTTL == 0 {
+		r.IdempotencyTTL = defaultIdempotencyTTL
+	}
+	if r.MaxConcurrentRequests == 0 {
+		r.MaxConcurrentRequests = defaultMaxConcurrent
+	}
+	if r.RateLimit > 0 && r.RateBurst == 0 {
+		r.RateBurst = max(1, int(r.RateLimit))
+	}
+	if r.Now == nil {
+		r.Now = time.Now
+	}
+	if r.Logger == nil {
+		r.Logger = slog.New(slog.DiscardHandler)
+	}
+	return r, nil
+}

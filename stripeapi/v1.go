@@ -1,0 +1,158 @@
+package stripeapi
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"strings"
+)
+
+// apiV1 renders errors as v1 does:
+// {"error":{"type","code","message","param","doc_url"}}.
+var apiV1 = &apiVersion{name: "v1", errorBody: v1ErrorBody}
+
+type v1ErrorObject struct {
+	Code    string `json:"code,omitempty"`
+	DocURL  string `json:"doc_url,omitempty"`
+	Message string `json:"message"`
+	Param   string `json:"param,omitempty"`
+	Type    string `json:"type"`
+}
+
+func v1ErrorBody(e *apiError) any {
+	o := v1ErrorObject{Code: e.Code, Message: e.Message, Param: e.Param, Type: e.Type}
+	if documented[e.Code] {
+		o.DocURL = "https://stripe.com/docs/error-codes/" + strings.ReplaceAll(e.Code, "_", "-")
+	}
+	return struct {
+		Error v1ErrorObject `json:"error"`
+	}{o}
+}
+
+// v1Routes lists the v1 endpoints.
+func (h *handler) v1Routes() []*route {
+	return []*route{
+		v1Route("GET", "/v1/billing/meters", h.v1ListMeters),
+		v1Route("POST", "/v1/billing/meters", h.v1CreateMeter),
+		v1Route("GET", "/v1/billing/meters/{id}", h.v1RetrieveMeter),
+		v1Route("POST", "/v1/billing/meters/{id}", h.v1UpdateMeter),
+		v1Route("POST", "/v1/billing/meters/{id}/deactivate", h.v1DeactivateMeter),
+		v1Route("POST", "/v1/billing/meters/{id}/reactivate", h.v1ReactivateMeter),
+		v1Route("GET", "/v1/billing/meters/{id}/event_summaries", h.v1ListEventSummaries),
+		v1Route("POST", "/v1/billing/meter_events", h.v1CreateMeterEvent),
+		v1Route("POST", "/v1/billing/meter_event_adjustments", h.v1CreateMeterEventAdjustment),
+	}
+}
+
+// v1Route builds a v1 endpoint: its parameters come form-encoded from the
+// query string and, for POST, the body. prepare reads them through p; the
+// request fails with the first unknown parameter, or else the first
+// problem p recorded, before the returned execution step runs.
+func v1Route(method, pattern string, prepare func(c *call, p *v1Params) (execFunc, error)) *route {
+	return &route{
+		method:  method,
+		pattern: strings.Split(strings.TrimPrefix(pattern, "/"), "/"),
+		api:     apiV1,
+		prepare: func(c *call) (execFunc, error) {
+			root, err := c.decodeV1Form()
+			if err != nil {
+				return nil, err
+			}
+			c.canonical = root.canonical()
+			p := newV1Params(root)
+			run, err := prepare(c, p)
+			if err != nil {
+				return nil, err
+			}
+			if err := p.done(); err != nil {
+				return nil, err
+			}
+			return run, nil
+		},
+	}
+}
+
+// decodeV1Form decodes the query string and, for POST, the form body.
+func (c *call) decodeV1Form() (*formNode, error) {
+	root := newHash()
+	pairs, maxPairs := 0, c.h.opts.MaxParams
+	if err := decodeForm(root, c.r.URL.RawQuery, &pairs, maxPairs); err != nil {
+		return nil, err
+	}
+	if c.r.Method != http.MethodPost || c.r.Body == nil {
+		return root, nil
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(c.w, c.r.Body, c.h.opts.MaxBodyBytes))
+	if err != nil {
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			return nil, invalidRequest(http.StatusRequestEntityTooLarge, "", "",
+				fmt.Sprintf("Request body too large: the limit is %d bytes.", tooLarge.Limit))
+		}
+		return nil, invalidRequest(http.StatusBadRequest, "", "", "Invalid request: the body could not be read.")
+	}
+	if len(body) == 0 {
+		return root, nil
+	}
+	if ct := c.r.Header.Get("Content-Type"); ct != "" {
+		mt, _, err := mime.ParseMediaType(ct)
+		if err != nil || mt != "application/x-www-form-urlencoded" {
+			return nil, invalidRequest(http.StatusBadRequest, "", "", fmt.Sprintf(
+				"Invalid Content-Type %q: v1 requests take application/x-www-form-urlencoded bodies.", truncate(ct, 100)))
+		}
+	}
+	if err := decodeForm(root, string(body), &pairs, maxPairs); err != nil {
+		return nil, err
+	}
+	return root, nil
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n] + "…"
+	}
+	return s
+}
+
+// v1List is Stripe's list object.
+type v1List[T any] struct {
+	Object  string `json:"object"`
+	Data    []T    `json:"data"`
+	HasMore bool   `json:"has_more"`
+	URL     string `json:"url"`
+}
+
+func newV1List[T any](url string, data []T, hasMore bool) v1List[T] {
+	if data == nil {
+		data = []T{}
+	}
+	return v1List[T]{Object: "list", Data: data, HasMore: hasMore, URL: url}
+}
+
+// v1Page reads the pagination parameters of a v1 list endpoint.
+type v1Page struct {
+	limit                       int
+	startingAfter, endingBefore string
+}
+
+func readV1Page(p *v1Params) v1Page {
+	var pg v1Page
+	if n, ok := p.int("limit", false); ok {
+		if n < 1 || n > 100 {
+			p.fail(errInvalidParam("limit", "Invalid limit: must be between 1 and 100."))
+		}
+		pg.limit = int(n)
+	}
+	pg.startingAfter = p.str("starting_after", maxExpandLength, false)
+	pg.endingBefore = p.str("ending_before", maxExpandLength, false)
+	if pg.startingAfter != "" && pg.endingBefore != "" {
+		p.fail(invalidRequest(http.StatusBadRequest, codeParametersExclusive, "ending_before",
+			"You may only specify one of these parameters: ending_before, starting_after."))
+	}
+	if pg.limit == 0 {
+		pg.limit = 10
+	}
+	return pg
+}
