@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
+	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
@@ -26,7 +28,8 @@ import (
 // following the semantics documented in doc.go. The model never looks at
 // the DB's internals, so the same model serves a DB that is closed and
 // reopened (or crashed and reopened) between actions: openDB is the one
-// place that opens a database.
+// place that opens a database. A quarter of the checks run on a
+// file-backed database and close and reopen it now and then.
 
 // Time units in seconds.
 const (
@@ -444,6 +447,11 @@ type machine struct {
 	db    *meterdb.DB
 	m     *model
 	fresh int // counter for fresh identifiers
+
+	// Counters restart with each open: Check compares the DB's counters
+	// since the last open with the model's since then.
+	base      meterdb.Stats
+	baseModel [4]int64 // accepted, cancelled, rejected, duplicates at the last open
 }
 
 func newMachine(t *rapid.T) *machine {
@@ -453,6 +461,14 @@ func newMachine(t *rapid.T) *machine {
 	shards := rapid.SampledFrom([]int{0, 1, 2}).Draw(t, "shards")
 	s := &machine{ctx: context.Background(), clock: newTestClock(t0), t0: t0}
 	s.opts = meterdb.Options{Now: s.clock.Now, DedupeWindow: window, Shards: shards}
+	if rapid.IntRange(0, 3).Draw(t, "file_backed") == 0 {
+		dir, err := os.MkdirTemp("", "meterdb-model-")
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.path = filepath.Join(dir, "model.db")
+		s.opts.NoFsync = true // a process crash loses nothing without it
+	}
 	if window == 0 {
 		window = 24 * time.Hour
 	}
@@ -466,20 +482,54 @@ func newMachine(t *rapid.T) *machine {
 
 func (s *machine) now() time.Time { return s.clock.Now() }
 
+// close closes the DB and removes its file.
+func (s *machine) close() {
+	s.db.Close()
+	if s.path != "" {
+		os.RemoveAll(filepath.Dir(s.path))
+	}
+}
+
+// counters returns the model's event counters: accepted, cancelled,
+// rejected, duplicates.
+func (s *machine) counters() [4]int64 {
+	var c [4]int64
+	c[0] = int64(len(s.m.events))
+	for _, e := range s.m.events {
+		if e.cancelled {
+			c[1]++
+		}
+	}
+	c[2], c[3] = s.m.rejected, s.m.duplicates
+	return c
+}
+
+// Reopen closes a file-backed DB and opens it again: everything the model
+// knows must survive.
+func (s *machine) Reopen(t *rapid.T) {
+	if s.path == "" {
+		t.Skip("in-memory database")
+	}
+	if err := s.db.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	s.db = openDB(t, s.path, &s.opts)
+	s.base, s.baseModel = s.db.Stats(), s.counters()
+	coverage.reopens.Add(1)
+}
+
 // Check runs after every action: counters and sizes, and every series'
 // total over a range holding all its events.
 func (s *machine) Check(t *rapid.T) {
 	st := s.db.Stats()
-	var cancelled int64
-	for _, e := range s.m.events {
-		if e.cancelled {
-			cancelled++
-		}
+	d, c := st.Sub(s.base), s.counters()
+	for i := range c {
+		c[i] -= s.baseModel[i]
 	}
-	if st.EventsAccepted != int64(len(s.m.events)) || st.EventsCancelled != cancelled ||
-		st.EventsRejected != s.m.rejected || st.EventsDuplicate != s.m.duplicates || st.Meters != int64(len(s.m.meters)) {
-		t.Fatalf("stats %+v, want accepted %d cancelled %d rejected %d duplicates %d meters %d",
-			st, len(s.m.events), cancelled, s.m.rejected, s.m.duplicates, len(s.m.meters))
+	if d.EventsAccepted != c[0] || d.EventsCancelled != c[1] || d.EventsRejected != c[2] || d.EventsDuplicate != c[3] ||
+		st.Meters != int64(len(s.m.meters)) {
+		t.Fatalf("stats since the last open %+v, want accepted %d cancelled %d rejected %d duplicates %d; meters %d, want %d",
+			d, c[0], c[1], c[2], c[3], st.Meters, len(s.m.meters))
 	}
 	series, minutes, hours, days, raw := s.m.sizes()
 	if st.Series != series || st.MinuteCells != minutes || st.HourBuckets != hours || st.DayBuckets != days || st.RawEntries != raw {
@@ -999,25 +1049,26 @@ func (s *machine) actions() map[string]func(*rapid.T) {
 	add("Advance", 2, s.Advance)
 	add("AdvanceToEdge", 1, s.AdvanceToEdge)
 	add("Query", 4, s.Query)
+	add("Reopen", 1, s.Reopen)
 	return a
 }
 
 // coverage counts what the model test exercised, over all checks; go test
 // -v prints it.
 var coverage struct {
-	checks, accepted, rejected, duplicates, reaccepted, cancels, cancelErrors, expired, queries, nonEmpty atomic.Int64
+	checks, reopens, accepted, rejected, duplicates, reaccepted, cancels, cancelErrors, expired, queries, nonEmpty atomic.Int64
 }
 
 func TestModel(t *testing.T) {
 	rapid.Check(t, func(t *rapid.T) {
 		s := newMachine(t)
-		defer s.db.Close()
+		defer s.close()
 		coverage.checks.Add(1)
 		t.Repeat(s.actions())
 	})
 	c := &coverage
-	t.Logf("checks %d: events accepted %d, rejected %d, duplicates %d, identifiers accepted again after the window %d; "+
+	t.Logf("checks %d, reopens %d: events accepted %d, rejected %d, duplicates %d, identifiers accepted again after the window %d; "+
 		"cancels %d, failed cancels %d (expired %d); queries %d (%d with events)",
-		c.checks.Load(), c.accepted.Load(), c.rejected.Load(), c.duplicates.Load(), c.reaccepted.Load(),
+		c.checks.Load(), c.reopens.Load(), c.accepted.Load(), c.rejected.Load(), c.duplicates.Load(), c.reaccepted.Load(),
 		c.cancels.Load(), c.cancelErrors.Load(), c.expired.Load(), c.queries.Load(), c.nonEmpty.Load())
 }
