@@ -368,12 +368,11 @@ func BenchmarkDedupeMemory(b *testing.B) {
 				ids[i+j] = evs[j].Identifier
 			}
 		}
-		confirm := func(uint64) (bool, error) { return true, nil }
 		base := heapAlloc()
 		x := dedupe.New()
 		b.ResetTimer()
 		for i, id := range ids {
-			ok, err := x.Reserve(id, confirm)
+			ok, err := x.Reserve(id, confirmIn(ids, id))
 			if !ok || err != nil {
 				b.Fatalf("identifier %d: reserve %v %v", i, ok, err)
 			}

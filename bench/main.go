@@ -48,7 +48,8 @@ type config struct {
 	Targets     []string // empty: each scenario's own targets
 	Seed        uint64
 	Skew        float64
-	DatasetSize int // events loaded for the query and memory scenarios; 0: 20 per customer
+	Span        time.Duration // timestamps lie in [anchor-Span, anchor)
+	DatasetSize int           // events loaded for the query and memory scenarios; 0: 20 per customer
 	JSON, Out   string
 	Progress    bool
 	CPUProfile  string
@@ -131,6 +132,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.StringVar(&tgts, "targets", "", "comma-separated targets to run (default: each scenario's own); known: "+strings.Join(targetNames(), ", "))
 	fs.Uint64Var(&cfg.Seed, "seed", 1, "workload seed")
 	fs.Float64Var(&cfg.Skew, "skew", 1.1, "Zipf exponent of customer popularity; 0 means uniform")
+	fs.DurationVar(&cfg.Span, "span", 30*24*time.Hour, "events' timestamps are uniform over this span before the clock (at most 34 days)")
 	fs.IntVar(&cfg.DatasetSize, "dataset", 0, "events loaded for the query and memory scenarios (default 20 per customer)")
 	fs.StringVar(&cfg.JSON, "json", "", "write machine-readable results to this file")
 	fs.StringVar(&cfg.Out, "out", "", "write a self-contained HTML report to this file")
@@ -170,6 +172,8 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 		return cfg, fmt.Errorf("-customers must be between 1 and 2^30")
 	case cfg.Meters < 1 || cfg.Meters > 1000:
 		return cfg, fmt.Errorf("-meters must be between 1 and 1000")
+	case cfg.Span < time.Minute || cfg.Span > 34*24*time.Hour:
+		return cfg, fmt.Errorf("-span must be between 1m and 816h (34 days)")
 	case cfg.Skew < 0:
 		return cfg, fmt.Errorf("-skew must not be negative")
 	case cfg.DatasetSize < 0:

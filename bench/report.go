@@ -38,6 +38,7 @@ type Config struct {
 	Scenarios   []string `json:"scenarios"`
 	Seed        uint64   `json:"seed"`
 	Skew        float64  `json:"skew"`
+	Span        string   `json:"timestamp_span"`
 	DatasetSize int      `json:"dataset_events"`
 	Anchor      string   `json:"anchor"`
 }
@@ -51,7 +52,7 @@ func newReport(cfg config, w *Workload) *Report {
 		Config: Config{
 			Duration: cfg.Duration.String(), Customers: cfg.Customers, Meters: cfg.Meters,
 			Workers: cfg.Workers, Batches: cfg.Batches, Scenarios: cfg.Scenarios, Seed: cfg.Seed,
-			Skew: cfg.Skew, DatasetSize: cfg.DatasetSize, Anchor: w.Anchor.Format(time.RFC3339),
+			Skew: cfg.Skew, Span: cfg.Span.String(), DatasetSize: cfg.DatasetSize, Anchor: w.Anchor.Format(time.RFC3339),
 		},
 	}
 }
@@ -163,8 +164,8 @@ func (rep *Report) writeTable(w io.Writer) {
 	fmt.Fprintf(w, "meterdb bench  %s  %s  %s  %d CPUs (GOMAXPROCS %d)  load %s\n",
 		rep.Date, rep.GoVersion, rep.CPU, rep.NumCPU, rep.GOMAXPROCS, rep.LoadAvg)
 	c := rep.Config
-	fmt.Fprintf(w, "workload: %d customers (Zipf %.2f), %d meters, seed %d, timestamps over the 30 days before %s; dataset %d events; generator %.0f ns/event\n",
-		c.Customers, c.Skew, c.Meters, c.Seed, c.Anchor, c.DatasetSize, rep.GenNsPerEvent)
+	fmt.Fprintf(w, "workload: %d customers (Zipf %.2f), %d meters, seed %d, timestamps over the %s before %s; dataset %d events; generator %.0f ns/event\n",
+		c.Customers, c.Skew, c.Meters, c.Seed, c.Span, c.Anchor, c.DatasetSize, rep.GenNsPerEvent)
 	for _, sc := range rep.Config.Scenarios {
 		var rows, skips []Result
 		for _, r := range rep.Results {

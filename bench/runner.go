@@ -150,6 +150,7 @@ func (r *runner) runAll() (*Report, error) {
 	t0 := time.Now()
 	r.prog.note("building workload: %d customers, %d meters, seed %d", r.cfg.Customers, r.cfg.Meters, r.cfg.Seed)
 	r.w = NewWorkload(r.cfg.Seed, r.cfg.Customers, r.cfg.Meters, r.cfg.Skew)
+	r.w.Span = r.cfg.Span
 	rep := newReport(r.cfg, r.w)
 	rep.GenNsPerEvent = measureGenerator(r.w)
 	var failed error

@@ -55,7 +55,9 @@ func verifyTotals(ctx context.Context, name string, t Target, w *Workload, ids [
 			pick = append(pick, i)
 		}
 	}
-	start, end := w.Anchor.Add(-w.Span-24*time.Hour), w.Anchor
+	// Whole days covering the span, plus one: aligned for every target.
+	days := (w.Span+24*time.Hour-1)/(24*time.Hour) + 1
+	start, end := w.Anchor.Add(-days*24*time.Hour), w.Anchor
 	for _, i := range pick {
 		m, c := i/w.Customers, i%w.Customers
 		got, err := t.Summaries(ctx, meterdb.SummaryParams{
