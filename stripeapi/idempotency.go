@@ -50,8 +50,11 @@ func (s *idempotency) do(c *call, run execFunc) response {
 	s.mu.Lock()
 	if _, busy := s.inflight[k]; busy {
 		s.mu.Unlock()
-		return c.errorResponse(invalidRequest(http.StatusConflict, codeIdempotencyKeyInUse, "",
-			"There is currently another in-progress request using this idempotency key. Retry once it completes."))
+		e := invalidRequest(http.StatusConflict, codeIdempotencyKeyInUse, "",
+			"There is currently another in-progress request using this idempotency key. Retry once it completes.")
+		retry := true
+		e.Retry = &retry
+		return c.errorResponse(e)
 	}
 	s.inflight[k] = struct{}{}
 	s.mu.Unlock()
