@@ -417,3 +417,88 @@ func BenchmarkDedupeMemory(b *testing.B) {
 		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
 	})
 }
+
+// BenchmarkStage measures the stages of ingest one at a time, single
+// goroutine, on the events of the customers=1e4 workload: validation
+// (event.Validate with the meter looked up by name), the dedupe index
+// (Reserve and Commit of a new identifier) and the aggregate table
+// (ApplyBatch of 100 entries). One op is one event.
+func BenchmarkStage(b *testing.B) {
+	spans := []struct {
+		name string
+		d    time.Duration
+	}{{"ts=30d", 30 * 24 * time.Hour}, {"ts=1h", time.Hour}}
+	b.Run("stage=validate", func(b *testing.B) {
+		w := benchWorkload(1e4, 30*24*time.Hour)
+		var ms baseMeters
+		ms.create(w.Meters, w.Now())
+		evs := w.Events(0, b.N)
+		now := w.Now()
+		b.ReportAllocs()
+		b.ResetTimer()
+		for i := range evs {
+			if _, err := event.Validate(&evs[i], ms.byEvent[evs[i].Name], now); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
+	})
+	b.Run("stage=dedupe", func(b *testing.B) {
+		w := benchWorkload(1e4, 30*24*time.Hour)
+		evs := w.Events(0, b.N)
+		ids := make([]string, len(evs))
+		for i := range evs {
+			ids[i] = evs[i].Identifier
+		}
+		x := dedupe.New()
+		b.ReportAllocs()
+		b.ResetTimer()
+		for i, id := range ids {
+			if ok, err := x.Reserve(id, confirmIn(ids, id)); !ok || err != nil {
+				b.Fatalf("identifier %d refused: %v", i, err)
+			}
+			x.Commit(id, uint64(i/100+1))
+		}
+		b.StopTimer()
+		if st := x.Stats(); st.Used != int64(b.N) {
+			b.Fatalf("index holds %d identifiers, want %d", st.Used, b.N)
+		}
+		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
+	})
+	for _, span := range spans {
+		b.Run("stage=apply/"+span.name, func(b *testing.B) {
+			w := benchWorkload(1e4, span.d)
+			items := make([]aggregate.Item, b.N)
+			specs := make([]Spec, b.N)
+			for i := range items {
+				s := w.Spec(uint64(i))
+				specs[i] = s
+				items[i] = aggregate.Item{
+					Key:   aggregate.Key{Meter: uint64(s.Meter + 1), Customer: w.CustomerID(s.Customer)},
+					Mode:  aggregate.ModeOf(string(w.Meters[s.Meter].Formula), ""),
+					Entry: aggregate.Entry{Seq: uint64(i + 1), Timestamp: s.TS, Value: s.Value},
+				}
+			}
+			table := aggregate.NewTable(64)
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i += 100 {
+				table.ApplyBatch(items[i:min(b.N, i+100)])
+			}
+			b.StopTimer()
+			// Verify the sum meter's total of the hottest customer.
+			var want Expect
+			for _, s := range specs {
+				if s.Meter == 1 && s.Customer == 0 {
+					want.add(s)
+				}
+			}
+			ws, err := table.Query(aggregate.Key{Meter: 2, Customer: w.CustomerID(0)},
+				w.Anchor.Unix()-31*86400, w.Anchor.Unix(), aggregate.Total)
+			if err != nil || ws[0].Count != want.Count || ws[0].Sum != aggregate.Int128Of(want.Sum) {
+				b.Fatalf("hottest customer: %+v %v, want count %d sum %d", ws, err, want.Count, want.Sum)
+			}
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
+		})
+	}
+}
