@@ -455,13 +455,9 @@ func TestCancel(t *testing.T) {
 }
 
 // An identifier accepted again after the dedupe window names its new
-// event: Cancel must cancel that one, not the older event that carried the
-// identifier before.
-//
-// Bug: DB.Cancel (db.go) asks the dedupe index for the first candidate
-// location whose group holds the identifier, and the index probes oldest
-// first, so Cancel finds the old event and reports it expired (or cancels
-// it, when the window is shorter than a day).
+// event: Cancel cancels the newest event of the meter with that
+// identifier, not the older event that carried it before (the dedupe index
+// offers the oldest candidate first).
 func TestCancelAfterIdentifierReuse(t *testing.T) {
 	t.Run("default window", func(t *testing.T) {
 		db, clock := newDB(t, nil)
@@ -501,6 +497,13 @@ func TestCancelAfterIdentifierReuse(t *testing.T) {
 		}
 		if got := dayTotal(t, db, a, "c") + " " + dayTotal(t, db, b, "c"); got != "1/1 0/0" {
 			t.Errorf("totals %s, want 1/1 0/0", got)
+		}
+		// The older event on the first meter is still that meter's.
+		if err := db.Cancel(ctx, "a", "id"); err != nil {
+			t.Fatalf("Cancel of the first meter's event: %v", err)
+		}
+		if got := dayTotal(t, db, a, "c"); got != "0/0" {
+			t.Errorf("total %s, want 0/0", got)
 		}
 	})
 }
