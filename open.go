@@ -3,6 +3,7 @@ package meterdb
 import (
 	"errors"
 	"fmt"
+	"runtime"
 
 	"sync/atomic"
 	"time"
@@ -88,7 +89,13 @@ func (db *DB) load(sdb *store.DB) (err error) {
 	lastSeq := ckMark.LastSeq
 	cutoff := db.now().Unix() - db.retention() - 60
 	replayed, indexed := 0, 0
-	err = sdb.Replay(func(loc uint64, g *store.Group) error {
+	loader := db.idx.Loader()
+	lastMark := func(received int64, loc uint64) {
+		if n := len(db.marks); n == 0 || db.marks[n-1].t < received {
+			db.marks = append(db.marks, mark{t: received, loc: loc})
+		}
+	}
+	full := func(loc uint64, g *store.Group) error {
 		apply := loc > ckMark.Loc
 		for i := range g.Events {
 			e := &g.Events[i]
@@ -103,9 +110,10 @@ func (db *DB) load(sdb *store.DB) (err error) {
 				replayed++
 			}
 			if e.Received >= cutoff {
-				db.idx.Add(e.Identifier, loc)
+				loader.Add([]byte(e.Identifier), loc)
 				indexed++
 			}
+			lastMark(e.Received, loc)
 		}
 		for _, c := range g.Cancels {
 			mode, ok := modes[c.Meter]
@@ -119,21 +127,21 @@ func (db *DB) load(sdb *store.DB) (err error) {
 			if c.Received >= cutoff {
 				db.cancelled[c.Seq] = c.Received
 			}
-		}
-		var received int64
-		if len(g.Events) > 0 {
-			received = g.Events[0].Received
-		} else if len(g.Cancels) > 0 {
-			received = g.Cancels[0].Received
-		}
-		if n := len(db.marks); n == 0 || db.marks[n-1].t < received {
-			db.marks = append(db.marks, mark{t: received, loc: loc})
+			lastMark(c.Received, loc)
 		}
 		return nil
-	})
-	if err != nil {
+	}
+	ident := func(loc uint64, received int64, id []byte) {
+		if received >= cutoff {
+			loader.Add(id, loc)
+			indexed++
+		}
+		lastMark(received, loc)
+	}
+	if err := sdb.Replay(ckMark.Loc, full, ident); err != nil {
 		return err
 	}
+	loader.Finish(runtime.GOMAXPROCS(0))
 	db.seq.Store(lastSeq)
 	db.opts.Logger.Info("meterdb opened", "meters", len(ms), "aggregate_records", restored,
 		"replayed_events", replayed, "indexed_identifiers", indexed, "took", time.Since(start))

@@ -149,6 +149,9 @@ func decodeGroup(b []byte) (*Group, error) {
 		}
 	case kindCancels:
 		n := d.count(6)
+		if n == 0 {
+			break
+		}
 		g.Cancels = make([]Cancel, n)
 		for i := range g.Cancels {
 			c := &g.Cancels[i]
@@ -170,3 +173,48 @@ func decodeGroup(b []byte) (*Group, error) {
 	}
 	return g, nil
 }
+
+// scanIdentifiers calls fn with the receipt time and identifier of every
+// event of an events record, without allocating.
+func scanIdentifiers(b []byte, fn func(received int64, id []byte)) error {
+	d := decoder{b: b}
+	if d.byte() != kindEvents {
+		d.fail()
+		return d.err
+	}
+	n := d.count(6)
+	if n == 0 {
+		return d.err
+	}
+	d.uvarint()
+	received := d.varint()
+	for range n {
+		d.uvarint()   // seq
+		d.uvarint()   // meter
+		d.skipBytes() // customer
+		id := d.bytes()
+		d.varint() // value
+		d.varint() // timestamp
+		if d.err != nil {
+			return d.err
+		}
+		fn(received, id)
+	}
+	if len(d.b) != 0 {
+		d.fail()
+	}
+	return d.err
+}
+
+func (d *decoder) bytes() []byte {
+	n := d.uvarint()
+	if n > uint64(len(d.b)) {
+		d.fail()
+		return nil
+	}
+	b := d.b[:n:n]
+	d.b = d.b[n:]
+	return b
+}
+
+func (d *decoder) skipBytes() { d.bytes() }

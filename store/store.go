@@ -367,9 +367,13 @@ func (s *DB) view(fn func(*bolt.Tx) error) (err error) {
 	return s.bolt.View(fn)
 }
 
-// Replay calls fn with every log record in location order. g shares
-// nothing with the file and may be kept.
-func (s *DB) Replay(fn func(loc uint64, g *Group) error) error {
+// Replay reads the log in location order. Records after location after,
+// and cancellation records anywhere, are decoded and passed to full (g
+// shares nothing with the file and may be kept). Event records at or
+// before after are only scanned: ident receives each event's identifier
+// and receipt time, in a slice valid during the call only. This is what
+// Open needs: full replay after the checkpoint, identifiers before it.
+func (s *DB) Replay(after uint64, full func(loc uint64, g *Group) error, ident func(loc uint64, received int64, id []byte)) error {
 	return s.view(func(tx *bolt.Tx) error {
 		c := tx.Bucket(bucketLog).Cursor()
 		for k, v := c.First(); k != nil; k, v = c.Next() {
@@ -377,11 +381,17 @@ func (s *DB) Replay(fn func(loc uint64, g *Group) error) error {
 				return fmt.Errorf("%w: log key of %d bytes", ErrCorrupt, len(k))
 			}
 			loc := binary.BigEndian.Uint64(k)
+			if loc <= after && len(v) > 0 && v[0] == kindEvents {
+				if err := scanIdentifiers(v, func(received int64, id []byte) { ident(loc, received, id) }); err != nil {
+					return fmt.Errorf("log record %d: %w", loc, err)
+				}
+				continue
+			}
 			g, err := decodeGroup(v)
 			if err != nil {
 				return fmt.Errorf("log record %d: %w", loc, err)
 			}
-			if err := fn(loc, g); err != nil {
+			if err := full(loc, g); err != nil {
 				return err
 			}
 		}

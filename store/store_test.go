@@ -64,11 +64,26 @@ func TestAppendGroupReplay(t *testing.T) {
 			t.Fatal(err)
 		}
 		var got []*Group
-		if err := s.Replay(func(loc uint64, g *Group) error { got = append(got, g); return nil }); err != nil {
+		if err := s.Replay(0, func(loc uint64, g *Group) error { got = append(got, g); return nil }, nil); err != nil {
 			t.Fatal(err)
 		}
 		if !reflect.DeepEqual(got, want) {
 			t.Fatalf("durability %d: replay differs:\n got %+v\nwant %+v", d, got, want)
+		}
+		var ids []string
+		err = s.Replay(uint64(len(want)), func(loc uint64, g *Group) error {
+			if len(g.Cancels) == 0 {
+				t.Fatalf("events record %d decoded in full at or before the checkpoint location", loc)
+			}
+			return nil
+		}, func(loc uint64, received int64, id []byte) {
+			if received != 1_700_000_100 {
+				t.Fatalf("received %d", received)
+			}
+			ids = append(ids, string(id))
+		})
+		if err != nil || len(ids) != 20 || ids[0] != "id-a" || ids[1] != "id-b" {
+			t.Fatalf("identifier scan: %v, %v", ids, err)
 		}
 		if loc, _ := s.Append(sampleGroup(100)); loc != uint64(len(want)+1) {
 			t.Fatalf("location after reopen %d, want %d", loc, len(want)+1)
@@ -167,7 +182,7 @@ func TestBadFiles(t *testing.T) {
 			s, err := Open(tc.path, &Options{LockTimeout: 100 * time.Millisecond})
 			if err == nil {
 				// Some damage only shows when the data is read.
-				err = s.Replay(func(uint64, *Group) error { return nil })
+				err = s.Replay(0, func(uint64, *Group) error { return nil }, nil)
 				s.Close()
 			}
 			if err == nil {
@@ -195,11 +210,14 @@ func TestCorruptLogRecord(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	if err := s.Replay(func(uint64, *Group) error { return nil }); !errors.Is(err, ErrCorrupt) {
+	if err := s.Replay(0, func(uint64, *Group) error { return nil }, nil); !errors.Is(err, ErrCorrupt) {
 		t.Fatalf("Replay of a corrupt record: %v", err)
 	}
 	if _, err := s.Group(1); !errors.Is(err, ErrCorrupt) {
 		t.Fatalf("Group of a corrupt record: %v", err)
+	}
+	if err := s.Replay(1, nil, func(uint64, int64, []byte) {}); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("identifier scan of a corrupt record: %v", err)
 	}
 }
 
@@ -262,7 +280,7 @@ func TestCheckpointPrunesLog(t *testing.T) {
 		t.Fatalf("LastMark = %+v", m)
 	}
 	var locs []uint64
-	s.Replay(func(loc uint64, _ *Group) error { locs = append(locs, loc); return nil })
+	s.Replay(0, func(loc uint64, _ *Group) error { locs = append(locs, loc); return nil }, nil)
 	if !reflect.DeepEqual(locs, []uint64{10}) {
 		t.Fatalf("log after pruning holds %v, want [10]", locs)
 	}
@@ -298,12 +316,25 @@ func TestMeters(t *testing.T) {
 }
 
 func FuzzDecodeGroup(f *testing.F) {
+	// scanIdentifiers must agree with decodeGroup on every input.
 	f.Add(appendGroup(nil, sampleGroup(1)))
 	f.Add(appendGroup(nil, &Group{Cancels: []Cancel{{Seq: 1, Customer: "c"}}}))
 	f.Add([]byte{kindEvents, 0})
 	f.Add([]byte{kindEvents, 255, 255, 255, 255, 15})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		g, err := decodeGroup(b)
+		var scanned []string
+		scanErr := scanIdentifiers(b, func(_ int64, id []byte) { scanned = append(scanned, string(id)) })
+		if err == nil && len(g.Events) > 0 {
+			if scanErr != nil || len(scanned) != len(g.Events) {
+				t.Fatalf("scan: %v, %d identifiers; decode: %d events", scanErr, len(scanned), len(g.Events))
+			}
+			for i := range scanned {
+				if scanned[i] != g.Events[i].Identifier {
+					t.Fatalf("scan identifier %d = %q, decode %q", i, scanned[i], g.Events[i].Identifier)
+				}
+			}
+		}
 		if err != nil {
 			if !errors.Is(err, ErrCorrupt) {
 				t.Fatalf("error %v does not wrap ErrCorrupt", err)

@@ -252,3 +252,69 @@ func (x *Index) Stats() Stats {
 	}
 	return s
 }
+
+// Loader adds many identifiers at once, as Open does when it rebuilds the
+// index from the log: it sizes each shard's table once and fills the
+// shards in parallel. Use it before the Index is shared.
+type Loader struct {
+	x       *Index
+	entries [1 << shardBits][]loadEntry
+}
+
+type loadEntry struct {
+	fp  uint64
+	loc uint64
+}
+
+// Loader returns a new Loader for x.
+func (x *Index) Loader() *Loader { return &Loader{x: x} }
+
+// Add queues id at loc. id is not retained.
+func (l *Loader) Add(id []byte, loc uint64) {
+	h := maphash.Bytes(l.x.seed, id)
+	fp := h & (1<<fpBits - 1)
+	if fp == 0 {
+		fp = 1
+	}
+	sh := h >> (64 - shardBits)
+	l.entries[sh] = append(l.entries[sh], loadEntry{fp: fp, loc: loc})
+}
+
+// Finish inserts everything queued, using up to workers goroutines.
+func (l *Loader) Finish(workers int) {
+	minLoc := l.x.minLoc.Load()
+	var wg sync.WaitGroup
+	next := make(chan int, len(l.entries))
+	for i := range l.entries {
+		next <- i
+	}
+	close(next)
+	for range max(1, workers) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				sh, es := &l.x.shards[i], l.entries[i]
+				if len(es) == 0 {
+					continue
+				}
+				lo := es[0].loc
+				for _, e := range es {
+					lo = min(lo, e.loc)
+				}
+				sh.mu.Lock()
+				if len(sh.slots) == 0 {
+					sh.base = max(minLoc, lo)
+					sh.slots = make([]uint64, minSlots)
+				}
+				sh.rebuildLocked(min(sh.base, max(minLoc, lo)), len(es))
+				for _, e := range es {
+					sh.insertLocked(e.fp, e.loc, minLoc)
+				}
+				sh.mu.Unlock()
+				l.entries[i] = nil
+			}
+		}()
+	}
+	wg.Wait()
+}
