@@ -18,3 +18,16 @@ func CrashForTest(db *DB) error {
 	<-db.ckpt.stopped
 	return db.j.Close()
 }
+
+// CheckpointForTest writes a checkpoint now, as the background
+// checkpointer would. It does nothing for an in-memory DB.
+func CheckpointForTest(db *DB) error {
+	if err := db.enter(); err != nil {
+		return err
+	}
+	defer db.exit()
+	if !db.durable {
+		return nil
+	}
+	return db.checkpoint()
+}

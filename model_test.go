@@ -519,6 +519,33 @@ func (s *machine) Reopen(t *rapid.T) {
 	coverage.reopens.Add(1)
 }
 
+// Crash ends a file-backed DB as a killed process would (no final
+// checkpoint; the next Open replays the log since the last one) and opens
+// it again: with synchronous durability everything the model knows must
+// survive.
+func (s *machine) Crash(t *rapid.T) {
+	if s.path == "" {
+		t.Skip("in-memory database")
+	}
+	if err := meterdb.CrashForTest(s.db); err != nil {
+		t.Fatalf("crash: %v", err)
+	}
+	s.db = openDB(t, s.path, &s.opts)
+	s.base, s.baseModel = s.db.Stats(), s.counters()
+	coverage.crashes.Add(1)
+}
+
+// Checkpoint writes the aggregates changed since the last checkpoint, so
+// that a later Crash replays only the log after it.
+func (s *machine) Checkpoint(t *rapid.T) {
+	if s.path == "" {
+		t.Skip("in-memory database")
+	}
+	if err := meterdb.CheckpointForTest(s.db); err != nil {
+		t.Fatalf("checkpoint: %v", err)
+	}
+}
+
 // Check runs after every action: counters and sizes, and every series'
 // total over a range holding all its events.
 func (s *machine) Check(t *rapid.T) {
@@ -1042,13 +1069,15 @@ func (s *machine) actions() map[string]func(*rapid.T) {
 	add("AdvanceToEdge", 1, s.AdvanceToEdge)
 	add("Query", 4, s.Query)
 	add("Reopen", 1, s.Reopen)
+	add("Crash", 1, s.Crash)
+	add("Checkpoint", 1, s.Checkpoint)
 	return a
 }
 
 // coverage counts what the model test exercised, over all checks; go test
 // -v prints it.
 var coverage struct {
-	checks, reopens, accepted, rejected, duplicates, reaccepted, cancels, cancelErrors, expired, queries, nonEmpty atomic.Int64
+	checks, reopens, crashes, accepted, rejected, duplicates, reaccepted, cancels, cancelErrors, expired, queries, nonEmpty atomic.Int64
 }
 
 func TestModel(t *testing.T) {
@@ -1059,8 +1088,8 @@ func TestModel(t *testing.T) {
 		t.Repeat(s.actions())
 	})
 	c := &coverage
-	t.Logf("checks %d, reopens %d: events accepted %d, rejected %d, duplicates %d, identifiers accepted again after the window %d; "+
+	t.Logf("checks %d, reopens %d, crashes %d: events accepted %d, rejected %d, duplicates %d, identifiers accepted again after the window %d; "+
 		"cancels %d, failed cancels %d (expired %d); queries %d (%d with events)",
-		c.checks.Load(), c.reopens.Load(), c.accepted.Load(), c.rejected.Load(), c.duplicates.Load(), c.reaccepted.Load(),
+		c.checks.Load(), c.reopens.Load(), c.crashes.Load(), c.accepted.Load(), c.rejected.Load(), c.duplicates.Load(), c.reaccepted.Load(),
 		c.cancels.Load(), c.cancelErrors.Load(), c.expired.Load(), c.queries.Load(), c.nonEmpty.Load())
 }
