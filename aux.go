@@ -62,3 +62,22 @@ func checkAux(namespace, key string) error {
 	}
 	return nil
 }
+
+// ListAux calls fn, in key order, with each unexpired record of namespace
+// whose key sorts after the key after ("" for the first), until fn returns
+// false. With DurabilityBuffered, records written in the last flush
+// interval may not be listed yet (Sync first to include them). fn must not
+// keep value, nor call other DB methods.
+func (db *DB) ListAux(ctx context.Context, namespace, after string, fn func(key string, value []byte) bool) error {
+	if err := checkAux(namespace, "x"); err != nil {
+		return err
+	}
+	if err := db.enter(); err != nil {
+		return err
+	}
+	defer db.exit()
+	return db.j.ListAux(namespace, after, db.now().Unix(), fn)
+}
+
+// Now returns the database clock's current time (Options.Now).
+func (db *DB) Now() time.Time { return db.now() }

@@ -1,6 +1,7 @@
 package meterdb
 
 import (
+	"slices"
 	"sync"
 
 	"github.com/meterdb/meterdb/meter"
@@ -26,6 +27,7 @@ type journal interface {
 	PutAux(ns, key string, value []byte, expires int64) error
 	GetAux(ns, key string, now int64) ([]byte, bool, error)
 	DeleteAux(ns, key string) error
+	ListAux(ns, after string, now int64, fn func(key string, value []byte) bool) error
 	Sync() error
 	Close() error
 }
@@ -67,6 +69,27 @@ func (j *memJournal) DeleteAux(ns, key string) error {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	delete(j.aux, [2]string{ns, key})
+	return nil
+}
+
+func (j *memJournal) ListAux(ns, after string, now int64, fn func(key string, value []byte) bool) error {
+	j.mu.Lock()
+	var keys []string
+	for k, v := range j.aux {
+		if k[0] == ns && k[1] > after && v.expires > now {
+			keys = append(keys, k[1])
+		}
+	}
+	j.mu.Unlock()
+	slices.Sort(keys)
+	for _, k := range keys {
+		j.mu.Lock()
+		v, ok := j.aux[[2]string{ns, k}]
+		j.mu.Unlock()
+		if ok && v.expires > now && !fn(k, v.value) {
+			return nil
+		}
+	}
 	return nil
 }
 

@@ -97,3 +97,36 @@ func (s *DB) GetAux(ns, key string, now int64) ([]byte, bool, error) {
 	})
 	return out, found, err
 }
+
+// ListAux calls fn, in key order, with each unexpired record of ns whose
+// key is greater than after, until fn returns false. Records still queued
+// (buffered durability) are not listed until committed; call Sync first to
+// see them. Slices passed to fn are valid during the call only.
+func (s *DB) ListAux(ns, after string, now int64, fn func(key string, value []byte) bool) error {
+	if err := s.check(); err != nil {
+		return err
+	}
+	return s.view(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketAux).Bucket([]byte(ns))
+		if b == nil {
+			return nil
+		}
+		c := b.Cursor()
+		k, v := c.Seek([]byte(after))
+		if k != nil && string(k) == after {
+			k, v = c.Next()
+		}
+		for ; k != nil; k, v = c.Next() {
+			if len(v) < 8 {
+				return fmt.Errorf("%w: aux record %s/%s", ErrCorrupt, ns, k)
+			}
+			if int64(binary.BigEndian.Uint64(v)) <= now {
+				continue
+			}
+			if !fn(string(k), v[8:]) {
+				return nil
+			}
+		}
+		return nil
+	})
+}

@@ -348,3 +348,34 @@ func FuzzDecodeGroup(f *testing.F) {
 		}
 	})
 }
+
+func TestListAux(t *testing.T) {
+	s, _ := openTemp(t, nil)
+	for _, k := range []string{"b", "a", "d", "c"} {
+		s.PutAux("ns", k, []byte("v"+k), 100)
+	}
+	s.PutAux("ns", "e", []byte("expired"), 10)
+	s.PutAux("other", "a", []byte("x"), 100)
+	list := func(after string, limit int) (keys []string) {
+		err := s.ListAux("ns", after, 50, func(k string, v []byte) bool {
+			if string(v) != "v"+k {
+				t.Fatalf("value of %s is %q", k, v)
+			}
+			keys = append(keys, k)
+			return len(keys) < limit
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return keys
+	}
+	if got := list("", 10); !reflect.DeepEqual(got, []string{"a", "b", "c", "d"}) {
+		t.Fatalf("ListAux = %v", got)
+	}
+	if got := list("b", 1); !reflect.DeepEqual(got, []string{"c"}) {
+		t.Fatalf("ListAux after b, limit 1 = %v", got)
+	}
+	if got := list("bb", 10); !reflect.DeepEqual(got, []string{"c", "d"}) {
+		t.Fatalf("ListAux after bb = %v", got)
+	}
+}
