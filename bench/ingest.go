@@ -19,14 +19,14 @@ const recordBlock = 64
 // runIngest measures one target in every (batch, workers) cell: workers
 // record consecutive blocks of the workload as fast as they can for the
 // configured duration; then every series is checked against the workload's
-// expected totals. Targets with SkipRecord run batch=1 cells only when
-// named in -targets.
+// expected totals. In the ingest scenario, targets with SkipRecord run
+// batch=1 cells only when named in -targets.
 func (r *runner) runIngest(spec TargetSpec) ([]Result, error) {
 	var rows []Result
 	for _, batch := range r.cfg.Batches {
 		for _, workers := range r.cfg.Workers {
 			cell := fmt.Sprintf("batch=%d workers=%d", batch, workers)
-			if batch == 1 && spec.SkipRecord != "" && !slices.Contains(r.cfg.Targets, spec.Name) {
+			if batch == 1 && spec.SkipRecord != "" && r.scenario == "ingest" && !slices.Contains(r.cfg.Targets, spec.Name) {
 				rows = append(rows, Result{Cell: cell, Workers: workers, Batch: batch, Skipped: spec.SkipRecord})
 				continue
 			}

@@ -82,7 +82,7 @@ var scenarioTable = map[string]scenario{
 	},
 	"durable": {
 		name: "durable", doc: "durable ingest into a file, against worker counts",
-		targets: []string{"meterdb-file", "bbolt"},
+		targets: []string{"meterdb-file", "meterdb-buffered", "bbolt"},
 		run:     (*runner).runIngest,
 	},
 	"query": {
@@ -92,7 +92,7 @@ var scenarioTable = map[string]scenario{
 	},
 	"memory": {
 		name: "memory", doc: "memory per (meter, customer, hour) bucket, per identifier and per event; RSS",
-		targets: []string{"meterdb-mem", "meterdb-aggregate", "meterdb-dedupe", "mutexmap", "bbolt"},
+		targets: []string{"meterdb-mem", "meterdb-aggregate", "meterdb-dedupe", "mutexmap", "meterdb-file", "bbolt"},
 		run:     (*runner).runMemory,
 	},
 	"http-v1": {
@@ -126,6 +126,8 @@ type runner struct {
 	// faulty target.
 	open func(spec TargetSpec, w *Workload, dir string) (Target, error)
 
+	scenario string // the scenario running
+
 	dataset []event.Event // events [0, DatasetSize), built on first use
 	shape   [2]int        // buckets and series of the dataset, once counted
 }
@@ -156,6 +158,7 @@ func (r *runner) runAll() (*Report, error) {
 	var failed error
 	for _, name := range r.cfg.Scenarios {
 		sc := scenarioTable[name]
+		r.scenario = name
 		names := sc.targets
 		if len(r.cfg.Targets) > 0 {
 			names = nil
