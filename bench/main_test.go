@@ -68,8 +68,8 @@ func TestRunTiny(t *testing.T) {
 		}
 	}
 	// 2 batch sizes × 2 worker counts × 3 targets; 3 query kinds × 3
-	// targets; 5 memory rows.
-	if seen["ingest"] != 12 || seen["query"] != 9 || seen["memory"] != 5 {
+	// targets; 6 memory rows.
+	if seen["ingest"] != 12 || seen["query"] != 9 || seen["memory"] != 6 {
 		t.Errorf("rows per scenario: %v", seen)
 	}
 	if rep.Failed != "" {
