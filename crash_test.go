@@ -199,17 +199,18 @@ func crashRecovery(t *testing.T, mode string, rounds int) {
 			case !a.cancelled && count == 0 && !mayBeLost && !a.cancelling:
 				t.Fatalf("round %d: acknowledged event %s lost (acknowledged %v before the kill)", round, id, killAt.Sub(a.at))
 			}
-			if count == 0 && !a.cancelled {
-				if a.cancelling {
-					a.cancelled = true // the cancellation committed before the kill
-				} else {
-					delete(acks, id) // lost within the loss window
-				}
-			}
-			a.cancelling = false
-			if count == 1 && a.cancelled {
+			switch {
+			case count == 0 && mayBeLost:
+				// The event may be lost within the loss window (or cancelled):
+				// whether its identifier is taken is unknown, so it is no
+				// longer tracked.
+				delete(acks, id)
+			case count == 0 && a.cancelling:
+				a.cancelled = true // the cancellation committed before the kill
+			case count == 1 && a.cancelled:
 				a.cancelled = false // the cancellation was lost within the loss window
 			}
+			a.cancelling = false
 			checked++
 		}
 		// An identifier that survived must be taken: recording it again is a

@@ -220,6 +220,7 @@ func (t *Table) Restore(k Key, start int64, day bool, state []byte) error {
 			break
 		}
 		h.minutes = append(h.minutes, m)
+		h.present |= 1 << off
 		h.cell.merge(m.Cell)
 	}
 	h.raw = r.raw()

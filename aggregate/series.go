@@ -1,6 +1,7 @@
 package aggregate
 
 import (
+	"math/bits"
 	"slices"
 
 	"github.com/google/btree"
@@ -51,6 +52,7 @@ type hourBucket struct {
 	dirty   bool  // changed since the last checkpoint
 	cell    Cell
 	minutes []minuteCell // sorted by minute, no empty cells
+	present uint64       // bit i set: minute i of the hour has a cell
 	raw     []Entry      // last meters: every entry of the hour; hour windows: every entry of the window
 }
 
@@ -129,17 +131,11 @@ func (s *series) day(start int64, create bool, sh *shard) *dayBucket {
 	return d
 }
 
-// minuteIndex returns the index of minute in h.minutes and whether it is there.
+// minuteIndex returns the index of minute in h.minutes and whether it is
+// there: the number of present minutes before it.
 func (h *hourBucket) minuteIndex(minute int64) (int, bool) {
-	return slices.BinarySearchFunc(h.minutes, minute, func(c minuteCell, m int64) int {
-		switch {
-		case c.minute < m:
-			return -1
-		case c.minute > m:
-			return 1
-		}
-		return 0
-	})
+	bit := uint64(1) << uint((minute-h.start)/minuteSecs)
+	return bits.OnesCount64(h.present & (bit - 1)), h.present&bit != 0
 }
 
 // addContribution adds e to its minute, hour and day cells.
@@ -149,6 +145,7 @@ func (s *series) addContribution(e Entry, sh *shard) {
 	i, ok := h.minuteIndex(minute)
 	if !ok {
 		h.minutes = slices.Insert(h.minutes, i, minuteCell{minute: minute})
+		h.present |= 1 << uint((minute-h.start)/minuteSecs)
 		sh.n.minutes++
 	}
 	h.minutes[i].add(e)
@@ -176,6 +173,7 @@ func (s *series) removeContribution(e Entry, last bool, rawMinute func(h *hourBu
 	h.cell.sub(e)
 	if mc.Count == 0 {
 		h.minutes = slices.Delete(h.minutes, i, i+1)
+		h.present &^= 1 << uint((minute-h.start)/minuteSecs)
 		sh.n.minutes--
 	} else if last {
 		c := rawMinute(h, minute)
