@@ -366,9 +366,8 @@ func (db *DB) maintain(now int64, loc uint64) {
 // prune drops journal groups, dedupe slots and cancellation records that
 // everything received before now minus the retention window needs no more.
 func (db *DB) prune(now int64) {
-	// A minute of margin: a group's receipt time is taken before its
-	// location, so locations are only roughly in receipt order.
-	cutoff := now - db.retention() - 60
+	const margin = 60 // seconds
+	cutoff := now - db.retention() - 2*margin
 	db.cancelMu.Lock()
 	for seq, received := range db.cancelled {
 		if received < now-int64(CancelWindow/time.Second) {
@@ -382,9 +381,17 @@ func (db *DB) prune(now int64) {
 	for i < len(db.marks) && db.marks[i].t <= cutoff {
 		i++
 	}
-	// Every group before marks[i-1].loc was received before that mark's
-	// time, which is at or before the cutoff.
-	if i > 0 {
+	// A group's receipt time is taken before its location, so a group
+	// before a mark's location was received before the mark's time plus
+	// the group's processing delay (well under the margin). marks[i-1] is
+	// the last mark at or before the cutoff: every group before its location
+	// is old. marks[i], the first after the cutoff, also qualifies while it
+	// lies within the margin.
+	switch {
+	case i < len(db.marks) && db.marks[i].t <= cutoff+margin:
+		loc = db.marks[i].loc
+		db.marks = append([]mark(nil), db.marks[i:]...)
+	case i > 0:
 		loc = db.marks[i-1].loc
 		db.marks = append([]mark(nil), db.marks[i-1:]...)
 	}
