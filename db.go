@@ -228,6 +228,9 @@ func (db *DB) RecordBatch(ctx context.Context, evs []event.Event) ([]error, erro
 		}
 	}
 	nowSec := now.Unix()
+	// One confirmation function for the batch, told the identifier in turn.
+	dup := duplicateCheck{db: db, now: nowSec}
+	confirm := dup.confirm
 	for i := range evs {
 		ev := &evs[i]
 		m, _ := db.reg.Lookup(ev.Name)
@@ -240,7 +243,8 @@ func (db *DB) RecordBatch(ctx context.Context, evs []event.Event) ([]error, erro
 		if id == "" {
 			id = db.newIdentifier()
 		}
-		ok, err := db.idx.Reserve(id, db.confirmDuplicate(id, nowSec))
+		dup.id = id
+		ok, err := db.idx.Reserve(id, confirm)
 		if err != nil {
 			release()
 			return nil, err
@@ -314,16 +318,20 @@ func (db *DB) countRejected(errs []error) {
 	}
 }
 
-// confirmDuplicate returns the dedupe confirmation for identifier id: an
-// event with that identifier stored at loc and received within the window.
-func (db *DB) confirmDuplicate(id string, now int64) func(loc uint64) (bool, error) {
-	return func(loc uint64) (bool, error) {
-		e, err := db.findEvent(loc, id)
-		if err != nil || e == nil {
-			return false, err
-		}
-		return now-e.Received < int64(db.opts.DedupeWindow/time.Second), nil
+// duplicateCheck confirms dedupe candidates for identifier id: an event
+// with that identifier stored at loc and received within the window.
+type duplicateCheck struct {
+	db  *DB
+	now int64
+	id  string
+}
+
+func (d *duplicateCheck) confirm(loc uint64) (bool, error) {
+	e, err := d.db.findEvent(loc, d.id)
+	if err != nil || e == nil {
+		return false, err
 	}
+	return d.now-e.Received < int64(d.db.opts.DedupeWindow/time.Second), nil
 }
 
 // findEvent returns the event with identifier id in the group at loc.
