@@ -34,6 +34,33 @@
 //     range holds no events; grouped summaries omit empty windows and come
 //     newest first.
 //
+// # Persistence
+//
+// Open with a path keeps everything in one bbolt file (see store and
+// store/FORMAT.md). Accepted events are appended to a log by group commit;
+// with DurabilitySync (the default) Record returns after the fsync that
+// covers its event, with DurabilityBuffered after the in-memory apply,
+// and a crash then loses at most what was acknowledged within
+// Options.FlushInterval plus one commit. A background checkpointer writes
+// the aggregate buckets changed since the last checkpoint every
+// Options.CheckpointInterval, and Close writes a last one. Open loads the
+// checkpoint, replays the log after it and rebuilds the dedupe index from
+// the log records of the retention window; log records that are both
+// checkpointed and older than the window are deleted. An acknowledged
+// event is counted exactly once after any crash: tests kill a writing
+// process with SIGKILL and check.
+//
+// # Memory
+//
+// Per (meter, customer) series: a hour bucket per hour with events, a
+// minute cell per minute with events, a day bucket per day; meters with
+// the last formula and pre-aggregated meters also keep each event's
+// sequence, timestamp and value (24 bytes) so that a cancellation can be
+// undone exactly. The dedupe index keeps 8 to 16 bytes per identifier of
+// the window for a file-backed database; an in-memory database also keeps
+// every event of the window (the journal it confirms duplicates and finds
+// cancellations in).
+//
 // # Concurrency
 //
 // A *DB is safe for concurrent use. Close waits for operations in flight;
