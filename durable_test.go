@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"runtime"
 	"testing"
 	"time"
 
@@ -96,5 +97,34 @@ func TestOpenBadFiles(t *testing.T) {
 	dir2 := filepath.Join(dir, "missing-dir", "x.db")
 	if _, err := meterdb.Open(dir2, nil); err == nil {
 		t.Fatal("Open in a missing directory succeeded")
+	}
+}
+
+// TestCloseLeavesNoGoroutines checks that Close stops the committer and
+// the checkpointer, and that Close after Close is harmless.
+func TestCloseLeavesNoGoroutines(t *testing.T) {
+	before := runtime.NumGoroutine()
+	for _, d := range []store.Durability{meterdb.DurabilitySync, meterdb.DurabilityBuffered} {
+		db := openDB(t, filepath.Join(t.TempDir(), "g.db"), &meterdb.Options{Durability: d, CheckpointInterval: time.Millisecond})
+		mustMeter(t, db, meter.Params{EventName: "e", Formula: meter.Count})
+		mustRecord(t, db, ev("e", "c", "", "a"))
+		time.Sleep(5 * time.Millisecond) // let a checkpoint run
+		if err := db.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if err := db.Close(); err != nil {
+			t.Fatalf("second Close: %v", err)
+		}
+		if _, err := db.Record(ctx, ev("e", "c", "", "b")); !errors.Is(err, meterdb.ErrClosed) {
+			t.Fatalf("Record after Close: %v", err)
+		}
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := runtime.NumGoroutine(); n > before {
+		buf := make([]byte, 1<<16)
+		t.Fatalf("%d goroutines after Close, %d before:\n%s", n, before, buf[:runtime.Stack(buf, true)])
 	}
 }
