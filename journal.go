@@ -3,6 +3,7 @@ package meterdb
 import (
 	"slices"
 	"sync"
+	"unsafe"
 
 	"github.com/meterdb/meterdb/meter"
 	"github.com/meterdb/meterdb/store"
@@ -28,6 +29,8 @@ type journal interface {
 	GetAux(ns, key string, now int64) ([]byte, bool, error)
 	DeleteAux(ns, key string) error
 	ListAux(ns, after string, now int64, fn func(key string, value []byte) bool) error
+	// MemoryBytes estimates the heap the journal holds.
+	MemoryBytes() int64
 	Sync() error
 	Close() error
 }
@@ -38,6 +41,7 @@ type memJournal struct {
 	mu     sync.Mutex // guards the fields below
 	base   uint64     // location of groups[0]
 	groups []*store.Group
+	events int64 // in groups
 	aux    map[[2]string]auxValue
 }
 
@@ -108,6 +112,7 @@ func (j *memJournal) Append(g *store.Group) (uint64, error) {
 	j.mu.Lock()
 	loc := j.base + uint64(len(j.groups))
 	j.groups = append(j.groups, g)
+	j.events += int64(len(g.Events) + len(g.Cancels))
 	j.mu.Unlock()
 	return loc, nil
 }
@@ -129,8 +134,19 @@ func (j *memJournal) Prune(loc uint64, now int64) {
 		return
 	}
 	n := min(loc-j.base, uint64(len(j.groups)))
+	for _, g := range j.groups[:n] {
+		j.events -= int64(len(g.Events) + len(g.Cancels))
+	}
 	j.groups = append([]*store.Group(nil), j.groups[n:]...)
 	j.base += n
+}
+
+// MemoryBytes counts the events and group headers; strings are shared with
+// the aggregates and the callers' payloads and are not counted.
+func (j *memJournal) MemoryBytes() int64 {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.events*int64(unsafe.Sizeof(store.Event{})) + int64(len(j.groups))*(int64(unsafe.Sizeof(store.Group{}))+8)
 }
 
 func (j *memJournal) SaveMeter(meter.Meter) error { return nil }

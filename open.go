@@ -20,6 +20,10 @@ type fileJournal struct {
 	pruneLoc atomic.Uint64 // log records below it are no longer needed for dedupe
 }
 
+// MemoryBytes is zero: the file journal keeps nothing in memory beyond
+// the records waiting for their commit.
+func (j *fileJournal) MemoryBytes() int64 { return 0 }
+
 func (j *fileJournal) Prune(loc uint64, now int64) {
 	if loc > j.pruneLoc.Load() {
 		j.pruneLoc.Store(loc)

@@ -118,6 +118,10 @@ type Stats struct {
 	RawEntries       int64 // entries kept for last and pre-aggregated meters
 	DedupeSlots      int64 // 8 bytes each
 	DedupeIdentities int64 // identifiers remembered
+	// MemoryBytes estimates the heap held by aggregates, the dedupe index
+	// and (in-memory databases) the events of the dedupe window; it is
+	// computed from counts and structure sizes, not measured.
+	MemoryBytes int64
 }
 
 // Sub returns s minus o, field by field: the activity between two snapshots.
@@ -128,7 +132,7 @@ func (s Stats) Sub(o Stats) Stats {
 		Meters: s.Meters - o.Meters, Series: s.Series - o.Series, HourBuckets: s.HourBuckets - o.HourBuckets,
 		DayBuckets: s.DayBuckets - o.DayBuckets, MinuteCells: s.MinuteCells - o.MinuteCells,
 		RawEntries: s.RawEntries - o.RawEntries, DedupeSlots: s.DedupeSlots - o.DedupeSlots,
-		DedupeIdentities: s.DedupeIdentities - o.DedupeIdentities,
+		DedupeIdentities: s.DedupeIdentities - o.DedupeIdentities, MemoryBytes: s.MemoryBytes - o.MemoryBytes,
 	}
 }
 
@@ -142,5 +146,6 @@ func (db *DB) Stats() Stats {
 		Meters: int64(db.reg.Len()), Series: t.Series, HourBuckets: t.HourBuckets,
 		DayBuckets: t.DayBuckets, MinuteCells: t.MinuteCells, RawEntries: t.RawEntries,
 		DedupeSlots: d.Slots, DedupeIdentities: d.Used,
+		MemoryBytes: t.Bytes + d.Slots*8 + db.j.MemoryBytes(),
 	}
 }

@@ -124,7 +124,20 @@ type Stats struct {
 	DayBuckets  int64
 	MinuteCells int64
 	RawEntries  int64 // entries kept for last and pre-aggregated meters
+	// Bytes estimates the heap the table holds, from the counts above and
+	// the sizes of its structures (slice and tree slack included roughly).
+	Bytes int64
 }
+
+// Approximate heap bytes per structure: the struct, the pointer or map
+// entry that holds it, and typical slack.
+var (
+	seriesBytes = int64(unsafe.Sizeof(series{})) + 2*64 + 48 // two tree headers, map entry
+	hourBytes   = int64(unsafe.Sizeof(hourBucket{})) + 12    // tree slot at ~70% fill
+	dayBytes    = int64(unsafe.Sizeof(dayBucket{})) + 12
+	minuteBytes = int64(unsafe.Sizeof(minuteCell{})) * 5 / 4 // slice growth slack
+	rawBytes    = int64(unsafe.Sizeof(Entry{})) * 5 / 4
+)
 
 // Stats returns the table's current sizes.
 func (t *Table) Stats() Stats {
@@ -139,6 +152,8 @@ func (t *Table) Stats() Stats {
 		s.RawEntries += sh.n.raw
 		sh.mu.Unlock()
 	}
+	s.Bytes = s.Series*seriesBytes + s.HourBuckets*hourBytes + s.DayBuckets*dayBytes +
+		s.MinuteCells*minuteBytes + s.RawEntries*rawBytes
 	return s
 }
 
