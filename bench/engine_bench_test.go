@@ -151,6 +151,7 @@ func benchIngest(b *testing.B, w *Workload, batch int, parallel bool) {
 	}
 	b.ReportAllocs()
 	alloc0 := totalAlloc()
+	cpu0 := cpuTime()
 	b.ResetTimer()
 	if parallel {
 		b.RunParallel(func(pb *testing.PB) { worker(pb.Next) })
@@ -159,8 +160,12 @@ func benchIngest(b *testing.B, w *Workload, batch int, parallel bool) {
 		worker(func() bool { n++; return n <= b.N })
 	}
 	b.StopTimer()
+	cpu := cpuTime() - cpu0
 	alloc := totalAlloc() - alloc0
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
+	// CPU time per event (all threads, GC included) does not depend on how
+	// many cores other processes leave to this one.
+	b.ReportMetric(float64(cpu)/float64(b.N), "cpu-ns/event")
 	b.ReportMetric(float64(alloc)/float64(b.N), "B/event")
 	if f := failures.Load(); f > 0 {
 		b.Fatalf("%d calls failed", f)

@@ -52,9 +52,17 @@ func newReport(cfg config, w *Workload) *Report {
 		Config: Config{
 			Duration: cfg.Duration.String(), Customers: cfg.Customers, Meters: cfg.Meters,
 			Workers: cfg.Workers, Batches: cfg.Batches, Scenarios: cfg.Scenarios, Seed: cfg.Seed,
-			Skew: cfg.Skew, Span: cfg.Span.String(), DatasetSize: cfg.DatasetSize, Anchor: w.Anchor.Format(time.RFC3339),
+			Skew: cfg.Skew, Span: fmtSpan(cfg.Span), DatasetSize: cfg.DatasetSize, Anchor: w.Anchor.Format(time.RFC3339),
 		},
 	}
+}
+
+// fmtSpan writes whole days as "30d" and other spans as time.Duration does.
+func fmtSpan(d time.Duration) string {
+	if d > 0 && d%(24*time.Hour) == 0 {
+		return fmt.Sprintf("%dd", d/(24*time.Hour))
+	}
+	return d.String()
 }
 
 func cpuModel() string {
