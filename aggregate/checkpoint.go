@@ -66,7 +66,7 @@ func (t *Table) TakeDirty() []Dirty {
 				r.h.dirty = false
 				var st []byte
 				if r.h.cell.Count > 0 || len(r.h.raw) > 0 {
-					if cur, ok := r.s.hours.Get(r.h); ok && cur == r.h {
+					if cur, ok := r.s.hours.Get(hourRef{start: r.h.start}); ok && cur.h == r.h {
 						st = encodeHour(r.h)
 					}
 				}
@@ -75,7 +75,7 @@ func (t *Table) TakeDirty() []Dirty {
 				r.d.dirty = false
 				var st []byte
 				if len(r.d.raw) > 0 {
-					if cur, ok := r.s.days.Get(r.d); ok && cur == r.d {
+					if cur, ok := r.s.days.Get(dayRef{start: r.d.start}); ok && cur.d == r.d {
 						st = encodeRaw(nil, r.d.raw)
 					}
 				}
@@ -178,7 +178,7 @@ func (t *Table) Restore(k Key, start int64, day bool, state []byte) error {
 	defer sh.mu.Unlock()
 	s, ok := sh.series[k]
 	if !ok {
-		s = newSeries(k)
+		s = newSeries(k, sh)
 		sh.series[k] = s
 		sh.n.series++
 	}

@@ -26,8 +26,15 @@ type Window struct {
 // start and end must be minute aligned (hour aligned for Hourly, UTC-day
 // aligned for Daily) with start < end.
 func (t *Table) Query(k Key, start, end int64, g Grouping) ([]Window, error) {
-	unit := map[Grouping]int64{Total: minuteSecs, Hourly: hourSecs, Daily: daySecs}[g]
-	if unit == 0 {
+	var unit int64
+	switch g {
+	case Total:
+		unit = minuteSecs
+	case Hourly:
+		unit = hourSecs
+	case Daily:
+		unit = daySecs
+	default:
 		panic(fmt.Sprintf("aggregate: unknown grouping %d", g))
 	}
 	if start%unit != 0 || end%unit != 0 {
@@ -44,7 +51,9 @@ func (t *Table) Query(k Key, start, end int64, g Grouping) ([]Window, error) {
 	case Hourly:
 		var out []Window
 		if s != nil {
-			s.hours.DescendRange(&hourBucket{start: end - 1}, &hourBucket{start: start - 1}, func(h *hourBucket) bool {
+			out = make([]Window, 0, min(int((end-start)/hourSecs), s.hours.Len()))
+			s.hours.DescendRange(hourRef{start: end - 1}, hourRef{start: start - 1}, func(r hourRef) bool {
+				h := r.h
 				if h.cell.Count > 0 {
 					out = append(out, Window{Start: h.start, End: h.start + hourSecs, Cell: h.cell})
 				}
@@ -55,7 +64,9 @@ func (t *Table) Query(k Key, start, end int64, g Grouping) ([]Window, error) {
 	case Daily:
 		var out []Window
 		if s != nil {
-			s.days.DescendRange(&dayBucket{start: end - 1}, &dayBucket{start: start - 1}, func(d *dayBucket) bool {
+			out = make([]Window, 0, min(int((end-start)/daySecs), s.days.Len()))
+			s.days.DescendRange(dayRef{start: end - 1}, dayRef{start: start - 1}, func(r dayRef) bool {
+				d := r.d
 				if d.cell.Count > 0 {
 					out = append(out, Window{Start: d.start, End: d.start + daySecs, Cell: d.cell})
 				}
@@ -90,8 +101,8 @@ func (s *series) total(a, b int64) (c Cell) {
 	s.hoursIn(&c, hA, dA)
 	s.hoursIn(&c, dB, hB)
 	if dA < dB {
-		s.days.AscendRange(&dayBucket{start: dA}, &dayBucket{start: dB}, func(d *dayBucket) bool {
-			c.merge(d.cell)
+		s.days.AscendRange(dayRef{start: dA}, dayRef{start: dB}, func(r dayRef) bool {
+			c.merge(r.d.cell)
 			return true
 		})
 	}
@@ -102,10 +113,11 @@ func (s *series) minutesIn(c *Cell, a, b int64) {
 	if a >= b {
 		return
 	}
-	h, found := s.hours.Get(&hourBucket{start: floorTo(a, hourSecs)})
+	r, found := s.hours.Get(hourRef{start: floorTo(a, hourSecs)})
 	if !found {
 		return
 	}
+	h := r.h
 	for _, m := range h.minutes {
 		if m.minute >= a && m.minute < b {
 			c.merge(m.Cell)
@@ -115,8 +127,8 @@ func (s *series) minutesIn(c *Cell, a, b int64) {
 
 func (s *series) hoursIn(c *Cell, a, b int64) {
 	if a < b {
-		s.hours.AscendRange(&hourBucket{start: a}, &hourBucket{start: b}, func(h *hourBucket) bool {
-			c.merge(h.cell)
+		s.hours.AscendRange(hourRef{start: a}, hourRef{start: b}, func(r hourRef) bool {
+			c.merge(r.h.cell)
 			return true
 		})
 	}

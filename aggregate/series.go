@@ -67,8 +67,8 @@ type dayBucket struct {
 // its shard's mutex.
 type series struct {
 	key   Key
-	hours *btree.BTreeG[*hourBucket]
-	days  *btree.BTreeG[*dayBucket]
+	hours *btree.BTreeG[hourRef]
+	days  *btree.BTreeG[dayRef]
 	// the most recently used buckets, which spares a tree search when events
 	// arrive in time order
 	hotHour *hourBucket
@@ -77,11 +77,28 @@ type series struct {
 
 const degree = 16
 
-func newSeries(k Key) *series {
+// hourRef and dayRef are the tree items: the start inline, so that
+// comparisons touch no bucket and lookups allocate nothing.
+type hourRef struct {
+	start int64
+	h     *hourBucket
+}
+
+type dayRef struct {
+	start int64
+	d     *dayBucket
+}
+
+func lessHour(a, b hourRef) bool { return a.start < b.start }
+func lessDay(a, b dayRef) bool   { return a.start < b.start }
+
+// newSeries returns an empty series whose trees draw nodes from the
+// shard's free lists.
+func newSeries(k Key, sh *shard) *series {
 	return &series{
 		key:   k,
-		hours: btree.NewG(degree, func(a, b *hourBucket) bool { return a.start < b.start }),
-		days:  btree.NewG(degree, func(a, b *dayBucket) bool { return a.start < b.start }),
+		hours: btree.NewWithFreeListG(degree, lessHour, sh.freeHours),
+		days:  btree.NewWithFreeListG(degree, lessDay, sh.freeDays),
 	}
 }
 
@@ -97,13 +114,14 @@ func (s *series) hour(start int64, create bool, sh *shard) *hourBucket {
 		sh.markHour(s, h)
 		return h
 	}
-	h, ok := s.hours.Get(&hourBucket{start: start})
+	r, ok := s.hours.Get(hourRef{start: start})
+	h := r.h
 	if !ok {
 		if !create {
 			return nil
 		}
 		h = &hourBucket{start: start}
-		s.hours.ReplaceOrInsert(h)
+		s.hours.ReplaceOrInsert(hourRef{start: start, h: h})
 		sh.n.hours++
 	}
 	s.hotHour = h
@@ -117,13 +135,14 @@ func (s *series) day(start int64, create bool, sh *shard) *dayBucket {
 		sh.markDay(s, d)
 		return d
 	}
-	d, ok := s.days.Get(&dayBucket{start: start})
+	r, ok := s.days.Get(dayRef{start: start})
+	d := r.d
 	if !ok {
 		if !create {
 			return nil
 		}
 		d = &dayBucket{start: start}
-		s.days.ReplaceOrInsert(d)
+		s.days.ReplaceOrInsert(dayRef{start: start, d: d})
 		sh.n.days++
 	}
 	s.hotDay = d
@@ -194,8 +213,8 @@ func (s *series) removeContribution(e Entry, last bool, rawMinute func(h *hourBu
 	d.cell.sub(e)
 	if last && d.cell.Count > 0 {
 		var c Cell
-		s.hours.AscendRange(&hourBucket{start: dstart}, &hourBucket{start: dstart + daySecs}, func(h *hourBucket) bool {
-			c.mergeLast(h.cell)
+		s.hours.AscendRange(hourRef{start: dstart}, hourRef{start: dstart + daySecs}, func(r hourRef) bool {
+			c.mergeLast(r.h.cell)
 			return true
 		})
 		d.cell.Last = c.Last
@@ -205,7 +224,7 @@ func (s *series) removeContribution(e Entry, last bool, rawMinute func(h *hourBu
 
 func (s *series) dropHourIfEmpty(h *hourBucket, sh *shard) {
 	if h.cell.Count == 0 && len(h.raw) == 0 {
-		s.hours.Delete(h)
+		s.hours.Delete(hourRef{start: h.start})
 		sh.n.hours--
 		if s.hotHour == h {
 			s.hotHour = nil
@@ -215,7 +234,7 @@ func (s *series) dropHourIfEmpty(h *hourBucket, sh *shard) {
 
 func (s *series) dropDayIfEmpty(d *dayBucket, sh *shard) {
 	if d.cell.Count == 0 && len(d.raw) == 0 {
-		s.days.Delete(d)
+		s.days.Delete(dayRef{start: d.start})
 		sh.n.days--
 		if s.hotDay == d {
 			s.hotDay = nil

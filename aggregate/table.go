@@ -2,6 +2,8 @@ package aggregate
 
 import (
 	"fmt"
+
+	"github.com/google/btree"
 	"hash/maphash"
 	"math/bits"
 	"sync"
@@ -28,7 +30,10 @@ type shard struct {
 	n        counts
 	tracking bool       // remember changed buckets for checkpoints
 	dirty    []dirtyRef // changed buckets, each once
-	_        [128 - (unsafe.Sizeof(sync.Mutex{})+unsafe.Sizeof(map[Key]*series(nil))+unsafe.Sizeof(counts{})+8+unsafe.Sizeof([]dirtyRef(nil)))%128]byte
+	// free lists shared by the trees of the shard's series
+	freeHours *btree.FreeListG[hourRef]
+	freeDays  *btree.FreeListG[dayRef]
+	_         [128 - (unsafe.Sizeof(sync.Mutex{})+unsafe.Sizeof(map[Key]*series(nil))+unsafe.Sizeof(counts{})+8+unsafe.Sizeof([]dirtyRef(nil))+16)%128]byte
 }
 
 // NewTable returns a table with n shards; n must be a power of two.
@@ -38,7 +43,10 @@ func NewTable(n int) *Table {
 	}
 	t := &Table{seed: maphash.MakeSeed(), mask: uint64(n - 1), shards: make([]shard, n)}
 	for i := range t.shards {
-		t.shards[i].series = make(map[Key]*series)
+		sh := &t.shards[i]
+		sh.series = make(map[Key]*series)
+		sh.freeHours = btree.NewFreeListG[hourRef](64)
+		sh.freeDays = btree.NewFreeListG[dayRef](64)
 	}
 	return t
 }
@@ -61,7 +69,7 @@ func (t *Table) Apply(k Key, m Mode, e Entry) {
 func (sh *shard) applyLocked(k Key, m Mode, e Entry) {
 	s, ok := sh.series[k]
 	if !ok {
-		s = newSeries(k)
+		s = newSeries(k, sh)
 		sh.series[k] = s
 		sh.n.series++
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
+	"slices"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -32,6 +33,12 @@ func aggKey(r *AggRecord) []byte {
 	return append(k, r.Customer...)
 }
 
+type keyedRec struct {
+	key []byte
+	rec *AggRecord
+	i   int
+}
+
 // Mark is what a checkpoint covers: every log location up to Loc, and the
 // event sequence and log location counters at that point.
 type Mark struct {
@@ -52,15 +59,27 @@ func (s *DB) Checkpoint(m Mark, recs []AggRecord, pruneBelow uint64, now int64) 
 		return err
 	}
 	pruneBelow = min(pruneBelow, m.Loc+1)
+	// Writing in key order keeps bbolt's inserts at the end of each leaf; in
+	// random order every insert moves the rest of an ever larger leaf. Ties
+	// keep their order: a later record for the same key wins.
+	keyed := make([]keyedRec, len(recs))
+	for i := range recs {
+		keyed[i] = keyedRec{key: aggKey(&recs[i]), rec: &recs[i], i: i}
+	}
+	slices.SortFunc(keyed, func(a, b keyedRec) int {
+		if c := bytes.Compare(a.key, b.key); c != 0 {
+			return c
+		}
+		return a.i - b.i
+	})
 	return s.bolt.Update(func(tx *bolt.Tx) error {
 		agg := tx.Bucket(bucketAgg)
-		for i := range recs {
-			r := &recs[i]
+		for _, k := range keyed {
 			var err error
-			if r.State == nil {
-				err = agg.Delete(aggKey(r))
+			if k.rec.State == nil {
+				err = agg.Delete(k.key)
 			} else {
-				err = agg.Put(aggKey(r), r.State)
+				err = agg.Put(k.key, k.rec.State)
 			}
 			if err != nil {
 				return err
