@@ -7,7 +7,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strconv"
 	"sync"
@@ -174,9 +173,7 @@ func BenchmarkStream(b *testing.B) {
 							req, _ := http.NewRequest("POST", s.url+"/v2/billing/meter_event_stream", bytes.NewReader(buf))
 							req.Header.Set("Authorization", "Bearer "+sess.AuthenticationToken)
 							req.Header.Set("Content-Type", "application/json")
-							if os.Getenv("STREAM_NOIDEM") == "" {
-								req.Header.Set("Idempotency-Key", run+"-"+strconv.Itoa(r))
-							}
+							req.Header.Set("Idempotency-Key", run+"-"+strconv.Itoa(r))
 							res, err := hc.Do(req)
 							if err != nil {
 								fail(err)

@@ -27,6 +27,23 @@ const msgNoKey = "You did not provide an API key. You need to provide your API k
 // authenticate reads the API key from the Authorization header: Bearer
 // <key>, Basic base64(<key>:) or Basic <key>.
 func (h *handler) authenticate(r *http.Request) (apiKey, error) {
+	key := credential(r)
+	if key == "" {
+		return apiKey{}, invalidRequest(http.StatusUnauthorized, "", "", msgNoKey)
+	}
+	if !h.keyAllowed(key) {
+		return apiKey{}, invalidRequest(http.StatusUnauthorized, "", "", "Invalid API Key provided: "+maskKey(key))
+	}
+	sum := sha256.Sum256([]byte(key))
+	return apiKey{
+		livemode: strings.HasPrefix(key, "sk_live_") || strings.HasPrefix(key, "rk_live_"),
+		scope:    hex.EncodeToString(sum[:12]),
+	}, nil
+}
+
+// credential returns the key or token of the Authorization header: Bearer
+// <key>, Basic base64(<key>:) or Basic <key>; "" when there is none.
+func credential(r *http.Request) string {
 	raw := strings.TrimSpace(r.Header.Get("Authorization"))
 	var key string
 	switch scheme, rest, _ := strings.Cut(raw, " "); {
@@ -40,17 +57,7 @@ func (h *handler) authenticate(r *http.Request) (apiKey, error) {
 			key = rest
 		}
 	}
-	if key == "" {
-		return apiKey{}, invalidRequest(http.StatusUnauthorized, "", "", msgNoKey)
-	}
-	if !h.keyAllowed(key) {
-		return apiKey{}, invalidRequest(http.StatusUnauthorized, "", "", "Invalid API Key provided: "+maskKey(key))
-	}
-	sum := sha256.Sum256([]byte(key))
-	return apiKey{
-		livemode: strings.HasPrefix(key, "sk_live_") || strings.HasPrefix(key, "rk_live_"),
-		scope:    hex.EncodeToString(sum[:12]),
-	}, nil
+	return key
 }
 
 func (h *handler) keyAllowed(key string) bool {

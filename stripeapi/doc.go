@@ -1,6 +1,7 @@
-// Package stripeapi serves the Stripe Billing Meters HTTP API from a
-// meterdb.DB, so that stripe-go, the other Stripe SDKs and curl can create
-// meters, record and cancel usage events and read event summaries.
+// Package stripeapi serves the Stripe Billing Meters HTTP API (v1 and v2)
+// from a meterdb.DB, so that stripe-go, the other Stripe SDKs and curl can
+// create meters, record, stream and cancel usage events, and read event
+// summaries and the error reports of the meter event stream.
 //
 // # Endpoints (v1)
 //
@@ -14,14 +15,39 @@
 //	POST /v1/billing/meter_events                   billing.meter_event
 //	POST /v1/billing/meter_event_adjustments        billing.meter_event_adjustment
 //
-// Objects carry exactly Stripe's fields; lists are
+// # Endpoints (v2)
+//
+//	POST /v2/billing/meter_events                   v2.billing.meter_event
+//	POST /v2/billing/meter_event_adjustments        v2.billing.meter_event_adjustment
+//	POST /v2/billing/meter_event_session            v2.billing.meter_event_session
+//	POST /v2/billing/meter_event_stream             {} (session token, not an API key)
+//	GET  /v2/core/events                            list of v2.core.event (error reports)
+//	GET  /v2/core/events/{id}                       v2.core.event
+//
+// v2 bodies are JSON; JSON null reads as an absent parameter, and unknown
+// parameters are parameter_unknown. Timestamps are RFC 3339 (fractional
+// seconds and offsets accepted; meterdb keeps whole seconds, so a
+// returned timestamp is the given one truncated to the second) and are
+// written in UTC with milliseconds ("2024-06-01T12:00:00.000Z"). Errors
+// are {"error":{"type","code","message"}}, type invalid_request_error
+// (api_error for 5xx, idempotency_error, rate_limit for 429s and
+// temporary_session_expired), so that stripe-go returns
+// *stripe.V2RawError, *stripe.RateLimitError or
+// *stripe.TemporarySessionExpiredError; the offending parameter is named
+// in the message, as v2 bodies have no param field. The meter event
+// stream is served at the root like everything else: stripe-go's
+// MeterEvents backend takes the same URL (stripe.NewBackendsWithConfig).
+//
+// Objects carry exactly Stripe's fields; v1 lists are
 // {"object":"list","data":[…],"has_more":…,"url":"/v1/…"}, newest first,
 // with limit (1 to 100, default 10), starting_after and ending_before.
 //
 // # Pipeline
 //
-// Every request takes one path: a fresh Request-Id header; authentication;
-// admission (Options.MaxConcurrentRequests, Options.RateLimit); routing;
+// Every request takes one path: a fresh Request-Id header; routing;
+// authentication (by API key, or by session token for the meter event
+// stream; an unknown route is reported after API key authentication);
+// admission (Options.MaxConcurrentRequests, Options.RateLimit);
 // decoding and validation, which name the offending parameter; execution
 // against the DB, through the idempotency layer for a POST with an
 // Idempotency-Key; and one JSON writer for successes and errors alike.
@@ -174,7 +200,92 @@
 // the DB after the server stopped calling the handler (http.Server's
 // Shutdown returns once requests in flight are answered).
 //
-// Not served yet: the v2 endpoints (meter_events, adjustments, meter event
-// sessions and the meter_event_stream); Stripe's one-concurrent-call-per-
-// customer-per-meter rule; asynchronous error reports.
+// # Behaviour of v2 where Stripe's is not documented
+//
+//   - POST /v2/billing/meter_events validates synchronously with the codes
+//     of v1 (no_meter, archived_meter, duplicate_meter_event,
+//     payload_no_customer_defined, payload_no_value_defined,
+//     payload_invalid_value, meter_event_value_too_many_digits,
+//     timestamp_too_far_in_past, timestamp_in_future), all 400. An event
+//     without identifier gets one derived from the Idempotency-Key, as in
+//     v1. Missing or empty event_name or payload is parameter_missing or
+//     parameter_invalid_empty; a payload value that is not a string is
+//     parameter_invalid.
+//   - Adjustments: event_name and type are required (parameter_missing);
+//     a type other than cancel, a missing cancel object or an empty
+//     cancel.identifier is 400 invalid_cancel_configuration. Cancellation
+//     is synchronous, so the adjustment comes back with status complete and
+//     an id "mtr_event_adj_…"; an unknown, expired or already cancelled
+//     event fails as in v1 (meter_event_not_found,
+//     meter_event_cancel_window_expired, meter_event_already_cancelled).
+//   - Sessions: POST /v2/billing/meter_event_session takes no parameters
+//     and returns a session ("mes_…") whose authentication_token
+//     ("mets_…") is valid for SessionTTL (15 minutes) from created. The
+//     session is stored in the database (DB.PutAux, keyed by a hash of the
+//     token, expiring with it), so it survives a restart. It carries the
+//     livemode and the idempotency and rate-limit scope of the API key
+//     that created it. The stream accepts only session tokens: an API key,
+//     a missing or unknown token is 401 invalid_request_error; an expired
+//     one is 401 {"type":"temporary_session_expired",
+//     "code":"billing_meter_event_session_expired"}, with a doc_url.
+//   - Stream shape: a body that is not a JSON object, events missing,
+//     null or empty, more than MaxStreamEvents (100) events, an event that
+//     is not an object or lacks event_name or payload (or has an empty
+//     payload), strings over Stripe's limits or a malformed timestamp is
+//     400 for the whole request (parameter_missing, parameter_invalid,
+//     string_too_long, naming events[i][…]); nothing is recorded.
+//   - Stream validation is what Stripe calls asynchronous: the events of a
+//     well-formed request are recorded as one group, and those the engine
+//     rejects are not counted. Each failure goes into an error report,
+//     which is stored (DB.PutAux, for ErrorReportTTL, 30 days) before the
+//     request is acknowledged with {}: a v1.billing.meter.no_meter_found
+//     event for unknown event names and one
+//     v1.billing.meter.error_report_triggered event per meter for the
+//     rest, with related_object the meter. The codes are Stripe's
+//     asynchronous ones: no_meter, archived_meter,
+//     meter_event_no_customer_defined, meter_event_invalid_value (a bad or
+//     a missing value), meter_event_value_too_many_digits,
+//     timestamp_in_future and timestamp_too_far_in_past. Every failed event
+//     is a sample (error_message and request.identifier). Reports are per
+//     request, so validation_start and validation_end bound that request,
+//     and reason.request names its Request-Id and Idempotency-Key.
+//   - Duplicates in the stream: an event whose identifier was already
+//     recorded within the dedupe window is not counted again, and is
+//     reported under the code duplicate_meter_event (meterdb's addition to
+//     Stripe's open list), so that a reused identifier never loses usage
+//     silently. A retry with the same Idempotency-Key replays {} and
+//     reports nothing; events without identifier get one derived from the
+//     Idempotency-Key and their position, so such a retry, even one whose
+//     idempotency record was lost, counts them once.
+//   - Error reports are read with ListErrorReports and GetErrorReport, or
+//     as v2 thin events: GET /v2/core/events (newest first; limit 1 to
+//     100, default 10; object_id, the meter id; types; created[gt|gte|lt|
+//     lte] in unix seconds or RFC 3339; the next page through
+//     next_page_url) and GET /v2/core/events/{id} (404 not_found when
+//     unknown), which stripe-go's V2CoreEvents decodes into
+//     *stripe.V1BillingMeterErrorReportTriggeredEvent and
+//     *stripe.V1BillingMeterNoMeterFoundEvent. Event ids are "evt_"
+//     followed by 32 characters; every key sees every report, livemode
+//     being the mode of the session that streamed the events.
+//   - Idempotency works as in v1; for v2 the parameters compared are the
+//     request body's bytes (stripe-go's retries send the same bytes). For
+//     the stream, the record is stored after the response is sent: a
+//     request waits for the commit of its events only. Until the record is
+//     stored a repeat gets the response from memory; a crash before that
+//     loses only the replay, and a retry then meets the dedupe index.
+//
+// # The stream path
+//
+// The stream decoder makes one pass over the body without reflection,
+// reusing pooled buffers, events and payload maps; it allocates only the
+// strings the engine may keep (identifiers and payload values). Stream
+// requests that arrive together are recorded with one DB.RecordBatch call
+// per group (at most max(2, GOMAXPROCS) such calls run at once): each
+// request waits for exactly one group commit, and no lock is held across
+// I/O. Error reports, when there are any, cost a second write.
+//
+// Not served: Stripe's one-concurrent-call-per-customer-per-meter rule and
+// too_many_concurrent_requests; asynchronous error reports for v1 and the
+// synchronous v2 endpoint (their validation is synchronous); customer
+// existence (meter_event_customer_not_found), as a DB has no customers.
 package stripeapi

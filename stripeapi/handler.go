@@ -25,6 +25,10 @@ type handler struct {
 	log     *slog.Logger
 	routes  []*route
 	idem    *idempotency
+	sess    *sessions
+	names   *nameCache
+	combine *combiner
+	meterIDCache
 	slots   chan struct{} // one token per request being served
 	limiter *rateLimiter  // nil without Options.RateLimit
 
@@ -38,6 +42,14 @@ type route struct {
 	method  string
 	pattern []string // path segments; "{name}" captures one whole segment
 	api     *apiVersion
+	// session makes the route authenticate with a meter event session
+	// token (see v2_sessions.go) instead of an API key.
+	session bool
+	// idemAsync makes the idempotency layer store the route's record
+	// without waiting for it to be durable: for routes whose repeat is
+	// harmless (the meter event stream, whose events carry identifiers the
+	// engine deduplicates), so that a request waits for one commit only.
+	idemAsync bool
 	// prepare decodes and validates the request and returns the step that
 	// executes it. Nothing is executed or stored for a request that fails
 	// here, so a retry with corrected parameters may reuse its
@@ -84,7 +96,7 @@ type response struct {
 }
 
 // NewHandler returns an http.Handler serving the Stripe Billing Meters API
-// (v1) from db. Mount it on a mux at "/" or, for a prefix, with
+// (v1 and v2, see the package documentation) from db. Mount it on a mux at "/" or, for a prefix, with
 // http.StripPrefix:
 //
 //	mux.Handle("/stripe/", http.StripPrefix("/stripe", h))
@@ -101,16 +113,20 @@ func NewHandler(db *meterdb.DB, opts *Options) (http.Handler, error) {
 		return nil, err
 	}
 	h := &handler{
-		db:    db,
-		opts:  o,
-		log:   o.Logger,
-		slots: make(chan struct{}, o.MaxConcurrentRequests),
-		idem:  newIdempotency(db, o.IdempotencyTTL),
+		db:      db,
+		opts:    o,
+		log:     o.Logger,
+		slots:   make(chan struct{}, o.MaxConcurrentRequests),
+		idem:    newIdempotency(db, o.IdempotencyTTL),
+		sess:    newSessions(db),
+		names:   newNameCache(),
+		combine: newCombiner(db),
 	}
 	if o.RateLimit > 0 {
 		h.limiter = newRateLimiter(o.RateLimit, o.RateBurst)
 	}
 	h.routes = append(h.routes, h.v1Routes()...)
+	h.routes = append(h.routes, h.v2Routes()...)
 	return h, nil
 }
 
@@ -118,12 +134,17 @@ func NewHandler(db *meterdb.DB, opts *Options) (http.Handler, error) {
 // path before any route matched: for authentication failures and unknown
 // routes.
 func (h *handler) apiFor(path string) *apiVersion {
+	if strings.HasPrefix(path, "/v2/") {
+		return apiV2
+	}
 	return apiV1
 }
 
-// ServeHTTP runs the pipeline: request id, authentication, admission
-// (concurrency and rate limits), routing, decoding and validation,
-// execution (through the idempotency layer for POST), and one JSON writer.
+// ServeHTTP runs the pipeline: request id, routing, authentication (an API
+// key, or a session token for the meter event stream; unknown routes are
+// reported after API key authentication), admission (concurrency and rate
+// limits), decoding and validation, execution (through the idempotency
+// layer for POST), and one JSON writer.
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	c := &call{h: h, w: w, r: r, id: newRequestID(), api: h.apiFor(r.URL.Path), now: h.opts.Now()}
@@ -136,7 +157,14 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *handler) serve(c *call) response {
-	key, err := h.authenticate(c.r)
+	rt, vals := h.match(c.r)
+	var key apiKey
+	var err error
+	if rt != nil && rt.session {
+		key, err = h.sess.authenticate(c)
+	} else {
+		key, err = h.authenticate(c.r)
+	}
 	if err != nil {
 		return c.errorResponse(err)
 	}
@@ -150,7 +178,6 @@ func (h *handler) serve(c *call) response {
 	if !h.limiter.allow(key.scope, c.now) {
 		return c.errorResponse(errRateLimited())
 	}
-	rt, vals := h.match(c.r)
 	if rt == nil {
 		return c.errorResponse(errNotFoundRoute(c.r.Method, c.r.URL.Path))
 	}

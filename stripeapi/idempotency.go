@@ -1,9 +1,11 @@
 package stripeapi
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"log/slog"
 	"net/http"
 	"sync"
@@ -19,14 +21,17 @@ const idemNamespace = "stripeapi.idempotency"
 // Idempotency-Key. Records live in the DB's aux area (the same file as the
 // events), keyed by caller scope and key, for ttl. A key is in flight from
 // the moment its request passed validation until its response is stored;
-// a second request with it meanwhile gets 409 idempotency_key_in_use.
-// It is safe for concurrent use.
+// a second request with it meanwhile gets 409 idempotency_key_in_use, or,
+// once the response is known but still being stored (idemAsync routes),
+// the replay. It is safe for concurrent use.
 type idempotency struct {
 	db  *meterdb.DB
 	ttl time.Duration
 
-	mu       sync.Mutex // guards inflight
-	inflight map[string]struct{}
+	mu sync.Mutex // guards inflight
+	// inflight holds the keys being executed (nil) or whose record is
+	// being stored (the record).
+	inflight map[string]*idemRecord
 }
 
 // idemRecord is what the aux area stores for one key.
@@ -37,35 +42,46 @@ type idemRecord struct {
 }
 
 func newIdempotency(db *meterdb.DB, ttl time.Duration) *idempotency {
-	return &idempotency{db: db, ttl: ttl, inflight: map[string]struct{}{}}
+	return &idempotency{db: db, ttl: ttl, inflight: map[string]*idemRecord{}}
 }
 
 // do executes run at most once per (caller, key, parameters) within the
 // record's lifetime: a repeat with the same parameters replays the stored
 // status and body, a repeat with other parameters (or another endpoint)
 // gets idempotency_error. Responses with status 409, 429 or 5xx are not
-// stored: they report that nothing was done, so a retry may do it.
+// stored: they report that nothing was done, so a retry may do it. For a
+// route with idemAsync the record is stored after the response is sent
+// (see route.idemAsync); a crash in between loses only the replay.
 func (s *idempotency) do(c *call, run execFunc) response {
 	k := c.key.scope + "/" + c.idemKey
+	fp := fingerprint(c)
 	s.mu.Lock()
-	if _, busy := s.inflight[k]; busy {
+	if rec, busy := s.inflight[k]; busy {
 		s.mu.Unlock()
+		if rec != nil {
+			return s.replay(c, rec, fp)
+		}
 		e := invalidRequest(http.StatusConflict, codeIdempotencyKeyInUse, "",
 			"There is currently another in-progress request using this idempotency key. Retry once it completes.")
 		retry := true
 		e.Retry = &retry
 		return c.errorResponse(e)
 	}
-	s.inflight[k] = struct{}{}
+	s.inflight[k] = nil
 	s.mu.Unlock()
-	defer func() {
+	release := func() {
 		s.mu.Lock()
 		delete(s.inflight, k)
 		s.mu.Unlock()
+	}
+	async := false // set when a goroutine took over storing the record
+	defer func() {
+		if !async {
+			release()
+		}
 	}()
 
 	ctx := c.r.Context()
-	fp := fingerprint(c)
 	raw, ok, err := s.db.GetAux(ctx, idemNamespace, k)
 	if err != nil {
 		return c.errorResponse(err)
@@ -73,12 +89,7 @@ func (s *idempotency) do(c *call, run execFunc) response {
 	if ok {
 		var rec idemRecord
 		if err := json.Unmarshal(raw, &rec); err == nil {
-			if rec.Fingerprint != fp {
-				return c.errorResponse(&apiError{Status: http.StatusBadRequest, Type: typeIdempotency, Message: "Keys for " +
-					"idempotent requests can only be used with the same parameters they were first used with. Try using " +
-					"a key other than '" + c.idemKey + "' if you meant to execute a different request."})
-			}
-			return response{status: rec.Status, body: rec.Body, replayed: true}
+			return s.replay(c, &rec, fp)
 		}
 		// An unreadable record (from an incompatible version) is treated
 		// as absent.
@@ -87,15 +98,44 @@ func (s *idempotency) do(c *call, run execFunc) response {
 	if res.status == http.StatusConflict || res.status == http.StatusTooManyRequests || res.status >= 500 {
 		return res
 	}
-	rec, _ := json.Marshal(idemRecord{Fingerprint: fp, Status: res.status, Body: res.body})
-	if err := s.db.PutAux(ctx, idemNamespace, k, rec, c.now.Add(s.ttl)); err != nil {
-		// The work is done; the client hears about it. Only a replay of
-		// this key is lost, which the engine's identifier dedupe covers
-		// for meter events.
-		c.h.log.LogAttrs(ctx, slog.LevelError, "storing idempotency record",
-			slog.String("request_id", c.id), slog.Any("error", err))
+	rec := &idemRecord{Fingerprint: fp, Status: res.status, Body: res.body}
+	enc, _ := json.Marshal(rec)
+	store := func(ctx context.Context) {
+		if err := s.db.PutAux(ctx, idemNamespace, k, enc, c.now.Add(s.ttl)); err != nil && !errors.Is(err, meterdb.ErrClosed) {
+			// The work is done; the client hears about it. Only a replay of
+			// this key is lost, which the engine's identifier dedupe covers
+			// for meter events.
+			c.h.log.LogAttrs(ctx, slog.LevelError, "storing idempotency record",
+				slog.String("request_id", c.id), slog.Any("error", err))
+		}
 	}
+	if c.rt.idemAsync {
+		// The key stays in flight, with its response, until the record
+		// is stored, so a repeat meanwhile gets the replay rather than a
+		// second execution.
+		async = true
+		s.mu.Lock()
+		s.inflight[k] = rec
+		s.mu.Unlock()
+		go func() {
+			defer release()
+			store(context.WithoutCancel(ctx))
+		}()
+		return res
+	}
+	store(ctx)
 	return res
+}
+
+// replay returns the stored response rec, or idempotency_error when the
+// request's fingerprint fp differs from the first one's.
+func (s *idempotency) replay(c *call, rec *idemRecord, fp string) response {
+	if rec.Fingerprint != fp {
+		return c.errorResponse(&apiError{Status: http.StatusBadRequest, Type: typeIdempotency, Message: "Keys for " +
+			"idempotent requests can only be used with the same parameters they were first used with. Try using " +
+			"a key other than '" + c.idemKey + "' if you meant to execute a different request."})
+	}
+	return response{status: rec.Status, body: rec.Body, replayed: true}
 }
 
 // fingerprint identifies a request's method, path and parameters.

@@ -1,6 +1,7 @@
-// Command meterd serves the Stripe Billing Meters API (v1) from a meterdb
-// database file, so that stripe-go, other Stripe SDKs and curl can record
-// and query usage against it.
+// Command meterd serves the Stripe Billing Meters API (v1, and v2 with
+// meter event sessions and the meter event stream) from a meterdb database
+// file, so that stripe-go, other Stripe SDKs and curl can record and query
+// usage against it.
 //
 // Usage:
 //

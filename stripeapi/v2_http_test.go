@@ -1,0 +1,191 @@
+package stripeapi_test
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/meterdb/meterdb"
+	"github.com/meterdb/meterdb/stripeapi"
+	"github.com/stripe/stripe-go/v85"
+)
+
+const jsonCT = "application/json"
+
+func TestV2HTTP(t *testing.T) {
+	e := newEnv(t, nil, nil)
+	m := createMeter(t, e.client(testKey), "api_call", "sum")
+	for _, tt := range []struct {
+		name, path, body string
+		status           int
+		typ, code, want  string // want: a substring of the body
+	}{
+		{"nulls are absent", "/v2/billing/meter_events",
+			`{"event_name":"api_call","identifier":null,"payload":{"stripe_customer_id":"c","value":"1"},"timestamp":null}`,
+			200, "", "", `"timestamp": "2026-03-01T12:30:00.000Z"`},
+		{"fraction and offset", "/v2/billing/meter_events",
+			`{"event_name":"api_call","payload":{"stripe_customer_id":"c","value":"2"},"timestamp":"2026-03-01T13:29:59.999+01:00"}`,
+			200, "", "", `"timestamp": "2026-03-01T12:29:59.000Z"`},
+		{"unknown parameter", "/v2/billing/meter_events", `{"event_name":"api_call","payload":{"stripe_customer_id":"c"},"extra":1}`,
+			400, "invalid_request_error", "parameter_unknown", "extra"},
+		{"malformed", "/v2/billing/meter_events", `{"event_name":`, 400, "invalid_request_error", "parameter_invalid", "Invalid JSON"},
+		{"payload value not a string", "/v2/billing/meter_events", `{"event_name":"api_call","payload":{"stripe_customer_id":"c","value":1}}`,
+			400, "invalid_request_error", "parameter_invalid", "payload[value]"},
+		{"bad timestamp", "/v2/billing/meter_events", `{"event_name":"api_call","payload":{"stripe_customer_id":"c"},"timestamp":"now"}`,
+			400, "invalid_request_error", "parameter_invalid", "RFC 3339"},
+		{"unknown route", "/v2/billing/nothing", `{}`, 404, "invalid_request_error", "not_found", "Unrecognized request URL"},
+		{"session with parameters", "/v2/billing/meter_event_session", `{"ttl":1}`, 400, "invalid_request_error", "parameter_unknown", "ttl"},
+		{"stream with an API key", "/v2/billing/meter_event_stream", `{"events":[]}`, 401, "invalid_request_error", "", "session token"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			res, body := e.do("POST", tt.path, tt.body, "Content-Type", jsonCT)
+			if res.StatusCode != tt.status || errField(body, "type") != tt.typ || errField(body, "code") != tt.code {
+				t.Fatalf("status %d, body %v", res.StatusCode, body)
+			}
+			if eo, ok := body["error"].(map[string]any); ok {
+				if _, has := eo["param"]; has {
+					t.Errorf("v2 error with a param field: %v", eo)
+				}
+				if !strings.Contains(errField(body, "message"), tt.want) {
+					t.Errorf("message %q lacks %q", errField(body, "message"), tt.want)
+				}
+			} else if !strings.Contains(fmt.Sprint(body), strings.Trim(strings.SplitN(tt.want, ": ", 2)[1], `"`)) {
+				t.Errorf("body %v lacks %s", body, tt.want)
+			}
+		})
+	}
+	if v, n := summaryTotal(t, e.db, m.ID, "c"); v != 3 || n != 2 {
+		t.Errorf("total %d over %d events", v, n)
+	}
+
+	// The stream decodes escapes and reports shape errors by position.
+	_, sess := e.do("POST", "/v2/billing/meter_event_session", "", "Content-Type", "")
+	token, _ := sess["authentication_token"].(string)
+	auth := "Bearer " + token
+	res, body := e.do("POST", "/v2/billing/meter_event_stream",
+		`{"events":[{"event_name":"api\u005fcall","identifier":"esc","payload":{"stripe_customer_id":"c\u00e9","value":"5"}}]}`,
+		"Content-Type", jsonCT, "Authorization", auth)
+	if res.StatusCode != 200 || len(body) != 0 {
+		t.Fatalf("stream: %d %v", res.StatusCode, body)
+	}
+	if v, _ := summaryTotal(t, e.db, m.ID, "cé"); v != 5 {
+		t.Errorf("escaped event counted %d", v)
+	}
+	res, body = e.do("POST", "/v2/billing/meter_event_stream",
+		`{"events":[{"event_name":"api_call","payload":{"stripe_customer_id":"c"}},{"event_name":"api_call","payload":{"value":"1"},"color":"red"}]}`,
+		"Content-Type", jsonCT, "Authorization", auth)
+	if res.StatusCode != 400 || errField(body, "code") != "parameter_unknown" || !strings.Contains(errField(body, "message"), "events[1][color]") {
+		t.Fatalf("unknown event field: %d %v", res.StatusCode, body)
+	}
+	res, body = e.do("POST", "/v2/billing/meter_event_stream",
+		`{"events":[{"event_name":"api_call","payload":{"stripe_customer_id":"c","note":"`+strings.Repeat("x", 101)+`"}}]}`,
+		"Content-Type", jsonCT, "Authorization", auth)
+	if res.StatusCode != 400 || errField(body, "code") != "string_too_long" || !strings.Contains(errField(body, "message"), "events[0]") {
+		t.Fatalf("long payload value: %d %v", res.StatusCode, body)
+	}
+}
+
+// TestV2SessionSurvivesReopen streams with a session created before the
+// database was closed and reopened.
+func TestV2SessionSurvivesReopen(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "sessions.db")
+	ctx := context.Background()
+	serve := func() (*meterdb.DB, *httptest.Server) {
+		db, err := meterdb.Open(path, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h, err := stripeapi.NewHandler(db, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return db, httptest.NewServer(h)
+	}
+	db, srv := serve()
+	sc := newClient(srv.URL, testKey, 0)
+	m := createMeter(t, sc, "api_call", "sum")
+	sess, err := sc.V2BillingMeterEventSessions.Create(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Close()
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	db, srv = serve()
+	defer func() { srv.Close(); db.Close() }()
+	err = newClient(srv.URL, sess.AuthenticationToken, 0).V2BillingMeterEventStreams.Create(ctx,
+		&stripe.V2BillingMeterEventStreamCreateParams{Events: []*stripe.V2BillingMeterEventStreamCreateEventParams{
+			streamEvent("api_call", "after-reopen", "cus_a", "4")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, _ := summaryTotal(t, db, m.ID, "cus_a"); v != 4 {
+		t.Errorf("total %d", v)
+	}
+}
+
+// TestV2StreamConcurrent streams from many goroutines, with identifiers
+// shared between requests, so that requests are recorded in combined
+// batches: every identifier counts once and every repeat is reported.
+func TestV2StreamConcurrent(t *testing.T) {
+	e := newEnv(t, nil, nil)
+	sc := e.client(testKey)
+	m := createMeter(t, sc, "api_call", "sum")
+	stream, _ := e.streamClient(t, sc)
+	const workers, requests = 8, 10
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for r := range requests {
+				var evs []*stripe.V2BillingMeterEventStreamCreateEventParams
+				for i := range 50 {
+					// Workers w and w^1 send the same identifiers.
+					evs = append(evs, streamEvent("api_call", fmt.Sprintf("p%d-r%d-e%d", w/2, r, i), "cus_x", "1"))
+				}
+				if err := stream.V2BillingMeterEventStreams.Create(context.Background(),
+					&stripe.V2BillingMeterEventStreamCreateParams{Events: evs}); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if v, n := summaryTotal(t, e.db, m.ID, "cus_x"); v != workers/2*requests*50 || n != v {
+		t.Errorf("counted %d over %d events, want %d", v, n, workers/2*requests*50)
+	}
+	var dups int64
+	after := ""
+	for {
+		reports, more, err := stripeapi.ListErrorReports(context.Background(), e.db, stripeapi.ErrorReportListParams{Limit: 100, After: after})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range reports {
+			for _, et := range r.ErrorTypes {
+				if et.Code != "duplicate_meter_event" {
+					t.Errorf("code %s", et.Code)
+				}
+				dups += et.ErrorCount
+			}
+		}
+		if !more {
+			break
+		}
+		after = reports[len(reports)-1].ID
+	}
+	if dups != workers/2*requests*50 {
+		t.Errorf("%d duplicates reported, want %d", dups, workers/2*requests*50)
+	}
+	if res, _ := e.do("GET", "/v2/core/events?limit=0", ""); res.StatusCode != http.StatusBadRequest {
+		t.Errorf("limit=0: %d", res.StatusCode)
+	}
+}

@@ -1,0 +1,5 @@
+//go:build !race
+
+package stripeapi
+
+const raceEnabled = false
