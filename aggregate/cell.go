@@ -57,10 +57,3 @@ func (c *Cell) merge(o Cell) {
 	c.Count += o.Count
 	c.Sum = c.Sum.Add(o.Sum)
 }
-
-// mergeLast keeps the newer Last of c and o.
-func (c *Cell) mergeLast(o Cell) {
-	if o.Count > 0 && (c.Count == 0 || o.Last.newer(c.Last)) {
-		c.Last = o.Last
-	}
-}

@@ -30,8 +30,8 @@ func (t *Table) TrackDirty() {
 }
 
 func (sh *shard) markHour(s *series, h *hourBucket) {
-	if sh.tracking && !h.dirty {
-		h.dirty = true
+	if sh.tracking && h.present&dirtyBit == 0 {
+		h.present |= dirtyBit
 		sh.dirty = append(sh.dirty, dirtyRef{s: s, h: h})
 	}
 }
@@ -63,7 +63,7 @@ func (t *Table) TakeDirty() []Dirty {
 		sh.mu.Lock()
 		for _, r := range sh.dirty {
 			if r.h != nil {
-				r.h.dirty = false
+				r.h.present &^= dirtyBit
 				var st []byte
 				if r.h.cell.Count > 0 || len(r.h.raw) > 0 {
 					if cur, ok := r.s.hours.Get(hourRef{start: r.h.start}); ok && cur.h == r.h {
@@ -93,15 +93,15 @@ func (t *Table) TakeDirty() []Dirty {
 // count, varint sum.Hi, uvarint sum.Lo, entry last; then the raw entries.
 // An entry is uvarint seq, varint timestamp, varint value.
 func encodeHour(h *hourBucket) []byte {
-	b := make([]byte, 0, 8+len(h.minutes)*24+len(h.raw)*12)
-	b = binary.AppendUvarint(b, uint64(len(h.minutes)))
-	for _, m := range h.minutes {
-		b = binary.AppendUvarint(b, uint64((m.minute-h.start)/minuteSecs))
+	b := make([]byte, 0, 8+h.minuteCount()*24+len(h.raw)*12)
+	b = binary.AppendUvarint(b, uint64(h.minuteCount()))
+	h.eachMinute(func(minute int64, m *Cell) {
+		b = binary.AppendUvarint(b, uint64((minute-h.start)/minuteSecs))
 		b = binary.AppendUvarint(b, uint64(m.Count))
 		b = binary.AppendVarint(b, m.Sum.Hi)
 		b = binary.AppendUvarint(b, m.Sum.Lo)
 		b = appendEntry(b, m.Last)
-	}
+	})
 	return encodeRaw(b, h.raw)
 }
 
@@ -206,28 +206,31 @@ func (t *Table) Restore(k Key, start int64, day bool, state []byte) error {
 	}
 	h := s.hour(start, true, sh)
 	n := r.count()
-	h.minutes = make([]minuteCell, 0, n)
+	cells := make([]Cell, 0, n)
 	for i := 0; i < n && !r.bad; i++ {
 		off := r.uvarint()
-		var m minuteCell
-		m.minute = start + int64(off)*minuteSecs
+		var m Cell
 		m.Count = int64(r.uvarint())
 		m.Sum.Hi = r.varint()
 		m.Sum.Lo = r.uvarint()
 		m.Last = r.entry()
-		if off >= 60 || m.Count <= 0 || (i > 0 && m.minute <= h.minutes[i-1].minute) {
-			r.bad = true
+		if off >= 60 || m.Count <= 0 || h.present&minuteMask >= 1<<off {
+			r.bad = true // out of range, empty, or not after the previous minute
 			break
 		}
-		h.minutes = append(h.minutes, m)
+		cells = append(cells, m)
 		h.present |= 1 << off
-		h.cell.merge(m.Cell)
+		h.cell.merge(m)
 	}
+	if len(cells) > 1 {
+		h.minutes = cells
+		sh.n.minuteSlots += int64(len(cells))
+	}
+	sh.n.minutes += int64(len(cells))
 	h.raw = r.raw()
 	if r.bad || len(r.b) > 0 {
 		return fmt.Errorf("%w: hour record at %d", ErrCorrupt, start)
 	}
-	sh.n.minutes += int64(len(h.minutes))
 	sh.n.raw += int64(len(h.raw))
 	s.day(floorTo(start, daySecs), true, sh).cell.merge(h.cell)
 	return nil

@@ -118,11 +118,11 @@ func (s *series) minutesIn(c *Cell, a, b int64) {
 		return
 	}
 	h := r.h
-	for _, m := range h.minutes {
-		if m.minute >= a && m.minute < b {
-			c.merge(m.Cell)
+	h.eachMinute(func(minute int64, m *Cell) {
+		if minute >= a && minute < b {
+			c.merge(*m)
 		}
-	}
+	})
 }
 
 func (s *series) hoursIn(c *Cell, a, b int64) {

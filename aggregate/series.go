@@ -42,18 +42,38 @@ func ModeOf(formula, window string) Mode {
 	return m
 }
 
-type minuteCell struct {
-	minute int64 // unix seconds, minute aligned
-	Cell
+// An hour bucket keeps one cell per minute with entries. While only one
+// minute has entries, the hour cell is that minute's cell and minutes is
+// nil: a sparse hour costs no minute allocation.
+type hourBucket struct {
+	start   int64  // unix seconds, hour aligned
+	present uint64 // bit i (0-59): minute i has entries; dirtyBit: changed since the last checkpoint
+	cell    Cell
+	minutes []Cell  // one per present minute, in minute order; nil while at most one minute is present
+	raw     []Entry // last meters: every entry of the hour; hour windows: every entry of the window
 }
 
-type hourBucket struct {
-	start   int64 // unix seconds, hour aligned
-	dirty   bool  // changed since the last checkpoint
-	cell    Cell
-	minutes []minuteCell // sorted by minute, no empty cells
-	present uint64       // bit i set: minute i of the hour has a cell
-	raw     []Entry      // last meters: every entry of the hour; hour windows: every entry of the window
+const (
+	minuteMask = 1<<60 - 1
+	dirtyBit   = 1 << 63
+)
+
+// minuteCount returns the number of minutes with entries.
+func (h *hourBucket) minuteCount() int { return bits.OnesCount64(h.present & minuteMask) }
+
+// eachMinute calls fn, in minute order, with each minute (unix seconds)
+// that has entries and its cell.
+func (h *hourBucket) eachMinute(fn func(minute int64, c *Cell)) {
+	p := h.present & minuteMask
+	for i := 0; p != 0; i++ {
+		off := bits.TrailingZeros64(p)
+		p &= p - 1
+		c := &h.cell
+		if h.minutes != nil {
+			c = &h.minutes[i]
+		}
+		fn(h.start+int64(off)*minuteSecs, c)
+	}
 }
 
 type dayBucket struct {
@@ -105,6 +125,7 @@ func newSeries(k Key, sh *shard) *series {
 // counts tracks the sizes a shard reports in Stats.
 type counts struct {
 	series, hours, days, minutes, raw int64
+	minuteSlots                       int64 // allocated minute cells (minutes counts the minutes with entries)
 }
 
 // hour returns the hour bucket at start, creating it if create is set,
@@ -150,24 +171,39 @@ func (s *series) day(start int64, create bool, sh *shard) *dayBucket {
 	return d
 }
 
-// minuteIndex returns the index of minute in h.minutes and whether it is
-// there: the number of present minutes before it.
-func (h *hourBucket) minuteIndex(minute int64) (int, bool) {
-	bit := uint64(1) << uint((minute-h.start)/minuteSecs)
-	return bits.OnesCount64(h.present & (bit - 1)), h.present&bit != 0
+// minuteBit returns the bit of the minute holding ts and the index its
+// cell has (or would have) in h.minutes: the number of present minutes
+// before it.
+func (h *hourBucket) minuteBit(ts int64) (bit uint64, i int) {
+	bit = 1 << uint((ts-h.start)/minuteSecs)
+	return bit, bits.OnesCount64(h.present & minuteMask & (bit - 1))
 }
 
 // addContribution adds e to its minute, hour and day cells.
 func (s *series) addContribution(e Entry, sh *shard) {
 	h := s.hour(floorTo(e.Timestamp, hourSecs), true, sh)
-	minute := floorTo(e.Timestamp, minuteSecs)
-	i, ok := h.minuteIndex(minute)
-	if !ok {
-		h.minutes = slices.Insert(h.minutes, i, minuteCell{minute: minute})
-		h.present |= 1 << uint((minute-h.start)/minuteSecs)
+	bit, i := h.minuteBit(e.Timestamp)
+	switch {
+	case h.present&minuteMask == 0: // the first minute: its cell is the hour cell
+		h.present |= bit
 		sh.n.minutes++
+	case h.minutes == nil && h.present&bit != 0: // the one minute again
+	case h.minutes == nil: // a second minute: the cells part
+		h.minutes = make([]Cell, 2)
+		h.minutes[1-i] = h.cell
+		h.minutes[i].add(e)
+		h.present |= bit
+		sh.n.minutes++
+		sh.n.minuteSlots += 2
+	default:
+		if h.present&bit == 0 {
+			h.minutes = slices.Insert(h.minutes, i, Cell{})
+			h.present |= bit
+			sh.n.minutes++
+			sh.n.minuteSlots++
+		}
+		h.minutes[i].add(e)
 	}
-	h.minutes[i].add(e)
 	h.cell.add(e)
 	s.day(floorTo(e.Timestamp, daySecs), true, sh).cell.add(e)
 }
@@ -183,28 +219,39 @@ func (s *series) removeContribution(e Entry, last bool, rawMinute func(h *hourBu
 		panic("aggregate: removing an entry that was never added")
 	}
 	minute := floorTo(e.Timestamp, minuteSecs)
-	i, ok := h.minuteIndex(minute)
-	if !ok {
+	bit, i := h.minuteBit(e.Timestamp)
+	if h.present&bit == 0 {
 		panic("aggregate: removing an entry that was never added")
 	}
-	mc := &h.minutes[i]
-	mc.sub(e)
 	h.cell.sub(e)
-	if mc.Count == 0 {
-		h.minutes = slices.Delete(h.minutes, i, i+1)
-		h.present &^= 1 << uint((minute-h.start)/minuteSecs)
-		sh.n.minutes--
-	} else if last {
-		c := rawMinute(h, minute)
-		mc.Last = c.Last
-	}
-	if last && h.cell.Count > 0 {
-		h.cell.Last = Entry{}
-		first := true
-		for _, m := range h.minutes {
-			if first || m.Last.newer(h.cell.Last) {
-				h.cell.Last, first = m.Last, false
+	if h.minutes == nil { // the hour cell is the minute's cell
+		if h.cell.Count == 0 {
+			h.present &^= bit
+			sh.n.minutes--
+		} else if last {
+			h.cell.Last = rawMinute(h, minute).Last
+		}
+	} else {
+		mc := &h.minutes[i]
+		mc.sub(e)
+		if mc.Count == 0 {
+			h.minutes = slices.Delete(h.minutes, i, i+1)
+			h.present &^= bit
+			sh.n.minutes--
+			sh.n.minuteSlots--
+		} else if last {
+			mc.Last = rawMinute(h, minute).Last
+		}
+		if last && h.cell.Count > 0 {
+			var c Cell
+			for j := range h.minutes {
+				c.merge(h.minutes[j])
 			}
+			h.cell.Last = c.Last
+		}
+		if len(h.minutes) == 1 { // one minute left: its cell is the hour cell again
+			h.minutes = nil
+			sh.n.minuteSlots--
 		}
 	}
 	s.dropHourIfEmpty(h, sh)
@@ -214,7 +261,7 @@ func (s *series) removeContribution(e Entry, last bool, rawMinute func(h *hourBu
 	if last && d.cell.Count > 0 {
 		var c Cell
 		s.hours.AscendRange(hourRef{start: dstart}, hourRef{start: dstart + daySecs}, func(r hourRef) bool {
-			c.mergeLast(r.h.cell)
+			c.merge(r.h.cell)
 			return true
 		})
 		d.cell.Last = c.Last

@@ -143,13 +143,14 @@ var (
 	seriesBytes = int64(unsafe.Sizeof(series{})) + 2*64 + 48 // two tree headers, map entry
 	hourBytes   = int64(unsafe.Sizeof(hourBucket{})) + 12    // tree slot at ~70% fill
 	dayBytes    = int64(unsafe.Sizeof(dayBucket{})) + 12
-	minuteBytes = int64(unsafe.Sizeof(minuteCell{})) * 5 / 4 // slice growth slack
+	minuteBytes = int64(unsafe.Sizeof(Cell{})) * 5 / 4 // slice growth slack
 	rawBytes    = int64(unsafe.Sizeof(Entry{})) * 5 / 4
 )
 
 // Stats returns the table's current sizes.
 func (t *Table) Stats() Stats {
 	var s Stats
+	var slots int64
 	for i := range t.shards {
 		sh := &t.shards[i]
 		sh.mu.Lock()
@@ -158,10 +159,11 @@ func (t *Table) Stats() Stats {
 		s.DayBuckets += sh.n.days
 		s.MinuteCells += sh.n.minutes
 		s.RawEntries += sh.n.raw
+		slots += sh.n.minuteSlots
 		sh.mu.Unlock()
 	}
 	s.Bytes = s.Series*seriesBytes + s.HourBuckets*hourBytes + s.DayBuckets*dayBytes +
-		s.MinuteCells*minuteBytes + s.RawEntries*rawBytes
+		slots*minuteBytes + s.RawEntries*rawBytes
 	return s
 }
 
