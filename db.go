@@ -218,19 +218,17 @@ func (db *DB) RecordBatch(ctx context.Context, evs []event.Event) ([]error, erro
 	}
 	defer db.exit()
 	now := db.now()
-	errs := make([]error, len(evs))
-	g := &store.Group{Events: make([]store.Event, 0, len(evs))}
-	items := make([]aggregate.Item, 0, len(evs))
-	reserved := make([]int, 0, len(evs)) // indexes into evs
-	release := func() {
-		for _, i := range reserved {
-			db.idx.Release(evs[i].Identifier)
-		}
-	}
 	nowSec := now.Unix()
-	// One confirmation function for the batch, told the identifier in turn.
-	dup := duplicateCheck{db: db, now: nowSec}
-	confirm := dup.confirm
+	errs := make([]error, len(evs))
+
+	// Validate, and give every valid event its identifier.
+	type candidate struct {
+		i int // index into evs
+		m *meter.Meter
+		v event.Validated
+	}
+	cands := make([]candidate, 0, len(evs))
+	ids := make([]string, 0, len(evs))
 	for i := range evs {
 		ev := &evs[i]
 		m, _ := db.reg.Lookup(ev.Name)
@@ -243,32 +241,40 @@ func (db *DB) RecordBatch(ctx context.Context, evs []event.Event) ([]error, erro
 		if id == "" {
 			id = db.newIdentifier()
 		}
-		dup.id = id
-		ok, err := db.idx.Reserve(id, confirm)
-		if err != nil {
-			release()
-			return nil, err
-		}
-		if !ok {
-			errs[i] = &event.Error{Code: event.CodeDuplicate, Param: "identifier", Err: event.ErrDuplicate,
-				Message: fmt.Sprintf("A meter event with identifier %q has already been submitted.", id)}
+		cands = append(cands, candidate{i: i, m: m, v: v})
+		ids = append(ids, id)
+	}
+	if len(cands) == 0 {
+		db.countRejected(errs)
+		return errs, nil
+	}
+
+	// Reserve the identifiers, each dedupe shard locked once.
+	dup := duplicateCheck{db: db, now: nowSec}
+	reserved, err := db.idx.ReserveBatch(ids, func(i int, loc uint64) (bool, error) {
+		dup.id = ids[i]
+		return dup.confirm(loc)
+	})
+	if err != nil {
+		return nil, err
+	}
+	g := &store.Group{Events: make([]store.Event, 0, len(cands))}
+	items := make([]aggregate.Item, 0, len(cands))
+	for k, c := range cands {
+		if !reserved[k] {
+			errs[c.i] = &event.Error{Code: event.CodeDuplicate, Param: "identifier", Err: event.ErrDuplicate,
+				Message: fmt.Sprintf("A meter event with identifier %q has already been submitted.", ids[k])}
 			continue
 		}
-		ev.Identifier = id
-		if ev.Timestamp.IsZero() {
-			ev.Timestamp = time.Unix(v.Timestamp, 0).UTC()
-		}
-		reserved = append(reserved, i)
 		g.Events = append(g.Events, store.Event{
-			Meter: m.Seq, Customer: v.Customer, Identifier: id,
-			Value: v.Value, Timestamp: v.Timestamp, Received: nowSec,
+			Meter: c.m.Seq, Customer: c.v.Customer, Identifier: ids[k],
+			Value: c.v.Value, Timestamp: c.v.Timestamp, Received: nowSec,
 		})
 		items = append(items, aggregate.Item{
-			Key:  aggregate.Key{Meter: m.Seq, Customer: v.Customer},
-			Mode: aggregate.ModeOf(string(m.Formula), string(m.EventTimeWindow)),
+			Key:  aggregate.Key{Meter: c.m.Seq, Customer: c.v.Customer},
+			Mode: aggregate.ModeOf(string(c.m.Formula), string(c.m.EventTimeWindow)),
 		})
 	}
-	nerr := int64(len(evs) - len(g.Events))
 	if len(g.Events) == 0 {
 		db.countRejected(errs)
 		return errs, nil
@@ -279,6 +285,8 @@ func (db *DB) RecordBatch(ctx context.Context, evs []event.Event) ([]error, erro
 		e.Seq = last - uint64(len(g.Events)) + 1 + uint64(i)
 		items[i].Entry = aggregate.Entry{Seq: e.Seq, Timestamp: e.Timestamp, Value: e.Value}
 	}
+
+	// Commit, apply, then make the identifiers findable.
 	if db.durable {
 		db.applyMu.RLock()
 	}
@@ -287,18 +295,25 @@ func (db *DB) RecordBatch(ctx context.Context, evs []event.Event) ([]error, erro
 		if db.durable {
 			db.applyMu.RUnlock()
 		}
-		release()
+		db.idx.ReleaseBatch(ids, reserved)
 		return nil, fmt.Errorf("meterdb: recording events: %w", err)
 	}
 	db.table.ApplyBatch(items)
 	if db.durable {
 		db.applyMu.RUnlock()
 	}
-	for _, i := range reserved {
-		db.idx.Commit(evs[i].Identifier, loc)
+	db.idx.CommitBatch(ids, reserved, loc)
+	for k, c := range cands {
+		if reserved[k] {
+			ev := &evs[c.i]
+			ev.Identifier = ids[k]
+			if ev.Timestamp.IsZero() {
+				ev.Timestamp = time.Unix(c.v.Timestamp, 0).UTC()
+			}
+		}
 	}
 	db.accepted.Add(int64(len(g.Events)))
-	if nerr > 0 {
+	if len(g.Events) < len(evs) {
 		db.countRejected(errs)
 	}
 	db.maintain(nowSec, loc)

@@ -318,3 +318,105 @@ func (l *Loader) Finish(workers int) {
 	}
 	wg.Wait()
 }
+
+// ReserveBatch reserves every identifier of ids as Reserve would, taking
+// each shard's lock once. It returns which were reserved; an identifier
+// that repeats within ids is reserved at its first occurrence only.
+// confirm(i, loc) must report whether an event stored at loc has
+// identifier ids[i]. On an error from confirm nothing stays reserved.
+func (x *Index) ReserveBatch(ids []string, confirm func(i int, loc uint64) (bool, error)) ([]bool, error) {
+	ok := make([]bool, len(ids))
+	fps, order, starts := x.group(ids)
+	minLoc := x.minLoc.Load()
+	for s := range x.shards {
+		idx := order[starts[s]:starts[s+1]]
+		if len(idx) == 0 {
+			continue
+		}
+		sh := &x.shards[s]
+		sh.mu.Lock()
+		for _, i := range idx {
+			id := ids[i]
+			if _, pending := sh.pending[id]; pending {
+				continue
+			}
+			found, err := sh.findLocked(fps[i], minLoc, func(loc uint64) (bool, error) { return confirm(int(i), loc) })
+			if err != nil {
+				sh.mu.Unlock()
+				x.ReleaseBatch(ids, ok)
+				return nil, err
+			}
+			if !found {
+				sh.pending[id] = struct{}{}
+				ok[i] = true
+			}
+		}
+		sh.mu.Unlock()
+	}
+	return ok, nil
+}
+
+// CommitBatch records that the identifiers of ids marked in which, all
+// reserved, were stored at loc.
+func (x *Index) CommitBatch(ids []string, which []bool, loc uint64) {
+	x.eachShard(ids, which, func(sh *shard, i int, fp uint64, minLoc uint64) {
+		delete(sh.pending, ids[i])
+		sh.insertLocked(fp, loc, minLoc)
+	})
+}
+
+// ReleaseBatch drops the reservations of the identifiers of ids marked in
+// which.
+func (x *Index) ReleaseBatch(ids []string, which []bool) {
+	x.eachShard(ids, which, func(sh *shard, i int, _ uint64, _ uint64) { delete(sh.pending, ids[i]) })
+}
+
+func (x *Index) eachShard(ids []string, which []bool, fn func(sh *shard, i int, fp, minLoc uint64)) {
+	fps, order, starts := x.group(ids)
+	minLoc := x.minLoc.Load()
+	for s := range x.shards {
+		idx := order[starts[s]:starts[s+1]]
+		sh := &x.shards[s]
+		locked := false
+		for _, i := range idx {
+			if !which[i] {
+				continue
+			}
+			if !locked {
+				sh.mu.Lock()
+				locked = true
+			}
+			fn(sh, int(i), fps[i], minLoc)
+		}
+		if locked {
+			sh.mu.Unlock()
+		}
+	}
+}
+
+// group hashes ids and orders their indexes by shard, keeping their order
+// within a shard: order[starts[s]:starts[s+1]] are the indexes of shard s.
+func (x *Index) group(ids []string) (fps []uint64, order []int32, starts [1<<shardBits + 1]int) {
+	fps = make([]uint64, len(ids))
+	shardOf := make([]uint8, len(ids))
+	for i, id := range ids {
+		h := maphash.String(x.seed, id)
+		fp := h & (1<<fpBits - 1)
+		if fp == 0 {
+			fp = 1
+		}
+		fps[i], shardOf[i] = fp, uint8(h>>(64-shardBits))
+		starts[shardOf[i]+1]++
+	}
+	for s := 1; s < len(starts); s++ {
+		starts[s] += starts[s-1]
+	}
+	next := starts
+	order = make([]int32, len(ids))
+	for i := range ids {
+		s := shardOf[i]
+		order[next[s]] = int32(i)
+		next[s]++
+	}
+	return fps, order, starts
+}
