@@ -251,13 +251,14 @@ func (db *DB) RecordBatch(ctx context.Context, evs []event.Event) ([]error, erro
 
 	// Reserve the identifiers, each dedupe shard locked once.
 	dup := duplicateCheck{db: db, now: nowSec}
-	reserved, err := db.idx.ReserveBatch(ids, func(i int, loc uint64) (bool, error) {
+	res, err := db.idx.ReserveBatch(ids, func(i int, loc uint64) (bool, error) {
 		dup.id = ids[i]
 		return dup.confirm(loc)
 	})
 	if err != nil {
 		return nil, err
 	}
+	reserved := res.Reserved
 	g := &store.Group{Events: make([]store.Event, 0, len(cands))}
 	items := make([]aggregate.Item, 0, len(cands))
 	for k, c := range cands {
@@ -295,14 +296,14 @@ func (db *DB) RecordBatch(ctx context.Context, evs []event.Event) ([]error, erro
 		if db.durable {
 			db.applyMu.RUnlock()
 		}
-		db.idx.ReleaseBatch(ids, reserved)
+		db.idx.ReleaseBatch(res)
 		return nil, fmt.Errorf("meterdb: recording events: %w", err)
 	}
 	db.table.ApplyBatch(items)
 	if db.durable {
 		db.applyMu.RUnlock()
 	}
-	db.idx.CommitBatch(ids, reserved, loc)
+	db.idx.CommitBatch(res, loc)
 	for k, c := range cands {
 		if reserved[k] {
 			ev := &evs[c.i]

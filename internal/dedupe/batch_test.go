@@ -25,10 +25,11 @@ func TestReserveBatch(t *testing.T) {
 		ids = append(ids, fmt.Sprintf("id-%d", i))
 	}
 	ids = append(ids, "id-7", "id-299") // repeats within the batch
-	ok, err := x.ReserveBatch(ids, confirm(ids))
+	r, err := x.ReserveBatch(ids, confirm(ids))
 	if err != nil {
 		t.Fatal(err)
 	}
+	ok := r.Reserved
 	for i := range ids {
 		if want := i < 300; ok[i] != want {
 			t.Fatalf("reserved[%d] (%s) = %v, want %v", i, ids[i], ok[i], want)
@@ -36,20 +37,21 @@ func TestReserveBatch(t *testing.T) {
 	}
 	// Pending identifiers collide with another batch.
 	other := []string{"id-5", "fresh"}
-	if ok2, _ := x.ReserveBatch(other, confirm(other)); !reflect.DeepEqual(ok2, []bool{false, true}) {
-		t.Fatalf("second batch reserved %v, want [false true]", ok2)
+	r2, _ := x.ReserveBatch(other, confirm(other))
+	if !reflect.DeepEqual(r2.Reserved, []bool{false, true}) {
+		t.Fatalf("second batch reserved %v, want [false true]", r2.Reserved)
 	}
-	x.ReleaseBatch(other, []bool{false, true})
+	x.ReleaseBatch(r2)
 	stored[1] = ids[:300]
-	x.CommitBatch(ids, ok, 1)
+	x.CommitBatch(r, 1)
 	if st := x.Stats(); st.Pending != 0 || st.Used != 300 {
 		t.Fatalf("after commit: %+v", st)
 	}
 	// Committed identifiers are found through confirm; released ones are free.
 	again := []string{"id-0", "id-150", "fresh", "new"}
-	ok3, _ := x.ReserveBatch(again, confirm(again))
-	if !reflect.DeepEqual(ok3, []bool{false, false, true, true}) {
-		t.Fatalf("third batch reserved %v", ok3)
+	r3, _ := x.ReserveBatch(again, confirm(again))
+	if !reflect.DeepEqual(r3.Reserved, []bool{false, false, true, true}) {
+		t.Fatalf("third batch reserved %v", r3.Reserved)
 	}
 	// An error from confirm leaves nothing reserved.
 	boom := errors.New("boom")
@@ -57,7 +59,7 @@ func TestReserveBatch(t *testing.T) {
 	if _, err := x.ReserveBatch(bad, func(int, uint64) (bool, error) { return false, boom }); err != boom {
 		t.Fatalf("error %v, want boom", err)
 	}
-	if ok4, _ := x.ReserveBatch([]string{"x1", "x2"}, confirm([]string{"x1", "x2"})); !reflect.DeepEqual(ok4, []bool{true, true}) {
-		t.Fatalf("after a failed batch, reserved %v", ok4)
+	if r4, _ := x.ReserveBatch([]string{"x1", "x2"}, confirm([]string{"x1", "x2"})); !reflect.DeepEqual(r4.Reserved, []bool{true, true}) {
+		t.Fatalf("after a failed batch, reserved %v", r4.Reserved)
 	}
 }

@@ -319,17 +319,29 @@ func (l *Loader) Finish(workers int) {
 	wg.Wait()
 }
 
+// Reservation is the outcome of ReserveBatch: which identifiers were
+// reserved, and their hashes for CommitBatch or ReleaseBatch.
+type Reservation struct {
+	// Reserved[i] reports whether ids[i] was reserved.
+	Reserved []bool
+	ids      []string
+	fps      []uint64
+	order    []int32 // indexes of ids by shard, in order within a shard
+	starts   [1<<shardBits + 1]int
+}
+
 // ReserveBatch reserves every identifier of ids as Reserve would, taking
-// each shard's lock once. It returns which were reserved; an identifier
-// that repeats within ids is reserved at its first occurrence only.
-// confirm(i, loc) must report whether an event stored at loc has
-// identifier ids[i]. On an error from confirm nothing stays reserved.
-func (x *Index) ReserveBatch(ids []string, confirm func(i int, loc uint64) (bool, error)) ([]bool, error) {
-	ok := make([]bool, len(ids))
-	fps, order, starts := x.group(ids)
+// each shard's lock once. An identifier that repeats within ids is
+// reserved at its first occurrence only. confirm(i, loc) must report
+// whether an event stored at loc has identifier ids[i]; it runs under a
+// shard lock and must not call the Index. On an error from confirm nothing
+// stays reserved. ids must not change until CommitBatch or ReleaseBatch.
+func (x *Index) ReserveBatch(ids []string, confirm func(i int, loc uint64) (bool, error)) (*Reservation, error) {
+	r := &Reservation{Reserved: make([]bool, len(ids)), ids: ids}
+	r.group(x.seed)
 	minLoc := x.minLoc.Load()
 	for s := range x.shards {
-		idx := order[starts[s]:starts[s+1]]
+		idx := r.order[r.starts[s]:r.starts[s+1]]
 		if len(idx) == 0 {
 			continue
 		}
@@ -340,53 +352,49 @@ func (x *Index) ReserveBatch(ids []string, confirm func(i int, loc uint64) (bool
 			if _, pending := sh.pending[id]; pending {
 				continue
 			}
-			found, err := sh.findLocked(fps[i], minLoc, func(loc uint64) (bool, error) { return confirm(int(i), loc) })
+			found, err := sh.findLocked(r.fps[i], minLoc, func(loc uint64) (bool, error) { return confirm(int(i), loc) })
 			if err != nil {
 				sh.mu.Unlock()
-				x.ReleaseBatch(ids, ok)
+				x.ReleaseBatch(r)
 				return nil, err
 			}
 			if !found {
 				sh.pending[id] = struct{}{}
-				ok[i] = true
+				r.Reserved[i] = true
 			}
 		}
 		sh.mu.Unlock()
 	}
-	return ok, nil
+	return r, nil
 }
 
-// CommitBatch records that the identifiers of ids marked in which, all
-// reserved, were stored at loc.
-func (x *Index) CommitBatch(ids []string, which []bool, loc uint64) {
-	x.eachShard(ids, which, func(sh *shard, i int, fp uint64, minLoc uint64) {
-		delete(sh.pending, ids[i])
-		sh.insertLocked(fp, loc, minLoc)
+// CommitBatch records that the reserved identifiers of r were stored at
+// loc.
+func (x *Index) CommitBatch(r *Reservation, loc uint64) {
+	minLoc := x.minLoc.Load()
+	x.eachReserved(r, func(sh *shard, i int32) {
+		delete(sh.pending, r.ids[i])
+		sh.insertLocked(r.fps[i], loc, minLoc)
 	})
 }
 
-// ReleaseBatch drops the reservations of the identifiers of ids marked in
-// which.
-func (x *Index) ReleaseBatch(ids []string, which []bool) {
-	x.eachShard(ids, which, func(sh *shard, i int, _ uint64, _ uint64) { delete(sh.pending, ids[i]) })
+// ReleaseBatch drops the reservations of r.
+func (x *Index) ReleaseBatch(r *Reservation) {
+	x.eachReserved(r, func(sh *shard, i int32) { delete(sh.pending, r.ids[i]) })
 }
 
-func (x *Index) eachShard(ids []string, which []bool, fn func(sh *shard, i int, fp, minLoc uint64)) {
-	fps, order, starts := x.group(ids)
-	minLoc := x.minLoc.Load()
+func (x *Index) eachReserved(r *Reservation, fn func(sh *shard, i int32)) {
 	for s := range x.shards {
-		idx := order[starts[s]:starts[s+1]]
-		sh := &x.shards[s]
-		locked := false
-		for _, i := range idx {
-			if !which[i] {
+		sh, locked := &x.shards[s], false
+		for _, i := range r.order[r.starts[s]:r.starts[s+1]] {
+			if !r.Reserved[i] {
 				continue
 			}
 			if !locked {
 				sh.mu.Lock()
 				locked = true
 			}
-			fn(sh, int(i), fps[i], minLoc)
+			fn(sh, i)
 		}
 		if locked {
 			sh.mu.Unlock()
@@ -394,29 +402,27 @@ func (x *Index) eachShard(ids []string, which []bool, fn func(sh *shard, i int, 
 	}
 }
 
-// group hashes ids and orders their indexes by shard, keeping their order
-// within a shard: order[starts[s]:starts[s+1]] are the indexes of shard s.
-func (x *Index) group(ids []string) (fps []uint64, order []int32, starts [1<<shardBits + 1]int) {
-	fps = make([]uint64, len(ids))
-	shardOf := make([]uint8, len(ids))
-	for i, id := range ids {
-		h := maphash.String(x.seed, id)
+// group hashes the identifiers and orders their indexes by shard, keeping
+// their order within a shard: order[starts[s]:starts[s+1]] are shard s's.
+func (r *Reservation) group(seed maphash.Seed) {
+	r.fps = make([]uint64, len(r.ids))
+	shardOf := make([]uint8, len(r.ids))
+	for i, id := range r.ids {
+		h := maphash.String(seed, id)
 		fp := h & (1<<fpBits - 1)
 		if fp == 0 {
 			fp = 1
 		}
-		fps[i], shardOf[i] = fp, uint8(h>>(64-shardBits))
-		starts[shardOf[i]+1]++
+		r.fps[i], shardOf[i] = fp, uint8(h>>(64-shardBits))
+		r.starts[shardOf[i]+1]++
 	}
-	for s := 1; s < len(starts); s++ {
-		starts[s] += starts[s-1]
+	for s := 1; s < len(r.starts); s++ {
+		r.starts[s] += r.starts[s-1]
 	}
-	next := starts
-	order = make([]int32, len(ids))
-	for i := range ids {
-		s := shardOf[i]
-		order[next[s]] = int32(i)
+	next := r.starts
+	r.order = make([]int32, len(r.ids))
+	for i, s := range shardOf {
+		r.order[next[s]] = int32(i)
 		next[s]++
 	}
-	return fps, order, starts
 }
