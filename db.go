@@ -151,6 +151,21 @@ func (db *DB) Meter(ctx context.Context, id string) (meter.Meter, error) {
 	return db.reg.Get(id)
 }
 
+// MeterByEventName returns the meter that events named name go to; the
+// error unwraps to meter.ErrNotFound when there is none.
+func (db *DB) MeterByEventName(ctx context.Context, name string) (meter.Meter, error) {
+	if err := db.enter(); err != nil {
+		return meter.Meter{}, err
+	}
+	defer db.exit()
+	m, ok := db.reg.Lookup(name)
+	if !ok {
+		return meter.Meter{}, &meter.Error{Code: meter.CodeResourceMissing, Param: "event_name", Err: meter.ErrNotFound,
+			Message: fmt.Sprintf("No meter has event_name %q.", name)}
+	}
+	return *m, nil
+}
+
 // UpdateMeter changes a meter's display name, the only mutable field.
 func (db *DB) UpdateMeter(ctx context.Context, id, displayName string) (meter.Meter, error) {
 	if err := db.enter(); err != nil {

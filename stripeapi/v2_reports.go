@@ -10,7 +10,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -171,35 +170,16 @@ func (h *handler) reportStreamErrors(ctx context.Context, c *call, evs []event.E
 }
 
 // meterID returns the id of the meter with the given event name, or ""
-// when there is none. Event names never change and meters are never
-// deleted, so the answer is cached once found.
+// when there is none.
 func (h *handler) meterID(ctx context.Context, name string) (string, error) {
-	if id, ok := h.meterIDs.Load(name); ok {
-		return id.(string), nil
+	m, err := h.db.MeterByEventName(ctx, name)
+	switch {
+	case errors.Is(err, meter.ErrNotFound):
+		return "", nil
+	case err != nil:
+		return "", err
 	}
-	h.meterIDsMu.Lock() // one refresh at a time
-	defer h.meterIDsMu.Unlock()
-	if id, ok := h.meterIDs.Load(name); ok {
-		return id.(string), nil
-	}
-	p := meter.ListParams{Limit: 100}
-	for {
-		page, more, err := h.db.ListMeters(ctx, p)
-		if err != nil {
-			return "", err
-		}
-		for _, m := range page {
-			h.meterIDs.Store(m.EventName, m.ID)
-		}
-		if !more || len(page) == 0 {
-			break
-		}
-		p.StartingAfter = page[len(page)-1].ID
-	}
-	if id, ok := h.meterIDs.Load(name); ok {
-		return id.(string), nil
-	}
-	return "", nil
+	return m.ID, nil
 }
 
 // ErrorReportListParams select error reports. The zero value lists the
@@ -528,6 +508,4 @@ func (h *handler) v2RetrieveEvent(c *call, p *v1Params) (execFunc, error) {
 
 // meterIDCache is embedded in handler: event name -> meter id.
 type meterIDCache struct {
-	meterIDs   sync.Map
-	meterIDsMu sync.Mutex // serializes refreshes
 }
