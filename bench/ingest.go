@@ -20,11 +20,12 @@ const recordBlock = 64
 // record consecutive blocks of the workload as fast as they can for the
 // configured duration; then every series is checked against the workload's
 // expected totals. In the ingest scenario, targets with SkipRecord run
-// batch=1 cells only when named in -targets.
+// batch=1 cells only when named in -targets. A scenario's own batch sizes
+// and worker counts apply unless -batches or -workers was given.
 func (r *runner) runIngest(spec TargetSpec) ([]Result, error) {
 	var rows []Result
-	for _, batch := range r.cfg.Batches {
-		for _, workers := range r.cfg.Workers {
+	for _, batch := range r.batches {
+		for _, workers := range r.workers {
 			cell := fmt.Sprintf("batch=%d workers=%d", batch, workers)
 			if batch == 1 && spec.SkipRecord != "" && r.scenario == "ingest" && !slices.Contains(r.cfg.Targets, spec.Name) {
 				rows = append(rows, Result{Cell: cell, Workers: workers, Batch: batch, Skipped: spec.SkipRecord})

@@ -15,10 +15,12 @@
 //
 // Scenarios: ingest (Record and RecordBatch against worker counts), query
 // (summaries: total over 30 days, hourly over 48 hours, daily over 35
-// days), memory (heap per bucket, per identifier and per event, RSS), and
-// durable, http-v1 and http-v2, whose targets are skipped until this build
-// of meterdb provides them. See scenarios for the list and BENCHMARKS.md
-// for results.
+// days), memory (heap per bucket, per identifier and per event, RSS),
+// durable (file-backed ingest), and http-v1 and http-v2 (events through
+// stripeapi over loopback HTTP: one v1 meter event per request, or v2
+// stream requests of 100 events, with 1 and 16 client workers unless
+// -workers says otherwise). See scenarioTable for the list and
+// BENCHMARKS.md for results.
 //
 // The go test benchmarks of the engine live beside this command:
 //
@@ -44,6 +46,8 @@ type config struct {
 	Meters      int
 	Workers     []int
 	Batches     []int
+	WorkersSet  bool // -workers was given
+	BatchesSet  bool // -batches was given
 	Scenarios   []string
 	Targets     []string // empty: each scenario's own targets
 	Seed        uint64
@@ -144,6 +148,10 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	if fs.NArg() > 0 {
 		return cfg, fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
+	fs.Visit(func(f *flag.Flag) {
+		cfg.WorkersSet = cfg.WorkersSet || f.Name == "workers"
+		cfg.BatchesSet = cfg.BatchesSet || f.Name == "batches"
+	})
 	var err error
 	if cfg.Workers, err = intList(workers); err != nil {
 		return cfg, fmt.Errorf("-workers: %v", err)

@@ -68,7 +68,10 @@ type scenario struct {
 	name    string
 	doc     string
 	targets []string // default targets, baselines included
-	run     func(r *runner, spec TargetSpec) ([]Result, error)
+	// batches and workers, when set, replace the defaults of -batches and
+	// -workers for this scenario; the flags, when given, win.
+	batches, workers []int
+	run              func(r *runner, spec TargetSpec) ([]Result, error)
 }
 
 // scenarioTable lists the scenarios. A new scenario (durable ingest modes,
@@ -96,14 +99,16 @@ var scenarioTable = map[string]scenario{
 		run:     (*runner).runMemory,
 	},
 	"http-v1": {
-		name: "http-v1", doc: "v1 meter events over loopback HTTP",
+		name: "http-v1", doc: "v1 meter events over loopback HTTP, one event per request",
 		targets: []string{"http-v1", "meterdb-mem"},
-		run:     (*runner).runIngest,
+		batches: []int{1}, workers: []int{1, 16},
+		run: (*runner).runIngest,
 	},
 	"http-v2": {
-		name: "http-v2", doc: "v2 meter event stream over loopback HTTP",
+		name: "http-v2", doc: "v2 meter event stream over loopback HTTP, 100 events per request",
 		targets: []string{"http-v2", "meterdb-mem"},
-		run:     (*runner).runIngest,
+		batches: []int{100}, workers: []int{1, 16},
+		run: (*runner).runIngest,
 	},
 }
 
@@ -127,6 +132,9 @@ type runner struct {
 	open func(spec TargetSpec, w *Workload, dir string) (Target, error)
 
 	scenario string // the scenario running
+	// batches and workers are the ingest cells of the scenario running:
+	// its own, or those of -batches and -workers.
+	batches, workers []int
 
 	dataset []event.Event // events [0, DatasetSize), built on first use
 	shape   [2]int        // buckets and series of the dataset, once counted
@@ -159,6 +167,13 @@ func (r *runner) runAll() (*Report, error) {
 	for _, name := range r.cfg.Scenarios {
 		sc := scenarioTable[name]
 		r.scenario = name
+		r.batches, r.workers = r.cfg.Batches, r.cfg.Workers
+		if sc.batches != nil && !r.cfg.BatchesSet {
+			r.batches = sc.batches
+		}
+		if sc.workers != nil && !r.cfg.WorkersSet {
+			r.workers = sc.workers
+		}
 		names := sc.targets
 		if len(r.cfg.Targets) > 0 {
 			names = nil

@@ -74,9 +74,8 @@ type TargetSpec struct {
 var ErrUnavailable = errors.New("bench: target not available in this build")
 
 // targets lists every target the generator knows, by name. The HTTP
-// targets drive stripeapi over loopback and belong to the http-v1 and
-// http-v2 scenarios; until that package serves requests they report
-// ErrUnavailable.
+// targets drive stripeapi over loopback (see http.go) and belong to the
+// http-v1 and http-v2 scenarios.
 var targets = map[string]TargetSpec{
 	"meterdb-mem": {
 		Name: "meterdb-mem", Baseline: "mutexmap",
@@ -114,13 +113,13 @@ var targets = map[string]TargetSpec{
 	},
 	"http-v1": {
 		Name: "http-v1", Baseline: "meterdb-mem",
-		Doc:  "stripeapi v1 meter events over loopback HTTP",
-		Open: func(*Workload, string) (Target, error) { return nil, ErrUnavailable },
+		Doc:  "stripeapi v1 over loopback HTTP: one form-encoded POST /v1/billing/meter_events per event, with an Idempotency-Key; in-memory DB; client in the same process",
+		Open: httpOpenTarget(false),
 	},
 	"http-v2": {
 		Name: "http-v2", Baseline: "meterdb-mem",
-		Doc:  "stripeapi v2 meter event stream over loopback HTTP",
-		Open: func(*Workload, string) (Target, error) { return nil, ErrUnavailable },
+		Doc:  "stripeapi v2 over loopback HTTP: POST /v2/billing/meter_event_stream of up to 100 events with a session token and an Idempotency-Key; in-memory DB; client in the same process",
+		Open: httpOpenTarget(true),
 	},
 }
 

@@ -1,0 +1,51 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestRunHTTP runs the http-v1 and http-v2 scenarios on a tiny workload:
+// every HTTP row must be measured (not skipped) and verified.
+func TestRunHTTP(t *testing.T) {
+	dir := t.TempDir()
+	var stdout, stderr bytes.Buffer
+	args := []string{"-scenario", "http-v1,http-v2", "-duration", "200ms", "-customers", "50",
+		"-progress=false", "-json", filepath.Join(dir, "r.json")}
+	if code := run(args, &stdout, &stderr); code != 0 {
+		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, stdout.String(), stderr.String())
+	}
+	if out := stdout.String(); !strings.Contains(out, "== http-v1") || !strings.Contains(out, "== http-v2") {
+		t.Errorf("report lacks an HTTP scenario:\n%s", out)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "r.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep Report
+	if err := json.Unmarshal(b, &rep); err != nil {
+		t.Fatal(err)
+	}
+	cells := map[string]int{}
+	for _, r := range rep.Results {
+		if !strings.HasPrefix(r.Target, "http-") {
+			continue
+		}
+		if r.Skipped != "" || r.Events <= 0 || r.Verified == 0 || r.Ratio <= 0 {
+			t.Errorf("HTTP row not measured, verified and compared: %+v", r)
+		}
+		cells[r.Target+" "+r.Cell]++
+	}
+	// The scenarios' own cells: v1 one event per request, v2 100 per
+	// request, each with 1 and 16 workers.
+	for _, c := range []string{"http-v1 batch=1 workers=1", "http-v1 batch=1 workers=16",
+		"http-v2 batch=100 workers=1", "http-v2 batch=100 workers=16"} {
+		if cells[c] != 1 {
+			t.Errorf("cell %q: %d rows; rows: %v", c, cells[c], cells)
+		}
+	}
+}
