@@ -167,6 +167,13 @@
 // with corrected parameters), nor for 409, 429 and 5xx responses, which
 // all mean nothing was done. Keys on GET are ignored.
 //
+// For meter events (v1 and v2) and the meter event stream the record is
+// written after the response, so that a request waits for one commit, not
+// two; until it is stored, a repeat is answered from memory. A crash in
+// between loses only the replay: the repeat's events carry the same
+// identifiers (derived from the Idempotency-Key when the request has
+// none), so it is rejected as a duplicate and never counted twice.
+//
 // # Errors and limits
 //
 // Errors are {"error":{"type","code","message","param","doc_url"}}, with

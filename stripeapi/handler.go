@@ -47,14 +47,23 @@ type route struct {
 	session bool
 	// idemAsync makes the idempotency layer store the route's record
 	// without waiting for it to be durable: for routes whose repeat is
-	// harmless (the meter event stream, whose events carry identifiers the
-	// engine deduplicates), so that a request waits for one commit only.
+	// harmless (meter events and the meter event stream, whose events carry
+	// identifiers the engine deduplicates, derived from the Idempotency-Key
+	// when the request has none), so that a request waits for one commit
+	// only. Should the record be lost in a crash, a repeat is rejected as a
+	// duplicate instead of replayed, and is never counted twice.
 	idemAsync bool
 	// prepare decodes and validates the request and returns the step that
 	// executes it. Nothing is executed or stored for a request that fails
 	// here, so a retry with corrected parameters may reuse its
 	// Idempotency-Key.
 	prepare func(c *call) (execFunc, error)
+}
+
+// repeatable marks r as a route whose repeat is harmless (see idemAsync).
+func repeatable(r *route) *route {
+	r.idemAsync = true
+	return r
 }
 
 // execFunc executes a validated request and returns the object to send

@@ -41,7 +41,7 @@ func (h *handler) v1Routes() []*route {
 		v1Route("POST", "/v1/billing/meters/{id}/deactivate", h.v1DeactivateMeter),
 		v1Route("POST", "/v1/billing/meters/{id}/reactivate", h.v1ReactivateMeter),
 		v1Route("GET", "/v1/billing/meters/{id}/event_summaries", h.v1ListEventSummaries),
-		v1Route("POST", "/v1/billing/meter_events", h.v1CreateMeterEvent),
+		repeatable(v1Route("POST", "/v1/billing/meter_events", h.v1CreateMeterEvent)),
 		v1Route("POST", "/v1/billing/meter_event_adjustments", h.v1CreateMeterEventAdjustment),
 	}
 }

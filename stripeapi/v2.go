@@ -63,7 +63,7 @@ func (h *handler) v2Routes() []*route {
 		session: true, idemAsync: true, prepare: h.v2Stream,
 	}
 	return []*route{
-		v2Route("POST", "/v2/billing/meter_events", h.v2CreateMeterEvent),
+		repeatable(v2Route("POST", "/v2/billing/meter_events", h.v2CreateMeterEvent)),
 		v2Route("POST", "/v2/billing/meter_event_adjustments", h.v2CreateMeterEventAdjustment),
 		v2Route("POST", "/v2/billing/meter_event_session", h.v2CreateSession),
 		stream,
