@@ -63,3 +63,16 @@ func TestReserveBatch(t *testing.T) {
 		t.Fatalf("after a failed batch, reserved %v", r4.Reserved)
 	}
 }
+
+func TestReserveSmallBatch(t *testing.T) {
+	x := New()
+	ids := []string{"a", "b", "a"}
+	r, err := x.ReserveBatch(ids, func(int, uint64) (bool, error) { return false, nil })
+	if err != nil || !reflect.DeepEqual(r.Reserved, []bool{true, true, false}) {
+		t.Fatalf("reserved %v, %v; want [true true false]", r.Reserved, err)
+	}
+	x.CommitBatch(r, 1)
+	if st := x.Stats(); st.Pending != 0 || st.Used != 2 {
+		t.Fatalf("after commit: %+v", st)
+	}
+}

@@ -325,45 +325,59 @@ type Reservation struct {
 	// Reserved[i] reports whether ids[i] was reserved.
 	Reserved []bool
 	ids      []string
-	fps      []uint64
-	order    []int32 // indexes of ids by shard, in order within a shard
-	starts   [1<<shardBits + 1]int
+	hs       []uint64 // shard<<fpBits | fingerprint, per identifier
+	// For batches larger than smallBatch: the indexes of ids by shard, in
+	// order within a shard (order[starts[s]:starts[s+1]] are shard s's).
+	// Small batches take their identifiers one at a time.
+	order  []int32
+	starts []int32
 }
 
+// smallBatch is the size up to which a batch locks a shard per
+// identifier: grouping costs more than it saves.
+const smallBatch = 8
+
 // ReserveBatch reserves every identifier of ids as Reserve would, taking
-// each shard's lock once. An identifier that repeats within ids is
-// reserved at its first occurrence only. confirm(i, loc) must report
-// whether an event stored at loc has identifier ids[i]; it runs under a
-// shard lock and must not call the Index. On an error from confirm nothing
-// stays reserved. ids must not change until CommitBatch or ReleaseBatch.
+// each shard's lock once (per identifier for small batches). An
+// identifier that repeats within ids is reserved at its first occurrence
+// only. confirm(i, loc) must report whether an event stored at loc has
+// identifier ids[i]; it runs under a shard lock and must not call the
+// Index. On an error from confirm nothing stays reserved. ids must not
+// change until CommitBatch or ReleaseBatch.
 func (x *Index) ReserveBatch(ids []string, confirm func(i int, loc uint64) (bool, error)) (*Reservation, error) {
-	r := &Reservation{Reserved: make([]bool, len(ids)), ids: ids}
-	r.group(x.seed)
+	r := &Reservation{Reserved: make([]bool, len(ids)), ids: ids, hs: make([]uint64, len(ids))}
+	for i, id := range ids {
+		h := maphash.String(x.seed, id)
+		fp := h & (1<<fpBits - 1)
+		if fp == 0 {
+			fp = 1
+		}
+		r.hs[i] = h>>(64-shardBits)<<fpBits | fp
+	}
+	if len(ids) > smallBatch {
+		r.group()
+	}
 	minLoc := x.minLoc.Load()
-	for s := range x.shards {
-		idx := r.order[r.starts[s]:r.starts[s+1]]
-		if len(idx) == 0 {
-			continue
+	var err error
+	x.eachShard(r, false, func(sh *shard, i int32) bool {
+		id := ids[i]
+		if _, pending := sh.pending[id]; pending {
+			return true
 		}
-		sh := &x.shards[s]
-		sh.mu.Lock()
-		for _, i := range idx {
-			id := ids[i]
-			if _, pending := sh.pending[id]; pending {
-				continue
-			}
-			found, err := sh.findLocked(r.fps[i], minLoc, func(loc uint64) (bool, error) { return confirm(int(i), loc) })
-			if err != nil {
-				sh.mu.Unlock()
-				x.ReleaseBatch(r)
-				return nil, err
-			}
-			if !found {
-				sh.pending[id] = struct{}{}
-				r.Reserved[i] = true
-			}
+		var found bool
+		found, err = sh.findLocked(r.hs[i]&(1<<fpBits-1), minLoc, func(loc uint64) (bool, error) { return confirm(int(i), loc) })
+		if err != nil {
+			return false
 		}
-		sh.mu.Unlock()
+		if !found {
+			sh.pending[id] = struct{}{}
+			r.Reserved[i] = true
+		}
+		return true
+	})
+	if err != nil {
+		x.ReleaseBatch(r)
+		return nil, err
 	}
 	return r, nil
 }
@@ -372,29 +386,54 @@ func (x *Index) ReserveBatch(ids []string, confirm func(i int, loc uint64) (bool
 // loc.
 func (x *Index) CommitBatch(r *Reservation, loc uint64) {
 	minLoc := x.minLoc.Load()
-	x.eachReserved(r, func(sh *shard, i int32) {
+	x.eachShard(r, true, func(sh *shard, i int32) bool {
 		delete(sh.pending, r.ids[i])
-		sh.insertLocked(r.fps[i], loc, minLoc)
+		sh.insertLocked(r.hs[i]&(1<<fpBits-1), loc, minLoc)
+		return true
 	})
 }
 
 // ReleaseBatch drops the reservations of r.
 func (x *Index) ReleaseBatch(r *Reservation) {
-	x.eachReserved(r, func(sh *shard, i int32) { delete(sh.pending, r.ids[i]) })
+	x.eachShard(r, true, func(sh *shard, i int32) bool {
+		delete(sh.pending, r.ids[i])
+		return true
+	})
 }
 
-func (x *Index) eachReserved(r *Reservation, fn func(sh *shard, i int32)) {
+// eachShard calls fn under the shard's lock for every identifier of r (the
+// reserved ones only, if reserved is set), in order within each shard,
+// until fn returns false.
+func (x *Index) eachShard(r *Reservation, reserved bool, fn func(sh *shard, i int32) bool) {
+	if r.order == nil {
+		for i := range r.ids {
+			if reserved && !r.Reserved[i] {
+				continue
+			}
+			sh := &x.shards[r.hs[i]>>fpBits]
+			sh.mu.Lock()
+			more := fn(sh, int32(i))
+			sh.mu.Unlock()
+			if !more {
+				return
+			}
+		}
+		return
+	}
 	for s := range x.shards {
 		sh, locked := &x.shards[s], false
 		for _, i := range r.order[r.starts[s]:r.starts[s+1]] {
-			if !r.Reserved[i] {
+			if reserved && !r.Reserved[i] {
 				continue
 			}
 			if !locked {
 				sh.mu.Lock()
 				locked = true
 			}
-			fn(sh, i)
+			if !fn(sh, i) {
+				sh.mu.Unlock()
+				return
+			}
 		}
 		if locked {
 			sh.mu.Unlock()
@@ -402,26 +441,21 @@ func (x *Index) eachReserved(r *Reservation, fn func(sh *shard, i int32)) {
 	}
 }
 
-// group hashes the identifiers and orders their indexes by shard, keeping
-// their order within a shard: order[starts[s]:starts[s+1]] are shard s's.
-func (r *Reservation) group(seed maphash.Seed) {
-	r.fps = make([]uint64, len(r.ids))
-	shardOf := make([]uint8, len(r.ids))
-	for i, id := range r.ids {
-		h := maphash.String(seed, id)
-		fp := h & (1<<fpBits - 1)
-		if fp == 0 {
-			fp = 1
-		}
-		r.fps[i], shardOf[i] = fp, uint8(h>>(64-shardBits))
-		r.starts[shardOf[i]+1]++
+// group orders the indexes of r's identifiers by shard, keeping their
+// order within a shard.
+func (r *Reservation) group() {
+	r.starts = make([]int32, 1<<shardBits+1)
+	for _, h := range r.hs {
+		r.starts[h>>fpBits+1]++
 	}
 	for s := 1; s < len(r.starts); s++ {
 		r.starts[s] += r.starts[s-1]
 	}
-	next := r.starts
-	r.order = make([]int32, len(r.ids))
-	for i, s := range shardOf {
+	next := make([]int32, 1<<shardBits)
+	copy(next, r.starts)
+	r.order = make([]int32, len(r.hs))
+	for i, h := range r.hs {
+		s := h >> fpBits
 		r.order[next[s]] = int32(i)
 		next[s]++
 	}
