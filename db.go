@@ -242,8 +242,9 @@ func (db *DB) RecordBatch(ctx context.Context, evs []event.Event) ([]error, erro
 		m *meter.Meter
 		v event.Validated
 	}
-	cands := make([]candidate, 0, len(evs))
-	ids := make([]string, 0, len(evs))
+	var candBuf [4]candidate // Record and small batches need no allocation here
+	var idBuf [4]string
+	cands, ids := candBuf[:0], idBuf[:0]
 	for i := range evs {
 		ev := &evs[i]
 		m, _ := db.reg.Lookup(ev.Name)
@@ -266,7 +267,8 @@ func (db *DB) RecordBatch(ctx context.Context, evs []event.Event) ([]error, erro
 
 	// Reserve the identifiers, each dedupe shard locked once.
 	dup := duplicateCheck{db: db, now: nowSec}
-	res, err := db.idx.ReserveBatch(ids, func(i int, loc uint64) (bool, error) {
+	var res dedupe.Reservation
+	err := db.idx.ReserveBatch(&res, ids, func(i int, loc uint64) (bool, error) {
 		dup.id = ids[i]
 		return dup.confirm(loc)
 	})
@@ -311,14 +313,14 @@ func (db *DB) RecordBatch(ctx context.Context, evs []event.Event) ([]error, erro
 		if db.durable {
 			db.applyMu.RUnlock()
 		}
-		db.idx.ReleaseBatch(res)
+		db.idx.ReleaseBatch(&res)
 		return nil, fmt.Errorf("meterdb: recording events: %w", err)
 	}
 	db.table.ApplyBatch(items)
 	if db.durable {
 		db.applyMu.RUnlock()
 	}
-	db.idx.CommitBatch(res, loc)
+	db.idx.CommitBatch(&res, loc)
 	for k, c := range cands {
 		if reserved[k] {
 			ev := &evs[c.i]

@@ -25,8 +25,8 @@ func TestReserveBatch(t *testing.T) {
 		ids = append(ids, fmt.Sprintf("id-%d", i))
 	}
 	ids = append(ids, "id-7", "id-299") // repeats within the batch
-	r, err := x.ReserveBatch(ids, confirm(ids))
-	if err != nil {
+	r := new(Reservation)
+	if err := x.ReserveBatch(r, ids, confirm(ids)); err != nil {
 		t.Fatal(err)
 	}
 	ok := r.Reserved
@@ -37,7 +37,8 @@ func TestReserveBatch(t *testing.T) {
 	}
 	// Pending identifiers collide with another batch.
 	other := []string{"id-5", "fresh"}
-	r2, _ := x.ReserveBatch(other, confirm(other))
+	r2 := new(Reservation)
+	x.ReserveBatch(r2, other, confirm(other))
 	if !reflect.DeepEqual(r2.Reserved, []bool{false, true}) {
 		t.Fatalf("second batch reserved %v, want [false true]", r2.Reserved)
 	}
@@ -49,17 +50,18 @@ func TestReserveBatch(t *testing.T) {
 	}
 	// Committed identifiers are found through confirm; released ones are free.
 	again := []string{"id-0", "id-150", "fresh", "new"}
-	r3, _ := x.ReserveBatch(again, confirm(again))
+	r3 := new(Reservation)
+	x.ReserveBatch(r3, again, confirm(again))
 	if !reflect.DeepEqual(r3.Reserved, []bool{false, false, true, true}) {
 		t.Fatalf("third batch reserved %v", r3.Reserved)
 	}
 	// An error from confirm leaves nothing reserved.
 	boom := errors.New("boom")
 	bad := []string{"x1", "x2", "id-3"}
-	if _, err := x.ReserveBatch(bad, func(int, uint64) (bool, error) { return false, boom }); err != boom {
+	if err := x.ReserveBatch(new(Reservation), bad, func(int, uint64) (bool, error) { return false, boom }); err != boom {
 		t.Fatalf("error %v, want boom", err)
 	}
-	if r4, _ := x.ReserveBatch([]string{"x1", "x2"}, confirm([]string{"x1", "x2"})); !reflect.DeepEqual(r4.Reserved, []bool{true, true}) {
+	if r4 := new(Reservation); x.ReserveBatch(r4, []string{"x1", "x2"}, confirm([]string{"x1", "x2"})) != nil || !reflect.DeepEqual(r4.Reserved, []bool{true, true}) {
 		t.Fatalf("after a failed batch, reserved %v", r4.Reserved)
 	}
 }
@@ -67,7 +69,8 @@ func TestReserveBatch(t *testing.T) {
 func TestReserveSmallBatch(t *testing.T) {
 	x := New()
 	ids := []string{"a", "b", "a"}
-	r, err := x.ReserveBatch(ids, func(int, uint64) (bool, error) { return false, nil })
+	r := new(Reservation)
+	err := x.ReserveBatch(r, ids, func(int, uint64) (bool, error) { return false, nil })
 	if err != nil || !reflect.DeepEqual(r.Reserved, []bool{true, true, false}) {
 		t.Fatalf("reserved %v, %v; want [true true false]", r.Reserved, err)
 	}

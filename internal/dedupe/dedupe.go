@@ -331,6 +331,10 @@ type Reservation struct {
 	// Small batches take their identifiers one at a time.
 	order  []int32
 	starts []int32
+	// storage for small batches, so that a Reservation on the caller's
+	// stack needs no allocation
+	hsBuf       [smallBatch]uint64
+	reservedBuf [smallBatch]bool
 }
 
 // smallBatch is the size up to which a batch locks a shard per
@@ -343,9 +347,15 @@ const smallBatch = 8
 // only. confirm(i, loc) must report whether an event stored at loc has
 // identifier ids[i]; it runs under a shard lock and must not call the
 // Index. On an error from confirm nothing stays reserved. ids must not
-// change until CommitBatch or ReleaseBatch.
-func (x *Index) ReserveBatch(ids []string, confirm func(i int, loc uint64) (bool, error)) (*Reservation, error) {
-	r := &Reservation{Reserved: make([]bool, len(ids)), ids: ids, hs: make([]uint64, len(ids))}
+// change until CommitBatch or ReleaseBatch. r is overwritten.
+func (x *Index) ReserveBatch(r *Reservation, ids []string, confirm func(i int, loc uint64) (bool, error)) error {
+	r.ids, r.order, r.starts = ids, nil, nil
+	if len(ids) <= smallBatch {
+		r.hs, r.Reserved = r.hsBuf[:len(ids)], r.reservedBuf[:len(ids)]
+		clear(r.Reserved)
+	} else {
+		r.hs, r.Reserved = make([]uint64, len(ids)), make([]bool, len(ids))
+	}
 	for i, id := range ids {
 		h := maphash.String(x.seed, id)
 		fp := h & (1<<fpBits - 1)
@@ -377,9 +387,9 @@ func (x *Index) ReserveBatch(ids []string, confirm func(i int, loc uint64) (bool
 	})
 	if err != nil {
 		x.ReleaseBatch(r)
-		return nil, err
+		return err
 	}
-	return r, nil
+	return nil
 }
 
 // CommitBatch records that the reserved identifiers of r were stored at
