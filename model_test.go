@@ -508,14 +508,7 @@ func (s *machine) counters() [4]int64 {
 // Reopen closes a file-backed DB and opens it again: everything the model
 // knows must survive.
 func (s *machine) Reopen(t *rapid.T) {
-	if s.path == "" {
-		t.Skip("in-memory database")
-	}
-	if err := s.db.Close(); err != nil {
-		t.Fatalf("Close: %v", err)
-	}
-	s.db = openDB(t, s.path, &s.opts)
-	s.base, s.baseModel = s.db.Stats(), s.counters()
+	s.reopen(t, s.db.Close)
 	coverage.reopens.Add(1)
 }
 
@@ -524,15 +517,20 @@ func (s *machine) Reopen(t *rapid.T) {
 // it again: with synchronous durability everything the model knows must
 // survive.
 func (s *machine) Crash(t *rapid.T) {
+	s.reopen(t, func() error { return meterdb.CrashForTest(s.db) })
+	coverage.crashes.Add(1)
+}
+
+// reopen ends a file-backed DB with end and opens the file again.
+func (s *machine) reopen(t *rapid.T, end func() error) {
 	if s.path == "" {
 		t.Skip("in-memory database")
 	}
-	if err := meterdb.CrashForTest(s.db); err != nil {
-		t.Fatalf("crash: %v", err)
+	if err := end(); err != nil {
+		t.Fatalf("ending the database: %v", err)
 	}
 	s.db = openDB(t, s.path, &s.opts)
 	s.base, s.baseModel = s.db.Stats(), s.counters()
-	coverage.crashes.Add(1)
 }
 
 // Checkpoint writes the aggregates changed since the last checkpoint, so
