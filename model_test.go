@@ -141,7 +141,7 @@ type model struct {
 	byID   map[string][]*modelEvent
 	window int64 // dedupe window, seconds
 
-	rejected, duplicates, cancels int64
+	rejected, duplicates int64
 }
 
 func newModel(window time.Duration) *model {

@@ -6,7 +6,6 @@ import (
 	"io"
 	"os"
 	"runtime"
-	"sort"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -145,22 +144,6 @@ func fmtRatio(r Result) string {
 		return "-"
 	}
 	return fmt.Sprintf("%.2f× %s", r.Ratio, r.Baseline)
-}
-
-// metricKeys returns the sorted metric names of rows.
-func metricKeys(rows []Result) []string {
-	seen := map[string]bool{}
-	for _, r := range rows {
-		for k := range r.Metrics {
-			seen[k] = true
-		}
-	}
-	var keys []string
-	for k := range seen {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }
 
 // memoryColumns are the memory figures the table shows, in order.

@@ -39,19 +39,18 @@ type DB struct {
 
 	wake chan struct{} // tells the committer that work is queued (capacity 1)
 
-	mu       sync.Mutex // guards the fields below
-	cond     *sync.Cond // broadcast when a commit finishes or Close starts
-	queue    []*item    // waiting for the committer, in location order
-	queued   int        // events in queue
-	nextLoc  uint64     // location of the next Append
-	items    uint64     // items ever queued
-	commits  uint64     // items ever committed (or failed); batches commit in queue order
-	pending  map[uint64]*Group
-	auxPend  map[[2]string]auxRecord
-	failed   error // sticky commit error
-	closing  bool
-	closed   bool
-	lastSync time.Time
+	mu      sync.Mutex // guards the fields below
+	cond    *sync.Cond // broadcast when a commit finishes or Close starts
+	queue   []*item    // waiting for the committer, in location order
+	queued  int        // events in queue
+	nextLoc uint64     // location of the next Append
+	items   uint64     // items ever queued
+	commits uint64     // items ever committed (or failed); batches commit in queue order
+	pending map[uint64]*Group
+	auxPend map[[2]string]auxRecord
+	failed  error // sticky commit error
+	closing bool
+	closed  bool
 
 	done chan struct{} // closed when the committer exits
 }

@@ -28,7 +28,6 @@ type handler struct {
 	sess    *sessions
 	names   *nameCache
 	combine *combiner
-	meterIDCache
 	slots   chan struct{} // one token per request being served
 	limiter *rateLimiter  // nil without Options.RateLimit
 

@@ -77,7 +77,8 @@ func (c *combiner) lead(ctx context.Context, own *combineJob) {
 	defer func() {
 		if cap(all) > 0 {
 			clear(all[:cap(all)]) // drop references to payload maps of pooled batches
-			combinePool.Put(all[:0])
+			all = all[:0]
+			combinePool.Put(&all)
 		}
 	}()
 	for {
@@ -116,7 +117,9 @@ func (c *combiner) lead(ctx context.Context, own *combineJob) {
 			continue
 		}
 		if all == nil {
-			all, _ = combinePool.Get().([]event.Event)
+			if p, ok := combinePool.Get().(*[]event.Event); ok {
+				all = *p
+			}
 		}
 		all = all[:0]
 		for _, j := range batch {

@@ -505,7 +505,3 @@ func (h *handler) v2RetrieveEvent(c *call, p *v1Params) (execFunc, error) {
 		return newV2Event(r), nil
 	}, nil
 }
-
-// meterIDCache is embedded in handler: event name -> meter id.
-type meterIDCache struct {
-}

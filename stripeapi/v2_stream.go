@@ -473,15 +473,17 @@ func (d *streamDecoder) payload(n int, ev *event.Event) error {
 		if d.peek() != '"' {
 			return errNotString(streamParam(n, "payload") + "[" + key + "]")
 		}
-		raw, s, esc, err := d.str()
-		if err != nil {
+		var raw []byte
+		var s string
+		var esc bool
+		if raw, s, esc, err = d.str(); err != nil {
 			return err
 		}
 		if !esc {
 			s = string(raw)
 		}
 		m[key] = s
-		more, err = d.next('}')
+		more, err = d.next('}') // the loop condition sees its error
 	}
 	return err
 }

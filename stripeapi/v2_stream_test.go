@@ -154,6 +154,7 @@ var streamSeeds = []string{
 	`{"events":[{"event_name":"a\x01"}]}`, `{"events":[{"event_name":"a\q"}]}`, "{\"events\":[{\"event_name\":\"\xff\"}]}",
 	`{"events":[{"event_name":"a","event_name":"b","payload":{"k":"1","k":"2"}}]}`,
 	`{"events":[{"event_name":"a"}],"events":[{"event_name":"b"}]}`,
+	`{"events":[{"event_name":"a","payload":{"k":"1" "j":"2"}}]}`, `{"events":[{"event_name":"a","payload":{"k":"1"]}]}`,
 }
 
 func FuzzStreamDecode(f *testing.F) {
