@@ -5,12 +5,16 @@
 //
 // Usage:
 //
-//	meterd [-addr 127.0.0.1:12111] [-db meterdb.db] [-api-key sk_test_…[,sk_live_…]]
+//	meterd [-addr 127.0.0.1:12111] [-db meterdb.db] [-api-key sk_test_…[,sk_live_…]] [-durability sync|buffered]
 //
 // The API keys can also come from METERD_API_KEY (comma-separated); the
 // flag wins. Without a key meterd accepts any key starting with sk_test_,
 // and only on a loopback address: it refuses to listen anywhere else
 // without one. An empty -db keeps everything in memory, lost on exit.
+// -durability buffered acknowledges events before their fsync (see
+// meterdb.DurabilityBuffered: a crash may lose the last 100 ms or so of
+// acknowledged events, never count one twice); the default, sync,
+// acknowledges after it.
 //
 // On SIGINT or SIGTERM meterd stops accepting connections, waits for the
 // requests in flight (up to 30 seconds), and closes the database, so
@@ -60,8 +64,17 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	dbPath := fs.String("db", "meterdb.db", "database `file`; empty keeps everything in memory")
 	keyFlag := fs.String("api-key", "", "accepted API `keys`, comma-separated (default $METERD_API_KEY); "+
 		"without any, every sk_test_ key is accepted, on loopback addresses only")
+	durability := fs.String("durability", "sync", "`sync` acknowledges events after their fsync; buffered acknowledges at once and syncs within 100 ms")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	opts := &meterdb.Options{}
+	switch *durability {
+	case "sync":
+	case "buffered":
+		opts.Durability = meterdb.DurabilityBuffered
+	default:
+		return fmt.Errorf("-durability must be sync or buffered, not %q", *durability)
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments %q", fs.Args())
@@ -76,7 +89,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	}
 
 	log := slog.New(slog.NewTextHandler(stderr, nil))
-	db, err := meterdb.Open(*dbPath, &meterdb.Options{Logger: log})
+	opts.Logger = log
+	db, err := meterdb.Open(*dbPath, opts)
 	if err != nil {
 		return fmt.Errorf("opening database %q: %w", *dbPath, err)
 	}

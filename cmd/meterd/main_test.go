@@ -53,6 +53,47 @@ func TestRunRefusesOpenAddressWithoutKey(t *testing.T) {
 	if err := run(context.Background(), []string{"-nope"}, env, &out); err == nil {
 		t.Error("unknown flag accepted")
 	}
+	if err := run(context.Background(), []string{"-db", "", "-durability", "eventually"}, env, &out); err == nil ||
+		!strings.Contains(err.Error(), "-durability must be sync or buffered") {
+		t.Errorf("unknown durability: %v", err)
+	}
+}
+
+// TestRunBuffered serves a file with buffered durability, and what it
+// acknowledged is there after a clean shutdown.
+func TestRunBuffered(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "buffered.db")
+	for round := range 2 {
+		ctx, cancel := context.WithCancel(context.Background())
+		lw := &lineWriter{lines: make(chan string, 100)}
+		done := make(chan error, 1)
+		go func() {
+			done <- run(ctx, []string{"-addr", "127.0.0.1:0", "-db", path, "-durability", "buffered"},
+				func(string) string { return "" }, lw)
+		}()
+		addr := waitListening(t, lw.lines, done)
+		sc := client(addr, "sk_test_x")
+		if round == 0 {
+			if _, err := sc.V1BillingMeters.Create(context.Background(), meterParams("calls")); err != nil {
+				t.Fatal(err)
+			}
+		} else {
+			n := 0
+			for _, err := range sc.V1BillingMeters.List(context.Background(), &stripe.BillingMeterListParams{}).All(context.Background()) {
+				if err != nil {
+					t.Fatal(err)
+				}
+				n++
+			}
+			if n != 1 {
+				t.Fatalf("%d meters after restart, want 1", n)
+			}
+		}
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
 }
 
 // TestRunInMemory serves from memory with the key from the environment
