@@ -237,14 +237,9 @@ func (db *DB) RecordBatch(ctx context.Context, evs []event.Event) ([]error, erro
 	errs := make([]error, len(evs))
 
 	// Validate, and give every valid event its identifier.
-	type candidate struct {
-		i int // index into evs
-		m *meter.Meter
-		v event.Validated
-	}
-	var candBuf [4]candidate // Record and small batches need no allocation here
-	var idBuf [4]string
-	cands, ids := candBuf[:0], idBuf[:0]
+	sc := getScratch(len(evs))
+	defer putScratch(sc)
+	cands, ids := sc.cands, sc.ids
 	for i := range evs {
 		ev := &evs[i]
 		m, _ := db.reg.Lookup(ev.Name)
@@ -260,6 +255,7 @@ func (db *DB) RecordBatch(ctx context.Context, evs []event.Event) ([]error, erro
 		cands = append(cands, candidate{i: i, m: m, v: v})
 		ids = append(ids, id)
 	}
+	sc.cands, sc.ids = cands, ids // for putScratch to clear
 	if len(cands) == 0 {
 		db.countRejected(errs)
 		return errs, nil
@@ -277,7 +273,7 @@ func (db *DB) RecordBatch(ctx context.Context, evs []event.Event) ([]error, erro
 	}
 	reserved := res.Reserved
 	g := &store.Group{Events: make([]store.Event, 0, len(cands))}
-	items := make([]aggregate.Item, 0, len(cands))
+	items := sc.items
 	for k, c := range cands {
 		if !reserved[k] {
 			errs[c.i] = &event.Error{Code: event.CodeDuplicate, Param: "identifier", Err: event.ErrDuplicate,
@@ -293,6 +289,7 @@ func (db *DB) RecordBatch(ctx context.Context, evs []event.Event) ([]error, erro
 			Mode: aggregate.ModeOf(string(c.m.Formula), string(c.m.EventTimeWindow)),
 		})
 	}
+	sc.items = items
 	if len(g.Events) == 0 {
 		db.countRejected(errs)
 		return errs, nil
@@ -336,6 +333,44 @@ func (db *DB) RecordBatch(ctx context.Context, evs []event.Event) ([]error, erro
 	}
 	db.maintain(nowSec, loc)
 	return errs, nil
+}
+
+// candidate is a valid event of a batch, before its identifier is
+// reserved.
+type candidate struct {
+	i int // index into the batch
+	m *meter.Meter
+	v event.Validated
+}
+
+// batchScratch holds RecordBatch's per-call slices between calls.
+type batchScratch struct {
+	cands []candidate
+	ids   []string
+	items []aggregate.Item
+}
+
+var scratchPool = sync.Pool{New: func() any { return new(batchScratch) }}
+
+// getScratch returns empty scratch slices with room for n events.
+func getScratch(n int) *batchScratch {
+	sc := scratchPool.Get().(*batchScratch)
+	if cap(sc.cands) < n {
+		sc.cands, sc.ids, sc.items = make([]candidate, 0, n), make([]string, 0, n), make([]aggregate.Item, 0, n)
+	}
+	return sc
+}
+
+// putScratch returns sc to the pool, dropping its references to the
+// batch's strings; very large slices are left to the collector.
+func putScratch(sc *batchScratch) {
+	if cap(sc.cands) > 1<<16 {
+		return
+	}
+	clear(sc.ids)
+	clear(sc.items)
+	sc.cands, sc.ids, sc.items = sc.cands[:0], sc.ids[:0], sc.items[:0]
+	scratchPool.Put(sc)
 }
 
 func (db *DB) countRejected(errs []error) {
