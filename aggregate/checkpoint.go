@@ -65,7 +65,7 @@ func (t *Table) TakeDirty() []Dirty {
 			if r.h != nil {
 				r.h.present &^= dirtyBit
 				var st []byte
-				if r.h.cell.Count > 0 || len(r.h.raw) > 0 {
+				if r.h.cell.Count > 0 || len(r.h.rawEntries()) > 0 {
 					if cur, ok := r.s.hours.Get(hourRef{start: r.h.start}); ok && cur.h == r.h {
 						st = encodeHour(r.h)
 					}
@@ -93,7 +93,7 @@ func (t *Table) TakeDirty() []Dirty {
 // count, varint sum.Hi, uvarint sum.Lo, entry last; then the raw entries.
 // An entry is uvarint seq, varint timestamp, varint value.
 func encodeHour(h *hourBucket) []byte {
-	b := make([]byte, 0, 8+h.minuteCount()*24+len(h.raw)*12)
+	b := make([]byte, 0, 8+h.minuteCount()*24+len(h.rawEntries())*12)
 	b = binary.AppendUvarint(b, uint64(h.minuteCount()))
 	h.eachMinute(func(minute int64, m *Cell) {
 		b = binary.AppendUvarint(b, uint64((minute-h.start)/minuteSecs))
@@ -102,7 +102,7 @@ func encodeHour(h *hourBucket) []byte {
 		b = binary.AppendUvarint(b, m.Sum.Lo)
 		b = appendEntry(b, m.Last)
 	})
-	return encodeRaw(b, h.raw)
+	return encodeRaw(b, h.rawEntries())
 }
 
 func encodeRaw(b []byte, raw []Entry) []byte {
@@ -227,11 +227,13 @@ func (t *Table) Restore(k Key, start int64, day bool, state []byte) error {
 		sh.n.minuteSlots += int64(len(cells))
 	}
 	sh.n.minutes += int64(len(cells))
-	h.raw = r.raw()
+	if raw := r.raw(); len(raw) > 0 {
+		h.raw = &raw
+	}
 	if r.bad || len(r.b) > 0 {
 		return fmt.Errorf("%w: hour record at %d", ErrCorrupt, start)
 	}
-	sh.n.raw += int64(len(h.raw))
+	sh.n.raw += int64(len(h.rawEntries()))
 	s.day(floorTo(start, daySecs), true, sh).cell.merge(h.cell)
 	return nil
 }

@@ -49,8 +49,24 @@ type hourBucket struct {
 	start   int64  // unix seconds, hour aligned
 	present uint64 // bit i (0-59): minute i has entries; dirtyBit: changed since the last checkpoint
 	cell    Cell
-	minutes []Cell  // one per present minute, in minute order; nil while at most one minute is present
-	raw     []Entry // last meters: every entry of the hour; hour windows: every entry of the window
+	minutes []Cell   // one per present minute, in minute order; nil while at most one minute is present
+	raw     *[]Entry // last meters: every entry of the hour; hour windows: every entry of the window; nil for others
+}
+
+// rawEntries returns the raw entries of h (nil for most meters).
+func (h *hourBucket) rawEntries() []Entry {
+	if h.raw == nil {
+		return nil
+	}
+	return *h.raw
+}
+
+// rawSlice returns a pointer to h's raw entries, allocating it on first use.
+func (h *hourBucket) rawSlice() *[]Entry {
+	if h.raw == nil {
+		h.raw = new([]Entry)
+	}
+	return h.raw
 }
 
 const (
@@ -270,7 +286,7 @@ func (s *series) removeContribution(e Entry, last bool, rawMinute func(h *hourBu
 }
 
 func (s *series) dropHourIfEmpty(h *hourBucket, sh *shard) {
-	if h.cell.Count == 0 && len(h.raw) == 0 {
+	if h.cell.Count == 0 && len(h.rawEntries()) == 0 {
 		s.hours.Delete(hourRef{start: h.start})
 		sh.n.hours--
 		if s.hotHour == h {
@@ -319,7 +335,7 @@ func (s *series) windowRaw(m Mode, ts int64, create bool, sh *shard) *[]Entry {
 	if h == nil {
 		return nil
 	}
-	return &h.raw
+	return h.rawSlice()
 }
 
 // apply adds e under mode m.
@@ -328,7 +344,8 @@ func (s *series) apply(m Mode, e Entry, sh *shard) {
 		s.addContribution(e, sh)
 		if m.Last {
 			h := s.hour(floorTo(e.Timestamp, hourSecs), false, sh)
-			h.raw = append(h.raw, e)
+			raw := h.rawSlice()
+			*raw = append(*raw, e)
 			sh.n.raw++
 		}
 		return
@@ -356,7 +373,7 @@ func (s *series) cancel(m Mode, e Entry, sh *shard) bool {
 	if m.Window == 0 {
 		if m.Last {
 			h := s.hour(floorTo(e.Timestamp, hourSecs), false, sh)
-			if h == nil || !removeEntry(&h.raw, e.Seq) {
+			if h == nil || h.raw == nil || !removeEntry(h.raw, e.Seq) {
 				return false
 			}
 			sh.n.raw--
@@ -396,7 +413,7 @@ func (s *series) cancel(m Mode, e Entry, sh *shard) bool {
 // entries.
 func lastOfMinute(h *hourBucket, minute int64) Cell {
 	var c Cell
-	for _, e := range h.raw {
+	for _, e := range h.rawEntries() {
 		if floorTo(e.Timestamp, minuteSecs) == minute {
 			c.add(e)
 		}
