@@ -52,7 +52,7 @@
 //
 // # Memory
 //
-// Per (meter, customer) series: a hour bucket per hour with events, a
+// Per (meter, customer) series: an hour bucket per hour with events, a
 // minute cell per minute with events, a day bucket per day; meters with
 // the last formula and pre-aggregated meters also keep each event's
 // sequence, timestamp and value (24 bytes) so that a cancellation can be
