@@ -27,8 +27,9 @@
 //     days (35×24 hours) and at most 5 minutes ahead of the clock.
 //   - "Last" is the value of the event with the greatest timestamp; among
 //     equal timestamps, the one received last.
-//   - Identifiers are unique within Options.DedupeWindow (24 hours by
-//     default); empty identifiers are generated.
+//   - Identifiers are unique, across all meters, within
+//     Options.DedupeWindow (24 hours by default); empty identifiers are
+//     generated.
 //   - Cancel removes one event received within the last 24 hours.
 //   - A summary without grouping is always returned, with value 0 when the
 //     range holds no events; grouped summaries omit empty windows and come
