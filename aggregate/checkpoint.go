@@ -2,8 +2,10 @@ package aggregate
 
 import (
 	"encoding/binary"
+
 	"errors"
 	"fmt"
+	"github.com/meterdb/meterdb/internal/binread"
 )
 
 // Checkpoint support. With tracking on, every hour or day bucket that
@@ -119,52 +121,18 @@ func appendEntry(b []byte, e Entry) []byte {
 	return binary.AppendVarint(b, e.Value)
 }
 
-type reader struct {
-	b   []byte
-	bad bool
+func readEntry(r *binread.Reader) Entry {
+	return Entry{Seq: r.Uvarint(), Timestamp: r.Varint(), Value: r.Varint()}
 }
 
-func (r *reader) uvarint() uint64 {
-	v, n := binary.Uvarint(r.b)
-	if n <= 0 {
-		r.bad, r.b = true, nil
-		return 0
-	}
-	r.b = r.b[n:]
-	return v
-}
-
-func (r *reader) varint() int64 {
-	v, n := binary.Varint(r.b)
-	if n <= 0 {
-		r.bad, r.b = true, nil
-		return 0
-	}
-	r.b = r.b[n:]
-	return v
-}
-
-func (r *reader) count() int {
-	n := r.uvarint()
-	if n > uint64(len(r.b)) { // every element takes at least one byte
-		r.bad, r.b = true, nil
-		return 0
-	}
-	return int(n)
-}
-
-func (r *reader) entry() Entry {
-	return Entry{Seq: r.uvarint(), Timestamp: r.varint(), Value: r.varint()}
-}
-
-func (r *reader) raw() []Entry {
-	n := r.count()
+func readRaw(r *binread.Reader) []Entry {
+	n := r.Count(3) // an entry takes at least three bytes
 	if n == 0 {
 		return nil
 	}
 	raw := make([]Entry, n)
 	for i := range raw {
-		raw[i] = r.entry()
+		raw[i] = readEntry(r)
 	}
 	return raw
 }
@@ -182,7 +150,7 @@ func (t *Table) Restore(k Key, start int64, day bool, state []byte) error {
 		sh.series[k] = s
 		sh.n.series++
 	}
-	r := reader{b: state}
+	r := binread.New(state)
 	if day {
 		if start%daySecs != 0 {
 			return fmt.Errorf("%w: day record at %d", ErrCorrupt, start)
@@ -191,9 +159,9 @@ func (t *Table) Restore(k Key, start int64, day bool, state []byte) error {
 		if len(d.raw) > 0 {
 			return fmt.Errorf("%w: day %d restored twice", ErrCorrupt, start)
 		}
-		d.raw = r.raw()
+		d.raw = readRaw(&r)
 		sh.n.raw += int64(len(d.raw))
-		if r.bad || len(r.b) > 0 {
+		if r.Bad() || r.Len() > 0 {
 			return fmt.Errorf("%w: day record at %d", ErrCorrupt, start)
 		}
 		return nil
@@ -205,17 +173,17 @@ func (t *Table) Restore(k Key, start int64, day bool, state []byte) error {
 		return fmt.Errorf("%w: hour %d restored twice", ErrCorrupt, start)
 	}
 	h := s.hour(start, true, sh)
-	n := r.count()
+	n := r.Count(7) // a minute cell takes at least seven bytes
 	cells := make([]Cell, 0, n)
-	for i := 0; i < n && !r.bad; i++ {
-		off := r.uvarint()
+	for i := 0; i < n && !r.Bad(); i++ {
+		off := r.Uvarint()
 		var m Cell
-		m.Count = int64(r.uvarint())
-		m.Sum.Hi = r.varint()
-		m.Sum.Lo = r.uvarint()
-		m.Last = r.entry()
+		m.Count = int64(r.Uvarint())
+		m.Sum.Hi = r.Varint()
+		m.Sum.Lo = r.Uvarint()
+		m.Last = readEntry(&r)
 		if off >= 60 || m.Count <= 0 || h.present&minuteMask >= 1<<off {
-			r.bad = true // out of range, empty, or not after the previous minute
+			r.Fail() // out of range, empty, or not after the previous minute
 			break
 		}
 		cells = append(cells, m)
@@ -227,10 +195,10 @@ func (t *Table) Restore(k Key, start int64, day bool, state []byte) error {
 		sh.n.minuteSlots += int64(len(cells))
 	}
 	sh.n.minutes += int64(len(cells))
-	if raw := r.raw(); len(raw) > 0 {
+	if raw := readRaw(&r); len(raw) > 0 {
 		h.raw = &raw
 	}
-	if r.bad || len(r.b) > 0 {
+	if r.Bad() || r.Len() > 0 {
 		return fmt.Errorf("%w: hour record at %d", ErrCorrupt, start)
 	}
 	sh.n.raw += int64(len(h.rawEntries()))

@@ -3,6 +3,8 @@ package store
 import (
 	"encoding/binary"
 	"fmt"
+
+	"github.com/meterdb/meterdb/internal/binread"
 )
 
 // Log record layout (see FORMAT.md): a kind byte, then
@@ -60,116 +62,60 @@ func appendString(b []byte, s string) []byte {
 	return append(b, s...)
 }
 
-// decoder reads the primitives of a record, remembering the first error.
-type decoder struct {
-	b   []byte
-	err error
-}
+// errMalformed is what decoding returns for a record that does not
+// decode exactly.
+var errMalformed = fmt.Errorf("%w: truncated or malformed record", ErrCorrupt)
 
-func (d *decoder) fail() {
-	if d.err == nil {
-		d.err = fmt.Errorf("%w: truncated or malformed record", ErrCorrupt)
+// finish reports errMalformed unless r read well and to the end.
+func finish(r *binread.Reader) error {
+	if r.Bad() || r.Len() != 0 {
+		return errMalformed
 	}
-	d.b = nil
-}
-
-func (d *decoder) byte() byte {
-	if len(d.b) == 0 {
-		d.fail()
-		return 0
-	}
-	c := d.b[0]
-	d.b = d.b[1:]
-	return c
-}
-
-func (d *decoder) uvarint() uint64 {
-	v, n := binary.Uvarint(d.b)
-	if n <= 0 {
-		d.fail()
-		return 0
-	}
-	d.b = d.b[n:]
-	return v
-}
-
-func (d *decoder) varint() int64 {
-	v, n := binary.Varint(d.b)
-	if n <= 0 {
-		d.fail()
-		return 0
-	}
-	d.b = d.b[n:]
-	return v
-}
-
-func (d *decoder) string() string {
-	n := d.uvarint()
-	if n > uint64(len(d.b)) {
-		d.fail()
-		return ""
-	}
-	s := string(d.b[:n])
-	d.b = d.b[n:]
-	return s
-}
-
-// count reads an element count, refusing counts the remaining bytes
-// cannot hold (each element takes at least min bytes).
-func (d *decoder) count(min int) int {
-	n := d.uvarint()
-	if n > uint64(len(d.b)/min) {
-		d.fail()
-		return 0
-	}
-	return int(n)
+	return nil
 }
 
 // decodeGroup decodes a log record. The result shares nothing with b.
 func decodeGroup(b []byte) (*Group, error) {
-	d := decoder{b: b}
+	d := binread.New(b)
 	g := &Group{}
-	switch d.byte() {
+	switch d.Byte() {
 	case kindEvents:
-		n := d.count(6)
+		n := d.Count(6)
 		if n == 0 {
 			break
 		}
-		first, received := d.uvarint(), d.varint()
+		first, received := d.Uvarint(), d.Varint()
 		g.Events = make([]Event, n)
 		for i := range g.Events {
 			e := &g.Events[i]
-			e.Seq = first + d.uvarint()
-			e.Meter = d.uvarint()
-			e.Customer = d.string()
-			e.Identifier = d.string()
-			e.Value = d.varint()
-			e.Timestamp = received + d.varint()
+			e.Seq = first + d.Uvarint()
+			e.Meter = d.Uvarint()
+			e.Customer = string(d.Bytes())
+			e.Identifier = string(d.Bytes())
+			e.Value = d.Varint()
+			e.Timestamp = received + d.Varint()
 			e.Received = received
 		}
 	case kindCancels:
-		n := d.count(6)
+		n := d.Count(6)
 		if n == 0 {
 			break
 		}
 		g.Cancels = make([]Cancel, n)
 		for i := range g.Cancels {
 			c := &g.Cancels[i]
-			c.Seq = d.uvarint()
-			c.Received = d.varint()
-			c.Meter = d.uvarint()
-			c.Customer = d.string()
-			c.Value = d.varint()
-			c.Timestamp = d.varint()
+			c.Seq = d.Uvarint()
+			c.Received = d.Varint()
+			c.Meter = d.Uvarint()
+			c.Customer = string(d.Bytes())
+			c.Value = d.Varint()
+			c.Timestamp = d.Varint()
 		}
 	default:
-		d.fail()
+		d.Fail()
 	}
-	if d.err == nil && len(d.b) != 0 {
-		d.fail()
-	}
-	if d.err != nil {
-		return nil, d.err
+	if err := finish(&d); err != nil {
+		return nil, err
 	}
 	return g, nil
 }
@@ -177,44 +123,26 @@ func decodeGroup(b []byte) (*Group, error) {
 // scanIdentifiers calls fn with the receipt time and identifier of every
 // event of an events record, without allocating.
 func scanIdentifiers(b []byte, fn func(received int64, id []byte)) error {
-	d := decoder{b: b}
-	if d.byte() != kindEvents {
-		d.fail()
-		return d.err
+	d := binread.New(b)
+	if d.Byte() != kindEvents {
+		return errMalformed
 	}
-	n := d.count(6)
-	if n == 0 {
-		return d.err
-	}
-	d.uvarint()
-	received := d.varint()
-	for range n {
-		d.uvarint()   // seq
-		d.uvarint()   // meter
-		d.skipBytes() // customer
-		id := d.bytes()
-		d.varint() // value
-		d.varint() // timestamp
-		if d.err != nil {
-			return d.err
+	n := d.Count(6)
+	if n > 0 {
+		d.Uvarint() // first seq
+		received := d.Varint()
+		for range n {
+			d.Uvarint() // seq
+			d.Uvarint() // meter
+			d.Bytes()   // customer
+			id := d.Bytes()
+			d.Varint() // value
+			d.Varint() // timestamp
+			if d.Bad() {
+				return errMalformed
+			}
+			fn(received, id)
 		}
-		fn(received, id)
 	}
-	if len(d.b) != 0 {
-		d.fail()
-	}
-	return d.err
+	return finish(&d)
 }
-
-func (d *decoder) bytes() []byte {
-	n := d.uvarint()
-	if n > uint64(len(d.b)) {
-		d.fail()
-		return nil
-	}
-	b := d.b[:n:n]
-	d.b = d.b[n:]
-	return b
-}
-
-func (d *decoder) skipBytes() { d.bytes() }
