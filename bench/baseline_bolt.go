@@ -132,13 +132,9 @@ func (t *boltTarget) Load(ctx context.Context, evs []event.Event) (int, error) {
 }
 
 func (t *boltTarget) Summaries(_ context.Context, p meterdb.SummaryParams) ([]meterdb.Summary, error) {
-	m := t.meters.byID[p.Meter]
-	if m == nil {
-		return nil, errors.New("bench: no such meter")
-	}
-	start, end := p.Start.Unix(), p.End.Unix()
-	if start%3600 != 0 || end%3600 != 0 || end <= start {
-		return nil, errUnaligned
+	m, start, end, err := t.meters.query(p)
+	if err != nil {
+		return nil, err
 	}
 	unit := end - start
 	switch p.Grouping {
@@ -146,14 +142,11 @@ func (t *boltTarget) Summaries(_ context.Context, p meterdb.SummaryParams) ([]me
 		unit = 3600
 	case meter.Day:
 		unit = 86400
-		if start%unit != 0 || end%unit != 0 {
-			return nil, errUnaligned
-		}
 	}
 	prefix := seriesPrefix(nil, m.Seq, p.Customer)
 	lo, hi := appendTS(bytes.Clone(prefix), start), appendTS(bytes.Clone(prefix), end)
 	var out []meterdb.Summary
-	err := t.db.View(func(tx *bolt.Tx) error {
+	err = t.db.View(func(tx *bolt.Tx) error {
 		c := tx.Bucket(boltEvents).Cursor()
 		var cur cell
 		curStart := int64(-1) << 62

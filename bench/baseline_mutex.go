@@ -40,6 +40,25 @@ func (b *baseMeters) create(ps []meter.Params, now time.Time) []string {
 	return ids
 }
 
+// query checks a summary query for the baselines: a known meter, an
+// hour-aligned range (day-aligned with day grouping). It returns the meter
+// and the range in unix seconds.
+func (b *baseMeters) query(p meterdb.SummaryParams) (m *meter.Meter, start, end int64, err error) {
+	m = b.byID[p.Meter]
+	if m == nil {
+		return nil, 0, 0, errors.New("bench: no such meter")
+	}
+	start, end = p.Start.Unix(), p.End.Unix()
+	unit := int64(3600)
+	if p.Grouping == meter.Day {
+		unit = 86400
+	}
+	if start%unit != 0 || end%unit != 0 || end <= start {
+		return nil, 0, 0, errUnaligned
+	}
+	return m, start, end, nil
+}
+
 // cell is a baseline aggregate: count, sum and the newest entry.
 type cell struct {
 	count, sum int64
@@ -167,13 +186,9 @@ func (t *mutexMap) RecordBatch(_ context.Context, evs []event.Event) (int, error
 }
 
 func (t *mutexMap) Summaries(_ context.Context, p meterdb.SummaryParams) ([]meterdb.Summary, error) {
-	m := t.meters.byID[p.Meter]
-	if m == nil {
-		return nil, errors.New("bench: no such meter")
-	}
-	start, end := p.Start.Unix(), p.End.Unix()
-	if start%3600 != 0 || end%3600 != 0 || end <= start {
-		return nil, errUnaligned
+	m, start, end, err := t.meters.query(p)
+	if err != nil {
+		return nil, err
 	}
 	k := bucketKey{meter: m.Seq, customer: p.Customer}
 	t.mu.Lock()
@@ -189,9 +204,6 @@ func (t *mutexMap) Summaries(_ context.Context, p meterdb.SummaryParams) ([]mete
 		}
 		return out, nil
 	case meter.Day:
-		if start%86400 != 0 || end%86400 != 0 {
-			return nil, errUnaligned
-		}
 		var out []meterdb.Summary
 		for d := end - 86400; d >= start; d -= 86400 {
 			k.start = d
