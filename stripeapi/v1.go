@@ -62,16 +62,22 @@ func v1Route(method, pattern string, prepare func(c *call, p *v1Params) (execFun
 			}
 			c.canonical = root.canonical()
 			p := newV1Params(root)
-			run, err := prepare(c, p)
-			if err != nil {
-				return nil, err
-			}
-			if err := p.done(); err != nil {
-				return nil, err
-			}
-			return run, nil
+			return prepareParams(c, p, prepare)
 		},
 	}
+}
+
+// prepareParams runs a route's prepare step over its parameter reader p,
+// then fails with the first unknown parameter or recorded problem.
+func prepareParams[P interface{ done() error }](c *call, p P, prepare func(*call, P) (execFunc, error)) (execFunc, error) {
+	run, err := prepare(c, p)
+	if err != nil {
+		return nil, err
+	}
+	if err := p.done(); err != nil {
+		return nil, err
+	}
+	return run, nil
 }
 
 // decodeV1Form decodes the query string and, for POST, the form body.

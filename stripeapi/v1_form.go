@@ -219,27 +219,38 @@ type v1Params struct {
 }
 
 type paramState struct {
-	root  *formNode
+	root *formNode
+	problems
+}
+
+// problems keeps the first problem a parameter reader records; v1 and v2
+// readers report it from done.
+type problems struct {
 	first *apiError
+}
+
+// fail records e unless an earlier problem was recorded.
+func (p *problems) fail(e *apiError) {
+	if p.first == nil {
+		p.first = e
+	}
+}
+
+// nestedName is parameter k inside prefix, in Stripe's bracket notation.
+func nestedName(prefix, k string) string {
+	if prefix == "" {
+		return k
+	}
+	return prefix + "[" + k + "]"
 }
 
 func newV1Params(root *formNode) *v1Params {
 	return &v1Params{node: root, st: &paramState{root: root}}
 }
 
-func (p *v1Params) name(k string) string {
-	if p.prefix == "" {
-		return k
-	}
-	return p.prefix + "[" + k + "]"
-}
+func (p *v1Params) name(k string) string { return nestedName(p.prefix, k) }
 
-// fail records e unless an earlier problem was recorded.
-func (p *v1Params) fail(e *apiError) {
-	if p.st.first == nil {
-		p.st.first = e
-	}
-}
+func (p *v1Params) fail(e *apiError) { p.st.fail(e) }
 
 func (p *v1Params) get(k string) *formNode {
 	n := p.node.hash[k]

@@ -91,14 +91,7 @@ func v2Route(method, pattern string, prepare func(c *call, p *v2Params) (execFun
 			if err != nil {
 				return nil, err
 			}
-			run, err := prepare(c, p)
-			if err != nil {
-				return nil, err
-			}
-			if err := p.done(); err != nil {
-				return nil, err
-			}
-			return run, nil
+			return prepareParams(c, p, prepare)
 		},
 	}
 }
@@ -167,7 +160,7 @@ type v2Params struct {
 }
 
 type v2State struct {
-	first   *apiError
+	problems
 	readers []*v2Params
 }
 
@@ -192,18 +185,9 @@ func newV2Params(body []byte) (*v2Params, error) {
 	return p, nil
 }
 
-func (p *v2Params) name(k string) string {
-	if p.prefix == "" {
-		return k
-	}
-	return p.prefix + "[" + k + "]"
-}
+func (p *v2Params) name(k string) string { return nestedName(p.prefix, k) }
 
-func (p *v2Params) fail(e *apiError) {
-	if p.st.first == nil {
-		p.st.first = e
-	}
-}
+func (p *v2Params) fail(e *apiError) { p.st.fail(e) }
 
 // get returns the raw value of k, or nil when it is absent or null.
 func (p *v2Params) get(k string) json.RawMessage {
