@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"net/url"
@@ -167,14 +168,7 @@ func httpAppendV2Stream(buf []byte, evs []event.Event) []byte {
 
 // httpSortedKeys returns the keys of m in order. The workload's payloads
 // have two keys, already in order as "stripe_customer_id" < "value".
-func httpSortedKeys(m map[string]string) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
-}
+func httpSortedKeys(m map[string]string) []string { return slices.Sorted(maps.Keys(m)) }
 
 // httpTarget is a Target that records events through stripeapi over
 // loopback HTTP: v1 (one event per POST /v1/billing/meter_events) or v2

@@ -5,10 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"runtime/debug"
 	"slices"
-	"sort"
 	"strings"
 	"time"
 
@@ -112,14 +112,7 @@ var scenarioTable = map[string]scenario{
 	},
 }
 
-func scenarioNames() []string {
-	var names []string
-	for n := range scenarioTable {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	return names
-}
+func scenarioNames() []string { return slices.Sorted(maps.Keys(scenarioTable)) }
 
 // runner runs the scenarios of one invocation.
 type runner struct {

@@ -4,9 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
-	"sort"
+	"slices"
 
 	"github.com/meterdb/meterdb"
 	"github.com/meterdb/meterdb/event"
@@ -123,14 +124,7 @@ var targets = map[string]TargetSpec{
 	},
 }
 
-func targetNames() []string {
-	var names []string
-	for n := range targets {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	return names
-}
+func targetNames() []string { return slices.Sorted(maps.Keys(targets)) }
 
 // meterDB adapts *meterdb.DB to Target.
 type meterDB struct {
