@@ -63,12 +63,18 @@ func New() *Index {
 
 // locate returns id's shard and its nonzero fingerprint.
 func (x *Index) locate(id string) (*shard, uint64) {
-	h := maphash.String(x.seed, id)
-	fp := h & (1<<fpBits - 1)
+	s, fp := split(maphash.String(x.seed, id))
+	return &x.shards[s], fp
+}
+
+// split divides an identifier's hash into its shard (the top bits) and
+// its nonzero fingerprint (the low bits).
+func split(h uint64) (shard uint64, fp uint64) {
+	fp = h & (1<<fpBits - 1)
 	if fp == 0 {
 		fp = 1
 	}
-	return &x.shards[h>>(64-shardBits)], fp
+	return h >> (64 - shardBits), fp
 }
 
 // home spreads fingerprints over a table of n slots: a multiplicative hash
@@ -93,24 +99,13 @@ func (x *Index) SetMinLoc(loc uint64) {
 	}
 }
 
-// Reserve claims id for an event about to be committed. It returns false
-// when id is pending or when confirm accepts one of its candidate
-// locations; confirm(loc) must report whether an event stored at loc has
-// this identifier. An error from confirm is returned and nothing is
-// reserved. confirm runs under a shard lock and must not call the Index.
+// Reserve claims id for an event about to be committed: ReserveBatch of
+// one identifier. It returns false when id is pending or when confirm
+// accepts one of its candidate locations.
 func (x *Index) Reserve(id string, confirm func(loc uint64) (bool, error)) (bool, error) {
-	sh, fp := x.locate(id)
-	sh.mu.Lock()
-	defer sh.mu.Unlock()
-	if _, ok := sh.pending[id]; ok {
-		return false, nil
-	}
-	found, err := sh.findLocked(fp, x.minLoc.Load(), confirm)
-	if err != nil || found {
-		return false, err
-	}
-	sh.pending[id] = struct{}{}
-	return true, nil
+	var r Reservation
+	err := x.ReserveBatch(&r, []string{id}, func(_ int, loc uint64) (bool, error) { return confirm(loc) })
+	return err == nil && r.Reserved[0], err
 }
 
 // Find reports whether confirm accepts one of id's candidate locations, and
@@ -153,19 +148,18 @@ func (sh *shard) findLocked(fp, minLoc uint64, confirm func(uint64) (bool, error
 
 // Commit records that the reserved id was stored at loc.
 func (x *Index) Commit(id string, loc uint64) {
-	sh, fp := x.locate(id)
-	sh.mu.Lock()
-	defer sh.mu.Unlock()
-	delete(sh.pending, id)
-	sh.insertLocked(fp, loc, x.minLoc.Load())
+	var r Reservation
+	x.hash(&r, []string{id})
+	r.Reserved[0] = true
+	x.CommitBatch(&r, loc)
 }
 
 // Release drops a reservation whose event was not committed.
 func (x *Index) Release(id string) {
-	sh, _ := x.locate(id)
-	sh.mu.Lock()
-	delete(sh.pending, id)
-	sh.mu.Unlock()
+	var r Reservation
+	x.hash(&r, []string{id})
+	r.Reserved[0] = true
+	x.ReleaseBatch(&r)
 }
 
 // Add records id at loc without a reservation, as replay after a restart does.
@@ -271,12 +265,7 @@ func (x *Index) Loader() *Loader { return &Loader{x: x} }
 
 // Add queues id at loc. id is not retained.
 func (l *Loader) Add(id []byte, loc uint64) {
-	h := maphash.Bytes(l.x.seed, id)
-	fp := h & (1<<fpBits - 1)
-	if fp == 0 {
-		fp = 1
-	}
-	sh := h >> (64 - shardBits)
+	sh, fp := split(maphash.Bytes(l.x.seed, id))
 	l.entries[sh] = append(l.entries[sh], loadEntry{fp: fp, loc: loc})
 }
 
@@ -349,24 +338,7 @@ const smallBatch = 8
 // Index. On an error from confirm nothing stays reserved. ids must not
 // change until CommitBatch or ReleaseBatch. r is overwritten.
 func (x *Index) ReserveBatch(r *Reservation, ids []string, confirm func(i int, loc uint64) (bool, error)) error {
-	r.ids, r.order, r.starts = ids, nil, nil
-	if len(ids) <= smallBatch {
-		r.hs, r.Reserved = r.hsBuf[:len(ids)], r.reservedBuf[:len(ids)]
-		clear(r.Reserved)
-	} else {
-		r.hs, r.Reserved = make([]uint64, len(ids)), make([]bool, len(ids))
-	}
-	for i, id := range ids {
-		h := maphash.String(x.seed, id)
-		fp := h & (1<<fpBits - 1)
-		if fp == 0 {
-			fp = 1
-		}
-		r.hs[i] = h>>(64-shardBits)<<fpBits | fp
-	}
-	if len(ids) > smallBatch {
-		r.group()
-	}
+	x.hash(r, ids)
 	minLoc := x.minLoc.Load()
 	var err error
 	x.eachShard(r, false, func(sh *shard, i int32) bool {
@@ -390,6 +362,25 @@ func (x *Index) ReserveBatch(r *Reservation, ids []string, confirm func(i int, l
 		return err
 	}
 	return nil
+}
+
+// hash sets r up for ids, none reserved: their shards and fingerprints,
+// and for batches larger than smallBatch their grouping by shard.
+func (x *Index) hash(r *Reservation, ids []string) {
+	r.ids, r.order, r.starts = ids, nil, nil
+	if len(ids) <= smallBatch {
+		r.hs, r.Reserved = r.hsBuf[:len(ids)], r.reservedBuf[:len(ids)]
+		clear(r.Reserved)
+	} else {
+		r.hs, r.Reserved = make([]uint64, len(ids)), make([]bool, len(ids))
+	}
+	for i, id := range ids {
+		s, fp := split(maphash.String(x.seed, id))
+		r.hs[i] = s<<fpBits | fp
+	}
+	if len(ids) > smallBatch {
+		r.group()
+	}
 }
 
 // CommitBatch records that the reserved identifiers of r were stored at
