@@ -172,7 +172,9 @@ var special = func() (t [256]bool) {
 	return t
 }()
 
-// peek skips white space and returns the next byte, 0 at the end.
+// peek skips white space and returns the next byte, or 0 at the end.
+// A 0 byte in the body is never valid JSON outside a string, so callers
+// that must tell the end apart from such a byte use atEnd.
 func (d *streamDecoder) peek() byte {
 	for d.i < len(d.b) {
 		switch c := d.b[d.i]; c {
@@ -183,6 +185,12 @@ func (d *streamDecoder) peek() byte {
 		}
 	}
 	return 0
+}
+
+// atEnd skips white space and reports whether the body is exhausted.
+func (d *streamDecoder) atEnd() bool {
+	d.peek()
+	return d.i == len(d.b)
 }
 
 func (d *streamDecoder) syntax(what string) *apiError {
@@ -293,7 +301,7 @@ func (d *streamDecoder) open() (bool, error) {
 }
 
 func (d *streamDecoder) top() error {
-	if d.peek() == 0 {
+	if d.atEnd() {
 		return errMissingParam("events")
 	}
 	seen := false
@@ -313,7 +321,7 @@ func (d *streamDecoder) top() error {
 	if err != nil {
 		return err
 	}
-	if d.peek() != 0 {
+	if !d.atEnd() {
 		return d.syntax("unexpected data after the top-level object")
 	}
 	switch {

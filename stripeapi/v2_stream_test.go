@@ -149,6 +149,7 @@ var streamSeeds = []string{
 	`{"events":[{"event_name":"a","payload":{"value":null}}]}`,
 	`{"events":[{"event_name":"a","other":1}]}`,
 	`{"events":[{"event_name":"a"}],"more":true}`,
+	"{\"events\":[{}]}\x00", "\x00", "{\"events\":[{}]}\n\x00 ",
 	`{"events":[]}`, `{"events":null}`, `{}`, `null`, ``, `[]`, `{"events":{}}`, `{"events":[1]}`,
 	`{"events":[{"event_name":"a"}]} x`, `{"events":[{"event_name":"a"},]}`, `{"events":[{"event_name":"a"}`,
 	`{"events":[{"event_name":"a\x01"}]}`, `{"events":[{"event_name":"a\q"}]}`, "{\"events\":[{\"event_name\":\"\xff\"}]}",
