@@ -145,6 +145,36 @@ func ExampleDB_Summaries() {
 	// 2026-03-01 1
 }
 
+// A caller that queries often can reuse one slice: AppendSummaries
+// allocates only when the slice must grow.
+func ExampleDB_AppendSummaries() {
+	ctx := context.Background()
+	now := time.Date(2026, 3, 5, 8, 0, 0, 0, time.UTC)
+	db, _ := meterdb.Open("", &meterdb.Options{Now: func() time.Time { return now }})
+	defer db.Close()
+	m, _ := db.CreateMeter(ctx, meter.Params{DisplayName: "Calls", EventName: "call", Formula: meter.Count})
+	for _, c := range []string{"cus_1", "cus_2", "cus_2"} {
+		db.Record(ctx, event.Event{Name: "call", Payload: map[string]string{"stripe_customer_id": c}})
+	}
+	var buf []meterdb.Summary
+	for _, c := range []string{"cus_1", "cus_2", "cus_3"} {
+		var err error
+		buf, err = db.AppendSummaries(ctx, buf[:0], meterdb.SummaryParams{
+			Meter: m.ID, Customer: c, Grouping: meter.Hour,
+			Start: now.Add(-time.Hour), End: now.Add(time.Hour),
+		})
+		if err != nil {
+			panic(err)
+		}
+		for _, s := range buf {
+			fmt.Println(c, s.Start.Format(time.TimeOnly), s.Value)
+		}
+	}
+	// Output:
+	// cus_1 08:00:00 1
+	// cus_2 08:00:00 2
+}
+
 // A last meter reports the value of the event with the greatest
 // timestamp; among equal timestamps, the one received last.
 func ExampleDB_Summaries_last() {

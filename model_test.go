@@ -449,6 +449,11 @@ type machine struct {
 	m     *model
 	fresh int // counter for fresh identifiers
 
+	// Every other compare goes through AppendSummaries, reusing buf after
+	// a sentinel that must survive.
+	queries int
+	buf     []meterdb.Summary
+
 	// Counters restart with each open: Check compares the DB's counters
 	// since the last open with the model's since then.
 	base      meterdb.Stats
@@ -576,7 +581,19 @@ func (s *machine) compare(t *rapid.T, mi int, customer string, start, end int64,
 	t.Helper()
 	p := meterdb.SummaryParams{Meter: s.m.meters[mi].ID, Customer: customer,
 		Start: time.Unix(start, 0).UTC(), End: time.Unix(end, 0).UTC(), Grouping: g}
-	got, err := s.db.Summaries(s.ctx, p)
+	var got []meterdb.Summary
+	var err error
+	if s.queries++; s.queries%2 == 0 {
+		got, err = s.db.Summaries(s.ctx, p)
+	} else {
+		sentinel := meterdb.Summary{Count: -1}
+		s.buf = append(s.buf[:0], sentinel)
+		s.buf, err = s.db.AppendSummaries(s.ctx, s.buf, p)
+		if len(s.buf) == 0 || s.buf[0] != sentinel {
+			t.Fatalf("AppendSummaries(%+v) lost what dst held: %v", p, s.buf)
+		}
+		got = s.buf[1:]
+	}
 	if err != nil {
 		t.Fatalf("Summaries(%+v): %v", p, err)
 	}

@@ -2,6 +2,7 @@ package meterdb
 
 import (
 	"context"
+	"slices"
 	"time"
 
 	"github.com/meterdb/meterdb/aggregate"
@@ -39,31 +40,37 @@ type Summary struct {
 // *QueryError (unwrapping to ErrInvalidQuery) or *meter.Error for an
 // unknown meter. Inactive meters can be queried.
 func (db *DB) Summaries(ctx context.Context, p SummaryParams) ([]Summary, error) {
+	return db.AppendSummaries(ctx, nil, p)
+}
+
+// AppendSummaries is Summaries appending to dst: it returns dst extended by
+// the summaries Summaries would return (dst unchanged on error). A caller
+// that reuses dst across queries allocates nothing per query.
+func (db *DB) AppendSummaries(ctx context.Context, dst []Summary, p SummaryParams) ([]Summary, error) {
 	if err := db.enter(); err != nil {
-		return nil, err
+		return dst, err
 	}
 	defer db.exit()
 	m, err := db.reg.Get(p.Meter)
 	if err != nil {
-		return nil, err
+		return dst, err
 	}
 	g, err := checkSummaryParams(p)
 	if err != nil {
-		return nil, err
+		return dst, err
 	}
-	ws, err := db.table.Query(aggregate.Key{Meter: m.Seq, Customer: p.Customer}, p.Start.Unix(), p.End.Unix(), g)
+	formula, out := string(m.Formula), dst
+	err = db.table.Visit(aggregate.Key{Meter: m.Seq, Customer: p.Customer}, p.Start.Unix(), p.End.Unix(), g,
+		func(n int) { out = slices.Grow(out, n) },
+		func(w aggregate.Window) {
+			s := Summary{Start: time.Unix(w.Start, 0).UTC(), End: time.Unix(w.End, 0).UTC(), Count: w.Count}
+			if w.Count > 0 {
+				s.Value = w.Value(formula)
+			}
+			out = append(out, s)
+		})
 	if err != nil {
-		return nil, err // unreachable: the parameters were checked
-	}
-	out := make([]Summary, len(ws))
-	for i, w := range ws {
-		out[i] = Summary{
-			Start: time.Unix(w.Start, 0).UTC(), End: time.Unix(w.End, 0).UTC(),
-			Count: w.Count, Value: w.Value(string(m.Formula)),
-		}
-		if w.Count == 0 {
-			out[i].Value = aggregate.Int128{}
-		}
+		return dst, err // unreachable: the parameters were checked
 	}
 	return out, nil
 }

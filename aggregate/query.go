@@ -26,6 +26,20 @@ type Window struct {
 // start and end must be minute aligned (hour aligned for Hourly, UTC-day
 // aligned for Daily) with start < end.
 func (t *Table) Query(k Key, start, end int64, g Grouping) ([]Window, error) {
+	var out []Window
+	err := t.Visit(k, start, end, g,
+		func(n int) { out = make([]Window, 0, n) },
+		func(w Window) { out = append(out, w) })
+	return out, err
+}
+
+// Visit is Query without the slice: it calls fn with each window Query
+// would return, in the same order. Before the first call to fn it calls
+// size, when not nil, with an upper bound of the number of calls to come
+// (bounded by the buckets the series holds, not by the range), so that the
+// caller can allocate its result once. fn and size run under the shard's
+// lock: they must not call back into the table.
+func (t *Table) Visit(k Key, start, end int64, g Grouping, size func(n int), fn func(Window)) error {
 	var unit int64
 	switch g {
 	case Total:
@@ -38,48 +52,46 @@ func (t *Table) Query(k Key, start, end int64, g Grouping) ([]Window, error) {
 		panic(fmt.Sprintf("aggregate: unknown grouping %d", g))
 	}
 	if start%unit != 0 || end%unit != 0 {
-		return nil, ErrUnaligned
+		return ErrUnaligned
 	}
 	if start >= end {
-		return nil, fmt.Errorf("aggregate: empty range [%d, %d)", start, end)
+		return fmt.Errorf("aggregate: empty range [%d, %d)", start, end)
+	}
+	if size == nil {
+		size = func(int) {}
 	}
 	sh := t.shard(k)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	s := sh.series[k]
-	switch g {
-	case Hourly:
-		var out []Window
+	switch {
+	case g == Total:
+		w := Window{Start: start, End: end}
 		if s != nil {
-			out = make([]Window, 0, min(int((end-start)/hourSecs), s.hours.Len()))
-			s.hours.DescendRange(hourRef{start: end - 1}, hourRef{start: start - 1}, func(r hourRef) bool {
-				h := r.h
-				if h.cell.Count > 0 {
-					out = append(out, Window{Start: h.start, End: h.start + hourSecs, Cell: h.cell})
-				}
-				return true
-			})
+			w.Cell = s.total(start, end)
 		}
-		return out, nil
-	case Daily:
-		var out []Window
-		if s != nil {
-			out = make([]Window, 0, min(int((end-start)/daySecs), s.days.Len()))
-			s.days.DescendRange(dayRef{start: end - 1}, dayRef{start: start - 1}, func(r dayRef) bool {
-				d := r.d
-				if d.cell.Count > 0 {
-					out = append(out, Window{Start: d.start, End: d.start + daySecs, Cell: d.cell})
-				}
-				return true
-			})
-		}
-		return out, nil
+		size(1)
+		fn(w)
+	case s == nil:
+		size(0)
+	case g == Hourly:
+		size(min(int((end-start)/hourSecs), s.hours.Len()))
+		s.hours.DescendRange(hourRef{start: end - 1}, hourRef{start: start - 1}, func(r hourRef) bool {
+			if h := r.h; h.cell.Count > 0 {
+				fn(Window{Start: h.start, End: h.start + hourSecs, Cell: h.cell})
+			}
+			return true
+		})
+	default:
+		size(min(int((end-start)/daySecs), s.days.Len()))
+		s.days.DescendRange(dayRef{start: end - 1}, dayRef{start: start - 1}, func(r dayRef) bool {
+			if d := r.d; d.cell.Count > 0 {
+				fn(Window{Start: d.start, End: d.start + daySecs, Cell: d.cell})
+			}
+			return true
+		})
 	}
-	w := Window{Start: start, End: end}
-	if s != nil {
-		w.Cell = s.total(start, end)
-	}
-	return []Window{w}, nil
+	return nil
 }
 
 // total aggregates the minute-aligned range [a, b): minute cells for the

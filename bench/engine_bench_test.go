@@ -241,8 +241,9 @@ func newSummaryFixture(b *testing.B, eventsPerHour int) *summaryFixture {
 }
 
 // BenchmarkSummary measures summary queries over one customer with data in
-// every hour of 35 days, and reports the latency distribution of the
-// timed calls as p50-ns and p99-ns.
+// every hour of 35 days, through Summaries (a new slice per call) and
+// AppendSummaries (one slice reused), and reports the latency distribution
+// of the timed calls as p50-ns and p99-ns.
 func BenchmarkSummary(b *testing.B) {
 	anchor := DefaultAnchor
 	for _, q := range []struct {
@@ -265,20 +266,27 @@ func BenchmarkSummary(b *testing.B) {
 			return meterdb.SummaryParams{Start: anchor.Add(-30*24*time.Hour + 17*time.Minute), End: anchor.Add(-23 * time.Minute)}
 		}},
 	} {
-		for _, eph := range []int{4} {
-			b.Run(fmt.Sprintf("%s/events-per-hour=%d", q.name, eph), func(b *testing.B) {
-				f := newSummaryFixture(b, eph)
+		for _, api := range []string{"Summaries", "AppendSummaries"} {
+			b.Run(fmt.Sprintf("%s/events-per-hour=4/api=%s", q.name, api), func(b *testing.B) {
+				f := newSummaryFixture(b, 4)
 				defer f.db.Close()
 				p := q.p(f)
 				p.Meter, p.Customer = f.meterID, f.customer
 				f.check(b, p)
 				ctx := context.Background()
+				var buf []meterdb.Summary // reused by AppendSummaries
 				lat := make([]time.Duration, 0, min(b.N, 1<<20))
 				b.ReportAllocs()
 				b.ResetTimer()
 				for i := 0; i < b.N; i++ {
 					t0 := time.Now()
-					if _, err := f.db.Summaries(ctx, p); err != nil {
+					var err error
+					if api == "Summaries" {
+						_, err = f.db.Summaries(ctx, p)
+					} else {
+						buf, err = f.db.db.AppendSummaries(ctx, buf[:0], p)
+					}
+					if err != nil {
 						b.Fatal(err)
 					}
 					if len(lat) < cap(lat) {
@@ -290,6 +298,11 @@ func BenchmarkSummary(b *testing.B) {
 				b.ReportMetric(float64(lat[len(lat)/2].Nanoseconds()), "p50-ns")
 				b.ReportMetric(float64(lat[len(lat)*99/100].Nanoseconds()), "p99-ns")
 				f.check(b, p)
+				if api == "AppendSummaries" {
+					if err := compareWindows(buf, expectedWindows(f.events, p), meter.Sum); err != nil {
+						b.Fatal(err)
+					}
+				}
 			})
 		}
 	}

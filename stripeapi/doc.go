@@ -236,7 +236,9 @@
 //     one is 401 {"type":"temporary_session_expired",
 //     "code":"billing_meter_event_session_expired"}, with a doc_url.
 //   - Stream shape: a body that is not a JSON object, events missing,
-//     null or empty, more than MaxStreamEvents (100) events, an event that
+//     null or empty, events given twice (rather than keeping the last
+//     array and dropping the first), more than MaxStreamEvents (100)
+//     events, anything after the top-level object, an event that
 //     is not an object or lacks event_name or payload (or has an empty
 //     payload), strings over Stripe's limits or a malformed timestamp is
 //     400 for the whole request (parameter_missing, parameter_invalid,

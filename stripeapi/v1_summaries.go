@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/meterdb/meterdb"
@@ -144,7 +145,10 @@ func (h *handler) v1ListEventSummaries(c *call, p *v1Params) (execFunc, error) {
 	}
 	q := readV1SummaryQuery(id, p)
 	return func(ctx context.Context) (any, error) {
-		sums, err := h.db.Summaries(ctx, q.params)
+		buf := summaryPool.Get().(*[]meterdb.Summary)
+		defer putSummaries(buf)
+		sums, err := h.db.AppendSummaries(ctx, (*buf)[:0], q.params)
+		*buf = sums
 		if err != nil {
 			return nil, err
 		}
@@ -160,6 +164,18 @@ func (h *handler) v1ListEventSummaries(c *call, p *v1Params) (execFunc, error) {
 		}
 		return newV1List("/v1/billing/meters/"+url.PathEscape(id)+"/event_summaries", out, more), nil
 	}, nil
+}
+
+// summaryPool holds the slices that summary queries fill before a page is
+// cut out of them.
+var summaryPool = sync.Pool{New: func() any { return new([]meterdb.Summary) }}
+
+// putSummaries returns buf to the pool unless it grew past what a
+// 35-day hourly query needs several times over.
+func putSummaries(buf *[]meterdb.Summary) {
+	if cap(*buf) <= 4096 {
+		summaryPool.Put(buf)
+	}
 }
 
 // paginate cuts one page out of sums (newest first): the windows older

@@ -304,7 +304,7 @@ func (d *streamDecoder) top() error {
 	if d.atEnd() {
 		return errMissingParam("events")
 	}
-	seen := false
+	seen, dup := false, false
 	more, err := d.open()
 	for more && err == nil {
 		var k []byte
@@ -314,6 +314,12 @@ func (d *streamDecoder) top() error {
 		if string(k) != "events" {
 			return errUnknownParam(truncate(string(k), 100))
 		}
+		if dup {
+			// Taking the last of two arrays would drop the events of the
+			// first without a word.
+			return errInvalidParam("events", "Invalid events: given more than once.")
+		}
+		dup = true
 		if seen, err = d.events(); err == nil {
 			more, err = d.next('}')
 		}

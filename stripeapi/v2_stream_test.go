@@ -1,6 +1,7 @@
 package stripeapi
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"reflect"
@@ -23,6 +24,9 @@ func refDecode(body []byte) ([]event.Event, bool) {
 		if k != "events" {
 			return nil, false
 		}
+	}
+	if topKeys(body) > 1 { // events given twice
+		return nil, false
 	}
 	raw, ok := top["events"]
 	if !ok || string(raw) == "null" {
@@ -82,6 +86,23 @@ func refDecode(body []byte) ([]event.Event, bool) {
 		}
 	}
 	return evs, true
+}
+
+// topKeys counts the members of the top-level object of the valid JSON
+// body, duplicates included.
+func topKeys(body []byte) int {
+	d := json.NewDecoder(bytes.NewReader(body))
+	d.Token() // '{'
+	n := 0
+	for d.More() {
+		d.Token() // key
+		var v json.RawMessage
+		if d.Decode(&v) != nil {
+			return n
+		}
+		n++
+	}
+	return n
 }
 
 func checkDecode(t *testing.T, body []byte) {
@@ -154,7 +175,8 @@ var streamSeeds = []string{
 	`{"events":[{"event_name":"a"}]} x`, `{"events":[{"event_name":"a"},]}`, `{"events":[{"event_name":"a"}`,
 	`{"events":[{"event_name":"a\x01"}]}`, `{"events":[{"event_name":"a\q"}]}`, "{\"events\":[{\"event_name\":\"\xff\"}]}",
 	`{"events":[{"event_name":"a","event_name":"b","payload":{"k":"1","k":"2"}}]}`,
-	`{"events":[{"event_name":"a"}],"events":[{"event_name":"b"}]}`,
+	`{"events":[{"event_name":"a"}],"events":[{"event_name":"b"}]}`, `{"events":null,"events":[{"event_name":"b"}]}`,
+	`{"events":[{"":""}],"events":[{}]}`,
 	`{"events":[{"event_name":"a","payload":{"k":"1" "j":"2"}}]}`, `{"events":[{"event_name":"a","payload":{"k":"1"]}]}`,
 }
 
