@@ -76,11 +76,12 @@ func (db *DB) load(sdb *store.DB) (err error) {
 	}
 	restored := 0
 	err = sdb.LoadAggregates(func(r *store.AggRecord) error {
-		if _, ok := modes[r.Meter]; !ok {
+		mode, ok := modes[r.Meter]
+		if !ok {
 			return fmt.Errorf("%w: aggregate record of unknown meter %d", store.ErrCorrupt, r.Meter)
 		}
 		restored++
-		return db.table.Restore(aggregate.Key{Meter: r.Meter, Customer: r.Customer}, r.Start, r.Day, r.State)
+		return db.table.Restore(aggregate.Key{Meter: r.Meter, Customer: r.Customer}, mode, r.Start, r.Day, r.State)
 	})
 	if err != nil {
 		return err

@@ -17,7 +17,7 @@ func (e Entry) newer(o Entry) bool {
 type Cell struct {
 	Count int64  // number of entries
 	Sum   Int128 // sum of their values
-	Last  Entry  // the newest entry: meaningful when Count > 0 for last meters and pre-aggregated windows (other cells are not recomputed after a cancellation)
+	Last  Entry  // the newest entry: meaningful when Count > 0, for last meters only (hour cells of other meters do not keep it)
 }
 
 // Value returns the aggregate a formula asks for: "count", "sum" or "last".

@@ -19,9 +19,10 @@ import (
 var ErrCorrupt = errors.New("aggregate: corrupt checkpoint record")
 
 type dirtyRef struct {
-	s *series
-	h *hourBucket // either h or d
-	d *dayBucket
+	s     *series
+	start int64       // h's start
+	h     *hourBucket // either h or d
+	d     *dayBucket
 }
 
 // TrackDirty turns on dirty tracking. Call it before the table is shared.
@@ -31,10 +32,10 @@ func (t *Table) TrackDirty() {
 	}
 }
 
-func (sh *shard) markHour(s *series, h *hourBucket) {
+func (sh *shard) markHour(s *series, start int64, h *hourBucket) {
 	if sh.tracking && h.present&dirtyBit == 0 {
 		h.present |= dirtyBit
-		sh.dirty = append(sh.dirty, dirtyRef{s: s, h: h})
+		sh.dirty = append(sh.dirty, dirtyRef{s: s, start: start, h: h})
 	}
 }
 
@@ -67,12 +68,12 @@ func (t *Table) TakeDirty() []Dirty {
 			if r.h != nil {
 				r.h.present &^= dirtyBit
 				var st []byte
-				if r.h.cell.Count > 0 || len(r.h.rawEntries()) > 0 {
-					if cur, ok := r.s.hours.Get(hourRef{start: r.h.start}); ok && cur.h == r.h {
-						st = encodeHour(r.h)
+				if r.h.count > 0 || len(r.h.rawEntries()) > 0 {
+					if cur, ok := r.s.hours.Get(hourRef{start: r.start}); ok && cur.h == r.h {
+						st = encodeHour(r.start, r.h)
 					}
 				}
-				out = append(out, Dirty{Key: r.s.key, Start: r.h.start, State: st})
+				out = append(out, Dirty{Key: r.s.key, Start: r.start, State: st})
 			} else {
 				r.d.dirty = false
 				var st []byte
@@ -94,11 +95,11 @@ func (t *Table) TakeDirty() []Dirty {
 // encodeHour: uvarint minutes; per minute: uvarint minute offset, uvarint
 // count, varint sum.Hi, uvarint sum.Lo, entry last; then the raw entries.
 // An entry is uvarint seq, varint timestamp, varint value.
-func encodeHour(h *hourBucket) []byte {
+func encodeHour(start int64, h *hourBucket) []byte {
 	b := make([]byte, 0, 8+h.minuteCount()*24+len(h.rawEntries())*12)
 	b = binary.AppendUvarint(b, uint64(h.minuteCount()))
-	h.eachMinute(func(minute int64, m *Cell) {
-		b = binary.AppendUvarint(b, uint64((minute-h.start)/minuteSecs))
+	h.eachMinute(start, func(minute int64, m Cell) {
+		b = binary.AppendUvarint(b, uint64((minute-start)/minuteSecs))
 		b = binary.AppendUvarint(b, uint64(m.Count))
 		b = binary.AppendVarint(b, m.Sum.Hi)
 		b = binary.AppendUvarint(b, m.Sum.Lo)
@@ -137,10 +138,10 @@ func readRaw(r *binread.Reader) []Entry {
 	return raw
 }
 
-// Restore loads one encoded bucket of series k, as TakeDirty produced it.
-// Restoring the same bucket twice is an error; buckets may come in any
-// order.
-func (t *Table) Restore(k Key, start int64, day bool, state []byte) error {
+// Restore loads one encoded bucket of series k, whose meter aggregates
+// under mode m, as TakeDirty produced it. Restoring the same bucket twice
+// is an error; buckets may come in any order.
+func (t *Table) Restore(k Key, m Mode, start int64, day bool, state []byte) error {
 	sh := t.shard(k)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
@@ -175,33 +176,39 @@ func (t *Table) Restore(k Key, start int64, day bool, state []byte) error {
 	h := s.hour(start, true, sh)
 	n := r.Count(7) // a minute cell takes at least seven bytes
 	cells := make([]Cell, 0, n)
+	var hc Cell
 	for i := 0; i < n && !r.Bad(); i++ {
 		off := r.Uvarint()
-		var m Cell
-		m.Count = int64(r.Uvarint())
-		m.Sum.Hi = r.Varint()
-		m.Sum.Lo = r.Uvarint()
-		m.Last = readEntry(&r)
-		if off >= 60 || m.Count <= 0 || h.present&minuteMask >= 1<<off {
+		var mc Cell
+		mc.Count = int64(r.Uvarint())
+		mc.Sum.Hi = r.Varint()
+		mc.Sum.Lo = r.Uvarint()
+		mc.Last = readEntry(&r)
+		if off >= 60 || mc.Count <= 0 || h.present&minuteMask >= 1<<off {
 			r.Fail() // out of range, empty, or not after the previous minute
 			break
 		}
-		cells = append(cells, m)
+		cells = append(cells, mc)
 		h.present |= 1 << off
-		h.cell.merge(m)
+		hc.merge(mc)
+	}
+	h.count = hc.Count
+	h.setSum(hc.Sum, sh)
+	if m.Last && hc.Count > 0 {
+		h.ext(sh).last = hc.Last
 	}
 	if len(cells) > 1 {
-		h.minutes = cells
+		h.ext(sh).minutes = cells
 		sh.n.minuteSlots += int64(len(cells))
 	}
 	sh.n.minutes += int64(len(cells))
 	if raw := readRaw(&r); len(raw) > 0 {
-		h.raw = &raw
+		h.ext(sh).raw = raw
 	}
 	if r.Bad() || r.Len() > 0 {
 		return fmt.Errorf("%w: hour record at %d", ErrCorrupt, start)
 	}
 	sh.n.raw += int64(len(h.rawEntries()))
-	s.day(floorTo(start, daySecs), true, sh).cell.merge(h.cell)
+	s.day(floorTo(start, daySecs), true, sh).cell.merge(h.cell())
 	return nil
 }

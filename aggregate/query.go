@@ -77,8 +77,8 @@ func (t *Table) Visit(k Key, start, end int64, g Grouping, size func(n int), fn 
 	case g == Hourly:
 		size(min(int((end-start)/hourSecs), s.hours.Len()))
 		s.hours.DescendRange(hourRef{start: end - 1}, hourRef{start: start - 1}, func(r hourRef) bool {
-			if h := r.h; h.cell.Count > 0 {
-				fn(Window{Start: h.start, End: h.start + hourSecs, Cell: h.cell})
+			if r.h.count > 0 {
+				fn(Window{Start: r.start, End: r.start + hourSecs, Cell: r.h.cell()})
 			}
 			return true
 		})
@@ -129,10 +129,9 @@ func (s *series) minutesIn(c *Cell, a, b int64) {
 	if !found {
 		return
 	}
-	h := r.h
-	h.eachMinute(func(minute int64, m *Cell) {
+	r.h.eachMinute(r.start, func(minute int64, m Cell) {
 		if minute >= a && minute < b {
-			c.merge(*m)
+			c.merge(m)
 		}
 	})
 }
@@ -140,7 +139,7 @@ func (s *series) minutesIn(c *Cell, a, b int64) {
 func (s *series) hoursIn(c *Cell, a, b int64) {
 	if a < b {
 		s.hours.AscendRange(hourRef{start: a}, hourRef{start: b}, func(r hourRef) bool {
-			c.merge(r.h.cell)
+			c.merge(r.h.cell())
 			return true
 		})
 	}

@@ -42,31 +42,102 @@ func ModeOf(formula, window string) Mode {
 	return m
 }
 
-// An hour bucket keeps one cell per minute with entries. While only one
-// minute has entries, the hour cell is that minute's cell and minutes is
-// nil: a sparse hour costs no minute allocation.
+// An hour bucket is 32 bytes: which minutes have entries, the hour's count
+// and the low half of its sum. Everything most hours of count and sum
+// meters do without lives behind x: the high half of a sum beyond the
+// int64 range, the newest entry (last meters), the minute cells of an hour
+// with entries in several minutes, and raw entries. While only one minute
+// has entries, the hour's cell is that minute's cell. The hour's start is
+// its tree key.
 type hourBucket struct {
-	start   int64  // unix seconds, hour aligned
 	present uint64 // bit i (0-59): minute i has entries; dirtyBit: changed since the last checkpoint
-	cell    Cell
-	minutes []Cell   // one per present minute, in minute order; nil while at most one minute is present
-	raw     *[]Entry // last meters: every entry of the hour; hour windows: every entry of the window; nil for others
+	count   int64
+	sumLo   uint64   // the sum's low 64 bits: its high 64 are their sign extension plus x.sumHi
+	x       *hourExt // nil while none of its fields is needed
+}
+
+type hourExt struct {
+	sumHi   int64   // what the sum's high half adds to the sign extension of sumLo
+	last    Entry   // last meters: the newest entry of the hour
+	minutes []Cell  // one per present minute, in minute order; nil while at most one minute is present
+	raw     []Entry // last meters: every entry of the hour; hour windows: every entry of the window
+}
+
+// ext returns h.x, allocating it on first use.
+func (h *hourBucket) ext(sh *shard) *hourExt {
+	if h.x == nil {
+		h.x = new(hourExt)
+		sh.n.exts++
+	}
+	return h.x
+}
+
+// shrink drops h.x when nothing in it is needed any more.
+func (h *hourBucket) shrink(keepLast bool, sh *shard) {
+	if x := h.x; x != nil && !keepLast && x.sumHi == 0 && x.minutes == nil && len(x.raw) == 0 {
+		h.x = nil
+		sh.n.exts--
+	}
+}
+
+func (h *hourBucket) sum() Int128 {
+	hi := int64(h.sumLo) >> 63
+	if h.x != nil {
+		hi += h.x.sumHi
+	}
+	return Int128{Hi: hi, Lo: h.sumLo}
+}
+
+func (h *hourBucket) setSum(v Int128, sh *shard) {
+	h.sumLo = v.Lo
+	if d := v.Hi - int64(v.Lo)>>63; d != 0 || h.x != nil {
+		h.ext(sh).sumHi = d
+	}
+}
+
+// cell returns the hour's aggregate. Its Last is meaningful for last
+// meters only.
+func (h *hourBucket) cell() Cell {
+	c := Cell{Count: h.count, Sum: h.sum()}
+	if h.x != nil {
+		c.Last = h.x.last
+	}
+	return c
+}
+
+// add adds e to the hour's cell; keepLast maintains its newest entry.
+func (h *hourBucket) add(e Entry, keepLast bool, sh *shard) {
+	if keepLast {
+		if x := h.ext(sh); h.count == 0 || e.newer(x.last) {
+			x.last = e
+		}
+	}
+	h.count++
+	h.setSum(h.sum().Add(Int128Of(e.Value)), sh)
+}
+
+// sub removes e's count and value; the newest entry is left for the caller
+// to recompute.
+func (h *hourBucket) sub(e Entry, sh *shard) {
+	h.count--
+	h.setSum(h.sum().Add(Int128Of(-e.Value)), sh)
+}
+
+// minuteCells returns the cells of the present minutes, or nil while at
+// most one minute is present.
+func (h *hourBucket) minuteCells() []Cell {
+	if h.x == nil {
+		return nil
+	}
+	return h.x.minutes
 }
 
 // rawEntries returns the raw entries of h (nil for most meters).
 func (h *hourBucket) rawEntries() []Entry {
-	if h.raw == nil {
+	if h.x == nil {
 		return nil
 	}
-	return *h.raw
-}
-
-// rawSlice returns a pointer to h's raw entries, allocating it on first use.
-func (h *hourBucket) rawSlice() *[]Entry {
-	if h.raw == nil {
-		h.raw = new([]Entry)
-	}
-	return h.raw
+	return h.x.raw
 }
 
 const (
@@ -78,17 +149,20 @@ const (
 func (h *hourBucket) minuteCount() int { return bits.OnesCount64(h.present & minuteMask) }
 
 // eachMinute calls fn, in minute order, with each minute (unix seconds)
-// that has entries and its cell.
-func (h *hourBucket) eachMinute(fn func(minute int64, c *Cell)) {
+// that has entries and its cell; start is the hour's start.
+func (h *hourBucket) eachMinute(start int64, fn func(minute int64, c Cell)) {
 	p := h.present & minuteMask
+	ms := h.minuteCells()
 	for i := 0; p != 0; i++ {
 		off := bits.TrailingZeros64(p)
 		p &= p - 1
-		c := &h.cell
-		if h.minutes != nil {
-			c = &h.minutes[i]
+		var c Cell
+		if ms != nil {
+			c = ms[i]
+		} else {
+			c = h.cell()
 		}
-		fn(h.start+int64(off)*minuteSecs, c)
+		fn(start+int64(off)*minuteSecs, c)
 	}
 }
 
@@ -107,8 +181,9 @@ type series struct {
 	days  *btree.BTreeG[dayRef]
 	// the most recently used buckets, which spares a tree search when events
 	// arrive in time order
-	hotHour *hourBucket
-	hotDay  *dayBucket
+	hotStart int64 // hotHour's start
+	hotHour  *hourBucket
+	hotDay   *dayBucket
 }
 
 const degree = 16
@@ -142,13 +217,14 @@ func newSeries(k Key, sh *shard) *series {
 type counts struct {
 	series, hours, days, minutes, raw int64
 	minuteSlots                       int64 // allocated minute cells (minutes counts the minutes with entries)
+	exts                              int64 // allocated hourExt
 }
 
 // hour returns the hour bucket at start, creating it if create is set,
 // and marks it changed: callers use it only to change a bucket.
 func (s *series) hour(start int64, create bool, sh *shard) *hourBucket {
-	if h := s.hotHour; h != nil && h.start == start {
-		sh.markHour(s, h)
+	if h := s.hotHour; h != nil && s.hotStart == start {
+		sh.markHour(s, start, h)
 		return h
 	}
 	r, ok := s.hours.Get(hourRef{start: start})
@@ -157,12 +233,12 @@ func (s *series) hour(start int64, create bool, sh *shard) *hourBucket {
 		if !create {
 			return nil
 		}
-		h = &hourBucket{start: start}
+		h = new(hourBucket)
 		s.hours.ReplaceOrInsert(hourRef{start: start, h: h})
 		sh.n.hours++
 	}
-	s.hotHour = h
-	sh.markHour(s, h)
+	s.hotStart, s.hotHour = start, h
+	sh.markHour(s, start, h)
 	return h
 }
 
@@ -187,47 +263,52 @@ func (s *series) day(start int64, create bool, sh *shard) *dayBucket {
 	return d
 }
 
-// minuteBit returns the bit of the minute holding ts and the index its
-// cell has (or would have) in h.minutes: the number of present minutes
-// before it.
-func (h *hourBucket) minuteBit(ts int64) (bit uint64, i int) {
-	bit = 1 << uint((ts-h.start)/minuteSecs)
+// minuteBit returns the bit of the minute holding ts in the hour starting
+// at start, and the index its cell has (or would have) among the minute
+// cells: the number of present minutes before it.
+func (h *hourBucket) minuteBit(start, ts int64) (bit uint64, i int) {
+	bit = 1 << uint((ts-start)/minuteSecs)
 	return bit, bits.OnesCount64(h.present & minuteMask & (bit - 1))
 }
 
-// addContribution adds e to its minute, hour and day cells.
-func (s *series) addContribution(e Entry, sh *shard) {
-	h := s.hour(floorTo(e.Timestamp, hourSecs), true, sh)
-	bit, i := h.minuteBit(e.Timestamp)
-	switch {
+// addContribution adds e to its minute, hour and day cells; keepLast
+// maintains the hour's newest entry (last meters).
+func (s *series) addContribution(e Entry, keepLast bool, sh *shard) {
+	start := floorTo(e.Timestamp, hourSecs)
+	h := s.hour(start, true, sh)
+	bit, i := h.minuteBit(start, e.Timestamp)
+	switch ms := h.minuteCells(); {
 	case h.present&minuteMask == 0: // the first minute: its cell is the hour cell
 		h.present |= bit
 		sh.n.minutes++
-	case h.minutes == nil && h.present&bit != 0: // the one minute again
-	case h.minutes == nil: // a second minute: the cells part
-		h.minutes = make([]Cell, 2)
-		h.minutes[1-i] = h.cell
-		h.minutes[i].add(e)
+	case ms == nil && h.present&bit != 0: // the one minute again
+	case ms == nil: // a second minute: the cells part
+		ms = make([]Cell, 2)
+		ms[1-i] = h.cell()
+		ms[i].add(e)
+		h.ext(sh).minutes = ms
 		h.present |= bit
 		sh.n.minutes++
 		sh.n.minuteSlots += 2
 	default:
 		if h.present&bit == 0 {
-			h.minutes = slices.Insert(h.minutes, i, Cell{})
+			ms = slices.Insert(ms, i, Cell{})
+			h.x.minutes = ms
 			h.present |= bit
 			sh.n.minutes++
 			sh.n.minuteSlots++
 		}
-		h.minutes[i].add(e)
+		ms[i].add(e)
 	}
-	h.cell.add(e)
+	h.add(e, keepLast, sh)
 	s.day(floorTo(e.Timestamp, daySecs), true, sh).cell.add(e)
 }
 
 // removeContribution removes e from its minute, hour and day cells. When
-// last is set, the Last of each touched cell is recomputed: the minute cell
-// from rawMinute (the entries still contributing to that minute), the hour
-// from its minute cells, the day from its hour buckets.
+// last is set (last meters), the newest entry of each touched cell is
+// recomputed: the minute's from rawMinute (the entries still contributing
+// to that minute), the hour's from its minute cells, the day's from its
+// hour buckets.
 func (s *series) removeContribution(e Entry, last bool, rawMinute func(h *hourBucket, minute int64) Cell, sh *shard) {
 	hstart, dstart := floorTo(e.Timestamp, hourSecs), floorTo(e.Timestamp, daySecs)
 	h := s.hour(hstart, false, sh)
@@ -235,49 +316,51 @@ func (s *series) removeContribution(e Entry, last bool, rawMinute func(h *hourBu
 		panic("aggregate: removing an entry that was never added")
 	}
 	minute := floorTo(e.Timestamp, minuteSecs)
-	bit, i := h.minuteBit(e.Timestamp)
+	bit, i := h.minuteBit(hstart, e.Timestamp)
 	if h.present&bit == 0 {
 		panic("aggregate: removing an entry that was never added")
 	}
-	h.cell.sub(e)
-	if h.minutes == nil { // the hour cell is the minute's cell
-		if h.cell.Count == 0 {
+	h.sub(e, sh)
+	if ms := h.minuteCells(); ms == nil { // the hour cell is the minute's cell
+		if h.count == 0 {
 			h.present &^= bit
 			sh.n.minutes--
 		} else if last {
-			h.cell.Last = rawMinute(h, minute).Last
+			h.x.last = rawMinute(h, minute).Last
 		}
 	} else {
-		mc := &h.minutes[i]
+		x := h.x
+		mc := &ms[i]
 		mc.sub(e)
 		if mc.Count == 0 {
-			h.minutes = slices.Delete(h.minutes, i, i+1)
+			x.minutes = slices.Delete(ms, i, i+1)
 			h.present &^= bit
 			sh.n.minutes--
 			sh.n.minuteSlots--
 		} else if last {
 			mc.Last = rawMinute(h, minute).Last
 		}
-		if last && h.cell.Count > 0 {
+		if last && h.count > 0 {
 			var c Cell
-			for j := range h.minutes {
-				c.merge(h.minutes[j])
+			for j := range x.minutes {
+				c.merge(x.minutes[j])
 			}
-			h.cell.Last = c.Last
+			x.last = c.Last
 		}
-		if len(h.minutes) == 1 { // one minute left: its cell is the hour cell again
-			h.minutes = nil
+		if len(x.minutes) == 1 { // one minute left: its cell is the hour cell again
+			x.minutes = nil
 			sh.n.minuteSlots--
 		}
 	}
-	s.dropHourIfEmpty(h, sh)
+	h.shrink(last, sh)
+	s.dropHourIfEmpty(hstart, h, sh)
 
 	d := s.day(dstart, false, sh)
 	d.cell.sub(e)
 	if last && d.cell.Count > 0 {
 		var c Cell
 		s.hours.AscendRange(hourRef{start: dstart}, hourRef{start: dstart + daySecs}, func(r hourRef) bool {
-			c.merge(r.h.cell)
+			c.merge(r.h.cell())
 			return true
 		})
 		d.cell.Last = c.Last
@@ -285,10 +368,14 @@ func (s *series) removeContribution(e Entry, last bool, rawMinute func(h *hourBu
 	s.dropDayIfEmpty(d, sh)
 }
 
-func (s *series) dropHourIfEmpty(h *hourBucket, sh *shard) {
-	if h.cell.Count == 0 && len(h.rawEntries()) == 0 {
-		s.hours.Delete(hourRef{start: h.start})
+func (s *series) dropHourIfEmpty(start int64, h *hourBucket, sh *shard) {
+	if h.count == 0 && len(h.rawEntries()) == 0 {
+		s.hours.Delete(hourRef{start: start})
 		sh.n.hours--
+		if h.x != nil {
+			h.x = nil
+			sh.n.exts--
+		}
 		if s.hotHour == h {
 			s.hotHour = nil
 		}
@@ -322,7 +409,8 @@ func winner(raw []Entry) (Entry, bool) {
 }
 
 // windowRaw returns a pointer to the raw entries of the pre-aggregation
-// window holding ts, creating the bucket when create is set.
+// window holding ts, creating the bucket when create is set; nil when
+// there is no such bucket, or it has no raw entries and create is not set.
 func (s *series) windowRaw(m Mode, ts int64, create bool, sh *shard) *[]Entry {
 	if m.Window == daySecs {
 		d := s.day(floorTo(ts, daySecs), create, sh)
@@ -332,20 +420,19 @@ func (s *series) windowRaw(m Mode, ts int64, create bool, sh *shard) *[]Entry {
 		return &d.raw
 	}
 	h := s.hour(floorTo(ts, hourSecs), create, sh)
-	if h == nil {
+	if h == nil || !create && h.x == nil {
 		return nil
 	}
-	return h.rawSlice()
+	return &h.ext(sh).raw
 }
 
 // apply adds e under mode m.
 func (s *series) apply(m Mode, e Entry, sh *shard) {
 	if m.Window == 0 {
-		s.addContribution(e, sh)
+		s.addContribution(e, m.Last, sh)
 		if m.Last {
-			h := s.hour(floorTo(e.Timestamp, hourSecs), false, sh)
-			raw := h.rawSlice()
-			*raw = append(*raw, e)
+			x := s.hour(floorTo(e.Timestamp, hourSecs), false, sh).x // add allocated it
+			x.raw = append(x.raw, e)
 			sh.n.raw++
 		}
 		return
@@ -357,9 +444,9 @@ func (s *series) apply(m Mode, e Entry, sh *shard) {
 	sh.n.raw++
 	if !had || e.newer(old) {
 		if had {
-			s.removeContribution(old, true, emptyMinute, sh)
+			s.removeContribution(old, m.Last, emptyMinute, sh)
 		}
-		s.addContribution(e, sh)
+		s.addContribution(e, m.Last, sh)
 	}
 }
 
@@ -370,14 +457,15 @@ func emptyMinute(*hourBucket, int64) Cell { return Cell{} }
 // cancel removes e under mode m. It reports false when e is not part of
 // the series.
 func (s *series) cancel(m Mode, e Entry, sh *shard) bool {
+	hstart := floorTo(e.Timestamp, hourSecs)
 	if m.Window == 0 {
 		if m.Last {
-			h := s.hour(floorTo(e.Timestamp, hourSecs), false, sh)
-			if h == nil || h.raw == nil || !removeEntry(h.raw, e.Seq) {
+			h := s.hour(hstart, false, sh)
+			if h == nil || h.x == nil || !removeEntry(&h.x.raw, e.Seq) {
 				return false
 			}
 			sh.n.raw--
-		} else if s.hour(floorTo(e.Timestamp, hourSecs), false, sh) == nil {
+		} else if s.hour(hstart, false, sh) == nil {
 			return false
 		}
 		s.removeContribution(e, m.Last, lastOfMinute, sh)
@@ -393,9 +481,9 @@ func (s *series) cancel(m Mode, e Entry, sh *shard) bool {
 	}
 	sh.n.raw--
 	if old.Seq == e.Seq {
-		s.removeContribution(old, true, emptyMinute, sh)
+		s.removeContribution(old, m.Last, emptyMinute, sh)
 		if w, ok := winner(*raw); ok {
-			s.addContribution(w, sh)
+			s.addContribution(w, m.Last, sh)
 		}
 	}
 	// The window's bucket may now be empty.
@@ -403,8 +491,9 @@ func (s *series) cancel(m Mode, e Entry, sh *shard) bool {
 		if d := s.day(floorTo(e.Timestamp, daySecs), false, sh); d != nil {
 			s.dropDayIfEmpty(d, sh)
 		}
-	} else if h := s.hour(floorTo(e.Timestamp, hourSecs), false, sh); h != nil {
-		s.dropHourIfEmpty(h, sh)
+	} else if h := s.hour(hstart, false, sh); h != nil {
+		h.shrink(m.Last, sh)
+		s.dropHourIfEmpty(hstart, h, sh)
 	}
 	return true
 }

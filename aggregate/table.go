@@ -141,7 +141,8 @@ type Stats struct {
 // entry that holds it, and typical slack.
 var (
 	seriesBytes = int64(unsafe.Sizeof(series{})) + 2*64 + 48 // two tree headers, map entry
-	hourBytes   = int64(unsafe.Sizeof(hourBucket{})) + 12    // tree slot at ~70% fill
+	hourBytes   = int64(unsafe.Sizeof(hourBucket{})) + 24    // tree slot at ~70% fill
+	extBytes    = int64(unsafe.Sizeof(hourExt{})) + 8
 	dayBytes    = int64(unsafe.Sizeof(dayBucket{})) + 12
 	minuteBytes = int64(unsafe.Sizeof(Cell{})) * 5 / 4 // slice growth slack
 	rawBytes    = int64(unsafe.Sizeof(Entry{})) * 5 / 4
@@ -150,7 +151,7 @@ var (
 // Stats returns the table's current sizes.
 func (t *Table) Stats() Stats {
 	var s Stats
-	var slots int64
+	var slots, exts int64
 	for i := range t.shards {
 		sh := &t.shards[i]
 		sh.mu.Lock()
@@ -160,10 +161,11 @@ func (t *Table) Stats() Stats {
 		s.MinuteCells += sh.n.minutes
 		s.RawEntries += sh.n.raw
 		slots += sh.n.minuteSlots
+		exts += sh.n.exts
 		sh.mu.Unlock()
 	}
 	s.Bytes = s.Series*seriesBytes + s.HourBuckets*hourBytes + s.DayBuckets*dayBytes +
-		slots*minuteBytes + s.RawEntries*rawBytes
+		slots*minuteBytes + s.RawEntries*rawBytes + exts*extBytes
 	return s
 }
 

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -57,12 +58,30 @@ func query(t *testing.T, tb *aggregate.Table, k aggregate.Key, start, end int64,
 	return windows(ws)
 }
 
+// lastPart matches the "/last" of a formatted window.
+var lastPart = regexp.MustCompile(`(=-?\d+/-?\d+)/-?\d+`)
+
+// forFormula returns s, formatted by windows, without the Last values
+// unless formula is last: only last meters keep Last.
+func forFormula(formula, want string) string {
+	if formula == "last" {
+		return want
+	}
+	return lastPart.ReplaceAllString(want, "$1")
+}
+
 // Ranges inside one hour, across hour and day boundaries, and windows that
 // start or end exactly on an entry's minute, hour or day.
 func TestQueryEdges(t *testing.T) {
+	for _, formula := range []string{"sum", "last"} {
+		t.Run(formula, func(t *testing.T) { testQueryEdges(t, formula) })
+	}
+}
+
+func testQueryEdges(t *testing.T, formula string) {
 	tb := aggregate.NewTable(4)
 	k := aggregate.Key{Meter: 1, Customer: "c"}
-	sum := aggregate.ModeOf("sum", "")
+	sum := aggregate.ModeOf(formula, "")
 	var seq uint64
 	add := func(ts, v int64) {
 		seq++
@@ -109,8 +128,8 @@ func TestQueryEdges(t *testing.T) {
 		{d0 + hour, d0 + 2*hour, aggregate.Hourly, "3600+3600=1/4/4"},
 		{d0 + 2*hour, d0 + 23*hour, aggregate.Hourly, ""},
 	} {
-		if got := query(t, tb, k, tt.start, tt.end, tt.g); got != tt.want {
-			t.Errorf("Query [%d, %d) grouping %d = %s, want %s", tt.start-d0, tt.end-d0, tt.g, got, tt.want)
+		if got, want := forFormula(formula, query(t, tb, k, tt.start, tt.end, tt.g)), forFormula(formula, tt.want); got != want {
+			t.Errorf("Query [%d, %d) grouping %d = %s, want %s", tt.start-d0, tt.end-d0, tt.g, got, want)
 		}
 	}
 	// Another series and another customer see nothing.
@@ -209,13 +228,13 @@ func TestLastAndCancel(t *testing.T) {
 // the next newest.
 func TestEventTimeWindow(t *testing.T) {
 	for _, tt := range []struct {
-		window string
-		unit   int64
-	}{{"hour", hour}, {"day", day}} {
-		t.Run(tt.window, func(t *testing.T) {
+		formula, window string
+		unit            int64
+	}{{"sum", "hour", hour}, {"sum", "day", day}, {"last", "hour", hour}, {"last", "day", day}} {
+		t.Run(tt.formula+"/"+tt.window, func(t *testing.T) {
 			tb := aggregate.NewTable(1)
 			k := aggregate.Key{Meter: 1, Customer: "c"}
-			m := aggregate.ModeOf("sum", tt.window)
+			m := aggregate.ModeOf(tt.formula, tt.window)
 			w := d0 + 3*hour
 			es := []aggregate.Entry{
 				{Seq: 1, Timestamp: w + 40*minute, Value: 1},
@@ -226,12 +245,17 @@ func TestEventTimeWindow(t *testing.T) {
 			for _, e := range es {
 				tb.Apply(k, m, e)
 			}
+			f := func(s string) string { return forFormula(tt.formula, s) }
+			query := func(t *testing.T, tb *aggregate.Table, k aggregate.Key, start, end int64, g aggregate.Grouping) string {
+				t.Helper()
+				return f(query(t, tb, k, start, end, g))
+			}
 			total := func() string { return query(t, tb, k, d0, d0+day, aggregate.Total) }
 			if tt.unit == hour {
-				if got := total(); got != "0+86400=2/12/4" {
+				if got := total(); got != f("0+86400=2/12/4") {
 					t.Errorf("total %s", got)
 				}
-			} else if got := total(); got != "0+86400=1/4/4" {
+			} else if got := total(); got != f("0+86400=1/4/4") {
 				t.Errorf("total %s", got)
 			}
 			// The winner's minute holds it; the losers' minutes hold nothing.
@@ -239,7 +263,7 @@ func TestEventTimeWindow(t *testing.T) {
 				t.Errorf("loser's minute: %s", got)
 			}
 			tb.Cancel(k, m, es[2])
-			if got := query(t, tb, k, w+40*minute, w+41*minute, aggregate.Total); got != "13200+60=1/1/1" {
+			if got := query(t, tb, k, w+40*minute, w+41*minute, aggregate.Total); got != f("13200+60=1/1/1") {
 				t.Errorf("after cancelling the winner: %s", got)
 			}
 			tb.Cancel(k, m, es[1]) // a loser
@@ -251,7 +275,7 @@ func TestEventTimeWindow(t *testing.T) {
 			if got := query(t, tb, k, w, w+hour, aggregate.Total); got != want {
 				t.Errorf("after cancelling the window's entries: %s, want %s", got, want)
 			}
-			if got := query(t, tb, k, d0, d0+day, aggregate.Hourly); got != "7200+3600=1/8/8" {
+			if got := query(t, tb, k, d0, d0+day, aggregate.Hourly); got != f("7200+3600=1/8/8") {
 				t.Errorf("hourly: %s", got)
 			}
 			tb.Cancel(k, m, es[3])
