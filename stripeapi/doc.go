@@ -24,8 +24,11 @@
 //	GET  /v2/core/events                            list of v2.core.event (error reports)
 //	GET  /v2/core/events/{id}                       v2.core.event
 //
-// v2 bodies are JSON; JSON null reads as an absent parameter, and unknown
-// parameters are parameter_unknown. Timestamps are RFC 3339 (fractional
+// v2 bodies are JSON; JSON null reads as an absent parameter, unknown
+// parameters are parameter_unknown, and an object that names a member
+// twice is parameter_invalid ("Invalid payload[value]: given more than
+// once."): keeping the last, as many JSON decoders do, would drop the
+// first without a word. Timestamps are RFC 3339 (fractional
 // seconds and offsets accepted; meterdb keeps whole seconds, so a
 // returned timestamp is the given one truncated to the second) and are
 // written in UTC with milliseconds ("2024-06-01T12:00:00.000Z"). Errors
@@ -236,9 +239,9 @@
 //     one is 401 {"type":"temporary_session_expired",
 //     "code":"billing_meter_event_session_expired"}, with a doc_url.
 //   - Stream shape: a body that is not a JSON object, events missing,
-//     null or empty, events given twice (rather than keeping the last
-//     array and dropping the first), more than MaxStreamEvents (100)
-//     events, anything after the top-level object, an event that
+//     null or empty, a member given twice (events, an event's field or a
+//     payload key), more than MaxStreamEvents (100) events, anything after
+//     the top-level object, an event that
 //     is not an object or lacks event_name or payload (or has an empty
 //     payload), strings over Stripe's limits or a malformed timestamp is
 //     400 for the whole request (parameter_missing, parameter_invalid,

@@ -38,6 +38,12 @@ func TestV2HTTP(t *testing.T) {
 			400, "invalid_request_error", "parameter_invalid", "payload[value]"},
 		{"bad timestamp", "/v2/billing/meter_events", `{"event_name":"api_call","payload":{"stripe_customer_id":"c"},"timestamp":"now"}`,
 			400, "invalid_request_error", "parameter_invalid", "RFC 3339"},
+		{"a field twice", "/v2/billing/meter_events",
+			`{"event_name":"api_call","payload":{"stripe_customer_id":"c","value":"1"},"event_name":"api_call"}`,
+			400, "invalid_request_error", "parameter_invalid", "Invalid event_name: given more than once"},
+		{"a payload key twice", "/v2/billing/meter_events",
+			`{"event_name":"api_call","payload":{"stripe_customer_id":"c","value":"1","value":"2"}}`,
+			400, "invalid_request_error", "parameter_invalid", "Invalid payload[value]: given more than once"},
 		{"unknown route", "/v2/billing/nothing", `{}`, 404, "invalid_request_error", "not_found", "Unrecognized request URL"},
 		{"session with parameters", "/v2/billing/meter_event_session", `{"ttl":1}`, 400, "invalid_request_error", "parameter_unknown", "ttl"},
 		{"stream with an API key", "/v2/billing/meter_event_stream", `{"events":[]}`, 401, "invalid_request_error", "", "session token"},
@@ -75,6 +81,16 @@ func TestV2HTTP(t *testing.T) {
 	}
 	if v, _ := summaryTotal(t, e.db, m.ID, "cé"); v != 5 {
 		t.Errorf("escaped event counted %d", v)
+	}
+	for body, param := range map[string]string{
+		`{"events":[{"event_name":"api_call","payload":{"stripe_customer_id":"c"}}],"events":[]}`:              "events",
+		`{"events":[{"event_name":"api_call","payload":{"stripe_customer_id":"c"},"payload":{}}]}`:             "events[0][payload]",
+		`{"events":[{"event_name":"api_call","payload":{"stripe_customer_id":"c","stripe_customer_id":"d"}}]}`: "events[0][payload][stripe_customer_id]",
+	} {
+		res, got := e.do("POST", "/v2/billing/meter_event_stream", body, "Content-Type", jsonCT, "Authorization", auth)
+		if res.StatusCode != 400 || errField(got, "message") != "Invalid "+param+": given more than once." {
+			t.Errorf("%s: %d %v", body, res.StatusCode, got)
+		}
 	}
 	res, body = e.do("POST", "/v2/billing/meter_event_stream",
 		`{"events":[{"event_name":"api_call","payload":{"stripe_customer_id":"c"}},{"event_name":"api_call","payload":{"value":"1"},"color":"red"}]}`,

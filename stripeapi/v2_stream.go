@@ -315,9 +315,7 @@ func (d *streamDecoder) top() error {
 			return errUnknownParam(truncate(string(k), 100))
 		}
 		if dup {
-			// Taking the last of two arrays would drop the events of the
-			// first without a word.
-			return errInvalidParam("events", "Invalid events: given more than once.")
+			return errTwice("events")
 		}
 		dup = true
 		if seen, err = d.events(); err == nil {
@@ -368,6 +366,28 @@ func (d *streamDecoder) events() (bool, error) {
 	return true, nil
 }
 
+// eventFieldBit returns the bit that stands for field k of an event, 0 for
+// an unknown field.
+func eventFieldBit(k []byte) uint8 {
+	switch string(k) {
+	case "event_name":
+		return 1
+	case "identifier":
+		return 2
+	case "timestamp":
+		return 4
+	case "payload":
+		return 8
+	}
+	return 0
+}
+
+// errTwice reports an object member given more than once: taking the last
+// would drop the first without a word.
+func errTwice(param string) *apiError {
+	return errInvalidParam(param, "Invalid "+param+": given more than once.")
+}
+
 func streamParam(n int, k string) string { return fmt.Sprintf("events[%d][%s]", n, k) }
 
 func errNotString(param string) *apiError {
@@ -396,11 +416,18 @@ func (d *streamDecoder) event(n int) error {
 	if d.peek() != '{' {
 		return errInvalidParam(fmt.Sprintf("events[%d]", n), fmt.Sprintf("Invalid events[%d]: must be an object.", n))
 	}
+	var seen uint8 // the fields read so far, one bit each
 	more, err := d.open()
 	for more && err == nil {
 		var k []byte
 		if k, err = d.key(); err != nil {
 			return err
+		}
+		if bit := eventFieldBit(k); bit != 0 {
+			if seen&bit != 0 {
+				return errTwice(streamParam(n, string(k)))
+			}
+			seen |= bit
 		}
 		switch string(k) {
 		case "event_name":
@@ -484,6 +511,9 @@ func (d *streamDecoder) payload(n int, ev *event.Event) error {
 			return err
 		}
 		key := sb.internKey(k)
+		if _, dup := m[key]; dup {
+			return errTwice(streamParam(n, "payload") + "[" + key + "]")
+		}
 		if d.peek() != '"' {
 			return errNotString(streamParam(n, "payload") + "[" + key + "]")
 		}

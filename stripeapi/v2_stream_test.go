@@ -25,7 +25,7 @@ func refDecode(body []byte) ([]event.Event, bool) {
 			return nil, false
 		}
 	}
-	if topKeys(body) > 1 { // events given twice
+	if dupKeys(body) { // a member given twice
 		return nil, false
 	}
 	raw, ok := top["events"]
@@ -88,21 +88,45 @@ func refDecode(body []byte) ([]event.Event, bool) {
 	return evs, true
 }
 
-// topKeys counts the members of the top-level object of the valid JSON
-// body, duplicates included.
-func topKeys(body []byte) int {
+// dupKeys reports whether an object anywhere in the valid JSON body names
+// a member twice.
+func dupKeys(body []byte) bool {
 	d := json.NewDecoder(bytes.NewReader(body))
-	d.Token() // '{'
-	n := 0
-	for d.More() {
-		d.Token() // key
-		var v json.RawMessage
-		if d.Decode(&v) != nil {
-			return n
-		}
-		n++
+	type frame struct {
+		keys   map[string]bool
+		object bool
+		key    bool // the next token of an object is a key
 	}
-	return n
+	var stack []frame
+	for {
+		tok, err := d.Token()
+		if err != nil {
+			return false
+		}
+		if n := len(stack); n > 0 && stack[n-1].object {
+			top := &stack[n-1]
+			if k, ok := tok.(string); ok && top.key {
+				if top.keys[k] {
+					return true
+				}
+				top.keys[k] = true
+				top.key = false
+				continue
+			}
+			top.key = true // a value (or the closing brace) follows
+		}
+		switch tok {
+		case json.Delim('{'):
+			stack = append(stack, frame{keys: map[string]bool{}, object: true, key: true})
+		case json.Delim('['):
+			stack = append(stack, frame{})
+		case json.Delim('}'), json.Delim(']'):
+			stack = stack[:len(stack)-1]
+			if n := len(stack); n > 0 && stack[n-1].object {
+				stack[n-1].key = true
+			}
+		}
+	}
 }
 
 func checkDecode(t *testing.T, body []byte) {
