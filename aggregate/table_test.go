@@ -466,3 +466,65 @@ func TestCellValue(t *testing.T) {
 		}
 	}
 }
+
+// Hour sums beyond the int64 range, both signs: the hour keeps the high
+// half aside, gives it up when the sum fits again, and a checkpoint
+// carries it.
+func TestHourSumBeyondInt64(t *testing.T) {
+	const big15 = 999_999_999_999_999
+	for _, sign := range []int64{1, -1} {
+		tb := aggregate.NewTable(1)
+		tb.TrackDirty()
+		k := aggregate.Key{Meter: 1, Customer: "c"}
+		m := aggregate.ModeOf("sum", "")
+		var es []aggregate.Entry
+		want := new(big.Int)
+		for i := range 10_000 {
+			e := aggregate.Entry{Seq: uint64(i + 1), Timestamp: d0 + int64(i%2)*minute, Value: sign * big15}
+			tb.Apply(k, m, e)
+			es = append(es, e)
+			want.Add(want, big.NewInt(e.Value))
+		}
+		check := func(tb *aggregate.Table, what string) {
+			t.Helper()
+			for _, g := range []aggregate.Grouping{aggregate.Total, aggregate.Hourly, aggregate.Daily} {
+				ws, err := tb.Query(k, d0, d0+day, g)
+				if err != nil || len(ws) != 1 || ws[0].Sum.Big().Cmp(want) != 0 {
+					t.Fatalf("sign %d, %s, grouping %d: %+v, %v; want sum %s", sign, what, g, ws, err, want)
+				}
+			}
+			ws, _ := tb.Query(k, d0+minute, d0+2*minute, aggregate.Total) // one minute cell
+			half := new(big.Int).Mul(big.NewInt(sign*big15), big.NewInt(int64(len(es)-len(es)/2)))
+			if len(es) > 1 && ws[0].Sum.Big().Cmp(new(big.Int).Sub(want, half)) != 0 {
+				t.Fatalf("sign %d, %s: minute sum %s", sign, what, ws[0].Sum)
+			}
+		}
+		if want.IsInt64() {
+			t.Fatalf("the sum %s fits in int64: the test proves nothing", want)
+		}
+		check(tb, "applied")
+
+		// A checkpoint restores the same sums.
+		restored := aggregate.NewTable(1)
+		for _, d := range tb.TakeDirty() {
+			if d.State == nil { // nothing to keep: day buckets of this meter
+				continue
+			}
+			if err := restored.Restore(d.Key, m, d.Start, d.Day, d.State); err != nil {
+				t.Fatal(err)
+			}
+		}
+		check(restored, "restored")
+
+		// Cancelling back into the int64 range.
+		for len(es) > 100 {
+			e := es[len(es)-1]
+			es = es[:len(es)-1]
+			if !tb.Cancel(k, m, e) {
+				t.Fatalf("Cancel(%+v) = false", e)
+			}
+			want.Sub(want, big.NewInt(e.Value))
+		}
+		check(tb, "cancelled")
+	}
+}
