@@ -20,9 +20,9 @@ var ErrCorrupt = errors.New("aggregate: corrupt checkpoint record")
 
 type dirtyRef struct {
 	s     *series
-	start int64       // h's start
-	h     *hourBucket // either h or d
-	d     *dayBucket
+	start int64
+	b     *bucket
+	day   bool
 }
 
 // TrackDirty turns on dirty tracking. Call it before the table is shared.
@@ -32,17 +32,14 @@ func (t *Table) TrackDirty() {
 	}
 }
 
-func (sh *shard) markHour(s *series, start int64, h *hourBucket) {
-	if sh.tracking && h.present&dirtyBit == 0 {
-		h.present |= dirtyBit
-		sh.dirty = append(sh.dirty, dirtyRef{s: s, start: start, h: h})
-	}
-}
+func (sh *shard) markHour(s *series, start int64, h *bucket) { sh.mark(s, start, h, false) }
 
-func (sh *shard) markDay(s *series, d *dayBucket) {
-	if sh.tracking && !d.dirty {
-		d.dirty = true
-		sh.dirty = append(sh.dirty, dirtyRef{s: s, d: d})
+func (sh *shard) markDay(s *series, start int64, d *bucket) { sh.mark(s, start, d, true) }
+
+func (sh *shard) mark(s *series, start int64, b *bucket, day bool) {
+	if sh.tracking && b.present&dirtyBit == 0 {
+		b.present |= dirtyBit
+		sh.dirty = append(sh.dirty, dirtyRef{s: s, start: start, b: b, day: day})
 	}
 }
 
@@ -65,25 +62,20 @@ func (t *Table) TakeDirty() []Dirty {
 		sh := &t.shards[i]
 		sh.mu.Lock()
 		for _, r := range sh.dirty {
-			if r.h != nil {
-				r.h.present &^= dirtyBit
-				var st []byte
-				if r.h.count > 0 || len(r.h.rawEntries()) > 0 {
-					if cur, ok := r.s.hours.Get(hourRef{start: r.start}); ok && cur.h == r.h {
-						st = encodeHour(r.start, r.h)
-					}
+			r.b.present &^= dirtyBit
+			// A bucket that is empty or no longer in its tree is gone.
+			var st []byte
+			switch raw := r.b.rawEntries(); {
+			case r.day:
+				if len(raw) > 0 && r.s.hasDay(r.start, r.b) {
+					st = encodeRaw(nil, raw)
 				}
-				out = append(out, Dirty{Key: r.s.key, Start: r.start, State: st})
-			} else {
-				r.d.dirty = false
-				var st []byte
-				if len(r.d.raw) > 0 {
-					if cur, ok := r.s.days.Get(dayRef{start: r.d.start}); ok && cur.d == r.d {
-						st = encodeRaw(nil, r.d.raw)
-					}
+			case r.b.count > 0 || len(raw) > 0:
+				if r.s.hasHour(r.start, r.b) {
+					st = encodeHour(r.start, r.b)
 				}
-				out = append(out, Dirty{Key: r.s.key, Start: r.d.start, Day: true, State: st})
 			}
+			out = append(out, Dirty{Key: r.s.key, Start: r.start, Day: r.day, State: st})
 		}
 		clear(sh.dirty)
 		sh.dirty = sh.dirty[:0]
@@ -95,7 +87,7 @@ func (t *Table) TakeDirty() []Dirty {
 // encodeHour: uvarint minutes; per minute: uvarint minute offset, uvarint
 // count, varint sum.Hi, uvarint sum.Lo, entry last; then the raw entries.
 // An entry is uvarint seq, varint timestamp, varint value.
-func encodeHour(start int64, h *hourBucket) []byte {
+func encodeHour(start int64, h *bucket) []byte {
 	b := make([]byte, 0, 8+h.minuteCount()*24+len(h.rawEntries())*12)
 	b = binary.AppendUvarint(b, uint64(h.minuteCount()))
 	h.eachMinute(start, func(minute int64, m Cell) {
@@ -157,11 +149,13 @@ func (t *Table) Restore(k Key, m Mode, start int64, day bool, state []byte) erro
 			return fmt.Errorf("%w: day record at %d", ErrCorrupt, start)
 		}
 		d := s.day(start, true, sh)
-		if len(d.raw) > 0 {
+		if len(d.rawEntries()) > 0 {
 			return fmt.Errorf("%w: day %d restored twice", ErrCorrupt, start)
 		}
-		d.raw = readRaw(&r)
-		sh.n.raw += int64(len(d.raw))
+		if raw := readRaw(&r); len(raw) > 0 {
+			d.ext(sh).raw = raw
+			sh.n.raw += int64(len(raw))
+		}
 		if r.Bad() || r.Len() > 0 {
 			return fmt.Errorf("%w: day record at %d", ErrCorrupt, start)
 		}
@@ -209,6 +203,6 @@ func (t *Table) Restore(k Key, m Mode, start int64, day bool, state []byte) erro
 		return fmt.Errorf("%w: hour record at %d", ErrCorrupt, start)
 	}
 	sh.n.raw += int64(len(h.rawEntries()))
-	s.day(floorTo(start, daySecs), true, sh).cell.merge(h.cell())
+	s.day(floorTo(start, daySecs), true, sh).merge(h.cell(), m.Last, sh)
 	return nil
 }

@@ -85,8 +85,8 @@ func (t *Table) Visit(k Key, start, end int64, g Grouping, size func(n int), fn 
 	default:
 		size(min(int((end-start)/daySecs), s.days.Len()))
 		s.days.DescendRange(dayRef{start: end - 1}, dayRef{start: start - 1}, func(r dayRef) bool {
-			if d := r.d; d.cell.Count > 0 {
-				fn(Window{Start: d.start, End: d.start + daySecs, Cell: d.cell})
+			if r.d.count > 0 {
+				fn(Window{Start: r.start, End: r.start + daySecs, Cell: r.d.cell()})
 			}
 			return true
 		})
@@ -114,7 +114,7 @@ func (s *series) total(a, b int64) (c Cell) {
 	s.hoursIn(&c, dB, hB)
 	if dA < dB {
 		s.days.AscendRange(dayRef{start: dA}, dayRef{start: dB}, func(r dayRef) bool {
-			c.merge(r.d.cell)
+			c.merge(r.d.cell())
 			return true
 		})
 	}

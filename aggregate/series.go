@@ -42,45 +42,45 @@ func ModeOf(formula, window string) Mode {
 	return m
 }
 
-// An hour bucket is 32 bytes: which minutes have entries, the hour's count
-// and the low half of its sum. Everything most hours of count and sum
-// meters do without lives behind x: the high half of a sum beyond the
-// int64 range, the newest entry (last meters), the minute cells of an hour
-// with entries in several minutes, and raw entries. While only one minute
-// has entries, the hour's cell is that minute's cell. The hour's start is
-// its tree key.
-type hourBucket struct {
-	present uint64 // bit i (0-59): minute i has entries; dirtyBit: changed since the last checkpoint
+// A bucket is an hour or a day of a series, in 32 bytes: for an hour,
+// which minutes have entries; the count and the low half of the sum.
+// Everything most buckets of count and sum meters do without lives behind
+// x: the high half of a sum beyond the int64 range, the newest entry (last
+// meters), the minute cells of an hour with entries in several minutes,
+// and raw entries. While only one minute of an hour has entries, the
+// hour's cell is that minute's cell. A bucket's start is its tree key.
+type bucket struct {
+	present uint64 // hours: bit i (0-59) set when minute i has entries; dirtyBit: changed since the last checkpoint
 	count   int64
-	sumLo   uint64   // the sum's low 64 bits: its high 64 are their sign extension plus x.sumHi
-	x       *hourExt // nil while none of its fields is needed
+	sumLo   uint64     // the sum's low 64 bits: its high 64 are their sign extension plus x.sumHi
+	x       *bucketExt // nil while none of its fields is needed
 }
 
-type hourExt struct {
+type bucketExt struct {
 	sumHi   int64   // what the sum's high half adds to the sign extension of sumLo
-	last    Entry   // last meters: the newest entry of the hour
-	minutes []Cell  // one per present minute, in minute order; nil while at most one minute is present
-	raw     []Entry // last meters: every entry of the hour; hour windows: every entry of the window
+	last    Entry   // last meters: the newest entry of the bucket
+	minutes []Cell  // hours: one per present minute, in minute order; nil while at most one minute is present
+	raw     []Entry // last meters: every entry of the hour; pre-aggregated meters: every entry of the window
 }
 
 // ext returns h.x, allocating it on first use.
-func (h *hourBucket) ext(sh *shard) *hourExt {
+func (h *bucket) ext(sh *shard) *bucketExt {
 	if h.x == nil {
-		h.x = new(hourExt)
+		h.x = new(bucketExt)
 		sh.n.exts++
 	}
 	return h.x
 }
 
 // shrink drops h.x when nothing in it is needed any more.
-func (h *hourBucket) shrink(keepLast bool, sh *shard) {
+func (h *bucket) shrink(keepLast bool, sh *shard) {
 	if x := h.x; x != nil && !keepLast && x.sumHi == 0 && x.minutes == nil && len(x.raw) == 0 {
 		h.x = nil
 		sh.n.exts--
 	}
 }
 
-func (h *hourBucket) sum() Int128 {
+func (h *bucket) sum() Int128 {
 	hi := int64(h.sumLo) >> 63
 	if h.x != nil {
 		hi += h.x.sumHi
@@ -88,7 +88,7 @@ func (h *hourBucket) sum() Int128 {
 	return Int128{Hi: hi, Lo: h.sumLo}
 }
 
-func (h *hourBucket) setSum(v Int128, sh *shard) {
+func (h *bucket) setSum(v Int128, sh *shard) {
 	h.sumLo = v.Lo
 	if d := v.Hi - int64(v.Lo)>>63; d != 0 || h.x != nil {
 		h.ext(sh).sumHi = d
@@ -97,7 +97,7 @@ func (h *hourBucket) setSum(v Int128, sh *shard) {
 
 // cell returns the hour's aggregate. Its Last is meaningful for last
 // meters only.
-func (h *hourBucket) cell() Cell {
+func (h *bucket) cell() Cell {
 	c := Cell{Count: h.count, Sum: h.sum()}
 	if h.x != nil {
 		c.Last = h.x.last
@@ -105,27 +105,36 @@ func (h *hourBucket) cell() Cell {
 	return c
 }
 
-// add adds e to the hour's cell; keepLast maintains its newest entry.
-func (h *hourBucket) add(e Entry, keepLast bool, sh *shard) {
+// add adds e to the bucket's cell; keepLast maintains its newest entry.
+func (h *bucket) add(e Entry, keepLast bool, sh *shard) {
+	h.merge(Cell{Count: 1, Sum: Int128Of(e.Value), Last: e}, keepLast, sh)
+}
+
+// merge adds the entries c aggregates; keepLast maintains the newest
+// entry.
+func (h *bucket) merge(c Cell, keepLast bool, sh *shard) {
+	if c.Count == 0 {
+		return
+	}
 	if keepLast {
-		if x := h.ext(sh); h.count == 0 || e.newer(x.last) {
-			x.last = e
+		if x := h.ext(sh); h.count == 0 || c.Last.newer(x.last) {
+			x.last = c.Last
 		}
 	}
-	h.count++
-	h.setSum(h.sum().Add(Int128Of(e.Value)), sh)
+	h.count += c.Count
+	h.setSum(h.sum().Add(c.Sum), sh)
 }
 
 // sub removes e's count and value; the newest entry is left for the caller
 // to recompute.
-func (h *hourBucket) sub(e Entry, sh *shard) {
+func (h *bucket) sub(e Entry, sh *shard) {
 	h.count--
 	h.setSum(h.sum().Add(Int128Of(-e.Value)), sh)
 }
 
 // minuteCells returns the cells of the present minutes, or nil while at
 // most one minute is present.
-func (h *hourBucket) minuteCells() []Cell {
+func (h *bucket) minuteCells() []Cell {
 	if h.x == nil {
 		return nil
 	}
@@ -133,7 +142,7 @@ func (h *hourBucket) minuteCells() []Cell {
 }
 
 // rawEntries returns the raw entries of h (nil for most meters).
-func (h *hourBucket) rawEntries() []Entry {
+func (h *bucket) rawEntries() []Entry {
 	if h.x == nil {
 		return nil
 	}
@@ -146,11 +155,11 @@ const (
 )
 
 // minuteCount returns the number of minutes with entries.
-func (h *hourBucket) minuteCount() int { return bits.OnesCount64(h.present & minuteMask) }
+func (h *bucket) minuteCount() int { return bits.OnesCount64(h.present & minuteMask) }
 
 // eachMinute calls fn, in minute order, with each minute (unix seconds)
 // that has entries and its cell; start is the hour's start.
-func (h *hourBucket) eachMinute(start int64, fn func(minute int64, c Cell)) {
+func (h *bucket) eachMinute(start int64, fn func(minute int64, c Cell)) {
 	p := h.present & minuteMask
 	ms := h.minuteCells()
 	for i := 0; p != 0; i++ {
@@ -166,13 +175,6 @@ func (h *hourBucket) eachMinute(start int64, fn func(minute int64, c Cell)) {
 	}
 }
 
-type dayBucket struct {
-	start int64 // unix seconds, UTC-day aligned
-	dirty bool  // changed since the last checkpoint
-	cell  Cell
-	raw   []Entry // day windows: every entry of the window
-}
-
 // series holds the buckets of one (meter, customer) pair. It is guarded by
 // its shard's mutex.
 type series struct {
@@ -181,9 +183,8 @@ type series struct {
 	days  *btree.BTreeG[dayRef]
 	// the most recently used buckets, which spares a tree search when events
 	// arrive in time order
-	hotStart int64 // hotHour's start
-	hotHour  *hourBucket
-	hotDay   *dayBucket
+	hotHour, hotDay           *bucket
+	hotHourStart, hotDayStart int64
 }
 
 const degree = 16
@@ -192,12 +193,12 @@ const degree = 16
 // comparisons touch no bucket and lookups allocate nothing.
 type hourRef struct {
 	start int64
-	h     *hourBucket
+	h     *bucket
 }
 
 type dayRef struct {
 	start int64
-	d     *dayBucket
+	d     *bucket
 }
 
 func lessHour(a, b hourRef) bool { return a.start < b.start }
@@ -222,8 +223,8 @@ type counts struct {
 
 // hour returns the hour bucket at start, creating it if create is set,
 // and marks it changed: callers use it only to change a bucket.
-func (s *series) hour(start int64, create bool, sh *shard) *hourBucket {
-	if h := s.hotHour; h != nil && s.hotStart == start {
+func (s *series) hour(start int64, create bool, sh *shard) *bucket {
+	if h := s.hotHour; h != nil && s.hotHourStart == start {
 		sh.markHour(s, start, h)
 		return h
 	}
@@ -233,19 +234,19 @@ func (s *series) hour(start int64, create bool, sh *shard) *hourBucket {
 		if !create {
 			return nil
 		}
-		h = new(hourBucket)
+		h = new(bucket)
 		s.hours.ReplaceOrInsert(hourRef{start: start, h: h})
 		sh.n.hours++
 	}
-	s.hotStart, s.hotHour = start, h
+	s.hotHourStart, s.hotHour = start, h
 	sh.markHour(s, start, h)
 	return h
 }
 
 // day is hour's counterpart for day buckets.
-func (s *series) day(start int64, create bool, sh *shard) *dayBucket {
-	if d := s.hotDay; d != nil && d.start == start {
-		sh.markDay(s, d)
+func (s *series) day(start int64, create bool, sh *shard) *bucket {
+	if d := s.hotDay; d != nil && s.hotDayStart == start {
+		sh.markDay(s, start, d)
 		return d
 	}
 	r, ok := s.days.Get(dayRef{start: start})
@@ -254,19 +255,19 @@ func (s *series) day(start int64, create bool, sh *shard) *dayBucket {
 		if !create {
 			return nil
 		}
-		d = &dayBucket{start: start}
+		d = new(bucket)
 		s.days.ReplaceOrInsert(dayRef{start: start, d: d})
 		sh.n.days++
 	}
-	s.hotDay = d
-	sh.markDay(s, d)
+	s.hotDayStart, s.hotDay = start, d
+	sh.markDay(s, start, d)
 	return d
 }
 
 // minuteBit returns the bit of the minute holding ts in the hour starting
 // at start, and the index its cell has (or would have) among the minute
 // cells: the number of present minutes before it.
-func (h *hourBucket) minuteBit(start, ts int64) (bit uint64, i int) {
+func (h *bucket) minuteBit(start, ts int64) (bit uint64, i int) {
 	bit = 1 << uint((ts-start)/minuteSecs)
 	return bit, bits.OnesCount64(h.present & minuteMask & (bit - 1))
 }
@@ -301,7 +302,7 @@ func (s *series) addContribution(e Entry, keepLast bool, sh *shard) {
 		ms[i].add(e)
 	}
 	h.add(e, keepLast, sh)
-	s.day(floorTo(e.Timestamp, daySecs), true, sh).cell.add(e)
+	s.day(floorTo(e.Timestamp, daySecs), true, sh).add(e, keepLast, sh)
 }
 
 // removeContribution removes e from its minute, hour and day cells. When
@@ -309,7 +310,7 @@ func (s *series) addContribution(e Entry, keepLast bool, sh *shard) {
 // recomputed: the minute's from rawMinute (the entries still contributing
 // to that minute), the hour's from its minute cells, the day's from its
 // hour buckets.
-func (s *series) removeContribution(e Entry, last bool, rawMinute func(h *hourBucket, minute int64) Cell, sh *shard) {
+func (s *series) removeContribution(e Entry, last bool, rawMinute func(h *bucket, minute int64) Cell, sh *shard) {
 	hstart, dstart := floorTo(e.Timestamp, hourSecs), floorTo(e.Timestamp, daySecs)
 	h := s.hour(hstart, false, sh)
 	if h == nil {
@@ -356,19 +357,20 @@ func (s *series) removeContribution(e Entry, last bool, rawMinute func(h *hourBu
 	s.dropHourIfEmpty(hstart, h, sh)
 
 	d := s.day(dstart, false, sh)
-	d.cell.sub(e)
-	if last && d.cell.Count > 0 {
+	d.sub(e, sh)
+	if last && d.count > 0 {
 		var c Cell
 		s.hours.AscendRange(hourRef{start: dstart}, hourRef{start: dstart + daySecs}, func(r hourRef) bool {
 			c.merge(r.h.cell())
 			return true
 		})
-		d.cell.Last = c.Last
+		d.x.last = c.Last
 	}
-	s.dropDayIfEmpty(d, sh)
+	d.shrink(last, sh)
+	s.dropDayIfEmpty(dstart, d, sh)
 }
 
-func (s *series) dropHourIfEmpty(start int64, h *hourBucket, sh *shard) {
+func (s *series) dropHourIfEmpty(start int64, h *bucket, sh *shard) {
 	if h.count == 0 && len(h.rawEntries()) == 0 {
 		s.hours.Delete(hourRef{start: start})
 		sh.n.hours--
@@ -382,14 +384,29 @@ func (s *series) dropHourIfEmpty(start int64, h *hourBucket, sh *shard) {
 	}
 }
 
-func (s *series) dropDayIfEmpty(d *dayBucket, sh *shard) {
-	if d.cell.Count == 0 && len(d.raw) == 0 {
-		s.days.Delete(dayRef{start: d.start})
+func (s *series) dropDayIfEmpty(start int64, d *bucket, sh *shard) {
+	if d.count == 0 && len(d.rawEntries()) == 0 {
+		s.days.Delete(dayRef{start: start})
 		sh.n.days--
+		if d.x != nil {
+			d.x = nil
+			sh.n.exts--
+		}
 		if s.hotDay == d {
 			s.hotDay = nil
 		}
 	}
+}
+
+// hasHour and hasDay report whether b is the series' bucket at start.
+func (s *series) hasHour(start int64, b *bucket) bool {
+	r, ok := s.hours.Get(hourRef{start: start})
+	return ok && r.h == b
+}
+
+func (s *series) hasDay(start int64, b *bucket) bool {
+	r, ok := s.days.Get(dayRef{start: start})
+	return ok && r.d == b
 }
 
 func (s *series) empty() bool { return s.hours.Len() == 0 && s.days.Len() == 0 }
@@ -412,18 +429,16 @@ func winner(raw []Entry) (Entry, bool) {
 // window holding ts, creating the bucket when create is set; nil when
 // there is no such bucket, or it has no raw entries and create is not set.
 func (s *series) windowRaw(m Mode, ts int64, create bool, sh *shard) *[]Entry {
+	var b *bucket
 	if m.Window == daySecs {
-		d := s.day(floorTo(ts, daySecs), create, sh)
-		if d == nil {
-			return nil
-		}
-		return &d.raw
+		b = s.day(floorTo(ts, daySecs), create, sh)
+	} else {
+		b = s.hour(floorTo(ts, hourSecs), create, sh)
 	}
-	h := s.hour(floorTo(ts, hourSecs), create, sh)
-	if h == nil || !create && h.x == nil {
+	if b == nil || !create && b.x == nil {
 		return nil
 	}
-	return &h.ext(sh).raw
+	return &b.ext(sh).raw
 }
 
 // apply adds e under mode m.
@@ -452,7 +467,7 @@ func (s *series) apply(m Mode, e Entry, sh *shard) {
 
 // emptyMinute is the rawMinute of pre-aggregated series: a window winner is
 // the only contributor to its minute.
-func emptyMinute(*hourBucket, int64) Cell { return Cell{} }
+func emptyMinute(*bucket, int64) Cell { return Cell{} }
 
 // cancel removes e under mode m. It reports false when e is not part of
 // the series.
@@ -488,8 +503,10 @@ func (s *series) cancel(m Mode, e Entry, sh *shard) bool {
 	}
 	// The window's bucket may now be empty.
 	if m.Window == daySecs {
-		if d := s.day(floorTo(e.Timestamp, daySecs), false, sh); d != nil {
-			s.dropDayIfEmpty(d, sh)
+		dstart := floorTo(e.Timestamp, daySecs)
+		if d := s.day(dstart, false, sh); d != nil {
+			d.shrink(m.Last, sh)
+			s.dropDayIfEmpty(dstart, d, sh)
 		}
 	} else if h := s.hour(hstart, false, sh); h != nil {
 		h.shrink(m.Last, sh)
@@ -500,7 +517,7 @@ func (s *series) cancel(m Mode, e Entry, sh *shard) bool {
 
 // lastOfMinute recomputes a minute cell of a last meter from the hour's raw
 // entries.
-func lastOfMinute(h *hourBucket, minute int64) Cell {
+func lastOfMinute(h *bucket, minute int64) Cell {
 	var c Cell
 	for _, e := range h.rawEntries() {
 		if floorTo(e.Timestamp, minuteSecs) == minute {

@@ -141,9 +141,9 @@ type Stats struct {
 // entry that holds it, and typical slack.
 var (
 	seriesBytes = int64(unsafe.Sizeof(series{})) + 2*64 + 48 // two tree headers, map entry
-	hourBytes   = int64(unsafe.Sizeof(hourBucket{})) + 24    // tree slot at ~70% fill
-	extBytes    = int64(unsafe.Sizeof(hourExt{})) + 8
-	dayBytes    = int64(unsafe.Sizeof(dayBucket{})) + 12
+	hourBytes   = int64(unsafe.Sizeof(bucket{})) + 24        // tree slot at ~70% fill
+	dayBytes    = hourBytes
+	extBytes    = int64(unsafe.Sizeof(bucketExt{})) + 16
 	minuteBytes = int64(unsafe.Sizeof(Cell{})) * 5 / 4 // slice growth slack
 	rawBytes    = int64(unsafe.Sizeof(Entry{})) * 5 / 4
 )
