@@ -53,10 +53,10 @@
 //
 // # Memory
 //
-// Per (meter, customer) series: an hour bucket per hour with events (32
-// bytes and a tree slot while its events fall in one minute and its meter
-// is a count or sum meter), a minute cell per minute with events when
-// there are several, a day bucket per day; meters with
+// Per (meter, customer) series: an hour bucket per hour and a day bucket
+// per day with events (32 bytes and a tree slot each for count and sum
+// meters while an hour's events fall in one minute), a minute cell per
+// minute with events when there are several; meters with
 // the last formula and pre-aggregated meters also keep each event's
 // sequence, timestamp and value (24 bytes) so that a cancellation can be
 // undone exactly. The dedupe index keeps 8 to 16 bytes per identifier of

@@ -4,12 +4,12 @@
 // A Table is split into a power-of-two number of shards, chosen by a hash of
 // the series key, each padded to its own cache lines and guarded by its own
 // mutex; no I/O happens under a shard lock. A series keeps its hour buckets
-// and its day buckets in google/btree trees. An hour bucket is 32 bytes:
-// a bitmap of the minutes with entries, a count and the low half of a sum;
-// what fewer hours need (the high half of a sum beyond the int64 range, the
-// newest entry for last meters, the cells of several minutes, raw entries)
-// sits in an extension allocated on demand. The minute cells are what make
-// summaries exact for any minute-aligned range: whole days come from day
+// and its day buckets in google/btree trees. A bucket is 32 bytes: for an
+// hour, a bitmap of the minutes with entries; a count and the low half of a
+// sum. What fewer buckets need (the high half of a sum beyond the int64
+// range, the newest entry for last meters, the cells of several minutes,
+// raw entries) sits in an extension allocated on demand. The minute cells
+// are what make // summaries exact for any minute-aligned range: whole days come from day
 // buckets, whole hours from hour buckets and the partial hours at either
 // edge from minute cells.
 //
