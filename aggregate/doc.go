@@ -9,9 +9,9 @@
 // sum. What fewer buckets need (the high half of a sum beyond the int64
 // range, the newest entry for last meters, the cells of several minutes,
 // raw entries) sits in an extension allocated on demand. The minute cells
-// are what make // summaries exact for any minute-aligned range: whole days come from day
-// buckets, whole hours from hour buckets and the partial hours at either
-// edge from minute cells.
+// are what make summaries exact for any minute-aligned range: whole days
+// come from day buckets, whole hours from hour buckets and the partial
+// hours at either edge from minute cells.
 //
 // Meters with the last formula, and pre-aggregated meters (an event time
 // window), also keep the raw entries (sequence, timestamp, value: 24 bytes)
