@@ -32,10 +32,6 @@ func (t *Table) TrackDirty() {
 	}
 }
 
-func (sh *shard) markHour(s *series, start int64, h *bucket) { sh.mark(s, start, h, false) }
-
-func (sh *shard) markDay(s *series, start int64, d *bucket) { sh.mark(s, start, d, true) }
-
 func (sh *shard) mark(s *series, start int64, b *bucket, day bool) {
 	if sh.tracking && b.present&dirtyBit == 0 {
 		b.present |= dirtyBit
@@ -67,11 +63,11 @@ func (t *Table) TakeDirty() []Dirty {
 			var st []byte
 			switch raw := r.b.rawEntries(); {
 			case r.day:
-				if len(raw) > 0 && r.s.hasDay(r.start, r.b) {
+				if len(raw) > 0 && r.s.has(true, r.start, r.b) {
 					st = encodeRaw(nil, raw)
 				}
 			case r.b.count > 0 || len(raw) > 0:
-				if r.s.hasHour(r.start, r.b) {
+				if r.s.has(false, r.start, r.b) {
 					st = encodeHour(r.start, r.b)
 				}
 			}

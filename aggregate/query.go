@@ -75,18 +75,18 @@ func (t *Table) Visit(k Key, start, end int64, g Grouping, size func(n int), fn 
 	case s == nil:
 		size(0)
 	case g == Hourly:
-		size(min(int((end-start)/hourSecs), s.hours.Len()))
-		s.hours.DescendRange(hourRef{start: end - 1}, hourRef{start: start - 1}, func(r hourRef) bool {
-			if r.h.count > 0 {
-				fn(Window{Start: r.start, End: r.start + hourSecs, Cell: r.h.cell()})
+		size(min(int((end-start)/hourSecs), s.hours.tree.Len()))
+		s.hours.tree.DescendRange(ref{start: end - 1}, ref{start: start - 1}, func(r ref) bool {
+			if r.b.count > 0 {
+				fn(Window{Start: r.start, End: r.start + hourSecs, Cell: r.b.cell()})
 			}
 			return true
 		})
 	default:
-		size(min(int((end-start)/daySecs), s.days.Len()))
-		s.days.DescendRange(dayRef{start: end - 1}, dayRef{start: start - 1}, func(r dayRef) bool {
-			if r.d.count > 0 {
-				fn(Window{Start: r.start, End: r.start + daySecs, Cell: r.d.cell()})
+		size(min(int((end-start)/daySecs), s.days.tree.Len()))
+		s.days.tree.DescendRange(ref{start: end - 1}, ref{start: start - 1}, func(r ref) bool {
+			if r.b.count > 0 {
+				fn(Window{Start: r.start, End: r.start + daySecs, Cell: r.b.cell()})
 			}
 			return true
 		})
@@ -113,8 +113,8 @@ func (s *series) total(a, b int64) (c Cell) {
 	s.hoursIn(&c, hA, dA)
 	s.hoursIn(&c, dB, hB)
 	if dA < dB {
-		s.days.AscendRange(dayRef{start: dA}, dayRef{start: dB}, func(r dayRef) bool {
-			c.merge(r.d.cell())
+		s.days.tree.AscendRange(ref{start: dA}, ref{start: dB}, func(r ref) bool {
+			c.merge(r.b.cell())
 			return true
 		})
 	}
@@ -125,11 +125,11 @@ func (s *series) minutesIn(c *Cell, a, b int64) {
 	if a >= b {
 		return
 	}
-	r, found := s.hours.Get(hourRef{start: floorTo(a, hourSecs)})
+	r, found := s.hours.tree.Get(ref{start: floorTo(a, hourSecs)})
 	if !found {
 		return
 	}
-	r.h.eachMinute(r.start, func(minute int64, m Cell) {
+	r.b.eachMinute(r.start, func(minute int64, m Cell) {
 		if minute >= a && minute < b {
 			c.merge(m)
 		}
@@ -138,8 +138,8 @@ func (s *series) minutesIn(c *Cell, a, b int64) {
 
 func (s *series) hoursIn(c *Cell, a, b int64) {
 	if a < b {
-		s.hours.AscendRange(hourRef{start: a}, hourRef{start: b}, func(r hourRef) bool {
-			c.merge(r.h.cell())
+		s.hours.tree.AscendRange(ref{start: a}, ref{start: b}, func(r ref) bool {
+			c.merge(r.b.cell())
 			return true
 		})
 	}

@@ -179,38 +179,36 @@ func (h *bucket) eachMinute(start int64, fn func(minute int64, c Cell)) {
 // its shard's mutex.
 type series struct {
 	key   Key
-	hours *btree.BTreeG[hourRef]
-	days  *btree.BTreeG[dayRef]
-	// the most recently used buckets, which spares a tree search when events
-	// arrive in time order
-	hotHour, hotDay           *bucket
-	hotHourStart, hotDayStart int64
+	hours tier
+	days  tier
+}
+
+// A tier is the buckets of one size: a tree of them and the most recently
+// used, which spares a tree search when events arrive in time order.
+type tier struct {
+	tree     *btree.BTreeG[ref]
+	hot      *bucket
+	hotStart int64
 }
 
 const degree = 16
 
-// hourRef and dayRef are the tree items: the start inline, so that
-// comparisons touch no bucket and lookups allocate nothing.
-type hourRef struct {
+// ref is the tree item: the start inline, so that comparisons touch no
+// bucket and lookups allocate nothing.
+type ref struct {
 	start int64
-	h     *bucket
+	b     *bucket
 }
 
-type dayRef struct {
-	start int64
-	d     *bucket
-}
-
-func lessHour(a, b hourRef) bool { return a.start < b.start }
-func lessDay(a, b dayRef) bool   { return a.start < b.start }
+func lessRef(a, b ref) bool { return a.start < b.start }
 
 // newSeries returns an empty series whose trees draw nodes from the
-// shard's free lists.
+// shard's free list.
 func newSeries(k Key, sh *shard) *series {
 	return &series{
 		key:   k,
-		hours: btree.NewWithFreeListG(degree, lessHour, sh.freeHours),
-		days:  btree.NewWithFreeListG(degree, lessDay, sh.freeDays),
+		hours: tier{tree: btree.NewWithFreeListG(degree, lessRef, sh.free)},
+		days:  tier{tree: btree.NewWithFreeListG(degree, lessRef, sh.free)},
 	}
 }
 
@@ -218,50 +216,54 @@ func newSeries(k Key, sh *shard) *series {
 type counts struct {
 	series, hours, days, minutes, raw int64
 	minuteSlots                       int64 // allocated minute cells (minutes counts the minutes with entries)
-	exts                              int64 // allocated hourExt
+	exts                              int64 // allocated bucketExt
 }
 
-// hour returns the hour bucket at start, creating it if create is set,
-// and marks it changed: callers use it only to change a bucket.
+// tier returns the day or the hour tier.
+func (s *series) tier(day bool) *tier {
+	if day {
+		return &s.days
+	}
+	return &s.hours
+}
+
+// count returns the shard's count of day or hour buckets.
+func (sh *shard) count(day bool) *int64 {
+	if day {
+		return &sh.n.days
+	}
+	return &sh.n.hours
+}
+
+// bucket returns the day or hour bucket at start, creating it if create is
+// set, and marks it changed: callers use it only to change a bucket.
+func (s *series) bucket(day bool, start int64, create bool, sh *shard) *bucket {
+	t := s.tier(day)
+	if b := t.hot; b != nil && t.hotStart == start {
+		sh.mark(s, start, b, day)
+		return b
+	}
+	r, ok := t.tree.Get(ref{start: start})
+	b := r.b
+	if !ok {
+		if !create {
+			return nil
+		}
+		b = new(bucket)
+		t.tree.ReplaceOrInsert(ref{start: start, b: b})
+		*sh.count(day)++
+	}
+	t.hotStart, t.hot = start, b
+	sh.mark(s, start, b, day)
+	return b
+}
+
 func (s *series) hour(start int64, create bool, sh *shard) *bucket {
-	if h := s.hotHour; h != nil && s.hotHourStart == start {
-		sh.markHour(s, start, h)
-		return h
-	}
-	r, ok := s.hours.Get(hourRef{start: start})
-	h := r.h
-	if !ok {
-		if !create {
-			return nil
-		}
-		h = new(bucket)
-		s.hours.ReplaceOrInsert(hourRef{start: start, h: h})
-		sh.n.hours++
-	}
-	s.hotHourStart, s.hotHour = start, h
-	sh.markHour(s, start, h)
-	return h
+	return s.bucket(false, start, create, sh)
 }
 
-// day is hour's counterpart for day buckets.
 func (s *series) day(start int64, create bool, sh *shard) *bucket {
-	if d := s.hotDay; d != nil && s.hotDayStart == start {
-		sh.markDay(s, start, d)
-		return d
-	}
-	r, ok := s.days.Get(dayRef{start: start})
-	d := r.d
-	if !ok {
-		if !create {
-			return nil
-		}
-		d = new(bucket)
-		s.days.ReplaceOrInsert(dayRef{start: start, d: d})
-		sh.n.days++
-	}
-	s.hotDayStart, s.hotDay = start, d
-	sh.markDay(s, start, d)
-	return d
+	return s.bucket(true, start, create, sh)
 }
 
 // minuteBit returns the bit of the minute holding ts in the hour starting
@@ -354,62 +356,47 @@ func (s *series) removeContribution(e Entry, last bool, rawMinute func(h *bucket
 		}
 	}
 	h.shrink(last, sh)
-	s.dropHourIfEmpty(hstart, h, sh)
+	s.dropIfEmpty(false, hstart, h, sh)
 
 	d := s.day(dstart, false, sh)
 	d.sub(e, sh)
 	if last && d.count > 0 {
 		var c Cell
-		s.hours.AscendRange(hourRef{start: dstart}, hourRef{start: dstart + daySecs}, func(r hourRef) bool {
-			c.merge(r.h.cell())
+		s.hours.tree.AscendRange(ref{start: dstart}, ref{start: dstart + daySecs}, func(r ref) bool {
+			c.merge(r.b.cell())
 			return true
 		})
 		d.x.last = c.Last
 	}
 	d.shrink(last, sh)
-	s.dropDayIfEmpty(dstart, d, sh)
+	s.dropIfEmpty(true, dstart, d, sh)
 }
 
-func (s *series) dropHourIfEmpty(start int64, h *bucket, sh *shard) {
-	if h.count == 0 && len(h.rawEntries()) == 0 {
-		s.hours.Delete(hourRef{start: start})
-		sh.n.hours--
-		if h.x != nil {
-			h.x = nil
-			sh.n.exts--
-		}
-		if s.hotHour == h {
-			s.hotHour = nil
-		}
+// dropIfEmpty removes the day or hour bucket b at start when it has no
+// entries left.
+func (s *series) dropIfEmpty(day bool, start int64, b *bucket, sh *shard) {
+	if b.count != 0 || len(b.rawEntries()) != 0 {
+		return
+	}
+	t := s.tier(day)
+	t.tree.Delete(ref{start: start})
+	*sh.count(day)--
+	if b.x != nil {
+		b.x = nil
+		sh.n.exts--
+	}
+	if t.hot == b {
+		t.hot = nil
 	}
 }
 
-func (s *series) dropDayIfEmpty(start int64, d *bucket, sh *shard) {
-	if d.count == 0 && len(d.rawEntries()) == 0 {
-		s.days.Delete(dayRef{start: start})
-		sh.n.days--
-		if d.x != nil {
-			d.x = nil
-			sh.n.exts--
-		}
-		if s.hotDay == d {
-			s.hotDay = nil
-		}
-	}
+// has reports whether b is the series' day or hour bucket at start.
+func (s *series) has(day bool, start int64, b *bucket) bool {
+	r, ok := s.tier(day).tree.Get(ref{start: start})
+	return ok && r.b == b
 }
 
-// hasHour and hasDay report whether b is the series' bucket at start.
-func (s *series) hasHour(start int64, b *bucket) bool {
-	r, ok := s.hours.Get(hourRef{start: start})
-	return ok && r.h == b
-}
-
-func (s *series) hasDay(start int64, b *bucket) bool {
-	r, ok := s.days.Get(dayRef{start: start})
-	return ok && r.d == b
-}
-
-func (s *series) empty() bool { return s.hours.Len() == 0 && s.days.Len() == 0 }
+func (s *series) empty() bool { return s.hours.tree.Len() == 0 && s.days.tree.Len() == 0 }
 
 // winner returns the newest of raw, or false when raw is empty.
 func winner(raw []Entry) (Entry, bool) {
@@ -506,11 +493,11 @@ func (s *series) cancel(m Mode, e Entry, sh *shard) bool {
 		dstart := floorTo(e.Timestamp, daySecs)
 		if d := s.day(dstart, false, sh); d != nil {
 			d.shrink(m.Last, sh)
-			s.dropDayIfEmpty(dstart, d, sh)
+			s.dropIfEmpty(true, dstart, d, sh)
 		}
 	} else if h := s.hour(hstart, false, sh); h != nil {
 		h.shrink(m.Last, sh)
-		s.dropHourIfEmpty(hstart, h, sh)
+		s.dropIfEmpty(false, hstart, h, sh)
 	}
 	return true
 }

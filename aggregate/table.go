@@ -28,12 +28,10 @@ type shard struct {
 	mu       sync.Mutex // guards the fields below
 	series   map[Key]*series
 	n        counts
-	tracking bool       // remember changed buckets for checkpoints
-	dirty    []dirtyRef // changed buckets, each once
-	// free lists shared by the trees of the shard's series
-	freeHours *btree.FreeListG[hourRef]
-	freeDays  *btree.FreeListG[dayRef]
-	_         [128 - (unsafe.Sizeof(sync.Mutex{})+unsafe.Sizeof(map[Key]*series(nil))+unsafe.Sizeof(counts{})+8+unsafe.Sizeof([]dirtyRef(nil))+16)%128]byte
+	tracking bool                  // remember changed buckets for checkpoints
+	dirty    []dirtyRef            // changed buckets, each once
+	free     *btree.FreeListG[ref] // tree nodes, shared by the trees of the shard's series
+	_        [128 - (unsafe.Sizeof(sync.Mutex{})+unsafe.Sizeof(map[Key]*series(nil))+unsafe.Sizeof(counts{})+8+unsafe.Sizeof([]dirtyRef(nil))+8)%128]byte
 }
 
 // NewTable returns a table with n shards; n must be a power of two.
@@ -45,8 +43,7 @@ func NewTable(n int) *Table {
 	for i := range t.shards {
 		sh := &t.shards[i]
 		sh.series = make(map[Key]*series)
-		sh.freeHours = btree.NewFreeListG[hourRef](64)
-		sh.freeDays = btree.NewFreeListG[dayRef](64)
+		sh.free = btree.NewFreeListG[ref](128)
 	}
 	return t
 }
