@@ -281,3 +281,42 @@ func TestStreamDecodeAllocs(t *testing.T) {
 		t.Errorf("%.0f allocations to decode 100 events", allocs)
 	}
 }
+
+// repeatedMember (v2 bodies) and dupKeys (the stream's specification)
+// agree on every valid JSON body.
+func FuzzRepeatedMember(f *testing.F) {
+	for _, s := range streamSeeds {
+		f.Add([]byte(s))
+	}
+	for _, s := range []string{
+		`{"a":{"b":1,"b":2}}`, `{"a":[{"b":1},{"b":2}],"c":{"a":1}}`, `{"a":1,"b":{"a":1},"a":2}`,
+		`[{"a":1},{"a":1,"a":1}]`, `{"a":[[],{}],"a":null}`, `{"":1,"":2}`, `{"a\u0062":1,"ab":2}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		if !json.Valid(body) {
+			return
+		}
+		name, got := repeatedMember(body)
+		if want := dupKeys(body); got != want {
+			t.Fatalf("repeatedMember(%q) = %q, %v; want %v", body, name, got, want)
+		}
+	})
+}
+
+func TestRepeatedMemberNames(t *testing.T) {
+	for body, want := range map[string]string{
+		`{"a":{"b":1,"b":2}}`:                        "a[b]",
+		`{"a":[{"b":1},{"b":2,"b":3}]}`:              "a[1][b]",
+		`{"x":1,"a":{"b":{"c":1}},"a":2}`:            "a",
+		`{"events":[{"payload":{"k":"1","k":"2"}}]}`: "events[0][payload][k]",
+	} {
+		if got, ok := repeatedMember([]byte(body)); !ok || got != want {
+			t.Errorf("repeatedMember(%s) = %q, %v; want %q", body, got, ok, want)
+		}
+	}
+	if got, ok := repeatedMember([]byte(`{"a":{"b":1},"b":{"a":1}}`)); ok {
+		t.Errorf("no member repeats, got %q", got)
+	}
+}
