@@ -165,10 +165,12 @@
 // parameters or another endpoint get 400 idempotency_error ("Keys for
 // idempotent requests can only be used with the same parameters they were
 // first used with. …"). While the first request executes, a repeat gets
-// 409 idempotency_key_in_use, which stripe-go retries. Nothing is stored
-// for requests that fail decoding or validation (their key can be reused
-// with corrected parameters), nor for 409, 429 and 5xx responses, which
-// all mean nothing was done. Keys on GET are ignored.
+// 409 idempotency_key_in_use, which stripe-go retries. Only successes are
+// stored: an error response (a request that fails decoding or validation,
+// one the engine rejects such as no_meter or duplicate_meter_event, 409,
+// 429, 5xx) means nothing was done, and its key can be reused with
+// corrected parameters, or after the missing meter is created. Keys on
+// GET are ignored.
 //
 // For meter events (v1 and v2) and the meter event stream the record is
 // written after the response, so that a request waits for one commit, not

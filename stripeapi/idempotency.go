@@ -95,7 +95,10 @@ func (s *idempotency) do(c *call, run execFunc) response {
 		// as absent.
 	}
 	res := c.execute(run)
-	if res.status == http.StatusConflict || res.status == http.StatusTooManyRequests || res.status >= 500 {
+	if res.status >= 400 {
+		// A rejection (validation, a rule such as no_meter, 409, 429) or
+		// a failure: nothing was done, so the key stays free for the
+		// corrected request.
 		return res
 	}
 	rec := &idemRecord{Fingerprint: fp, Status: res.status, Body: res.body}

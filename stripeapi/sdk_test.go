@@ -474,6 +474,10 @@ func TestSDKErrors(t *testing.T) {
 		{"no customer", ev("calls", map[string]string{"value": "1"}, nil), 400, "payload_no_customer_defined", "payload[stripe_customer_id]"},
 		{"no value", ev("calls", map[string]string{"stripe_customer_id": "c"}, nil), 400, "payload_no_value_defined", "payload[value]"},
 		{"invalid value", ev("calls", map[string]string{"stripe_customer_id": "c", "value": "1.5"}, nil), 400, "payload_invalid_value", "payload[value]"},
+		{"long customer before value", ev("calls", map[string]string{"stripe_customer_id": strings.Repeat("c", 101), "value": "1"}, nil),
+			400, "string_too_long", "payload[stripe_customer_id]"},
+		{"long key before another", ev("calls", map[string]string{strings.Repeat("a", 101): "x", "stripe_customer_id": "c", "value": "1"}, nil),
+			400, "string_too_long", "payload"},
 		{"too many digits", ev("calls", map[string]string{"stripe_customer_id": "c", "value": "1234567890123456"}, nil),
 			400, "meter_event_value_too_many_digits", "payload[value]"},
 		{"too far in past", ev("calls", ok, func(p *stripe.BillingMeterEventCreateParams) {
@@ -623,15 +627,32 @@ func TestSDKIdempotency(t *testing.T) {
 	_, err = sc.V1BillingMeters.Create(ctx, mp)
 	wantStripeErr(t, err, 400, stripe.ErrorTypeIdempotency, "", "")
 
-	// Errors from execution are replayed as well.
+	// Errors are not stored: the key stays usable for the corrected
+	// request, and a repeat of the failing one fails afresh.
 	bad := params("x")
 	bad.SetIdempotencyKey("key-2")
 	_, err1 := sc.V1BillingMeterEvents.Create(ctx, bad)
 	_, err2 := sc.V1BillingMeterEvents.Create(ctx, bad)
 	s1, s2 := wantStripeErr(t, err1, 400, stripe.ErrorTypeInvalidRequest, "payload_invalid_value", "payload[value]"),
 		wantStripeErr(t, err2, 400, stripe.ErrorTypeInvalidRequest, "payload_invalid_value", "payload[value]")
-	if s2.LastResponse.Header.Get("Idempotent-Replayed") != "true" || s1.LastResponse.Header.Get("Idempotent-Replayed") != "" {
-		t.Error("the execution error was not replayed")
+	if s1.LastResponse.Header.Get("Idempotent-Replayed") != "" || s2.LastResponse.Header.Get("Idempotent-Replayed") != "" {
+		t.Error("an error response was replayed")
+	}
+	good := params("8")
+	good.SetIdempotencyKey("key-2")
+	if _, err := sc.V1BillingMeterEvents.Create(ctx, good); err != nil {
+		t.Fatalf("key reused after an engine rejection: %v", err)
+	}
+	// An event for a meter that does not exist yet, retried under the same
+	// key once the meter exists.
+	early := &stripe.BillingMeterEventCreateParams{EventName: stripe.String("later"),
+		Payload: map[string]string{"stripe_customer_id": "cus_1", "value": "1"}}
+	early.SetIdempotencyKey("key-4")
+	_, err = sc.V1BillingMeterEvents.Create(ctx, early)
+	wantStripeErr(t, err, 400, stripe.ErrorTypeInvalidRequest, "no_meter", "event_name")
+	createMeter(t, sc, "later", "sum")
+	if _, err := sc.V1BillingMeterEvents.Create(ctx, early); err != nil {
+		t.Fatalf("retry after creating the meter: %v", err)
 	}
 	// Validation failures are not stored: the key stays usable.
 	unknown := params("7")
@@ -657,8 +678,10 @@ func TestSDKIdempotency(t *testing.T) {
 	if err != nil || third.Created == first.Created {
 		t.Fatalf("after expiry: %+v, %v", third, err)
 	}
-	if n := e.db.Stats().EventsAccepted; n != 4 {
-		t.Fatalf("%d events accepted, want 4", n)
+	// key-1 twice (once counted), key-2 corrected, key-3, key-4 retried,
+	// the other API key, key-1 after expiry.
+	if n := e.db.Stats().EventsAccepted; n != 6 {
+		t.Fatalf("%d events accepted, want 6", n)
 	}
 }
 

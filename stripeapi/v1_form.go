@@ -369,10 +369,12 @@ func (p *v1Params) strMap(k string, required bool, maxKeys, maxKey, maxValue int
 		keys = append(keys, key)
 	}
 	sort.Strings(keys)
+	for _, key := range keys { // every entry is read, so that none is reported unknown
+		reject(h.node.hash[key])
+	}
 	m := make(map[string]string, len(keys))
 	for _, key := range keys {
 		c := h.node.hash[key]
-		reject(c)
 		switch {
 		case len(key) > maxKey:
 			p.fail(invalidRequest(http.StatusBadRequest, codeStringTooLong, h.prefix,
