@@ -191,9 +191,11 @@
 // payloads over 50 keys or with keys or values over 100 characters,
 // event_name and identifier over 100, display_name over 250, customer,
 // cursors and expand entries over 5000 are 400 (a path id over 5000 is
-// 404, an API key over 255 is 401); more requests in
-// flight than Options.MaxConcurrentRequests (256), or over the per-key
-// Options.RateLimit, are 429 rate_limit. A closed DB gives 503 api_error;
+// 404, an API key over 255 is 401); a request beyond
+// Options.MaxConcurrentRequests (256) in flight waits up to
+// Options.AdmissionWait (1 s) for a slot, its body unread; one that still
+// finds none, or exceeds the per-key Options.RateLimit, is 429 rate_limit
+// with Stripe-Should-Retry: true, so that stripe-go retries it. A closed DB gives 503 api_error;
 // any other failure 500 api_error, logged with its request id.
 //
 // Responses also carry Cache-Control: no-cache, no-store, echo the

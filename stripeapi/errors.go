@@ -91,9 +91,14 @@ func errTooLong(param string, max int) *apiError {
 		fmt.Sprintf("Invalid %s: must be at most %d characters.", param, max))
 }
 
+// errRateLimited is a 429: nothing was done, and a retry after a pause
+// may succeed, which Stripe-Should-Retry tells the client.
 func errRateLimited() *apiError {
-	return invalidRequest(http.StatusTooManyRequests, codeRateLimit, "",
+	e := invalidRequest(http.StatusTooManyRequests, codeRateLimit, "",
 		"Request rate limit exceeded. Slow down, or retry after a short pause.")
+	retry := true
+	e.Retry = &retry
+	return e
 }
 
 func errNotFoundRoute(method, path string) *apiError {

@@ -177,12 +177,10 @@ func (h *handler) serve(c *call) response {
 		return c.errorResponse(err)
 	}
 	c.key = key
-	select {
-	case h.slots <- struct{}{}:
-		defer func() { <-h.slots }()
-	default:
+	if !h.admit(c.r.Context()) {
 		return c.errorResponse(errRateLimited())
 	}
+	defer func() { <-h.slots }()
 	if !h.limiter.allow(key.scope, c.now) {
 		return c.errorResponse(errRateLimited())
 	}

@@ -4,10 +4,12 @@ import (
 	"bufio"
 	"encoding/base64"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -278,9 +280,10 @@ func TestLimits(t *testing.T) {
 }
 
 // TestConcurrencyLimit holds one request in flight (its body never
-// arrives) and checks that the next one is turned away with 429.
+// arrives) and checks that the next one is turned away with 429 once it
+// has waited AdmissionWait, with Stripe-Should-Retry set.
 func TestConcurrencyLimit(t *testing.T) {
-	e := newEnv(t, &stripeapi.Options{MaxConcurrentRequests: 1}, nil)
+	e := newEnv(t, &stripeapi.Options{MaxConcurrentRequests: 1, AdmissionWait: 50 * time.Millisecond}, nil)
 	conn, err := net.Dial("tcp", e.srv.Listener.Addr().String())
 	if err != nil {
 		t.Fatal(err)
@@ -292,8 +295,8 @@ func TestConcurrencyLimit(t *testing.T) {
 	for {
 		res, body := e.do("GET", "/v1/billing/meters", "")
 		if res.StatusCode == 429 {
-			if errField(body, "code") != "rate_limit" {
-				t.Fatalf("429 body %v", body)
+			if errField(body, "code") != "rate_limit" || res.Header.Get("Stripe-Should-Retry") != "true" {
+				t.Fatalf("429 body %v, headers %v", body, res.Header)
 			}
 			break
 		}
@@ -312,6 +315,60 @@ func TestConcurrencyLimit(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// TestAdmissionWait holds the only slot, sends a second request, and
+// releases the slot: the second request waited for it and succeeds.
+func TestAdmissionWait(t *testing.T) {
+	reading := make(chan struct{}) // closed when the held request reads its body: it has the slot
+	var once sync.Once
+	e := newEnv(t, &stripeapi.Options{MaxConcurrentRequests: 1, AdmissionWait: time.Minute}, func(h http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.Method == "POST" {
+				r.Body = readHook{r.Body, func() { once.Do(func() { close(reading) }) }}
+			}
+			h.ServeHTTP(w, r)
+		})
+	})
+	conn, err := net.Dial("tcp", e.srv.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	const body = "display_name=a&event_name=held&default_aggregation[formula]=sum"
+	fmt.Fprintf(conn, "POST /v1/billing/meters HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"+
+		"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: %d\r\n\r\n%s", testKey, len(body), body[:10])
+	<-reading
+	done := make(chan int, 1)
+	go func() {
+		res, _ := e.do("GET", "/v1/billing/meters", "")
+		done <- res.StatusCode
+	}()
+	time.Sleep(200 * time.Millisecond) // the GET arrives and waits
+	select {
+	case code := <-done:
+		t.Fatalf("the second request was answered (%d) while the only slot was taken", code)
+	default:
+	}
+	fmt.Fprint(conn, body[10:])
+	res, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil || res.StatusCode != 200 {
+		t.Fatalf("held request: %v, %v", res, err)
+	}
+	if code := <-done; code != 200 {
+		t.Fatalf("waiting request: %d, want 200", code)
+	}
+}
+
+// readHook calls hook before each Read of the body.
+type readHook struct {
+	io.ReadCloser
+	hook func()
+}
+
+func (r readHook) Read(p []byte) (int, error) {
+	r.hook()
+	return r.ReadCloser.Read(p)
 }
 
 func TestResponseHeaders(t *testing.T) {

@@ -27,9 +27,14 @@ type Options struct {
 	// IdempotencyTTL is how long the response to a POST with an
 	// Idempotency-Key is kept for replay. Zero means 24 hours.
 	IdempotencyTTL time.Duration
-	// MaxConcurrentRequests bounds the requests the handler serves at once;
-	// the excess gets 429 rate_limit at once. Zero means 256.
+	// MaxConcurrentRequests bounds the requests the handler serves at once.
+	// Zero means 256.
 	MaxConcurrentRequests int
+	// AdmissionWait is how long a request beyond MaxConcurrentRequests
+	// waits for one of them to finish, its body still unread, before it
+	// gets 429 rate_limit (with Stripe-Should-Retry: true, which stripe-go
+	// honours). Zero means one second; negative turns it away at once.
+	AdmissionWait time.Duration
 	// RateLimit is the sustained number of requests per second accepted
 	// per API key; the excess gets 429 rate_limit. Zero means no limit.
 	RateLimit float64
@@ -49,6 +54,7 @@ const (
 	defaultMaxParams      = 500
 	defaultIdempotencyTTL = 24 * time.Hour
 	defaultMaxConcurrent  = 256
+	defaultAdmissionWait  = time.Second
 )
 
 // withDefaults returns a copy of o with zero fields set to their defaults,
@@ -79,6 +85,9 @@ func (o *Options) withDefaults() (Options, error) {
 	}
 	if r.MaxConcurrentRequests == 0 {
 		r.MaxConcurrentRequests = defaultMaxConcurrent
+	}
+	if r.AdmissionWait == 0 {
+		r.AdmissionWait = defaultAdmissionWait
 	}
 	if r.RateLimit > 0 && r.RateBurst == 0 {
 		r.RateBurst = max(1, int(r.RateLimit))

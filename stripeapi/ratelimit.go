@@ -1,6 +1,7 @@
 package stripeapi
 
 import (
+	"context"
 	"sync"
 	"time"
 )
@@ -52,4 +53,26 @@ func (l *rateLimiter) allow(scope string, now time.Time) bool {
 	}
 	b.tokens--
 	return true
+}
+
+// admit takes a slot among the requests being served, waiting up to
+// AdmissionWait for one to free up.
+func (h *handler) admit(ctx context.Context) bool {
+	select {
+	case h.slots <- struct{}{}:
+		return true
+	default:
+	}
+	if h.opts.AdmissionWait < 0 {
+		return false
+	}
+	t := time.NewTimer(h.opts.AdmissionWait)
+	defer t.Stop()
+	select {
+	case h.slots <- struct{}{}:
+		return true
+	case <-t.C:
+	case <-ctx.Done():
+	}
+	return false
 }

@@ -5,7 +5,7 @@
 //
 // Usage:
 //
-//	meterd [-addr 127.0.0.1:12111] [-db meterdb.db] [-api-key sk_test_…[,sk_live_…]] [-durability sync|buffered]
+//	meterd [-addr 127.0.0.1:12111] [-db meterdb.db] [-api-key sk_test_…[,sk_live_…]] [-durability sync|buffered] [-max-concurrent 256]
 //
 // The API keys can also come from METERD_API_KEY (comma-separated); the
 // flag wins. Without a key meterd accepts any key starting with sk_test_,
@@ -64,6 +64,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	dbPath := fs.String("db", "meterdb.db", "database `file`; empty keeps everything in memory")
 	keyFlag := fs.String("api-key", "", "accepted API `keys`, comma-separated (default $METERD_API_KEY); "+
 		"without any, every sk_test_ key is accepted, on loopback addresses only")
+	maxConcurrent := fs.Int("max-concurrent", 256, "requests served at once; more wait up to a second for a slot, then get 429")
 	durability := fs.String("durability", "sync", "`sync` acknowledges events after their fsync; buffered acknowledges at once and syncs within 100 ms")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -78,6 +79,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	if *maxConcurrent < 1 {
+		return fmt.Errorf("-max-concurrent must be at least 1, not %d", *maxConcurrent)
 	}
 	keys := parseKeys(*keyFlag)
 	if keys == nil {
@@ -94,7 +98,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	if err != nil {
 		return fmt.Errorf("opening database %q: %w", *dbPath, err)
 	}
-	h, err := stripeapi.NewHandler(db, &stripeapi.Options{APIKeys: keys, Logger: log})
+	h, err := stripeapi.NewHandler(db, &stripeapi.Options{APIKeys: keys, Logger: log, MaxConcurrentRequests: *maxConcurrent})
 	if err != nil {
 		db.Close()
 		return err

@@ -57,6 +57,10 @@ func TestRunRefusesOpenAddressWithoutKey(t *testing.T) {
 		!strings.Contains(err.Error(), "-durability must be sync or buffered") {
 		t.Errorf("unknown durability: %v", err)
 	}
+	if err := run(context.Background(), []string{"-db", "", "-max-concurrent", "0"}, env, &out); err == nil ||
+		!strings.Contains(err.Error(), "-max-concurrent must be at least 1") {
+		t.Errorf("-max-concurrent 0: %v", err)
+	}
 }
 
 // TestRunBuffered serves a file with buffered durability, and what it
