@@ -82,6 +82,13 @@ func TestV2HTTP(t *testing.T) {
 	if v, _ := summaryTotal(t, e.db, m.ID, "cé"); v != 5 {
 		t.Errorf("escaped event counted %d", v)
 	}
+	for _, body := range []string{`{"events":[{"event_name":`, `{"events":[`, `{"events":`,
+		`{"events":[{"event_name":"api_call","payload":{"a":`, `{"events":[{"event_name":"api_call","payload":`} {
+		res, got := e.do("POST", "/v2/billing/meter_event_stream", body, "Content-Type", jsonCT, "Authorization", auth)
+		if res.StatusCode != 400 || !strings.Contains(errField(got, "message"), "malformed JSON") {
+			t.Errorf("truncated %s: %d %v", body, res.StatusCode, got)
+		}
+	}
 	for body, param := range map[string]string{
 		`{"events":[{"event_name":"api_call","payload":{"stripe_customer_id":"c"}}],"events":[]}`:              "events",
 		`{"events":[{"event_name":"api_call","payload":{"stripe_customer_id":"c"},"payload":{}}]}`:             "events[0][payload]",

@@ -197,6 +197,15 @@ func (d *streamDecoder) syntax(what string) *apiError {
 	return errStream(fmt.Sprintf("malformed JSON at offset %d: %s.", d.i, what))
 }
 
+// shape returns e, a value of the wrong kind, unless the body ends where
+// the value should be: that is malformed JSON, and said so.
+func (d *streamDecoder) shape(e *apiError) *apiError {
+	if d.atEnd() {
+		return d.syntax("unexpected end of the body")
+	}
+	return e
+}
+
 func (d *streamDecoder) expect(c byte) error {
 	if d.peek() != c {
 		return d.syntax(fmt.Sprintf("expected %q", c))
@@ -344,7 +353,7 @@ func (d *streamDecoder) events() (bool, error) {
 		return false, nil
 	}
 	if d.peek() != '[' {
-		return false, errInvalidParam("events", "Invalid events: must be an array of meter events.")
+		return false, d.shape(errInvalidParam("events", "Invalid events: must be an array of meter events."))
 	}
 	d.i++
 	if d.peek() == ']' {
@@ -405,7 +414,7 @@ func (d *streamDecoder) text(n int, k string) (raw []byte, s string, esc, null b
 			return nil, "", false, true, nil
 		}
 	}
-	return nil, "", false, false, errNotString(streamParam(n, k))
+	return nil, "", false, false, d.shape(errNotString(streamParam(n, k)))
 }
 
 // event decodes events[n] into a new element of sb.evs.
@@ -414,7 +423,7 @@ func (d *streamDecoder) event(n int) error {
 	sb.evs = append(sb.evs, event.Event{})
 	ev := &sb.evs[n]
 	if d.peek() != '{' {
-		return errInvalidParam(fmt.Sprintf("events[%d]", n), fmt.Sprintf("Invalid events[%d]: must be an object.", n))
+		return d.shape(errInvalidParam(fmt.Sprintf("events[%d]", n), fmt.Sprintf("Invalid events[%d]: must be an object.", n)))
 	}
 	var seen uint8 // the fields read so far, one bit each
 	more, err := d.open()
@@ -496,7 +505,7 @@ func (d *streamDecoder) payload(n int, ev *event.Event) error {
 	}
 	if d.peek() != '{' {
 		p := streamParam(n, "payload")
-		return errInvalidParam(p, "Invalid "+p+": must be an object of strings.")
+		return d.shape(errInvalidParam(p, "Invalid "+p+": must be an object of strings."))
 	}
 	for len(sb.maps) <= n {
 		sb.maps = append(sb.maps, make(map[string]string, 4))
@@ -515,7 +524,7 @@ func (d *streamDecoder) payload(n int, ev *event.Event) error {
 			return errTwice(streamParam(n, "payload") + "[" + key + "]")
 		}
 		if d.peek() != '"' {
-			return errNotString(streamParam(n, "payload") + "[" + key + "]")
+			return d.shape(errNotString(streamParam(n, "payload") + "[" + key + "]"))
 		}
 		var raw []byte
 		var s string
