@@ -73,8 +73,10 @@ type v2Session struct {
 // no parameters. The session is durable before the token is returned.
 func (h *handler) v2CreateSession(c *call, p *v2Params) (execFunc, error) {
 	return func(ctx context.Context) (any, error) {
-		created := c.now.Truncate(time.Second)
+		created := c.now.Truncate(time.Millisecond)
 		expires := created.Add(SessionTTL)
+		// The token carries its expiry to the second, rounded down: once
+		// the record is gone, it tells an expired token from a forged one.
 		token := tokenPrefix + strconv.FormatInt(expires.Unix(), 36) + "_" + meter.RandomBase62(32)
 		rec := sessionRecord{ID: "mes_" + meter.RandomBase62(24), Scope: c.key.scope, Livemode: c.key.livemode,
 			Created: created.UnixMilli(), Expires: expires.UnixMilli()}
