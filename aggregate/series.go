@@ -95,7 +95,7 @@ func (h *bucket) setSum(v Int128, sh *shard) {
 	}
 }
 
-// cell returns the hour's aggregate. Its Last is meaningful for last
+// cell returns the bucket's aggregate. Its Last is meaningful for last
 // meters only.
 func (h *bucket) cell() Cell {
 	c := Cell{Count: h.count, Sum: h.sum()}
