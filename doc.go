@@ -11,7 +11,9 @@
 // events to the journal as one group, apply them to the aggregate shards
 // and acknowledge. A rejected event leaves no trace. Summaries read one
 // shard under its lock; whole days come from day buckets, whole hours from
-// hour buckets and partial hours from minute cells.
+// hour buckets and partial hours from minute cells. AppendSummaries does
+// the same into a caller's slice, so that a caller reusing it allocates
+// nothing per query.
 //
 // # Semantics
 //
