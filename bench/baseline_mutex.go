@@ -193,22 +193,16 @@ func (t *mutexMap) Summaries(_ context.Context, p meterdb.SummaryParams) ([]mete
 	k := bucketKey{meter: m.Seq, customer: p.Customer}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	switch p.Grouping {
-	case meter.Hour:
-		var out []meterdb.Summary
-		for h := end - 3600; h >= start; h -= 3600 {
-			k.start = h
-			if c := t.hours[k]; c != nil {
-				out = append(out, c.summary(m.Formula, h, h+3600))
-			}
+	if p.Grouping == meter.Hour || p.Grouping == meter.Day {
+		cells, unit := t.hours, int64(3600)
+		if p.Grouping == meter.Day {
+			cells, unit = t.days, 86400
 		}
-		return out, nil
-	case meter.Day:
 		var out []meterdb.Summary
-		for d := end - 86400; d >= start; d -= 86400 {
-			k.start = d
-			if c := t.days[k]; c != nil {
-				out = append(out, c.summary(m.Formula, d, d+86400))
+		for w := end - unit; w >= start; w -= unit {
+			k.start = w
+			if c := cells[k]; c != nil {
+				out = append(out, c.summary(m.Formula, w, w+unit))
 			}
 		}
 		return out, nil
