@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/meterdb/meterdb"
-	"github.com/meterdb/meterdb/aggregate"
 	"github.com/meterdb/meterdb/event"
 	"github.com/meterdb/meterdb/meter"
 )
@@ -142,9 +141,9 @@ func TestClosed(t *testing.T) {
 			_, err := db.Summaries(ctx, meterdb.SummaryParams{Meter: m.ID, Customer: "c", Start: day0, End: day0.Add(time.Hour)})
 			return err
 		},
-		"PutAux":    func() error { return db.PutAux(ctx, "ns", "k", nil, t0.Add(time.Hour)) },
-		"GetAux":    func() error { _, _, err := db.GetAux(ctx, "ns", "k"); return err },
-		"DeleteAux": func() error { return db.DeleteAux(ctx, "ns", "k") },
+		"PutKV":    func() error { return db.PutKV(ctx, "ns", "k", nil, t0.Add(time.Hour)) },
+		"GetKV":    func() error { _, _, err := db.GetKV(ctx, "ns", "k"); return err },
+		"DeleteKV": func() error { return db.DeleteKV(ctx, "ns", "k") },
 	}
 	for name, call := range calls {
 		if err := call(); !errors.Is(err, meterdb.ErrClosed) {
@@ -531,10 +530,10 @@ func TestSummaryErrors(t *testing.T) {
 		{"start not on a minute", p(func(p *meterdb.SummaryParams) { p.Start = h.Add(30 * time.Second) }), "parameter_invalid", "start_time"},
 		{"start with nanoseconds", p(func(p *meterdb.SummaryParams) { p.Start = h.Add(time.Nanosecond) }), "parameter_invalid", "start_time"},
 		{"end not on a minute", p(func(p *meterdb.SummaryParams) { p.End = h.Add(90 * time.Second) }), "parameter_invalid", "end_time"},
-		{"hourly, start not on an hour", p(func(p *meterdb.SummaryParams) { p.Grouping, p.Start = meter.Hour, h.Add(time.Minute) }), "parameter_invalid", "start_time"},
-		{"hourly, end not on an hour", p(func(p *meterdb.SummaryParams) { p.Grouping, p.End = meter.Hour, h.Add(59*time.Minute) }), "parameter_invalid", "end_time"},
-		{"daily, start not at midnight", p(func(p *meterdb.SummaryParams) { p.Grouping, p.Start = meter.Day, day0.Add(-time.Hour) }), "parameter_invalid", "start_time"},
-		{"daily, end not at midnight", p(func(p *meterdb.SummaryParams) { p.Grouping, p.End = meter.Day, h }), "parameter_invalid", "end_time"},
+		{"hourly, start not on an hour", p(func(p *meterdb.SummaryParams) { p.Grouping, p.Start = meterdb.GroupHour, h.Add(time.Minute) }), "parameter_invalid", "start_time"},
+		{"hourly, end not on an hour", p(func(p *meterdb.SummaryParams) { p.Grouping, p.End = meterdb.GroupHour, h.Add(59*time.Minute) }), "parameter_invalid", "end_time"},
+		{"daily, start not at midnight", p(func(p *meterdb.SummaryParams) { p.Grouping, p.Start = meterdb.GroupDay, day0.Add(-time.Hour) }), "parameter_invalid", "start_time"},
+		{"daily, end not at midnight", p(func(p *meterdb.SummaryParams) { p.Grouping, p.End = meterdb.GroupDay, h }), "parameter_invalid", "end_time"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := db.Summaries(ctx, tt.p)
@@ -551,7 +550,10 @@ func TestSummaryErrors(t *testing.T) {
 	}
 	// Aligned ranges in other time zones are accepted.
 	ny := time.FixedZone("X", -5*3600)
-	if _, err := db.Summaries(ctx, p(func(p *meterdb.SummaryParams) { p.Start, p.End = p.Start.In(ny), p.End.In(ny); p.Grouping = meter.Day })); err != nil {
+	if _, err := db.Summaries(ctx, p(func(p *meterdb.SummaryParams) {
+		p.Start, p.End = p.Start.In(ny), p.End.In(ny)
+		p.Grouping = meterdb.GroupDay
+	})); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -560,11 +562,11 @@ func TestSummariesEmpty(t *testing.T) {
 	db, _ := newDB(t, nil)
 	m := mustMeter(t, db, meter.Params{EventName: "e", Formula: meter.Last})
 	got := total(t, db, m, "c", day0, day0.Add(time.Minute))
-	if got.Count != 0 || got.Value != (aggregate.Int128{}) || !got.Start.Equal(day0) || !got.End.Equal(day0.Add(time.Minute)) {
+	if got.Count != 0 || got.Value != (meterdb.Int128{}) || !got.Start.Equal(day0) || !got.End.Equal(day0.Add(time.Minute)) {
 		t.Errorf("empty total %+v", got)
 	}
 	for _, g := range []meter.Window{meter.Hour, meter.Day} {
-		s, err := db.Summaries(ctx, meterdb.SummaryParams{Meter: m.ID, Customer: "c", Start: day0, End: day0.Add(48 * time.Hour), Grouping: g})
+		s, err := db.Summaries(ctx, meterdb.SummaryParams{Meter: m.ID, Customer: "c", Start: day0, End: day0.Add(48 * time.Hour), Grouping: meterdb.Grouping(g)})
 		if err != nil || len(s) != 0 {
 			t.Errorf("grouping %s: %v, %v; want no windows", g, s, err)
 		}
@@ -599,7 +601,7 @@ func TestSummariesGrouping(t *testing.T) {
 		mustRecord(t, db, x)
 	}
 	sums := func(g meter.Window, start, end time.Time) string {
-		s, err := db.Summaries(ctx, meterdb.SummaryParams{Meter: m.ID, Customer: "c", Start: start, End: end, Grouping: g})
+		s, err := db.Summaries(ctx, meterdb.SummaryParams{Meter: m.ID, Customer: "c", Start: start, End: end, Grouping: meterdb.Grouping(g)})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -732,42 +734,42 @@ func TestStatsSub(t *testing.T) {
 	}
 }
 
-func TestAux(t *testing.T) {
+func TestKV(t *testing.T) {
 	db, clock := newDB(t, nil)
-	if err := db.PutAux(ctx, "idem", "k", []byte("v1"), t0.Add(time.Hour)); err != nil {
+	if err := db.PutKV(ctx, "idem", "k", []byte("v1"), t0.Add(time.Hour)); err != nil {
 		t.Fatal(err)
 	}
-	v, ok, err := db.GetAux(ctx, "idem", "k")
+	v, ok, err := db.GetKV(ctx, "idem", "k")
 	if err != nil || !ok || string(v) != "v1" {
-		t.Fatalf("GetAux: %q %v %v", v, ok, err)
+		t.Fatalf("GetKV: %q %v %v", v, ok, err)
 	}
 	v[0] = 'X'
-	if v, _, _ := db.GetAux(ctx, "idem", "k"); string(v) != "v1" {
-		t.Errorf("GetAux returned shared memory: %q", v)
+	if v, _, _ := db.GetKV(ctx, "idem", "k"); string(v) != "v1" {
+		t.Errorf("GetKV returned shared memory: %q", v)
 	}
-	if _, ok, _ := db.GetAux(ctx, "other", "k"); ok {
+	if _, ok, _ := db.GetKV(ctx, "other", "k"); ok {
 		t.Error("namespaces are not separate")
 	}
 	clock.Add(time.Hour)
-	if _, ok, _ := db.GetAux(ctx, "idem", "k"); ok {
+	if _, ok, _ := db.GetKV(ctx, "idem", "k"); ok {
 		t.Error("expired record returned")
 	}
-	if err := db.PutAux(ctx, "idem", "k", []byte("v2"), t0.Add(3*time.Hour)); err != nil {
+	if err := db.PutKV(ctx, "idem", "k", []byte("v2"), t0.Add(3*time.Hour)); err != nil {
 		t.Fatal(err)
 	}
-	if err := db.DeleteAux(ctx, "idem", "k"); err != nil {
+	if err := db.DeleteKV(ctx, "idem", "k"); err != nil {
 		t.Fatal(err)
 	}
-	if _, ok, _ := db.GetAux(ctx, "idem", "k"); ok {
+	if _, ok, _ := db.GetKV(ctx, "idem", "k"); ok {
 		t.Error("deleted record returned")
 	}
-	for _, bad := range [][2]string{{"", "k"}, {strings.Repeat("n", 65), "k"}, {"ns", ""}, {"ns", strings.Repeat("k", meterdb.MaxAuxKey+1)}} {
-		if err := db.PutAux(ctx, bad[0], bad[1], nil, t0.Add(time.Hour)); err == nil {
-			t.Errorf("PutAux(%q, %q) accepted", bad[0][:min(len(bad[0]), 8)], bad[1][:min(len(bad[1]), 8)])
+	for _, bad := range [][2]string{{"", "k"}, {strings.Repeat("n", 65), "k"}, {"ns", ""}, {"ns", strings.Repeat("k", meterdb.MaxKVKey+1)}} {
+		if err := db.PutKV(ctx, bad[0], bad[1], nil, t0.Add(time.Hour)); err == nil {
+			t.Errorf("PutKV(%q, %q) accepted", bad[0][:min(len(bad[0]), 8)], bad[1][:min(len(bad[1]), 8)])
 		}
 	}
-	if err := db.PutAux(ctx, "ns", "k", make([]byte, meterdb.MaxAuxValue+1), t0.Add(time.Hour)); err == nil {
-		t.Error("oversized aux value accepted")
+	if err := db.PutKV(ctx, "ns", "k", make([]byte, meterdb.MaxKVValue+1), t0.Add(time.Hour)); err == nil {
+		t.Error("oversized key-value record accepted")
 	}
 }
 
@@ -804,7 +806,7 @@ func TestConcurrent(t *testing.T) {
 			defer wg.Done()
 			for range perWorker / 3 {
 				for _, m := range []meter.Meter{sum, last} {
-					if _, err := db.Summaries(ctx, meterdb.SummaryParams{Meter: m.ID, Customer: "c1", Start: day0, End: day0.Add(24 * time.Hour), Grouping: meter.Hour}); err != nil {
+					if _, err := db.Summaries(ctx, meterdb.SummaryParams{Meter: m.ID, Customer: "c1", Start: day0, End: day0.Add(24 * time.Hour), Grouping: meterdb.GroupHour}); err != nil {
 						t.Error(err)
 						return
 					}

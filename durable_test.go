@@ -104,7 +104,7 @@ func TestOpenBadFiles(t *testing.T) {
 // the checkpointer, and that Close after Close is harmless.
 func TestCloseLeavesNoGoroutines(t *testing.T) {
 	before := runtime.NumGoroutine()
-	for _, d := range []store.Durability{meterdb.DurabilitySync, meterdb.DurabilityBuffered} {
+	for _, d := range []meterdb.Durability{meterdb.DurabilitySync, meterdb.DurabilityBuffered} {
 		db := openDB(t, filepath.Join(t.TempDir(), "g.db"), &meterdb.Options{Durability: d, CheckpointInterval: time.Millisecond})
 		mustMeter(t, db, meter.Params{EventName: "e", Formula: meter.Count})
 		mustRecord(t, db, ev("e", "c", "", "a"))

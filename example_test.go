@@ -38,7 +38,7 @@ func Example() {
 	sums, err := db.Summaries(ctx, meterdb.SummaryParams{
 		Meter: m.ID, Customer: "cus_1",
 		Start: now.Truncate(24 * time.Hour), End: now.Truncate(24 * time.Hour).Add(24 * time.Hour),
-		Grouping: meter.Hour,
+		Grouping: meterdb.GroupHour,
 	})
 	if err != nil {
 		panic(err)
@@ -131,7 +131,7 @@ func ExampleDB_Summaries() {
 		Meter: m.ID, Customer: "cus_1",
 		Start:    time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC),
 		End:      time.Date(2026, 3, 6, 0, 0, 0, 0, time.UTC),
-		Grouping: meter.Day,
+		Grouping: meterdb.GroupDay,
 	})
 	if err != nil {
 		panic(err)
@@ -160,7 +160,7 @@ func ExampleDB_AppendSummaries() {
 	for _, c := range []string{"cus_1", "cus_2", "cus_3"} {
 		var err error
 		buf, err = db.AppendSummaries(ctx, buf[:0], meterdb.SummaryParams{
-			Meter: m.ID, Customer: c, Grouping: meter.Hour,
+			Meter: m.ID, Customer: c, Grouping: meterdb.GroupHour,
 			Start: now.Add(-time.Hour), End: now.Add(time.Hour),
 		})
 		if err != nil {
@@ -215,7 +215,7 @@ func ExampleDB_Summaries_eventTimeWindow() {
 			Payload: map[string]string{"stripe_customer_id": "cus_1", "value": e.value}})
 	}
 	sums, _ := db.Summaries(ctx, meterdb.SummaryParams{Meter: m.ID, Customer: "cus_1",
-		Start: now.Add(-3 * time.Hour), End: now, Grouping: meter.Hour})
+		Start: now.Add(-3 * time.Hour), End: now, Grouping: meterdb.GroupHour})
 	for _, s := range sums {
 		fmt.Println(s.Start.Format("15:04"), s.Value)
 	}

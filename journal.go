@@ -24,11 +24,11 @@ type journal interface {
 	Prune(loc uint64, now int64)
 	// SaveMeter stores a new or changed meter.
 	SaveMeter(m meter.Meter) error
-	// PutAux, GetAux and DeleteAux keep adapter records (see DB.PutAux).
-	PutAux(ns, key string, value []byte, expires int64) error
-	GetAux(ns, key string, now int64) ([]byte, bool, error)
-	DeleteAux(ns, key string) error
-	ListAux(ns, after string, now int64, fn func(key string, value []byte) bool) error
+	// PutKV, GetKV and DeleteKV keep adapter records (see DB.PutKV).
+	PutKV(ns, key string, value []byte, expires int64) error
+	GetKV(ns, key string, now int64) ([]byte, bool, error)
+	DeleteKV(ns, key string) error
+	ListKV(ns, after string, now int64, fn func(key string, value []byte) bool) error
 	// MemoryBytes estimates the heap the journal holds.
 	MemoryBytes() int64
 	Sync() error
@@ -42,44 +42,44 @@ type memJournal struct {
 	base   uint64     // location of groups[0]
 	groups []*store.Group
 	events int64 // in groups
-	aux    map[[2]string]auxValue
+	kv     map[[2]string]kvValue
 }
 
-type auxValue struct {
+type kvValue struct {
 	value   []byte
 	expires int64
 }
 
-func newMemJournal() *memJournal { return &memJournal{base: 1, aux: map[[2]string]auxValue{}} }
+func newMemJournal() *memJournal { return &memJournal{base: 1, kv: map[[2]string]kvValue{}} }
 
-func (j *memJournal) PutAux(ns, key string, value []byte, expires int64) error {
+func (j *memJournal) PutKV(ns, key string, value []byte, expires int64) error {
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	j.aux[[2]string{ns, key}] = auxValue{value: append([]byte(nil), value...), expires: expires}
+	j.kv[[2]string{ns, key}] = kvValue{value: append([]byte(nil), value...), expires: expires}
 	return nil
 }
 
-func (j *memJournal) GetAux(ns, key string, now int64) ([]byte, bool, error) {
+func (j *memJournal) GetKV(ns, key string, now int64) ([]byte, bool, error) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	v, ok := j.aux[[2]string{ns, key}]
+	v, ok := j.kv[[2]string{ns, key}]
 	if !ok || v.expires <= now {
 		return nil, false, nil
 	}
 	return append([]byte(nil), v.value...), true, nil
 }
 
-func (j *memJournal) DeleteAux(ns, key string) error {
+func (j *memJournal) DeleteKV(ns, key string) error {
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	delete(j.aux, [2]string{ns, key})
+	delete(j.kv, [2]string{ns, key})
 	return nil
 }
 
-func (j *memJournal) ListAux(ns, after string, now int64, fn func(key string, value []byte) bool) error {
+func (j *memJournal) ListKV(ns, after string, now int64, fn func(key string, value []byte) bool) error {
 	j.mu.Lock()
 	var keys []string
-	for k, v := range j.aux {
+	for k, v := range j.kv {
 		if k[0] == ns && k[1] > after && v.expires > now {
 			keys = append(keys, k[1])
 		}
@@ -88,7 +88,7 @@ func (j *memJournal) ListAux(ns, after string, now int64, fn func(key string, va
 	slices.Sort(keys)
 	for _, k := range keys {
 		j.mu.Lock()
-		v, ok := j.aux[[2]string{ns, k}]
+		v, ok := j.kv[[2]string{ns, k}]
 		j.mu.Unlock()
 		if ok && v.expires > now && !fn(k, v.value) {
 			return nil
@@ -97,13 +97,13 @@ func (j *memJournal) ListAux(ns, after string, now int64, fn func(key string, va
 	return nil
 }
 
-// pruneAux drops expired adapter records.
-func (j *memJournal) pruneAux(now int64) {
+// pruneKV drops expired adapter records.
+func (j *memJournal) pruneKV(now int64) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	for k, v := range j.aux {
+	for k, v := range j.kv {
 		if v.expires <= now {
-			delete(j.aux, k)
+			delete(j.kv, k)
 		}
 	}
 }
@@ -127,7 +127,7 @@ func (j *memJournal) Group(loc uint64) (*store.Group, error) {
 }
 
 func (j *memJournal) Prune(loc uint64, now int64) {
-	j.pruneAux(now)
+	j.pruneKV(now)
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	if loc <= j.base {

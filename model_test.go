@@ -580,7 +580,7 @@ func (s *machine) Check(t *rapid.T) {
 func (s *machine) compare(t *rapid.T, mi int, customer string, start, end int64, g meter.Window) (nonEmpty bool) {
 	t.Helper()
 	p := meterdb.SummaryParams{Meter: s.m.meters[mi].ID, Customer: customer,
-		Start: time.Unix(start, 0).UTC(), End: time.Unix(end, 0).UTC(), Grouping: g}
+		Start: time.Unix(start, 0).UTC(), End: time.Unix(end, 0).UTC(), Grouping: meterdb.Grouping(g)}
 	var got []meterdb.Summary
 	var err error
 	if s.queries++; s.queries%2 == 0 {

@@ -44,7 +44,7 @@ type checkpointer struct {
 func (db *DB) openFile(path string) error {
 	o := db.opts
 	sdb, err := store.Open(path, &store.Options{
-		Durability: o.Durability, MaxBatchSize: o.MaxBatchSize, MaxBatchDelay: o.MaxBatchDelay,
+		Durability: o.Durability.storeDurability(), MaxBatchSize: o.MaxBatchSize, MaxBatchDelay: o.MaxBatchDelay,
 		FlushInterval: o.FlushInterval, LockTimeout: o.LockTimeout, NoFsync: o.NoFsync, Logger: o.Logger,
 	})
 	if err != nil {

@@ -8,16 +8,28 @@ import (
 	"github.com/meterdb/meterdb/store"
 )
 
-// Durability modes of a file-backed DB; see Options.Durability.
+// Durability says when a file-backed DB acknowledges a write; see
+// Options.Durability.
+type Durability int
+
+// Durability modes.
 const (
 	// DurabilitySync acknowledges an event after the fsync that covers it.
-	DurabilitySync = store.DurabilitySync
+	DurabilitySync Durability = iota
 	// DurabilityBuffered acknowledges an event once it is applied in
 	// memory; it is synced within Options.FlushInterval plus one commit, and
 	// a crash can lose what was acknowledged in that window (never more,
 	// and nothing is ever counted twice).
-	DurabilityBuffered = store.DurabilityBuffered
+	DurabilityBuffered
 )
+
+// storeDurability converts d to the store's mode.
+func (d Durability) storeDurability() store.Durability {
+	if d == DurabilityBuffered {
+		return store.DurabilityBuffered
+	}
+	return store.DurabilitySync
+}
 
 // Options configure a DB. A nil *Options and every zero field mean the
 // default.
@@ -37,7 +49,7 @@ type Options struct {
 	// The fields below apply to file-backed databases only.
 
 	// Durability is DurabilitySync (the zero value) or DurabilityBuffered.
-	Durability store.Durability
+	Durability Durability
 	// MaxBatchSize is the most events one group commit carries; a larger
 	// RecordBatch still commits whole. Zero means 100,000.
 	MaxBatchSize int
@@ -81,6 +93,9 @@ func (o *Options) withDefaults() (Options, error) {
 		r.DedupeWindow = 24 * time.Hour
 	case r.DedupeWindow < 0:
 		return r, fmt.Errorf("meterdb: Options.DedupeWindow is %v, want a positive duration", r.DedupeWindow)
+	}
+	if r.Durability != DurabilitySync && r.Durability != DurabilityBuffered {
+		return r, fmt.Errorf("meterdb: Options.Durability is %d, want DurabilitySync or DurabilityBuffered", r.Durability)
 	}
 	if r.CheckpointInterval < 0 {
 		return r, fmt.Errorf("meterdb: Options.CheckpointInterval is %v, want a positive duration", r.CheckpointInterval)

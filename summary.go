@@ -2,11 +2,11 @@ package meterdb
 
 import (
 	"context"
+	"math/big"
 	"slices"
 	"time"
 
 	"github.com/meterdb/meterdb/aggregate"
-	"github.com/meterdb/meterdb/meter"
 )
 
 // SummaryParams select the usage of one customer of one meter.
@@ -15,18 +15,48 @@ type SummaryParams struct {
 	Customer string    // the value the meter's customer key carries
 	Start    time.Time // inclusive, minute aligned
 	End      time.Time // exclusive, minute aligned, after Start
-	// Grouping is meter.NoWindow for one summary over [Start, End),
-	// meter.Hour for one per hour (Start and End hour aligned) or meter.Day
-	// for one per UTC day (Start and End at UTC midnight).
-	Grouping meter.Window
+	// Grouping is GroupNone for one summary over [Start, End), GroupHour
+	// for one per hour (Start and End hour aligned) or GroupDay for one per
+	// UTC day (Start and End at UTC midnight).
+	Grouping Grouping
 }
+
+// Grouping splits a summary's range into windows. Its values are the words
+// Stripe's value_grouping_window takes, so a wire value converts directly.
+type Grouping string
+
+// Summary groupings.
+const (
+	GroupNone Grouping = ""     // one summary over the whole range
+	GroupHour Grouping = "hour" // one summary per hour
+	GroupDay  Grouping = "day"  // one summary per UTC day
+)
+
+// Int128 is an exact signed 128-bit integer, Hi*2^64 + Lo: a summary's
+// value, which a sum of many int64 values can exceed the int64 range.
+type Int128 struct {
+	Hi int64
+	Lo uint64
+}
+
+// Int64 returns x and true when x fits in an int64.
+func (x Int128) Int64() (int64, bool) { return aggregate.Int128(x).Int64() }
+
+// Float64 returns x as the nearest float64.
+func (x Int128) Float64() float64 { return aggregate.Int128(x).Float64() }
+
+// Big returns x as a new big.Int.
+func (x Int128) Big() *big.Int { return aggregate.Int128(x).Big() }
+
+// String returns x in decimal.
+func (x Int128) String() string { return aggregate.Int128(x).String() }
 
 // Summary is the usage of one window.
 type Summary struct {
 	Start, End time.Time // [Start, End), UTC
 	// Value is what the meter's formula gives: the number of events, the
 	// sum of their values, or the value of the last one.
-	Value aggregate.Int128
+	Value Int128
 	// Count is the number of events that contribute to the window (for
 	// pre-aggregated meters, one per customer window).
 	Count int64
@@ -65,7 +95,7 @@ func (db *DB) AppendSummaries(ctx context.Context, dst []Summary, p SummaryParam
 		func(w aggregate.Window) {
 			s := Summary{Start: time.Unix(w.Start, 0).UTC(), End: time.Unix(w.End, 0).UTC(), Count: w.Count}
 			if w.Count > 0 {
-				s.Value = w.Value(formula)
+				s.Value = Int128(w.Value(formula))
 			}
 			out = append(out, s)
 		})
@@ -94,10 +124,10 @@ func checkSummaryParams(p SummaryParams) (aggregate.Grouping, error) {
 	}
 	g, unit, name := aggregate.Total, int64(60), "minute"
 	switch p.Grouping {
-	case meter.NoWindow:
-	case meter.Hour:
+	case GroupNone:
+	case GroupHour:
 		g, unit, name = aggregate.Hourly, 3600, "hour"
-	case meter.Day:
+	case GroupDay:
 		g, unit, name = aggregate.Daily, 86400, "day (00:00 UTC)"
 	default:
 		return 0, invalid("value_grouping_window", "Invalid value_grouping_window: must be one of day or hour.")
@@ -156,3 +186,6 @@ func (db *DB) Stats() Stats {
 		MemoryBytes: t.Bytes + d.Slots*8 + db.j.MemoryBytes(),
 	}
 }
+
+// Int128Of returns v as an Int128.
+func Int128Of(v int64) Int128 { return Int128{Hi: v >> 63, Lo: uint64(v)} }

@@ -138,9 +138,9 @@ func (t *boltTarget) Summaries(_ context.Context, p meterdb.SummaryParams) ([]me
 	}
 	unit := end - start
 	switch p.Grouping {
-	case meter.Hour:
+	case meterdb.GroupHour:
 		unit = 3600
-	case meter.Day:
+	case meterdb.GroupDay:
 		unit = 86400
 	}
 	prefix := seriesPrefix(nil, m.Seq, p.Customer)
@@ -172,7 +172,7 @@ func (t *boltTarget) Summaries(_ context.Context, p meterdb.SummaryParams) ([]me
 	if err != nil {
 		return nil, err
 	}
-	if p.Grouping == meter.NoWindow {
+	if p.Grouping == meterdb.GroupNone {
 		if len(out) == 0 {
 			return []meterdb.Summary{{Start: p.Start.UTC(), End: p.End.UTC()}}, nil
 		}

@@ -9,7 +9,6 @@ import (
 	"unsafe"
 
 	"github.com/meterdb/meterdb"
-	"github.com/meterdb/meterdb/aggregate"
 	"github.com/meterdb/meterdb/event"
 	"github.com/meterdb/meterdb/meter"
 )
@@ -50,7 +49,7 @@ func (b *baseMeters) query(p meterdb.SummaryParams) (m *meter.Meter, start, end 
 	}
 	start, end = p.Start.Unix(), p.End.Unix()
 	unit := int64(3600)
-	if p.Grouping == meter.Day {
+	if p.Grouping == meterdb.GroupDay {
 		unit = 86400
 	}
 	if start%unit != 0 || end%unit != 0 || end <= start {
@@ -91,11 +90,11 @@ func (c *cell) summary(f meter.Formula, start, end int64) meterdb.Summary {
 	switch {
 	case c.count == 0:
 	case f == meter.Count:
-		s.Value = aggregate.Int128Of(c.count)
+		s.Value = meterdb.Int128Of(c.count)
 	case f == meter.Sum:
-		s.Value = aggregate.Int128Of(c.sum)
+		s.Value = meterdb.Int128Of(c.sum)
 	default:
-		s.Value = aggregate.Int128Of(c.lastVal)
+		s.Value = meterdb.Int128Of(c.lastVal)
 	}
 	return s
 }
@@ -193,9 +192,9 @@ func (t *mutexMap) Summaries(_ context.Context, p meterdb.SummaryParams) ([]mete
 	k := bucketKey{meter: m.Seq, customer: p.Customer}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if p.Grouping == meter.Hour || p.Grouping == meter.Day {
+	if p.Grouping == meterdb.GroupHour || p.Grouping == meterdb.GroupDay {
 		cells, unit := t.hours, int64(3600)
-		if p.Grouping == meter.Day {
+		if p.Grouping == meterdb.GroupDay {
 			cells, unit = t.days, 86400
 		}
 		var out []meterdb.Summary

@@ -251,13 +251,13 @@ func BenchmarkSummary(b *testing.B) {
 		p    func(f *summaryFixture) meterdb.SummaryParams
 	}{
 		{"grouping=hour/range=35d", func(f *summaryFixture) meterdb.SummaryParams {
-			return meterdb.SummaryParams{Start: anchor.Add(-35 * 24 * time.Hour), End: anchor, Grouping: meter.Hour}
+			return meterdb.SummaryParams{Start: anchor.Add(-35 * 24 * time.Hour), End: anchor, Grouping: meterdb.GroupHour}
 		}},
 		{"grouping=hour/range=48h", func(f *summaryFixture) meterdb.SummaryParams {
-			return meterdb.SummaryParams{Start: anchor.Add(-48 * time.Hour), End: anchor, Grouping: meter.Hour}
+			return meterdb.SummaryParams{Start: anchor.Add(-48 * time.Hour), End: anchor, Grouping: meterdb.GroupHour}
 		}},
 		{"grouping=day/range=35d", func(f *summaryFixture) meterdb.SummaryParams {
-			return meterdb.SummaryParams{Start: anchor.Add(-35 * 24 * time.Hour), End: anchor, Grouping: meter.Day}
+			return meterdb.SummaryParams{Start: anchor.Add(-35 * 24 * time.Hour), End: anchor, Grouping: meterdb.GroupDay}
 		}},
 		{"grouping=none/range=30d/align=day", func(f *summaryFixture) meterdb.SummaryParams {
 			return meterdb.SummaryParams{Start: anchor.Add(-30 * 24 * time.Hour), End: anchor}

@@ -277,7 +277,7 @@ func httpSummaryPages(b *testing.B, hc *http.Client, base string, f *summaryFixt
 		"customer": {f.customer}, "start_time": {strconv.FormatInt(p.Start.Unix(), 10)},
 		"end_time": {strconv.FormatInt(p.End.Unix(), 10)}, "limit": {"100"},
 	}
-	if p.Grouping != meter.NoWindow {
+	if p.Grouping != meterdb.GroupNone {
 		q.Set("value_grouping_window", string(p.Grouping))
 	}
 	first := base + "/v1/billing/meters/" + url.PathEscape(f.meterID) + "/event_summaries?" + q.Encode()
@@ -340,9 +340,9 @@ func BenchmarkHTTPSummary(b *testing.B) {
 		p    meterdb.SummaryParams
 	}{
 		{"grouping=none/range=30d", meterdb.SummaryParams{Start: anchor.Add(-30 * 24 * time.Hour), End: anchor}},
-		{"grouping=hour/range=48h", meterdb.SummaryParams{Start: anchor.Add(-48 * time.Hour), End: anchor, Grouping: meter.Hour}},
-		{"grouping=day/range=35d", meterdb.SummaryParams{Start: anchor.Add(-35 * 24 * time.Hour), End: anchor, Grouping: meter.Day}},
-		{"grouping=hour/range=35d/pages=9", meterdb.SummaryParams{Start: anchor.Add(-35 * 24 * time.Hour), End: anchor, Grouping: meter.Hour}},
+		{"grouping=hour/range=48h", meterdb.SummaryParams{Start: anchor.Add(-48 * time.Hour), End: anchor, Grouping: meterdb.GroupHour}},
+		{"grouping=day/range=35d", meterdb.SummaryParams{Start: anchor.Add(-35 * 24 * time.Hour), End: anchor, Grouping: meterdb.GroupDay}},
+		{"grouping=hour/range=35d/pages=9", meterdb.SummaryParams{Start: anchor.Add(-35 * 24 * time.Hour), End: anchor, Grouping: meterdb.GroupHour}},
 	} {
 		b.Run(q.name, func(b *testing.B) {
 			f := newSummaryFixture(b, 4)

@@ -15,13 +15,13 @@ import (
 type queryKind struct {
 	name     string
 	back     time.Duration // the range is [anchor-back, anchor)
-	grouping meter.Window
+	grouping meterdb.Grouping
 }
 
 var queryKinds = []queryKind{
-	{"total-30d", 30 * 24 * time.Hour, meter.NoWindow},
-	{"hourly-48h", 48 * time.Hour, meter.Hour},
-	{"daily-35d", 35 * 24 * time.Hour, meter.Day},
+	{"total-30d", 30 * 24 * time.Hour, meterdb.GroupNone},
+	{"hourly-48h", 48 * time.Hour, meterdb.GroupHour},
+	{"daily-35d", 35 * 24 * time.Hour, meterdb.GroupDay},
 }
 
 func (q queryKind) params(w *Workload, meterID string, customer int) meterdb.SummaryParams {
@@ -158,7 +158,7 @@ type window struct {
 // grouping.
 func expectedWindows(specs []Spec, p meterdb.SummaryParams) []window {
 	start, end := p.Start.Unix(), p.End.Unix()
-	unit := map[meter.Window]int64{meter.Hour: 3600, meter.Day: 86400}[p.Grouping]
+	unit := map[meterdb.Grouping]int64{meterdb.GroupHour: 3600, meterdb.GroupDay: 86400}[p.Grouping]
 	if unit == 0 {
 		unit = end - start
 	}
@@ -173,7 +173,7 @@ func expectedWindows(specs []Spec, p meterdb.SummaryParams) []window {
 			win[n-1-(s.TS-start)/unit].add(s)
 		}
 	}
-	if p.Grouping == meter.NoWindow {
+	if p.Grouping == meterdb.GroupNone {
 		return win
 	}
 	out := win[:0]

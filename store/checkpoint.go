@@ -49,7 +49,7 @@ type Mark struct {
 // Checkpoint first waits for everything queued (so that the log up to
 // m.Loc is on disk before a checkpoint claims it), then writes recs,
 // records m, deletes log records below pruneBelow (never above m.Loc) and
-// aux records expired at now, in one transaction, synced before it
+// key-value records expired at now, in one transaction, synced before it
 // returns.
 func (s *DB) Checkpoint(m Mark, recs []AggRecord, pruneBelow uint64, now int64) error {
 	if err := s.Sync(); err != nil {
@@ -102,13 +102,13 @@ func (s *DB) Checkpoint(m Mark, recs []AggRecord, pruneBelow uint64, now int64) 
 				return err
 			}
 		}
-		return pruneAux(tx, now)
+		return pruneKV(tx, now)
 	})
 }
 
-func pruneAux(tx *bolt.Tx, now int64) error {
-	return tx.Bucket(bucketAux).ForEachBucket(func(ns []byte) error {
-		b := tx.Bucket(bucketAux).Bucket(ns)
+func pruneKV(tx *bolt.Tx, now int64) error {
+	return tx.Bucket(bucketKV).ForEachBucket(func(ns []byte) error {
+		b := tx.Bucket(bucketKV).Bucket(ns)
 		c := b.Cursor()
 		for k, v := c.First(); k != nil; {
 			if len(v) >= 8 && int64(binary.BigEndian.Uint64(v)) <= now {

@@ -7,7 +7,7 @@
 //
 // # Writes
 //
-// Append and PutAux hand their record to one committer goroutine, which
+// Append and PutKV hand their record to one committer goroutine, which
 // writes everything queued in one bbolt transaction (group commit): up to
 // Options.MaxBatchSize events, waiting at most Options.MaxBatchDelay for a
 // group to fill. Log keys are sequential locations, so a commit appends to

@@ -24,7 +24,7 @@ var (
 	bucketMeters = []byte("meters")
 	bucketLog    = []byte("log")
 	bucketAgg    = []byte("agg")
-	bucketAux    = []byte("aux")
+	bucketKV     = []byte("aux")
 
 	keyFormat     = []byte("format")
 	keyCheckpoint = []byte("checkpoint") // 8-byte location covered by the aggregate checkpoint
@@ -47,7 +47,7 @@ type DB struct {
 	items   uint64     // items ever queued
 	commits uint64     // items ever committed (or failed); batches commit in queue order
 	pending map[uint64]*Group
-	auxPend map[[2]string]auxRecord
+	kvPend  map[[2]string]kvRecord
 	failed  error // sticky commit error
 	closing bool
 	closed  bool
@@ -57,10 +57,10 @@ type DB struct {
 
 type item struct {
 	seq   uint64 // queue order
-	loc   uint64 // 0 for aux records
+	loc   uint64 // 0 for key-value records
 	data  []byte // encoded log record
 	nev   int    // events in data
-	aux   *auxRecord
+	kv    *kvRecord
 	group *Group
 	done  chan error // nil for buffered writes
 }
@@ -101,7 +101,7 @@ func Open(path string, opts *Options) (_ *DB, err error) {
 		}
 		return nil, fmt.Errorf("store: opening %s: %w", path, err)
 	}
-	s := &DB{opts: o, bolt: bdb, pending: map[uint64]*Group{}, auxPend: map[[2]string]auxRecord{},
+	s := &DB{opts: o, bolt: bdb, pending: map[uint64]*Group{}, kvPend: map[[2]string]kvRecord{},
 		done: make(chan struct{}), wake: make(chan struct{}, 1)}
 	s.cond = sync.NewCond(&s.mu)
 	if err := s.init(existed); err != nil {
@@ -138,7 +138,7 @@ func (s *DB) init(existed bool) error {
 		if ver := binary.BigEndian.Uint64(v); ver != FormatVersion {
 			return fmt.Errorf("%w: file has format %d, this build reads format %d", ErrVersion, ver, FormatVersion)
 		}
-		for _, name := range [][]byte{bucketMeters, bucketLog, bucketAgg, bucketAux} {
+		for _, name := range [][]byte{bucketMeters, bucketLog, bucketAgg, bucketKV} {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 				return err
 			}
@@ -206,13 +206,13 @@ func (s *DB) enqueue(it *item) (uint64, error) {
 	}
 	s.items++
 	it.seq = s.items
-	if it.aux == nil {
+	if it.kv == nil {
 		it.loc = s.nextLoc
 		s.nextLoc++
 		s.pending[it.loc] = it.group
 	} else {
-		it.aux.seq = it.seq
-		s.auxPend[[2]string{it.aux.ns, it.aux.key}] = *it.aux
+		it.kv.seq = it.seq
+		s.kvPend[[2]string{it.kv.ns, it.kv.key}] = *it.kv
 	}
 	s.queue = append(s.queue, it)
 	s.queued += it.nev
@@ -278,10 +278,10 @@ func (s *DB) commitLoop() {
 		}
 		for _, it := range batch {
 			s.commits = it.seq
-			if it.aux == nil {
+			if it.kv == nil {
 				delete(s.pending, it.loc)
-			} else if p, ok := s.auxPend[[2]string{it.aux.ns, it.aux.key}]; ok && p.seq == it.aux.seq {
-				delete(s.auxPend, [2]string{it.aux.ns, it.aux.key})
+			} else if p, ok := s.kvPend[[2]string{it.kv.ns, it.kv.key}]; ok && p.seq == it.kv.seq {
+				delete(s.kvPend, [2]string{it.kv.ns, it.kv.key})
 			}
 			if it.done != nil {
 				it.done <- err
@@ -298,8 +298,8 @@ func (s *DB) commit(batch []*item) error {
 		log.FillPercent = 1.0 // keys only ever grow: pack pages full
 		var key [8]byte
 		for _, it := range batch {
-			if it.aux != nil {
-				if err := putAux(tx, it.aux); err != nil {
+			if it.kv != nil {
+				if err := putKV(tx, it.kv); err != nil {
 					return err
 				}
 				continue

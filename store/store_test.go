@@ -103,8 +103,8 @@ func TestCloseTwiceAndErrClosed(t *testing.T) {
 	if _, err := s.Append(sampleGroup(1)); !errors.Is(err, ErrClosed) {
 		t.Fatalf("Append after Close: %v", err)
 	}
-	if err := s.PutAux("n", "k", nil, 1); !errors.Is(err, ErrClosed) {
-		t.Fatalf("PutAux after Close: %v", err)
+	if err := s.PutKV("n", "k", nil, 1); !errors.Is(err, ErrClosed) {
+		t.Fatalf("PutKV after Close: %v", err)
 	}
 	if _, err := s.Group(1); !errors.Is(err, ErrClosed) {
 		t.Fatalf("Group after Close: %v", err)
@@ -224,23 +224,23 @@ func TestCorruptLogRecord(t *testing.T) {
 func TestAux(t *testing.T) {
 	for _, d := range []Durability{DurabilitySync, DurabilityBuffered} {
 		s, path := openTemp(t, &Options{Durability: d})
-		if err := s.PutAux("idem", "k1", []byte("v1"), 100); err != nil {
+		if err := s.PutKV("idem", "k1", []byte("v1"), 100); err != nil {
 			t.Fatal(err)
 		}
-		s.PutAux("idem", "old", []byte("x"), 10)
-		s.PutAux("sess", "k1", []byte("other namespace"), 100)
+		s.PutKV("idem", "old", []byte("x"), 10)
+		s.PutKV("sess", "k1", []byte("other namespace"), 100)
 		check := func(ns, key string, now int64, want string, wantOK bool) {
 			t.Helper()
-			v, ok, err := s.GetAux(ns, key, now)
+			v, ok, err := s.GetKV(ns, key, now)
 			if err != nil || ok != wantOK || string(v) != want {
-				t.Fatalf("GetAux(%s, %s, %d) = %q, %v, %v; want %q, %v", ns, key, now, v, ok, err, want, wantOK)
+				t.Fatalf("GetKV(%s, %s, %d) = %q, %v, %v; want %q, %v", ns, key, now, v, ok, err, want, wantOK)
 			}
 		}
 		check("idem", "k1", 50, "v1", true)
 		check("idem", "k1", 100, "", false) // expired
 		check("sess", "k1", 50, "other namespace", true)
 		check("idem", "missing", 50, "", false)
-		s.DeleteAux("sess", "k1")
+		s.DeleteKV("sess", "k1")
 		check("sess", "k1", 50, "", false)
 		if err := s.Checkpoint(Mark{}, nil, 0, 50); err != nil { // prunes "old"
 			t.Fatal(err)
@@ -349,15 +349,15 @@ func FuzzDecodeGroup(f *testing.F) {
 	})
 }
 
-func TestListAux(t *testing.T) {
+func TestListKV(t *testing.T) {
 	s, _ := openTemp(t, nil)
 	for _, k := range []string{"b", "a", "d", "c"} {
-		s.PutAux("ns", k, []byte("v"+k), 100)
+		s.PutKV("ns", k, []byte("v"+k), 100)
 	}
-	s.PutAux("ns", "e", []byte("expired"), 10)
-	s.PutAux("other", "a", []byte("x"), 100)
+	s.PutKV("ns", "e", []byte("expired"), 10)
+	s.PutKV("other", "a", []byte("x"), 100)
 	list := func(after string, limit int) (keys []string) {
-		err := s.ListAux("ns", after, 50, func(k string, v []byte) bool {
+		err := s.ListKV("ns", after, 50, func(k string, v []byte) bool {
 			if string(v) != "v"+k {
 				t.Fatalf("value of %s is %q", k, v)
 			}
@@ -370,12 +370,12 @@ func TestListAux(t *testing.T) {
 		return keys
 	}
 	if got := list("", 10); !reflect.DeepEqual(got, []string{"a", "b", "c", "d"}) {
-		t.Fatalf("ListAux = %v", got)
+		t.Fatalf("ListKV = %v", got)
 	}
 	if got := list("b", 1); !reflect.DeepEqual(got, []string{"c"}) {
-		t.Fatalf("ListAux after b, limit 1 = %v", got)
+		t.Fatalf("ListKV after b, limit 1 = %v", got)
 	}
 	if got := list("bb", 10); !reflect.DeepEqual(got, []string{"c", "d"}) {
-		t.Fatalf("ListAux after bb = %v", got)
+		t.Fatalf("ListKV after bb = %v", got)
 	}
 }

@@ -158,7 +158,7 @@
 //
 // A POST with an Idempotency-Key (at most 255 characters after trimming;
 // longer is 400) executes once per API key and Idempotency-Key for
-// Options.IdempotencyTTL (24 hours). The record, kept with DB.PutAux in the
+// Options.IdempotencyTTL (24 hours). The record, kept with DB.PutKV in the
 // database file, holds the status and body of the first response; a
 // repeat with the same parameters on the same endpoint gets them back, with
 // a new Request-Id and the header "Idempotent-Replayed: true". Other
@@ -235,7 +235,7 @@
 //   - Sessions: POST /v2/billing/meter_event_session takes no parameters
 //     and returns a session ("mes_…") whose authentication_token
 //     ("mets_…") is valid for SessionTTL (15 minutes) from created. The
-//     session is stored in the database (DB.PutAux, keyed by a hash of the
+//     session is stored in the database (DB.PutKV, keyed by a hash of the
 //     token, expiring with it), so it survives a restart. It carries the
 //     livemode and the idempotency and rate-limit scope of the API key
 //     that created it. The stream accepts only session tokens: an API key,
@@ -253,7 +253,7 @@
 //   - Stream validation is what Stripe calls asynchronous: the events of a
 //     well-formed request are recorded as one group, and those the engine
 //     rejects are not counted. Each failure goes into an error report,
-//     which is stored (DB.PutAux, for ErrorReportTTL, 30 days) before the
+//     which is stored (DB.PutKV, for ErrorReportTTL, 30 days) before the
 //     request is acknowledged with {}: a v1.billing.meter.no_meter_found
 //     event for unknown event names and one
 //     v1.billing.meter.error_report_triggered event per meter for the

@@ -9,7 +9,7 @@ import (
 // SetExecHook makes h call f just before each execution step.
 func SetExecHook(h http.Handler, f func(*http.Request)) { h.(*handler).execHook = f }
 
-// IdempotencyRecord returns the aux namespace and key under which the
+// IdempotencyRecord returns the key-value namespace and key under which the
 // handler keeps the record of idemKey sent with apiKey.
 func IdempotencyRecord(apiKey, idemKey string) (namespace, key string) {
 	sum := sha256.Sum256([]byte(apiKey))

@@ -433,7 +433,7 @@ func TestGeneratedIdentifiers(t *testing.T) {
 	// The idempotency record is lost (say, a crash before it was
 	// stored): the retry meets the dedupe index instead of counting twice.
 	ns, key := stripeapi.IdempotencyRecord(testKey, "retry-me")
-	if err := e.db.DeleteAux(t.Context(), ns, key); err != nil {
+	if err := e.db.DeleteKV(t.Context(), ns, key); err != nil {
 		t.Fatal(err)
 	}
 	res, again := e.do("POST", "/v1/billing/meter_events", body, "Idempotency-Key", "retry-me")

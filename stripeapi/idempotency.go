@@ -14,11 +14,11 @@ import (
 	"github.com/meterdb/meterdb"
 )
 
-// idemNamespace is the DB aux namespace of idempotency records.
+// idemNamespace is the DB key-value namespace of idempotency records.
 const idemNamespace = "stripeapi.idempotency"
 
 // idempotency replays the responses of POST requests that carry an
-// Idempotency-Key. Records live in the DB's aux area (the same file as the
+// Idempotency-Key. Records live in the DB's key-value area (the same file as the
 // events), keyed by caller scope and key, for ttl. A key is in flight from
 // the moment its request passed validation until its response is stored;
 // a second request with it meanwhile gets 409 idempotency_key_in_use, or,
@@ -34,7 +34,7 @@ type idempotency struct {
 	inflight map[string]*idemRecord
 }
 
-// idemRecord is what the aux area stores for one key.
+// idemRecord is what the key-value area stores for one key.
 type idemRecord struct {
 	Fingerprint string `json:"f"` // of method, path and parameters
 	Status      int    `json:"s"`
@@ -82,7 +82,7 @@ func (s *idempotency) do(c *call, run execFunc) response {
 	}()
 
 	ctx := c.r.Context()
-	raw, ok, err := s.db.GetAux(ctx, idemNamespace, k)
+	raw, ok, err := s.db.GetKV(ctx, idemNamespace, k)
 	if err != nil {
 		return c.errorResponse(err)
 	}
@@ -104,7 +104,7 @@ func (s *idempotency) do(c *call, run execFunc) response {
 	rec := &idemRecord{Fingerprint: fp, Status: res.status, Body: res.body}
 	enc, _ := json.Marshal(rec)
 	store := func(ctx context.Context) {
-		if err := s.db.PutAux(ctx, idemNamespace, k, enc, c.now.Add(s.ttl)); err != nil && !errors.Is(err, meterdb.ErrClosed) {
+		if err := s.db.PutKV(ctx, idemNamespace, k, enc, c.now.Add(s.ttl)); err != nil && !errors.Is(err, meterdb.ErrClosed) {
 			// The work is done; the client hears about it. Only a replay of
 			// this key is lost, which the engine's identifier dedupe covers
 			// for meter events.

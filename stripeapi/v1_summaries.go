@@ -118,7 +118,7 @@ func readV1SummaryQuery(id string, p *v1Params) v1SummaryQuery {
 	p.expand()
 	q.page = readV1Page(p)
 	q.params.Start = readTime("start_time")
-	q.params.Grouping = meter.Window(p.enum("value_grouping_window", false, string(meter.Day), string(meter.Hour)))
+	q.params.Grouping = meterdb.Grouping(p.enum("value_grouping_window", false, string(meter.Day), string(meter.Hour)))
 	q.tag = summaryTag(id, q.params.Customer)
 	cursor := func(param, v string) *int64 {
 		if v == "" {

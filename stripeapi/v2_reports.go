@@ -32,7 +32,7 @@ const (
 // the last 30 days.
 const ErrorReportTTL = 30 * 24 * time.Hour
 
-// reportNamespace is the DB aux namespace of error reports.
+// reportNamespace is the DB key-value namespace of error reports.
 const reportNamespace = "stripeapi.error_reports"
 
 // ErrorReport is the report of the stream events of one request that
@@ -75,7 +75,7 @@ type ErrorReportError struct {
 	Identifier string `json:"identifier"`
 }
 
-// reportRecord is what the aux area stores for one request: its reports,
+// reportRecord is what the key-value area stores for one request: its reports,
 // under a key that sorts newest first.
 type reportRecord struct {
 	Reports []ErrorReport `json:"reports"`
@@ -94,7 +94,7 @@ func asyncCode(code string) string {
 
 var reportSeq atomic.Uint32
 
-// newReportKey returns an aux key that sorts before every key made
+// newReportKey returns a key-value key that sorts before every key made
 // earlier: the complement of the time in nanoseconds, then of a counter
 // (for equal times), then a random suffix (across processes).
 func newReportKey(now time.Time) string {
@@ -105,7 +105,7 @@ const reportKeyLen = 30
 
 func reportID(key string, i int) string { return fmt.Sprintf("evt_%s%02x", key, i) }
 
-// parseReportID splits an ErrorReport ID into its aux key and index.
+// parseReportID splits an ErrorReport ID into its key-value key and index.
 func parseReportID(id string) (key string, i int, ok bool) {
 	rest, found := strings.CutPrefix(id, "evt_")
 	if !found || len(rest) != reportKeyLen+2 {
@@ -166,7 +166,7 @@ func (h *handler) reportStreamErrors(ctx context.Context, c *call, evs []event.E
 	if err != nil {
 		return err
 	}
-	return h.db.PutAux(ctx, reportNamespace, newReportKey(c.now), raw, c.now.Add(ErrorReportTTL))
+	return h.db.PutKV(ctx, reportNamespace, newReportKey(c.now), raw, c.now.Add(ErrorReportTTL))
 }
 
 // meterID returns the id of the meter with the given event name, or ""
@@ -226,7 +226,7 @@ func ListErrorReports(ctx context.Context, db *meterdb.DB, p ErrorReportListPara
 	if afterKey != "" {
 		start = afterKey[:len(afterKey)-1]
 	}
-	err := db.ListAux(ctx, reportNamespace, start, func(key string, value []byte) bool {
+	err := db.ListKV(ctx, reportNamespace, start, func(key string, value []byte) bool {
 		if key < afterKey {
 			return true
 		}
@@ -272,7 +272,7 @@ func GetErrorReport(ctx context.Context, db *meterdb.DB, id string) (ErrorReport
 	if !ok {
 		return ErrorReport{}, false, nil
 	}
-	raw, found, err := db.GetAux(ctx, reportNamespace, key)
+	raw, found, err := db.GetKV(ctx, reportNamespace, key)
 	if err != nil || !found {
 		return ErrorReport{}, false, err
 	}

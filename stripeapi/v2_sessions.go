@@ -19,7 +19,7 @@ import (
 // valid, as Stripe documents it.
 const SessionTTL = 15 * time.Minute
 
-// sessionNamespace is the DB aux namespace of meter event sessions.
+// sessionNamespace is the DB key-value namespace of meter event sessions.
 const sessionNamespace = "stripeapi.sessions"
 
 // tokenPrefix starts every session authentication token.
@@ -29,7 +29,7 @@ const tokenPrefix = "mets_"
 // entries are swept, and the cache is emptied if that is not enough.
 const maxCachedSessions = 4096
 
-// sessionRecord is what the aux area stores for one session, keyed by a
+// sessionRecord is what the key-value area stores for one session, keyed by a
 // hash of its token (the token itself is not stored).
 type sessionRecord struct {
 	ID       string `json:"id"`
@@ -40,7 +40,7 @@ type sessionRecord struct {
 }
 
 // sessions creates meter event sessions and authenticates stream requests
-// with their tokens. Records live in the DB's aux area until they expire,
+// with their tokens. Records live in the DB's key-value area until they expire,
 // so sessions survive a restart; a cache in front of it saves a read per
 // stream request. It is safe for concurrent use.
 type sessions struct {
@@ -82,7 +82,7 @@ func (h *handler) v2CreateSession(c *call, p *v2Params) (execFunc, error) {
 			Created: created.UnixMilli(), Expires: expires.UnixMilli()}
 		raw, _ := json.Marshal(rec)
 		hash := tokenHash(token)
-		if err := h.db.PutAux(ctx, sessionNamespace, hash, raw, expires); err != nil {
+		if err := h.db.PutKV(ctx, sessionNamespace, hash, raw, expires); err != nil {
 			return nil, err
 		}
 		h.sess.remember(hash, rec, c.now)
@@ -134,7 +134,7 @@ func (s *sessions) authenticate(c *call) (apiKey, error) {
 	rec, ok := s.cache[hash]
 	s.mu.RUnlock()
 	if !ok {
-		raw, found, err := s.db.GetAux(c.r.Context(), sessionNamespace, hash)
+		raw, found, err := s.db.GetKV(c.r.Context(), sessionNamespace, hash)
 		if err != nil {
 			return apiKey{}, err
 		}

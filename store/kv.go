@@ -7,10 +7,10 @@ import (
 	bolt "go.etcd.io/bbolt"
 )
 
-// auxRecord is one adapter record: in bucket aux, sub-bucket ns, key key,
+// kvRecord is one adapter record: in bucket "aux", sub-bucket ns, key key,
 // value = 8-byte big-endian expiry (unix seconds) followed by the value.
 // A nil value deletes.
-type auxRecord struct {
+type kvRecord struct {
 	ns, key string
 	value   []byte
 	del     bool
@@ -18,15 +18,15 @@ type auxRecord struct {
 	seq     uint64
 }
 
-func putAux(tx *bolt.Tx, r *auxRecord) error {
-	aux := tx.Bucket(bucketAux)
+func putKV(tx *bolt.Tx, r *kvRecord) error {
+	kvb := tx.Bucket(bucketKV)
 	if r.del {
-		if b := aux.Bucket([]byte(r.ns)); b != nil {
+		if b := kvb.Bucket([]byte(r.ns)); b != nil {
 			return b.Delete([]byte(r.key))
 		}
 		return nil
 	}
-	b, err := aux.CreateBucketIfNotExists([]byte(r.ns))
+	b, err := kvb.CreateBucketIfNotExists([]byte(r.ns))
 	if err != nil {
 		return err
 	}
@@ -34,19 +34,19 @@ func putAux(tx *bolt.Tx, r *auxRecord) error {
 	return b.Put([]byte(r.key), append(v, r.value...))
 }
 
-// PutAux stores value under (ns, key) until expires (unix seconds), as
+// PutKV stores value under (ns, key) until expires (unix seconds), as
 // durable as Append. The value is copied.
-func (s *DB) PutAux(ns, key string, value []byte, expires int64) error {
-	return s.writeAux(&auxRecord{ns: ns, key: key, value: append([]byte(nil), value...), expires: expires})
+func (s *DB) PutKV(ns, key string, value []byte, expires int64) error {
+	return s.writeKV(&kvRecord{ns: ns, key: key, value: append([]byte(nil), value...), expires: expires})
 }
 
-// DeleteAux removes (ns, key).
-func (s *DB) DeleteAux(ns, key string) error {
-	return s.writeAux(&auxRecord{ns: ns, key: key, del: true})
+// DeleteKV removes (ns, key).
+func (s *DB) DeleteKV(ns, key string) error {
+	return s.writeKV(&kvRecord{ns: ns, key: key, del: true})
 }
 
-func (s *DB) writeAux(r *auxRecord) error {
-	it := &item{aux: r}
+func (s *DB) writeKV(r *kvRecord) error {
+	it := &item{kv: r}
 	if s.opts.Durability == DurabilitySync {
 		it.done = make(chan error, 1)
 	}
@@ -59,15 +59,15 @@ func (s *DB) writeAux(r *auxRecord) error {
 	return nil
 }
 
-// GetAux returns a copy of the value under (ns, key) if it expires after
+// GetKV returns a copy of the value under (ns, key) if it expires after
 // now (unix seconds).
-func (s *DB) GetAux(ns, key string, now int64) ([]byte, bool, error) {
+func (s *DB) GetKV(ns, key string, now int64) ([]byte, bool, error) {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
 		return nil, false, ErrClosed
 	}
-	if r, ok := s.auxPend[[2]string{ns, key}]; ok {
+	if r, ok := s.kvPend[[2]string{ns, key}]; ok {
 		s.mu.Unlock()
 		if r.del || r.expires <= now {
 			return nil, false, nil
@@ -78,7 +78,7 @@ func (s *DB) GetAux(ns, key string, now int64) ([]byte, bool, error) {
 	var out []byte
 	found := false
 	err := s.view(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketAux).Bucket([]byte(ns))
+		b := tx.Bucket(bucketKV).Bucket([]byte(ns))
 		if b == nil {
 			return nil
 		}
@@ -87,7 +87,7 @@ func (s *DB) GetAux(ns, key string, now int64) ([]byte, bool, error) {
 			return nil
 		}
 		if len(v) < 8 {
-			return fmt.Errorf("%w: aux record %s/%s", ErrCorrupt, ns, key)
+			return fmt.Errorf("%w: key-value record %s/%s", ErrCorrupt, ns, key)
 		}
 		if int64(binary.BigEndian.Uint64(v)) <= now {
 			return nil
@@ -98,16 +98,16 @@ func (s *DB) GetAux(ns, key string, now int64) ([]byte, bool, error) {
 	return out, found, err
 }
 
-// ListAux calls fn, in key order, with each unexpired record of ns whose
+// ListKV calls fn, in key order, with each unexpired record of ns whose
 // key is greater than after, until fn returns false. Records still queued
 // (buffered durability) are not listed until committed; call Sync first to
 // see them. Slices passed to fn are valid during the call only.
-func (s *DB) ListAux(ns, after string, now int64, fn func(key string, value []byte) bool) error {
+func (s *DB) ListKV(ns, after string, now int64, fn func(key string, value []byte) bool) error {
 	if err := s.check(); err != nil {
 		return err
 	}
 	return s.view(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketAux).Bucket([]byte(ns))
+		b := tx.Bucket(bucketKV).Bucket([]byte(ns))
 		if b == nil {
 			return nil
 		}
@@ -118,7 +118,7 @@ func (s *DB) ListAux(ns, after string, now int64, fn func(key string, value []by
 		}
 		for ; k != nil; k, v = c.Next() {
 			if len(v) < 8 {
-				return fmt.Errorf("%w: aux record %s/%s", ErrCorrupt, ns, k)
+				return fmt.Errorf("%w: key-value record %s/%s", ErrCorrupt, ns, k)
 			}
 			if int64(binary.BigEndian.Uint64(v)) <= now {
 				continue
