@@ -71,7 +71,7 @@ func newChart(id string, unit time.Duration, start, end time.Time, ws []meterdb.
 			lo = v
 		}
 	}
-	c.Max, c.Min = hi.String(), lo.String()
+	c.Max, c.Min = axisLabel(hi), axisLabel(lo)
 	loF, _ := new(big.Float).SetInt(lo).Float64()
 	hiF, _ := new(big.Float).SetInt(hi).Float64()
 	span := hiF - loF
@@ -81,6 +81,13 @@ func newChart(id string, unit time.Duration, start, end time.Time, ws []meterdb.
 	yOf := func(v float64) float64 { return chartTop + (hiF-v)/span*plotH }
 	c.Zero = yOf(0)
 	c.PlotBottom = chartTop + plotH
+	// Labels closer than a line to the zero label are left out.
+	if c.Zero-chartTop < 14 {
+		c.Max = ""
+	}
+	if c.PlotBottom-c.Zero < 14 {
+		c.Min = ""
+	}
 	for _, w := range ws {
 		i := int(w.Start.Sub(start) / unit)
 		if i < 0 || i >= slots {
@@ -115,6 +122,27 @@ func newChart(id string, unit time.Duration, start, end time.Time, ws []meterdb.
 	}
 	return c
 }
+
+// axisLabel formats an axis value: exactly below 10,000, else with three
+// significant digits and a metric suffix. The bars carry the exact values.
+func axisLabel(v *big.Int) string {
+	if v.IsInt64() && v.Int64() > -10000 && v.Int64() < 10000 {
+		return v.String()
+	}
+	f, _ := new(big.Float).SetInt(v).Float64()
+	sign := ""
+	if f < 0 {
+		sign, f = "-", -f
+	}
+	i := 0
+	for f >= 999.5 && i < len(metricSuffixes)-1 {
+		f /= 1000
+		i++
+	}
+	return sign + strconv.FormatFloat(f, 'g', 3, 64) + metricSuffixes[i]
+}
+
+var metricSuffixes = []string{"", "k", "M", "G", "T", "P", "E", "Z", "Y", "R", "Q"}
 
 // fmtFloat formats an SVG coordinate.
 func fmtFloat(f float64) string { return strconv.FormatFloat(f, 'f', 2, 64) }

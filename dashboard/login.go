@@ -118,4 +118,3 @@ func (h *handler) parseForm(w http.ResponseWriter, r *http.Request) bool {
 	}
 	return true
 }
-

@@ -16,11 +16,10 @@ type total struct {
 	Start, End time.Time
 	Value      string // exact decimal
 	Count      int64
-	Known      bool // false when the query failed
 }
 
-func totalOf(p period, s []meterdb.Summary, err error) total {
-	t := total{Start: p.Start, End: p.End, Known: err == nil, Value: "0"}
+func totalOf(p period, s []meterdb.Summary) total {
+	t := total{Start: p.Start, End: p.End, Value: "0"}
 	for _, x := range s { // one summary without grouping
 		t.Value, t.Count = x.Value.String(), x.Count
 	}
@@ -29,8 +28,8 @@ func totalOf(p period, s []meterdb.Summary, err error) total {
 
 // meterRow is a meter on the overview.
 type meterRow struct {
-	Meter               meter.Meter
-	Today, Week, Month  total
+	Meter              meter.Meter
+	Today, Week, Month total
 }
 
 // health is the store health panel.
@@ -41,13 +40,12 @@ type health struct {
 
 type overviewPage struct {
 	layout
-	Periods      []period
-	Meters       []meterRow
-	Truncated    bool // more meters than shown
-	Reports      []stripeapi.ErrorReport
-	MoreReports  bool
-	Health       health
-	QueriesError string
+	Periods     []period
+	Meters      []meterRow
+	Truncated   bool // more meters than shown
+	Reports     []stripeapi.ErrorReport
+	MoreReports bool
+	Health      health
 }
 
 // serveOverview shows every meter with its totals, recent error reports,
@@ -72,13 +70,11 @@ func (h *handler) serveOverview(w http.ResponseWriter, r *http.Request) {
 		cells := []*total{&row.Today, &row.Week, &row.Month}
 		for i, pd := range p.Periods {
 			s, err := h.totals(ctx, m.ID, pd.Start, pd.End, meterdb.GroupNone)
-			if err != nil && !errors.Is(err, errPending) {
+			if err != nil {
 				h.internal(w, r, err)
 				return
-			} else if err != nil {
-				p.QueriesError = err.Error()
 			}
-			*cells[i] = totalOf(pd, s, err)
+			*cells[i] = totalOf(pd, s)
 		}
 		p.Meters = append(p.Meters, row)
 	}
@@ -92,15 +88,19 @@ func (h *handler) serveOverview(w http.ResponseWriter, r *http.Request) {
 
 type meterPage struct {
 	layout
-	Meter          meter.Meter
-	Hourly, Daily  chart
-	HourlyRows     []meterdb.Summary
-	DailyRows      []meterdb.Summary
-	Top            []customerUsage
-	TopN           int
-	TopStart       time.Time
-	TopEnd         time.Time
-	QueriesError   string
+	Meter         meter.Meter
+	Hourly, Daily chart
+	HourlyRows    []meterdb.Summary
+	DailyRows     []meterdb.Summary
+	Top           []meterdb.CustomerUsage
+	TopN          int
+	TopStart      time.Time
+	TopEnd        time.Time
+	// Customers is a page of the meter's customers with usage in the
+	// last 30 days, in customer order; Next is the cursor of the next page.
+	Customers []meterdb.CustomerUsage
+	After     string
+	Next      string
 }
 
 // serveMeter shows a meter's usage over all customers, hourly and daily,
@@ -120,22 +120,26 @@ func (h *handler) serveMeter(w http.ResponseWriter, r *http.Request) {
 		}
 		n = v
 	}
+	after := r.URL.Query().Get("after")
+	if len(after) > maxCustomerLen {
+		h.fail(w, r, http.StatusBadRequest, "after is too long to be a customer id.")
+		return
+	}
 	rg := rangesAt(h.opts.Now())
-	p := meterPage{layout: h.layout(r, m.DisplayName), Meter: m, TopN: n, TopStart: rg.topStart, TopEnd: rg.topEnd}
-	var errs []error
-	var err error
-	p.HourlyRows, err = h.totals(ctx, m.ID, rg.hourStart, rg.hourEnd, meterdb.GroupHour)
-	errs = append(errs, err)
-	p.DailyRows, err = h.totals(ctx, m.ID, rg.dayStart, rg.dayEnd, meterdb.GroupDay)
-	errs = append(errs, err)
-	p.Top, err = h.topCustomers(ctx, m.ID, rg.topStart, rg.topEnd, n)
-	errs = append(errs, err)
-	if err := errors.Join(errs...); err != nil {
-		if !errors.Is(err, errPending) {
-			h.internal(w, r, err)
-			return
-		}
-		p.QueriesError = errPending.Error()
+	p := meterPage{layout: h.layout(r, m.DisplayName), Meter: m, TopN: n, TopStart: rg.topStart, TopEnd: rg.topEnd, After: after}
+	var errs [4]error
+	var more bool
+	p.HourlyRows, errs[0] = h.totals(ctx, m.ID, rg.hourStart, rg.hourEnd, meterdb.GroupHour)
+	p.DailyRows, errs[1] = h.totals(ctx, m.ID, rg.dayStart, rg.dayEnd, meterdb.GroupDay)
+	p.Top, errs[2] = h.db.TopCustomers(ctx, meterdb.TopParams{Meter: m.ID, Start: rg.topStart, End: rg.topEnd, N: n})
+	p.Customers, more, errs[3] = h.db.Customers(ctx, meterdb.CustomersParams{
+		Meter: m.ID, Start: rg.topStart, End: rg.topEnd, After: after, Limit: customersPage})
+	if err := errors.Join(errs[:]...); err != nil {
+		h.internal(w, r, err)
+		return
+	}
+	if more {
+		p.Next = p.Customers[len(p.Customers)-1].Customer
 	}
 	p.Hourly = newChart("hourly", time.Hour, rg.hourStart, rg.hourEnd, p.HourlyRows)
 	p.Daily = newChart("daily", 24*time.Hour, rg.dayStart, rg.dayEnd, p.DailyRows)
@@ -195,7 +199,7 @@ func (h *handler) serveCustomer(w http.ResponseWriter, r *http.Request) {
 			p.Unused = append(p.Unused, m)
 			continue
 		}
-		cm.Month = totalOf(rg.month, month, nil)
+		cm.Month = totalOf(rg.month, month)
 		cm.Hourly = newChart("hourly", time.Hour, rg.hourStart, rg.hourEnd, cm.HourlyRows)
 		cm.Daily = newChart("daily", 24*time.Hour, rg.dayStart, rg.dayEnd, cm.DailyRows)
 		p.Meters = append(p.Meters, cm)

@@ -13,6 +13,7 @@ const (
 	hourlyWindows = 48 // hours on the hourly charts
 	dailyWindows  = 35 // days on the daily charts
 	maxMeters     = 1000
+	customersPage = 50 // customers listed per meter page
 )
 
 // period is a named range of whole days ending with today (UTC).
@@ -23,11 +24,11 @@ type period struct {
 
 // ranges are the time ranges of the pages, fixed by one reading of the clock.
 type ranges struct {
-	now                    time.Time
-	hourStart, hourEnd     time.Time // the hourly charts: 48 hours ending with the current one
-	dayStart, dayEnd       time.Time // the daily charts: 35 days ending with today
-	today, week, month     period    // today, the last 7 and the last 30 days (today included)
-	topStart, topEnd       time.Time // the top customers: the last 30 days
+	now                time.Time
+	hourStart, hourEnd time.Time // the hourly charts: 48 hours ending with the current one
+	dayStart, dayEnd   time.Time // the daily charts: 35 days ending with today
+	today, week, month period    // today, the last 7 and the last 30 days (today included)
+	topStart, topEnd   time.Time // the top customers: the last 30 days
 }
 
 func rangesAt(now time.Time) ranges {
@@ -67,9 +68,7 @@ func (h *handler) allMeters(ctx context.Context) ([]meter.Meter, error) {
 	return out, nil
 }
 
-// customerUsage is one customer's usage of a meter over a range.
-type customerUsage struct {
-	Customer string
-	Value    meterdb.Int128
-	Count    int64
+// totals returns the meter's usage over all customers (DB.Totals).
+func (h *handler) totals(ctx context.Context, meterID string, start, end time.Time, g meterdb.Grouping) ([]meterdb.Summary, error) {
+	return h.db.Totals(ctx, meterdb.TotalsParams{Meter: meterID, Start: start, End: end, Grouping: g})
 }

@@ -27,6 +27,12 @@ var funcs = template.FuncMap{
 	"bytes":    humanBytes,
 	"duration": func(d time.Duration) string { return d.Round(time.Second).String() },
 	"inc":      func(i int) int { return i + 1 },
+	"plural": func(n any, one, many string) string {
+		if fmt.Sprint(n) == "1" {
+			return one
+		}
+		return many
+	},
 	"cells":    func(ts ...total) []total { return ts },
 	"table": func(id, unit string, rows []meterdb.Summary) windowTable {
 		return windowTable{ID: id, Unit: unit, Rows: rows}
