@@ -33,7 +33,7 @@ var funcs = template.FuncMap{
 		}
 		return many
 	},
-	"cells":    func(ts ...total) []total { return ts },
+	"cells": func(ts ...total) []total { return ts },
 	"table": func(id, unit string, rows []meterdb.Summary) windowTable {
 		return windowTable{ID: id, Unit: unit, Rows: rows}
 	},
