@@ -269,13 +269,20 @@ var (
 	periods   = [][2]time.Time{{dayEnd.AddDate(0, 0, -1), dayEnd}, {dayEnd.AddDate(0, 0, -7), dayEnd}, {dayEnd.AddDate(0, 0, -30), dayEnd}}
 )
 
-// TestBrowser loads every page of the dashboard in headless Chromium
-// against a server with known data and checks that each number on the
+// TestBrowser drives the dashboard in headless Chromium against a server
+// with known data. The pages subtest loads every page and checks that each number on the
 // page is the engine's (Totals, TopCustomers, Customers, Summaries), that
 // each chart has one point per window with usage, and that the pages
-// request nothing off the server's origin and report no error.
+// request nothing off the server's origin and report no error. The login
+// subtest checks the redirect to the login form when a key is configured,
+// the form's CSRF token and the session cookie.
 func TestBrowser(t *testing.T) {
 	ctx := newBrowser(t)
+	t.Run("pages", func(t *testing.T) { testPages(t, ctx) })
+	t.Run("login", func(t *testing.T) { testBrowserLogin(t, ctx) })
+}
+
+func testPages(t *testing.T, ctx context.Context) {
 	e := newEnv(t)
 	tab, w := newTab(t, ctx, e.srv.URL)
 	bg := context.Background()
@@ -430,4 +437,105 @@ func TestBrowser(t *testing.T) {
 			t.Errorf("no page reached for customer %q", c)
 		}
 	}
+}
+
+// location returns the tab's URL.
+func location(t *testing.T, ctx context.Context) string {
+	t.Helper()
+	u, err := chromedp.Run(ctx, chromedp.Location())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u
+}
+
+// submitLogin types key into the login form and submits it, and returns
+// the status of the page that answers.
+func submitLogin(t *testing.T, ctx context.Context, key string) int64 {
+	t.Helper()
+	resp, err := chromedp.RunResponse(ctx,
+		chromedp.SendKeys(chromedp.CSS("#key"), key),
+		chromedp.Click(chromedp.CSS("form.login button")))
+	if err != nil {
+		t.Fatalf("submitting the login form: %v", err)
+	}
+	return resp.Status
+}
+
+func testBrowserLogin(t *testing.T, ctx context.Context) {
+	e := newEnv(t, testKey)
+	tab, w := newTab(t, ctx, e.srv.URL)
+	m := e.meters["api_calls"]
+	page := e.dashURL() + "meters/" + m.ID
+
+	// Without credentials, a page leads to the login form.
+	if _, err := chromedp.Run(tab, chromedp.NavigateResponse(page)); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := location(t, tab), e.dashURL()+"login?next=%2Fmeters%2F"+m.ID; got != want {
+		t.Fatalf("without credentials: at %s, want %s", got, want)
+	}
+	w.check(t, "login form")
+	screenshot(t, tab, "login")
+
+	// A form whose CSRF token was removed is refused, key or not.
+	if err := chromedp.Do(tab, chromedp.Evaluate[chromedp.Void](`document.querySelector('input[name=csrf]').remove()`)); err != nil {
+		t.Fatal(err)
+	}
+	if st := submitLogin(t, tab, testKey); st != 403 {
+		t.Errorf("login without CSRF token: status %d, want 403", st)
+	}
+	w.check(t, "login without CSRF token", "status of 403")
+	cookies := func() map[string]*network.Cookie {
+		t.Helper()
+		res, err := chromedp.Call(tab, network.GetCookies, network.GetCookiesParams{URLs: []string{e.dashURL()}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]*network.Cookie{}
+		for _, c := range res.Cookies {
+			out[c.Name] = c
+		}
+		return out
+	}
+	if c := cookies()["meterdb_session"]; c != nil {
+		t.Errorf("session cookie after a refused login: %+v", c)
+	}
+
+	// A wrong key.
+	if _, err := chromedp.Run(tab, chromedp.NavigateResponse(page)); err != nil {
+		t.Fatal(err)
+	}
+	if st := submitLogin(t, tab, "sk_test_wrong"); st != 401 {
+		t.Errorf("login with a wrong key: status %d, want 401", st)
+	}
+	w.check(t, "login with a wrong key", "status of 401")
+
+	// The right key leads to the page that asked for it.
+	if st := submitLogin(t, tab, testKey); st != 200 {
+		t.Fatalf("login: status %d", st)
+	}
+	if got := location(t, tab); got != page {
+		t.Errorf("after login: at %s, want %s", got, page)
+	}
+	c := cookies()["meterdb_session"]
+	if c == nil || !c.HTTPOnly || c.SameSite != network.CookieSameSiteStrict || c.Path != "/dashboard/" || strings.Contains(c.Value, testKey) {
+		t.Errorf("session cookie %+v", c)
+	}
+	if d := read(t, tab); len(d.Charts) != 2 {
+		t.Errorf("after login: %d charts on the meter page", len(d.Charts))
+	}
+	w.check(t, "meter page after login")
+
+	// Logout, and the pages lead to the login form again.
+	if _, err := chromedp.RunResponse(tab, chromedp.Click(chromedp.CSS("form.logout button"))); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := chromedp.Run(tab, chromedp.NavigateResponse(page)); err != nil {
+		t.Fatal(err)
+	}
+	if got := location(t, tab); !strings.HasPrefix(got, e.dashURL()+"login?") {
+		t.Errorf("after logout: at %s", got)
+	}
+	w.check(t, "after logout")
 }

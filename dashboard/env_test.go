@@ -150,7 +150,7 @@ func (e *env) fill() {
 	add("tokens", "cus_alpha", now.Add(-3*time.Hour), 7)
 	add("tokens", "cus_alpha", now.Add(-27*time.Hour), -999_999_999_999_999)
 	add("tokens", "cus_beta", now.Add(-5*24*time.Hour), 123_456_789_012_345)
-	add("tokens", "cus_gamma", now.Add(-40*time.Minute), 900_719_925_474_099)
+	add("tokens", "cus_gamma", now.Add(-40*time.Minute), 900_719_925_474_098) // totals of today and 30 days: odd, above 2^53
 	cancelled := len(evs)
 	add("api_calls", "cus_beta", now.Add(-2*time.Hour), 5000)
 	errs, err := e.db.RecordBatch(ctx, evs)
