@@ -2,7 +2,6 @@ package meterdb
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strconv"
 	"sync"
@@ -51,7 +50,7 @@ type DB struct {
 	lastMark  atomic.Int64
 	lastPrune atomic.Int64
 
-	accepted, rejected, duplicates, cancels atomic.Int64
+	stats counters // see Stats
 }
 
 // mark says that groups at loc and later were received at or after t.
@@ -81,6 +80,7 @@ func Open(path string, opts *Options) (*DB, error) {
 		j:         newMemJournal(),
 		idPrefix:  "mev_" + meter.RandomBase62(16) + "_",
 		cancelled: map[uint64]int64{},
+		stats:     newCounters(),
 	}
 	if path != "" {
 		if err := db.openFile(path); err != nil {
@@ -232,6 +232,7 @@ func (db *DB) RecordBatch(ctx context.Context, evs []event.Event) ([]error, erro
 		return nil, err
 	}
 	defer db.exit()
+	db.stats.batch.Observe(int64(len(evs)))
 	now := db.now()
 	nowSec := now.Unix()
 	errs := make([]error, len(evs))
@@ -257,7 +258,7 @@ func (db *DB) RecordBatch(ctx context.Context, evs []event.Event) ([]error, erro
 	}
 	sc.cands, sc.ids = cands, ids // for putScratch to clear
 	if len(cands) == 0 {
-		db.countRejected(errs)
+		db.countRejected(evs, errs)
 		return errs, nil
 	}
 
@@ -291,7 +292,7 @@ func (db *DB) RecordBatch(ctx context.Context, evs []event.Event) ([]error, erro
 	}
 	sc.items = items
 	if len(g.Events) == 0 {
-		db.countRejected(errs)
+		db.countRejected(evs, errs)
 		return errs, nil
 	}
 	last := db.seq.Add(uint64(len(g.Events)))
@@ -327,9 +328,9 @@ func (db *DB) RecordBatch(ctx context.Context, evs []event.Event) ([]error, erro
 			}
 		}
 	}
-	db.accepted.Add(int64(len(g.Events)))
+	db.countAccepted(g.Events)
 	if len(g.Events) < len(evs) {
-		db.countRejected(errs)
+		db.countRejected(evs, errs)
 	}
 	db.maintain(nowSec, loc)
 	return errs, nil
@@ -371,19 +372,6 @@ func putScratch(sc *batchScratch) {
 	clear(sc.items)
 	sc.cands, sc.ids, sc.items = sc.cands[:0], sc.ids[:0], sc.items[:0]
 	scratchPool.Put(sc)
-}
-
-func (db *DB) countRejected(errs []error) {
-	for _, err := range errs {
-		if err == nil {
-			continue
-		}
-		if errors.Is(err, event.ErrDuplicate) {
-			db.duplicates.Add(1)
-		} else {
-			db.rejected.Add(1)
-		}
-	}
 }
 
 // duplicateCheck confirms dedupe candidates for identifier id: an event
@@ -544,7 +532,7 @@ func (db *DB) Cancel(ctx context.Context, eventName, identifier string) error {
 		aggregate.Entry{Seq: found.Seq, Timestamp: found.Timestamp, Value: found.Value}) {
 		panic(fmt.Sprintf("meterdb: cancelled event %d is missing from the aggregates", found.Seq))
 	}
-	db.cancels.Add(1)
+	db.stats.meters.Get(m.Seq).Cancelled.Add(1)
 	db.maintain(now, loc)
 	return nil
 }

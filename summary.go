@@ -154,51 +154,5 @@ func checkRange(start, end time.Time, grouping Grouping) (aggregate.Grouping, er
 	return g, nil
 }
 
-// Stats is a snapshot of a database's counters and sizes.
-type Stats struct {
-	EventsAccepted   int64 // events recorded
-	EventsRejected   int64 // events that failed validation (duplicates aside)
-	EventsDuplicate  int64 // events rejected as duplicates
-	EventsCancelled  int64 // events cancelled
-	Meters           int64
-	Series           int64 // (meter, customer) pairs with data
-	HourBuckets      int64
-	DayBuckets       int64
-	MinuteCells      int64
-	RawEntries       int64 // entries kept for last and pre-aggregated meters
-	DedupeSlots      int64 // 8 bytes each
-	DedupeIdentities int64 // identifiers remembered
-	// MemoryBytes estimates the heap held by aggregates, the dedupe index
-	// and (in-memory databases) the events of the dedupe window; it is
-	// computed from counts and structure sizes, not measured.
-	MemoryBytes int64
-}
-
-// Sub returns s minus o, field by field: the activity between two snapshots.
-func (s Stats) Sub(o Stats) Stats {
-	return Stats{
-		EventsAccepted: s.EventsAccepted - o.EventsAccepted, EventsRejected: s.EventsRejected - o.EventsRejected,
-		EventsDuplicate: s.EventsDuplicate - o.EventsDuplicate, EventsCancelled: s.EventsCancelled - o.EventsCancelled,
-		Meters: s.Meters - o.Meters, Series: s.Series - o.Series, HourBuckets: s.HourBuckets - o.HourBuckets,
-		DayBuckets: s.DayBuckets - o.DayBuckets, MinuteCells: s.MinuteCells - o.MinuteCells,
-		RawEntries: s.RawEntries - o.RawEntries, DedupeSlots: s.DedupeSlots - o.DedupeSlots,
-		DedupeIdentities: s.DedupeIdentities - o.DedupeIdentities, MemoryBytes: s.MemoryBytes - o.MemoryBytes,
-	}
-}
-
-// Stats returns current counters and sizes. It works after Close too.
-func (db *DB) Stats() Stats {
-	t := db.table.Stats()
-	d := db.idx.Stats()
-	return Stats{
-		EventsAccepted: db.accepted.Load(), EventsRejected: db.rejected.Load(),
-		EventsDuplicate: db.duplicates.Load(), EventsCancelled: db.cancels.Load(),
-		Meters: int64(db.reg.Len()), Series: t.Series, HourBuckets: t.HourBuckets,
-		DayBuckets: t.DayBuckets, MinuteCells: t.MinuteCells, RawEntries: t.RawEntries,
-		DedupeSlots: d.Slots, DedupeIdentities: d.Used,
-		MemoryBytes: t.Bytes + d.Slots*8 + db.j.MemoryBytes(),
-	}
-}
-
 // Int128Of returns v as an Int128.
 func Int128Of(v int64) Int128 { return Int128{Hi: v >> 63, Lo: uint64(v)} }

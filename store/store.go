@@ -52,6 +52,8 @@ type DB struct {
 	closing bool
 	closed  bool
 
+	counters counters // statistics; see Stats
+
 	done chan struct{} // closed when the committer exits
 }
 
@@ -102,7 +104,7 @@ func Open(path string, opts *Options) (_ *DB, err error) {
 		return nil, fmt.Errorf("store: opening %s: %w", path, err)
 	}
 	s := &DB{opts: o, bolt: bdb, pending: map[uint64]*Group{}, kvPend: map[[2]string]kvRecord{},
-		done: make(chan struct{}), wake: make(chan struct{}, 1)}
+		done: make(chan struct{}), wake: make(chan struct{}, 1), counters: newCounters()}
 	s.cond = sync.NewCond(&s.mu)
 	if err := s.init(existed); err != nil {
 		bdb.Close()
@@ -293,7 +295,9 @@ func (s *DB) commitLoop() {
 }
 
 func (s *DB) commit(batch []*item) error {
-	return s.bolt.Update(func(tx *bolt.Tx) error {
+	start := time.Now()
+	err := s.bolt.Update(func(tx *bolt.Tx) error {
+		s.counters.observeSync(tx)
 		log := tx.Bucket(bucketLog)
 		log.FillPercent = 1.0 // keys only ever grow: pack pages full
 		var key [8]byte
@@ -311,6 +315,8 @@ func (s *DB) commit(batch []*item) error {
 		}
 		return nil
 	})
+	s.counters.committed(batch, start, err)
+	return err
 }
 
 // Sync returns once everything queued before the call is committed.
@@ -373,12 +379,14 @@ func (s *DB) view(fn func(*bolt.Tx) error) (err error) {
 // and receipt time, in a slice valid during the call only. This is what
 // Open needs: full replay after the checkpoint, identifiers before it.
 func (s *DB) Replay(after uint64, full func(loc uint64, g *Group) error, ident func(loc uint64, received int64, id []byte)) error {
-	return s.view(func(tx *bolt.Tx) error {
+	var records, bytes int64
+	err := s.view(func(tx *bolt.Tx) error {
 		c := tx.Bucket(bucketLog).Cursor()
 		for k, v := c.First(); k != nil; k, v = c.Next() {
 			if len(k) != 8 {
 				return fmt.Errorf("%w: log key of %d bytes", ErrCorrupt, len(k))
 			}
+			records, bytes = records+1, bytes+int64(len(v))
 			loc := binary.BigEndian.Uint64(k)
 			if loc <= after && len(v) > 0 && v[0] == kindEvents {
 				if err := scanIdentifiers(v, func(received int64, id []byte) { ident(loc, received, id) }); err != nil {
@@ -396,6 +404,11 @@ func (s *DB) Replay(after uint64, full func(loc uint64, g *Group) error, ident f
 		}
 		return nil
 	})
+	if err == nil {
+		s.counters.logRecords.Store(records)
+		s.counters.logBytes.Store(bytes)
+	}
+	return err
 }
 
 // SaveMeter stores m, replacing the meter with the same Seq. It commits
