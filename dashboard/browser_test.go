@@ -168,13 +168,15 @@ type pageData struct {
 		Points     []point
 	}
 	Meters []struct {
-		Meter string
-		Cells []point
+		Meter    string
+		Accepted string
+		Cells    []point
 	}
-	Reports   []point
-	Accepted  string
-	Customers []string // hrefs of the customer links
-	Rate      string
+	Reports    []point
+	Accepted   string
+	Durability string
+	Customers  []string // hrefs of the customer links
+	Rate       string
 }
 
 const extractJS = `(() => {
@@ -187,7 +189,7 @@ const extractJS = `(() => {
 		return {start: +(tr.dataset.windowStart || 0), end: +(tr.dataset.windowEnd || 0), customer: tr.dataset.customer || '',
 			value: v ? v.dataset.value : '', text: v ? v.textContent : '', count: c ? +c.dataset.count : 0};
 	};
-	const acc = document.querySelector('#health dd[data-value]');
+	const acc = document.querySelector('#accepted');
 	const rate = document.querySelector('[data-rate]');
 	return {
 		charts: q('[data-chart]').map(s => ({meter: meterOf(s), id: s.dataset.chart,
@@ -197,9 +199,11 @@ const extractJS = `(() => {
 		tables: q('table[data-table]').map(t => ({meter: meterOf(t), id: t.dataset.table,
 			start: +(t.dataset.windowStart || 0), end: +(t.dataset.windowEnd || 0),
 			points: q('tbody tr', t).filter(tr => tr.querySelector('[data-value]')).map(row)})),
-		meters: q('tr[data-meter]').map(tr => ({meter: tr.dataset.meter, cells: q('td[data-period]', tr).map(cell)})),
+		meters: q('tr[data-meter]').map(tr => ({meter: tr.dataset.meter,
+			accepted: tr.querySelector('[data-accepted]').dataset.accepted, cells: q('td[data-period]', tr).map(cell)})),
 		reports: q('tr[data-report]').map(row),
 		accepted: acc ? acc.dataset.value : '',
+		durability: (document.querySelector('[data-durability]') || {dataset: {}}).dataset.durability || '',
 		customers: q('a[href*="customers/"]').map(a => a.href),
 		rate: rate ? rate.dataset.rate : '',
 	};
@@ -319,8 +323,19 @@ func testPages(t *testing.T, ctx context.Context) {
 			t.Errorf("overview: report %d shows %q errors, want %s", i, d.Reports[i].Text, want)
 		}
 	}
-	if want := fmt.Sprint(e.db.Stats().EventsAccepted); d.Accepted != want {
+	st := e.db.Stats()
+	if want := fmt.Sprint(st.EventsAccepted); d.Accepted != want {
 		t.Errorf("overview: %s events accepted shown, Stats has %s", d.Accepted, want)
+	}
+	if d.Durability != "sync" {
+		t.Errorf("overview: durability %q, want sync", d.Durability)
+	}
+	for _, row := range d.Meters {
+		for _, ms := range st.ByMeter {
+			if ms.ID == row.Meter && fmt.Sprint(ms.Accepted) != row.Accepted {
+				t.Errorf("overview: meter %s shows %s events accepted, Stats has %d", row.Meter, row.Accepted, ms.Accepted)
+			}
+		}
 	}
 	w.check(t, "overview")
 	screenshot(t, tab, "overview")

@@ -30,12 +30,35 @@ func totalOf(p period, s []meterdb.Summary) total {
 type meterRow struct {
 	Meter              meter.Meter
 	Today, Week, Month total
+	Events             meterdb.MeterStats // counters since the database was opened
 }
 
 // health is the store health panel.
 type health struct {
-	Stats meterdb.Stats
-	Rate  ingestRate
+	Stats      meterdb.Stats
+	Rate       ingestRate
+	Durability string // "sync", "buffered" or "in memory"
+	Ready      string // "" when the database accepts writes, else why not
+	NoMeter    int64  // events since open whose event name matched no meter
+}
+
+func healthOf(db *meterdb.DB, st meterdb.Stats, rate ingestRate) health {
+	h := health{Stats: st, Rate: rate, Durability: "sync"}
+	switch {
+	case st.InMemory:
+		h.Durability = "in memory (no file)"
+	case st.Durability == meterdb.DurabilityBuffered:
+		h.Durability = "buffered"
+	}
+	if err := db.Ready(); err != nil {
+		h.Ready = err.Error()
+	}
+	for _, m := range st.ByMeter {
+		if m.ID == "" {
+			h.NoMeter = m.Rejected
+		}
+	}
+	return h
 }
 
 type overviewPage struct {
@@ -45,6 +68,7 @@ type overviewPage struct {
 	Truncated   bool // more meters than shown
 	Reports     []stripeapi.ErrorReport
 	MoreReports bool
+	MeterNames  map[string]string // display names by meter id, for the reports
 	Health      health
 }
 
@@ -55,7 +79,7 @@ func (h *handler) serveOverview(w http.ResponseWriter, r *http.Request) {
 	rg := rangesAt(h.opts.Now())
 	st := h.db.Stats()
 	p := overviewPage{layout: h.layout(r, "Overview"), Periods: []period{rg.today, rg.week, rg.month}}
-	p.Health = health{Stats: st, Rate: h.rate.observe(rg.now, st.EventsAccepted)}
+	p.Health = healthOf(h.db, st, h.rate.observe(rg.now, st.EventsAccepted))
 	if h.opts.Refresh > 0 {
 		p.Refresh = max(1, int(h.opts.Refresh/time.Second))
 	}
@@ -65,8 +89,15 @@ func (h *handler) serveOverview(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	p.Truncated = len(ms) >= maxMeters
+	p.MeterNames = map[string]string{}
 	for _, m := range ms {
+		p.MeterNames[m.ID] = m.DisplayName
 		row := meterRow{Meter: m}
+		for _, ms := range st.ByMeter {
+			if ms.ID == m.ID {
+				row.Events = ms
+			}
+		}
 		cells := []*total{&row.Today, &row.Week, &row.Month}
 		for i, pd := range p.Periods {
 			s, err := h.totals(ctx, m.ID, pd.Start, pd.End, meterdb.GroupNone)
