@@ -5,7 +5,7 @@
 //
 // Usage:
 //
-//	meterd [-addr 127.0.0.1:12111] [-db meterdb.db] [-api-key sk_test_…[,sk_live_…]] [-durability sync|buffered] [-max-concurrent 256]
+//	meterd [-addr 127.0.0.1:12111] [-db meterdb.db] [-api-key sk_test_…[,sk_live_…]] [-durability sync|buffered] [-max-concurrent 256] [-dashboard=true]
 //
 // The API keys can also come from METERD_API_KEY (comma-separated); the
 // flag wins. Without a key meterd accepts any key starting with sk_test_,
@@ -15,6 +15,10 @@
 // meterdb.DurabilityBuffered: a crash may lose the last 100 ms or so of
 // acknowledged events, never count one twice); the default, sync,
 // acknowledges after it.
+//
+// The usage dashboard (package dashboard) is served at /dashboard/: it asks
+// for one of the API keys in a login form, and is open without keys, like
+// the API on a loopback address. -dashboard=false turns it off.
 //
 // On SIGINT or SIGTERM meterd stops accepting connections, waits for the
 // requests in flight (up to 30 seconds), and closes the database, so
@@ -66,6 +70,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		"without any, every sk_test_ key is accepted, on loopback addresses only")
 	maxConcurrent := fs.Int("max-concurrent", 256, "requests served at once; more wait up to a second for a slot, then get 429")
 	durability := fs.String("durability", "sync", "`sync` acknowledges events after their fsync; buffered acknowledges at once and syncs within 100 ms")
+	dash := fs.Bool("dashboard", true, "serve the usage dashboard at /dashboard/, guarded by the API keys")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -99,6 +104,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		return fmt.Errorf("opening database %q: %w", *dbPath, err)
 	}
 	h, err := stripeapi.NewHandler(db, &stripeapi.Options{APIKeys: keys, Logger: log, MaxConcurrentRequests: *maxConcurrent})
+	if err == nil && *dash {
+		h, err = withDashboard(h, db, keys, log)
+	}
 	if err != nil {
 		db.Close()
 		return err
