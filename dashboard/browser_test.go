@@ -172,7 +172,11 @@ type pageData struct {
 		Accepted string
 		Cells    []point
 	}
-	Reports    []point
+	Reports []point
+	Totals  []struct { // a customer page's 30-day total per meter
+		Meter string
+		Total point
+	}
 	Accepted   string
 	Durability string
 	Customers  []string // hrefs of the customer links
@@ -202,6 +206,7 @@ const extractJS = `(() => {
 		meters: q('tr[data-meter]').map(tr => ({meter: tr.dataset.meter,
 			accepted: tr.querySelector('[data-accepted]').dataset.accepted, cells: q('td[data-period]', tr).map(cell)})),
 		reports: q('tr[data-report]').map(row),
+		totals: q('section.usage').map(s => ({meter: s.dataset.meter, total: cell(s.querySelector('strong[data-value]'))})),
 		accepted: acc ? acc.dataset.value : '',
 		durability: (document.querySelector('[data-durability]') || {dataset: {}}).dataset.durability || '',
 		customers: q('a[href*="customers/"]').map(a => a.href),
@@ -441,6 +446,16 @@ func testPages(t *testing.T, ctx context.Context) {
 		}
 		if shown == 0 {
 			t.Errorf("customer %q: no charts", cus)
+		}
+		if len(d.Totals)*2 != shown {
+			t.Errorf("customer %q: %d 30-day totals for %d charts", cus, len(d.Totals), shown)
+		}
+		for _, tot := range d.Totals {
+			s, err := e.db.Summaries(bg, meterdb.SummaryParams{Meter: tot.Meter, Customer: cus, Start: periods[2][0], End: periods[2][1]})
+			if err != nil {
+				t.Fatal(err)
+			}
+			samePoints(t, "customer "+cus+" meter "+tot.Meter+" 30-day total", []point{tot.Total}, points(s), true)
 		}
 		w.check(t, "customer "+cus)
 		if cus == "cus_alpha" {
