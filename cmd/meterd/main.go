@@ -5,7 +5,7 @@
 //
 // Usage:
 //
-//	meterd [-addr 127.0.0.1:12111] [-db meterdb.db] [-api-key sk_test_…[,sk_live_…]] [-durability sync|buffered] [-max-concurrent 256]
+//	meterd [-addr 127.0.0.1:12111] [-db meterdb.db] [-api-key sk_test_…[,sk_live_…]] [-durability sync|buffered] [-max-concurrent 256] [-metrics-addr 127.0.0.1:9464]
 //
 // The API keys can also come from METERD_API_KEY (comma-separated); the
 // flag wins. Without a key meterd accepts any key starting with sk_test_,
@@ -15,6 +15,12 @@
 // meterdb.DurabilityBuffered: a crash may lose the last 100 ms or so of
 // acknowledged events, never count one twice); the default, sync,
 // acknowledges after it.
+//
+// Prometheus metrics are served at /metrics on -metrics-addr, a listener of
+// their own (empty disables; see package metrics for the names). The API
+// listener also answers /healthz (200 while the process serves) and
+// /readyz (200 while the database can record, else 503), without
+// authentication.
 //
 // On SIGINT or SIGTERM meterd stops accepting connections, waits for the
 // requests in flight (up to 30 seconds), and closes the database, so
@@ -66,6 +72,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		"without any, every sk_test_ key is accepted, on loopback addresses only")
 	maxConcurrent := fs.Int("max-concurrent", 256, "requests served at once; more wait up to a second for a slot, then get 429")
 	durability := fs.String("durability", "sync", "`sync` acknowledges events after their fsync; buffered acknowledges at once and syncs within 100 ms")
+	metricsAddr := fs.String("metrics-addr", defaultMetricsAddr, "serve Prometheus metrics at /metrics on this `address`; empty disables")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -109,7 +116,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		return err
 	}
 	srv := &http.Server{
-		Handler:           h,
+		Handler:           withHealth(db, h),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       time.Minute,
 		WriteTimeout:      time.Minute,
@@ -117,6 +124,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
+	stopMetrics, err := serveMetrics(*metricsAddr, isSet(fs, "metrics-addr"), db, h, log)
+	if err != nil {
+		ln.Close()
+		db.Close()
+		return err
+	}
+	defer stopMetrics()
 	auth := "configured API keys"
 	if len(keys) == 0 {
 		auth = "any sk_test_ key (no API key configured)"
