@@ -229,8 +229,9 @@ func compareAggregates(sdb *store.DB, r *VerifyReport, problem func(error)) erro
 	}
 	end := floorTo(maxT, day) + 2*day
 	for _, u := range unmatched {
-		// A cancellation of a pruned event is expected; of a stored one, not.
-		if r.CompleteLog || u.c.Timestamp >= hourFrom-hour {
+		// A cancellation of a pruned event is expected (its window is not
+		// compared); one whose event lies in a compared window must find it.
+		if r.CompleteLog || u.c.Timestamp >= hourFrom {
 			problem(fmt.Errorf("%w: log record %d cancels event %d, which the log does not hold", store.ErrCorrupt, u.loc, u.c.Seq))
 		}
 	}

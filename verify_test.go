@@ -101,8 +101,35 @@ func TestUpgradeV1Summaries(t *testing.T) {
 		t.Fatal(err)
 	}
 	r, err := meterdb.Verify(path, nil)
-	if err != nil || r.Format != store.FormatVersion || r.ComparedWindows == 0 {
+	if err != nil || r.Format != store.FormatVersion || r.ComparedWindows == 0 || r.CompleteLog {
 		t.Fatalf("Verify of the upgraded file: %v\n%s", err, r.String())
+	}
+	// The log of this file was pruned: a checkpoint record in a compared
+	// window that the log does not back is still found.
+	s, err := store.Open(path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rec store.AggRecord
+	s.LoadAggregates(func(a *store.AggRecord) error {
+		if !a.Day && a.Start >= r.ComparedFrom.Unix() && rec.State == nil {
+			rec = *a
+			rec.State = bytes.Clone(a.State)
+		}
+		return nil
+	})
+	if rec.State == nil {
+		t.Fatalf("no hour record from %v on", r.ComparedFrom)
+	}
+	rec.Customer = "cus_phantom"
+	mark, _ := s.LastMark()
+	if err := s.Checkpoint(mark, []store.AggRecord{rec}, 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	r, err = meterdb.Verify(path, nil)
+	if !errors.Is(err, store.ErrCorrupt) || !strings.Contains(strings.Join(r.Problems, "\n"), `customer "cus_phantom", hour`) {
+		t.Fatalf("Verify of a phantom checkpoint record: %v\n%s", err, r.String())
 	}
 }
 
