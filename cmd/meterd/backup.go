@@ -146,10 +146,21 @@ func backupOverHTTP(ctx context.Context, url, key string, w io.Writer) (int64, e
 // withBackup serves GET /v1/meterdb/backup beside h: a hot copy of db's
 // file, for callers with one of keys (without keys, any sk_test_ key, as
 // the API accepts on loopback addresses). Everything else goes to h.
+// Requests are not routed through a ServeMux, which would clean or
+// redirect paths that h answers itself.
 func withBackup(h http.Handler, db *meterdb.DB, keys []string, log *slog.Logger) http.Handler {
-	mux := http.NewServeMux()
-	mux.Handle("/", h)
-	mux.HandleFunc("GET "+backupPath, func(w http.ResponseWriter, r *http.Request) {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != backupPath {
+			h.ServeHTTP(w, r)
+			return
+		}
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			w.Header().Set("Allow", "GET, HEAD")
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusMethodNotAllowed)
+			io.WriteString(w, `{"error":{"type":"invalid_request_error","message":"Backups are read with GET."}}`+"\n")
+			return
+		}
 		if !backupAllowed(r, keys) {
 			w.Header().Set("Content-Type", "application/json")
 			w.WriteHeader(http.StatusUnauthorized)
@@ -169,7 +180,6 @@ func withBackup(h http.Handler, db *meterdb.DB, keys []string, log *slog.Logger)
 		}
 		log.Info("backup served", "bytes", n, "took", time.Since(start))
 	})
-	return mux
 }
 
 func backupAllowed(r *http.Request, keys []string) bool {
