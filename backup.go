@@ -1,14 +1,9 @@
 package meterdb
 
 import (
-	"errors"
 	"fmt"
 	"io"
 )
-
-// ErrInMemory is returned by operations that need a database file, such as
-// Backup, on a database that lives in memory.
-var ErrInMemory = errors.New("meterdb: the database lives in memory and has no file")
 
 // Backup writes a consistent copy of the database file to w while the
 // database keeps serving reads and writes, and returns the number of bytes
@@ -16,17 +11,10 @@ var ErrInMemory = errors.New("meterdb: the database lives in memory and has no f
 // record acknowledged before Backup was called (buffered writes are
 // committed first); what is acknowledged while it runs may or may not be in
 // it. The copy is a database file that Open and Verify accept as it is.
-// While the copy runs, a commit that must grow the file waits for it.
+// While the copy runs, a commit that must grow the file waits for it. A
+// database in memory has no file: Backup returns ErrInMemory.
 func (db *DB) Backup(w io.Writer) (int64, error) {
-	if err := db.enter(); err != nil {
-		return 0, err
-	}
-	defer db.exit()
-	fj, ok := db.j.(*fileJournal)
-	if !ok {
-		return 0, ErrInMemory
-	}
-	n, err := fj.Backup(w)
+	n, err := db.e.Backup(w)
 	if err != nil {
 		return n, fmt.Errorf("meterdb: backup: %w", err)
 	}

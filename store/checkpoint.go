@@ -75,7 +75,7 @@ func (s *DB) Checkpoint(m Mark, recs []AggRecord, pruneBelow uint64, now int64) 
 		}
 		return a.i - b.i
 	})
-	return s.bolt.Update(func(tx *bolt.Tx) error {
+	return s.classify(s.bolt.Update(func(tx *bolt.Tx) error {
 		agg := tx.Bucket(bucketAgg)
 		for _, k := range keyed {
 			var err error
@@ -107,7 +107,7 @@ func (s *DB) Checkpoint(m Mark, recs []AggRecord, pruneBelow uint64, now int64) 
 			}
 		}
 		return pruneKV(tx, now)
-	})
+	}))
 }
 
 // pruneKV deletes the key-value records expired at now. A record whose
