@@ -8,6 +8,7 @@ require (
 	github.com/prometheus/client_model v0.6.3
 	github.com/stripe/stripe-go/v85 v85.0.0
 	go.etcd.io/bbolt v1.5.0
+	golang.org/x/mod v0.43.0
 	pgregory.net/rapid v1.3.0
 )
 

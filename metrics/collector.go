@@ -71,8 +71,8 @@ var (
 	descBuckets  = desc("meterdb_buckets", "Aggregate buckets held in memory, by kind: hour, day, minute (cells), raw (entries kept for last and pre-aggregated meters).", "kind")
 	descMemory   = desc("meterdb_memory_bytes", "Estimated heap held by aggregates, the dedupe index and in-memory events, in bytes.")
 	descDurable  = desc("meterdb_durability_info", "Always 1; mode is the durability mode: sync, buffered, or memory for a database without a file.", "mode")
-	descWriteErr = desc("meterdb_write_failed", "1 once a commit to the file failed and the database accepts no more writes, else 0.")
-	descCkptErr  = desc("meterdb_checkpoint_failed", "1 once a checkpoint failed and no more are written until reopening, else 0.")
+	descWriteErr = desc("meterdb_write_failed", "1 while the database refuses writes after a write failure (reopening its file, or waiting for disk space), else 0.")
+	descReopens  = desc("meterdb_reopens_total", "Times the database reopened its file after a write failure.")
 
 	descRequests  = desc("meterdb_http_requests_total", "HTTP responses of the Stripe API handler, by route and status code.", "route", "code")
 	descReqTime   = desc("meterdb_http_request_duration_seconds", "Time from a request's arrival at the Stripe API handler until its response was written.", "route")
@@ -82,7 +82,7 @@ var (
 
 var dbDescs = []*prometheus.Desc{descEvents, descRejected, descBatch, descCommitN, descCommit, descFsync, descCkpt,
 	descLastCkpt, descLogRecs, descLogBytes, descFile, descIdents, descSlots, descMeters, descSeries, descBuckets,
-	descMemory, descDurable, descWriteErr, descCkptErr}
+	descMemory, descDurable, descWriteErr, descReopens}
 
 var httpDescs = []*prometheus.Desc{descRequests, descReqTime, descThrottled, descStream}
 
@@ -151,7 +151,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		gauge(descLogBytes, float64(s.LogBytes))
 		gauge(descFile, float64(s.FileBytes))
 		gauge(descWriteErr, flag(s.WriteFailed))
-		gauge(descCkptErr, flag(s.CheckpointFailed))
+		counter(descReopens, float64(s.Reopens))
 	}
 	if c.handler == nil {
 		return

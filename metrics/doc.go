@@ -38,7 +38,8 @@
 //	meterdb_buckets{kind}                          gauge    kind: hour, day, minute (cells), raw (entries)
 //	meterdb_memory_bytes                           gauge    estimated heap held by the engine
 //	meterdb_durability_info{mode}                  gauge    1; mode: sync, buffered or memory
-//	meterdb_write_failed, meterdb_checkpoint_failed gauge   1 after a commit or checkpoint failure, else 0
+//	meterdb_write_failed                           gauge    1 while writes are refused after a write failure, else 0
+//	meterdb_reopens_total                          counter  reopens of the file after a write failure
 //	meterdb_http_requests_total{route,code}        counter  responses by route and status code
 //	meterdb_http_request_duration_seconds{route}   histogram time from a request's arrival to its response
 //	meterdb_http_throttled_total                   counter  429 responses (admission and rate limits)
