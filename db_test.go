@@ -726,7 +726,7 @@ func TestCreateMeter(t *testing.T) {
 
 func TestStatsSub(t *testing.T) {
 	a := meterdb.Stats{EventsAccepted: 10, EventsRejected: 9, EventsDuplicate: 8, EventsCancelled: 7, Meters: 6, Series: 5,
-		HourBuckets: 4, DayBuckets: 3, MinuteCells: 2, RawEntries: 1, DedupeSlots: 64, DedupeIdentities: 11, MemoryBytes: 12}
+		HourBuckets: 4, DayBuckets: 3, MinuteCells: 2, RawEntries: 1, DedupeSlots: 64, DedupeIdentities: 11, MemoryBytes: 12, Reopens: 13}
 	if d := a.Sub(a); !reflect.DeepEqual(d, meterdb.Stats{}) {
 		t.Errorf("a.Sub(a) = %+v", d)
 	}

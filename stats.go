@@ -1,13 +1,10 @@
 package meterdb
 
 import (
-	"errors"
-	"fmt"
 	"time"
 
-	"github.com/meterdb/meterdb/event"
+	"github.com/meterdb/meterdb/internal/pipeline"
 	"github.com/meterdb/meterdb/internal/stats"
-	"github.com/meterdb/meterdb/store"
 )
 
 // Stats is a snapshot of a database's counters and sizes. Counters
@@ -28,6 +25,9 @@ type Stats struct {
 	RawEntries       int64 // entries kept for last and pre-aggregated meters
 	DedupeSlots      int64 // 8 bytes each
 	DedupeIdentities int64 // identifiers remembered
+	// Reopens counts the times the database reopened its file after a
+	// write failure that left unclear what reached the disk.
+	Reopens int64
 	// MemoryBytes estimates the heap held by aggregates, the dedupe index
 	// and (in-memory databases) the events of the dedupe window; it is
 	// computed from counts and structure sizes, not measured.
@@ -68,11 +68,9 @@ type Stats struct {
 	LastCheckpoint time.Time
 	// CheckpointDuration is the time each checkpoint took, in seconds.
 	CheckpointDuration Histogram
-	// CheckpointFailed reports that a checkpoint failed: none is written
-	// until the database is reopened, and the log keeps growing.
-	CheckpointFailed bool
-	// WriteFailed reports that a commit to the file failed: the database
-	// accepts no more writes until it is reopened (see Ready).
+	// WriteFailed reports that the database refuses writes after a write
+	// failure: while it reopens its file, or waits for disk space (see
+	// Ready for the reason).
 	WriteFailed bool
 }
 
@@ -127,7 +125,7 @@ func (h Histogram) Sub(o Histogram) Histogram {
 // Sub returns s minus o, field by field: the activity between two
 // snapshots. Histograms and ByMeter subtract by bucket and by meter ID
 // (meters missing from o count from zero); Durability, InMemory,
-// LastCheckpoint and the failure flags are s's.
+// LastCheckpoint and WriteFailed are s's.
 func (s Stats) Sub(o Stats) Stats {
 	d := Stats{
 		EventsAccepted: s.EventsAccepted - o.EventsAccepted, EventsRejected: s.EventsRejected - o.EventsRejected,
@@ -136,6 +134,7 @@ func (s Stats) Sub(o Stats) Stats {
 		DayBuckets: s.DayBuckets - o.DayBuckets, MinuteCells: s.MinuteCells - o.MinuteCells,
 		RawEntries: s.RawEntries - o.RawEntries, DedupeSlots: s.DedupeSlots - o.DedupeSlots,
 		DedupeIdentities: s.DedupeIdentities - o.DedupeIdentities, MemoryBytes: s.MemoryBytes - o.MemoryBytes,
+		Reopens:     s.Reopens - o.Reopens,
 		BatchEvents: s.BatchEvents.Sub(o.BatchEvents),
 		Durability:  s.Durability, InMemory: s.InMemory,
 		CommitEvents: s.CommitEvents.Sub(o.CommitEvents), CommitDuration: s.CommitDuration.Sub(o.CommitDuration),
@@ -143,7 +142,7 @@ func (s Stats) Sub(o Stats) Stats {
 		LogRecords:   s.LogRecords - o.LogRecords, LogBytes: s.LogBytes - o.LogBytes, FileBytes: s.FileBytes - o.FileBytes,
 		Checkpoints: s.Checkpoints - o.Checkpoints, LastCheckpoint: s.LastCheckpoint,
 		CheckpointDuration: s.CheckpointDuration.Sub(o.CheckpointDuration),
-		CheckpointFailed:   s.CheckpointFailed, WriteFailed: s.WriteFailed,
+		WriteFailed:        s.WriteFailed,
 	}
 	if s.ByMeter != nil {
 		d.ByMeter = make([]MeterStats, len(s.ByMeter))
@@ -170,44 +169,39 @@ func (s Stats) Sub(o Stats) Stats {
 
 // Stats returns current counters and sizes. It works after Close too.
 func (db *DB) Stats() Stats {
-	t := db.table.Stats()
-	d := db.idx.Stats()
+	es := db.e.Stats()
+	t, d := es.Table, es.Dedupe
 	s := Stats{
-		Meters: int64(db.reg.Len()), Series: t.Series, HourBuckets: t.HourBuckets,
+		EventsAccepted: es.Accepted, EventsRejected: es.Rejected,
+		EventsDuplicate: es.Duplicates, EventsCancelled: es.Cancels,
+		Meters: es.Meters, Series: t.Series, HourBuckets: t.HourBuckets,
 		DayBuckets: t.DayBuckets, MinuteCells: t.MinuteCells, RawEntries: t.RawEntries,
 		DedupeSlots: d.Slots, DedupeIdentities: d.Used,
-		MemoryBytes: t.Bytes + d.Slots*8 + db.j.MemoryBytes(),
-		BatchEvents: histogramOf(db.stats.batch.Snapshot(), 1),
-		Durability:  db.opts.Durability, InMemory: !db.durable,
+		MemoryBytes: t.Bytes + d.Slots*8 + es.LogMemory,
+		Reopens:     es.Reopens,
+		ByMeter:     meterStats(es),
+		BatchEvents: histogramOf(es.Batch, 1),
+		Durability:  db.opts.Durability, InMemory: es.InMemory,
+		WriteFailed: es.WriteFailed,
 	}
-	s.ByMeter = db.meterStats()
-	for _, m := range s.ByMeter {
-		s.EventsAccepted += m.Accepted
-		s.EventsRejected += m.Rejected
-		s.EventsDuplicate += m.Duplicate
-		s.EventsCancelled += m.Cancelled
-	}
-	if db.durable {
-		st := db.j.(*fileJournal).Stats()
+	if st := es.Store; st != nil {
 		const ns = 1e-9
 		s.CommitEvents, s.CommitDuration = histogramOf(st.CommitEvents, 1), histogramOf(st.CommitDuration, ns)
 		s.SyncDuration, s.CheckpointDuration = histogramOf(st.SyncDuration, ns), histogramOf(st.CheckpointDuration, ns)
 		s.LogRecords, s.LogBytes, s.FileBytes = st.LogRecords, st.LogBytes, st.FileBytes
-		s.Checkpoints, s.WriteFailed = st.Checkpoints, st.Failed
+		s.Checkpoints = st.Checkpoints
 		if st.LastCheckpoint != 0 {
 			s.LastCheckpoint = time.Unix(st.LastCheckpoint, 0).UTC()
 		}
-		s.CheckpointFailed = db.ckpt.failed.Load()
 	}
 	return s
 }
 
 // meterStats returns the counters of every meter, and of unknown meters
 // when there were events for one.
-func (db *DB) meterStats() []MeterStats {
-	snap := db.stats.meters.Snapshot()
-	ms := db.reg.All()
-	out := make([]MeterStats, 0, len(ms)+1)
+func meterStats(es pipeline.Stats) []MeterStats {
+	snap := es.ByMeter
+	out := make([]MeterStats, 0, len(es.MeterDefs)+1)
 	fill := func(m MeterStats, c *stats.MeterSnapshot) MeterStats {
 		m.Accepted, m.Duplicate, m.Cancelled = c.Accepted, c.Duplicate, c.Cancelled
 		for i, n := range c.Rejected {
@@ -215,7 +209,7 @@ func (db *DB) meterStats() []MeterStats {
 				if m.RejectedByCode == nil {
 					m.RejectedByCode = map[string]int64{}
 				}
-				m.RejectedByCode[rejectCodes[i]] += n
+				m.RejectedByCode[pipeline.RejectCodes[i]] += n
 				m.Rejected += n
 			}
 		}
@@ -226,7 +220,7 @@ func (db *DB) meterStats() []MeterStats {
 		out = append(out, fill(MeterStats{}, &snap[0]))
 		i = 1
 	}
-	for _, m := range ms { // ordered by Seq, as is snap
+	for _, m := range es.MeterDefs { // ordered by Seq, as is snap
 		st := MeterStats{ID: m.ID, EventName: m.EventName}
 		for i < len(snap) && snap[i].Key < m.Seq {
 			i++
@@ -248,87 +242,9 @@ func histogramOf(s stats.HistogramSnapshot, scale float64) Histogram {
 	return h
 }
 
-// rejectCodes are the codes rejections are counted under, by index; the
-// last one takes any other code.
-var rejectCodes = []string{
-	event.CodeNoMeter, event.CodeArchivedMeter, event.CodeNoCustomer, event.CodeNoValue,
-	event.CodeInvalidValue, event.CodeTooManyDigits, event.CodeTooFarInPast, event.CodeInFuture,
-	event.CodeParameterMissing, event.CodeStringTooLong, event.CodeParameterInvalid, "other",
-}
-
-// counters are the database's own statistics (the store keeps its own).
-type counters struct {
-	meters *stats.Meters    // by meter Seq; 0 for events naming no meter
-	batch  *stats.Histogram // events per RecordBatch
-}
-
-func newCounters() counters {
-	return counters{meters: stats.NewMeters(len(rejectCodes)), batch: stats.NewHistogram(stats.SizeBounds)}
-}
-
-// countAccepted counts the accepted events of a group: one atomic add per
-// run of events of the same meter.
-func (db *DB) countAccepted(evs []store.Event) {
-	for i := 0; i < len(evs); {
-		j := i + 1
-		for j < len(evs) && evs[j].Meter == evs[i].Meter {
-			j++
-		}
-		db.stats.meters.Get(evs[i].Meter).Accepted.Add(int64(j - i))
-		i = j
-	}
-}
-
-// countRejected counts the events of a batch that have an error, by meter
-// and code.
-func (db *DB) countRejected(evs []event.Event, errs []error) {
-	for i, err := range errs {
-		if err == nil {
-			continue
-		}
-		var seq uint64
-		if m, ok := db.reg.Lookup(evs[i].Name); ok {
-			seq = m.Seq
-		}
-		c := db.stats.meters.Get(seq)
-		var ee *event.Error
-		switch {
-		case errors.Is(err, event.ErrDuplicate):
-			c.Duplicate.Add(1)
-		case errors.As(err, &ee):
-			c.Reject(rejectCode(ee.Code))
-		default:
-			c.Reject(len(rejectCodes) - 1)
-		}
-	}
-}
-
-// rejectCode returns the index of code in rejectCodes.
-func rejectCode(code string) int {
-	for i, c := range rejectCodes[:len(rejectCodes)-1] {
-		if c == code {
-			return i
-		}
-	}
-	return len(rejectCodes) - 1
-}
-
 // Ready returns nil when the database is open and can record: ErrClosed
-// once Close has started, or, for a file-backed database, the commit
-// failure that made it read-only (such a database needs reopening). It
-// does no I/O and does not wait for a Close in progress.
-func (db *DB) Ready() error {
-	if !db.life.TryRLock() {
-		return ErrClosed // only Close takes the lifecycle lock for writing
-	}
-	defer db.life.RUnlock()
-	if db.closed {
-		return ErrClosed
-	}
-	if db.durable {
-		if err := db.j.(*fileJournal).Err(); err != nil {
-			return fmt.Errorf("meterdb: %w", err)
-		}
-	}
-	return nil
-}
+// once Close has started, or an error wrapping ErrUnavailable while a
+// write failure keeps writes refused (the database is reopening its file,
+// or waiting for disk space). It does no I/O and does not wait, which
+// suits a readiness probe.
+func (db *DB) Ready() error { return db.e.Ready() }

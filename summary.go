@@ -77,11 +77,12 @@ func (db *DB) Summaries(ctx context.Context, p SummaryParams) ([]Summary, error)
 // the summaries Summaries would return (dst unchanged on error). A caller
 // that reuses dst across queries allocates nothing per query.
 func (db *DB) AppendSummaries(ctx context.Context, dst []Summary, p SummaryParams) ([]Summary, error) {
-	if err := db.enter(); err != nil {
+	reg, table, err := db.e.Enter()
+	if err != nil {
 		return dst, err
 	}
-	defer db.exit()
-	m, err := db.reg.Get(p.Meter)
+	defer db.e.Exit()
+	m, err := reg.Get(p.Meter)
 	if err != nil {
 		return dst, err
 	}
@@ -90,7 +91,7 @@ func (db *DB) AppendSummaries(ctx context.Context, dst []Summary, p SummaryParam
 		return dst, err
 	}
 	formula, out := string(m.Formula), dst
-	err = db.table.Visit(aggregate.Key{Meter: m.Seq, Customer: p.Customer}, p.Start.Unix(), p.End.Unix(), g,
+	err = table.Visit(aggregate.Key{Meter: m.Seq, Customer: p.Customer}, p.Start.Unix(), p.End.Unix(), g,
 		func(n int) { out = slices.Grow(out, n) },
 		func(w aggregate.Window) {
 			s := Summary{Start: time.Unix(w.Start, 0).UTC(), End: time.Unix(w.End, 0).UTC(), Count: w.Count}

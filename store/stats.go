@@ -32,8 +32,10 @@ type Stats struct {
 	// checkpoints (zero before a Replay when the file had a log).
 	LogRecords, LogBytes int64
 	FileBytes            int64 // size of the file; 0 when it cannot be read
-	// Failed reports a commit failure: the store accepts no more writes.
-	Failed bool
+	// Failed reports a write failure after which the store accepts no
+	// more writes (see ErrFailed); Stalled, a buffered batch waiting for
+	// disk space, during which new writes are refused.
+	Failed, Stalled bool
 }
 
 // counters are a store's statistics; see Stats.
@@ -68,9 +70,9 @@ func (c *counters) committed(batch []*item, start time.Time, err error) {
 	var events, records, bytes int64
 	for _, it := range batch {
 		events += int64(it.nev)
-		if it.kv == nil {
+		if it.data != nil {
 			records++
-			bytes += int64(len(it.data))
+			bytes += int64(len(it.data) + crcLen) // as sealed
 		}
 	}
 	c.commitEvents.Observe(events)
@@ -100,11 +102,23 @@ func (s *DB) Stats() Stats {
 	}
 	st.FileBytes, _ = s.Size()
 	s.mu.Lock()
-	st.Failed = s.failed != nil
+	st.Failed, st.Stalled = s.failed != nil, s.stalled != nil
 	s.mu.Unlock()
 	return st
 }
 
-// Err returns nil while the store accepts writes, ErrClosed once Close
-// started, or the commit failure that made it read-only. It takes no I/O.
-func (s *DB) Err() error { return s.check() }
+// Err returns nil while the store accepts writes: ErrClosed once Close
+// started, ErrReadOnly for a store opened read-only, the failure that made
+// it unavailable for good (wrapping ErrFailed), or, while a buffered batch
+// waits for disk space, that error. It does no I/O.
+func (s *DB) Err() error {
+	if err := s.check(); err != nil {
+		return err
+	}
+	if s.opts.ReadOnly {
+		return ErrReadOnly
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.stalled
+}

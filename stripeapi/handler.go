@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/meterdb/meterdb"
+	"github.com/meterdb/meterdb/event"
 	"github.com/meterdb/meterdb/meter"
 )
 
@@ -30,6 +31,7 @@ type handler struct {
 	combine *combiner
 	slots   chan struct{} // one token per request being served
 	limiter *rateLimiter  // nil without Options.RateLimit
+	stats   *httpStats    // see Stats
 
 	// execHook, when set (by tests), runs just before each execution step.
 	execHook func(*http.Request)
@@ -57,6 +59,7 @@ type route struct {
 	// here, so a retry with corrected parameters may reuse its
 	// Idempotency-Key.
 	prepare func(c *call) (execFunc, error)
+	stats   *routeStats // the route's counters, set by newHTTPStats
 }
 
 // repeatable marks r as a route whose repeat is harmless (see idemAsync).
@@ -87,11 +90,18 @@ type call struct {
 	key     apiKey
 	now     time.Time
 	rt      *route
+	matched *route   // the route of the method and path, before authentication; nil for none
 	vals    []string // path values, in the order of the pattern's captures
 	idemKey string   // Idempotency-Key of a POST, trimmed; "" when absent
 	// canonical is a deterministic encoding of the decoded parameters,
 	// set by the decoder; idempotency compares it between requests.
 	canonical []byte
+	// idem, set by the idempotency layer for a request with an
+	// Idempotency-Key, builds the key's record for a successful result v;
+	// a route that records events commits it with them (recordKV) and the
+	// layer then stores nothing more.
+	idem       func(v any) (meterdb.KV, error)
+	idemStored bool
 }
 
 // response is a rendered response: what is written, and what an
@@ -135,6 +145,7 @@ func NewHandler(db *meterdb.DB, opts *Options) (http.Handler, error) {
 	}
 	h.routes = append(h.routes, h.v1Routes()...)
 	h.routes = append(h.routes, h.v2Routes()...)
+	h.stats = newHTTPStats(h.routes)
 	return h, nil
 }
 
@@ -159,6 +170,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Request-Id", c.id)
 	res := h.serve(c)
 	c.write(res)
+	h.stats.observe(c.matched, res.status, time.Since(start))
 	h.log.LogAttrs(r.Context(), slog.LevelDebug, "request",
 		slog.String("request_id", c.id), slog.String("method", r.Method), slog.String("path", r.URL.Path),
 		slog.Int("status", res.status), slog.Bool("replayed", res.replayed), slog.Duration("took", time.Since(start)))
@@ -166,6 +178,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 func (h *handler) serve(c *call) response {
 	rt, vals := h.match(c.r)
+	c.matched = rt
 	var key apiKey
 	var err error
 	if rt != nil && rt.session {
@@ -245,11 +258,53 @@ func (c *call) execute(run execFunc) response {
 	if err != nil {
 		return c.errorResponse(err)
 	}
+	body, err := encodeBody(v)
+	if err != nil {
+		return c.errorResponse(err)
+	}
+	return response{status: http.StatusOK, body: body}
+}
+
+// encodeBody renders a successful result: the bytes sent and stored for a
+// replay.
+func encodeBody(v any) ([]byte, error) {
 	body, err := json.MarshalIndent(v, "", "  ")
 	if err != nil {
-		return c.errorResponse(fmt.Errorf("stripeapi: encoding response: %w", err))
+		return nil, fmt.Errorf("stripeapi: encoding response: %w", err)
 	}
-	return response{status: http.StatusOK, body: append(body, '\n')}
+	return append(body, '\n'), nil
+}
+
+// recordKV records ev and returns it with its identifier and timestamp
+// filled in, and the response result builds from it. With an
+// Idempotency-Key, the key's record is committed in the same commit as the
+// event, so that a crash can keep neither without the other.
+func (c *call) recordKV(ctx context.Context, ev event.Event, result func(rec event.Event) any) (any, error) {
+	evs := [1]event.Event{ev}
+	var out any
+	errs, err := c.h.db.RecordBatchKV(ctx, evs[:], func(errs []error) []meterdb.KV {
+		if errs[0] != nil || c.idem == nil {
+			return nil
+		}
+		out = result(evs[0])
+		rec, err := c.idem(out)
+		if err != nil {
+			return nil
+		}
+		c.idemStored = true
+		return []meterdb.KV{rec}
+	})
+	if err != nil {
+		c.idemStored = false
+		return nil, err
+	}
+	if errs[0] != nil {
+		return nil, errs[0]
+	}
+	if out == nil {
+		out = result(evs[0])
+	}
+	return out, nil
 }
 
 // errorResponse renders err in the shape of the call's API version.

@@ -100,6 +100,7 @@ func (h *handler) v2Stream(c *call) (execFunc, error) {
 		if err != nil {
 			return nil, err
 		}
+		h.stats.streamEvents(errs)
 		for _, e := range errs {
 			if e != nil {
 				if err := h.reportStreamErrors(ctx, c, sb.evs, errs); err != nil {

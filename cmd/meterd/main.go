@@ -5,7 +5,9 @@
 //
 // Usage:
 //
-//	meterd [-addr 127.0.0.1:12111] [-db meterdb.db] [-api-key sk_test_…[,sk_live_…]] [-durability sync|buffered] [-max-concurrent 256] [-dashboard=true]
+//	meterd [-addr 127.0.0.1:12111] [-db meterdb.db] [-api-key sk_test_…[,sk_live_…]] [-durability sync|buffered] [-max-concurrent 256] [-metrics-addr 127.0.0.1:9464] [-dashboard=true]
+//	meterd backup -db FILE -out FILE [-url URL [-api-key KEY]]
+//	meterd verify -db FILE
 //
 // The API keys can also come from METERD_API_KEY (comma-separated); the
 // flag wins. Without a key meterd accepts any key starting with sk_test_,
@@ -19,6 +21,18 @@
 // The usage dashboard (package dashboard) is served at /dashboard/: it asks
 // for one of the API keys in a login form, and is open without keys, like
 // the API on a loopback address. -dashboard=false turns it off.
+//
+// Prometheus metrics are served at /metrics on -metrics-addr, a listener of
+// their own (empty disables; see package metrics for the names). The API
+// listener also answers /healthz (200 while the process serves) and
+// /readyz (200 while the database can record, else 503), without
+// authentication.
+//
+// meterd backup writes a consistent copy of a database file and verifies
+// it: from the file itself when no server has it open, or, with -url, from
+// the running meterd at that URL, which serves a hot copy of its database
+// at GET /v1/meterdb/backup to its API keys. meterd verify checks a file
+// (see meterdb.Verify) and exits 1 when it finds a problem.
 //
 // On SIGINT or SIGTERM meterd stops accepting connections, waits for the
 // requests in flight (up to 30 seconds), and closes the database, so
@@ -47,6 +61,14 @@ import (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if len(os.Args) > 1 {
+		switch os.Args[1] {
+		case "backup":
+			os.Exit(backupMain(ctx, os.Args[2:], os.Getenv, os.Stdout, os.Stderr))
+		case "verify":
+			os.Exit(verifyMain(os.Args[2:], os.Stdout, os.Stderr))
+		}
+	}
 	if err := run(ctx, os.Args[1:], os.Getenv, os.Stderr); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			os.Exit(2)
@@ -71,6 +93,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	maxConcurrent := fs.Int("max-concurrent", 256, "requests served at once; more wait up to a second for a slot, then get 429")
 	durability := fs.String("durability", "sync", "`sync` acknowledges events after their fsync; buffered acknowledges at once and syncs within 100 ms")
 	dash := fs.Bool("dashboard", true, "serve the usage dashboard at /dashboard/, guarded by the API keys")
+	metricsAddr := fs.String("metrics-addr", defaultMetricsAddr, "serve Prometheus metrics at /metrics on this `address`; empty disables")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -111,13 +134,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		db.Close()
 		return err
 	}
+	api := h // the stripeapi handler, whose statistics /metrics exports
+	h = withBackup(h, db, keys, log)
 	ln, err := net.Listen("tcp", *addr)
 	if err != nil {
 		db.Close()
 		return err
 	}
 	srv := &http.Server{
-		Handler:           h,
+		Handler:           withHealth(db, h),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       time.Minute,
 		WriteTimeout:      time.Minute,
@@ -125,6 +150,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
+	stopMetrics, err := serveMetrics(*metricsAddr, isSet(fs, "metrics-addr"), db, api, log)
+	if err != nil {
+		ln.Close()
+		db.Close()
+		return err
+	}
+	defer stopMetrics()
 	auth := "configured API keys"
 	if len(keys) == 0 {
 		auth = "any sk_test_ key (no API key configured)"
