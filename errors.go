@@ -5,6 +5,9 @@ import "errors"
 var (
 	// ErrClosed is returned by every method called after Close.
 	ErrClosed = errors.New("meterdb: closed")
+	// ErrReadOnly is returned by every write to a database opened with
+	// Options.ReadOnly.
+	ErrReadOnly = errors.New("meterdb: database opened read-only; writes are refused")
 	// ErrInvalidQuery is what every *QueryError unwraps to.
 	ErrInvalidQuery = errors.New("meterdb: invalid summary query")
 )

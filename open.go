@@ -46,6 +46,7 @@ func (db *DB) openFile(path string) error {
 	sdb, err := store.Open(path, &store.Options{
 		Durability: o.Durability.storeDurability(), MaxBatchSize: o.MaxBatchSize, MaxBatchDelay: o.MaxBatchDelay,
 		FlushInterval: o.FlushInterval, LockTimeout: o.LockTimeout, NoFsync: o.NoFsync, Logger: o.Logger,
+		ReadOnly: o.ReadOnly,
 	})
 	if err != nil {
 		return fmt.Errorf("meterdb: %w", err)
@@ -56,6 +57,10 @@ func (db *DB) openFile(path string) error {
 	}
 	db.j = &fileJournal{DB: sdb}
 	db.durable = true
+	if o.ReadOnly {
+		db.j = readOnlyJournal{db.j}
+		return nil // and no checkpointer
+	}
 	db.ckpt = &checkpointer{stop: make(chan struct{}), stopped: make(chan struct{})}
 	go db.checkpointLoop()
 	return nil
@@ -86,7 +91,9 @@ func (db *DB) load(sdb *store.DB) (err error) {
 	if err != nil {
 		return err
 	}
-	db.table.TrackDirty()
+	if !db.opts.ReadOnly {
+		db.table.TrackDirty()
+	}
 	ckMark, err := sdb.LastMark()
 	if err != nil {
 		return err
@@ -196,6 +203,9 @@ func (db *DB) checkpoint() error {
 // closeFile stops the checkpointer, writes a last checkpoint and closes
 // the store.
 func (db *DB) closeFile() error {
+	if db.ckpt == nil { // read-only
+		return db.j.Close()
+	}
 	close(db.ckpt.stop)
 	<-db.ckpt.stopped
 	var errs []error
@@ -205,3 +215,12 @@ func (db *DB) closeFile() error {
 	errs = append(errs, db.j.Close())
 	return errors.Join(errs...)
 }
+
+// readOnlyJournal is the journal of a read-only DB: every write fails with
+// ErrReadOnly.
+type readOnlyJournal struct{ journal }
+
+func (readOnlyJournal) Append(*store.Group) (uint64, error)       { return 0, ErrReadOnly }
+func (readOnlyJournal) SaveMeter(meter.Meter) error               { return ErrReadOnly }
+func (readOnlyJournal) PutKV(string, string, []byte, int64) error { return ErrReadOnly }
+func (readOnlyJournal) DeleteKV(string, string) error             { return ErrReadOnly }

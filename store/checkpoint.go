@@ -58,6 +58,9 @@ func (s *DB) Checkpoint(m Mark, recs []AggRecord, pruneBelow uint64, now int64) 
 	if err := s.check(); err != nil {
 		return err
 	}
+	if s.opts.ReadOnly {
+		return ErrReadOnly
+	}
 	pruneBelow = min(pruneBelow, m.Loc+1)
 	// Writing in key order keeps bbolt's inserts at the end of each leaf; in
 	// random order every insert moves the rest of an ever larger leaf. Ties

@@ -13,4 +13,6 @@ var (
 	ErrLocked = errors.New("store: file is locked by another process")
 	// ErrCorrupt reports a record or page that cannot be decoded.
 	ErrCorrupt = errors.New("store: corrupt data")
+	// ErrReadOnly is returned by every write to a store opened read-only.
+	ErrReadOnly = errors.New("store: opened read-only")
 )

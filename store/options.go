@@ -43,6 +43,11 @@ type Options struct {
 	// everything but the disk). A crash of the machine, not only of the
 	// process, can then lose or corrupt data.
 	NoFsync bool
+	// ReadOnly opens the file for reading only, under a shared lock: other
+	// read-only openers may share it, a writer may not. The file must
+	// exist; Append, SaveMeter, PutKV, DeleteKV and Checkpoint return
+	// ErrReadOnly.
+	ReadOnly bool
 }
 
 func (o *Options) withDefaults() (Options, error) {

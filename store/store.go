@@ -89,6 +89,7 @@ func Open(path string, opts *Options) (_ *DB, err error) {
 		NoGrowSync:     o.NoFsync,
 		FreelistType:   bolt.FreelistMapType,
 		NoFreelistSync: false,
+		ReadOnly:       o.ReadOnly,
 	})
 	if err != nil {
 		switch {
@@ -114,8 +115,15 @@ func Open(path string, opts *Options) (_ *DB, err error) {
 
 // init checks or writes the format and finds the next log location.
 func (s *DB) init(existed bool) error {
-	return s.bolt.Update(func(tx *bolt.Tx) error {
+	run := s.bolt.Update
+	if s.opts.ReadOnly {
+		run = s.bolt.View
+	}
+	return run(func(tx *bolt.Tx) error {
 		meta := tx.Bucket(bucketMeta)
+		if meta == nil && s.opts.ReadOnly {
+			return ErrNotStore
+		}
 		if meta == nil {
 			if existed || tx.Bucket(bucketLog) != nil || tx.Bucket(bucketMeters) != nil {
 				// A non-empty bbolt file without our meta bucket.
@@ -139,6 +147,12 @@ func (s *DB) init(existed bool) error {
 			return fmt.Errorf("%w: file has format %d, this build reads format %d", ErrVersion, ver, FormatVersion)
 		}
 		for _, name := range [][]byte{bucketMeters, bucketLog, bucketAgg, bucketKV} {
+			if s.opts.ReadOnly {
+				if tx.Bucket(name) == nil {
+					return fmt.Errorf("%w: bucket %s is missing", ErrNotStore, name)
+				}
+				continue
+			}
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 				return err
 			}
@@ -203,6 +217,9 @@ func (s *DB) enqueue(it *item) (uint64, error) {
 	}
 	if s.failed != nil {
 		return 0, s.failed
+	}
+	if s.opts.ReadOnly {
+		return 0, ErrReadOnly
 	}
 	s.items++
 	it.seq = s.items
@@ -407,6 +424,9 @@ func (s *DB) SaveMeter(m meter.Meter) error {
 	}
 	if err := s.check(); err != nil {
 		return err
+	}
+	if s.opts.ReadOnly {
+		return ErrReadOnly
 	}
 	return s.bolt.Update(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketMeters).Put(u64(m.Seq), data)

@@ -6,6 +6,7 @@
 // Usage:
 //
 //	meterd [-addr 127.0.0.1:12111] [-db meterdb.db] [-api-key sk_test_…[,sk_live_…]] [-durability sync|buffered] [-max-concurrent 256]
+//	meterd export -meter ID|EVENT_NAME -from T -to T [-grouping hour|day|none] [-format csv|ndjson] [-db FILE] [-url URL -api-key KEY]
 //
 // The API keys can also come from METERD_API_KEY (comma-separated); the
 // flag wins. Without a key meterd accepts any key starting with sk_test_,
@@ -15,6 +16,11 @@
 // meterdb.DurabilityBuffered: a crash may lose the last 100 ms or so of
 // acknowledged events, never count one twice); the default, sync,
 // acknowledges after it.
+//
+// meterd export writes per-customer usage of a meter as CSV or NDJSON (see
+// package export): from a file no process holds, opened read-only, or
+// through the /v1/meterdb/export endpoint that a running meterd serves
+// behind its API keys. Bad flags exit with status 2.
 //
 // On SIGINT or SIGTERM meterd stops accepting connections, waits for the
 // requests in flight (up to 30 seconds), and closes the database, so
@@ -43,6 +49,11 @@ import (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if len(os.Args) > 1 && os.Args[1] == "export" {
+		code := runExport(ctx, os.Args[2:], os.Getenv, os.Stdout, os.Stderr)
+		stop()
+		os.Exit(code)
+	}
 	if err := run(ctx, os.Args[1:], os.Getenv, os.Stderr); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			os.Exit(2)
@@ -99,6 +110,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		return fmt.Errorf("opening database %q: %w", *dbPath, err)
 	}
 	h, err := stripeapi.NewHandler(db, &stripeapi.Options{APIKeys: keys, Logger: log, MaxConcurrentRequests: *maxConcurrent})
+	if err == nil {
+		h, err = withExport(h, db, keys)
+	}
 	if err != nil {
 		db.Close()
 		return err
