@@ -47,9 +47,10 @@ const (
 // Cost: it computes the usage of the meter's customers that sort after
 // After, shard by shard, until each shard has given Limit+1 customers with
 // usage, so at most min(customers of the meter, 64×(Limit+1)) range
-// aggregates (with the default 64 shards). A range aggregate sums the
-// customer's day cells for the whole days in range (one binary search,
-// then contiguous memory) plus hour and minute cells for partial days.
+// aggregates (with the default 64 shards). A range aggregate takes the
+// whole days in range from the customer's running day totals (two
+// lookups, whatever the number of days) and adds hour and minute cells for
+// partial days.
 // Customers of other meters cost nothing. The page is a new slice, the
 // caller's. Errors: *QueryError, *meter.Error for an unknown meter,
 // ErrClosed, or ctx's error. Safe for concurrent use.
@@ -135,8 +136,7 @@ type TopParams struct {
 // CustomerUsage equals what Summaries gives for that customer and range.
 //
 // Cost: one range aggregate per customer of the meter (see Customers; for
-// a range of whole UTC days, a binary search and a sum over contiguous day
-// cells) plus log N per customer with usage; 10,000 customers over 30
+// a range of whole UTC days, two lookups in its running day totals) plus log N per customer with usage; 10,000 customers over 30
 // days take about a millisecond (bench/BENCHMARKS.md). Customers of other
 // meters cost nothing. The result is a new slice, the caller's. Errors as
 // Customers. Safe for concurrent use.
