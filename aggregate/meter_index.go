@@ -292,12 +292,8 @@ func topDays(ss []*series, a, b int64, formula string, h *topHeap) {
 			}
 		}
 	}
-	topSink = sink
+	h.sink += sink // keeps the first pass's loads from being optimised away
 }
-
-// topSink keeps the loads of topDays' first pass from being optimised
-// away.
-var topSink int64
 
 type topItem struct {
 	v  Int128
@@ -317,6 +313,7 @@ func (a *topItem) worse(b topItem) bool {
 type topHeap struct {
 	n     int
 	items []topItem
+	sink  int64 // see topDays
 }
 
 func (h *topHeap) offer(x topItem) {
