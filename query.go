@@ -46,11 +46,12 @@ const (
 //
 // Cost: it computes the usage of the meter's customers that sort after
 // After, shard by shard, until each shard has given Limit+1 customers with
-// usage, so at most min(customers of the meter, 64×(Limit+1)) range
-// aggregates (with the default 64 shards). A range aggregate takes the
-// whole days in range from the customer's running day totals (two
-// lookups, whatever the number of days) and adds hour and minute cells for
-// partial days.
+// usage: at most one range aggregate per customer of the meter after
+// After, and when most customers have usage in the range about
+// shards×(Limit+1) of them (64 shards by default); the page is cut from
+// at most that many candidates. A range aggregate takes the whole days in
+// range from the customer's running day totals (two lookups, whatever the
+// number of days) and adds hour and minute cells for partial days.
 // Customers of other meters cost nothing. The page is a new slice, the
 // caller's. Errors: *QueryError, *meter.Error for an unknown meter,
 // ErrClosed, or ctx's error. Safe for concurrent use.
