@@ -56,11 +56,12 @@ const (
 // caller's. Errors: *QueryError, *meter.Error for an unknown meter,
 // ErrClosed, or ctx's error. Safe for concurrent use.
 func (db *DB) Customers(ctx context.Context, p CustomersParams) (page []CustomerUsage, hasMore bool, err error) {
-	if err := db.enter(); err != nil {
+	reg, table, err := db.e.Enter()
+	if err != nil {
 		return nil, false, err
 	}
-	defer db.exit()
-	m, err := db.reg.Get(p.Meter)
+	defer db.e.Exit()
+	m, err := reg.Get(p.Meter)
 	if err != nil {
 		return nil, false, err
 	}
@@ -71,7 +72,7 @@ func (db *DB) Customers(ctx context.Context, p CustomersParams) (page []Customer
 	if err != nil {
 		return nil, false, err
 	}
-	cells, more, err := db.table.Customers(ctx, m.Seq, p.Start.Unix(), p.End.Unix(), p.After, limit)
+	cells, more, err := table.Customers(ctx, m.Seq, p.Start.Unix(), p.End.Unix(), p.After, limit)
 	if err != nil {
 		return nil, false, err
 	}
@@ -99,11 +100,12 @@ type TotalsParams struct {
 // 4096 windows). The result is a new slice, the caller's. Errors as
 // Customers. Safe for concurrent use.
 func (db *DB) Totals(ctx context.Context, p TotalsParams) ([]Summary, error) {
-	if err := db.enter(); err != nil {
+	reg, table, err := db.e.Enter()
+	if err != nil {
 		return nil, err
 	}
-	defer db.exit()
-	m, err := db.reg.Get(p.Meter)
+	defer db.e.Exit()
+	m, err := reg.Get(p.Meter)
 	if err != nil {
 		return nil, err
 	}
@@ -111,7 +113,7 @@ func (db *DB) Totals(ctx context.Context, p TotalsParams) ([]Summary, error) {
 	if err != nil {
 		return nil, err
 	}
-	ts, err := db.table.Totals(ctx, m.Seq, p.Start.Unix(), p.End.Unix(), g)
+	ts, err := table.Totals(ctx, m.Seq, p.Start.Unix(), p.End.Unix(), g)
 	if err != nil {
 		return nil, err
 	}
@@ -144,11 +146,12 @@ type TopParams struct {
 // Customers of other meters cost nothing. The result is a new slice, the
 // caller's. Errors as Customers. Safe for concurrent use.
 func (db *DB) TopCustomers(ctx context.Context, p TopParams) ([]CustomerUsage, error) {
-	if err := db.enter(); err != nil {
+	reg, table, err := db.e.Enter()
+	if err != nil {
 		return nil, err
 	}
-	defer db.exit()
-	m, err := db.reg.Get(p.Meter)
+	defer db.e.Exit()
+	m, err := reg.Get(p.Meter)
 	if err != nil {
 		return nil, err
 	}
@@ -159,7 +162,7 @@ func (db *DB) TopCustomers(ctx context.Context, p TopParams) ([]CustomerUsage, e
 	if err != nil {
 		return nil, err
 	}
-	cells, err := db.table.Top(ctx, m.Seq, p.Start.Unix(), p.End.Unix(), n, string(m.Formula))
+	cells, err := table.Top(ctx, m.Seq, p.Start.Unix(), p.End.Unix(), n, string(m.Formula))
 	if err != nil {
 		return nil, err
 	}
