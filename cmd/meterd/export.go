@@ -182,9 +182,16 @@ func exportHTTP(ctx context.Context, base, key string, w io.Writer, p export.Par
 }
 
 // withExport returns h with the usage export (export.Handler) mounted at
-// export.Path behind the same API keys; every other path goes to h.
+// export.Path behind the same API keys, without the server's write
+// timeout; every other path goes to h.
 func withExport(h http.Handler, db *meterdb.DB, keys []string) (http.Handler, error) {
-	eh, err := stripeapi.RequireAPIKey(export.Handler(db), &stripeapi.Options{APIKeys: keys})
+	inner := export.Handler(db)
+	stream := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// A large export takes longer than the server's write timeout.
+		http.NewResponseController(w).SetWriteDeadline(time.Time{})
+		inner.ServeHTTP(w, r)
+	})
+	eh, err := stripeapi.RequireAPIKey(stream, &stripeapi.Options{APIKeys: keys})
 	if err != nil {
 		return nil, err
 	}

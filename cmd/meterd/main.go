@@ -6,6 +6,8 @@
 // Usage:
 //
 //	meterd [-addr 127.0.0.1:12111] [-db meterdb.db] [-api-key sk_test_…[,sk_live_…]] [-durability sync|buffered] [-max-concurrent 256]
+//	meterd backup -db FILE -out FILE [-url URL [-api-key KEY]]
+//	meterd verify -db FILE
 //	meterd export -meter ID|EVENT_NAME -from T -to T [-grouping hour|day|none] [-format csv|ndjson] [-db FILE] [-url URL -api-key KEY]
 //
 // The API keys can also come from METERD_API_KEY (comma-separated); the
@@ -16,6 +18,12 @@
 // meterdb.DurabilityBuffered: a crash may lose the last 100 ms or so of
 // acknowledged events, never count one twice); the default, sync,
 // acknowledges after it.
+//
+// meterd backup writes a consistent copy of a database file and verifies
+// it: from the file itself when no server has it open, or, with -url, from
+// the running meterd at that URL, which serves a hot copy of its database
+// at GET /v1/meterdb/backup to its API keys. meterd verify checks a file
+// (see meterdb.Verify) and exits 1 when it finds a problem.
 //
 // meterd export writes per-customer usage of a meter as CSV or NDJSON (see
 // package export): from a file no process holds, opened read-only, or
@@ -49,10 +57,15 @@ import (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if len(os.Args) > 1 && os.Args[1] == "export" {
-		code := runExport(ctx, os.Args[2:], os.Getenv, os.Stdout, os.Stderr)
-		stop()
-		os.Exit(code)
+	if len(os.Args) > 1 {
+		switch os.Args[1] {
+		case "backup":
+			os.Exit(backupMain(ctx, os.Args[2:], os.Getenv, os.Stdout, os.Stderr))
+		case "verify":
+			os.Exit(verifyMain(os.Args[2:], os.Stdout, os.Stderr))
+		case "export":
+			os.Exit(runExport(ctx, os.Args[2:], os.Getenv, os.Stdout, os.Stderr))
+		}
 	}
 	if err := run(ctx, os.Args[1:], os.Getenv, os.Stderr); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -117,6 +130,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		db.Close()
 		return err
 	}
+	h = withBackup(h, db, keys, log)
 	ln, err := net.Listen("tcp", *addr)
 	if err != nil {
 		db.Close()
