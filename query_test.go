@@ -3,10 +3,12 @@ package meterdb_test
 import (
 	"errors"
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/meterdb/meterdb"
+	"github.com/meterdb/meterdb/event"
 	"github.com/meterdb/meterdb/meter"
 )
 
@@ -161,5 +163,72 @@ func TestCrossCustomerErrors(t *testing.T) {
 	}
 	if _, err := db.TopCustomers(ctx, meterdb.TopParams{Meter: m.ID, Start: day, End: day.Add(time.Hour)}); !errors.Is(err, meterdb.ErrClosed) {
 		t.Fatalf("TopCustomers after Close: %v", err)
+	}
+}
+
+// TestCrossCustomerConcurrent runs the cross-customer queries while
+// events are recorded and cancelled (for the race detector), then checks
+// their final answers against Summaries.
+func TestCrossCustomerConcurrent(t *testing.T) {
+	db, _ := newDB(t, &meterdb.Options{Shards: 4})
+	sum := mustMeter(t, db, meter.Params{EventName: "sum", Formula: meter.Sum})
+	last := mustMeter(t, db, meter.Params{EventName: "last", Formula: meter.Last, EventTimeWindow: meter.Day})
+	day := t0.Truncate(24 * time.Hour)
+	from, to := day.Add(-3*24*time.Hour), day.Add(24*time.Hour)
+	var wg sync.WaitGroup
+	for w := range 3 {
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			for i := range 200 {
+				c := fmt.Sprint("c", (i*7+w)%20)
+				a, b := ev("sum", c, fmt.Sprint(i), fmt.Sprintf("s-%d-%d", w, i)), ev("last", c, fmt.Sprint(i), fmt.Sprintf("l-%d-%d", w, i))
+				a.Timestamp = t0.Add(-time.Duration(i*17) * time.Minute)
+				b.Timestamp = a.Timestamp
+				if _, err := db.RecordBatch(ctx, []event.Event{a, b}); err != nil {
+					t.Error(err)
+					return
+				}
+				if i%9 == 0 {
+					if err := db.Cancel(ctx, "sum", a.Identifier); err != nil {
+						t.Error(err)
+						return
+					}
+				}
+			}
+		}()
+		go func() {
+			defer wg.Done()
+			for range 50 {
+				for _, m := range []meter.Meter{sum, last} {
+					_, _, err1 := db.Customers(ctx, meterdb.CustomersParams{Meter: m.ID, Start: from, End: to, Limit: 5})
+					_, err2 := db.TopCustomers(ctx, meterdb.TopParams{Meter: m.ID, Start: from, End: to})
+					_, err3 := db.Totals(ctx, meterdb.TotalsParams{Meter: m.ID, Start: from, End: to, Grouping: meterdb.GroupHour})
+					if err := errors.Join(err1, err2, err3); err != nil {
+						t.Error(err)
+						return
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	for _, m := range []meter.Meter{sum, last} {
+		page, more, err := db.Customers(ctx, meterdb.CustomersParams{Meter: m.ID, Start: from, End: to})
+		if err != nil || more || len(page) != 20 {
+			t.Fatalf("Customers of %s: %d, more %v, %v", m.EventName, len(page), more, err)
+		}
+		var n int64
+		for _, u := range page {
+			s := total(t, db, m, u.Customer, from, to)
+			if s.Value != u.Value || s.Count != u.Count {
+				t.Fatalf("%s: Customers gives %v, Summaries %v", m.EventName, u, s)
+			}
+			n += s.Count
+		}
+		tot, err := db.Totals(ctx, meterdb.TotalsParams{Meter: m.ID, Start: from, End: to})
+		if err != nil || tot[0].Count != n {
+			t.Fatalf("%s: Totals %v, %v; want count %d", m.EventName, tot, err, n)
+		}
 	}
 }

@@ -13,9 +13,9 @@ import (
 //
 // Each shard keeps, per meter, the series of that meter it holds, sorted by
 // customer (a meterPart). Each series keeps a copy of its non-empty day
-// cells in a slice sorted by day (dayCells), beside the day tree: a range
-// of whole days then sums contiguous memory instead of walking a tree and
-// its buckets. Both are maintained under the shard lock, by the code that
+// cells in a slice sorted by day (dayCells), beside the day tree, with
+// running totals: a range of whole days is then one subtraction instead
+// of a walk over a tree and its buckets. Both are maintained under the shard lock, by the code that
 // changes a series (apply, cancel, restore); adding an event to a day that
 // already has usage updates one slice element in place and allocates
 // nothing. A query locks one shard at a time, so its answer is consistent
@@ -26,12 +26,6 @@ import (
 // customer. It is guarded by the shard's mutex.
 type meterPart struct {
 	series []*series
-}
-
-// dayCell is the cell of one non-empty day of a series.
-type dayCell struct {
-	start int64
-	c     Cell
 }
 
 func cmpCustomer(s *series, c string) int { return strings.Compare(s.key.Customer, c) }
@@ -62,45 +56,92 @@ func (sh *shard) unindexLocked(s *series) {
 	}
 }
 
-// syncDay copies the day bucket d at start (nil or empty when the day has
-// no usage left) into the series' day cells.
-func (s *series) syncDay(start int64, d *bucket) {
-	cs := s.dayCells
-	n := len(cs)
-	var i int
-	switch {
-	case n > 0 && cs[n-1].start == start:
-		i = n - 1
-	case n == 0 || cs[n-1].start < start:
-		i = n
-	default:
-		i = s.dayIndex(start)
-	}
-	found := i < n && cs[i].start == start
-	if d == nil || d.count == 0 {
-		if found {
-			s.dayCells = slices.Delete(cs, i, i+1)
-		}
-		return
-	}
-	if found {
-		cs[i].c = d.cell()
-		return
-	}
-	s.dayCells = slices.Insert(cs, i, dayCell{start: start, c: d.cell()})
+// dayCell is one non-empty day of a series. Its count and sum are kept
+// as running totals over the series' day cells up to and including it, so
+// that any range of whole days is one subtraction: a query reads the two
+// cells at the range's ends, not the days between.
+type dayCell struct {
+	start    int64
+	last     Entry  // the day's newest entry (meaningful for last meters only)
+	cumCount int64  // entries of this day and of every earlier day cell
+	cumSum   Int128 // their sum
 }
 
-// dayIndex returns the index of the first day cell at or after start.
+// dayRange returns the aggregate of the day cells [i, j), i < j.
+func (s *series) dayRange(i, j int) Cell {
+	cs := s.dayCells
+	e := &s.lastDay // cs[j-1] when j is the end: spares a cache miss
+	if j < len(cs) {
+		e = &cs[j-1]
+	}
+	c := Cell{Count: e.cumCount, Sum: e.cumSum, Last: e.last}
+	if i > 0 {
+		c.Count -= cs[i-1].cumCount
+		c.Sum = c.Sum.Add(cs[i-1].cumSum.Neg())
+	}
+	return c
+}
+
+// syncDay copies the day bucket d at start (nil or empty when the day has
+// no usage left) into the series' day cells. Changing the newest day, the
+// usual case, touches one cell; an older day also updates the running
+// totals of the days after it.
+func (s *series) syncDay(start int64, d *bucket) {
+	i := s.dayIndex(start)
+	found := i < len(s.dayCells) && s.dayCells[i].start == start
+	var old, nc Cell
+	if found {
+		old = s.dayRange(i, i+1)
+	}
+	if d != nil && d.count > 0 {
+		nc = d.cell()
+	}
+	switch {
+	case nc.Count == 0 && !found:
+		return
+	case nc.Count == 0:
+		s.dayCells = slices.Delete(s.dayCells, i, i+1)
+	case found:
+		s.dayCells[i].last = nc.Last
+	default:
+		dc := dayCell{start: start, last: nc.Last}
+		if i > 0 {
+			dc.cumCount, dc.cumSum = s.dayCells[i-1].cumCount, s.dayCells[i-1].cumSum
+		}
+		s.dayCells = slices.Insert(s.dayCells, i, dc)
+	}
+	dCount, dSum := nc.Count-old.Count, nc.Sum.Add(old.Sum.Neg())
+	cs := s.dayCells
+	for k := i; k < len(cs); k++ {
+		cs[k].cumCount += dCount
+		cs[k].cumSum = cs[k].cumSum.Add(dSum)
+	}
+	s.lastDay = dayCell{}
+	if n := len(cs); n > 0 {
+		s.lastDay = cs[n-1]
+	}
+}
+
+// dayIndex returns the index of the first day cell at or after start. It
+// tries the end of the slice, then the cell where start would be if the
+// days in between all had usage, before it searches.
 func (s *series) dayIndex(start int64) int {
-	i, _ := slices.BinarySearchFunc(s.dayCells, start, func(c dayCell, t int64) int { return cmp.Compare(c.start, t) })
+	cs := s.dayCells
+	n := len(cs)
+	if n == 0 || s.lastDay.start < start {
+		return n
+	}
+	if g := n - 1 - int((s.lastDay.start-start)/daySecs); g >= 0 && cs[g].start == start {
+		return g
+	}
+	i, _ := slices.BinarySearchFunc(cs, start, func(c dayCell, t int64) int { return cmp.Compare(c.start, t) })
 	return i
 }
 
-// daysIn merges the day cells of the days starting in [a, b).
+// daysIn merges the aggregate of the days starting in [a, b).
 func (s *series) daysIn(c *Cell, a, b int64) {
-	cs := s.dayCells
-	for i := s.dayIndex(a); i < len(cs) && cs[i].start < b; i++ {
-		c.merge(cs[i].c)
+	if i, j := s.dayIndex(a), s.dayIndex(b); i < j {
+		c.merge(s.dayRange(i, j))
 	}
 }
 
@@ -139,9 +180,9 @@ func checkRange(start, end int64, g Grouping) (int64, error) {
 // follow. It locks each shard in turn and, within a shard, computes the
 // aggregate of the meter's series after the cursor until that shard has
 // given limit+1 customers with usage: its cost is at most the meter's
-// series times the cost of one range aggregate (a binary search and a pass
-// over the whole days in range, plus the hour and minute cells of partial
-// days), and it allocates the result, of at most shards×(limit+1)
+// series times the cost of one range aggregate (two lookups in the
+// series' day cells for the whole days in range, whatever their number,
+// plus the hour and minute cells of partial days), and it allocates the result, of at most shards×(limit+1)
 // entries before it is cut. limit must be positive. The result is the
 // caller's.
 func (t *Table) Customers(ctx context.Context, meter uint64, start, end int64, after string, limit int) ([]CustomerCell, bool, error) {
@@ -183,8 +224,9 @@ func (t *Table) Customers(ctx context.Context, meter uint64, start, end int64, a
 // formula ("count", "sum" or "last") first, ties broken by ascending
 // customer. It locks each shard in turn and computes the aggregate of
 // every series of the meter: its cost is the meter's series times the
-// cost of one range aggregate (a binary search and a pass over the whole
-// days in range, plus the hour and minute cells of partial days) plus
+// cost of one range aggregate (two lookups in the series' day cells for
+// the whole days in range, whatever their number, plus the hour and
+// minute cells of partial days) plus
 // log n per customer with usage; it allocates only its result, which is
 // the caller's. n must be positive.
 func (t *Table) Top(ctx context.Context, meter uint64, start, end int64, n int, formula string) ([]CustomerCell, error) {
@@ -199,9 +241,13 @@ func (t *Table) Top(ctx context.Context, meter uint64, start, end int64, n int, 
 		sh := &t.shards[i]
 		sh.mu.Lock()
 		if p := sh.meters[meter]; p != nil {
-			for _, s := range p.series {
-				if c := s.total(start, end); c.Count > 0 {
-					h.offer(topItem{v: c.Value(formula), cc: CustomerCell{Customer: s.key.Customer, Cell: c}})
+			if start%daySecs == 0 && end%daySecs == 0 {
+				topDays(p.series, start, end, formula, &h)
+			} else {
+				for _, s := range p.series {
+					if c := s.total(start, end); c.Count > 0 {
+						h.offer(topItem{v: c.Value(formula), cc: CustomerCell{Customer: s.key.Customer, Cell: c}})
+					}
 				}
 			}
 		}
@@ -218,6 +264,35 @@ func (t *Table) Top(ctx context.Context, meter uint64, start, end int64, n int, 
 		out[i] = h.items[i].cc
 	}
 	return out, nil
+}
+
+// topDays offers to h the aggregate over the whole days [a, b) of every
+// series in ss with entries there. It is total for day-aligned ranges,
+// reorganised for memory-level parallelism: series are taken a batch at a
+// time, first all their headers, then all their day cells at the start of
+// the range, so that the cache misses of a batch overlap instead of
+// following one another.
+func topDays(ss []*series, a, b int64, formula string, h *topHeap) {
+	const batch = 16
+	var ia [batch]int
+	var sink int64
+	for len(ss) > 0 {
+		bs := ss[:min(batch, len(ss))]
+		ss = ss[len(bs):]
+		for _, s := range bs {
+			sink += s.lastDay.start // bring the series into the cache
+		}
+		for k, s := range bs {
+			ia[k] = s.dayIndex(a)
+		}
+		for k, s := range bs {
+			if j := s.dayIndex(b); ia[k] < j {
+				c := s.dayRange(ia[k], j)
+				h.offer(topItem{v: c.Value(formula), cc: CustomerCell{Customer: s.key.Customer, Cell: c}})
+			}
+		}
+	}
+	h.sink += sink // keeps the first pass's loads from being optimised away
 }
 
 type topItem struct {
@@ -238,6 +313,7 @@ func (a *topItem) worse(b topItem) bool {
 type topHeap struct {
 	n     int
 	items []topItem
+	sink  int64 // see topDays
 }
 
 func (h *topHeap) offer(x topItem) {
@@ -336,7 +412,7 @@ func (t *Table) Totals(ctx context.Context, meter uint64, start, end int64, g Gr
 		if g == Daily {
 			cs := s.dayCells
 			for i := s.dayIndex(start); i < len(cs) && cs[i].start < end; i++ {
-				acc.at(cs[i].start).add(cs[i].c)
+				acc.at(cs[i].start).add(s.dayRange(i, i+1))
 			}
 			return
 		}

@@ -182,6 +182,7 @@ type series struct {
 	hours    tier
 	days     tier
 	dayCells []dayCell // the cells of the days with entries, by day (meter_index.go)
+	lastDay  dayCell   // a copy of the last of dayCells, zero when there is none
 }
 
 // A tier is the buckets of one size: a tree of them and the most recently

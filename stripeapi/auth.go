@@ -113,3 +113,28 @@ func printable(s string) bool {
 	}
 	return true
 }
+
+// RequireAPIKey returns a handler that passes to next only the requests
+// whose Authorization header carries an API key opts accepts: the check
+// NewHandler makes (opts.APIKeys; without any, every sk_test_ key), with
+// the same 401 response and Request-Id header. It lets an application
+// serve endpoints of its own beside the Stripe API behind the same keys
+// (cmd/meterd mounts the usage export this way); those endpoints are
+// extensions, not part of Stripe's API. Only opts.APIKeys is read; opts
+// may be nil and is copied. The handler is safe for concurrent use.
+func RequireAPIKey(next http.Handler, opts *Options) (http.Handler, error) {
+	o, err := opts.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	h := &handler{opts: o, log: o.Logger}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, err := h.authenticate(r); err != nil {
+			c := &call{h: h, w: w, r: r, id: newRequestID(), api: apiV1, now: o.Now()}
+			w.Header().Set("Request-Id", c.id)
+			c.write(c.errorResponse(err))
+			return
+		}
+		next.ServeHTTP(w, r)
+	}), nil
+}
