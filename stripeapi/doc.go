@@ -94,7 +94,12 @@
 //   - a value of the wrong shape (a hash for a string, a repeated string),
 //     an unknown enum value or a limit outside 1 to 100 is
 //     parameter_invalid; a too-long string is string_too_long;
-//   - starting_after with ending_before is parameters_exclusive.
+//   - starting_after with ending_before is parameters_exclusive;
+//   - a key or value that is not valid UTF-8 (after percent-decoding) is
+//     parameter_invalid naming the parameter ("Invalid identifier: must
+//     be valid UTF-8."). v2 JSON bodies and the meter event stream take
+//     the same check on the raw body, before a decoder could turn a bad
+//     byte into U+FFFD and make two identifiers collide.
 //
 // expand is accepted and ignored: nothing on these objects expands.
 //

@@ -168,6 +168,9 @@ type v2State struct {
 func newV2Params(body []byte) (*v2Params, error) {
 	fields := map[string]json.RawMessage{}
 	if len(body) > 0 {
+		if err := checkJSONUTF8(body); err != nil {
+			return nil, err
+		}
 		d := json.NewDecoder(bytes.NewReader(body))
 		if err := d.Decode(&fields); err != nil {
 			return nil, errInvalidJSON(err)

@@ -11,7 +11,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-	"unicode/utf8"
 
 	"github.com/meterdb/meterdb/event"
 )
@@ -156,8 +155,8 @@ func errStream(msg string) *apiError {
 
 // decode fills sb.evs from body.
 func (sb *streamBatch) decode(body []byte, names *nameCache) error {
-	if !utf8.Valid(body) {
-		return errStream("it is not valid UTF-8.")
+	if err := checkJSONUTF8(body); err != nil {
+		return err
 	}
 	d := &streamDecoder{b: body, sb: sb, names: names}
 	return d.top()
