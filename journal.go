@@ -28,6 +28,8 @@ type journal interface {
 	PutKV(ns, key string, value []byte, expires int64) error
 	GetKV(ns, key string, now int64) ([]byte, bool, error)
 	DeleteKV(ns, key string) error
+	// WriteKV applies several puts and deletes at once: all or none.
+	WriteKV(ws []store.KVWrite) error
 	ListKV(ns, after string, now int64, fn func(key string, value []byte) bool) error
 	// MemoryBytes estimates the heap the journal holds.
 	MemoryBytes() int64
@@ -73,6 +75,19 @@ func (j *memJournal) DeleteKV(ns, key string) error {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	delete(j.kv, [2]string{ns, key})
+	return nil
+}
+
+func (j *memJournal) WriteKV(ws []store.KVWrite) error {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	for _, w := range ws {
+		if w.Delete {
+			delete(j.kv, [2]string{w.NS, w.Key})
+		} else {
+			j.kv[[2]string{w.NS, w.Key}] = kvValue{value: append([]byte(nil), w.Value...), expires: w.Expires}
+		}
+	}
 	return nil
 }
 

@@ -56,11 +56,11 @@ type DB struct {
 }
 
 type item struct {
-	seq   uint64 // queue order
-	loc   uint64 // 0 for key-value records
-	data  []byte // encoded log record
-	nev   int    // events in data
-	kv    *kvRecord
+	seq   uint64     // queue order
+	loc   uint64     // 0 for key-value records
+	data  []byte     // encoded log record
+	nev   int        // events in data
+	kvs   []kvRecord // key-value records, committed together; nil for a log record
 	group *Group
 	done  chan error // nil for buffered writes
 }
@@ -206,13 +206,16 @@ func (s *DB) enqueue(it *item) (uint64, error) {
 	}
 	s.items++
 	it.seq = s.items
-	if it.kv == nil {
+	if it.kvs == nil {
 		it.loc = s.nextLoc
 		s.nextLoc++
 		s.pending[it.loc] = it.group
 	} else {
-		it.kv.seq = it.seq
-		s.kvPend[[2]string{it.kv.ns, it.kv.key}] = *it.kv
+		for i := range it.kvs {
+			r := &it.kvs[i]
+			r.seq = it.seq
+			s.kvPend[[2]string{r.ns, r.key}] = *r
+		}
 	}
 	s.queue = append(s.queue, it)
 	s.queued += it.nev
@@ -278,10 +281,13 @@ func (s *DB) commitLoop() {
 		}
 		for _, it := range batch {
 			s.commits = it.seq
-			if it.kv == nil {
+			if it.kvs == nil {
 				delete(s.pending, it.loc)
-			} else if p, ok := s.kvPend[[2]string{it.kv.ns, it.kv.key}]; ok && p.seq == it.kv.seq {
-				delete(s.kvPend, [2]string{it.kv.ns, it.kv.key})
+			}
+			for _, r := range it.kvs {
+				if p, ok := s.kvPend[[2]string{r.ns, r.key}]; ok && p.seq == r.seq {
+					delete(s.kvPend, [2]string{r.ns, r.key})
+				}
 			}
 			if it.done != nil {
 				it.done <- err
@@ -298,9 +304,11 @@ func (s *DB) commit(batch []*item) error {
 		log.FillPercent = 1.0 // keys only ever grow: pack pages full
 		var key [8]byte
 		for _, it := range batch {
-			if it.kv != nil {
-				if err := putKV(tx, it.kv); err != nil {
-					return err
+			if it.kvs != nil {
+				for i := range it.kvs {
+					if err := putKV(tx, &it.kvs[i]); err != nil {
+						return err
+					}
 				}
 				continue
 			}
