@@ -269,7 +269,11 @@
 //     timestamp_in_future and timestamp_too_far_in_past. Every failed event
 //     is a sample (error_message and request.identifier). Reports are per
 //     request, so validation_start and validation_end bound that request,
-//     and reason.request names its Request-Id and Idempotency-Key.
+//     and reason.request names its Request-Id and Idempotency-Key. Should
+//     storing the report fail once the events are committed, the request
+//     is still answered 200 {} (its valid events counted; a 5xx would say
+//     otherwise) and the failure is logged at Error level with the
+//     request id.
 //   - Duplicates in the stream: an event whose identifier was already
 //     recorded within the dedupe window is not counted again, and is
 //     reported under the code duplicate_meter_event (meterdb's addition to

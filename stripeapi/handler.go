@@ -31,6 +31,10 @@ type handler struct {
 	slots   chan struct{} // one token per request being served
 	limiter *rateLimiter  // nil without Options.RateLimit
 
+	// writeReports stores error reports and their index records: the DB's
+	// WriteKV, replaced by tests to make those writes fail.
+	writeReports func(context.Context, []meterdb.KVWrite) error
+
 	// execHook, when set (by tests), runs just before each execution step.
 	execHook func(*http.Request)
 }
@@ -130,6 +134,7 @@ func NewHandler(db *meterdb.DB, opts *Options) (http.Handler, error) {
 		names:   newNameCache(),
 		combine: newCombiner(db),
 	}
+	h.writeReports = db.WriteKV
 	if o.RateLimit > 0 {
 		h.limiter = newRateLimiter(o.RateLimit, o.RateBurst)
 	}

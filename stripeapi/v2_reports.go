@@ -166,7 +166,9 @@ func (h *handler) reportStreamErrors(ctx context.Context, c *call, evs []event.E
 	if err != nil {
 		return err
 	}
-	return h.db.PutKV(ctx, reportNamespace, newReportKey(c.now), raw, c.now.Add(ErrorReportTTL))
+	return h.writeReports(ctx, []meterdb.KVWrite{
+		{Namespace: reportNamespace, Key: newReportKey(c.now), Value: raw, Expires: c.now.Add(ErrorReportTTL)},
+	})
 }
 
 // meterID returns the id of the meter with the given event name, or ""

@@ -6,7 +6,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -99,12 +101,13 @@ func (h *handler) v2Stream(c *call) (execFunc, error) {
 		if err != nil {
 			return nil, err
 		}
-		for _, e := range errs {
-			if e != nil {
-				if err := h.reportStreamErrors(ctx, c, sb.evs, errs); err != nil {
-					return nil, err
-				}
-				break
+		// The events are committed: whatever happens to their error
+		// report, the answer is what happened to them. A 500 here would
+		// tell the client that nothing counted.
+		if slices.ContainsFunc(errs, func(e error) bool { return e != nil }) {
+			if err := h.reportStreamErrors(ctx, c, sb.evs, errs); err != nil {
+				h.log.LogAttrs(ctx, slog.LevelError, "storing the error report of a stream request failed; its events were recorded",
+					slog.String("request_id", c.id), slog.Any("error", err))
 			}
 		}
 		return struct{}{}, nil
