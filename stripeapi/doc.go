@@ -200,7 +200,12 @@
 // Options.MaxConcurrentRequests (256) in flight waits up to
 // Options.AdmissionWait (1 s) for a slot, its body unread; one that still
 // finds none, or exceeds the per-key Options.RateLimit, is 429 rate_limit
-// with Stripe-Should-Retry: true, so that stripe-go retries it. A closed DB gives 503 api_error;
+// with Stripe-Should-Retry: true, so that stripe-go retries it. A request
+// line and headers over Options.MaxHeaderBytes (32 KiB) are 431; an
+// http.Server answers larger headers than its own MaxHeaderBytes, and
+// request lines it cannot parse (a bad percent escape in the path), in
+// plain text before the handler runs, so give it a limit above the
+// handler's. A 401 closes the connection. A closed DB gives 503 api_error;
 // any other failure 500 api_error, logged with its request id.
 //
 // Responses also carry Cache-Control: no-cache, no-store, echo the

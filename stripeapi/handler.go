@@ -170,6 +170,10 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *handler) serve(c *call) response {
+	if n := headerBytes(c.r); n > h.opts.MaxHeaderBytes {
+		return c.errorResponse(invalidRequest(http.StatusRequestHeaderFieldsTooLarge, "", "",
+			fmt.Sprintf("Request headers too large: %d bytes, the limit is %d.", n, h.opts.MaxHeaderBytes)))
+	}
 	rt, vals := h.match(c.r)
 	var key apiKey
 	var err error
@@ -210,6 +214,18 @@ func (h *handler) serve(c *call) response {
 		return h.idem.do(c, run)
 	}
 	return c.execute(run)
+}
+
+// headerBytes is the size of r's request line and headers, counted as
+// net/http counts them for http.Server.MaxHeaderBytes.
+func headerBytes(r *http.Request) int {
+	n := len(r.Method) + len(r.RequestURI) + len(r.Proto) + 4
+	for k, vs := range r.Header {
+		for _, v := range vs {
+			n += len(k) + len(v) + 4
+		}
+	}
+	return n
 }
 
 // match finds the route for r's method and path and returns it with the
@@ -291,6 +307,8 @@ func (c *call) write(res response) {
 	}
 	if res.status == http.StatusUnauthorized {
 		hd.Set("WWW-Authenticate", `Basic realm="meterdb"`)
+		// A client without a valid key keeps no connection open.
+		hd.Set("Connection", "close")
 	}
 	c.w.WriteHeader(res.status)
 	c.w.Write(res.body)

@@ -21,6 +21,12 @@ type Options struct {
 	// MaxBodyBytes bounds a request body, in bytes. Zero means 1 MiB.
 	// Larger bodies get 413.
 	MaxBodyBytes int64
+	// MaxHeaderBytes bounds the request line and headers of a request, in
+	// bytes, counted as http.Server.MaxHeaderBytes counts them. Zero means
+	// 32 KiB. Larger requests get 431 with a Stripe error body; set the
+	// server's MaxHeaderBytes above this limit, or net/http answers first,
+	// in plain text.
+	MaxHeaderBytes int
 	// MaxParams bounds the number of form fields (key=value pairs) of one
 	// request, query string and body together. Zero means 500.
 	MaxParams int
@@ -52,6 +58,7 @@ type Options struct {
 const (
 	defaultMaxBodyBytes   = 1 << 20
 	defaultMaxParams      = 500
+	defaultMaxHeaderBytes = 32 << 10
 	defaultIdempotencyTTL = 24 * time.Hour
 	defaultMaxConcurrent  = 256
 	defaultAdmissionWait  = time.Second
@@ -70,12 +77,15 @@ func (o *Options) withDefaults() (Options, error) {
 			return r, fmt.Errorf("stripeapi: Options.APIKeys[%d] is empty or contains a space or colon", i)
 		}
 	}
-	if r.MaxBodyBytes < 0 || r.MaxParams < 0 || r.IdempotencyTTL < 0 || r.MaxConcurrentRequests < 0 ||
+	if r.MaxBodyBytes < 0 || r.MaxParams < 0 || r.MaxHeaderBytes < 0 || r.IdempotencyTTL < 0 || r.MaxConcurrentRequests < 0 ||
 		r.RateLimit < 0 || r.RateBurst < 0 {
 		return r, errors.New("stripeapi: Options fields must not be negative")
 	}
 	if r.MaxBodyBytes == 0 {
 		r.MaxBodyBytes = defaultMaxBodyBytes
+	}
+	if r.MaxHeaderBytes == 0 {
+		r.MaxHeaderBytes = defaultMaxHeaderBytes
 	}
 	if r.MaxParams == 0 {
 		r.MaxParams = defaultMaxParams
