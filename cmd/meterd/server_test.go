@@ -294,4 +294,3 @@ func TestConnectionFlood(t *testing.T) {
 		}
 	}
 }
-
