@@ -155,9 +155,10 @@ func (h *handler) apiFor(path string) *apiVersion {
 
 // ServeHTTP runs the pipeline: request id, routing, authentication (an API
 // key, or a session token for the meter event stream; unknown routes are
-// reported after API key authentication), admission (concurrency and rate
-// limits), decoding and validation, execution (through the idempotency
-// layer for POST), and one JSON writer.
+// reported after API key authentication), the rate limit, decoding and
+// validation (which read the body), admission (a slot among
+// MaxConcurrentRequests), execution (through the idempotency layer for
+// POST), and one JSON writer.
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	c := &call{h: h, w: w, r: r, id: newRequestID(), api: h.apiFor(r.URL.Path), now: h.opts.Now()}
@@ -186,10 +187,6 @@ func (h *handler) serve(c *call) response {
 		return c.errorResponse(err)
 	}
 	c.key = key
-	if !h.admit(c.r.Context()) {
-		return c.errorResponse(errRateLimited())
-	}
-	defer func() { <-h.slots }()
 	if !h.limiter.allow(key.scope, c.now) {
 		return c.errorResponse(errRateLimited())
 	}
@@ -206,10 +203,17 @@ func (h *handler) serve(c *call) response {
 					len(strings.TrimSpace(c.r.Header.Get("Idempotency-Key"))), maxIdempotencyKey)))
 		}
 	}
+	// Decoding reads the body (bounded by MaxBodyBytes, and in time by
+	// the server's ReadTimeout) before the request takes a slot: a client
+	// that stalls mid-body holds a connection, never a slot.
 	run, err := rt.prepare(c)
 	if err != nil {
 		return c.errorResponse(err)
 	}
+	if !h.admit(c.r.Context()) {
+		return c.errorResponse(errRateLimited())
+	}
+	defer func() { <-h.slots }()
 	if c.idemKey != "" {
 		return h.idem.do(c, run)
 	}

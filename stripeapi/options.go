@@ -33,11 +33,13 @@ type Options struct {
 	// IdempotencyTTL is how long the response to a POST with an
 	// Idempotency-Key is kept for replay. Zero means 24 hours.
 	IdempotencyTTL time.Duration
-	// MaxConcurrentRequests bounds the requests the handler serves at once.
-	// Zero means 256.
+	// MaxConcurrentRequests bounds the requests the handler executes at
+	// once. A request takes its slot after its body was read and decoded,
+	// so that clients that stall mid-body hold none; bound the time a body
+	// may take with the server's ReadTimeout. Zero means 256.
 	MaxConcurrentRequests int
 	// AdmissionWait is how long a request beyond MaxConcurrentRequests
-	// waits for one of them to finish, its body still unread, before it
+	// waits for one of them to finish, its body already read, before it
 	// gets 429 rate_limit (with Stripe-Should-Retry: true, which stripe-go
 	// honours). Zero means one second; negative turns it away at once.
 	AdmissionWait time.Duration
