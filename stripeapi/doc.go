@@ -295,7 +295,12 @@
 //     next_page_url) and GET /v2/core/events/{id} (404 not_found when
 //     unknown), which stripe-go's V2CoreEvents decodes into
 //     *stripe.V1BillingMeterErrorReportTriggeredEvent and
-//     *stripe.V1BillingMeterNoMeterFoundEvent. Event ids are "evt_"
+//     *stripe.V1BillingMeterNoMeterFoundEvent. A page (up to 100 reports
+//     of up to 100 samples, megabytes of JSON) is written as it is read,
+//     a few reports at a time, each read in its own transaction, after
+//     the request released its slot: a client that does not read pins a
+//     few reports' worth of memory until the server's WriteTimeout drops
+//     it. Event ids are "evt_"
 //     followed by 32 characters; every key sees every report, livemode
 //     being the mode of the session that streamed the events.
 //   - Idempotency works as in v1; for v2 the parameters compared are the

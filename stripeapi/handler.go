@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -103,7 +104,8 @@ type call struct {
 type response struct {
 	status   int
 	body     []byte
-	retry    *bool // Stripe-Should-Retry, when set
+	stream   streamed // writes the body instead of body, for large GET responses
+	retry    *bool    // Stripe-Should-Retry, when set
 	replayed bool
 }
 
@@ -270,6 +272,9 @@ func (c *call) execute(run execFunc) response {
 	if err != nil {
 		return c.errorResponse(err)
 	}
+	if s, ok := v.(streamed); ok {
+		return response{status: http.StatusOK, stream: s}
+	}
 	body, err := json.MarshalIndent(v, "", "  ")
 	if err != nil {
 		return c.errorResponse(fmt.Errorf("stripeapi: encoding response: %w", err))
@@ -315,7 +320,22 @@ func (c *call) write(res response) {
 		hd.Set("Connection", "close")
 	}
 	c.w.WriteHeader(res.status)
+	if res.stream != nil {
+		// The status is sent: a failure can only cut the body short.
+		if err := res.stream(c.r.Context(), c.w); err != nil {
+			c.h.log.LogAttrs(c.r.Context(), slog.LevelWarn, "writing a response failed",
+				slog.String("request_id", c.id), slog.String("path", c.r.URL.Path), slog.Any("error", err))
+		}
+		return
+	}
 	c.w.Write(res.body)
 }
+
+// streamed is an execution result written in pieces as it is produced,
+// for responses too large to hold whole while a slow client reads them
+// (pages of error reports). Only GET routes return one: the idempotency
+// layer stores bodies. A write deadline on the connection (the server's
+// WriteTimeout) drops a client that stops reading.
+type streamed func(ctx context.Context, w io.Writer) error
 
 func newRequestID() string { return "req_" + meter.RandomBase62(14) }
