@@ -388,18 +388,32 @@ func (db *DB) countRejected(errs []error) {
 
 // duplicateCheck confirms dedupe candidates for identifier id: an event
 // with that identifier stored at loc and received within the window.
+// The group read last is kept for the next candidate: a batch replayed
+// whole (a client's retry) finds all its identifiers in one group, which
+// is then read and decoded once, not once per event.
 type duplicateCheck struct {
 	db  *DB
 	now int64
 	id  string
+
+	loc uint64       // of g
+	g   *store.Group // the group read last, or nil; groups are immutable
 }
 
 func (d *duplicateCheck) confirm(loc uint64) (bool, error) {
-	e, err := d.db.findEvent(loc, d.id)
-	if err != nil || e == nil {
-		return false, err
+	if d.g == nil || d.loc != loc {
+		g, err := d.db.j.Group(loc)
+		if err != nil || g == nil {
+			return false, err
+		}
+		d.loc, d.g = loc, g
 	}
-	return d.now-e.Received < int64(d.db.opts.DedupeWindow/time.Second), nil
+	for i := range d.g.Events {
+		if e := &d.g.Events[i]; e.Identifier == d.id {
+			return d.now-e.Received < int64(d.db.opts.DedupeWindow/time.Second), nil
+		}
+	}
+	return false, nil
 }
 
 // findEvent returns the event with identifier id in the group at loc.
