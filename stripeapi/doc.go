@@ -287,7 +287,19 @@
 //     silently. A retry with the same Idempotency-Key replays {} and
 //     reports nothing; events without identifier get one derived from the
 //     Idempotency-Key and their position, so such a retry, even one whose
-//     idempotency record was lost, counts them once.
+//     idempotency record was lost, counts them once. A request whose
+//     reports are identical to reports stored in the last 24 hours (same
+//     types, meters, codes and samples: a client retrying a batch already
+//     recorded, under new Idempotency-Keys) stores no new report, so that
+//     retries add nothing to the file.
+//   - The report store is bounded: past Options.MaxErrorReportBytes (64
+//     MiB of stored records) the oldest reports are dropped first, down to
+//     90% of the bound, whatever their age; otherwise reports expire after
+//     ErrorReportTTL. Index records, written in the same commit as each
+//     report (DB.WriteKV), serve types, object_id and created filters:
+//     a filtered page reads the reports it returns, not every report
+//     stored. Reports stored by earlier versions are indexed on the
+//     handler's first use of the store.
 //   - Error reports are read with ListErrorReports and GetErrorReport, or
 //     as v2 thin events: GET /v2/core/events (newest first; limit 1 to
 //     100, default 10; object_id, the meter id; types; created[gt|gte|lt|

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"net/http"
 
 	"github.com/meterdb/meterdb"
@@ -28,4 +29,21 @@ func FailReportWrites(h http.Handler, err error) {
 		return
 	}
 	hd.writeReports = func(context.Context, []meterdb.KVWrite) error { return err }
+}
+
+// ReportDecodes returns how many error report records were decoded so far
+// (by every handler and ListErrorReports call of the process).
+func ReportDecodes() int64 { return reportDecodes.Load() }
+
+// ReportNamespace is the key-value namespace of error report records.
+const ReportNamespace = reportNamespace
+
+// WriteUnindexedReport stores r as versions without the report index did:
+// one record, no index records.
+func WriteUnindexedReport(ctx context.Context, db *meterdb.DB, r ErrorReport) error {
+	raw, err := json.Marshal(reportRecord{Reports: []ErrorReport{r}})
+	if err != nil {
+		return err
+	}
+	return db.PutKV(ctx, reportNamespace, newReportKey(r.Created), raw, r.Created.Add(ErrorReportTTL))
 }

@@ -35,6 +35,7 @@ type handler struct {
 	// writeReports stores error reports and their index records: the DB's
 	// WriteKV, replaced by tests to make those writes fail.
 	writeReports func(context.Context, []meterdb.KVWrite) error
+	reports      *reportStore
 
 	// execHook, when set (by tests), runs just before each execution step.
 	execHook func(*http.Request)
@@ -137,6 +138,8 @@ func NewHandler(db *meterdb.DB, opts *Options) (http.Handler, error) {
 		combine: newCombiner(db),
 	}
 	h.writeReports = db.WriteKV
+	h.reports = &reportStore{db: db, max: o.MaxErrorReportBytes,
+		write: func(ctx context.Context, ws []meterdb.KVWrite) error { return h.writeReports(ctx, ws) }}
 	if o.RateLimit > 0 {
 		h.limiter = newRateLimiter(o.RateLimit, o.RateBurst)
 	}

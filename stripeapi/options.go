@@ -49,6 +49,11 @@ type Options struct {
 	// RateBurst is how many requests one API key may make at once above
 	// RateLimit. Zero means max(1, RateLimit). Ignored without RateLimit.
 	RateBurst int
+	// MaxErrorReportBytes bounds the error reports of the meter event
+	// stream kept in the DB, in bytes of stored records (indexes not
+	// counted); past it the oldest reports are dropped first. Zero means
+	// 64 MiB.
+	MaxErrorReportBytes int64
 	// Now is the clock for created timestamps, idempotency expiry and rate
 	// limits. Nil means time.Now.
 	Now func() time.Time
@@ -61,6 +66,7 @@ const (
 	defaultMaxBodyBytes   = 1 << 20
 	defaultMaxParams      = 500
 	defaultMaxHeaderBytes = 32 << 10
+	defaultMaxReportBytes = 64 << 20
 	defaultIdempotencyTTL = 24 * time.Hour
 	defaultMaxConcurrent  = 256
 	defaultAdmissionWait  = time.Second
@@ -80,7 +86,7 @@ func (o *Options) withDefaults() (Options, error) {
 		}
 	}
 	if r.MaxBodyBytes < 0 || r.MaxParams < 0 || r.MaxHeaderBytes < 0 || r.IdempotencyTTL < 0 || r.MaxConcurrentRequests < 0 ||
-		r.RateLimit < 0 || r.RateBurst < 0 {
+		r.RateLimit < 0 || r.RateBurst < 0 || r.MaxErrorReportBytes < 0 {
 		return r, errors.New("stripeapi: Options fields must not be negative")
 	}
 	if r.MaxBodyBytes == 0 {
@@ -88,6 +94,9 @@ func (o *Options) withDefaults() (Options, error) {
 	}
 	if r.MaxHeaderBytes == 0 {
 		r.MaxHeaderBytes = defaultMaxHeaderBytes
+	}
+	if r.MaxErrorReportBytes == 0 {
+		r.MaxErrorReportBytes = defaultMaxReportBytes
 	}
 	if r.MaxParams == 0 {
 		r.MaxParams = defaultMaxParams

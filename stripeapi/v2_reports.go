@@ -96,6 +96,10 @@ func asyncCode(code string) string {
 
 var reportSeq atomic.Uint32
 
+// reportDecodes counts decoded report records, for tests of the cost of
+// listing.
+var reportDecodes atomic.Int64
+
 // newReportKey returns a key-value key that sorts before every key made
 // earlier: the complement of the time in nanoseconds, then of a counter
 // (for equal times), then a random suffix (across processes).
@@ -164,13 +168,7 @@ func (h *handler) reportStreamErrors(ctx context.Context, c *call, evs []event.E
 		t.ErrorCount++
 		t.SampleErrors = append(t.SampleErrors, ErrorReportError{Message: msg, Identifier: evs[i].Identifier})
 	}
-	raw, err := json.Marshal(reportRecord{Reports: reports})
-	if err != nil {
-		return err
-	}
-	return h.writeReports(ctx, []meterdb.KVWrite{
-		{Namespace: reportNamespace, Key: newReportKey(c.now), Value: raw, Expires: c.now.Add(ErrorReportTTL)},
-	})
+	return h.reports.put(ctx, c.now, reports)
 }
 
 // meterID returns the id of the meter with the given event name, or ""
@@ -222,19 +220,35 @@ func ListErrorReports(ctx context.Context, db *meterdb.DB, p ErrorReportListPara
 		}
 		afterKey, afterIdx = k, i
 	}
+	if prefix, ok, none := indexFor(p); none {
+		return nil, false, nil
+	} else if ok {
+		_, indexed, err := db.GetKV(ctx, reportIndexNamespace, indexMarker)
+		if err != nil {
+			return nil, false, err
+		}
+		if indexed {
+			return listIndexed(ctx, db, prefix, p, afterKey, afterIdx)
+		}
+	}
 	var out []ErrorReport
 	more := false
 	var decodeErr error
-	// Start just before afterKey so that its later reports are included.
+	// Start just before afterKey so that its later reports are included,
+	// or at the first record created before Until.
 	start := ""
 	if afterKey != "" {
 		start = afterKey[:len(afterKey)-1]
+	}
+	if !p.Until.IsZero() {
+		start = max(start, timeKeyPrefix(p.Until.Add(-time.Nanosecond)))
 	}
 	err := db.ListKV(ctx, reportNamespace, start, func(key string, value []byte) bool {
 		if key < afterKey {
 			return true
 		}
 		var rec reportRecord
+		reportDecodes.Add(1)
 		if err := json.Unmarshal(value, &rec); err != nil {
 			decodeErr = fmt.Errorf("stripeapi: error report %s: %w", key, err)
 			return false
@@ -281,6 +295,7 @@ func GetErrorReport(ctx context.Context, db *meterdb.DB, id string) (ErrorReport
 		return ErrorReport{}, false, err
 	}
 	var rec reportRecord
+	reportDecodes.Add(1)
 	if err := json.Unmarshal(raw, &rec); err != nil {
 		return ErrorReport{}, false, fmt.Errorf("stripeapi: error report %s: %w", key, err)
 	}
@@ -505,6 +520,9 @@ func (h *handler) v2ListEvents(c *call, p *v1Params) (execFunc, error) {
 		bound("lte", true, &lp.Until)
 	}
 	return func(ctx context.Context) (any, error) {
+		if err := h.reports.init(ctx); err != nil {
+			return nil, err
+		}
 		pg := &eventPage{db: h.db, p: lp, limit: cmp.Or(lp.Limit, 10), q: q}
 		var err error
 		if pg.first, pg.more, err = pg.nextChunk(ctx, 0); err != nil {
