@@ -37,12 +37,12 @@ func putKV(tx *bolt.Tx, r *kvRecord) error {
 // PutKV stores value under (ns, key) until expires (unix seconds), as
 // durable as Append. The value is copied.
 func (s *DB) PutKV(ns, key string, value []byte, expires int64) error {
-	return s.writeKV([]kvRecord{{ns: ns, key: key, value: append([]byte(nil), value...), expires: expires}})
+	return s.writeKV(&kvRecord{ns: ns, key: key, value: append([]byte(nil), value...), expires: expires})
 }
 
 // DeleteKV removes (ns, key).
 func (s *DB) DeleteKV(ns, key string) error {
-	return s.writeKV([]kvRecord{{ns: ns, key: key, del: true}})
+	return s.writeKV(&kvRecord{ns: ns, key: key, del: true})
 }
 
 // KVWrite is one change of WriteKV: a put of Value until Expires (unix
@@ -60,26 +60,27 @@ func (s *DB) WriteKV(ws []KVWrite) error {
 	if len(ws) == 0 {
 		return nil
 	}
-	rs := make([]kvRecord, len(ws))
+	rs := make([]*kvRecord, len(ws))
 	for i, w := range ws {
-		rs[i] = kvRecord{ns: w.NS, key: w.Key, del: w.Delete, expires: w.Expires}
+		rs[i] = &kvRecord{ns: w.NS, key: w.Key, del: w.Delete, expires: w.Expires}
 		if !w.Delete {
 			rs[i].value = append([]byte(nil), w.Value...)
 		}
 	}
-	return s.writeKV(rs)
+	return s.writeKV(rs...)
 }
 
-func (s *DB) writeKV(rs []kvRecord) error {
+func (s *DB) writeKV(rs ...*kvRecord) error {
 	it := &item{kvs: rs}
 	if s.opts.Durability == DurabilitySync {
-		it.done = make(chan error, 1)
+		it.done = make(chan struct{})
 	}
-	if _, err := s.enqueue(it); err != nil {
+	if err := s.enqueue(it); err != nil {
 		return err
 	}
 	if it.done != nil {
-		return <-it.done
+		<-it.done
+		return it.err
 	}
 	return nil
 }
