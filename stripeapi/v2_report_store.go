@@ -134,7 +134,7 @@ func (s *reportStore) indexAll(ctx context.Context) error {
 		}
 		after = recs[len(recs)-1].key
 	}
-	return s.db.PutKV(ctx, reportIndexNamespace, indexMarker, []byte("1"), time.Now().AddDate(100, 0, 0))
+	return s.db.PutKV(ctx, reportIndexNamespace, indexMarker, []byte("1"), s.db.Now().AddDate(100, 0, 0))
 }
 
 // reportKeyTime is the creation time encoded in a record key.
