@@ -199,7 +199,10 @@
 // 404, an API key over 255 is 401); a request beyond
 // Options.MaxConcurrentRequests (256) in flight waits up to
 // Options.AdmissionWait (1 s) for a slot, its body already read (a
-// client that stalls mid-body holds a connection, never a slot); one that still
+// client that stalls mid-body holds a connection, never a slot; the
+// bodies being read are bounded instead by Options.MaxBodyMemory, 64 MiB
+// of bytes received, all requests together, and a body that finds it
+// spent is 429 rate_limit); one that still
 // finds none, or exceeds the per-key Options.RateLimit, is 429 rate_limit
 // with Stripe-Should-Retry: true, so that stripe-go retries it. A request
 // line and headers over Options.MaxHeaderBytes (32 KiB) are 431; an

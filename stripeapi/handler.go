@@ -32,6 +32,7 @@ type handler struct {
 	combine *combiner
 	slots   chan struct{} // one token per request being served
 	limiter *rateLimiter  // nil without Options.RateLimit
+	bodies  *bodyBudget   // bytes of request bodies held
 
 	// writeReports stores error reports and their index records: the DB's
 	// WriteKV, replaced by tests to make those writes fail.
@@ -139,6 +140,7 @@ func NewHandler(db *meterdb.DB, opts *Options) (http.Handler, error) {
 		opts:    o,
 		log:     o.Logger,
 		slots:   make(chan struct{}, o.MaxConcurrentRequests),
+		bodies:  &bodyBudget{max: o.MaxBodyMemory},
 		idem:    newIdempotency(db, o.IdempotencyTTL),
 		sess:    newSessions(db),
 		names:   newNameCache(),
@@ -215,9 +217,14 @@ func (h *handler) serve(c *call) response {
 					len(strings.TrimSpace(c.r.Header.Get("Idempotency-Key"))), maxIdempotencyKey)))
 		}
 	}
-	// Decoding reads the body (bounded by MaxBodyBytes, and in time by
-	// the server's ReadTimeout) before the request takes a slot: a client
-	// that stalls mid-body holds a connection, never a slot.
+	// Decoding reads the body (bounded by MaxBodyBytes and MaxBodyMemory,
+	// and in time by the server's ReadTimeout) before the request takes a
+	// slot: a client that stalls mid-body holds a connection, never a slot.
+	if c.r.Body != nil && c.r.Body != http.NoBody {
+		bb := &budgetBody{ReadCloser: c.r.Body, b: h.bodies}
+		c.r.Body = bb
+		defer bb.release()
+	}
 	run, err := rt.prepare(c)
 	if err != nil {
 		return c.errorResponse(err)

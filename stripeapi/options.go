@@ -21,6 +21,12 @@ type Options struct {
 	// MaxBodyBytes bounds a request body, in bytes. Zero means 1 MiB.
 	// Larger bodies get 413.
 	MaxBodyBytes int64
+	// MaxBodyMemory bounds the bytes of request bodies held at once, all
+	// requests together, counted as they arrive (bodies are read before a
+	// request takes one of the MaxConcurrentRequests slots). A body that
+	// finds the budget spent gets 429 rate_limit with
+	// Stripe-Should-Retry: true. Zero means 64 MiB.
+	MaxBodyMemory int64
 	// MaxHeaderBytes bounds the request line and headers of a request, in
 	// bytes, counted as http.Server.MaxHeaderBytes counts them. Zero means
 	// 32 KiB. Larger requests get 431 with a Stripe error body; set the
@@ -67,6 +73,7 @@ const (
 	defaultMaxParams      = 500
 	defaultMaxHeaderBytes = 32 << 10
 	defaultMaxReportBytes = 64 << 20
+	defaultMaxBodyMemory  = 64 << 20
 	defaultIdempotencyTTL = 24 * time.Hour
 	defaultMaxConcurrent  = 256
 	defaultAdmissionWait  = time.Second
@@ -86,7 +93,7 @@ func (o *Options) withDefaults() (Options, error) {
 		}
 	}
 	if r.MaxBodyBytes < 0 || r.MaxParams < 0 || r.MaxHeaderBytes < 0 || r.IdempotencyTTL < 0 || r.MaxConcurrentRequests < 0 ||
-		r.RateLimit < 0 || r.RateBurst < 0 || r.MaxErrorReportBytes < 0 {
+		r.RateLimit < 0 || r.RateBurst < 0 || r.MaxErrorReportBytes < 0 || r.MaxBodyMemory < 0 {
 		return r, errors.New("stripeapi: Options fields must not be negative")
 	}
 	if r.MaxBodyBytes == 0 {
@@ -94,6 +101,9 @@ func (o *Options) withDefaults() (Options, error) {
 	}
 	if r.MaxHeaderBytes == 0 {
 		r.MaxHeaderBytes = defaultMaxHeaderBytes
+	}
+	if r.MaxBodyMemory == 0 {
+		r.MaxBodyMemory = defaultMaxBodyMemory
 	}
 	if r.MaxErrorReportBytes == 0 {
 		r.MaxErrorReportBytes = defaultMaxReportBytes

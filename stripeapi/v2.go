@@ -113,6 +113,9 @@ func (c *call) readV2Body(buf *bytes.Buffer) ([]byte, error) {
 	}
 	if c.r.Body != nil {
 		if _, err := buf.ReadFrom(http.MaxBytesReader(c.w, c.r.Body, c.h.opts.MaxBodyBytes)); err != nil {
+			if errors.Is(err, errBodyBudget) {
+				return nil, errBusy()
+			}
 			var tooLarge *http.MaxBytesError
 			if errors.As(err, &tooLarge) {
 				return nil, invalidRequest(http.StatusRequestEntityTooLarge, "", "",
