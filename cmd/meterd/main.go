@@ -14,7 +14,9 @@
 // without one. Beyond loopback it also refuses keys shorter than 16
 // characters, and plain HTTP unless -insecure-http is given: serve HTTPS
 // with -tls-cert and -tls-key. -max-conns caps the open connections (see
-// server.go for the timeouts). An empty -db keeps everything in memory, lost on exit.
+// server.go for the timeouts). The few answers net/http makes itself, to
+// requests it cannot parse, get Stripe JSON bodies (over plain HTTP). An
+// empty -db keeps everything in memory, lost on exit.
 // -durability buffered acknowledges events before their fsync (see
 // meterdb.DurabilityBuffered: a crash may lose the last 100 ms or so of
 // acknowledged events, never count one twice); the default, sync,

@@ -2,12 +2,15 @@ package main
 
 import (
 	"crypto/tls"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -164,7 +167,7 @@ func (l *limitListener) Accept() (net.Conn, error) {
 		<-l.slots
 		return nil, err
 	}
-	return &limitConn{Conn: c, release: func() { <-l.slots }}, nil
+	return &limitConn{Conn: stripeErrorConn{c}, raw: c, release: func() { <-l.slots }}, nil
 }
 
 func (l *limitListener) Close() error {
@@ -175,12 +178,84 @@ func (l *limitListener) Close() error {
 // limitConn gives its slot back once, on the first Close.
 type limitConn struct {
 	net.Conn
+	raw     net.Conn // the accepted connection, under the wrappers
 	once    sync.Once
 	release func()
+}
+
+// CloseWrite half-closes the connection when it can, as net/http does
+// before closing after an error response.
+func (c *limitConn) CloseWrite() error {
+	if cw, ok := c.raw.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return nil
 }
 
 func (c *limitConn) Close() error {
 	err := c.Conn.Close()
 	c.once.Do(c.release)
 	return err
+}
+
+// netHTTPErrorHeaders is what net/http's server writes after the status
+// line of the responses it makes itself, before any handler runs: to a
+// request line it cannot parse (a bad percent escape in the path), headers
+// over MaxHeaderBytes, a missing Host header, an unsupported transfer
+// encoding. It writes each such response, complete, in one Write to the
+// connection and then closes it.
+const netHTTPErrorHeaders = "\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n"
+
+// stripeErrorConn rewrites net/http's own plain-text error responses into
+// Stripe-shaped JSON errors with the same status. Handler responses never
+// match (they carry a Date header and a JSON Content-Type); over TLS the
+// connection sees ciphertext, so net/http's plain text stays.
+type stripeErrorConn struct {
+	net.Conn
+}
+
+func (c stripeErrorConn) Write(p []byte) (int, error) {
+	if rewritten, ok := stripeError(p); ok {
+		if _, err := c.Conn.Write(rewritten); err != nil {
+			return 0, err
+		}
+		return len(p), nil
+	}
+	return c.Conn.Write(p)
+}
+
+// stripeError returns the JSON form of p if p is one of net/http's own
+// error responses.
+func stripeError(p []byte) ([]byte, bool) {
+	s := string(p) // only when small: error responses are a few dozen bytes
+	if len(p) > 512 || !strings.HasPrefix(s, "HTTP/1.1 ") {
+		return nil, false
+	}
+	line, body, ok := strings.Cut(s, netHTTPErrorHeaders)
+	if !ok || strings.Contains(line, "\r\n") || len(line) < len("HTTP/1.1 400") {
+		return nil, false
+	}
+	code, err := strconv.Atoi(line[len("HTTP/1.1 ") : len("HTTP/1.1 ")+3])
+	if err != nil || code < 400 || code > 599 {
+		return nil, false
+	}
+	msg := "Invalid request: " + strings.TrimPrefix(body, line[len("HTTP/1.1 "):len("HTTP/1.1 ")+4]) + "."
+	switch code {
+	case http.StatusRequestHeaderFieldsTooLarge:
+		msg = fmt.Sprintf("Request headers too large: the limit is %d bytes.", maxHeaderBytes)
+	case http.StatusBadRequest:
+		if !strings.Contains(body, ": ") {
+			msg = "Invalid request: the request line or headers could not be parsed (for example a bad percent escape in the path)."
+		}
+	}
+	typ := "invalid_request_error"
+	if code >= 500 {
+		typ = "api_error"
+	}
+	js, err := json.Marshal(map[string]map[string]string{"error": {"type": typ, "message": msg}})
+	if err != nil {
+		return nil, false
+	}
+	return fmt.Appendf(nil, "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s",
+		code, http.StatusText(code), len(js), js), true
 }

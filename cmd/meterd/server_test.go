@@ -154,8 +154,9 @@ func TestTLS(t *testing.T) {
 }
 
 // TestHeaderLimits: headers over stripeapi's limit (32 KiB) are answered
-// with a Stripe JSON 431; only beyond the server's MaxHeaderBytes does
-// net/http answer itself.
+// with a Stripe JSON 431 by the handler; beyond the server's
+// MaxHeaderBytes net/http answers 431 itself (see
+// TestRequestsNetHTTPRejects for its body).
 func TestHeaderLimits(t *testing.T) {
 	addr := startRun(t, "-addr", "127.0.0.1:0", "-db", "")
 	send := func(n int) (*http.Response, []byte) {
