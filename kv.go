@@ -83,6 +83,33 @@ func (db *DB) DeleteKV(ctx context.Context, namespace, key string) error {
 	return db.e.DeleteKV(namespace, key)
 }
 
+// KVWrite is one change of DB.WriteKV: a put of Value under (Namespace,
+// Key) until Expires, or, with Delete, the removal of that record.
+type KVWrite struct {
+	Namespace, Key string
+	Value          []byte
+	Expires        time.Time
+	Delete         bool
+}
+
+// WriteKV applies writes, in order, in one commit: either all of them are
+// stored or, when it returns an error, none. It lets an adapter keep a
+// record and the index records that point at it consistent. Values are
+// copied; limits are those of PutKV.
+func (db *DB) WriteKV(ctx context.Context, writes []KVWrite) error {
+	ws := make([]store.KVWrite, len(writes))
+	for i, w := range writes {
+		if err := checkKV(w.Namespace, w.Key); err != nil {
+			return err
+		}
+		if len(w.Value) > MaxKVValue {
+			return errors.New("meterdb: key-value record value longer than 1 MiB")
+		}
+		ws[i] = store.KVWrite{NS: w.Namespace, Key: w.Key, Value: w.Value, Expires: w.Expires.Unix(), Delete: w.Delete}
+	}
+	return db.e.WriteKV(ws)
+}
+
 func checkKV(namespace, key string) error {
 	if namespace == "" || len(namespace) > 64 || len(key) == 0 || len(key) > MaxKVKey {
 		return errors.New("meterdb: key-value namespace must be 1 to 64 bytes and key 1 to 1024 bytes")

@@ -184,3 +184,49 @@ func countErrs(errs []error) int {
 	}
 	return n
 }
+
+// TestReadyDiskFull checks that Ready and Stats.WriteFailed report a
+// buffered database whose commits wait for disk space, and that both
+// clear once space returns.
+func TestReadyDiskFull(t *testing.T) {
+	dir := smallDisk(t, 2<<20)
+	db, err := meterdb.Open(filepath.Join(dir, "ready.db"), &meterdb.Options{Durability: meterdb.DurabilityBuffered,
+		FlushInterval: 5 * time.Millisecond, CheckpointInterval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	mustMeter(t, db, meter.Params{EventName: "calls", Formula: meter.Sum})
+	if _, err := db.RecordBatch(ctx, usageBatch("before", "c", 100)); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Ready(); err != nil || db.Stats().WriteFailed {
+		t.Fatalf("before the disk is full: Ready %v, WriteFailed %v", err, db.Stats().WriteFailed)
+	}
+	filler := fillDisk(t, dir)
+	var ferr error
+	for i := 0; i < 2000 && ferr == nil; i++ {
+		if _, ferr = db.RecordBatch(ctx, usageBatch(fmt.Sprintf("full%d", i), "c", 200)); ferr == nil {
+			ferr = db.Sync()
+		}
+	}
+	if !errors.Is(ferr, meterdb.ErrUnavailable) {
+		t.Fatalf("filling the disk: %v", ferr)
+	}
+	if err := db.Ready(); !errors.Is(err, meterdb.ErrUnavailable) || !db.Stats().WriteFailed {
+		t.Errorf("while a batch waits for space: Ready %v, WriteFailed %v", err, db.Stats().WriteFailed)
+	}
+	if err := os.Remove(filler); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for db.Ready() != nil && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := db.Ready(); err != nil || db.Stats().WriteFailed {
+		t.Errorf("after space returned: Ready %v, WriteFailed %v", err, db.Stats().WriteFailed)
+	}
+}

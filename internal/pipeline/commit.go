@@ -104,9 +104,23 @@ func (e *Engine) Record(ctx context.Context, b *Batch) ([]error, error) {
 	// Reserve the identifiers, each dedupe shard locked once.
 	res := &sc.res
 	window := int64(e.cfg.DedupeWindow / time.Second)
+	// The group read last serves the next candidate too: a batch replayed
+	// whole (a client's retry) finds all its identifiers in one group,
+	// which is then read and decoded once, not once per event.
+	var read struct {
+		loc uint64
+		g   *store.Group // immutable
+	}
 	err = st.idx.ReserveBatch(res, ids, func(i int, loc uint64) (bool, error) {
-		ev, err := st.findEvent(loc, ids[i])
-		return ev != nil && nowSec-ev.Received < window, err
+		if read.g == nil || read.loc != loc {
+			g, err := st.log.Group(loc)
+			if err != nil || g == nil {
+				return false, err
+			}
+			read.loc, read.g = loc, g
+		}
+		ev := eventIn(read.g, ids[i])
+		return ev != nil && nowSec-ev.Received < window, nil
 	})
 	if err != nil {
 		return nil, err
@@ -269,12 +283,17 @@ func (st *state) findEvent(loc uint64, id string) (*store.Event, error) {
 	if err != nil || g == nil {
 		return nil, err
 	}
+	return eventIn(g, id), nil
+}
+
+// eventIn returns the event of g with identifier id, or nil.
+func eventIn(g *store.Group, id string) *store.Event {
 	for i := range g.Events {
 		if g.Events[i].Identifier == id {
-			return &g.Events[i], nil
+			return &g.Events[i]
 		}
 	}
-	return nil, nil
+	return nil
 }
 
 // Cancel removes the event with the given identifier from its meter's

@@ -333,6 +333,19 @@ func (e *Engine) DeleteKV(ns, key string) error {
 	return e.failed(st, st.log.DeleteKV(ns, key))
 }
 
+// WriteKV applies ws in one commit: all of them or none.
+func (e *Engine) WriteKV(ws []store.KVWrite) error {
+	st, err := e.enter()
+	if err != nil {
+		return err
+	}
+	defer e.life.RUnlock()
+	if err := st.writable(); err != nil {
+		return err
+	}
+	return e.failed(st, st.log.WriteKV(ws))
+}
+
 // ListKV calls fn with the unexpired records of ns after the key after.
 func (e *Engine) ListKV(ns, after string, fn func(key string, value []byte) bool) error {
 	st, err := e.enter()
