@@ -390,26 +390,26 @@ func (e *Engine) Cancel(ctx context.Context, eventName, identifier string) error
 	st.cancelled[found.Seq] = found.Received
 	st.cancelMu.Unlock()
 
-	st.applyMu.RLock()
-	c, err := st.log.Append(&store.Group{Cancels: []store.Cancel{{
-		Seq: found.Seq, Received: now, Meter: found.Meter, Customer: found.Customer,
-		Value: found.Value, Timestamp: found.Timestamp,
-	}}}, nil)
-	if err != nil {
+	// abort undoes the cancellation's claim after its write failed.
+	abort := func(err error) error {
 		st.applyMu.RUnlock()
 		st.cancelMu.Lock()
 		delete(st.cancelled, found.Seq)
 		st.cancelMu.Unlock()
 		return e.failed(st, fmt.Errorf("meterdb: recording cancellation: %w", err))
 	}
+	st.applyMu.RLock()
+	c, err := st.log.Append(&store.Group{Cancels: []store.Cancel{{
+		Seq: found.Seq, Received: now, Meter: found.Meter, Customer: found.Customer,
+		Value: found.Value, Timestamp: found.Timestamp,
+	}}}, nil)
+	if err != nil {
+		return abort(err)
+	}
 	finish := func() error {
 		loc, err := c.result()
 		if err != nil {
-			st.applyMu.RUnlock()
-			st.cancelMu.Lock()
-			delete(st.cancelled, found.Seq)
-			st.cancelMu.Unlock()
-			return e.failed(st, fmt.Errorf("meterdb: recording cancellation: %w", err))
+			return abort(err)
 		}
 		mode := aggregate.ModeOf(string(m.Formula), string(m.EventTimeWindow))
 		if !st.table.Cancel(aggregate.Key{Meter: m.Seq, Customer: found.Customer}, mode,
