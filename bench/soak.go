@@ -93,11 +93,11 @@ type soak struct {
 	seq    atomic.Uint64 // numbers Idempotency-Keys
 	phaseV atomic.Int32
 
-	acked         atomic.Int64 // events acknowledged
-	cancelledN    atomic.Int64 // cancels acknowledged
-	retryFoundDup atomic.Int64 // retries answered "already recorded" or "already cancelled"
-	sessions      atomic.Int64 // meter event sessions created
-	lastAckSent   atomic.Int64 // send time (unix ns) of the latest acknowledged fresh write
+	acked         atomic.Int64          // events acknowledged
+	cancelledN    atomic.Int64          // cancels acknowledged
+	retryFoundDup atomic.Int64          // retries answered "already recorded" or "already cancelled"
+	sessions      atomic.Int64          // meter event sessions created
+	lastAckSent   atomic.Int64          // send time (unix ns) of the latest acknowledged fresh write
 	acksInPhase   [nPhases]atomic.Int64 // fresh writes sent and acknowledged in one phase
 
 	sessMu  sync.Mutex // guards the fields below
