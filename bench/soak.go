@@ -51,7 +51,7 @@ type soakPlan struct {
 }
 
 // soakKillEvery is the spacing of the SIGKILL episodes.
-const soakKillEvery = 5 * time.Minute
+const soakKillEvery = 2 * time.Minute
 
 // soakBytesPerEvent is a generous estimate of the file bytes one event of
 // the soak's traffic costs (its log record, dedupe entry, idempotency
@@ -68,7 +68,7 @@ func soakPlanFor(cfg config) soakPlan {
 		RequestTimeout: 10 * time.Second, DrainTimeout: 3 * time.Minute,
 	}
 	need := int64(float64(p.Rate)*d.Seconds()) * soakBytesPerEvent
-	p.TmpfsBytes = max(64<<20, need*3/2)
+	p.TmpfsBytes = max(64<<20, 2*need)
 	if cfg.SoakDisk > 0 {
 		p.TmpfsBytes = cfg.SoakDisk
 	}
@@ -95,6 +95,7 @@ type soak struct {
 
 	acked         atomic.Int64          // events acknowledged
 	cancelledN    atomic.Int64          // cancels acknowledged
+	retryReplayed atomic.Int64          // retries answered from the idempotency record
 	retryFoundDup atomic.Int64          // retries answered "already recorded" or "already cancelled"
 	sessions      atomic.Int64          // meter event sessions created
 	lastAckSent   atomic.Int64          // send time (unix ns) of the latest acknowledged fresh write
@@ -144,13 +145,16 @@ func (r *runner) runSoak(spec TargetSpec) ([]Result, error) {
 	for i := range rows {
 		rows[i].Verified = rep.Exactness.Series
 	}
+	if err != nil || !rep.Exactness.OK {
+		if s.d != nil {
+			_, rep.MeterdLogTail = s.d.logs.snapshot()
+		}
+	}
 	if err != nil {
 		rep.Failed = err.Error()
-		_, rep.MeterdLogTail = s.d.logs.snapshot()
 		return rows, err
 	}
 	if !rep.Exactness.OK {
-		_, rep.MeterdLogTail = s.d.logs.snapshot()
 		return rows, &VerifyError{Target: spec.Name, Detail: rep.Exactness.Verdict}
 	}
 	return rows, nil
@@ -217,25 +221,11 @@ func (s *soak) run(ctx context.Context, rep *SoakReport) (err error) {
 	stopLoad, quitRetry := make(chan struct{}), make(chan struct{})
 	load := s.runLoad(ctx, stopLoad)
 	retries := s.runRetries(ctx, quitRetry)
-	var total atomic.Int64
-	progQuit := make(chan struct{})
-	go func() { // the progress line counts acknowledged events
-		t := time.NewTicker(200 * time.Millisecond)
-		defer t.Stop()
-		for {
-			select {
-			case <-progQuit:
-				return
-			case <-t.C:
-				total.Store(s.acked.Load())
-			}
-		}
-	}()
-	s.prog.start(fmt.Sprintf("soak: %d events/s offered, %d kills, disk full %v", s.plan.Rate, s.plan.Kills, s.plan.DiskFull), s.plan.Duration, &total)
+	s.prog.start(fmt.Sprintf("soak: %d events/s offered, %d kills, disk full %v; events acknowledged", s.plan.Rate, s.plan.Kills, s.plan.DiskFull),
+		s.plan.Duration, &s.acked)
 	cerr := s.control(ctx, rep)
 	close(stopLoad)
 	load.Wait()
-	close(progQuit)
 	s.prog.stop()
 	rep.LoadSeconds = s.since()
 	s.loadRows = s.rows(rep.LoadSeconds)
@@ -281,6 +271,9 @@ func (s *soak) run(ctx context.Context, rep *SoakReport) (err error) {
 		return err
 	}
 	rep.Exactness = s.verdict(rep.Exactness)
+	if fi, err := os.Stat(s.d.db); err == nil {
+		rep.DBFileBytes, rep.DBAllocatedBytes = fi.Size(), allocatedBytes(fi)
+	}
 	rep.FinalStopAfterCheck = s.d.stop(30 * time.Second)
 	return nil
 }
@@ -477,9 +470,9 @@ func (s *soak) sampleRSS(quit <-chan struct{}) <-chan struct{} {
 			if pid == 0 {
 				continue
 			}
-			if rss := procRSS(strconv.FormatInt(pid, 10)); rss > 0 {
+			if rss, anon := procMemory(strconv.FormatInt(pid, 10)); rss > 0 {
 				s.rssMu.Lock()
-				s.rss = append(s.rss, SoakRSSSample{Seconds: s.since(), Bytes: rss, Process: int(s.d.gen.Load())})
+				s.rss = append(s.rss, SoakRSSSample{Seconds: s.since(), Bytes: rss, Anon: anon, Process: int(s.d.gen.Load())})
 				s.rssMu.Unlock()
 			}
 		}

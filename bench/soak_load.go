@@ -279,6 +279,7 @@ type soakReply struct {
 	status      int    // 0 when the exchange failed
 	typ, code   string // of a Stripe error body
 	shouldRetry string // the Stripe-Should-Retry header, if any
+	replayed    bool   // Idempotent-Replayed: true
 	err         error  // the exchange failed
 	body        []byte
 }
@@ -359,7 +360,8 @@ func (s *soak) do(ctx context.Context, method, path, key string, body []byte, id
 	if err != nil {
 		return soakReply{err: err}
 	}
-	rep := soakReply{status: res.StatusCode, shouldRetry: res.Header.Get("Stripe-Should-Retry"), body: buf}
+	rep := soakReply{status: res.StatusCode, shouldRetry: res.Header.Get("Stripe-Should-Retry"),
+		replayed: res.Header.Get("Idempotent-Replayed") == "true", body: buf}
 	if res.StatusCode != http.StatusOK {
 		var e struct {
 			Error struct {
@@ -518,6 +520,8 @@ func (s *soak) send(ctx context.Context, r *soakReq) {
 		s.stats[kindDup].ok.Add(int64(len(r.dups)))
 		if r.attempt == 0 {
 			s.noteFreshAck(t0, phase0)
+		} else if rep.replayed {
+			s.retryReplayed.Add(1)
 		}
 	case rep.status == http.StatusBadRequest && rep.code == "duplicate_meter_event" && r.kind != kindStream:
 		if r.attempt == 0 {
@@ -557,6 +561,9 @@ func (s *soak) settleCancel(r *soakReq, rep soakReply, st *kindStats) {
 		st.ok.Add(1)
 		s.led.setCancel(n, cancelDone)
 		s.cancelledN.Add(1)
+		if rep.replayed && r.attempt > 0 {
+			s.retryReplayed.Add(1)
+		}
 	case rep.status == http.StatusBadRequest && rep.code == "meter_event_already_cancelled" && r.attempt > 0:
 		// An earlier attempt cancelled it; its answer was lost.
 		st.ok.Add(1)

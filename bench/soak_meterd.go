@@ -207,19 +207,33 @@ func (m *meterdProc) stop(timeout time.Duration) string {
 	}
 }
 
-// procRSS returns the resident set size of process pid from
-// /proc/PID/status, or 0.
+// procRSS returns the resident set size of process pid ("self" for this
+// one) from /proc/PID/status, or 0.
 func procRSS(pid string) int64 {
+	rss, _ := procMemory(pid)
+	return rss
+}
+
+// procMemory returns VmRSS and RssAnon of process pid from
+// /proc/PID/status, in bytes, or zeros. RssAnon leaves out the pages of
+// mapped files, such as a database file mapped by bbolt, which VmRSS
+// counts once touched.
+func procMemory(pid string) (rss, anon int64) {
 	b, err := os.ReadFile("/proc/" + pid + "/status")
 	if err != nil {
-		return 0
+		return 0, 0
+	}
+	kb := func(v string) int64 {
+		var n int64
+		fmt.Sscanf(strings.TrimSpace(v), "%d", &n)
+		return n << 10
 	}
 	for _, line := range strings.Split(string(b), "\n") {
 		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			var kb int64
-			fmt.Sscanf(strings.TrimSpace(v), "%d", &kb)
-			return kb << 10
+			rss = kb(v)
+		} else if v, ok := strings.CutPrefix(line, "RssAnon:"); ok {
+			anon = kb(v)
 		}
 	}
-	return 0
+	return rss, anon
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"html"
 	"io"
+	"maps"
 	"os"
 	"slices"
 	"strings"
@@ -29,6 +30,9 @@ type SoakReport struct {
 	// or meter_event_already_cancelled: an earlier attempt had been
 	// recorded, its answer lost.
 	RetriesFoundRecorded int64 `json:"retries_found_recorded"`
+	// RetriesReplayed counts retries answered 200 with
+	// Idempotent-Replayed: true, from the first attempt's record.
+	RetriesReplayed      int64 `json:"retries_replayed"`
 	UnansweredAfterDrain int   `json:"unanswered_after_drain"`
 	// FinalStop is how meterd ended on SIGTERM after the load;
 	// FinalStopAfterCheck, after the check.
@@ -36,6 +40,10 @@ type SoakReport struct {
 	FinalOpenSeconds    float64 `json:"final_open_seconds"`
 	FinalStopAfterCheck string  `json:"final_stop_after_check,omitempty"`
 	RSS                 SoakRSS `json:"meterd_rss"`
+	// DBFileBytes is the database file's size at the end;
+	// DBAllocatedBytes what it occupies in the tmpfs.
+	DBFileBytes      int64 `json:"db_file_bytes"`
+	DBAllocatedBytes int64 `json:"db_allocated_bytes"`
 	// MeterdErrorLines counts meterd's level=ERROR log records, all
 	// processes together.
 	MeterdErrorLines int64         `json:"meterd_error_lines"`
@@ -55,6 +63,12 @@ type SoakPlanReport struct {
 	FullHold     string   `json:"full_hold"`
 	RecoveryWait string   `json:"recovery_wait"`
 	TmpfsBytes   int64    `json:"tmpfs_bytes"`
+}
+
+// recoveryWait returns RecoveryWait in seconds.
+func (p SoakPlanReport) recoveryWait() float64 {
+	d, _ := time.ParseDuration(p.RecoveryWait)
+	return d.Seconds()
 }
 
 func (p soakPlan) report() SoakPlanReport {
@@ -110,16 +124,19 @@ type SoakErrorCount struct {
 
 // SoakRSS is meterd's resident set size, sampled every second.
 type SoakRSS struct {
-	MaxBytes int64           `json:"max_bytes"`
-	P50Bytes int64           `json:"p50_bytes"`
-	Samples  []SoakRSSSample `json:"samples"`
+	MaxBytes     int64           `json:"max_bytes"`
+	P50Bytes     int64           `json:"p50_bytes"`
+	MaxAnonBytes int64           `json:"max_anon_bytes"`
+	Samples      []SoakRSSSample `json:"samples"`
 }
 
-// SoakRSSSample is one RSS sample; Process numbers the meterd processes
-// from 1.
+// SoakRSSSample is one sample of VmRSS and RssAnon (VmRSS without
+// the pages of mapped files, the database file among them); Process
+// numbers the meterd processes from 1.
 type SoakRSSSample struct {
 	Seconds float64 `json:"t"`
 	Bytes   int64   `json:"rss"`
+	Anon    int64   `json:"rss_anon"`
 	Process int     `json:"process"`
 }
 
@@ -186,6 +203,7 @@ func (s *soak) fillReport(rep *SoakReport) {
 	slices.SortFunc(rep.DiskFull.Replies, order)
 	rep.Sessions = s.sessions.Load()
 	rep.RetriesFoundRecorded = s.retryFoundDup.Load()
+	rep.RetriesReplayed = s.retryReplayed.Load()
 	if s.d != nil {
 		rep.MeterdErrorLines, _ = s.d.logs.snapshot()
 	}
@@ -204,10 +222,50 @@ func (s *soak) rssReport() SoakRSS {
 	b := make([]int64, len(s.rss))
 	for i, x := range s.rss {
 		b[i] = x.Bytes
+		r.MaxAnonBytes = max(r.MaxAnonBytes, x.Anon)
 	}
 	slices.Sort(b)
 	r.MaxBytes, r.P50Bytes = b[len(b)-1], b[len(b)/2]
 	return r
+}
+
+// errorsByReply sums the error counts by reply, largest first.
+func (rep *SoakReport) errorsByReply() string {
+	sum := map[string]int64{}
+	for _, e := range rep.Errors {
+		sum[e.Reply] += e.Count
+	}
+	if len(sum) == 0 {
+		return "none"
+	}
+	keys := slices.Collect(maps.Keys(sum))
+	slices.SortFunc(keys, func(a, b string) int { return cmp.Or(cmp.Compare(sum[b], sum[a]), strings.Compare(a, b)) })
+	var parts []string
+	for _, k := range keys {
+		parts = append(parts, fmt.Sprintf("%s ×%d", k, sum[k]))
+	}
+	return strings.Join(parts, ", ")
+}
+
+// byProcess lists the largest sample of each meterd process, in order.
+func (r SoakRSS) byProcess() string {
+	var parts []string
+	var cur int
+	var top int64
+	flush := func() {
+		if cur > 0 {
+			parts = append(parts, fmt.Sprintf("#%d %s", cur, fmtBytes(top)))
+		}
+	}
+	for _, s := range r.Samples {
+		if s.Process != cur {
+			flush()
+			cur, top = s.Process, 0
+		}
+		top = max(top, s.Bytes)
+	}
+	flush()
+	return strings.Join(parts, ", ")
 }
 
 // fmtBytes writes n in MiB (or KiB below one MiB).
@@ -250,16 +308,20 @@ func (rep *SoakReport) lines() []string {
 				p.RecoveryWait, df.Restart, df.RestartOpenSeconds)
 		}
 	}
-	add("meterd RSS: max %s, p50 %s over %d one-second samples", fmtBytes(rep.RSS.MaxBytes), fmtBytes(rep.RSS.P50Bytes), len(rep.RSS.Samples))
-	add("errors by phase, kind and reply (retried with the same identifiers until answered):")
-	if len(rep.Errors) == 0 {
-		add("  none")
+	add("meterd RSS: max %s, p50 %s over %d one-second samples; max by process: %s; RssAnon (without mapped file pages) max %s",
+		fmtBytes(rep.RSS.MaxBytes), fmtBytes(rep.RSS.P50Bytes), len(rep.RSS.Samples), rep.RSS.byProcess(), fmtBytes(rep.RSS.MaxAnonBytes))
+	if rep.DBFileBytes > 0 {
+		add("database file at the end: %s (%s allocated in the tmpfs), %.0f bytes per event created",
+			fmtBytes(rep.DBFileBytes), fmtBytes(rep.DBAllocatedBytes), float64(rep.DBAllocatedBytes)/float64(max(1, rep.Exactness.Events)))
 	}
+	add("errors by reply: %s", rep.errorsByReply())
+	add("errors by phase, kind and reply (events and cancels retried with the same identifiers until answered):")
 	for _, e := range rep.Errors {
 		add("  %s: %s: %s ×%d", e.Phase, e.Kind, e.Reply, e.Count)
 	}
-	add("retries answered \"already recorded\" or \"already cancelled\": %d; meter event sessions: %d; meterd ERROR log records: %d",
-		rep.RetriesFoundRecorded, rep.Sessions, rep.MeterdErrorLines)
+	add("retries whose first attempt had been recorded: %d replayed from the idempotency record, %d answered duplicate_meter_event or meter_event_already_cancelled",
+		rep.RetriesReplayed, rep.RetriesFoundRecorded)
+	add("meter event sessions: %d; meterd ERROR log records: %d", rep.Sessions, rep.MeterdErrorLines)
 	add("after the load: %d requests unanswered after the drain; meterd on SIGTERM: %s; reopened in %.2fs; on SIGTERM after the check: %s",
 		rep.UnansweredAfterDrain, rep.FinalStop, rep.FinalOpenSeconds, rep.FinalStopAfterCheck)
 	ex := rep.Exactness
@@ -302,7 +364,7 @@ func (rep *SoakReport) soakHTML() string {
 	if !rep.Exactness.OK {
 		cls = ` class="fail"`
 	}
-	fmt.Fprintf(&b, "<p%s>%s</p>\n<pre>", cls, html.EscapeString(rep.Exactness.Verdict))
+	fmt.Fprintf(&b, "<p%s>%s</p>\n<pre style=\"white-space:pre-wrap\">", cls, html.EscapeString(rep.Exactness.Verdict))
 	for _, l := range rep.lines() {
 		b.WriteString(html.EscapeString(l) + "\n")
 	}
@@ -325,7 +387,7 @@ func (rep *SoakReport) rssChart() string {
 	y := func(mib float64) float64 { return T + (H-T-B)*(1-mib/ymax) }
 	var b strings.Builder
 	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" viewBox="0 0 %d %d">`, W, H, W, H)
-	fmt.Fprintf(&b, `<text x="%d" y="18" font-weight="bold">meterd RSS (MiB) against seconds; red: SIGKILL, orange: disk full</text>`, L)
+	fmt.Fprintf(&b, `<text x="%d" y="18" font-weight="bold">meterd RSS (MiB, blue; RssAnon green) against seconds; red: SIGKILL; orange: disk full, dashed: restart after it</text>`, L)
 	for i := 0; i <= 5; i++ {
 		v := ymax * float64(i) / 5
 		fmt.Fprintf(&b, `<line x1="%d" x2="%d" y1="%.1f" y2="%.1f" stroke="#eee"/><text x="%d" y="%.1f" text-anchor="end">%.0f</text>`,
@@ -336,28 +398,38 @@ func (rep *SoakReport) rssChart() string {
 		fmt.Fprintf(&b, `<text x="%.1f" y="%d" text-anchor="middle">%.0f</text>`, x(t), H-B+16, t)
 	}
 	if df := rep.DiskFull; df.HoldSeconds > 0 {
+		end := df.AtSeconds + df.FillSeconds + df.HoldSeconds
 		fmt.Fprintf(&b, `<rect x="%.1f" y="%d" width="%.1f" height="%d" fill="#ff7f0e" opacity="0.25"/>`,
-			x(df.AtSeconds), T, max(1, x(df.AtSeconds+df.HoldSeconds)-x(df.AtSeconds)), H-T-B)
+			x(df.AtSeconds), T, max(1, x(end)-x(df.AtSeconds)), H-T-B)
+		if df.Restart != "" {
+			rx := x(end + rep.Plan.recoveryWait())
+			fmt.Fprintf(&b, `<line x1="%.1f" x2="%.1f" y1="%d" y2="%d" stroke="#ff7f0e" stroke-dasharray="4 3"/>`, rx, rx, T, H-B)
+		}
 	}
 	for _, k := range rep.Kills {
 		fmt.Fprintf(&b, `<line x1="%.1f" x2="%.1f" y1="%d" y2="%d" stroke="#d62728"/>`, x(k.AtSeconds), x(k.AtSeconds), T, H-B)
 	}
-	var pts []string
-	proc := ss[0].Process
-	flush := func() {
-		if len(pts) > 0 {
-			fmt.Fprintf(&b, `<polyline fill="none" stroke="#1f77b4" stroke-width="1.5" points="%s"/>`, strings.Join(pts, " "))
+	for _, line := range []struct {
+		color string
+		v     func(SoakRSSSample) int64
+	}{{"#1f77b4", func(s SoakRSSSample) int64 { return s.Bytes }}, {"#2ca02c", func(s SoakRSSSample) int64 { return s.Anon }}} {
+		var pts []string
+		proc := ss[0].Process
+		flush := func() {
+			if len(pts) > 0 {
+				fmt.Fprintf(&b, `<polyline fill="none" stroke="%s" stroke-width="1.5" points="%s"/>`, line.color, strings.Join(pts, " "))
+			}
+			pts = pts[:0]
 		}
-		pts = pts[:0]
-	}
-	for _, s := range ss {
-		if s.Process != proc {
-			flush()
-			proc = s.Process
+		for _, s := range ss {
+			if s.Process != proc {
+				flush() // a new process: the line breaks
+				proc = s.Process
+			}
+			pts = append(pts, fmt.Sprintf("%.1f,%.1f", x(s.Seconds), y(float64(line.v(s))/(1<<20))))
 		}
-		pts = append(pts, fmt.Sprintf("%.1f,%.1f", x(s.Seconds), y(float64(s.Bytes)/(1<<20))))
+		flush()
 	}
-	flush()
 	b.WriteString("</svg>\n")
 	return b.String()
 }
