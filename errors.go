@@ -1,10 +1,21 @@
 package meterdb
 
-import "errors"
+import (
+	"errors"
+
+	"github.com/meterdb/meterdb/internal/pipeline"
+	"github.com/meterdb/meterdb/store"
+)
 
 var (
 	// ErrClosed is returned by every method called after Close.
-	ErrClosed = errors.New("meterdb: closed")
+	ErrClosed = pipeline.ErrClosed
+	// ErrUnavailable is what every write error that a retry can overcome
+	// wraps: the disk is full, or the database is reopening its file after
+	// an I/O error. Nothing of the failed write was recorded (its
+	// identifiers stay free), so the same request can be sent again. Over
+	// HTTP it is a 503 with Stripe-Should-Retry: true.
+	ErrUnavailable = store.ErrUnavailable
 	// ErrInvalidQuery is what every *QueryError unwraps to.
 	ErrInvalidQuery = errors.New("meterdb: invalid summary query")
 )

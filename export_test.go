@@ -4,30 +4,8 @@ package meterdb
 // is concerned: acknowledged writes stay (they are committed), but no
 // final checkpoint is written, so the next Open replays the log. Buffered
 // writes still queued are committed too. The DB is unusable afterwards.
-func CrashForTest(db *DB) error {
-	db.life.Lock()
-	defer db.life.Unlock()
-	if db.closed {
-		return nil
-	}
-	db.closed = true
-	if !db.durable {
-		return db.j.Close()
-	}
-	close(db.ckpt.stop)
-	<-db.ckpt.stopped
-	return db.j.Close()
-}
+func CrashForTest(db *DB) error { return db.e.Crash() }
 
 // CheckpointForTest writes a checkpoint now, as the background
 // checkpointer would. It does nothing for an in-memory DB.
-func CheckpointForTest(db *DB) error {
-	if err := db.enter(); err != nil {
-		return err
-	}
-	defer db.exit()
-	if !db.durable {
-		return nil
-	}
-	return db.checkpoint()
-}
+func CheckpointForTest(db *DB) error { return db.e.Checkpoint() }

@@ -4,6 +4,10 @@ import (
 	"context"
 	"errors"
 	"time"
+
+	"github.com/meterdb/meterdb/event"
+	"github.com/meterdb/meterdb/internal/pipeline"
+	"github.com/meterdb/meterdb/store"
 )
 
 // Limits on adapter records.
@@ -11,6 +15,41 @@ const (
 	MaxKVKey   = 1024
 	MaxKVValue = 1 << 20
 )
+
+// KV is a key-value record written by RecordBatchKV in the same commit as
+// the events it accompanies.
+type KV struct {
+	Namespace, Key string
+	Value          []byte // not copied: the caller must not modify it afterwards
+	Expires        time.Time
+}
+
+// RecordBatchKV is RecordBatch that also writes the key-value records kv
+// returns, in the same commit as the accepted events: they are durable
+// exactly when the events are, which is what a stored response to a
+// request needs (an HTTP Idempotency-Key record: a crash can never keep
+// the event and lose its response, nor the reverse). kv is called once,
+// after validation and dedupe, with one error per event (nil for the
+// accepted ones, whose Identifier and Timestamp are filled in), and only
+// when at least one event was accepted; it must not call the DB. A record
+// that breaks the limits of PutKV fails the batch, and nothing is
+// recorded.
+func (db *DB) RecordBatchKV(ctx context.Context, evs []event.Event, kv func(errs []error) []KV) ([]error, error) {
+	return db.e.Record(ctx, &pipeline.Batch{Events: evs, KV: func(errs []error) ([]store.KV, error) {
+		recs := kv(errs)
+		out := make([]store.KV, 0, len(recs))
+		for _, r := range recs {
+			if err := checkKV(r.Namespace, r.Key); err != nil {
+				return nil, err
+			}
+			if len(r.Value) > MaxKVValue {
+				return nil, errors.New("meterdb: key-value record value longer than 1 MiB")
+			}
+			out = append(out, store.KV{NS: r.Namespace, Key: r.Key, Value: r.Value, Expires: r.Expires.Unix()})
+		}
+		return out, nil
+	}})
+}
 
 // PutKV stores value under (namespace, key) until expires; a later PutKV
 // replaces it. It is a small persistent key-value area for adapters built
@@ -25,11 +64,7 @@ func (db *DB) PutKV(ctx context.Context, namespace, key string, value []byte, ex
 	if len(value) > MaxKVValue {
 		return errors.New("meterdb: key-value record value longer than 1 MiB")
 	}
-	if err := db.enter(); err != nil {
-		return err
-	}
-	defer db.exit()
-	return db.j.PutKV(namespace, key, value, expires.Unix())
+	return db.e.PutKV(namespace, key, value, expires.Unix())
 }
 
 // GetKV returns a copy of the unexpired value under (namespace, key).
@@ -37,11 +72,7 @@ func (db *DB) GetKV(ctx context.Context, namespace, key string) ([]byte, bool, e
 	if err := checkKV(namespace, key); err != nil {
 		return nil, false, err
 	}
-	if err := db.enter(); err != nil {
-		return nil, false, err
-	}
-	defer db.exit()
-	return db.j.GetKV(namespace, key, db.now().Unix())
+	return db.e.GetKV(namespace, key)
 }
 
 // DeleteKV removes the value under (namespace, key), if any.
@@ -49,11 +80,7 @@ func (db *DB) DeleteKV(ctx context.Context, namespace, key string) error {
 	if err := checkKV(namespace, key); err != nil {
 		return err
 	}
-	if err := db.enter(); err != nil {
-		return err
-	}
-	defer db.exit()
-	return db.j.DeleteKV(namespace, key)
+	return db.e.DeleteKV(namespace, key)
 }
 
 func checkKV(namespace, key string) error {
@@ -72,12 +99,5 @@ func (db *DB) ListKV(ctx context.Context, namespace, after string, fn func(key s
 	if err := checkKV(namespace, "x"); err != nil {
 		return err
 	}
-	if err := db.enter(); err != nil {
-		return err
-	}
-	defer db.exit()
-	return db.j.ListKV(namespace, after, db.now().Unix(), fn)
+	return db.e.ListKV(namespace, after, fn)
 }
-
-// Now returns the database clock's current time (Options.Now).
-func (db *DB) Now() time.Time { return db.now() }

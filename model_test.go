@@ -924,6 +924,54 @@ func (s *machine) RecordBatch(t *rapid.T) {
 	}
 }
 
+// RecordUsage records a few events in typed form. Events that the typed
+// form cannot express (a payload of the wrong shape, a value that is not a
+// number) are left out; for the rest, the answer must be the one the model
+// gives the equivalent payload event.
+func (s *machine) RecordUsage(t *rapid.T) {
+	n := rapid.IntRange(1, 8).Draw(t, "batch_size")
+	var evs []event.Event
+	var us []event.Usage
+	for range n {
+		ev := s.drawEvent(t)
+		u := event.Usage{Name: ev.Name, Identifier: ev.Identifier, Timestamp: ev.Timestamp}
+		if event.CheckShape(&ev) != nil {
+			continue
+		}
+		custKey, valueKey, count := meter.DefaultCustomerKey, meter.DefaultValueKey, false
+		if mi := s.m.meterByName(ev.Name); mi >= 0 {
+			custKey, valueKey, count = s.m.meters[mi].CustomerKey, s.m.meters[mi].ValueKey, s.m.meters[mi].Formula == meter.Count
+		}
+		u.Customer = ev.Payload[custKey]
+		if count {
+			u.Value = rapid.Int64().Draw(t, "ignored_value") // count meters ignore it
+		} else {
+			raw, ok := ev.Payload[valueKey]
+			v, err := event.ParseValue(raw)
+			if !ok || raw == "" || (err != nil && err.Code != event.CodeTooManyDigits) {
+				continue
+			}
+			if err != nil {
+				v = 1_000_000_000_000_000 // sixteen digits, as the payload had
+			}
+			u.Value = v
+		}
+		evs, us = append(evs, ev), append(us, u)
+	}
+	if len(us) == 0 {
+		t.Skip("no event of the typed form")
+	}
+	errs, err := s.db.RecordUsage(s.ctx, us)
+	if err != nil || len(errs) != len(us) {
+		t.Fatalf("RecordUsage: %d errors, %v", len(errs), err)
+	}
+	for i := range us {
+		out := evs[i]
+		out.Identifier, out.Timestamp = us[i].Identifier, us[i].Timestamp
+		s.record(t, fmt.Sprintf("RecordUsage[%d]", i), evs[i], out, errs[i])
+	}
+}
+
 // RecordDuplicate records a valid event with the identifier of an accepted
 // one: a duplicate within the dedupe window, accepted after it.
 func (s *machine) RecordDuplicate(t *rapid.T) {
@@ -1078,6 +1126,7 @@ func (s *machine) actions() map[string]func(*rapid.T) {
 	add("ListMeters", 1, s.ListMeters)
 	add("Record", 4, s.Record)
 	add("RecordBatch", 3, s.RecordBatch)
+	add("RecordUsage", 3, s.RecordUsage)
 	add("RecordDuplicate", 1, s.RecordDuplicate)
 	add("Cancel", 3, s.Cancel)
 	add("Advance", 2, s.Advance)

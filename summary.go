@@ -77,11 +77,12 @@ func (db *DB) Summaries(ctx context.Context, p SummaryParams) ([]Summary, error)
 // the summaries Summaries would return (dst unchanged on error). A caller
 // that reuses dst across queries allocates nothing per query.
 func (db *DB) AppendSummaries(ctx context.Context, dst []Summary, p SummaryParams) ([]Summary, error) {
-	if err := db.enter(); err != nil {
+	reg, table, err := db.e.Enter()
+	if err != nil {
 		return dst, err
 	}
-	defer db.exit()
-	m, err := db.reg.Get(p.Meter)
+	defer db.e.Exit()
+	m, err := reg.Get(p.Meter)
 	if err != nil {
 		return dst, err
 	}
@@ -90,7 +91,7 @@ func (db *DB) AppendSummaries(ctx context.Context, dst []Summary, p SummaryParam
 		return dst, err
 	}
 	formula, out := string(m.Formula), dst
-	err = db.table.Visit(aggregate.Key{Meter: m.Seq, Customer: p.Customer}, p.Start.Unix(), p.End.Unix(), g,
+	err = table.Visit(aggregate.Key{Meter: m.Seq, Customer: p.Customer}, p.Start.Unix(), p.End.Unix(), g,
 		func(n int) { out = slices.Grow(out, n) },
 		func(w aggregate.Window) {
 			s := Summary{Start: time.Unix(w.Start, 0).UTC(), End: time.Unix(w.End, 0).UTC(), Count: w.Count}
@@ -155,6 +156,9 @@ type Stats struct {
 	RawEntries       int64 // entries kept for last and pre-aggregated meters
 	DedupeSlots      int64 // 8 bytes each
 	DedupeIdentities int64 // identifiers remembered
+	// Reopens counts the times the database reopened its file after a
+	// write failure that left unclear what reached the disk.
+	Reopens int64
 	// MemoryBytes estimates the heap held by aggregates, the dedupe index
 	// and (in-memory databases) the events of the dedupe window; it is
 	// computed from counts and structure sizes, not measured.
@@ -170,20 +174,22 @@ func (s Stats) Sub(o Stats) Stats {
 		DayBuckets: s.DayBuckets - o.DayBuckets, MinuteCells: s.MinuteCells - o.MinuteCells,
 		RawEntries: s.RawEntries - o.RawEntries, DedupeSlots: s.DedupeSlots - o.DedupeSlots,
 		DedupeIdentities: s.DedupeIdentities - o.DedupeIdentities, MemoryBytes: s.MemoryBytes - o.MemoryBytes,
+		Reopens: s.Reopens - o.Reopens,
 	}
 }
 
 // Stats returns current counters and sizes. It works after Close too.
 func (db *DB) Stats() Stats {
-	t := db.table.Stats()
-	d := db.idx.Stats()
+	s := db.e.Stats()
+	t, d := s.Table, s.Dedupe
 	return Stats{
-		EventsAccepted: db.accepted.Load(), EventsRejected: db.rejected.Load(),
-		EventsDuplicate: db.duplicates.Load(), EventsCancelled: db.cancels.Load(),
-		Meters: int64(db.reg.Len()), Series: t.Series, HourBuckets: t.HourBuckets,
+		EventsAccepted: s.Accepted, EventsRejected: s.Rejected,
+		EventsDuplicate: s.Duplicates, EventsCancelled: s.Cancels,
+		Meters: s.Meters, Series: t.Series, HourBuckets: t.HourBuckets,
 		DayBuckets: t.DayBuckets, MinuteCells: t.MinuteCells, RawEntries: t.RawEntries,
 		DedupeSlots: d.Slots, DedupeIdentities: d.Used,
-		MemoryBytes: t.Bytes + d.Slots*8 + db.j.MemoryBytes(),
+		MemoryBytes: t.Bytes + d.Slots*8 + s.LogMemory,
+		Reopens:     s.Reopens,
 	}
 }
 

@@ -39,6 +39,25 @@ type Event struct {
 	Timestamp time.Time
 }
 
+// Usage is one usage report in typed form: what an Event's payload
+// carries, without the map. Recording usage skips the payload walk and the
+// map the caller would build per event.
+type Usage struct {
+	// Name selects the meter (its EventName).
+	Name string
+	// Customer is the customer the usage belongs to (what the payload
+	// carries under the meter's customer key).
+	Customer string
+	// Value is the usage; count meters ignore it and count 1.
+	Value int64
+	// Identifier is unique within the dedupe window; empty means the
+	// database generates one.
+	Identifier string
+	// Timestamp is when the usage happened, kept to the second; zero means
+	// the time of recording.
+	Timestamp time.Time
+}
+
 // Validated is what ingest keeps of an accepted event.
 type Validated struct {
 	Customer  string
@@ -53,13 +72,8 @@ func Validate(ev *Event, m *meter.Meter, now time.Time) (Validated, error) {
 	if err := CheckShape(ev); err != nil {
 		return Validated{}, err
 	}
-	if m == nil {
-		return Validated{}, &Error{Code: CodeNoMeter, Param: "event_name", Err: ErrNoMeter,
-			Message: fmt.Sprintf("No active meter was found for event_name %q. A meter must exist to submit events.", ev.Name)}
-	}
-	if m.Status != meter.Active {
-		return Validated{}, &Error{Code: CodeArchivedMeter, Param: "event_name", Err: ErrArchivedMeter,
-			Message: fmt.Sprintf("The meter %s for event_name %q is inactive. The meter must be active to submit events.", m.ID, ev.Name)}
+	if err := checkMeter(ev.Name, m); err != nil {
+		return Validated{}, err
 	}
 	var v Validated
 	v.Customer = ev.Payload[m.CustomerKey]
@@ -87,6 +101,62 @@ func Validate(ev *Event, m *meter.Meter, now time.Time) (Validated, error) {
 	}
 	v.Timestamp = ts
 	return v, nil
+}
+
+// ValidateUsage checks u against m at time now, as Validate checks an
+// Event: the same rules and error codes, with the customer and value taken
+// from u instead of a payload (parameters are named after the payload keys
+// they stand for). m may be nil, which reports no_meter.
+func ValidateUsage(u *Usage, m *meter.Meter, now time.Time) (Validated, error) {
+	switch {
+	case u.Name == "":
+		return Validated{}, &Error{Code: CodeParameterMissing, Param: "event_name", Err: ErrInvalid, Message: "Missing required param: event_name."}
+	case len(u.Name) > MaxEventNameLength:
+		return Validated{}, tooLong("event_name", MaxEventNameLength)
+	case len(u.Identifier) > MaxIdentifierLength:
+		return Validated{}, tooLong("identifier", MaxIdentifierLength)
+	}
+	if err := checkMeter(u.Name, m); err != nil {
+		return Validated{}, err
+	}
+	switch {
+	case u.Customer == "":
+		return Validated{}, &Error{Code: CodeNoCustomer, Param: "payload[" + m.CustomerKey + "]", Err: ErrNoCustomer,
+			Message: fmt.Sprintf("Customer mapping key %s not found in payload.", m.CustomerKey)}
+	case len(u.Customer) > MaxPayloadValueLength:
+		return Validated{}, tooLong("payload["+m.CustomerKey+"]", MaxPayloadValueLength)
+	}
+	v := Validated{Customer: u.Customer, Value: 1}
+	if m.Formula != meter.Count {
+		if u.Value > maxValue || u.Value < -maxValue {
+			return Validated{}, &Error{Code: CodeTooManyDigits, Param: "payload[" + m.ValueKey + "]", Err: ErrTooManyDigits,
+				Message: fmt.Sprintf("The value in the event payload can have at most %d digits. Received %d.", MaxDigits, u.Value)}
+		}
+		v.Value = u.Value
+	}
+	ts, err := CheckTimestamp(u.Timestamp, now)
+	if err != nil {
+		return Validated{}, err
+	}
+	v.Timestamp = ts
+	return v, nil
+}
+
+// maxValue is the greatest value of MaxDigits digits.
+const maxValue = 999_999_999_999_999
+
+// checkMeter reports no_meter for a nil m and archived_meter for an
+// inactive one.
+func checkMeter(name string, m *meter.Meter) error {
+	if m == nil {
+		return &Error{Code: CodeNoMeter, Param: "event_name", Err: ErrNoMeter,
+			Message: fmt.Sprintf("No active meter was found for event_name %q. A meter must exist to submit events.", name)}
+	}
+	if m.Status != meter.Active {
+		return &Error{Code: CodeArchivedMeter, Param: "event_name", Err: ErrArchivedMeter,
+			Message: fmt.Sprintf("The meter %s for event_name %q is inactive. The meter must be active to submit events.", m.ID, name)}
+	}
+	return nil
 }
 
 // CheckShape checks what does not depend on a meter: name, identifier and

@@ -72,7 +72,7 @@ func (s *DB) Checkpoint(m Mark, recs []AggRecord, pruneBelow uint64, now int64) 
 		}
 		return a.i - b.i
 	})
-	return s.bolt.Update(func(tx *bolt.Tx) error {
+	return s.classify(s.bolt.Update(func(tx *bolt.Tx) error {
 		agg := tx.Bucket(bucketAgg)
 		for _, k := range keyed {
 			var err error
@@ -103,7 +103,7 @@ func (s *DB) Checkpoint(m Mark, recs []AggRecord, pruneBelow uint64, now int64) 
 			}
 		}
 		return pruneKV(tx, now)
-	})
+	}))
 }
 
 func pruneKV(tx *bolt.Tx, now int64) error {

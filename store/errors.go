@@ -13,4 +13,12 @@ var (
 	ErrLocked = errors.New("store: file is locked by another process")
 	// ErrCorrupt reports a record or page that cannot be decoded.
 	ErrCorrupt = errors.New("store: corrupt data")
+	// ErrUnavailable is what every write error that a later retry can
+	// overcome wraps: the disk is full, or the store failed and is being
+	// reopened. Nothing of the failed write was recorded.
+	ErrUnavailable = errors.New("store: temporarily unable to write")
+	// ErrFailed marks a write failure after which this handle writes no
+	// more (an I/O error or a failed fsync): the file must be reopened to
+	// learn what is durable.
+	ErrFailed = errors.New("store: write failed; reopen to recover")
 )

@@ -46,15 +46,16 @@ func (s *DB) DeleteKV(ns, key string) error {
 }
 
 func (s *DB) writeKV(r *kvRecord) error {
-	it := &item{kv: r}
+	it := &item{kvs: []*kvRecord{r}}
 	if s.opts.Durability == DurabilitySync {
-		it.done = make(chan error, 1)
+		it.done = make(chan struct{})
 	}
-	if _, err := s.enqueue(it); err != nil {
+	if err := s.enqueue(it); err != nil {
 		return err
 	}
 	if it.done != nil {
-		return <-it.done
+		<-it.done
+		return it.err
 	}
 	return nil
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"sync"
+	"syscall"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -48,7 +49,8 @@ type DB struct {
 	commits uint64     // items ever committed (or failed); batches commit in queue order
 	pending map[uint64]*Group
 	kvPend  map[[2]string]kvRecord
-	failed  error // sticky commit error
+	failed  error // sticky: a commit failed for a reason other than space
+	stalled error // a buffered batch waits for space; new buffered writes are refused
 	closing bool
 	closed  bool
 
@@ -56,13 +58,40 @@ type DB struct {
 }
 
 type item struct {
-	seq   uint64 // queue order
-	loc   uint64 // 0 for key-value records
-	data  []byte // encoded log record
-	nev   int    // events in data
-	kv    *kvRecord
+	seq   uint64      // queue order
+	loc   uint64      // log location; 0 for key-value records alone
+	data  []byte      // encoded log record; nil for key-value records alone
+	nev   int         // events in data
+	kvs   []*kvRecord // key-value records committed with the log record
 	group *Group
-	done  chan error // nil for buffered writes
+	done  chan struct{} // closed when loc and err are final; nil for buffered writes
+	err   error
+}
+
+// Pending is an Append in progress: its record is queued for a commit.
+type Pending struct{ it *item }
+
+// Done is closed once the record's commit is over (at once with
+// DurabilityBuffered).
+func (p Pending) Done() <-chan struct{} {
+	if p.it.done == nil {
+		return closedChan
+	}
+	return p.it.done
+}
+
+// Result returns the record's location, or why its commit failed. Call it
+// after Done is closed.
+func (p Pending) Result() (uint64, error) { return p.it.loc, p.it.err }
+
+var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
+
+// KV is a key-value record to commit with a log record (see AppendWith):
+// Value under (NS, Key) until Expires (unix seconds).
+type KV struct {
+	NS, Key string
+	Value   []byte
+	Expires int64
 }
 
 // Open opens or creates the store at path. A second process opening the
@@ -173,46 +202,65 @@ func getU64(b *bolt.Bucket, k []byte) uint64 {
 // DurabilitySync after the commit that covers it, with DurabilityBuffered
 // at once. g must not be modified afterwards.
 func (s *DB) Append(g *Group) (uint64, error) {
-	data := appendGroup(make([]byte, 0, 16+48*len(g.Events)+48*len(g.Cancels)), g)
-	it := &item{data: data, nev: len(g.Events) + len(g.Cancels), group: g}
-	if s.opts.Durability == DurabilitySync {
-		it.done = make(chan error, 1)
-	}
-	loc, err := s.enqueue(it)
+	p, err := s.AppendWith(g, nil)
 	if err != nil {
 		return 0, err
 	}
-	if it.done != nil {
-		if err := <-it.done; err != nil {
-			return 0, err
-		}
-	}
-	return loc, nil
+	<-p.Done()
+	return p.Result()
 }
 
-func (s *DB) enqueue(it *item) (uint64, error) {
+// AppendWith queues g as the next log record, and kvs to be written in the
+// same transaction, and returns at once. With DurabilitySync the record's
+// location is assigned when its commit starts, so a failed commit leaves
+// no gap in the log; with DurabilityBuffered it is assigned now, and a
+// commit that fails for lack of space is retried until it succeeds (new
+// writes are refused meanwhile). Errors wrap ErrUnavailable when a retry
+// later can succeed. g and the values of kvs must not be modified
+// afterwards.
+func (s *DB) AppendWith(g *Group, kvs []KV) (Pending, error) {
+	data := appendGroup(make([]byte, 0, 16+48*len(g.Events)+48*len(g.Cancels)), g)
+	it := &item{data: data, nev: len(g.Events) + len(g.Cancels), group: g}
+	for _, kv := range kvs {
+		it.kvs = append(it.kvs, &kvRecord{ns: kv.NS, key: kv.Key, value: kv.Value, expires: kv.Expires})
+	}
+	if s.opts.Durability == DurabilitySync {
+		it.done = make(chan struct{})
+	}
+	if err := s.enqueue(it); err != nil {
+		return Pending{}, err
+	}
+	return Pending{it}, nil
+}
+
+func (s *DB) enqueue(it *item) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	// Buffered writers wait while two full commits are queued: memory and
 	// the loss window stay bounded when the disk falls behind.
-	for it.done == nil && s.queued > 2*s.opts.MaxBatchSize && !s.closing && s.failed == nil {
+	for it.done == nil && s.queued > 2*s.opts.MaxBatchSize && !s.closing && s.failed == nil && s.stalled == nil {
 		s.cond.Wait()
 	}
 	if s.closed || s.closing {
-		return 0, ErrClosed
+		return ErrClosed
 	}
 	if s.failed != nil {
-		return 0, s.failed
+		return s.failed
+	}
+	if s.stalled != nil && it.done == nil {
+		// A buffered write would be acknowledged with nowhere to go.
+		return s.stalled
 	}
 	s.items++
 	it.seq = s.items
-	if it.kv == nil {
+	if it.data != nil && it.done == nil {
 		it.loc = s.nextLoc
 		s.nextLoc++
 		s.pending[it.loc] = it.group
-	} else {
-		it.kv.seq = it.seq
-		s.kvPend[[2]string{it.kv.ns, it.kv.key}] = *it.kv
+	}
+	for _, kv := range it.kvs {
+		kv.seq = it.seq
+		s.kvPend[[2]string{kv.ns, kv.key}] = *kv
 	}
 	s.queue = append(s.queue, it)
 	s.queued += it.nev
@@ -222,18 +270,30 @@ func (s *DB) enqueue(it *item) (uint64, error) {
 		default:
 		}
 	}
-	return it.loc, nil
+	return nil
 }
 
 // commitLoop is the single writer: it takes what is queued and commits it
 // in one transaction, until Close. After the first record arrives it waits
 // up to MaxBatchDelay (FlushInterval when buffered) for a full batch.
+//
+// A commit that fails for lack of space (ENOSPC or EDQUOT on a write) is
+// transient: with DurabilitySync its writers get an error wrapping
+// ErrUnavailable, their locations are given back, and the next commit
+// tries again; with DurabilityBuffered its records were acknowledged, so
+// the batch stays at the head of the queue and is retried with backoff
+// while new writes are refused. Any other failure (an I/O error, a failed
+// fsync, after which the kernel may have dropped the dirty pages) is
+// final for this handle: every later write returns an error wrapping
+// ErrUnavailable and ErrFailed, and the owner reopens the file to find
+// out what is durable.
 func (s *DB) commitLoop() {
 	defer close(s.done)
 	delay := s.opts.MaxBatchDelay
 	if s.opts.Durability == DurabilityBuffered {
 		delay = s.opts.FlushInterval
 	}
+	backoff := time.Duration(0)
 	for {
 		s.mu.Lock()
 		for len(s.queue) == 0 && !s.closing {
@@ -247,7 +307,9 @@ func (s *DB) commitLoop() {
 		}
 		full := s.queued >= s.opts.MaxBatchSize || s.closing
 		s.mu.Unlock()
-		if delay > 0 && !full {
+		if backoff > 0 {
+			time.Sleep(backoff)
+		} else if delay > 0 && !full {
 			t := time.NewTimer(delay)
 			select {
 			case <-t.C:
@@ -262,8 +324,13 @@ func (s *DB) commitLoop() {
 			n++
 		}
 		batch := append([]*item(nil), s.queue[:n]...)
-		s.queue = append(s.queue[:0], s.queue[n:]...)
-		s.queued -= events
+		firstLoc := s.nextLoc
+		for _, it := range batch {
+			if it.data != nil && it.done != nil {
+				it.loc = s.nextLoc
+				s.nextLoc++
+			}
+		}
 		failed := s.failed
 		s.mu.Unlock()
 
@@ -272,24 +339,74 @@ func (s *DB) commitLoop() {
 			err = s.commit(batch)
 		}
 		s.mu.Lock()
-		if err != nil && s.failed == nil {
-			s.failed = fmt.Errorf("store: commit failed, the store is read-only until reopened: %w", err)
+		if err != nil && failed == nil {
 			s.opts.Logger.Error("store commit failed", "err", err)
+			if transient(err) {
+				err = fmt.Errorf("%w: %w", ErrUnavailable, err)
+				if s.opts.Durability == DurabilityBuffered && !s.closing {
+					s.stalled = err
+					backoff = min(max(2*backoff, 10*time.Millisecond), time.Second)
+					s.cond.Broadcast()
+					s.mu.Unlock()
+					continue // the batch stays queued
+				}
+				s.nextLoc = firstLoc
+			} else {
+				s.failed = fmt.Errorf("%w: %w: %w", ErrUnavailable, ErrFailed, err)
+				err = s.failed
+			}
 		}
+		backoff, s.stalled = 0, nil
+		s.queue = append(s.queue[:0], s.queue[n:]...)
+		s.queued -= events
 		for _, it := range batch {
 			s.commits = it.seq
-			if it.kv == nil {
+			if it.data != nil {
 				delete(s.pending, it.loc)
-			} else if p, ok := s.kvPend[[2]string{it.kv.ns, it.kv.key}]; ok && p.seq == it.kv.seq {
-				delete(s.kvPend, [2]string{it.kv.ns, it.kv.key})
+				if err != nil {
+					it.loc = 0
+				}
 			}
+			for _, kv := range it.kvs {
+				if p, ok := s.kvPend[[2]string{kv.ns, kv.key}]; ok && p.seq == kv.seq {
+					delete(s.kvPend, [2]string{kv.ns, kv.key})
+				}
+			}
+			it.err = err
 			if it.done != nil {
-				it.done <- err
+				close(it.done)
 			}
 		}
 		s.cond.Broadcast()
 		s.mu.Unlock()
 	}
+}
+
+// transient reports whether a commit failed for lack of space while
+// writing pages, which a later commit can overcome. A failed fsync is
+// never transient, whatever its errno.
+func transient(err error) bool {
+	var pe *os.PathError
+	return (errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT)) && errors.As(err, &pe)
+}
+
+// classify wraps an error of a direct write (meters, checkpoints) like the
+// committer does and marks the store failed when the error is not
+// transient.
+func (s *DB) classify(err error) error {
+	if err == nil {
+		return nil
+	}
+	if transient(err) {
+		return fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.failed == nil {
+		s.failed = fmt.Errorf("%w: %w: %w", ErrUnavailable, ErrFailed, err)
+		s.opts.Logger.Error("store write failed", "err", err)
+	}
+	return s.failed
 }
 
 func (s *DB) commit(batch []*item) error {
@@ -298,15 +415,16 @@ func (s *DB) commit(batch []*item) error {
 		log.FillPercent = 1.0 // keys only ever grow: pack pages full
 		var key [8]byte
 		for _, it := range batch {
-			if it.kv != nil {
-				if err := putKV(tx, it.kv); err != nil {
+			if it.data != nil {
+				binary.BigEndian.PutUint64(key[:], it.loc)
+				if err := log.Put(key[:], it.data); err != nil {
 					return err
 				}
-				continue
 			}
-			binary.BigEndian.PutUint64(key[:], it.loc)
-			if err := log.Put(key[:], it.data); err != nil {
-				return err
+			for _, kv := range it.kvs {
+				if err := putKV(tx, kv); err != nil {
+					return err
+				}
 			}
 		}
 		return nil
@@ -321,10 +439,13 @@ func (s *DB) Sync() error {
 		return ErrClosed
 	}
 	target := s.items
-	for s.commits < target && s.failed == nil {
+	for s.commits < target && s.failed == nil && s.stalled == nil {
 		s.cond.Wait()
 	}
-	return s.failed
+	if s.failed != nil {
+		return s.failed
+	}
+	return s.stalled
 }
 
 // Group returns the log record at loc, decoded, or nil when there is none.
@@ -408,9 +529,9 @@ func (s *DB) SaveMeter(m meter.Meter) error {
 	if err := s.check(); err != nil {
 		return err
 	}
-	return s.bolt.Update(func(tx *bolt.Tx) error {
+	return s.classify(s.bolt.Update(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketMeters).Put(u64(m.Seq), data)
-	})
+	}))
 }
 
 // Meters returns every stored meter.

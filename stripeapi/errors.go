@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"syscall"
 
 	"github.com/meterdb/meterdb"
 	"github.com/meterdb/meterdb/event"
@@ -130,10 +131,25 @@ func toAPIError(err error) (*apiError, bool) {
 	case errors.Is(err, meterdb.ErrClosed):
 		return &apiError{Status: http.StatusServiceUnavailable, Type: typeAPI,
 			Message: "The server is shutting down; retry the request shortly."}, false
+	case errors.Is(err, meterdb.ErrUnavailable):
+		// Nothing was recorded and the identifiers stay free: the same
+		// request, retried, is recorded once.
+		retry := true
+		return &apiError{Status: http.StatusServiceUnavailable, Type: typeAPI, Retry: &retry,
+			Message: "The server could not store the request (" + unavailableCause(err) + "); nothing was recorded. Retry the request shortly."}, true
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return &apiError{Status: http.StatusServiceUnavailable, Type: typeAPI,
 			Message: "The request was cancelled before it completed."}, false
 	}
 	return &apiError{Status: http.StatusInternalServerError, Type: typeAPI,
 		Message: "An internal error occurred while processing the request."}, true
+}
+
+// unavailableCause names why a write could not be stored, in words a
+// client can act on.
+func unavailableCause(err error) string {
+	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
+		return "its disk is full"
+	}
+	return "its storage is recovering from a write error"
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/meterdb/meterdb"
+	"github.com/meterdb/meterdb/event"
 	"github.com/meterdb/meterdb/meter"
 )
 
@@ -92,6 +93,12 @@ type call struct {
 	// canonical is a deterministic encoding of the decoded parameters,
 	// set by the decoder; idempotency compares it between requests.
 	canonical []byte
+	// idem, set by the idempotency layer for a request with an
+	// Idempotency-Key, builds the key's record for a successful result v;
+	// a route that records events commits it with them (recordKV) and the
+	// layer then stores nothing more.
+	idem       func(v any) (meterdb.KV, error)
+	idemStored bool
 }
 
 // response is a rendered response: what is written, and what an
@@ -245,11 +252,53 @@ func (c *call) execute(run execFunc) response {
 	if err != nil {
 		return c.errorResponse(err)
 	}
+	body, err := encodeBody(v)
+	if err != nil {
+		return c.errorResponse(err)
+	}
+	return response{status: http.StatusOK, body: body}
+}
+
+// encodeBody renders a successful result: the bytes sent and stored for a
+// replay.
+func encodeBody(v any) ([]byte, error) {
 	body, err := json.MarshalIndent(v, "", "  ")
 	if err != nil {
-		return c.errorResponse(fmt.Errorf("stripeapi: encoding response: %w", err))
+		return nil, fmt.Errorf("stripeapi: encoding response: %w", err)
 	}
-	return response{status: http.StatusOK, body: append(body, '\n')}
+	return append(body, '\n'), nil
+}
+
+// recordKV records ev and returns it with its identifier and timestamp
+// filled in, and the response result builds from it. With an
+// Idempotency-Key, the key's record is committed in the same commit as the
+// event, so that a crash can keep neither without the other.
+func (c *call) recordKV(ctx context.Context, ev event.Event, result func(rec event.Event) any) (any, error) {
+	evs := [1]event.Event{ev}
+	var out any
+	errs, err := c.h.db.RecordBatchKV(ctx, evs[:], func(errs []error) []meterdb.KV {
+		if errs[0] != nil || c.idem == nil {
+			return nil
+		}
+		out = result(evs[0])
+		rec, err := c.idem(out)
+		if err != nil {
+			return nil
+		}
+		c.idemStored = true
+		return []meterdb.KV{rec}
+	})
+	if err != nil {
+		c.idemStored = false
+		return nil, err
+	}
+	if errs[0] != nil {
+		return nil, errs[0]
+	}
+	if out == nil {
+		out = result(evs[0])
+	}
+	return out, nil
 }
 
 // errorResponse renders err in the shape of the call's API version.

@@ -94,7 +94,18 @@ func (s *idempotency) do(c *call, run execFunc) response {
 		// An unreadable record (from an incompatible version) is treated
 		// as absent.
 	}
+	c.idem = func(v any) (meterdb.KV, error) {
+		body, err := encodeBody(v)
+		if err != nil {
+			return meterdb.KV{}, err
+		}
+		enc, _ := json.Marshal(&idemRecord{Fingerprint: fp, Status: http.StatusOK, Body: body})
+		return meterdb.KV{Namespace: idemNamespace, Key: k, Value: enc, Expires: c.now.Add(s.ttl)}, nil
+	}
 	res := c.execute(run)
+	if c.idemStored && res.status < 400 {
+		return res // the record was committed with the events
+	}
 	if res.status >= 400 {
 		// A rejection (validation, a rule such as no_meter, 409, 429) or
 		// a failure: nothing was done, so the key stays free for the

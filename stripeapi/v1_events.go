@@ -34,14 +34,12 @@ func (h *handler) v1CreateMeterEvent(c *call, p *v1Params) (execFunc, error) {
 		ev.Identifier = derivedIdentifier(c)
 	}
 	return func(ctx context.Context) (any, error) {
-		rec, err := h.db.Record(ctx, ev)
-		if err != nil {
-			return nil, err
-		}
-		return &v1MeterEvent{
-			Object: "billing.meter_event", Created: c.now.Unix(), EventName: rec.Name,
-			Identifier: rec.Identifier, Livemode: c.key.livemode, Payload: ev.Payload, Timestamp: rec.Timestamp.Unix(),
-		}, nil
+		return c.recordKV(ctx, ev, func(rec event.Event) any {
+			return &v1MeterEvent{
+				Object: "billing.meter_event", Created: c.now.Unix(), EventName: rec.Name,
+				Identifier: rec.Identifier, Livemode: c.key.livemode, Payload: ev.Payload, Timestamp: rec.Timestamp.Unix(),
+			}
+		})
 	}, nil
 }
 

@@ -32,14 +32,12 @@ func (h *handler) v2CreateMeterEvent(c *call, p *v2Params) (execFunc, error) {
 		ev.Identifier = derivedIdentifier(c)
 	}
 	return func(ctx context.Context) (any, error) {
-		rec, err := h.db.Record(ctx, ev)
-		if err != nil {
-			return nil, err
-		}
-		return &v2MeterEvent{
-			Object: "v2.billing.meter_event", Created: v2Time(c.now), EventName: rec.Name,
-			Identifier: rec.Identifier, Livemode: c.key.livemode, Payload: ev.Payload, Timestamp: v2Time(time.Unix(rec.Timestamp.Unix(), 0)),
-		}, nil
+		return c.recordKV(ctx, ev, func(rec event.Event) any {
+			return &v2MeterEvent{
+				Object: "v2.billing.meter_event", Created: v2Time(c.now), EventName: rec.Name,
+				Identifier: rec.Identifier, Livemode: c.key.livemode, Payload: ev.Payload, Timestamp: v2Time(time.Unix(rec.Timestamp.Unix(), 0)),
+			}
+		})
 	}, nil
 }
 

@@ -461,3 +461,13 @@ func (r *Reservation) group() {
 		next[s]++
 	}
 }
+
+// Detach gives r its own copies of the slices it shares with the value it
+// was copied from (a small batch's storage lives inside the Reservation)
+// and with the caller (the identifiers): a copy handed to another
+// goroutine calls Detach first.
+func (r *Reservation) Detach() {
+	r.hs = append([]uint64(nil), r.hs...)
+	r.Reserved = append([]bool(nil), r.Reserved...)
+	r.ids = append([]string(nil), r.ids...)
+}

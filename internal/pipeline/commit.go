@@ -1,0 +1,370 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/meterdb/meterdb/aggregate"
+	"github.com/meterdb/meterdb/event"
+	"github.com/meterdb/meterdb/internal/dedupe"
+	"github.com/meterdb/meterdb/meter"
+	"github.com/meterdb/meterdb/store"
+)
+
+// Batch is one pass through the write pipeline: events in payload form
+// or in typed form (one of the two slices is set).
+type Batch struct {
+	Events []event.Event
+	Usages []event.Usage
+	// KV, when set, is called once the outcome of every input is known
+	// (errs[i] nil for an accepted one, whose Identifier and Timestamp are
+	// filled in) and before anything is logged; the records it returns are
+	// committed in the same transaction as the batch's events, so that a
+	// response stored for a retry is durable exactly when what it answers
+	// is. It is not called when no input was accepted. An error from it
+	// fails the batch before anything is logged.
+	KV func(errs []error) ([]store.KV, error)
+}
+
+func (b *Batch) len() int {
+	if b.Usages != nil {
+		return len(b.Usages)
+	}
+	return len(b.Events)
+}
+
+// Record runs b through the pipeline and returns one error per input (nil
+// for the accepted ones). The second result reports a failure of the whole
+// batch: nothing of it was recorded, except when ctx ended the wait for
+// the commit, in which case the events may still be recorded.
+//
+// The stages, each named where it happens below:
+//
+//	validate -> reserve identifiers -> sequence -> log -> apply -> acknowledge
+func (e *Engine) Record(ctx context.Context, b *Batch) ([]error, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	st, err := e.enter()
+	if err != nil {
+		return nil, err
+	}
+	handedOff := false
+	defer func() {
+		if !handedOff {
+			e.life.RUnlock()
+		}
+	}()
+	if err := st.writable(); err != nil {
+		return nil, err
+	}
+	now := e.cfg.Now()
+	nowSec := now.Unix()
+	n := b.len()
+	errs := make([]error, n)
+
+	// Validate, and give every valid event its identifier.
+	sc := getScratch(n)
+	defer putScratch(sc)
+	cands, ids := sc.cands, sc.ids
+	for i := range n {
+		var m *meter.Meter
+		var v event.Validated
+		var id string
+		if b.Usages != nil {
+			u := &b.Usages[i]
+			m, _ = st.reg.Lookup(u.Name)
+			v, err = event.ValidateUsage(u, m, now)
+			id = u.Identifier
+		} else {
+			ev := &b.Events[i]
+			m, _ = st.reg.Lookup(ev.Name)
+			v, err = event.Validate(ev, m, now)
+			id = ev.Identifier
+		}
+		if err != nil {
+			errs[i] = err
+			continue
+		}
+		if id == "" {
+			id = e.newIdentifier()
+		}
+		cands = append(cands, candidate{i: i, m: m, v: v})
+		ids = append(ids, id)
+	}
+	sc.cands, sc.ids = cands, ids // for putScratch to clear
+	if len(cands) == 0 {
+		e.countRejected(errs)
+		return errs, nil
+	}
+
+	// Reserve the identifiers, each dedupe shard locked once.
+	res := &sc.res
+	window := int64(e.cfg.DedupeWindow / time.Second)
+	err = st.idx.ReserveBatch(res, ids, func(i int, loc uint64) (bool, error) {
+		ev, err := st.findEvent(loc, ids[i])
+		return ev != nil && nowSec-ev.Received < window, err
+	})
+	if err != nil {
+		return nil, err
+	}
+
+	// Sequence.
+	g := &store.Group{Events: make([]store.Event, 0, len(cands))}
+	items := sc.items
+	for k, c := range cands {
+		if !res.Reserved[k] {
+			errs[c.i] = &event.Error{Code: event.CodeDuplicate, Param: "identifier", Err: event.ErrDuplicate,
+				Message: fmt.Sprintf("A meter event with identifier %q has already been submitted.", ids[k])}
+			continue
+		}
+		g.Events = append(g.Events, store.Event{
+			Meter: c.m.Seq, Customer: c.v.Customer, Identifier: ids[k],
+			Value: c.v.Value, Timestamp: c.v.Timestamp, Received: nowSec,
+		})
+		items = append(items, aggregate.Item{
+			Key:  aggregate.Key{Meter: c.m.Seq, Customer: c.v.Customer},
+			Mode: aggregate.ModeOf(string(c.m.Formula), string(c.m.EventTimeWindow)),
+		})
+	}
+	sc.items = items
+	if len(g.Events) == 0 {
+		e.countRejected(errs)
+		return errs, nil
+	}
+	last := st.seq.Add(uint64(len(g.Events)))
+	for i := range g.Events {
+		ev := &g.Events[i]
+		ev.Seq = last - uint64(len(g.Events)) + 1 + uint64(i)
+		items[i].Entry = aggregate.Entry{Seq: ev.Seq, Timestamp: ev.Timestamp, Value: ev.Value}
+	}
+	for k, c := range cands {
+		if res.Reserved[k] {
+			b.fill(c.i, ids[k], c.v.Timestamp)
+		}
+	}
+	var kvs []store.KV
+	if b.KV != nil {
+		if kvs, err = b.KV(errs); err != nil {
+			st.idx.ReleaseBatch(res)
+			return nil, err
+		}
+	}
+
+	// Log. Writers hold the apply lock's read side until they applied.
+	st.applyMu.RLock()
+	c, err := st.log.Append(g, kvs)
+	if err != nil {
+		st.applyMu.RUnlock()
+		st.idx.ReleaseBatch(res)
+		return nil, e.failed(st, fmt.Errorf("meterdb: recording events: %w", err))
+	}
+	select {
+	case <-c.done():
+	case <-ctx.Done():
+		// The commit goes on; finish in the background, where the
+		// lifecycle lock stays held until it is over.
+		handedOff = true
+		resCopy := *res
+		resCopy.Detach()
+		itemsCopy := append([]aggregate.Item(nil), items...)
+		go func() {
+			defer e.life.RUnlock()
+			<-c.done()
+			e.finishRecord(st, c, &resCopy, itemsCopy, nowSec)
+		}()
+		return nil, ctxErr(ctx)
+	}
+	if err := e.finishRecord(st, c, res, items, nowSec); err != nil {
+		return nil, err
+	}
+	if len(g.Events) < n {
+		e.countRejected(errs)
+	}
+	return errs, nil
+}
+
+// finishRecord applies a committed group and makes its identifiers
+// findable, or releases them when the commit failed. It releases the
+// apply lock's read side.
+func (e *Engine) finishRecord(st *state, c commit, res *dedupe.Reservation, items []aggregate.Item, now int64) error {
+	loc, err := c.result()
+	if err != nil {
+		st.applyMu.RUnlock()
+		st.idx.ReleaseBatch(res)
+		return e.failed(st, fmt.Errorf("meterdb: recording events: %w", err))
+	}
+	// Apply, then acknowledge.
+	st.table.ApplyBatch(items)
+	st.applyMu.RUnlock()
+	st.idx.CommitBatch(res, loc)
+	e.accepted.Add(int64(len(items)))
+	e.maintain(st, now, loc)
+	return nil
+}
+
+// fill sets the identifier and timestamp of accepted input i.
+func (b *Batch) fill(i int, id string, ts int64) {
+	if b.Usages != nil {
+		u := &b.Usages[i]
+		u.Identifier = id
+		if u.Timestamp.IsZero() {
+			u.Timestamp = time.Unix(ts, 0).UTC()
+		}
+		return
+	}
+	ev := &b.Events[i]
+	ev.Identifier = id
+	if ev.Timestamp.IsZero() {
+		ev.Timestamp = time.Unix(ts, 0).UTC()
+	}
+}
+
+// candidate is a valid event of a batch, before its identifier is
+// reserved.
+type candidate struct {
+	i int // index into the batch
+	m *meter.Meter
+	v event.Validated
+}
+
+// batchScratch holds Record's per-call slices between calls.
+type batchScratch struct {
+	cands []candidate
+	ids   []string
+	items []aggregate.Item
+	res   dedupe.Reservation
+}
+
+var scratchPool = sync.Pool{New: func() any { return new(batchScratch) }}
+
+// getScratch returns empty scratch slices with room for n events.
+func getScratch(n int) *batchScratch {
+	sc := scratchPool.Get().(*batchScratch)
+	if cap(sc.cands) < n {
+		sc.cands, sc.ids, sc.items = make([]candidate, 0, n), make([]string, 0, n), make([]aggregate.Item, 0, n)
+	}
+	return sc
+}
+
+// putScratch returns sc to the pool, dropping its references to the
+// batch's strings; very large slices are left to the collector.
+func putScratch(sc *batchScratch) {
+	if cap(sc.cands) > 1<<16 {
+		return
+	}
+	clear(sc.ids)
+	clear(sc.items)
+	sc.cands, sc.ids, sc.items = sc.cands[:0], sc.ids[:0], sc.items[:0]
+	sc.res = dedupe.Reservation{}
+	scratchPool.Put(sc)
+}
+
+func (e *Engine) countRejected(errs []error) {
+	for _, err := range errs {
+		if err == nil {
+			continue
+		}
+		if errors.Is(err, event.ErrDuplicate) {
+			e.duplicates.Add(1)
+		} else {
+			e.rejected.Add(1)
+		}
+	}
+}
+
+// findEvent returns the event with identifier id in the group at loc.
+func (st *state) findEvent(loc uint64, id string) (*store.Event, error) {
+	g, err := st.log.Group(loc)
+	if err != nil || g == nil {
+		return nil, err
+	}
+	for i := range g.Events {
+		if g.Events[i].Identifier == id {
+			return &g.Events[i], nil
+		}
+	}
+	return nil, nil
+}
+
+// Cancel removes the event with the given identifier from its meter's
+// aggregates: the newest event of the meter of eventName with that
+// identifier, received within the cancel window.
+func (e *Engine) Cancel(ctx context.Context, eventName, identifier string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	st, err := e.enter()
+	if err != nil {
+		return err
+	}
+	defer e.life.RUnlock()
+	if err := st.writable(); err != nil {
+		return err
+	}
+	now := e.cfg.Now().Unix()
+	notFound := &event.Error{Code: event.CodeNotFound, Param: "cancel[identifier]", Err: event.ErrNotFound,
+		Message: fmt.Sprintf("No meter event with identifier %q was found for event_name %q.", identifier, eventName)}
+	m, ok := st.reg.Lookup(eventName)
+	if !ok || identifier == "" {
+		return notFound
+	}
+	// With a dedupe window shorter than the cancel window, or across meters,
+	// an identifier can name several events: cancel the newest one of this
+	// meter.
+	var found *store.Event
+	_, _, err = st.idx.Find(identifier, func(loc uint64) (bool, error) {
+		ev, err := st.findEvent(loc, identifier)
+		if ev != nil && ev.Meter == m.Seq && (found == nil || ev.Seq > found.Seq) {
+			found = ev
+		}
+		return false, err // look at every candidate
+	})
+	if err != nil {
+		return err
+	}
+	if found == nil {
+		return notFound
+	}
+	if now-found.Received >= int64(e.cfg.CancelWindow/time.Second) {
+		return &event.Error{Code: event.CodeCancelExpired, Param: "cancel[identifier]", Err: event.ErrCancelExpired,
+			Message: fmt.Sprintf("The meter event %q was received more than 24 hours ago and can no longer be cancelled.", identifier)}
+	}
+	st.cancelMu.Lock()
+	if _, done := st.cancelled[found.Seq]; done {
+		st.cancelMu.Unlock()
+		return &event.Error{Code: event.CodeAlreadyCancelled, Param: "cancel[identifier]", Err: event.ErrAlreadyCancelled,
+			Message: fmt.Sprintf("The meter event %q has already been cancelled.", identifier)}
+	}
+	st.cancelled[found.Seq] = found.Received
+	st.cancelMu.Unlock()
+
+	st.applyMu.RLock()
+	defer st.applyMu.RUnlock()
+	c, err := st.log.Append(&store.Group{Cancels: []store.Cancel{{
+		Seq: found.Seq, Received: now, Meter: found.Meter, Customer: found.Customer,
+		Value: found.Value, Timestamp: found.Timestamp,
+	}}}, nil)
+	var loc uint64
+	if err == nil {
+		<-c.done() // a cancellation is short; ctx does not cut its wait
+		loc, err = c.result()
+	}
+	if err != nil {
+		st.cancelMu.Lock()
+		delete(st.cancelled, found.Seq)
+		st.cancelMu.Unlock()
+		return e.failed(st, fmt.Errorf("meterdb: recording cancellation: %w", err))
+	}
+	mode := aggregate.ModeOf(string(m.Formula), string(m.EventTimeWindow))
+	if !st.table.Cancel(aggregate.Key{Meter: m.Seq, Customer: found.Customer}, mode,
+		aggregate.Entry{Seq: found.Seq, Timestamp: found.Timestamp, Value: found.Value}) {
+		panic(fmt.Sprintf("meterdb: cancelled event %d is missing from the aggregates", found.Seq))
+	}
+	e.cancels.Add(1)
+	e.maintain(st, now, loc)
+	return nil
+}

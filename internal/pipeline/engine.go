@@ -1,0 +1,388 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/meterdb/meterdb/aggregate"
+	"github.com/meterdb/meterdb/internal/dedupe"
+	"github.com/meterdb/meterdb/meter"
+	"github.com/meterdb/meterdb/store"
+)
+
+// ErrClosed is returned by every method called after Close.
+var ErrClosed = errors.New("meterdb: closed")
+
+// Config is what an Engine needs; the root package fills every field.
+type Config struct {
+	Path               string // "" keeps everything in memory
+	Shards             int
+	DedupeWindow       time.Duration
+	CancelWindow       time.Duration
+	CheckpointInterval time.Duration
+	Now                func() time.Time
+	Logger             *slog.Logger
+	Store              store.Options // file-backed databases only
+}
+
+// Engine is an open database: its state and its write pipeline.
+type Engine struct {
+	cfg      Config
+	idPrefix string
+	idCount  atomic.Uint64
+
+	life   sync.RWMutex // read-held by every operation; write-held by Close and reopen
+	closed bool         // guarded by life
+	st     *state       // guarded by life: reopen replaces it
+
+	reopening atomic.Bool
+
+	accepted, rejected, duplicates, cancels atomic.Int64
+	reopens                                 atomic.Int64
+}
+
+// state is everything an Engine rebuilds when it reopens its file.
+type state struct {
+	reg   *meter.Registry
+	table *aggregate.Table
+	idx   *dedupe.Index
+	log   Log
+	file  *fileLog // nil for an in-memory database
+	down  error    // set when a reopen failed: writes are refused, reads served
+
+	seq atomic.Uint64 // last assigned event sequence
+
+	// File-backed databases only: applyMu is read-held from a group's
+	// append to its apply, and write-held by the checkpointer while it
+	// takes the changed buckets, so that a checkpoint covers exactly the
+	// log up to a location.
+	applyMu sync.RWMutex
+	ckpt    *checkpointer
+
+	cancelMu  sync.Mutex       // guards cancelled
+	cancelled map[uint64]int64 // receipt time of cancelled (or being cancelled) events, by sequence
+
+	marksMu   sync.Mutex // guards marks
+	marks     []mark     // receipt-time marks, oldest first, for pruning
+	lastMark  atomic.Int64
+	lastPrune atomic.Int64
+}
+
+// Open opens the database cfg describes.
+func Open(cfg Config) (*Engine, error) {
+	e := &Engine{cfg: cfg, idPrefix: "mev_" + meter.RandomBase62(16) + "_"}
+	st, err := e.openState()
+	if err != nil {
+		return nil, err
+	}
+	e.st = st
+	return e, nil
+}
+
+// openState builds a state: empty for an in-memory database, loaded from
+// the file otherwise.
+func (e *Engine) openState() (*state, error) {
+	reg, err := meter.NewRegistry(nil)
+	if err != nil {
+		return nil, err
+	}
+	st := &state{
+		reg:       reg,
+		table:     aggregate.NewTable(e.cfg.Shards),
+		idx:       dedupe.New(),
+		log:       newMemLog(),
+		cancelled: map[uint64]int64{},
+	}
+	if e.cfg.Path == "" {
+		return st, nil
+	}
+	sdb, err := store.Open(e.cfg.Path, &e.cfg.Store)
+	if err != nil {
+		return nil, fmt.Errorf("meterdb: %w", err)
+	}
+	if err := e.load(st, sdb); err != nil {
+		sdb.Close()
+		return nil, fmt.Errorf("meterdb: loading %s: %w", e.cfg.Path, err)
+	}
+	st.file = &fileLog{DB: sdb}
+	st.log = st.file
+	st.ckpt = &checkpointer{stop: make(chan struct{}), stopped: make(chan struct{})}
+	go e.checkpointLoop(st)
+	return st, nil
+}
+
+// Enter starts an operation and returns the current state's registry and
+// table for reading; it fails after Close. Every successful Enter is
+// paired with Exit.
+func (e *Engine) Enter() (*meter.Registry, *aggregate.Table, error) {
+	e.life.RLock()
+	if e.closed {
+		e.life.RUnlock()
+		return nil, nil, ErrClosed
+	}
+	return e.st.reg, e.st.table, nil
+}
+
+// Exit ends an operation started by Enter.
+func (e *Engine) Exit() { e.life.RUnlock() }
+
+// enter is Enter for the pipeline's own operations.
+func (e *Engine) enter() (*state, error) {
+	e.life.RLock()
+	if e.closed {
+		e.life.RUnlock()
+		return nil, ErrClosed
+	}
+	return e.st, nil
+}
+
+// Close waits for operations in flight, makes everything accepted durable
+// and releases the database. Calling it again returns nil.
+func (e *Engine) Close() error {
+	e.life.Lock()
+	defer e.life.Unlock()
+	if e.closed {
+		return nil
+	}
+	e.closed = true
+	return e.st.close(e, true)
+}
+
+// close stops the checkpointer, writes a last checkpoint when final is
+// set and the store still writes, and closes the log.
+func (st *state) close(e *Engine, final bool) error {
+	if st.down != nil {
+		return nil // closed by a reopen that failed
+	}
+	if st.ckpt == nil {
+		return st.log.Close()
+	}
+	close(st.ckpt.stop)
+	<-st.ckpt.stopped
+	var errs []error
+	if final {
+		errs = append(errs, e.checkpoint(st))
+	}
+	errs = append(errs, st.log.Close())
+	return errors.Join(errs...)
+}
+
+// Sync makes every acknowledged event durable.
+func (e *Engine) Sync() error {
+	st, err := e.enter()
+	if err != nil {
+		return err
+	}
+	defer e.life.RUnlock()
+	return e.failed(st, st.log.Sync())
+}
+
+// Now returns the engine's clock.
+func (e *Engine) Now() time.Time { return e.cfg.Now() }
+
+// failed passes err on, and starts a reopen when err says the store can no
+// longer tell what it wrote.
+func (e *Engine) failed(st *state, err error) error {
+	if err != nil && errors.Is(err, store.ErrFailed) {
+		e.reopen()
+	}
+	return err
+}
+
+// writable reports why st takes no writes, if it does not.
+func (st *state) writable() error {
+	if st.down != nil {
+		return st.down
+	}
+	return nil
+}
+
+// reopen rebuilds the state from the file in the background, once at a
+// time: after a write failure that leaves the store unsure of what it
+// wrote, what is on disk is the truth. Operations wait while it runs;
+// writes get errors wrapping store.ErrUnavailable until it succeeds.
+func (e *Engine) reopen() {
+	if e.cfg.Path == "" || !e.reopening.CompareAndSwap(false, true) {
+		return
+	}
+	go func() {
+		defer e.reopening.Store(false)
+		for wait := 100 * time.Millisecond; ; wait = min(2*wait, 5*time.Second) {
+			e.life.Lock()
+			if e.closed {
+				e.life.Unlock()
+				return
+			}
+			old := e.st
+			old.close(e, false)
+			st, err := e.openState()
+			if err == nil {
+				e.st = st
+				e.reopens.Add(1)
+				e.life.Unlock()
+				e.cfg.Logger.Info("meterdb reopened its file after a write failure")
+				return
+			}
+			old.down = fmt.Errorf("%w: reopening after a write failure: %w", store.ErrUnavailable, err)
+			e.life.Unlock()
+			e.cfg.Logger.Error("meterdb reopen failed; writes are refused until it succeeds", "err", err)
+			time.Sleep(wait)
+		}
+	}()
+}
+
+// Meters.
+
+// CreateMeter creates a meter.
+func (e *Engine) CreateMeter(p meter.Params) (meter.Meter, error) {
+	return e.meterOp(func(st *state, save func(meter.Meter) error) (meter.Meter, error) {
+		return st.reg.Create(p, e.cfg.Now(), save)
+	})
+}
+
+// SetDisplayName changes a meter's display name.
+func (e *Engine) SetDisplayName(id, name string) (meter.Meter, error) {
+	return e.meterOp(func(st *state, save func(meter.Meter) error) (meter.Meter, error) {
+		return st.reg.SetDisplayName(id, name, e.cfg.Now(), save)
+	})
+}
+
+// SetStatus activates or deactivates a meter.
+func (e *Engine) SetStatus(id string, s meter.Status) (meter.Meter, error) {
+	return e.meterOp(func(st *state, save func(meter.Meter) error) (meter.Meter, error) {
+		return st.reg.SetStatus(id, s, e.cfg.Now(), save)
+	})
+}
+
+func (e *Engine) meterOp(op func(st *state, save func(meter.Meter) error) (meter.Meter, error)) (meter.Meter, error) {
+	st, err := e.enter()
+	if err != nil {
+		return meter.Meter{}, err
+	}
+	defer e.life.RUnlock()
+	if err := st.writable(); err != nil {
+		return meter.Meter{}, err
+	}
+	m, err := op(st, st.log.SaveMeter)
+	return m, e.failed(st, err)
+}
+
+// Key-value records.
+
+// PutKV stores value under (ns, key) until expires (unix seconds).
+func (e *Engine) PutKV(ns, key string, value []byte, expires int64) error {
+	st, err := e.enter()
+	if err != nil {
+		return err
+	}
+	defer e.life.RUnlock()
+	if err := st.writable(); err != nil {
+		return err
+	}
+	return e.failed(st, st.log.PutKV(ns, key, value, expires))
+}
+
+// GetKV returns a copy of the unexpired value under (ns, key).
+func (e *Engine) GetKV(ns, key string) ([]byte, bool, error) {
+	st, err := e.enter()
+	if err != nil {
+		return nil, false, err
+	}
+	defer e.life.RUnlock()
+	return st.log.GetKV(ns, key, e.cfg.Now().Unix())
+}
+
+// DeleteKV removes the value under (ns, key).
+func (e *Engine) DeleteKV(ns, key string) error {
+	st, err := e.enter()
+	if err != nil {
+		return err
+	}
+	defer e.life.RUnlock()
+	if err := st.writable(); err != nil {
+		return err
+	}
+	return e.failed(st, st.log.DeleteKV(ns, key))
+}
+
+// ListKV calls fn with the unexpired records of ns after the key after.
+func (e *Engine) ListKV(ns, after string, fn func(key string, value []byte) bool) error {
+	st, err := e.enter()
+	if err != nil {
+		return err
+	}
+	defer e.life.RUnlock()
+	return st.log.ListKV(ns, after, e.cfg.Now().Unix(), fn)
+}
+
+// Stats counts what an Engine did and holds.
+type Stats struct {
+	Accepted, Rejected, Duplicates, Cancels int64
+	Reopens                                 int64
+	Meters                                  int64
+	Table                                   aggregate.Stats
+	Dedupe                                  dedupe.Stats
+	LogMemory                               int64
+}
+
+// Stats returns counters and sizes. It works after Close too.
+func (e *Engine) Stats() Stats {
+	e.life.RLock()
+	st := e.st
+	e.life.RUnlock()
+	return Stats{
+		Accepted: e.accepted.Load(), Rejected: e.rejected.Load(), Duplicates: e.duplicates.Load(),
+		Cancels: e.cancels.Load(), Reopens: e.reopens.Load(), Meters: int64(st.reg.Len()),
+		Table: st.table.Stats(), Dedupe: st.idx.Stats(), LogMemory: st.log.MemoryBytes(),
+	}
+}
+
+func (e *Engine) newIdentifier() string {
+	return e.idPrefix + strconv.FormatUint(e.idCount.Add(1), 36)
+}
+
+// retention is how long identifiers stay findable: for dedupe and for
+// cancellation.
+func (e *Engine) retention() int64 {
+	return int64(max(e.cfg.DedupeWindow, e.cfg.CancelWindow) / time.Second)
+}
+
+// ctxErr is the error of a wait for durability that ctx cut short.
+func ctxErr(ctx context.Context) error {
+	return fmt.Errorf("meterdb: stopped waiting for the commit (the write may still be recorded): %w", ctx.Err())
+}
+
+// Checkpoint writes a checkpoint now, as the background checkpointer
+// would. It does nothing for an in-memory database.
+func (e *Engine) Checkpoint() error {
+	st, err := e.enter()
+	if err != nil {
+		return err
+	}
+	defer e.life.RUnlock()
+	if st.file == nil || st.down != nil {
+		return nil
+	}
+	return e.checkpoint(st)
+}
+
+// Crash ends e the way a killed process would, as far as the file is
+// concerned: acknowledged writes stay (they are committed), but no final
+// checkpoint is written, so the next Open replays the log. Buffered writes
+// still queued are committed too. It exists for tests; e is unusable
+// afterwards.
+func (e *Engine) Crash() error {
+	e.life.Lock()
+	defer e.life.Unlock()
+	if e.closed {
+		return nil
+	}
+	e.closed = true
+	return e.st.close(e, false)
+}
