@@ -308,8 +308,9 @@ func (rep *SoakReport) lines() []string {
 				p.RecoveryWait, df.Restart, df.RestartOpenSeconds)
 		}
 	}
-	add("meterd RSS: max %s, p50 %s over %d one-second samples; max by process: %s; RssAnon (without mapped file pages) max %s",
-		fmtBytes(rep.RSS.MaxBytes), fmtBytes(rep.RSS.P50Bytes), len(rep.RSS.Samples), rep.RSS.byProcess(), fmtBytes(rep.RSS.MaxAnonBytes))
+	add("meterd RSS: max %s, p50 %s over %d one-second samples; max by process: %s; RssAnon (without mapped file pages) max %s, %.0f bytes per acknowledged event",
+		fmtBytes(rep.RSS.MaxBytes), fmtBytes(rep.RSS.P50Bytes), len(rep.RSS.Samples), rep.RSS.byProcess(), fmtBytes(rep.RSS.MaxAnonBytes),
+		float64(rep.RSS.MaxAnonBytes)/float64(max(1, rep.Exactness.Acked)))
 	if rep.DBFileBytes > 0 {
 		add("database file at the end: %s (%s allocated in the tmpfs), %.0f bytes per event created",
 			fmtBytes(rep.DBFileBytes), fmtBytes(rep.DBAllocatedBytes), float64(rep.DBAllocatedBytes)/float64(max(1, rep.Exactness.Events)))
