@@ -48,6 +48,7 @@ type soakPlan struct {
 	TmpfsBytes     int64
 	RequestTimeout time.Duration
 	DrainTimeout   time.Duration // bound on retrying what is unanswered at the end
+	SessionRenew   time.Duration // age at which the stream's session is replaced (sessions last 15 minutes)
 }
 
 // soakKillEvery is the spacing of the SIGKILL episodes.
@@ -66,6 +67,7 @@ func soakPlanFor(cfg config) soakPlan {
 		FullHold:       min(60*time.Second, max(3*time.Second, d/30)),
 		RecoveryWait:   min(30*time.Second, max(5*time.Second, d/60)),
 		RequestTimeout: 10 * time.Second, DrainTimeout: 3 * time.Minute,
+		SessionRenew: min(10*time.Minute, max(time.Second, d/3)),
 	}
 	need := int64(float64(p.Rate)*d.Seconds()) * soakBytesPerEvent
 	p.TmpfsBytes = max(64<<20, 2*need)

@@ -616,7 +616,7 @@ func (s *soak) noteFreshAck(t0 time.Time, p soakPhase) {
 func (s *soak) sessionToken(ctx context.Context) (string, error) {
 	s.sessMu.Lock()
 	defer s.sessMu.Unlock()
-	if s.token != "" && time.Since(s.tokenAt) < 10*time.Minute {
+	if s.token != "" && time.Since(s.tokenAt) < s.plan.SessionRenew {
 		return s.token, nil
 	}
 	rep := s.do(ctx, http.MethodPost, "/v2/billing/meter_event_session", s.d.key, []byte("{}"), s.idemKey())

@@ -47,6 +47,9 @@ func TestSoakSmoke(t *testing.T) {
 	if len(s.Kills) != 1 {
 		t.Errorf("%d kills, want 1", len(s.Kills))
 	}
+	if s.Sessions < 2 {
+		t.Errorf("%d meter event sessions, want the first one renewed", s.Sessions)
+	}
 	var outage, retried int64
 	for _, e := range s.Errors {
 		if e.Phase == "outage" {
