@@ -32,9 +32,11 @@ func unmountTmpfs(dir string) error {
 }
 
 // killWithParent makes the kernel SIGKILL cmd's process if the bench dies
-// first, so that an interrupted soak leaves no meterd behind.
+// first, so that an interrupted soak leaves no meterd behind, and puts it
+// in a process group of its own, so that a Ctrl-C reaches the bench only
+// (which then kills meterd itself).
 func killWithParent(cmd *exec.Cmd) {
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
 }
 
 // allocatedBytes returns the bytes a file occupies on its file system,
