@@ -16,6 +16,9 @@ var (
 	// identifiers stay free), so the same request can be sent again. Over
 	// HTTP it is a 503 with Stripe-Should-Retry: true.
 	ErrUnavailable = store.ErrUnavailable
+	// ErrInMemory is returned by operations that need a database file,
+	// such as Backup, on a database that lives in memory.
+	ErrInMemory = pipeline.ErrInMemory
 	// ErrInvalidQuery is what every *QueryError unwraps to.
 	ErrInvalidQuery = errors.New("meterdb: invalid summary query")
 )

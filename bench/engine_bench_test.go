@@ -520,3 +520,58 @@ func BenchmarkStage(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkRecordUsage records the workload through the typed path
+// (DB.RecordUsage) in batches from 4 goroutines: 10^3 customers drawn
+// uniformly, timestamps over 30 days. The usages are built before the
+// timer.
+func BenchmarkRecordUsage(b *testing.B) {
+	for _, batch := range []int{100, 1000} {
+		b.Run(fmt.Sprintf("batch=%d/customers=1e3/skew=0/ts=30d/goroutines=4", batch), func(b *testing.B) {
+			w := NewWorkload(benchSeed, 1000, 3, 0)
+			w.Span = 30 * 24 * time.Hour
+			n := (b.N/batch + 8) * batch
+			evs := w.Events(0, n)
+			us := make([]event.Usage, n)
+			for i, e := range evs {
+				v, _ := event.ParseValue(e.Payload[meter.DefaultValueKey])
+				us[i] = event.Usage{Name: e.Name, Customer: e.Payload[meter.DefaultCustomerKey], Value: v,
+					Identifier: e.Identifier, Timestamp: e.Timestamp}
+			}
+			db, _ := openBenchDB(b, w)
+			defer db.Close()
+			var next atomic.Int64
+			b.ReportAllocs()
+			cpu0 := cpuTime()
+			b.SetParallelism(2)
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				k := 0
+				for pb.Next() {
+					if k++; k < batch {
+						continue
+					}
+					k = 0
+					i := int(next.Add(int64(batch))) - batch
+					if i+batch > len(us) {
+						return
+					}
+					errs, err := db.db.RecordUsage(context.Background(), us[i:i+batch])
+					if err != nil {
+						b.Error(err)
+						return
+					}
+					for _, e := range errs {
+						if e != nil {
+							b.Error(e)
+							return
+						}
+					}
+				}
+			})
+			b.StopTimer()
+			b.ReportMetric(float64(next.Load())/b.Elapsed().Seconds(), "events/s")
+			b.ReportMetric(float64(cpuTime()-cpu0)/float64(next.Load()), "cpu-ns/event")
+		})
+	}
+}

@@ -58,6 +58,9 @@ func (s *DB) Checkpoint(m Mark, recs []AggRecord, pruneBelow uint64, now int64) 
 	if err := s.check(); err != nil {
 		return err
 	}
+	if s.opts.ReadOnly {
+		return ErrReadOnly
+	}
 	pruneBelow = min(pruneBelow, m.Loc+1)
 	// Writing in key order keeps bbolt's inserts at the end of each leaf; in
 	// random order every insert moves the rest of an ever larger leaf. Ties
@@ -79,20 +82,21 @@ func (s *DB) Checkpoint(m Mark, recs []AggRecord, pruneBelow uint64, now int64) 
 			if k.rec.State == nil {
 				err = agg.Delete(k.key)
 			} else {
-				err = agg.Put(k.key, k.rec.State)
+				v := append(make([]byte, 0, len(k.rec.State)+crcLen), k.rec.State...)
+				err = agg.Put(k.key, seal(scopeAgg, k.key, v))
 			}
 			if err != nil {
 				return err
 			}
 		}
 		meta := tx.Bucket(bucketMeta)
-		if err := meta.Put(keyCheckpoint, u64(m.Loc)); err != nil {
+		if err := putMetaU64(meta, keyCheckpoint, m.Loc); err != nil {
 			return err
 		}
-		if err := meta.Put(keyLastSeq, u64(m.LastSeq)); err != nil {
+		if err := putMetaU64(meta, keyLastSeq, m.LastSeq); err != nil {
 			return err
 		}
-		if err := meta.Put(keyLastLoc, u64(m.Loc)); err != nil {
+		if err := putMetaU64(meta, keyLastLoc, m.Loc); err != nil {
 			return err
 		}
 		c := tx.Bucket(bucketLog).Cursor()
@@ -106,12 +110,16 @@ func (s *DB) Checkpoint(m Mark, recs []AggRecord, pruneBelow uint64, now int64) 
 	}))
 }
 
+// pruneKV deletes the key-value records expired at now. A record whose
+// checksum fails stays, for reads and verification to report.
 func pruneKV(tx *bolt.Tx, now int64) error {
 	return tx.Bucket(bucketKV).ForEachBucket(func(ns []byte) error {
 		b := tx.Bucket(bucketKV).Bucket(ns)
+		sc := kvScope(string(ns))
 		c := b.Cursor()
 		for k, v := c.First(); k != nil; {
-			if len(v) >= 8 && int64(binary.BigEndian.Uint64(v)) <= now {
+			body, err := unseal(sc, k, v)
+			if err == nil && len(body) >= 8 && int64(binary.BigEndian.Uint64(body)) <= now {
 				if err := c.Delete(); err != nil {
 					return err
 				}
@@ -129,14 +137,19 @@ func (s *DB) LastMark() (Mark, error) {
 	var m Mark
 	err := s.view(func(tx *bolt.Tx) error {
 		meta := tx.Bucket(bucketMeta)
-		m = Mark{Loc: getU64(meta, keyCheckpoint), LastSeq: getU64(meta, keyLastSeq)}
-		return nil
+		var err error
+		if m.Loc, err = s.metaU64(meta, keyCheckpoint); err != nil {
+			return err
+		}
+		m.LastSeq, err = s.metaU64(meta, keyLastSeq)
+		return err
 	})
 	return m, err
 }
 
 // LoadAggregates calls fn with every checkpointed aggregate record. The
-// State slice is valid only during the call.
+// State slice is valid only during the call. A record whose checksum
+// fails is an error wrapping ErrCorrupt that names it.
 func (s *DB) LoadAggregates(fn func(r *AggRecord) error) error {
 	return s.view(func(tx *bolt.Tx) error {
 		var r AggRecord
@@ -144,9 +157,13 @@ func (s *DB) LoadAggregates(fn func(r *AggRecord) error) error {
 			if len(k) < 17 || (k[8] != 'h' && k[8] != 'd') {
 				return fmt.Errorf("%w: aggregate key %x", ErrCorrupt, k)
 			}
+			state, err := s.open(scopeAgg, k, v, func() string { return aggName(k) })
+			if err != nil {
+				return err
+			}
 			r = AggRecord{
 				Meter: binary.BigEndian.Uint64(k), Day: k[8] == 'd',
-				Start: int64(binary.BigEndian.Uint64(k[9:17])), Customer: string(k[17:]), State: v,
+				Start: int64(binary.BigEndian.Uint64(k[9:17])), Customer: string(k[17:]), State: state,
 			}
 			return fn(&r)
 		})

@@ -2,7 +2,6 @@ package store
 
 import (
 	"encoding/binary"
-	"fmt"
 
 	"github.com/meterdb/meterdb/internal/binread"
 )
@@ -61,10 +60,6 @@ func appendString(b []byte, s string) []byte {
 	b = binary.AppendUvarint(b, uint64(len(s)))
 	return append(b, s...)
 }
-
-// errMalformed is what decoding returns for a record that does not
-// decode exactly.
-var errMalformed = fmt.Errorf("%w: truncated or malformed record", ErrCorrupt)
 
 // finish reports errMalformed unless r read well and to the end.
 func finish(r *binread.Reader) error {

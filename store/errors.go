@@ -13,6 +13,9 @@ var (
 	ErrLocked = errors.New("store: file is locked by another process")
 	// ErrCorrupt reports a record or page that cannot be decoded.
 	ErrCorrupt = errors.New("store: corrupt data")
+	// ErrReadOnly is returned by every write to a store opened with
+	// Options.ReadOnly.
+	ErrReadOnly = errors.New("store: opened read-only")
 	// ErrUnavailable is what every write error that a later retry can
 	// overcome wraps: the disk is full, or the store failed and is being
 	// reopened. Nothing of the failed write was recorded.

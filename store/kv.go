@@ -2,14 +2,13 @@ package store
 
 import (
 	"encoding/binary"
-	"fmt"
 
 	bolt "go.etcd.io/bbolt"
 )
 
 // kvRecord is one adapter record: in bucket "aux", sub-bucket ns, key key,
-// value = 8-byte big-endian expiry (unix seconds) followed by the value.
-// A nil value deletes.
+// value = 8-byte big-endian expiry (unix seconds), the value, and the
+// checksum (checksum.go). A nil value deletes.
 type kvRecord struct {
 	ns, key string
 	value   []byte
@@ -30,8 +29,9 @@ func putKV(tx *bolt.Tx, r *kvRecord) error {
 	if err != nil {
 		return err
 	}
-	v := binary.BigEndian.AppendUint64(make([]byte, 0, 8+len(r.value)), uint64(r.expires))
-	return b.Put([]byte(r.key), append(v, r.value...))
+	k := []byte(r.key)
+	v := binary.BigEndian.AppendUint64(make([]byte, 0, 8+len(r.value)+crcLen), uint64(r.expires))
+	return b.Put(k, seal(kvScope(r.ns), k, append(v, r.value...)))
 }
 
 // PutKV stores value under (ns, key) until expires (unix seconds), as
@@ -83,12 +83,14 @@ func (s *DB) GetKV(ns, key string, now int64) ([]byte, bool, error) {
 		if b == nil {
 			return nil
 		}
-		v := b.Get([]byte(key))
+		k := []byte(key)
+		v := b.Get(k)
 		if v == nil {
 			return nil
 		}
-		if len(v) < 8 {
-			return fmt.Errorf("%w: key-value record %s/%s", ErrCorrupt, ns, key)
+		v, err := s.readKV(ns, k, v)
+		if err != nil {
+			return err
 		}
 		if int64(binary.BigEndian.Uint64(v)) <= now {
 			return nil
@@ -97,6 +99,20 @@ func (s *DB) GetKV(ns, key string, now int64) ([]byte, bool, error) {
 		return nil
 	})
 	return out, found, err
+}
+
+// readKV checks the stored record v of (ns, k) and returns expiry and
+// value (aliasing v).
+func (s *DB) readKV(ns string, k, v []byte) ([]byte, error) {
+	name := func() string { return kvName(ns, k) }
+	body, err := s.open(kvScope(ns), k, v, name)
+	if err != nil {
+		return nil, err
+	}
+	if len(body) < 8 {
+		return nil, corrupt(name(), errMalformedBody)
+	}
+	return body, nil
 }
 
 // ListKV calls fn, in key order, with each unexpired record of ns whose
@@ -118,8 +134,9 @@ func (s *DB) ListKV(ns, after string, now int64, fn func(key string, value []byt
 			k, v = c.Next()
 		}
 		for ; k != nil; k, v = c.Next() {
-			if len(v) < 8 {
-				return fmt.Errorf("%w: key-value record %s/%s", ErrCorrupt, ns, k)
+			v, err := s.readKV(ns, k, v)
+			if err != nil {
+				return err
 			}
 			if int64(binary.BigEndian.Uint64(v)) <= now {
 				continue

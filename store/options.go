@@ -37,12 +37,18 @@ type Options struct {
 	// LockTimeout is how long Open waits for another process to release
 	// the file. Zero means 1 s.
 	LockTimeout time.Duration
-	// Logger receives commit failures. Nil means silent.
+	// Logger receives commit failures and the upgrade of a format 1 file.
+	// Nil means silent.
 	Logger *slog.Logger
 	// NoFsync skips fsync entirely (for throwaway data and benchmarks of
 	// everything but the disk). A crash of the machine, not only of the
 	// process, can then lose or corrupt data.
 	NoFsync bool
+	// ReadOnly opens an existing file for reading only, with a shared lock
+	// (a writer holding the file makes Open wait for LockTimeout, then fail
+	// with ErrLocked). Writes return ErrReadOnly; a format 1 file is read
+	// as it is, not upgraded.
+	ReadOnly bool
 }
 
 func (o *Options) withDefaults() (Options, error) {

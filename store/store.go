@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
+	"path/filepath"
 	"sync"
 	"syscall"
 	"time"
@@ -18,7 +20,7 @@ import (
 
 // FormatVersion is the version of the layout in FORMAT.md that this code
 // writes and reads.
-const FormatVersion = 1
+const FormatVersion = 2
 
 var (
 	bucketMeta   = []byte("meta")
@@ -35,8 +37,9 @@ var (
 
 // DB is an open store file.
 type DB struct {
-	opts Options
-	bolt *bolt.DB
+	opts   Options
+	bolt   *bolt.DB
+	format uint64 // of the file: FormatVersion, or 1 for a format 1 file opened read-only (no checksums)
 
 	wake chan struct{} // tells the committer that work is queued (capacity 1)
 
@@ -96,44 +99,42 @@ type KV struct {
 
 // Open opens or creates the store at path. A second process opening the
 // same file gets ErrLocked after Options.LockTimeout; a file that is not a
-// meterdb store gets ErrNotStore, one of another format version ErrVersion,
-// and a damaged one an error wrapping ErrCorrupt.
+// meterdb store gets ErrNotStore (an empty file too: Open never leaves one
+// behind, see create), one of an unknown format version ErrVersion, a
+// damaged one an error wrapping ErrCorrupt, and one the process may not
+// open an error wrapping fs.ErrPermission. A format 1 file is upgraded to
+// the current format in one transaction (unless opened read-only, when it
+// is read as it is, without checksums).
 func Open(path string, opts *Options) (_ *DB, err error) {
 	o, err := opts.withDefaults()
 	if err != nil {
 		return nil, err
 	}
-	existed := false
-	if fi, statErr := os.Stat(path); statErr == nil {
-		existed = fi.Size() > 0
+	fi, statErr := os.Stat(path)
+	switch {
+	case statErr == nil && fi.Size() == 0:
+		return nil, fmt.Errorf("%w: %s: file is empty", ErrNotStore, path)
+	case statErr == nil:
+	case errors.Is(statErr, fs.ErrNotExist) && !o.ReadOnly:
+		if err := create(path, &o); err != nil {
+			return nil, err
+		}
+	default:
+		return nil, fmt.Errorf("store: opening %s: %w", path, statErr)
 	}
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("%w: %s: %v", ErrCorrupt, path, r)
 		}
 	}()
-	bdb, err := bolt.Open(path, 0o600, &bolt.Options{
-		Timeout:        o.LockTimeout,
-		NoSync:         o.NoFsync,
-		NoGrowSync:     o.NoFsync,
-		FreelistType:   bolt.FreelistMapType,
-		NoFreelistSync: false,
-	})
+	bdb, err := bolt.Open(path, 0o600, o.boltOptions())
 	if err != nil {
-		switch {
-		case errors.Is(err, bolterrors.ErrTimeout):
-			return nil, fmt.Errorf("%w: %s", ErrLocked, path)
-		case errors.Is(err, bolterrors.ErrInvalid), errors.Is(err, bolterrors.ErrVersionMismatch):
-			return nil, fmt.Errorf("%w: %s: %v", ErrNotStore, path, err)
-		case errors.Is(err, bolterrors.ErrChecksum), existed:
-			return nil, fmt.Errorf("%w: %s: %v", ErrCorrupt, path, err)
-		}
-		return nil, fmt.Errorf("store: opening %s: %w", path, err)
+		return nil, openError(path, err)
 	}
 	s := &DB{opts: o, bolt: bdb, pending: map[uint64]*Group{}, kvPend: map[[2]string]kvRecord{},
 		done: make(chan struct{}), wake: make(chan struct{}, 1)}
 	s.cond = sync.NewCond(&s.mu)
-	if err := s.init(existed); err != nil {
+	if err := s.init(path); err != nil {
 		bdb.Close()
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
@@ -141,17 +142,120 @@ func Open(path string, opts *Options) (_ *DB, err error) {
 	return s, nil
 }
 
-// init checks or writes the format and finds the next log location.
-func (s *DB) init(existed bool) error {
-	return s.bolt.Update(func(tx *bolt.Tx) error {
+func (o *Options) boltOptions() *bolt.Options {
+	return &bolt.Options{
+		Timeout:        o.LockTimeout,
+		NoSync:         o.NoFsync,
+		NoGrowSync:     o.NoFsync,
+		FreelistType:   bolt.FreelistMapType,
+		NoFreelistSync: false,
+		ReadOnly:       o.ReadOnly,
+	}
+}
+
+// openError classifies an error of bolt.Open on an existing, non-empty
+// file.
+func openError(path string, err error) error {
+	switch {
+	case errors.Is(err, fs.ErrPermission):
+		return fmt.Errorf("store: opening %s: %w", path, err)
+	case errors.Is(err, bolterrors.ErrTimeout):
+		return fmt.Errorf("%w: %s", ErrLocked, path)
+	case errors.Is(err, bolterrors.ErrInvalid), errors.Is(err, bolterrors.ErrVersionMismatch):
+		return fmt.Errorf("%w: %s: %v", ErrNotStore, path, err)
+	case errors.Is(err, bolterrors.ErrChecksum):
+		return fmt.Errorf("%w: %s: %v", ErrCorrupt, path, err)
+	}
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return fmt.Errorf("store: opening %s: %w", path, err) // I/O, not content
+	}
+	return fmt.Errorf("%w: %s: %v", ErrCorrupt, path, err)
+}
+
+// create makes a new, initialised store at path, which does not exist.
+// It builds the file under a temporary name in the same directory and
+// links it into place only once it is complete and synced, so that a crash
+// never leaves an empty or half-written file at path: an empty file there
+// was not made by Open (ErrNotStore). A crash can leave the temporary file
+// (path + ".new-" + digits) behind; it is safe to delete. If another
+// process creates path meanwhile, its file wins and this one is dropped.
+func create(path string, o *Options) error {
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, filepath.Base(path)+".new-*")
+	if err != nil {
+		return fmt.Errorf("store: creating %s: %w", path, err)
+	}
+	tmp := f.Name()
+	f.Close()
+	os.Remove(tmp) // bolt.Open initialises a missing file, not an empty one
+	defer os.Remove(tmp)
+	bopts := o.boltOptions()
+	bopts.Timeout = 0
+	bdb, err := bolt.Open(tmp, 0o600, bopts)
+	if err != nil {
+		return fmt.Errorf("store: creating %s: %w", path, err)
+	}
+	err = bdb.Update(func(tx *bolt.Tx) error {
+		meta, err := tx.CreateBucket(bucketMeta)
+		if err != nil {
+			return err
+		}
+		if err := meta.Put(keyFormat, u64(FormatVersion)); err != nil {
+			return err
+		}
+		return createBuckets(tx)
+	})
+	if cerr := bdb.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("store: creating %s: %w", path, err)
+	}
+	if err := os.Link(tmp, path); err != nil && !errors.Is(err, fs.ErrExist) {
+		// A file system without hard links: rename, which (unlike link)
+		// would replace a file created meanwhile, so check first.
+		if _, serr := os.Lstat(path); serr == nil {
+			return nil
+		}
+		if err := os.Rename(tmp, path); err != nil {
+			return fmt.Errorf("store: creating %s: %w", path, err)
+		}
+	}
+	if !o.NoFsync {
+		if d, err := os.Open(dir); err == nil {
+			d.Sync()
+			d.Close()
+		}
+	}
+	return nil
+}
+
+func createBuckets(tx *bolt.Tx) error {
+	for _, name := range [][]byte{bucketMeters, bucketLog, bucketAgg, bucketKV} {
+		if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// init checks the format (upgrading a format 1 file) and finds the next
+// log location.
+func (s *DB) init(path string) error {
+	run := s.bolt.Update
+	if s.opts.ReadOnly {
+		run = s.bolt.View
+	}
+	return run(func(tx *bolt.Tx) error {
 		meta := tx.Bucket(bucketMeta)
 		if meta == nil {
-			if existed || tx.Bucket(bucketLog) != nil || tx.Bucket(bucketMeters) != nil {
-				// A non-empty bbolt file without our meta bucket.
-				if hasBuckets(tx) {
-					return ErrNotStore
-				}
+			if hasBuckets(tx) || s.opts.ReadOnly {
+				// A bbolt file of another application.
+				return ErrNotStore
 			}
+			// A bbolt file without any bucket: a format 1 Open crashed
+			// before its first transaction. Initialise it.
 			var err error
 			if meta, err = tx.CreateBucket(bucketMeta); err != nil {
 				return err
@@ -164,20 +268,44 @@ func (s *DB) init(existed bool) error {
 		if len(v) != 8 {
 			return fmt.Errorf("%w: missing format version", ErrNotStore)
 		}
-		if ver := binary.BigEndian.Uint64(v); ver != FormatVersion {
-			return fmt.Errorf("%w: file has format %d, this build reads format %d", ErrVersion, ver, FormatVersion)
+		switch ver := binary.BigEndian.Uint64(v); {
+		case ver == FormatVersion:
+			s.format = ver
+		case ver == 1 && s.opts.ReadOnly:
+			s.format = 1
+		case ver == 1:
+			start := time.Now()
+			n, err := upgradeV1(tx)
+			if err != nil {
+				return fmt.Errorf("upgrading from format 1: %w", err)
+			}
+			s.format = FormatVersion
+			s.opts.Logger.Info("store upgraded", "path", path, "from_format", 1, "to_format", FormatVersion,
+				"records", n, "took", time.Since(start))
+		default:
+			return fmt.Errorf("%w: file has format %d, this build reads formats 1 and %d", ErrVersion, ver, FormatVersion)
 		}
-		for _, name := range [][]byte{bucketMeters, bucketLog, bucketAgg, bucketKV} {
-			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+		if !s.opts.ReadOnly {
+			if err := createBuckets(tx); err != nil {
 				return err
 			}
 		}
-		s.nextLoc = max(getU64(meta, keyLastLoc), getU64(meta, keyCheckpoint)) + 1
-		if k, _ := tx.Bucket(bucketLog).Cursor().Last(); k != nil {
-			if len(k) != 8 {
-				return fmt.Errorf("%w: log key of %d bytes", ErrCorrupt, len(k))
+		lastLoc, err := s.metaU64(meta, keyLastLoc)
+		if err != nil {
+			return err
+		}
+		ck, err := s.metaU64(meta, keyCheckpoint)
+		if err != nil {
+			return err
+		}
+		s.nextLoc = max(lastLoc, ck) + 1
+		if log := tx.Bucket(bucketLog); log != nil {
+			if k, _ := log.Cursor().Last(); k != nil {
+				if len(k) != 8 {
+					return fmt.Errorf("%w: log key of %d bytes", ErrCorrupt, len(k))
+				}
+				s.nextLoc = max(s.nextLoc, binary.BigEndian.Uint64(k)+1)
 			}
-			s.nextLoc = max(s.nextLoc, binary.BigEndian.Uint64(k)+1)
 		}
 		return nil
 	})
@@ -191,11 +319,39 @@ func hasBuckets(tx *bolt.Tx) bool {
 
 func u64(v uint64) []byte { return binary.BigEndian.AppendUint64(nil, v) }
 
-func getU64(b *bolt.Bucket, k []byte) uint64 {
-	if v := b.Get(k); len(v) == 8 {
-		return binary.BigEndian.Uint64(v)
+// open checks a stored value's checksum and returns its body; name
+// names the record in the error. Values of a format 1 file (read-only)
+// have no checksum.
+func (s *DB) open(sc scope, key, v []byte, name func() string) ([]byte, error) {
+	if s.format == 1 {
+		return v, nil
 	}
-	return 0
+	body, err := unseal(sc, key, v)
+	if err != nil {
+		return nil, corrupt(name(), err)
+	}
+	return body, nil
+}
+
+// metaU64 reads an 8-byte meta value; a missing one is 0.
+func (s *DB) metaU64(meta *bolt.Bucket, k []byte) (uint64, error) {
+	v := meta.Get(k)
+	if v == nil {
+		return 0, nil
+	}
+	body, err := s.open(scopeMeta, k, v, func() string { return metaName(k) })
+	if err != nil {
+		return 0, err
+	}
+	if len(body) != 8 {
+		return 0, corrupt(metaName(k), errMalformedBody)
+	}
+	return binary.BigEndian.Uint64(body), nil
+}
+
+// putMetaU64 writes an 8-byte meta value with its checksum.
+func putMetaU64(meta *bolt.Bucket, k []byte, v uint64) error {
+	return meta.Put(k, seal(scopeMeta, k, binary.BigEndian.AppendUint64(make([]byte, 0, 8+crcLen), v)))
 }
 
 // Append queues g as the next log record and returns its location: with
@@ -219,7 +375,7 @@ func (s *DB) Append(g *Group) (uint64, error) {
 // later can succeed. g and the values of kvs must not be modified
 // afterwards.
 func (s *DB) AppendWith(g *Group, kvs []KV) (Pending, error) {
-	data := appendGroup(make([]byte, 0, 16+48*len(g.Events)+48*len(g.Cancels)), g)
+	data := appendGroup(make([]byte, 0, 16+crcLen+48*len(g.Events)+48*len(g.Cancels)), g)
 	it := &item{data: data, nev: len(g.Events) + len(g.Cancels), group: g}
 	for _, kv := range kvs {
 		it.kvs = append(it.kvs, &kvRecord{ns: kv.NS, key: kv.Key, value: kv.Value, expires: kv.Expires})
@@ -250,6 +406,9 @@ func (s *DB) enqueue(it *item) error {
 	if s.stalled != nil && it.done == nil {
 		// A buffered write would be acknowledged with nowhere to go.
 		return s.stalled
+	}
+	if s.opts.ReadOnly {
+		return ErrReadOnly
 	}
 	s.items++
 	it.seq = s.items
@@ -416,8 +575,11 @@ func (s *DB) commit(batch []*item) error {
 		var key [8]byte
 		for _, it := range batch {
 			if it.data != nil {
+				// seal writes the checksum into it.data's spare capacity
+				// and leaves it.data as it was: a retried commit (perhaps
+				// at another location) seals it again.
 				binary.BigEndian.PutUint64(key[:], it.loc)
-				if err := log.Put(key[:], it.data); err != nil {
+				if err := log.Put(key[:], seal(scopeLog, key[:], it.data)); err != nil {
 					return err
 				}
 			}
@@ -462,16 +624,14 @@ func (s *DB) Group(loc uint64) (*Group, error) {
 	s.mu.Unlock()
 	var g *Group
 	err := s.view(func(tx *bolt.Tx) error {
-		v := tx.Bucket(bucketLog).Get(u64(loc))
+		k := u64(loc)
+		v := tx.Bucket(bucketLog).Get(k)
 		if v == nil {
 			return nil
 		}
 		var err error
-		g, err = decodeGroup(v)
-		if err != nil {
-			return fmt.Errorf("log record %d: %w", loc, err)
-		}
-		return nil
+		g, err = s.readGroup(k, v)
+		return err
 	})
 	return g, err
 }
@@ -493,23 +653,42 @@ func (s *DB) view(fn func(*bolt.Tx) error) (err error) {
 // before after are only scanned: ident receives each event's identifier
 // and receipt time, in a slice valid during the call only. This is what
 // Open needs: full replay after the checkpoint, identifiers before it.
+//
+// Every record's checksum is checked, and so is the log's continuity:
+// locations are dense from the first stored one to the last, and the
+// first is at most one past the checkpoint's location (checkpoints prune
+// only what they cover). A damaged record or a missing location is an
+// error wrapping ErrCorrupt that names it.
 func (s *DB) Replay(after uint64, full func(loc uint64, g *Group) error, ident func(loc uint64, received int64, id []byte)) error {
 	return s.view(func(tx *bolt.Tx) error {
+		ck, err := s.metaU64(tx.Bucket(bucketMeta), keyCheckpoint)
+		if err != nil {
+			return err
+		}
+		next := uint64(0) // the location the next record must have; 0 before the first
 		c := tx.Bucket(bucketLog).Cursor()
 		for k, v := c.First(); k != nil; k, v = c.Next() {
 			if len(k) != 8 {
 				return fmt.Errorf("%w: log key of %d bytes", ErrCorrupt, len(k))
 			}
 			loc := binary.BigEndian.Uint64(k)
+			if err := checkContinuity(next, loc, ck); err != nil {
+				return err
+			}
+			next = loc + 1
 			if loc <= after && len(v) > 0 && v[0] == kindEvents {
-				if err := scanIdentifiers(v, func(received int64, id []byte) { ident(loc, received, id) }); err != nil {
-					return fmt.Errorf("log record %d: %w", loc, err)
+				body, err := s.open(scopeLog, k, v, func() string { return logName(loc) })
+				if err != nil {
+					return err
+				}
+				if err := scanIdentifiers(body, func(received int64, id []byte) { ident(loc, received, id) }); err != nil {
+					return corrupt(logName(loc), err)
 				}
 				continue
 			}
-			g, err := decodeGroup(v)
+			g, err := s.readGroup(k, v)
 			if err != nil {
-				return fmt.Errorf("log record %d: %w", loc, err)
+				return err
 			}
 			if err := full(loc, g); err != nil {
 				return err
@@ -517,6 +696,37 @@ func (s *DB) Replay(after uint64, full func(loc uint64, g *Group) error, ident f
 		}
 		return nil
 	})
+}
+
+// errMissing is the cause corrupt names for a location absent from the
+// log.
+var errMissing = errors.New("missing from the log")
+
+// checkContinuity reports a gap before the log record at loc: next is the
+// location that must follow the previous record (0 at the first record),
+// ck the checkpoint's location.
+func checkContinuity(next, loc, ck uint64) error {
+	switch {
+	case next == 0 && loc > ck+1:
+		return corrupt(logName(ck+1), errMissing)
+	case next != 0 && loc != next:
+		return corrupt(logName(next), errMissing)
+	}
+	return nil
+}
+
+// readGroup checks and decodes the log record v stored under key k.
+func (s *DB) readGroup(k, v []byte) (*Group, error) {
+	loc := binary.BigEndian.Uint64(k)
+	body, err := s.open(scopeLog, k, v, func() string { return logName(loc) })
+	if err != nil {
+		return nil, err
+	}
+	g, err := decodeGroup(body)
+	if err != nil {
+		return nil, corrupt(logName(loc), err)
+	}
+	return g, nil
 }
 
 // SaveMeter stores m, replacing the meter with the same Seq. It commits
@@ -529,8 +739,12 @@ func (s *DB) SaveMeter(m meter.Meter) error {
 	if err := s.check(); err != nil {
 		return err
 	}
+	if s.opts.ReadOnly {
+		return ErrReadOnly
+	}
 	return s.classify(s.bolt.Update(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketMeters).Put(u64(m.Seq), data)
+		k := u64(m.Seq)
+		return tx.Bucket(bucketMeters).Put(k, seal(scopeMeters, k, data))
 	}))
 }
 
@@ -539,9 +753,13 @@ func (s *DB) Meters() ([]meter.Meter, error) {
 	var ms []meter.Meter
 	err := s.view(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketMeters).ForEach(func(k, v []byte) error {
+			body, err := s.open(scopeMeters, k, v, func() string { return meterName(k) })
+			if err != nil {
+				return err
+			}
 			var m meter.Meter
-			if err := json.Unmarshal(v, &m); err != nil {
-				return fmt.Errorf("%w: meter %x: %v", ErrCorrupt, k, err)
+			if err := json.Unmarshal(body, &m); err != nil {
+				return fmt.Errorf("%w: %s: %v", ErrCorrupt, meterName(k), err)
 			}
 			ms = append(ms, m)
 			return nil

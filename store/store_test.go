@@ -1,10 +1,13 @@
 package store
 
 import (
+	"bytes"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -316,12 +319,16 @@ func TestMeters(t *testing.T) {
 }
 
 func FuzzDecodeGroup(f *testing.F) {
-	// scanIdentifiers must agree with decodeGroup on every input.
-	f.Add(appendGroup(nil, sampleGroup(1)))
-	f.Add(appendGroup(nil, &Group{Cancels: []Cancel{{Seq: 1, Customer: "c"}}}))
-	f.Add([]byte{kindEvents, 0})
-	f.Add([]byte{kindEvents, 255, 255, 255, 255, 15})
-	f.Fuzz(func(t *testing.T, b []byte) {
+	// scanIdentifiers must agree with decodeGroup on every input; the
+	// stored form (the record sealed with its checksum under key loc) must
+	// read back as decodeGroup decodes the body, and any flipped bit of it,
+	// or the same value under another key, must be ErrCorrupt naming the
+	// record.
+	f.Add(appendGroup(nil, sampleGroup(1)), uint64(1), uint(0))
+	f.Add(appendGroup(nil, &Group{Cancels: []Cancel{{Seq: 1, Customer: "c"}}}), uint64(7), uint(13))
+	f.Add([]byte{kindEvents, 0}, uint64(1<<40), uint(3))
+	f.Add([]byte{kindEvents, 255, 255, 255, 255, 15}, uint64(2), uint(47))
+	f.Fuzz(func(t *testing.T, b []byte, loc uint64, bit uint) {
 		g, err := decodeGroup(b)
 		var scanned []string
 		scanErr := scanIdentifiers(b, func(_ int64, id []byte) { scanned = append(scanned, string(id)) })
@@ -335,10 +342,38 @@ func FuzzDecodeGroup(f *testing.F) {
 				}
 			}
 		}
+		if err != nil && !errors.Is(err, ErrCorrupt) {
+			t.Fatalf("error %v does not wrap ErrCorrupt", err)
+		}
+
+		// The stored form.
+		s := &DB{format: FormatVersion}
+		k := u64(loc)
+		v := seal(scopeLog, k, bytes.Clone(b))
+		sg, serr := s.readGroup(k, v)
+		if (serr == nil) != (err == nil) || (err == nil && !reflect.DeepEqual(sg, g)) {
+			t.Fatalf("stored form: %+v, %v; body decodes to %+v, %v", sg, serr, g, err)
+		}
+		name := fmt.Sprintf("log record %d:", loc)
+		if serr != nil && (!errors.Is(serr, ErrCorrupt) || !strings.Contains(serr.Error(), name)) {
+			t.Fatalf("stored form error %v does not name %q", serr, name)
+		}
+		flipped := bytes.Clone(v)
+		flipped[int(bit/8)%len(v)] ^= 1 << (bit % 8)
+		if _, ferr := s.readGroup(k, flipped); !errors.Is(ferr, ErrCorrupt) || !strings.Contains(ferr.Error(), name+" checksum mismatch") {
+			t.Fatalf("flipped bit %d: %v", bit, ferr)
+		}
+		other := u64(loc ^ 1<<(bit%64))
+		if _, oerr := s.readGroup(other, v); !errors.Is(oerr, ErrCorrupt) {
+			t.Fatalf("record under another key: %v", oerr)
+		}
+		// Arbitrary bytes as a stored value: a checksum error, or a body
+		// that seals back to exactly those bytes.
+		if body, uerr := unseal(scopeLog, k, b); uerr == nil && !bytes.Equal(seal(scopeLog, k, bytes.Clone(body)), b) {
+			t.Fatalf("unseal accepted %x", b)
+		}
+
 		if err != nil {
-			if !errors.Is(err, ErrCorrupt) {
-				t.Fatalf("error %v does not wrap ErrCorrupt", err)
-			}
 			return
 		}
 		// What decodes re-encodes to a record that decodes the same.

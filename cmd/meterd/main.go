@@ -6,6 +6,8 @@
 // Usage:
 //
 //	meterd [-addr 127.0.0.1:12111] [-db meterdb.db] [-api-key sk_test_…[,sk_live_…]] [-durability sync|buffered] [-max-concurrent 256]
+//	meterd backup -db FILE -out FILE [-url URL [-api-key KEY]]
+//	meterd verify -db FILE
 //
 // The API keys can also come from METERD_API_KEY (comma-separated); the
 // flag wins. Without a key meterd accepts any key starting with sk_test_,
@@ -15,6 +17,12 @@
 // meterdb.DurabilityBuffered: a crash may lose the last 100 ms or so of
 // acknowledged events, never count one twice); the default, sync,
 // acknowledges after it.
+//
+// meterd backup writes a consistent copy of a database file and verifies
+// it: from the file itself when no server has it open, or, with -url, from
+// the running meterd at that URL, which serves a hot copy of its database
+// at GET /v1/meterdb/backup to its API keys. meterd verify checks a file
+// (see meterdb.Verify) and exits 1 when it finds a problem.
 //
 // On SIGINT or SIGTERM meterd stops accepting connections, waits for the
 // requests in flight (up to 30 seconds), and closes the database, so
@@ -43,6 +51,14 @@ import (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if len(os.Args) > 1 {
+		switch os.Args[1] {
+		case "backup":
+			os.Exit(backupMain(ctx, os.Args[2:], os.Getenv, os.Stdout, os.Stderr))
+		case "verify":
+			os.Exit(verifyMain(os.Args[2:], os.Stdout, os.Stderr))
+		}
+	}
 	if err := run(ctx, os.Args[1:], os.Getenv, os.Stderr); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			os.Exit(2)
@@ -103,6 +119,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		db.Close()
 		return err
 	}
+	h = withBackup(h, db, keys, log)
 	ln, err := net.Listen("tcp", *addr)
 	if err != nil {
 		db.Close()

@@ -29,6 +29,10 @@ type Config struct {
 	Now                func() time.Time
 	Logger             *slog.Logger
 	Store              store.Options // file-backed databases only
+
+	// wrapLog, when set, wraps the memory log of an in-memory database:
+	// the package's tests inject failures and delays with it.
+	wrapLog func(Log) Log
 }
 
 // Engine is an open database: its state and its write pipeline.
@@ -100,6 +104,9 @@ func (e *Engine) openState() (*state, error) {
 		cancelled: map[uint64]int64{},
 	}
 	if e.cfg.Path == "" {
+		if e.cfg.wrapLog != nil {
+			st.log = e.cfg.wrapLog(st.log)
+		}
 		return st, nil
 	}
 	sdb, err := store.Open(e.cfg.Path, &e.cfg.Store)

@@ -39,19 +39,32 @@ type Log interface {
 
 // commit is an Append in progress.
 type commit struct {
-	p   store.Pending // file logs
-	loc uint64        // memory logs: final at once
+	p    store.Pending // file logs
+	loc  uint64        // memory logs: final at once
+	held *heldCommit   // tests: a commit that completes later
+}
+
+// heldCommit is a commit whose completion a test controls.
+type heldCommit struct {
+	done chan struct{}
+	loc  uint64
 }
 
 func (c commit) done() <-chan struct{} {
-	if c.loc != 0 {
+	switch {
+	case c.held != nil:
+		return c.held.done
+	case c.loc != 0:
 		return closed
 	}
 	return c.p.Done()
 }
 
 func (c commit) result() (uint64, error) {
-	if c.loc != 0 {
+	switch {
+	case c.held != nil:
+		return c.held.loc, nil
+	case c.loc != 0:
 		return c.loc, nil
 	}
 	return c.p.Result()
