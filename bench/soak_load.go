@@ -407,8 +407,8 @@ func (s *soak) anomaly(format string, args ...any) {
 	}
 }
 
-// newEvent draws a fresh event, adds it to the ledger as pending and
-// returns its number.
+// newEvents draws n fresh events, adds them to the ledger as pending and
+// returns their numbers.
 func (s *soak) newEvents(rng *rand.Rand, zipf *rand.Zipf, n int) []uint32 {
 	now := time.Now().Unix()
 	evs := make([]soakEvent, n)
