@@ -562,7 +562,7 @@ func (s *soak) checkExactness(ctx context.Context) (SoakExactness, error) {
 }
 
 // verdict decides the exactness check: no mismatch, no violation seen by
-// a client, nothing left unresolved.
+// a client, no valid request rejected, nothing left unresolved.
 func (s *soak) verdict(ex SoakExactness) SoakExactness {
 	s.errMu.Lock()
 	ex.Violations, ex.ViolationCount = slices.Clone(s.violations), s.violationCount
@@ -574,6 +574,9 @@ func (s *soak) verdict(ex SoakExactness) SoakExactness {
 	}
 	if ex.ViolationCount > 0 {
 		why = append(why, fmt.Sprintf("%d duplicates or cancels answered wrongly", ex.ViolationCount))
+	}
+	if ex.AnomalyCount > 0 {
+		why = append(why, fmt.Sprintf("%d valid events or cancels rejected for good", ex.AnomalyCount))
 	}
 	if ex.Unresolved > 0 || ex.CancelsUnresolved > 0 {
 		why = append(why, fmt.Sprintf("%d events and %d cancels still unanswered after the drain", ex.Unresolved, ex.CancelsUnresolved))

@@ -395,8 +395,8 @@ func (s *soak) violation(format string, args ...any) {
 	}
 }
 
-// anomaly records an answer the soak did not expect, which does not by
-// itself break exactness (a rejected valid event, for one).
+// anomaly records a valid event or cancel rejected for good: it does not
+// count, so the totals can still agree, but usage was refused.
 func (s *soak) anomaly(format string, args ...any) {
 	msg := fmt.Sprintf(format, args...)
 	s.errMu.Lock()
