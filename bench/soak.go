@@ -54,6 +54,13 @@ type soakPlan struct {
 // soakKillEvery is the spacing of the SIGKILL episodes.
 const soakKillEvery = 2 * time.Minute
 
+// A SIGKILL waits up to killAim for killInFlight write requests to be in
+// flight.
+const (
+	killAim      = 2 * time.Second
+	killInFlight = 2
+)
+
 // soakBytesPerEvent estimates the file bytes one event of the soak's
 // traffic costs (its log record, dedupe entry, idempotency record and
 // share of the stream's error reports; 293 to 301 were measured). The tmpfs gets
@@ -96,13 +103,14 @@ type soak struct {
 	seq    atomic.Uint64 // numbers Idempotency-Keys
 	phaseV atomic.Int32
 
-	acked         atomic.Int64          // events acknowledged
-	cancelledN    atomic.Int64          // cancels acknowledged
-	retryReplayed atomic.Int64          // retries answered from the idempotency record
-	retryFoundDup atomic.Int64          // retries answered "already recorded" or "already cancelled"
-	sessions      atomic.Int64          // meter event sessions created
-	lastAckSent   atomic.Int64          // send time (unix ns) of the latest acknowledged fresh write
-	acksInPhase   [nPhases]atomic.Int64 // fresh writes sent and acknowledged in one phase
+	acked          atomic.Int64          // events acknowledged
+	cancelledN     atomic.Int64          // cancels acknowledged
+	retryReplayed  atomic.Int64          // retries answered from the idempotency record
+	retryFoundDup  atomic.Int64          // retries answered "already recorded" or "already cancelled"
+	sessions       atomic.Int64          // meter event sessions created
+	lastAckSent    atomic.Int64          // send time (unix ns) of the latest acknowledged fresh write
+	acksInPhase    [nPhases]atomic.Int64 // fresh writes sent and acknowledged in one phase
+	writesInFlight atomic.Int64          // event and cancel requests sent and not answered
 
 	sessMu  sync.Mutex // guards the fields below
 	token   string
@@ -351,9 +359,16 @@ func (s *soak) control(ctx context.Context, rep *SoakReport) error {
 	return nil
 }
 
-// kill is one SIGKILL episode.
+// kill is one SIGKILL episode. The signal goes out while write requests
+// are in flight (waiting up to killAim for killInFlight of them), so that
+// some die with the process after their commit and before their answer,
+// and their retries must find them recorded.
 func (s *soak) kill(ctx context.Context) (SoakKill, error) {
 	k := SoakKill{AtSeconds: s.since(), QueuedBefore: s.queue.size()}
+	for aim := time.Now().Add(killAim); s.writesInFlight.Load() < killInFlight && time.Now().Before(aim); {
+		time.Sleep(50 * time.Microsecond)
+	}
+	k.InFlight = s.writesInFlight.Load()
 	s.setPhase(phaseOutage)
 	t0 := time.Now()
 	if err := s.d.kill(); err != nil {

@@ -505,7 +505,10 @@ func (s *soak) send(ctx context.Context, r *soakReq) {
 		idem = s.idemKey()
 	}
 	t0, phase0 := time.Now(), s.phase()
-	rep := s.do(ctx, http.MethodPost, kindPaths[r.kind], key, s.body(r), idem)
+	body := s.body(r)
+	s.writesInFlight.Add(1)
+	rep := s.do(ctx, http.MethodPost, kindPaths[r.kind], key, body, idem)
+	s.writesInFlight.Add(-1)
 	st.observe(time.Since(t0))
 	if r.kind == kindCancel {
 		s.settleCancel(r, rep, st)

@@ -79,11 +79,13 @@ func (p soakPlan) report() SoakPlanReport {
 	}
 }
 
-// SoakKill is one SIGKILL episode: when (seconds into the load), how long
-// meterd was down, how long the new process took to open the file and
-// listen, and the requests waiting for a retry before and after.
+// SoakKill is one SIGKILL episode: when (seconds into the load), the
+// write requests in flight at the signal, how long meterd was down, how
+// long the new process took to open the file and listen, and the requests
+// waiting for a retry before and after.
 type SoakKill struct {
 	AtSeconds    float64 `json:"at_seconds"`
+	InFlight     int64   `json:"in_flight"`
 	DownSeconds  float64 `json:"down_seconds"`
 	OpenSeconds  float64 `json:"open_seconds"`
 	QueuedBefore int     `json:"queued_before"`
@@ -286,8 +288,8 @@ func (rep *SoakReport) lines() []string {
 		p.Duration, p.Rate, p.Customers, strings.Join(p.Meters, " and "), p.Kills, fmtBytes(p.TmpfsBytes))
 	add("load ran %.1fs; load average at the end %s", rep.LoadSeconds, rep.LoadAvgEnd)
 	for i, k := range rep.Kills {
-		add("kill %d: SIGKILL at %.1fs, down %.2fs (new process open and listening in %.2fs); requests awaiting retry: %d before, %d after",
-			i+1, k.AtSeconds, k.DownSeconds, k.OpenSeconds, k.QueuedBefore, k.QueuedAfter)
+		add("kill %d: SIGKILL at %.1fs with %d write requests in flight, down %.2fs (new process open and listening in %.2fs); requests awaiting retry: %d before, %d after",
+			i+1, k.AtSeconds, k.InFlight, k.DownSeconds, k.OpenSeconds, k.QueuedBefore, k.QueuedAfter)
 	}
 	df := rep.DiskFull
 	switch {
