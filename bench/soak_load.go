@@ -315,6 +315,8 @@ func netErrorKind(err error) string {
 		return "connection refused"
 	case errors.Is(err, syscall.ECONNRESET):
 		return "connection reset"
+	case errors.Is(err, syscall.EPIPE):
+		return "broken pipe"
 	case errors.Is(err, context.DeadlineExceeded) || strings.Contains(err.Error(), "Client.Timeout"):
 		return "timeout"
 	case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
@@ -322,7 +324,13 @@ func netErrorKind(err error) string {
 	case errors.Is(err, context.Canceled):
 		return "cancelled"
 	}
-	return "network error"
+	// The innermost message, without addresses: "server closed idle
+	// connection", "unexpected EOF".
+	msg := err.Error()
+	if i := strings.LastIndex(msg, ": "); i >= 0 {
+		msg = msg[i+2:]
+	}
+	return "network error: " + msg
 }
 
 // errKey keys the error counts.
