@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -836,5 +837,57 @@ func TestConcurrent(t *testing.T) {
 	}
 	if v%2 != 0 || v < 2*n || v > 1000*n {
 		t.Errorf("sum %d is not made of 2s and 1000s", v)
+	}
+}
+
+// WriteKV stores several records and removals at once, in memory and in a
+// file, where they survive a reopen.
+func TestWriteKV(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "kv.db")
+	for _, p := range []string{"", path} {
+		clock := newTestClock(t0)
+		db := openDB(t, p, &meterdb.Options{Now: clock.Now})
+		exp := t0.Add(time.Hour)
+		if err := db.PutKV(ctx, "b", "old", []byte("x"), exp); err != nil {
+			t.Fatal(err)
+		}
+		err := db.WriteKV(ctx, []meterdb.KVWrite{
+			{Namespace: "a", Key: "1", Value: []byte("one"), Expires: exp},
+			{Namespace: "b", Key: "a/1", Expires: exp},
+			{Namespace: "b", Key: "old", Delete: true},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := db.WriteKV(ctx, []meterdb.KVWrite{{Namespace: "", Key: "k"}}); err == nil {
+			t.Error("WriteKV with an empty namespace accepted")
+		}
+		check := func(db *meterdb.DB) {
+			t.Helper()
+			if v, ok, err := db.GetKV(ctx, "a", "1"); err != nil || !ok || string(v) != "one" {
+				t.Errorf("a/1: %q %v %v", v, ok, err)
+			}
+			var keys []string
+			if err := db.ListKV(ctx, "b", "", func(k string, _ []byte) bool { keys = append(keys, k); return true }); err != nil {
+				t.Fatal(err)
+			}
+			if len(keys) != 1 || keys[0] != "a/1" {
+				t.Errorf("namespace b holds %q, want [a/1]", keys)
+			}
+		}
+		if err := db.Sync(); err != nil {
+			t.Fatal(err)
+		}
+		check(db)
+		if p == "" {
+			db.Close()
+			continue
+		}
+		if err := db.Close(); err != nil {
+			t.Fatal(err)
+		}
+		db = openDB(t, p, &meterdb.Options{Now: clock.Now})
+		check(db)
+		db.Close()
 	}
 }

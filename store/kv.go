@@ -45,8 +45,33 @@ func (s *DB) DeleteKV(ns, key string) error {
 	return s.writeKV(&kvRecord{ns: ns, key: key, del: true})
 }
 
-func (s *DB) writeKV(r *kvRecord) error {
-	it := &item{kvs: []*kvRecord{r}}
+// KVWrite is one change of WriteKV: a put of Value until Expires (unix
+// seconds), or with Delete a removal.
+type KVWrite struct {
+	NS, Key string
+	Value   []byte
+	Expires int64
+	Delete  bool
+}
+
+// WriteKV applies ws, in order, in one transaction: all of them are
+// committed or none, as durable as Append. Values are copied.
+func (s *DB) WriteKV(ws []KVWrite) error {
+	if len(ws) == 0 {
+		return nil
+	}
+	rs := make([]*kvRecord, len(ws))
+	for i, w := range ws {
+		rs[i] = &kvRecord{ns: w.NS, key: w.Key, del: w.Delete, expires: w.Expires}
+		if !w.Delete {
+			rs[i].value = append([]byte(nil), w.Value...)
+		}
+	}
+	return s.writeKV(rs...)
+}
+
+func (s *DB) writeKV(rs ...*kvRecord) error {
+	it := &item{kvs: rs}
 	if s.opts.Durability == DurabilitySync {
 		it.done = make(chan struct{})
 	}

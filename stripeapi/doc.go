@@ -94,7 +94,12 @@
 //   - a value of the wrong shape (a hash for a string, a repeated string),
 //     an unknown enum value or a limit outside 1 to 100 is
 //     parameter_invalid; a too-long string is string_too_long;
-//   - starting_after with ending_before is parameters_exclusive.
+//   - starting_after with ending_before is parameters_exclusive;
+//   - a key or value that is not valid UTF-8 (after percent-decoding) is
+//     parameter_invalid naming the parameter ("Invalid identifier: must
+//     be valid UTF-8."). v2 JSON bodies and the meter event stream take
+//     the same check on the raw body, before a decoder could turn a bad
+//     byte into U+FFFD and make two identifiers collide.
 //
 // expand is accepted and ignored: nothing on these objects expands.
 //
@@ -193,10 +198,23 @@
 // cursors and expand entries over 5000 are 400 (a path id over 5000 is
 // 404, an API key over 255 is 401); a request beyond
 // Options.MaxConcurrentRequests (256) in flight waits up to
-// Options.AdmissionWait (1 s) for a slot, its body unread; one that still
+// Options.AdmissionWait (1 s) for a slot, its body already read (a
+// client that stalls mid-body holds a connection, never a slot; the
+// bodies being read are bounded instead by Options.MaxBodyMemory, 64 MiB
+// of bytes received, all requests together, and a body that finds it
+// spent is 429 rate_limit); one that still
 // finds none, or exceeds the per-key Options.RateLimit, is 429 rate_limit
-// with Stripe-Should-Retry: true, so that stripe-go retries it. A closed DB gives 503 api_error;
-// any other failure 500 api_error, logged with its request id.
+// with Stripe-Should-Retry: true, so that stripe-go retries it. A request
+// line and headers over Options.MaxHeaderBytes (32 KiB) are 431; an
+// http.Server answers larger headers than its own MaxHeaderBytes, and
+// request lines it cannot parse (a bad percent escape in the path), in
+// plain text before the handler runs, so give it a limit above the
+// handler's. A 401 closes the connection. A closed DB gives 503 api_error;
+// so does a write the database could not store (a full disk, or its file
+// being reopened after an I/O error: meterdb.ErrUnavailable), with
+// Stripe-Should-Retry: true, since nothing was recorded and the same
+// request, retried, is recorded once; any other failure 500 api_error,
+// logged with its request id.
 //
 // Responses also carry Cache-Control: no-cache, no-store, echo the
 // request's Idempotency-Key and Stripe-Version, and any Stripe-Version,
@@ -264,7 +282,11 @@
 //     timestamp_in_future and timestamp_too_far_in_past. Every failed event
 //     is a sample (error_message and request.identifier). Reports are per
 //     request, so validation_start and validation_end bound that request,
-//     and reason.request names its Request-Id and Idempotency-Key.
+//     and reason.request names its Request-Id and Idempotency-Key. Should
+//     storing the report fail once the events are committed, the request
+//     is still answered 200 {} (its valid events counted; a 5xx would say
+//     otherwise) and the failure is logged at Error level with the
+//     request id.
 //   - Duplicates in the stream: an event whose identifier was already
 //     recorded within the dedupe window is not counted again, and is
 //     reported under the code duplicate_meter_event (meterdb's addition to
@@ -272,7 +294,19 @@
 //     silently. A retry with the same Idempotency-Key replays {} and
 //     reports nothing; events without identifier get one derived from the
 //     Idempotency-Key and their position, so such a retry, even one whose
-//     idempotency record was lost, counts them once.
+//     idempotency record was lost, counts them once. A request whose
+//     reports are identical to reports stored in the last 24 hours (same
+//     types, meters, codes and samples: a client retrying a batch already
+//     recorded, under new Idempotency-Keys) stores no new report, so that
+//     retries add nothing to the file.
+//   - The report store is bounded: past Options.MaxErrorReportBytes (64
+//     MiB of stored records) the oldest reports are dropped first, down to
+//     90% of the bound, whatever their age; otherwise reports expire after
+//     ErrorReportTTL. Index records, written in the same commit as each
+//     report (DB.WriteKV), serve types, object_id and created filters:
+//     a filtered page reads the reports it returns, not every report
+//     stored. Reports stored by earlier versions are indexed on the
+//     handler's first use of the store.
 //   - Error reports are read with ListErrorReports and GetErrorReport, or
 //     as v2 thin events: GET /v2/core/events (newest first; limit 1 to
 //     100, default 10; object_id, the meter id; types; created[gt|gte|lt|
@@ -280,7 +314,12 @@
 //     next_page_url) and GET /v2/core/events/{id} (404 not_found when
 //     unknown), which stripe-go's V2CoreEvents decodes into
 //     *stripe.V1BillingMeterErrorReportTriggeredEvent and
-//     *stripe.V1BillingMeterNoMeterFoundEvent. Event ids are "evt_"
+//     *stripe.V1BillingMeterNoMeterFoundEvent. A page (up to 100 reports
+//     of up to 100 samples, megabytes of JSON) is written as it is read,
+//     a few reports at a time, each read in its own transaction, after
+//     the request released its slot: a client that does not read pins a
+//     few reports' worth of memory until the server's WriteTimeout drops
+//     it. Event ids are "evt_"
 //     followed by 32 characters; every key sees every report, livemode
 //     being the mode of the session that streamed the events.
 //   - Idempotency works as in v1; for v2 the parameters compared are the

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -31,6 +32,12 @@ type handler struct {
 	combine *combiner
 	slots   chan struct{} // one token per request being served
 	limiter *rateLimiter  // nil without Options.RateLimit
+	bodies  *bodyBudget   // bytes of request bodies held
+
+	// writeReports stores error reports and their index records: the DB's
+	// WriteKV, replaced by tests to make those writes fail.
+	writeReports func(context.Context, []meterdb.KVWrite) error
+	reports      *reportStore
 
 	// execHook, when set (by tests), runs just before each execution step.
 	execHook func(*http.Request)
@@ -106,7 +113,8 @@ type call struct {
 type response struct {
 	status   int
 	body     []byte
-	retry    *bool // Stripe-Should-Retry, when set
+	stream   streamed // writes the body instead of body, for large GET responses
+	retry    *bool    // Stripe-Should-Retry, when set
 	replayed bool
 }
 
@@ -132,11 +140,15 @@ func NewHandler(db *meterdb.DB, opts *Options) (http.Handler, error) {
 		opts:    o,
 		log:     o.Logger,
 		slots:   make(chan struct{}, o.MaxConcurrentRequests),
+		bodies:  &bodyBudget{max: o.MaxBodyMemory},
 		idem:    newIdempotency(db, o.IdempotencyTTL),
 		sess:    newSessions(db),
 		names:   newNameCache(),
 		combine: newCombiner(db),
 	}
+	h.writeReports = db.WriteKV
+	h.reports = &reportStore{db: db, max: o.MaxErrorReportBytes,
+		write: func(ctx context.Context, ws []meterdb.KVWrite) error { return h.writeReports(ctx, ws) }}
 	if o.RateLimit > 0 {
 		h.limiter = newRateLimiter(o.RateLimit, o.RateBurst)
 	}
@@ -157,9 +169,10 @@ func (h *handler) apiFor(path string) *apiVersion {
 
 // ServeHTTP runs the pipeline: request id, routing, authentication (an API
 // key, or a session token for the meter event stream; unknown routes are
-// reported after API key authentication), admission (concurrency and rate
-// limits), decoding and validation, execution (through the idempotency
-// layer for POST), and one JSON writer.
+// reported after API key authentication), the rate limit, decoding and
+// validation (which read the body), admission (a slot among
+// MaxConcurrentRequests), execution (through the idempotency layer for
+// POST), and one JSON writer.
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	c := &call{h: h, w: w, r: r, id: newRequestID(), api: h.apiFor(r.URL.Path), now: h.opts.Now()}
@@ -172,6 +185,10 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *handler) serve(c *call) response {
+	if n := headerBytes(c.r); n > h.opts.MaxHeaderBytes {
+		return c.errorResponse(invalidRequest(http.StatusRequestHeaderFieldsTooLarge, "", "",
+			fmt.Sprintf("Request headers too large: %d bytes, the limit is %d.", n, h.opts.MaxHeaderBytes)))
+	}
 	rt, vals := h.match(c.r)
 	var key apiKey
 	var err error
@@ -184,10 +201,6 @@ func (h *handler) serve(c *call) response {
 		return c.errorResponse(err)
 	}
 	c.key = key
-	if !h.admit(c.r.Context()) {
-		return c.errorResponse(errRateLimited())
-	}
-	defer func() { <-h.slots }()
 	if !h.limiter.allow(key.scope, c.now) {
 		return c.errorResponse(errRateLimited())
 	}
@@ -204,14 +217,38 @@ func (h *handler) serve(c *call) response {
 					len(strings.TrimSpace(c.r.Header.Get("Idempotency-Key"))), maxIdempotencyKey)))
 		}
 	}
+	// Decoding reads the body (bounded by MaxBodyBytes and MaxBodyMemory,
+	// and in time by the server's ReadTimeout) before the request takes a
+	// slot: a client that stalls mid-body holds a connection, never a slot.
+	if c.r.Body != nil && c.r.Body != http.NoBody {
+		bb := &budgetBody{ReadCloser: c.r.Body, b: h.bodies}
+		c.r.Body = bb
+		defer bb.release()
+	}
 	run, err := rt.prepare(c)
 	if err != nil {
 		return c.errorResponse(err)
 	}
+	if !h.admit(c.r.Context()) {
+		return c.errorResponse(errRateLimited())
+	}
+	defer func() { <-h.slots }()
 	if c.idemKey != "" {
 		return h.idem.do(c, run)
 	}
 	return c.execute(run)
+}
+
+// headerBytes is the size of r's request line and headers, counted as
+// net/http counts them for http.Server.MaxHeaderBytes.
+func headerBytes(r *http.Request) int {
+	n := len(r.Method) + len(r.RequestURI) + len(r.Proto) + 4
+	for k, vs := range r.Header {
+		for _, v := range vs {
+			n += len(k) + len(v) + 4
+		}
+	}
+	return n
 }
 
 // match finds the route for r's method and path and returns it with the
@@ -251,6 +288,9 @@ func (c *call) execute(run execFunc) response {
 	v, err := run(c.r.Context())
 	if err != nil {
 		return c.errorResponse(err)
+	}
+	if s, ok := v.(streamed); ok {
+		return response{status: http.StatusOK, stream: s}
 	}
 	body, err := encodeBody(v)
 	if err != nil {
@@ -335,9 +375,26 @@ func (c *call) write(res response) {
 	}
 	if res.status == http.StatusUnauthorized {
 		hd.Set("WWW-Authenticate", `Basic realm="meterdb"`)
+		// A client without a valid key keeps no connection open.
+		hd.Set("Connection", "close")
 	}
 	c.w.WriteHeader(res.status)
+	if res.stream != nil {
+		// The status is sent: a failure can only cut the body short.
+		if err := res.stream(c.r.Context(), c.w); err != nil {
+			c.h.log.LogAttrs(c.r.Context(), slog.LevelWarn, "writing a response failed",
+				slog.String("request_id", c.id), slog.String("path", c.r.URL.Path), slog.Any("error", err))
+		}
+		return
+	}
 	c.w.Write(res.body)
 }
+
+// streamed is an execution result written in pieces as it is produced,
+// for responses too large to hold whole while a slow client reads them
+// (pages of error reports). Only GET routes return one: the idempotency
+// layer stores bodies. A write deadline on the connection (the server's
+// WriteTimeout) drops a client that stops reading.
+type streamed func(ctx context.Context, w io.Writer) error
 
 func newRequestID() string { return "req_" + meter.RandomBase62(14) }

@@ -284,61 +284,89 @@ func TestLimits(t *testing.T) {
 // has waited AdmissionWait, with Stripe-Should-Retry set.
 func TestConcurrencyLimit(t *testing.T) {
 	e := newEnv(t, &stripeapi.Options{MaxConcurrentRequests: 1, AdmissionWait: 50 * time.Millisecond}, nil)
-	conn, err := net.Dial("tcp", e.srv.Listener.Addr().String())
-	if err != nil {
-		t.Fatal(err)
+	executing, release := holdExecution(e)
+	held := make(chan int, 1)
+	go func() { held <- postMeter(e, "held") }()
+	<-executing // the POST has the only slot
+	res, body := e.do("GET", "/v1/billing/meters", "")
+	if res.StatusCode != 429 || errField(body, "code") != "rate_limit" || res.Header.Get("Stripe-Should-Retry") != "true" {
+		t.Fatalf("while a request executes: %d %v, headers %v; want 429 rate_limit", res.StatusCode, body, res.Header)
 	}
-	defer conn.Close()
-	fmt.Fprintf(conn, "POST /v1/billing/meter_events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"+
-		"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 100\r\n\r\nevent_name=", testKey)
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		res, body := e.do("GET", "/v1/billing/meters", "")
-		if res.StatusCode == 429 {
-			if errField(body, "code") != "rate_limit" || res.Header.Get("Stripe-Should-Retry") != "true" {
-				t.Fatalf("429 body %v, headers %v", body, res.Header)
+	close(release)
+	if code := <-held; code != 200 {
+		t.Fatalf("held request: %d", code)
+	}
+	if res, _ := e.do("GET", "/v1/billing/meters", ""); res.StatusCode != 200 {
+		t.Fatalf("the slot was not released: %d", res.StatusCode)
+	}
+}
+
+// holdExecution makes the first POST of e wait before it executes: the
+// first channel is closed once it holds its slot and waits, and closing
+// the second lets it go on.
+func holdExecution(e *env) (executing, release chan struct{}) {
+	executing, release = make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	stripeapi.SetExecHook(e.h, func(r *http.Request) {
+		if r.Method == "POST" {
+			first := false
+			once.Do(func() { first = true })
+			if first {
+				close(executing)
+				<-release
 			}
-			break
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no 429 while a request is in flight; got %d", res.StatusCode)
-		}
-		time.Sleep(10 * time.Millisecond)
+	})
+	return executing, release
+}
+
+// postMeter creates a meter for event name with a raw POST and returns the
+// status.
+func postMeter(e *env, name string) int {
+	req, _ := http.NewRequest("POST", e.srv.URL+"/v1/billing/meters",
+		strings.NewReader("display_name=a&event_name="+name+"&default_aggregation[formula]=sum"))
+	req.Header.Set("Authorization", "Bearer "+testKey)
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0
 	}
-	conn.Close()
-	for {
-		if res, _ := e.do("GET", "/v1/billing/meters", ""); res.StatusCode == 200 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the slot was not released")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	res.Body.Close()
+	return res.StatusCode
 }
 
 // TestAdmissionWait holds the only slot, sends a second request, and
 // releases the slot: the second request waited for it and succeeds.
+// A request whose body is still being read holds no slot.
 func TestAdmissionWait(t *testing.T) {
-	reading := make(chan struct{}) // closed when the held request reads its body: it has the slot
+	reading := make(chan struct{}) // closed when the slow request reads its body
 	var once sync.Once
 	e := newEnv(t, &stripeapi.Options{MaxConcurrentRequests: 1, AdmissionWait: time.Minute}, func(h http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if r.Method == "POST" {
+			if r.Method == "POST" && r.Header.Get("X-Slow") != "" {
 				r.Body = readHook{r.Body, func() { once.Do(func() { close(reading) }) }}
 			}
 			h.ServeHTTP(w, r)
 		})
 	})
+	// A slow body: its request is reading, not holding the slot.
 	conn, err := net.Dial("tcp", e.srv.Listener.Addr().String())
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	const body = "display_name=a&event_name=held&default_aggregation[formula]=sum"
-	fmt.Fprintf(conn, "POST /v1/billing/meters HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"+
+	const body = "display_name=a&event_name=slow&default_aggregation[formula]=sum"
+	fmt.Fprintf(conn, "POST /v1/billing/meters HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nX-Slow: 1\r\n"+
 		"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: %d\r\n\r\n%s", testKey, len(body), body[:10])
 	<-reading
+	if res, _ := e.do("GET", "/v1/billing/meters", ""); res.StatusCode != 200 {
+		t.Fatalf("GET while a body is read slowly: %d", res.StatusCode)
+	}
+
+	executing, release := holdExecution(e)
+	held := make(chan int, 1)
+	go func() { held <- postMeter(e, "held") }()
+	<-executing
 	done := make(chan int, 1)
 	go func() {
 		res, _ := e.do("GET", "/v1/billing/meters", "")
@@ -350,13 +378,17 @@ func TestAdmissionWait(t *testing.T) {
 		t.Fatalf("the second request was answered (%d) while the only slot was taken", code)
 	default:
 	}
-	fmt.Fprint(conn, body[10:])
-	res, err := http.ReadResponse(bufio.NewReader(conn), nil)
-	if err != nil || res.StatusCode != 200 {
-		t.Fatalf("held request: %v, %v", res, err)
+	close(release)
+	if code := <-held; code != 200 {
+		t.Fatalf("held request: %d", code)
 	}
 	if code := <-done; code != 200 {
 		t.Fatalf("waiting request: %d, want 200", code)
+	}
+	fmt.Fprint(conn, body[10:])
+	res, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil || res.StatusCode != 200 {
+		t.Fatalf("slow request: %v, %v", res, err)
 	}
 }
 

@@ -2,7 +2,10 @@ package stripeapi
 
 import (
 	"context"
+	"errors"
+	"io"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -75,4 +78,46 @@ func (h *handler) admit(ctx context.Context) bool {
 	case <-ctx.Done():
 	}
 	return false
+}
+
+// bodyBudget bounds the bytes of request bodies held at once, across
+// requests: since a request is admitted only once its body is read, the
+// bodies being read are bounded by this budget rather than by the slots.
+// Bytes count as they arrive, so a client that stalls mid-body holds only
+// what it sent. It is safe for concurrent use.
+type bodyBudget struct {
+	max  int64
+	used atomic.Int64
+}
+
+// errBodyBudget ends the read of a body that would exceed the budget.
+var errBodyBudget = errors.New("stripeapi: request body budget exhausted")
+
+// budgetBody is a request body whose bytes are charged to a budget as
+// they are read; release gives them back.
+type budgetBody struct {
+	io.ReadCloser
+	b     *bodyBudget
+	taken int64
+}
+
+func (r *budgetBody) Read(p []byte) (int, error) {
+	n, err := r.ReadCloser.Read(p)
+	if n > 0 {
+		if r.b.used.Add(int64(n)) > r.b.max {
+			r.b.used.Add(-int64(n))
+			return 0, errBodyBudget
+		}
+		r.taken += int64(n)
+	}
+	return n, err
+}
+
+func (r *budgetBody) release() { r.b.used.Add(-r.taken) }
+
+// errBusy is a 429 for a body that found the body budget full.
+func errBusy() *apiError {
+	e := errRateLimited()
+	e.Message = "Too many requests are being received at once. Retry after a short pause."
+	return e
 }

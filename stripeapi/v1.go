@@ -92,6 +92,9 @@ func (c *call) decodeV1Form() (*formNode, error) {
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(c.w, c.r.Body, c.h.opts.MaxBodyBytes))
 	if err != nil {
+		if errors.Is(err, errBodyBudget) {
+			return nil, errBusy()
+		}
 		var tooLarge *http.MaxBytesError
 		if errors.As(err, &tooLarge) {
 			return nil, invalidRequest(http.StatusRequestEntityTooLarge, "", "",

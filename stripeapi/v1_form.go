@@ -64,6 +64,9 @@ func decodeForm(root *formNode, raw string, pairs *int, maxPairs int) error {
 			return invalidRequest(http.StatusBadRequest, "", "",
 				"Invalid request: the form encoding of the parameters is malformed (bad percent escape).")
 		}
+		if err := checkFormUTF8(key, val); err != nil {
+			return err
+		}
 		if err := root.insert(key, val); err != nil {
 			return err
 		}

@@ -113,6 +113,9 @@ func (c *call) readV2Body(buf *bytes.Buffer) ([]byte, error) {
 	}
 	if c.r.Body != nil {
 		if _, err := buf.ReadFrom(http.MaxBytesReader(c.w, c.r.Body, c.h.opts.MaxBodyBytes)); err != nil {
+			if errors.Is(err, errBodyBudget) {
+				return nil, errBusy()
+			}
 			var tooLarge *http.MaxBytesError
 			if errors.As(err, &tooLarge) {
 				return nil, invalidRequest(http.StatusRequestEntityTooLarge, "", "",
@@ -168,6 +171,9 @@ type v2State struct {
 func newV2Params(body []byte) (*v2Params, error) {
 	fields := map[string]json.RawMessage{}
 	if len(body) > 0 {
+		if err := checkJSONUTF8(body); err != nil {
+			return nil, err
+		}
 		d := json.NewDecoder(bytes.NewReader(body))
 		if err := d.Decode(&fields); err != nil {
 			return nil, errInvalidJSON(err)

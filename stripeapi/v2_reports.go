@@ -1,10 +1,12 @@
 package stripeapi
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"slices"
@@ -94,6 +96,10 @@ func asyncCode(code string) string {
 
 var reportSeq atomic.Uint32
 
+// reportDecodes counts decoded report records, for tests of the cost of
+// listing.
+var reportDecodes atomic.Int64
+
 // newReportKey returns a key-value key that sorts before every key made
 // earlier: the complement of the time in nanoseconds, then of a counter
 // (for equal times), then a random suffix (across processes).
@@ -162,11 +168,7 @@ func (h *handler) reportStreamErrors(ctx context.Context, c *call, evs []event.E
 		t.ErrorCount++
 		t.SampleErrors = append(t.SampleErrors, ErrorReportError{Message: msg, Identifier: evs[i].Identifier})
 	}
-	raw, err := json.Marshal(reportRecord{Reports: reports})
-	if err != nil {
-		return err
-	}
-	return h.db.PutKV(ctx, reportNamespace, newReportKey(c.now), raw, c.now.Add(ErrorReportTTL))
+	return h.reports.put(ctx, c.now, reports)
 }
 
 // meterID returns the id of the meter with the given event name, or ""
@@ -218,19 +220,35 @@ func ListErrorReports(ctx context.Context, db *meterdb.DB, p ErrorReportListPara
 		}
 		afterKey, afterIdx = k, i
 	}
+	if prefix, ok, none := indexFor(p); none {
+		return nil, false, nil
+	} else if ok {
+		_, indexed, err := db.GetKV(ctx, reportIndexNamespace, indexMarker)
+		if err != nil {
+			return nil, false, err
+		}
+		if indexed {
+			return listIndexed(ctx, db, prefix, p, afterKey, afterIdx)
+		}
+	}
 	var out []ErrorReport
 	more := false
 	var decodeErr error
-	// Start just before afterKey so that its later reports are included.
+	// Start just before afterKey so that its later reports are included,
+	// or at the first record created before Until.
 	start := ""
 	if afterKey != "" {
 		start = afterKey[:len(afterKey)-1]
+	}
+	if !p.Until.IsZero() {
+		start = max(start, timeKeyPrefix(p.Until.Add(-time.Nanosecond)))
 	}
 	err := db.ListKV(ctx, reportNamespace, start, func(key string, value []byte) bool {
 		if key < afterKey {
 			return true
 		}
 		var rec reportRecord
+		reportDecodes.Add(1)
 		if err := json.Unmarshal(value, &rec); err != nil {
 			decodeErr = fmt.Errorf("stripeapi: error report %s: %w", key, err)
 			return false
@@ -277,6 +295,7 @@ func GetErrorReport(ctx context.Context, db *meterdb.DB, id string) (ErrorReport
 		return ErrorReport{}, false, err
 	}
 	var rec reportRecord
+	reportDecodes.Add(1)
 	if err := json.Unmarshal(raw, &rec); err != nil {
 		return ErrorReport{}, false, fmt.Errorf("stripeapi: error report %s: %w", key, err)
 	}
@@ -368,11 +387,86 @@ func newV2Event(r ErrorReport) *v2Event {
 	return e
 }
 
-// v2EventList is a v2 list page.
-type v2EventList struct {
-	Data            []*v2Event `json:"data"`
-	NextPageURL     *string    `json:"next_page_url"`
-	PreviousPageURL *string    `json:"previous_page_url"`
+// eventChunk is how many reports a page of GET /v2/core/events reads at a
+// time: a report holds up to 100 sample errors (about 25 KB of JSON), so
+// a page of 100 is written in pieces instead of being held whole.
+const eventChunk = 3
+
+// eventPage is a page of GET /v2/core/events (a v2 list: data,
+// next_page_url, previous_page_url), written to the client as it is read
+// from the DB, one chunk of reports at a time, each chunk in its own read
+// transaction: a client that does not read its response pins one chunk,
+// not the page, and no transaction.
+type eventPage struct {
+	db    *meterdb.DB
+	p     ErrorReportListParams // the next chunk's cursor and the page's filters
+	limit int                   // reports in the page at most
+	q     url.Values            // the query of next_page_url
+	// first is the first chunk, read before the status is written so
+	// that a failure still gets an error response.
+	first []ErrorReport
+	more  bool // whether reports follow first
+}
+
+func (pg *eventPage) nextChunk(ctx context.Context, done int) ([]ErrorReport, bool, error) {
+	p := pg.p
+	p.Limit = min(eventChunk, pg.limit-done)
+	reports, more, err := ListErrorReports(ctx, pg.db, p)
+	if err == nil && len(reports) > 0 {
+		pg.p.After = reports[len(reports)-1].ID
+	}
+	return reports, more, err
+}
+
+// writeJSON writes the page to w. An error after the first chunk leaves
+// the body truncated (and is returned for the log).
+func (pg *eventPage) writeJSON(ctx context.Context, w io.Writer) error {
+	if _, err := io.WriteString(w, "{\n  \"data\": ["); err != nil {
+		return err
+	}
+	reports, more, n := pg.first, pg.more, 0
+	pg.first = nil
+	for {
+		for _, r := range reports {
+			b, err := json.MarshalIndent(newV2Event(r), "    ", "  ")
+			if err != nil {
+				return err
+			}
+			sep := ",\n    "
+			if n == 0 {
+				sep = "\n    "
+			}
+			if _, err := io.WriteString(w, sep); err != nil {
+				return err
+			}
+			if _, err := w.Write(b); err != nil {
+				return err
+			}
+			n++
+		}
+		if !more || n >= pg.limit {
+			break
+		}
+		var err error
+		if reports, more, err = pg.nextChunk(ctx, n); err != nil {
+			return err
+		}
+	}
+	next := "null"
+	if more && n > 0 {
+		pg.q.Set("page", pg.p.After)
+		b, err := json.Marshal("/v2/core/events?" + pg.q.Encode())
+		if err != nil {
+			return err
+		}
+		next = string(b)
+	}
+	tail := "\n  ],\n"
+	if n == 0 {
+		tail = "],\n"
+	}
+	_, err := io.WriteString(w, tail+"  \"next_page_url\": "+next+",\n  \"previous_page_url\": null\n}\n")
+	return err
 }
 
 // v2ListEvents serves GET /v2/core/events: error reports as thin events,
@@ -426,20 +520,15 @@ func (h *handler) v2ListEvents(c *call, p *v1Params) (execFunc, error) {
 		bound("lte", true, &lp.Until)
 	}
 	return func(ctx context.Context) (any, error) {
-		reports, more, err := ListErrorReports(ctx, h.db, lp)
-		if err != nil {
+		if err := h.reports.init(ctx); err != nil {
 			return nil, err
 		}
-		out := &v2EventList{Data: make([]*v2Event, len(reports))}
-		for i, r := range reports {
-			out.Data[i] = newV2Event(r)
+		pg := &eventPage{db: h.db, p: lp, limit: cmp.Or(lp.Limit, 10), q: q}
+		var err error
+		if pg.first, pg.more, err = pg.nextChunk(ctx, 0); err != nil {
+			return nil, err
 		}
-		if more {
-			q.Set("page", reports[len(reports)-1].ID)
-			next := "/v2/core/events?" + q.Encode()
-			out.NextPageURL = &next
-		}
-		return out, nil
+		return streamed(pg.writeJSON), nil
 	}, nil
 }
 

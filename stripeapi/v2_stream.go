@@ -6,12 +6,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
-	"unicode/utf8"
 
 	"github.com/meterdb/meterdb/event"
 )
@@ -100,12 +101,13 @@ func (h *handler) v2Stream(c *call) (execFunc, error) {
 		if err != nil {
 			return nil, err
 		}
-		for _, e := range errs {
-			if e != nil {
-				if err := h.reportStreamErrors(ctx, c, sb.evs, errs); err != nil {
-					return nil, err
-				}
-				break
+		// The events are committed: whatever happens to their error
+		// report, the answer is what happened to them. A 500 here would
+		// tell the client that nothing counted.
+		if slices.ContainsFunc(errs, func(e error) bool { return e != nil }) {
+			if err := h.reportStreamErrors(ctx, c, sb.evs, errs); err != nil {
+				h.log.LogAttrs(ctx, slog.LevelError, "storing the error report of a stream request failed; its events were recorded",
+					slog.String("request_id", c.id), slog.Any("error", err))
 			}
 		}
 		return struct{}{}, nil
@@ -156,8 +158,8 @@ func errStream(msg string) *apiError {
 
 // decode fills sb.evs from body.
 func (sb *streamBatch) decode(body []byte, names *nameCache) error {
-	if !utf8.Valid(body) {
-		return errStream("it is not valid UTF-8.")
+	if err := checkJSONUTF8(body); err != nil {
+		return err
 	}
 	d := &streamDecoder{b: body, sb: sb, names: names}
 	return d.top()

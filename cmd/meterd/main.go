@@ -6,6 +6,7 @@
 // Usage:
 //
 //	meterd [-addr 127.0.0.1:12111] [-db meterdb.db] [-api-key sk_test_…[,sk_live_…]] [-durability sync|buffered] [-max-concurrent 256]
+//	       [-max-conns 4096] [-idle-timeout 30s] [-tls-cert FILE -tls-key FILE] [-insecure-http]
 //	meterd backup -db FILE -out FILE [-url URL [-api-key KEY]]
 //	meterd verify -db FILE
 //	meterd export -meter ID|EVENT_NAME -from T -to T [-grouping hour|day|none] [-format csv|ndjson] [-db FILE] [-url URL -api-key KEY]
@@ -13,7 +14,12 @@
 // The API keys can also come from METERD_API_KEY (comma-separated); the
 // flag wins. Without a key meterd accepts any key starting with sk_test_,
 // and only on a loopback address: it refuses to listen anywhere else
-// without one. An empty -db keeps everything in memory, lost on exit.
+// without one. Beyond loopback it also refuses keys shorter than 16
+// characters, and plain HTTP unless -insecure-http is given: serve HTTPS
+// with -tls-cert and -tls-key. -max-conns caps the open connections (see
+// server.go for the timeouts). The few answers net/http makes itself, to
+// requests it cannot parse, get Stripe JSON bodies (over plain HTTP). An
+// empty -db keeps everything in memory, lost on exit.
 // -durability buffered acknowledges events before their fsync (see
 // meterdb.DurabilityBuffered: a crash may lose the last 100 ms or so of
 // acknowledged events, never count one twice); the default, sync,
@@ -43,7 +49,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"os/signal"
 	"strings"
@@ -89,6 +94,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	keyFlag := fs.String("api-key", "", "accepted API `keys`, comma-separated (default $METERD_API_KEY); "+
 		"without any, every sk_test_ key is accepted, on loopback addresses only")
 	maxConcurrent := fs.Int("max-concurrent", 256, "requests served at once; more wait up to a second for a slot, then get 429")
+	sf := addServerFlags(fs)
 	durability := fs.String("durability", "sync", "`sync` acknowledges events after their fsync; buffered acknowledges at once and syncs within 100 ms")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -115,6 +121,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		return fmt.Errorf("refusing to listen on %s without an API key: set -api-key or METERD_API_KEY, "+
 			"or listen on a loopback address such as 127.0.0.1", *addr)
 	}
+	if err := checkServer(sf, *addr, keys); err != nil {
+		return err
+	}
 
 	log := slog.New(slog.NewTextHandler(stderr, nil))
 	opts.Logger = log
@@ -131,25 +140,21 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		return err
 	}
 	h = withBackup(h, db, keys, log)
-	ln, err := net.Listen("tcp", *addr)
+	ln, err := listen(sf, *addr, log)
 	if err != nil {
 		db.Close()
 		return err
 	}
-	srv := &http.Server{
-		Handler:           h,
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       time.Minute,
-		WriteTimeout:      time.Minute,
-		IdleTimeout:       2 * time.Minute,
-		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-	}
+	srv := newServer(h, sf, log)
 	auth := "configured API keys"
 	if len(keys) == 0 {
 		auth = "any sk_test_ key (no API key configured)"
 	}
-	log.Info("listening", "addr", ln.Addr().String(), "db", *dbPath, "auth", auth)
+	scheme := "http"
+	if sf.tlsCert != "" {
+		scheme = "https"
+	}
+	log.Info("listening", "addr", ln.Addr().String(), "scheme", scheme, "db", *dbPath, "auth", auth)
 
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()

@@ -1,5 +1,29 @@
 package pipeline
 
+// The write path: validate -> reserve identifiers -> sequence -> log ->
+// apply -> acknowledge. Its invariants:
+//
+//  1. A rejected event leaves no trace: no log record, no dedupe entry, no
+//     bucket change. That includes an event whose log write failed: its
+//     identifier is released, so a retry with the same identifier is
+//     recorded, not refused as a duplicate.
+//  2. An event is applied to the aggregates only after the log accepted it
+//     (with DurabilitySync, after the fsync that covers it), and its
+//     identifier becomes findable only after it is applied.
+//  3. An identifier is held by at most one event of the dedupe window:
+//     reservation makes concurrent events with one identifier collide
+//     before either is logged.
+//  4. Sequence numbers grow with receipt; the log's locations are dense
+//     and assigned in commit order.
+//  5. A checkpoint covers exactly the log up to a location: writers hold
+//     the apply lock (read side) from log append to apply, and the
+//     checkpointer takes its write side while it collects changed buckets.
+//  6. A write that the store cannot make returns an error wrapping
+//     store.ErrUnavailable. When the store cannot tell what reached the
+//     disk (an I/O error, a failed fsync), the Engine reopens the file and
+//     rebuilds its state from what is durable before it serves writes
+//     again; it never retries such a write blindly.
+
 import (
 	"context"
 	"errors"
@@ -104,9 +128,23 @@ func (e *Engine) Record(ctx context.Context, b *Batch) ([]error, error) {
 	// Reserve the identifiers, each dedupe shard locked once.
 	res := &sc.res
 	window := int64(e.cfg.DedupeWindow / time.Second)
+	// The group read last serves the next candidate too: a batch replayed
+	// whole (a client's retry) finds all its identifiers in one group,
+	// which is then read and decoded once, not once per event.
+	var read struct {
+		loc uint64
+		g   *store.Group // immutable
+	}
 	err = st.idx.ReserveBatch(res, ids, func(i int, loc uint64) (bool, error) {
-		ev, err := st.findEvent(loc, ids[i])
-		return ev != nil && nowSec-ev.Received < window, err
+		if read.g == nil || read.loc != loc {
+			g, err := st.log.Group(loc)
+			if err != nil || g == nil {
+				return false, err
+			}
+			read.loc, read.g = loc, g
+		}
+		ev := eventIn(read.g, ids[i])
+		return ev != nil && nowSec-ev.Received < window, nil
 	})
 	if err != nil {
 		return nil, err
@@ -282,12 +320,17 @@ func (st *state) findEvent(loc uint64, id string) (*store.Event, error) {
 	if err != nil || g == nil {
 		return nil, err
 	}
+	return eventIn(g, id), nil
+}
+
+// eventIn returns the event of g with identifier id, or nil.
+func eventIn(g *store.Group, id string) *store.Event {
 	for i := range g.Events {
 		if g.Events[i].Identifier == id {
-			return &g.Events[i], nil
+			return &g.Events[i]
 		}
 	}
-	return nil, nil
+	return nil
 }
 
 // Cancel removes the event with the given identifier from its meter's
@@ -301,7 +344,12 @@ func (e *Engine) Cancel(ctx context.Context, eventName, identifier string) error
 	if err != nil {
 		return err
 	}
-	defer e.life.RUnlock()
+	handedOff := false
+	defer func() {
+		if !handedOff {
+			e.life.RUnlock()
+		}
+	}()
 	if err := st.writable(); err != nil {
 		return err
 	}
@@ -342,29 +390,47 @@ func (e *Engine) Cancel(ctx context.Context, eventName, identifier string) error
 	st.cancelled[found.Seq] = found.Received
 	st.cancelMu.Unlock()
 
-	st.applyMu.RLock()
-	defer st.applyMu.RUnlock()
-	c, err := st.log.Append(&store.Group{Cancels: []store.Cancel{{
-		Seq: found.Seq, Received: now, Meter: found.Meter, Customer: found.Customer,
-		Value: found.Value, Timestamp: found.Timestamp,
-	}}}, nil)
-	var loc uint64
-	if err == nil {
-		<-c.done() // a cancellation is short; ctx does not cut its wait
-		loc, err = c.result()
-	}
-	if err != nil {
+	// abort undoes the cancellation's claim after its write failed.
+	abort := func(err error) error {
+		st.applyMu.RUnlock()
 		st.cancelMu.Lock()
 		delete(st.cancelled, found.Seq)
 		st.cancelMu.Unlock()
 		return e.failed(st, fmt.Errorf("meterdb: recording cancellation: %w", err))
 	}
-	mode := aggregate.ModeOf(string(m.Formula), string(m.EventTimeWindow))
-	if !st.table.Cancel(aggregate.Key{Meter: m.Seq, Customer: found.Customer}, mode,
-		aggregate.Entry{Seq: found.Seq, Timestamp: found.Timestamp, Value: found.Value}) {
-		panic(fmt.Sprintf("meterdb: cancelled event %d is missing from the aggregates", found.Seq))
+	st.applyMu.RLock()
+	c, err := st.log.Append(&store.Group{Cancels: []store.Cancel{{
+		Seq: found.Seq, Received: now, Meter: found.Meter, Customer: found.Customer,
+		Value: found.Value, Timestamp: found.Timestamp,
+	}}}, nil)
+	if err != nil {
+		return abort(err)
 	}
-	e.cancels.Add(1)
-	e.maintain(st, now, loc)
-	return nil
+	finish := func() error {
+		loc, err := c.result()
+		if err != nil {
+			return abort(err)
+		}
+		mode := aggregate.ModeOf(string(m.Formula), string(m.EventTimeWindow))
+		if !st.table.Cancel(aggregate.Key{Meter: m.Seq, Customer: found.Customer}, mode,
+			aggregate.Entry{Seq: found.Seq, Timestamp: found.Timestamp, Value: found.Value}) {
+			panic(fmt.Sprintf("meterdb: cancelled event %d is missing from the aggregates", found.Seq))
+		}
+		st.applyMu.RUnlock()
+		e.cancels.Add(1)
+		e.maintain(st, now, loc)
+		return nil
+	}
+	select {
+	case <-c.done():
+		return finish()
+	case <-ctx.Done():
+		handedOff = true
+		go func() {
+			defer e.life.RUnlock()
+			<-c.done()
+			finish()
+		}()
+		return ctxErr(ctx)
+	}
 }

@@ -162,14 +162,17 @@ func (e *Engine) enter() (*state, error) {
 
 // Close waits for operations in flight, makes everything accepted durable
 // and releases the database. Calling it again returns nil.
-func (e *Engine) Close() error {
+func (e *Engine) Close() error { return e.shutdown(true) }
+
+// shutdown ends e, with a last checkpoint when final is set.
+func (e *Engine) shutdown(final bool) error {
 	e.life.Lock()
 	defer e.life.Unlock()
 	if e.closed {
 		return nil
 	}
 	e.closed = true
-	return e.st.close(e, true)
+	return e.st.close(e, final)
 }
 
 // close stops the checkpointer, writes a last checkpoint when final is
@@ -332,6 +335,19 @@ func (e *Engine) DeleteKV(ns, key string) error {
 	return e.failed(st, st.log.DeleteKV(ns, key))
 }
 
+// WriteKV applies ws in one commit: all of them or none.
+func (e *Engine) WriteKV(ws []store.KVWrite) error {
+	st, err := e.enter()
+	if err != nil {
+		return err
+	}
+	defer e.life.RUnlock()
+	if err := st.writable(); err != nil {
+		return err
+	}
+	return e.failed(st, st.log.WriteKV(ws))
+}
+
 // ListKV calls fn with the unexpired records of ns after the key after.
 func (e *Engine) ListKV(ns, after string, fn func(key string, value []byte) bool) error {
 	st, err := e.enter()
@@ -398,12 +414,4 @@ func (e *Engine) Checkpoint() error {
 // checkpoint is written, so the next Open replays the log. Buffered writes
 // still queued are committed too. It exists for tests; e is unusable
 // afterwards.
-func (e *Engine) Crash() error {
-	e.life.Lock()
-	defer e.life.Unlock()
-	if e.closed {
-		return nil
-	}
-	e.closed = true
-	return e.st.close(e, false)
-}
+func (e *Engine) Crash() error { return e.shutdown(false) }

@@ -30,6 +30,8 @@ type Log interface {
 	PutKV(ns, key string, value []byte, expires int64) error
 	GetKV(ns, key string, now int64) ([]byte, bool, error)
 	DeleteKV(ns, key string) error
+	// WriteKV applies several puts and deletes in one commit: all or none.
+	WriteKV(ws []store.KVWrite) error
 	ListKV(ns, after string, now int64, fn func(key string, value []byte) bool) error
 	// MemoryBytes estimates the heap the log holds.
 	MemoryBytes() int64
@@ -150,6 +152,19 @@ func (j *memLog) DeleteKV(ns, key string) error {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	delete(j.kv, [2]string{ns, key})
+	return nil
+}
+
+func (j *memLog) WriteKV(ws []store.KVWrite) error {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	for _, w := range ws {
+		if w.Delete {
+			delete(j.kv, [2]string{w.NS, w.Key})
+		} else {
+			j.kv[[2]string{w.NS, w.Key}] = kvValue{value: append([]byte(nil), w.Value...), expires: w.Expires}
+		}
+	}
 	return nil
 }
 
