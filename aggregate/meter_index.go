@@ -6,13 +6,16 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+
+	"github.com/google/btree"
 )
 
 // The meter index: what the cross-customer queries (Customers, Top,
 // Totals) read instead of every series of the table.
 //
-// Each shard keeps, per meter, the series of that meter it holds, sorted by
-// customer (a meterPart). Each series keeps a copy of its non-empty day
+// Each shard keeps, per meter, the series of that meter it holds (a
+// meterPart): in a slice for the queries that visit them all, and in a
+// tree by customer for the ones that page through them in order. Each series keeps a copy of its non-empty day
 // cells in a slice sorted by day (dayCells), beside the day tree, with
 // running totals: a range of whole days is then one subtraction instead
 // of a walk over a tree and its buckets. Both are maintained under the shard lock, by the code that
@@ -22,35 +25,40 @@ import (
 // per shard, not across shards: an event applied during a query may count
 // for its customer or not.
 
-// meterPart is the series of one meter that one shard holds, sorted by
-// customer. It is guarded by the shard's mutex.
+// meterPart is the series of one meter that one shard holds. It is
+// guarded by the shard's mutex.
 type meterPart struct {
-	series []*series
+	series     []*series              // in no order; a series' slot is its index
+	byCustomer *btree.BTreeG[*series] // the same series, by customer
 }
 
-func cmpCustomer(s *series, c string) int { return strings.Compare(s.key.Customer, c) }
+func lessCustomer(a, b *series) bool { return a.key.Customer < b.key.Customer }
 
-// indexLocked adds the new series s to its meter's part.
+// indexLocked adds the new series s to its meter's part: an append and a
+// tree insert, whatever the number of series.
 func (sh *shard) indexLocked(s *series) {
 	p := sh.meters[s.key.Meter]
 	if p == nil {
-		p = new(meterPart)
+		p = &meterPart{byCustomer: btree.NewG(degree, lessCustomer)}
 		sh.meters[s.key.Meter] = p
 	}
-	i, _ := slices.BinarySearchFunc(p.series, s.key.Customer, cmpCustomer)
-	p.series = slices.Insert(p.series, i, s)
+	s.slot = len(p.series)
+	p.series = append(p.series, s)
+	p.byCustomer.ReplaceOrInsert(s)
 }
 
 // unindexLocked removes the series s, which is being dropped, from its
-// meter's part.
+// meter's part: the last series takes its slot.
 func (sh *shard) unindexLocked(s *series) {
 	p := sh.meters[s.key.Meter]
-	if p == nil {
-		return
+	if p == nil || s.slot >= len(p.series) || p.series[s.slot] != s {
+		panic("aggregate: dropping a series that is not in the meter index")
 	}
-	if i, ok := slices.BinarySearchFunc(p.series, s.key.Customer, cmpCustomer); ok {
-		p.series = slices.Delete(p.series, i, i+1)
-	}
+	last := p.series[len(p.series)-1]
+	p.series[s.slot], last.slot = last, s.slot
+	p.series[len(p.series)-1] = nil
+	p.series = p.series[:len(p.series)-1]
+	p.byCustomer.Delete(s)
 	if len(p.series) == 0 {
 		delete(sh.meters, s.key.Meter)
 	}
@@ -177,19 +185,21 @@ func checkRange(start, end int64, g Grouping) (int64, error) {
 // Customers returns, in ascending customer order, up to limit customers of
 // meter sorting after after whose aggregate over the minute-aligned range
 // [start, end) has entries, each with that aggregate, and whether more
-// follow. It locks each shard in turn and, within a shard, computes the
-// aggregate of the meter's series after the cursor until that shard has
+// follow. It locks each shard in turn and, within a shard, walks the
+// meter's series after the cursor in customer order (a tree seek, then
+// the tree's order), computing each one's aggregate until that shard has
 // given limit+1 customers with usage: its cost is at most the meter's
 // series times the cost of one range aggregate (two lookups in the
 // series' day cells for the whole days in range, whatever their number,
-// plus the hour and minute cells of partial days), and it allocates the result, of at most shards×(limit+1)
-// entries before it is cut. limit must be positive. The result is the
-// caller's.
+// plus the hour and minute cells of partial days), and it allocates the
+// result, of at most shards×(limit+1) entries before it is cut. limit
+// must be positive. The result is the caller's.
 func (t *Table) Customers(ctx context.Context, meter uint64, start, end int64, after string, limit int) ([]CustomerCell, bool, error) {
 	if _, err := checkRange(start, end, Total); err != nil {
 		return nil, false, err
 	}
 	var out []CustomerCell
+	pivot := &series{key: Key{Customer: after}}
 	for i := range t.shards {
 		if err := ctx.Err(); err != nil {
 			return nil, false, err
@@ -197,18 +207,17 @@ func (t *Table) Customers(ctx context.Context, meter uint64, start, end int64, a
 		sh := &t.shards[i]
 		sh.mu.Lock()
 		if p := sh.meters[meter]; p != nil {
-			j, found := slices.BinarySearchFunc(p.series, after, cmpCustomer)
-			if found {
-				j++
-			}
 			n := 0
-			for ; j < len(p.series) && n <= limit; j++ {
-				s := p.series[j]
+			p.byCustomer.AscendGreaterOrEqual(pivot, func(s *series) bool {
+				if s.key.Customer == after {
+					return true
+				}
 				if c := s.total(start, end); c.Count > 0 {
 					out = append(out, CustomerCell{Customer: s.key.Customer, Cell: c})
 					n++
 				}
-			}
+				return n <= limit
+			})
 		}
 		sh.mu.Unlock()
 	}

@@ -183,6 +183,7 @@ type series struct {
 	days     tier
 	dayCells []dayCell // the cells of the days with entries, by day (meter_index.go)
 	lastDay  dayCell   // a copy of the last of dayCells, zero when there is none
+	slot     int       // index in its meter part's series (meter_index.go)
 }
 
 // A tier is the buckets of one size: a tree of them and the most recently
