@@ -57,6 +57,10 @@ type config struct {
 	JSON, Out   string
 	Progress    bool
 	CPUProfile  string
+	API         string // ingest and durable: "map" or "typed"
+	IDLen       int    // identifier length; 36 is UUID-shaped
+	External    bool   // http-v1: servers in processes of their own
+	Conns       int    // http-v1 -external: client connections
 }
 
 func main() {
@@ -142,6 +146,12 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.StringVar(&cfg.Out, "out", "", "write a self-contained HTML report to this file")
 	fs.BoolVar(&cfg.Progress, "progress", true, "show a live progress line on stderr")
 	fs.StringVar(&cfg.CPUProfile, "cpuprofile", "", "write a CPU profile of the whole run to this file")
+	fs.StringVar(&cfg.API, "api", "map", "ingest and durable: `map` records event.Event values whose payload maps the caller builds per event "+
+		"inside the timed loop; typed records event.Usage values (DB.RecordUsage; mutexmap's typed method)")
+	fs.IntVar(&cfg.IDLen, "id-len", DefaultIDLen, "identifier length, 16 to 100; 36 makes UUID-shaped identifiers")
+	fs.BoolVar(&cfg.External, "external", false, "http-v1: run each server (meterd in memory, meterd with a file and sync durability, "+
+		"stripe-mock when installed) as a process of its own, driven by this process over -conns connections; reports req/s and server CPU per request")
+	fs.IntVar(&cfg.Conns, "conns", 16, "http-v1 -external: concurrent client connections, closed loop")
 	if err := fs.Parse(args); err != nil {
 		return cfg, err
 	}
@@ -186,6 +196,12 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 		return cfg, fmt.Errorf("-skew must not be negative")
 	case cfg.DatasetSize < 0:
 		return cfg, fmt.Errorf("-dataset must not be negative")
+	case cfg.API != "map" && cfg.API != "typed":
+		return cfg, fmt.Errorf("-api must be map or typed, not %q", cfg.API)
+	case cfg.IDLen < 16 || cfg.IDLen > 100:
+		return cfg, fmt.Errorf("-id-len must be between 16 and 100")
+	case cfg.Conns < 1:
+		return cfg, fmt.Errorf("-conns must be positive")
 	}
 	if cfg.DatasetSize == 0 {
 		cfg.DatasetSize = 20 * cfg.Customers

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"runtime"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -40,6 +41,10 @@ type Config struct {
 	Span        string   `json:"timestamp_span"`
 	DatasetSize int      `json:"dataset_events"`
 	Anchor      string   `json:"anchor"`
+	API         string   `json:"api"`
+	IDLen       int      `json:"identifier_length"`
+	External    bool     `json:"external,omitempty"`
+	Conns       int      `json:"conns,omitempty"`
 }
 
 func newReport(cfg config, w *Workload) *Report {
@@ -52,6 +57,7 @@ func newReport(cfg config, w *Workload) *Report {
 			Duration: cfg.Duration.String(), Customers: cfg.Customers, Meters: cfg.Meters,
 			Workers: cfg.Workers, Batches: cfg.Batches, Scenarios: cfg.Scenarios, Seed: cfg.Seed,
 			Skew: cfg.Skew, Span: fmtSpan(cfg.Span), DatasetSize: cfg.DatasetSize, Anchor: w.Anchor.Format(time.RFC3339),
+			API: cfg.API, IDLen: cfg.IDLen, External: cfg.External, Conns: cfg.Conns,
 		},
 	}
 }
@@ -117,6 +123,9 @@ func (rep *Report) computeRatios() {
 		if ok1 && ok2 {
 			r.Ratio = v / bv
 		}
+		if v, bv := r.Metrics[serverCPU], b.Metrics[serverCPU]; v > 0 && bv > 0 {
+			r.Metrics[serverCPURatio] = v / bv
+		}
 	}
 }
 
@@ -146,6 +155,22 @@ func fmtRatio(r Result) string {
 	return fmt.Sprintf("%.2f× %s", r.Ratio, r.Baseline)
 }
 
+// The server CPU figures of -external rows: microseconds per request, and
+// that over the baseline's (lower is better).
+const (
+	serverCPU      = "server CPU µs/req"
+	clientCPU      = "client CPU µs/req"
+	serverCPURatio = "server CPU/req vs baseline"
+)
+
+// scenarioDoc returns the one-line description of scenario name as run.
+func (c Config) scenarioDoc(name string) string {
+	if name == "http-v1" && c.External {
+		return externalScenario.doc
+	}
+	return scenarioTable[name].doc
+}
+
 // memoryColumns are the memory figures the table shows, in order.
 var memoryColumns = []string{"heap B/event", "heap B/bucket", "heap B/identifier", "slot B/identifier", "file B/event", "file B/bucket", "RSS delta MiB"}
 
@@ -155,8 +180,11 @@ func (rep *Report) writeTable(w io.Writer) {
 	fmt.Fprintf(w, "meterdb bench  %s  %s  %s  %d CPUs (GOMAXPROCS %d)  load %s\n",
 		rep.Date, rep.GoVersion, rep.CPU, rep.NumCPU, rep.GOMAXPROCS, rep.LoadAvg)
 	c := rep.Config
-	fmt.Fprintf(w, "workload: %d customers (Zipf %.2f), %d meters, seed %d, timestamps over the %s before %s; dataset %d events; generator %.0f ns/event\n",
-		c.Customers, c.Skew, c.Meters, c.Seed, c.Span, c.Anchor, c.DatasetSize, rep.GenNsPerEvent)
+	fmt.Fprintf(w, "workload: %d customers (Zipf %.2f), %d meters, seed %d, timestamps over the %s before %s, %d-character identifiers; dataset %d events\n",
+		c.Customers, c.Skew, c.Meters, c.Seed, c.Span, c.Anchor, c.IDLen, c.DatasetSize)
+	if slices.Contains(c.Scenarios, "ingest") || slices.Contains(c.Scenarios, "durable") {
+		fmt.Fprintf(w, "ingest api %s: building one event costs %.0f ns on one core inside the timed loop (%s)\n", c.API, rep.GenNsPerEvent, apiDoc[c.API])
+	}
 	for _, sc := range rep.Config.Scenarios {
 		var rows, skips []Result
 		for _, r := range rep.Results {
@@ -171,10 +199,25 @@ func (rep *Report) writeTable(w io.Writer) {
 		if len(rows)+len(skips) == 0 {
 			continue
 		}
-		fmt.Fprintf(w, "\n== %s: %s\n", sc, scenarioTable[sc].doc)
+		fmt.Fprintf(w, "\n== %s: %s\n", sc, c.scenarioDoc(sc))
 		tw := tabwriter.NewWriter(w, 2, 8, 2, ' ', tabwriter.AlignRight)
-		switch sc {
-		case "memory":
+		switch {
+		case sc == "http-v1" && c.External:
+			fmt.Fprint(tw, "target\tcell\trequests\treq/s\tp50\tp99\tserver CPU/req\tclient CPU/req\tverified\treq/s vs baseline\tCPU/req vs baseline\t\n")
+			for _, r := range rows {
+				cpuRatio := "-"
+				if v := r.Metrics[serverCPURatio]; v > 0 {
+					cpuRatio = fmt.Sprintf("%.2f× %s", v, r.Baseline)
+				}
+				p50, p99 := "-", "-"
+				if l := r.Latency; l != nil {
+					p50, p99 = fmtNs(l.P50), fmtNs(l.P99)
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%.1fµs\t%.1fµs\t%d\t%s\t%s\t\n",
+					r.Target, r.Cell, human(float64(r.Ops)), human(r.OpsPerSec), p50, p99,
+					r.Metrics[serverCPU], r.Metrics[clientCPU], r.Verified, fmtRatio(r), cpuRatio)
+			}
+		case sc == "memory":
 			fmt.Fprintf(tw, "target\tcell\t%s\tvs baseline\t\n", strings.Join(memoryColumns, "\t"))
 			for _, r := range rows {
 				fmt.Fprintf(tw, "%s\t%s\t", r.Target, r.Cell)
@@ -210,6 +253,11 @@ func (rep *Report) writeTable(w io.Writer) {
 						r.Metrics["identifiers"], r.Metrics["buckets"], r.Metrics["series"])
 					break
 				}
+			}
+		}
+		for _, r := range rows {
+			if r.Note != "" {
+				fmt.Fprintf(w, "note: %s: %s\n", r.Target, r.Note)
 			}
 		}
 		for _, r := range skips {

@@ -21,6 +21,7 @@ type Result struct {
 	Cell     string `json:"cell"` // what the row measures, e.g. "batch=100 workers=2"
 	Target   string `json:"target"`
 	Baseline string `json:"baseline,omitempty"`
+	API      string `json:"api,omitempty"` // ingest and durable: "map" or "typed"
 	Workers  int    `json:"workers,omitempty"`
 	Batch    int    `json:"batch,omitempty"`
 
@@ -41,6 +42,8 @@ type Result struct {
 	// Verified reports how many series were checked against the workload.
 	Verified int    `json:"verified_series,omitempty"`
 	Skipped  string `json:"skipped,omitempty"`
+	// Note says how the row was measured, when the table cannot.
+	Note string `json:"note,omitempty"`
 }
 
 // Percentiles of a latency sample.
@@ -68,6 +71,8 @@ type scenario struct {
 	name    string
 	doc     string
 	targets []string // default targets, baselines included
+	// also lists targets the scenario runs when -targets names them.
+	also []string
 	// batches and workers, when set, replace the defaults of -batches and
 	// -workers for this scenario; the flags, when given, win.
 	batches, workers []int
@@ -81,11 +86,13 @@ var scenarioTable = map[string]scenario{
 	"ingest": {
 		name: "ingest", doc: "in-process ingest: Record (batch=1) and RecordBatch, against worker counts",
 		targets: []string{"meterdb-mem", "mutexmap", "bbolt"},
+		also:    []string{"meterdb-file", "meterdb-buffered"},
 		run:     (*runner).runIngest,
 	},
 	"durable": {
 		name: "durable", doc: "durable ingest into a file, against worker counts",
 		targets: []string{"meterdb-file", "meterdb-buffered", "bbolt"},
+		also:    []string{"meterdb-mem", "mutexmap"},
 		run:     (*runner).runIngest,
 	},
 	"query": {
@@ -129,6 +136,9 @@ type runner struct {
 	// its own, or those of -batches and -workers.
 	batches, workers []int
 
+	meterd   string   // the meterd binary of -external, built on first use
+	cleanups []func() // run when the run ends
+
 	dataset []event.Event // events [0, DatasetSize), built on first use
 	shape   [2]int        // buckets and series of the dataset, once counted
 }
@@ -154,11 +164,20 @@ func (r *runner) runAll() (*Report, error) {
 	r.prog.note("building workload: %d customers, %d meters, seed %d", r.cfg.Customers, r.cfg.Meters, r.cfg.Seed)
 	r.w = NewWorkload(r.cfg.Seed, r.cfg.Customers, r.cfg.Meters, r.cfg.Skew)
 	r.w.Span = r.cfg.Span
+	r.w.IDLen = r.cfg.IDLen
 	rep := newReport(r.cfg, r.w)
-	rep.GenNsPerEvent = measureGenerator(r.w)
+	rep.GenNsPerEvent = measureGenerator(r.w, r.cfg.API)
+	defer func() {
+		for _, f := range r.cleanups {
+			f()
+		}
+	}()
 	var failed error
 	for _, name := range r.cfg.Scenarios {
 		sc := scenarioTable[name]
+		if name == "http-v1" && r.cfg.External {
+			sc = externalScenario
+		}
 		r.scenario = name
 		r.batches, r.workers = r.cfg.Batches, r.cfg.Workers
 		if sc.batches != nil && !r.cfg.BatchesSet {
@@ -170,7 +189,7 @@ func (r *runner) runAll() (*Report, error) {
 		names := sc.targets
 		if len(r.cfg.Targets) > 0 {
 			names = nil
-			for _, t := range sc.targets {
+			for _, t := range slices.Concat(sc.targets, sc.also) {
 				if slices.Contains(r.cfg.Targets, t) {
 					names = append(names, t)
 				}
@@ -203,15 +222,21 @@ func (r *runner) runAll() (*Report, error) {
 	return rep, failed
 }
 
-// measureGenerator returns the cost of building one event on one core,
-// which every ingest figure includes.
-func measureGenerator(w *Workload) float64 {
-	evs := make([]event100, 1)
+// measureGenerator returns the cost of building one event on one core in
+// the ingest mode api, which every ingest figure includes: with "map", the
+// payload map a caller builds per event; with "typed", an event.Usage.
+func measureGenerator(w *Workload, api string) float64 {
+	evs := make([]event.Event, 100)
+	us := make([]event.Usage, 100)
 	t0 := time.Now()
 	n := 0
 	for time.Since(t0) < 100*time.Millisecond {
-		w.Fill(evs[0][:], uint64(n))
-		n += len(evs[0])
+		if api == "typed" {
+			w.FillUsage(us, uint64(n))
+		} else {
+			w.FillMaps(evs, uint64(n))
+		}
+		n += len(evs)
 	}
 	return float64(time.Since(t0).Nanoseconds()) / float64(n)
 }
