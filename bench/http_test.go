@@ -49,3 +49,50 @@ func TestRunHTTP(t *testing.T) {
 		}
 	}
 }
+
+// TestRunExternal runs http-v1 with -external on a tiny workload: meterd,
+// built from this module, in memory and on a file, each in its own
+// process; every meterd row must be measured, verified over HTTP, carry
+// the server's CPU time per request and, when stripe-mock is installed,
+// its ratios to it.
+func TestRunExternal(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds meterd")
+	}
+	dir := t.TempDir()
+	var stdout, stderr bytes.Buffer
+	args := []string{"-scenario", "http-v1", "-external", "-conns", "4", "-duration", "300ms", "-customers", "50",
+		"-progress=false", "-json", filepath.Join(dir, "r.json")}
+	if code := run(args, &stdout, &stderr); code != 0 {
+		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, stdout.String(), stderr.String())
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "r.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep Report
+	if err := json.Unmarshal(b, &rep); err != nil {
+		t.Fatal(err)
+	}
+	mock := false
+	rows := map[string]Result{}
+	for _, r := range rep.Results {
+		rows[r.Target] = r
+		mock = mock || r.Target == "stripe-mock" && r.Skipped == ""
+	}
+	for _, name := range []string{"meterd-mem", "meterd-file"} {
+		r, ok := rows[name]
+		if !ok || r.Skipped != "" || r.Cell != "conns=4" || r.Ops <= 0 || r.OpsPerSec <= 0 || r.Verified == 0 {
+			t.Errorf("%s: row not measured and verified: %+v", name, r)
+		}
+		if _, ok := r.Metrics[serverCPU]; !ok {
+			t.Errorf("%s: no server CPU per request: %+v", name, r)
+		}
+		if mock && r.Ratio <= 0 {
+			t.Errorf("%s: no ratio to stripe-mock: %+v", name, r)
+		}
+	}
+	if !strings.Contains(stdout.String(), "server CPU/req") {
+		t.Errorf("table lacks the server CPU column:\n%s", stdout.String())
+	}
+}
