@@ -111,6 +111,7 @@ func (r *runner) ingestCell(spec TargetSpec, cell string, batch, workers int) (R
 		stop.Store(true)
 	}
 	r.prog.start(fmt.Sprintf("%-8s %-14s %s", "ingest", spec.Name, cell), r.cfg.Duration, &done)
+	cpu0 := cpuTime()
 	t0 := time.Now()
 	for range workers {
 		wg.Add(1)
@@ -190,6 +191,7 @@ func (r *runner) ingestCell(spec TargetSpec, cell string, batch, workers int) (R
 	wg.Wait()
 	timer.Stop()
 	elapsed := time.Since(t0)
+	cpu := cpuTime() - cpu0
 	r.prog.stop()
 	if failure != nil {
 		return row, &VerifyError{spec.Name, failure.Error()}
@@ -202,6 +204,12 @@ func (r *runner) ingestCell(spec TargetSpec, cell string, batch, workers int) (R
 	row.OpsPerSec = float64(row.Ops) / elapsed.Seconds()
 	row.Latency = percentiles(lat)
 	row.Primary = "events/s"
+	if cpu > 0 && n > 0 {
+		// Process CPU time (all threads, GC and building the events
+		// included) per event: less sensitive to other load on the
+		// machine than events/s.
+		row.Metrics = map[string]float64{cpuPerEvent: float64(cpu) / float64(n)}
+	}
 	r.prog.note("verifying %s after %d events", spec.Name, n)
 	row.Verified, err = verifyTotals(ctx, spec.Name, t, r.w, ids, [][2]uint64{{0, n}}, 200_000)
 	return row, err

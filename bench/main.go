@@ -37,6 +37,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/meterdb/meterdb/meter"
 )
 
 // config is the parsed command line.
@@ -57,10 +59,11 @@ type config struct {
 	JSON, Out   string
 	Progress    bool
 	CPUProfile  string
-	API         string // ingest and durable: "map" or "typed"
-	IDLen       int    // identifier length; 36 is UUID-shaped
-	External    bool   // http-v1: servers in processes of their own
-	Conns       int    // http-v1 -external: client connections
+	Formulas    []meter.Formula // the meters cycle through these
+	API         string          // ingest and durable: "map" or "typed"
+	IDLen       int             // identifier length; 36 is UUID-shaped
+	External    bool            // http-v1: servers in processes of their own
+	Conns       int             // http-v1 -external: client connections
 }
 
 func main() {
@@ -133,7 +136,8 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	var workers, batches, scenarios, tgts string
 	fs.DurationVar(&cfg.Duration, "duration", 10*time.Second, "measuring time of each ingest cell; query cells get a tenth of it")
 	fs.IntVar(&cfg.Customers, "customers", 10000, "number of customers (Zipf-skewed)")
-	fs.IntVar(&cfg.Meters, "meters", 3, "number of meters; formulas cycle count, sum, last")
+	fs.IntVar(&cfg.Meters, "meters", 3, "number of meters; their formulas cycle through -formulas")
+	formulaList := fs.String("formulas", "count,sum,last", "comma-separated formulas the meters cycle through (sum: every meter sums)")
 	fs.StringVar(&workers, "workers", "1,"+strconv.Itoa(runtime.GOMAXPROCS(0)), "comma-separated worker counts for ingest")
 	fs.StringVar(&batches, "batches", "1,100", "comma-separated batch sizes for ingest; 1 means Record")
 	fs.StringVar(&scenarios, "scenario", "ingest,query,memory", "comma-separated scenarios: "+strings.Join(scenarioNames(), ", "))
@@ -168,6 +172,14 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	}
 	if cfg.Batches, err = intList(batches); err != nil {
 		return cfg, fmt.Errorf("-batches: %v", err)
+	}
+	for _, f := range strings.Split(*formulaList, ",") {
+		switch f := meter.Formula(strings.TrimSpace(f)); f {
+		case meter.Count, meter.Sum, meter.Last:
+			cfg.Formulas = append(cfg.Formulas, f)
+		default:
+			return cfg, fmt.Errorf("-formulas: %q is not count, sum or last", f)
+		}
 	}
 	cfg.Scenarios = strings.Split(scenarios, ",")
 	for _, s := range cfg.Scenarios {

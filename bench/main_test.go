@@ -168,7 +168,7 @@ func TestRunFailsOnWrongTotals(t *testing.T) {
 func TestFlagErrors(t *testing.T) {
 	for _, args := range [][]string{
 		{"-scenario", "nope"}, {"-targets", "nope"}, {"-workers", "0"}, {"-duration", "-1s"}, {"-customers", "0"}, {"extra"},
-		{"-api", "json"}, {"-id-len", "8"}, {"-conns", "0"},
+		{"-api", "json"}, {"-formulas", "sum,max"}, {"-id-len", "8"}, {"-conns", "0"},
 	} {
 		if code := run(args, io.Discard, io.Discard); code != 2 {
 			t.Errorf("run %q: exit %d, want 2", args, code)

@@ -43,6 +43,7 @@ type Config struct {
 	Anchor      string   `json:"anchor"`
 	API         string   `json:"api"`
 	IDLen       int      `json:"identifier_length"`
+	Formulas    []string `json:"formulas"`
 	External    bool     `json:"external,omitempty"`
 	Conns       int      `json:"conns,omitempty"`
 }
@@ -57,9 +58,18 @@ func newReport(cfg config, w *Workload) *Report {
 			Duration: cfg.Duration.String(), Customers: cfg.Customers, Meters: cfg.Meters,
 			Workers: cfg.Workers, Batches: cfg.Batches, Scenarios: cfg.Scenarios, Seed: cfg.Seed,
 			Skew: cfg.Skew, Span: fmtSpan(cfg.Span), DatasetSize: cfg.DatasetSize, Anchor: w.Anchor.Format(time.RFC3339),
-			API: cfg.API, IDLen: cfg.IDLen, External: cfg.External, Conns: cfg.Conns,
+			API: cfg.API, IDLen: cfg.IDLen, Formulas: formulaNames(w), External: cfg.External, Conns: cfg.Conns,
 		},
 	}
+}
+
+// formulaNames returns the formulas of w's meters, in order.
+func formulaNames(w *Workload) []string {
+	var fs []string
+	for _, m := range w.Meters {
+		fs = append(fs, string(m.Formula))
+	}
+	return fs
 }
 
 // fmtSpan writes whole days as "30d" and other spans as time.Duration does.
@@ -161,6 +171,7 @@ const (
 	serverCPU      = "server CPU µs/req"
 	clientCPU      = "client CPU µs/req"
 	serverCPURatio = "server CPU/req vs baseline"
+	cpuPerEvent    = "cpu-ns/event" // ingest rows: process CPU time per event
 )
 
 // scenarioDoc returns the one-line description of scenario name as run.
@@ -180,8 +191,8 @@ func (rep *Report) writeTable(w io.Writer) {
 	fmt.Fprintf(w, "meterdb bench  %s  %s  %s  %d CPUs (GOMAXPROCS %d)  load %s\n",
 		rep.Date, rep.GoVersion, rep.CPU, rep.NumCPU, rep.GOMAXPROCS, rep.LoadAvg)
 	c := rep.Config
-	fmt.Fprintf(w, "workload: %d customers (Zipf %.2f), %d meters, seed %d, timestamps over the %s before %s, %d-character identifiers; dataset %d events\n",
-		c.Customers, c.Skew, c.Meters, c.Seed, c.Span, c.Anchor, c.IDLen, c.DatasetSize)
+	fmt.Fprintf(w, "workload: %d customers (Zipf %.2f), %d meters (%s), seed %d, timestamps over the %s before %s, %d-character identifiers; dataset %d events\n",
+		c.Customers, c.Skew, c.Meters, strings.Join(c.Formulas, ","), c.Seed, c.Span, c.Anchor, c.IDLen, c.DatasetSize)
 	if slices.Contains(c.Scenarios, "ingest") || slices.Contains(c.Scenarios, "durable") {
 		fmt.Fprintf(w, "ingest api %s: building one event costs %.0f ns on one core inside the timed loop (%s)\n", c.API, rep.GenNsPerEvent, apiDoc[c.API])
 	}
@@ -231,7 +242,7 @@ func (rep *Report) writeTable(w io.Writer) {
 				fmt.Fprintf(tw, "%s\t\n", fmtRatio(r))
 			}
 		default:
-			fmt.Fprint(tw, "target\tcell\tevents\tevents/s\tcalls/s\tp50\tp99\tp99.9\tverified\tvs baseline\t\n")
+			fmt.Fprint(tw, "target\tcell\tevents\tevents/s\tCPU/event\tcalls/s\tp50\tp99\tp99.9\tverified\tvs baseline\t\n")
 			for _, r := range rows {
 				ev, eps := "-", "-"
 				if r.Events > 0 {
@@ -241,8 +252,12 @@ func (rep *Report) writeTable(w io.Writer) {
 				if l := r.Latency; l != nil {
 					p50, p99, p999 = fmtNs(l.P50), fmtNs(l.P99), fmtNs(l.P999)
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t\n",
-					r.Target, r.Cell, ev, eps, human(r.OpsPerSec), p50, p99, p999, r.Verified, fmtRatio(r))
+				cpu := "-"
+				if v := r.Metrics[cpuPerEvent]; v > 0 {
+					cpu = fmtNs(int64(v))
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t\n",
+					r.Target, r.Cell, ev, eps, cpu, human(r.OpsPerSec), p50, p99, p999, r.Verified, fmtRatio(r))
 			}
 		}
 		tw.Flush()

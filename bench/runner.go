@@ -165,6 +165,7 @@ func (r *runner) runAll() (*Report, error) {
 	r.w = NewWorkload(r.cfg.Seed, r.cfg.Customers, r.cfg.Meters, r.cfg.Skew)
 	r.w.Span = r.cfg.Span
 	r.w.IDLen = r.cfg.IDLen
+	r.w.SetFormulas(r.cfg.Formulas)
 	rep := newReport(r.cfg, r.w)
 	rep.GenNsPerEvent = measureGenerator(r.w, r.cfg.API)
 	defer func() {

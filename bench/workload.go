@@ -17,7 +17,8 @@ import (
 //
 // Customers are drawn from a Zipf distribution (exponent Skew), so a few
 // customers carry most of the traffic, as in real billing data. Meters
-// cycle through the formulas count, sum and last. Timestamps are uniform
+// cycle through the formulas count, sum and last (SetFormulas changes
+// the cycle). Timestamps are uniform
 // over the Span before Anchor, whole seconds. Values are 0 to 999 and are a
 // function of the customer and the timestamp, so two events of one series
 // with equal timestamps carry equal values and "last" is well defined
@@ -90,6 +91,17 @@ func NewWorkload(seed uint64, customers, meters int, skew float64) *Workload {
 	}
 	w.buildAlias()
 	return w
+}
+
+// SetFormulas makes the meters cycle through fs instead of count, sum,
+// last; call it before the first use.
+func (w *Workload) SetFormulas(fs []meter.Formula) {
+	for i := range w.Meters {
+		f := fs[i%len(fs)]
+		w.Meters[i].Formula = f
+		w.Meters[i].DisplayName = fmt.Sprintf("bench %s %d", f, i)
+		w.Meters[i].EventName = fmt.Sprintf("bench_%s_%d", f, i)
+	}
 }
 
 // Now is the clock of every target: the workload's anchor.
