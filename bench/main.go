@@ -22,6 +22,17 @@
 // -workers says otherwise). See scenarioTable for the list and
 // BENCHMARKS.md for results.
 //
+// Ingest modes: -api map (the default) builds a payload map per event in
+// the timed loop, as a client of the Stripe shape does; -api typed records
+// event.Usage values through DB.RecordUsage and the baselines' typed
+// methods. With -external, the http-v1 scenario runs meterd (in memory,
+// and on a file with sync durability) and stripe-mock as processes of
+// their own and drives them from this process over -conns connections,
+// reporting req/s and the server's CPU time per request:
+//
+//	go run ./bench -scenario ingest -targets meterdb-mem,mutexmap -api typed -batches 1000 -workers 4 -customers 1000 -skew 0
+//	go run ./bench -scenario http-v1 -external -duration 10s
+//
 // The go test benchmarks of the engine live beside this command:
 //
 //	go test -run '^$' -bench . ./bench
