@@ -21,18 +21,21 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/meterdb/meterdb/event"
 	"github.com/meterdb/meterdb/meter"
+	"github.com/meterdb/meterdb/stripeapi"
 )
 
-// The http-v1 scenario with -external measures servers the way a user
-// runs them: each server is a process of its own (a meterd binary built
-// from this module, in memory or on a file with its default sync
-// durability, and stripe-mock, the reference), and this process is the
-// client. The client holds -conns keep-alive connections over loopback
-// and, closed loop, sends POST /v1/billing/meter_events with a
-// form-encoded body and a Bearer key, no Idempotency-Key, one event per
-// request, for -duration. It writes requests and reads responses on raw
+// The HTTP scenarios with -external measure servers the way a user runs
+// them: each server is a process of its own (a meterd binary built from
+// this module, in memory or on a file with its default sync durability,
+// and for v1 stripe-mock, the reference), and this process is the client.
+// The client holds -conns keep-alive connections over loopback and,
+// closed loop, for -duration, sends with a Bearer key and no
+// Idempotency-Key either POST /v1/billing/meter_events with a
+// form-encoded body, one event per request (http-v1), or POST
+// /v2/billing/meter_event_stream with a JSON body of 100 events and the
+// token of a meter event session (http-v2). It builds bodies straight
+// from the workload and writes requests and reads responses on raw
 // connections (HTTP/1.1, Content-Length or chunked), so that the client
 // takes as little of the machine as it can; its CPU time per request is
 // reported beside the server's.
@@ -48,12 +51,20 @@ import (
 // is on PATH or in GOBIN.
 const stripeMockModule = "github.com/stripe/stripe-mock@v0.203.0"
 
-// externalScenario replaces the http-v1 scenario under -external.
-var externalScenario = scenario{
-	name:    "http-v1",
-	doc:     "v1 meter events over loopback HTTP to a server in its own process (-external), one event per request, no Idempotency-Key",
-	targets: []string{"meterd-mem", "meterd-file", "stripe-mock"},
-	run:     (*runner).runExternal,
+// externalScenarios replace the HTTP scenarios under -external.
+var externalScenarios = map[string]scenario{
+	"http-v1": {
+		name:    "http-v1",
+		doc:     "v1 meter events over loopback HTTP to a server in its own process (-external), one event per request, no Idempotency-Key",
+		targets: []string{"meterd-mem", "meterd-file", "stripe-mock"},
+		run:     (*runner).runExternal,
+	},
+	"http-v2": {
+		name:    "http-v2",
+		doc:     "v2 meter event stream over loopback HTTP to meterd in its own process (-external), 100 events per request, no Idempotency-Key",
+		targets: []string{"meterd-mem", "meterd-file"},
+		run:     (*runner).runExternal,
+	},
 }
 
 // externalTargets are the -external servers; they run as processes, not
@@ -247,10 +258,16 @@ func (r *runner) findStripeMock() (string, error) {
 	return "", fmt.Errorf("stripe-mock is not installed and go install %s failed: %v: %s", stripeMockModule, err, bytes.TrimSpace(out))
 }
 
-// runExternal measures one server process in one cell, conns=N.
+// runExternal measures one server process in one cell: conns=N for v1,
+// conns=N batch=100 for the v2 stream.
 func (r *runner) runExternal(spec TargetSpec) ([]Result, error) {
+	batch := 1
 	cell := fmt.Sprintf("conns=%d", r.cfg.Conns)
-	row := Result{Cell: cell, Workers: r.cfg.Conns, Batch: 1}
+	if r.scenario == "http-v2" {
+		batch = stripeapi.MaxStreamEvents
+		cell += fmt.Sprintf(" batch=%d", batch)
+	}
+	row := Result{Cell: cell, Workers: r.cfg.Conns, Batch: batch}
 	// The server's clock is the real one: the events' timestamps lie in
 	// the Span before the last UTC midnight.
 	w := *r.w
@@ -295,22 +312,30 @@ func (r *runner) runExternal(spec TargetSpec) ([]Result, error) {
 	base := "http://" + p.addr
 	ctx := context.Background()
 	var ids []string
+	req := externalRequest{path: "/v1/billing/meter_events", key: httpAPIKey,
+		contentType: "application/x-www-form-urlencoded", batch: batch, encode: w.appendV1Body}
 	if spec.Name != "stripe-mock" {
 		hc := httpNewClient(1)
 		defer hc.CloseIdleConnections()
 		if ids, err = httpCreateMeters(ctx, hc, base, w.Meters); err != nil {
 			return nil, fmt.Errorf("%w (server log: %s)", err, p.logs)
 		}
+		if batch > 1 {
+			if req.key, err = httpSession(ctx, hc, base); err != nil {
+				return nil, fmt.Errorf("%w (server log: %s)", err, p.logs)
+			}
+			req.path, req.contentType, req.encode = "/v2/billing/meter_event_stream", "application/json", w.appendStreamBody
+		}
 	}
 
-	res, err := externalLoad(p, &w, r.cfg.Conns, r.cfg.Duration, r.prog, spec.Name+" "+cell)
+	res, err := externalLoad(p, &w, req, r.cfg.Conns, r.cfg.Duration, r.prog, r.scenario+" "+spec.Name+" "+cell)
 	if err != nil {
 		return []Result{row}, fmt.Errorf("%w (server log: %s)", err, p.logs)
 	}
 	row.Seconds = res.elapsed.Seconds()
-	row.Events, row.Ops = res.requests, res.requests
-	row.EventsPerSec = float64(res.requests) / row.Seconds
-	row.OpsPerSec = row.EventsPerSec
+	row.Events, row.Ops = res.events, res.requests
+	row.EventsPerSec = float64(res.events) / row.Seconds
+	row.OpsPerSec = float64(res.requests) / row.Seconds
 	row.Latency = percentiles(res.lat)
 	row.Primary = "ops/s"
 	row.Metrics = map[string]float64{
@@ -320,7 +345,7 @@ func (r *runner) runExternal(spec TargetSpec) ([]Result, error) {
 	if spec.Name == "stripe-mock" {
 		return []Result{row}, nil
 	}
-	r.prog.note("verifying %s after %d requests", spec.Name, res.requests)
+	r.prog.note("verifying %s after %d events", spec.Name, res.events)
 	hc := httpNewClient(4)
 	defer hc.CloseIdleConnections()
 	row.Verified, err = verifyOverHTTP(ctx, spec.Name, hc, base, &w, ids, res.ranges, 3000)
@@ -334,9 +359,80 @@ func httpCreateMeters(ctx context.Context, hc *http.Client, base string, ps []me
 	return t.CreateMeters(ctx, ps)
 }
 
+// httpSession creates a v2 meter event session and returns its token.
+func httpSession(ctx context.Context, hc *http.Client, base string) (string, error) {
+	body, err := httpPost(ctx, hc, base+"/v2/billing/meter_event_session", httpAPIKey, "application/json", nil, "", nil)
+	if err != nil {
+		return "", err
+	}
+	var sess struct {
+		Token string `json:"authentication_token"`
+	}
+	if err := json.Unmarshal(body, &sess); err != nil {
+		return "", err
+	}
+	if sess.Token == "" {
+		return "", errors.New("meter event session without authentication_token")
+	}
+	return sess.Token, nil
+}
+
+// externalRequest is what the load sends: batch events per POST to path,
+// the body of events [first, first+n) appended by encode, with a Bearer
+// key.
+type externalRequest struct {
+	path, key, contentType string
+	batch                  int
+	encode                 func(buf []byte, first uint64, n int) []byte
+}
+
+// appendV1Body appends the form body of POST /v1/billing/meter_events for
+// event first of w (n is 1): what httpAppendV1Event writes for it, built
+// straight from the workload, whose names, customer ids and identifiers
+// need no escaping, so that the client spends its time on the wire.
+func (w *Workload) appendV1Body(buf []byte, first uint64, n int) []byte {
+	s := w.Spec(first)
+	buf = append(buf, "event_name="...)
+	buf = append(buf, w.Meters[s.Meter].EventName...)
+	buf = append(buf, "&identifier="...)
+	buf = w.appendIdent(buf, first)
+	buf = append(buf, "&payload%5Bstripe_customer_id%5D="...)
+	buf = append(buf, w.customerIDs[s.Customer]...)
+	buf = append(buf, "&payload%5Bvalue%5D="...)
+	buf = strconv.AppendInt(buf, s.Value, 10)
+	buf = append(buf, "&timestamp="...)
+	return strconv.AppendInt(buf, s.TS, 10)
+}
+
+// appendStreamBody appends the JSON body of POST
+// /v2/billing/meter_event_stream carrying events [first, first+n) of w:
+// what httpAppendV2Stream writes for them, built straight from the
+// workload.
+func (w *Workload) appendStreamBody(buf []byte, first uint64, n int) []byte {
+	buf = append(buf, `{"events":[`...)
+	for j := range uint64(n) {
+		s := w.Spec(first + j)
+		if j > 0 {
+			buf = append(buf, ',')
+		}
+		buf = append(buf, `{"event_name":"`...)
+		buf = append(buf, w.Meters[s.Meter].EventName...)
+		buf = append(buf, `","identifier":"`...)
+		buf = w.appendIdent(buf, first+j)
+		buf = append(buf, `","payload":{"stripe_customer_id":"`...)
+		buf = append(buf, w.customerIDs[s.Customer]...)
+		buf = append(buf, `","value":"`...)
+		buf = strconv.AppendInt(buf, s.Value, 10)
+		buf = append(buf, `"},"timestamp":"`...)
+		buf = time.Unix(s.TS, 0).UTC().AppendFormat(buf, time.RFC3339)
+		buf = append(buf, `"}`...)
+	}
+	return append(buf, "]}"...)
+}
+
 // externalResult is what one load against a server process measured.
 type externalResult struct {
-	requests             int64
+	requests, events     int64
 	elapsed              time.Duration
 	serverCPU, clientCPU int64 // nanoseconds over the load
 	lat                  []int64
@@ -344,10 +440,11 @@ type externalResult struct {
 }
 
 // externalLoad drives p with conns closed-loop connections for d.
-// Workers claim blocks of recordBlock events and send them one request
-// each; ranges lists exactly the events answered 200. A status other than
-// 200, or a broken connection, ends the load with an error.
-func externalLoad(p *extProc, w *Workload, conns int, d time.Duration, prog *progress, label string) (externalResult, error) {
+// Workers claim blocks of events and send them req.batch events a
+// request; ranges lists exactly the events answered 200. A status other
+// than 200, or a broken connection, ends the load with an error.
+func externalLoad(p *extProc, w *Workload, req externalRequest, conns int, d time.Duration, prog *progress, label string) (externalResult, error) {
+	block := uint64(max(recordBlock, req.batch))
 	var (
 		res     externalResult
 		next    atomic.Uint64
@@ -378,39 +475,39 @@ func externalLoad(p *extProc, w *Workload, conns int, d time.Duration, prog *pro
 		return res, err
 	}
 	ccpu0 := cpuTime()
-	prog.start(fmt.Sprintf("%-8s %s", "http-v1", label), d, &done)
+	prog.start(label, d, &done)
 	t0 := time.Now()
 	for _, c := range cs {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			evs := make([]event.Event, recordBlock)
 			var body []byte
 			var lat []int64
 			var ranges [][2]uint64
+			var requests int64
 			var err error
 		loop:
 			for !stop.Load() {
-				first := next.Add(recordBlock) - recordBlock
-				w.Fill(evs, first)
-				for j := range evs {
+				first := next.Add(block) - block
+				for j := 0; j < int(block); j += req.batch {
 					if stop.Load() {
 						ranges = append(ranges, [2]uint64{first, first + uint64(j)})
 						break loop
 					}
-					body = httpAppendV1Event(body[:0], &evs[j])
+					body = req.encode(body[:0], first+uint64(j), req.batch)
 					s := time.Now()
-					if err = c.post("/v1/billing/meter_events", httpAPIKey, body); err != nil {
+					if err = c.post(req.path, req.key, req.contentType, body); err != nil {
 						ranges = append(ranges, [2]uint64{first, first + uint64(j)})
-						err = fmt.Errorf("event %d: %w", first+uint64(j), err)
+						err = fmt.Errorf("events from %d: %w", first+uint64(j), err)
 						break loop
 					}
 					if j == 0 {
 						lat = append(lat, int64(time.Since(s)))
 					}
+					requests++
 				}
-				ranges = append(ranges, [2]uint64{first, first + recordBlock})
-				done.Add(recordBlock)
+				ranges = append(ranges, [2]uint64{first, first + block})
+				done.Add(int64(block))
 			}
 			mu.Lock()
 			defer mu.Unlock()
@@ -418,6 +515,7 @@ func externalLoad(p *extProc, w *Workload, conns int, d time.Duration, prog *pro
 				failure = err
 				stop.Store(true)
 			}
+			res.requests += requests
 			res.lat = append(res.lat, lat...)
 			res.ranges = append(res.ranges, ranges...)
 		}()
@@ -433,7 +531,7 @@ func externalLoad(p *extProc, w *Workload, conns int, d time.Duration, prog *pro
 	}
 	res.serverCPU, res.clientCPU = cpu1-cpu0, cpuTime()-ccpu0
 	for _, rg := range res.ranges {
-		res.requests += int64(rg[1] - rg[0])
+		res.events += int64(rg[1] - rg[0])
 	}
 	if failure != nil {
 		return res, failure
@@ -471,10 +569,10 @@ func (c *rawConn) dial() error {
 
 func (c *rawConn) Close() error { return c.c.Close() }
 
-// post sends a form-encoded POST of body to path with a Bearer key and
-// reads the response; a status other than 200 is an error quoting the
+// post sends a POST of body of content type ct to path with a Bearer key
+// and reads the response; a status other than 200 is an error quoting the
 // body.
-func (c *rawConn) post(path, key string, body []byte) error {
+func (c *rawConn) post(path, key, ct string, body []byte) error {
 	b := c.req[:0]
 	b = append(b, "POST "...)
 	b = append(b, path...)
@@ -482,7 +580,9 @@ func (c *rawConn) post(path, key string, body []byte) error {
 	b = append(b, c.addr...)
 	b = append(b, "\r\nUser-Agent: meterdb-bench\r\nAuthorization: Bearer "...)
 	b = append(b, key...)
-	b = append(b, "\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: "...)
+	b = append(b, "\r\nContent-Type: "...)
+	b = append(b, ct...)
+	b = append(b, "\r\nContent-Length: "...)
 	b = strconv.AppendInt(b, int64(len(body)), 10)
 	b = append(b, "\r\n\r\n"...)
 	b = append(b, body...)

@@ -25,13 +25,13 @@
 // Ingest modes: -api map (the default) builds a payload map per event in
 // the timed loop, as a client of the Stripe shape does; -api typed records
 // event.Usage values through DB.RecordUsage and the baselines' typed
-// methods. With -external, the http-v1 scenario runs meterd (in memory,
-// and on a file with sync durability) and stripe-mock as processes of
-// their own and drives them from this process over -conns connections,
+// methods. With -external, the HTTP scenarios run meterd (in memory, and
+// on a file with sync durability) and, for v1, stripe-mock as processes of
+// their own and drive them from this process over -conns connections,
 // reporting req/s and the server's CPU time per request:
 //
 //	go run ./bench -scenario ingest -targets meterdb-mem,mutexmap -api typed -batches 1000 -workers 4 -customers 1000 -skew 0
-//	go run ./bench -scenario http-v1 -external -duration 10s
+//	go run ./bench -scenario http-v1,http-v2 -external -duration 10s
 //
 // The go test benchmarks of the engine live beside this command:
 //
@@ -73,8 +73,8 @@ type config struct {
 	Formulas    []meter.Formula // the meters cycle through these
 	API         string          // ingest and durable: "map" or "typed"
 	IDLen       int             // identifier length; 36 is UUID-shaped
-	External    bool            // http-v1: servers in processes of their own
-	Conns       int             // http-v1 -external: client connections
+	External    bool            // http-v1, http-v2: servers in processes of their own
+	Conns       int             // -external: client connections
 }
 
 func main() {
@@ -164,9 +164,9 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.StringVar(&cfg.API, "api", "map", "ingest and durable: `map` records event.Event values whose payload maps the caller builds per event "+
 		"inside the timed loop; typed records event.Usage values (DB.RecordUsage; mutexmap's typed method)")
 	fs.IntVar(&cfg.IDLen, "id-len", DefaultIDLen, "identifier length, 16 to 100; 36 makes UUID-shaped identifiers")
-	fs.BoolVar(&cfg.External, "external", false, "http-v1: run each server (meterd in memory, meterd with a file and sync durability, "+
-		"stripe-mock when installed) as a process of its own, driven by this process over -conns connections; reports req/s and server CPU per request")
-	fs.IntVar(&cfg.Conns, "conns", 16, "http-v1 -external: concurrent client connections, closed loop")
+	fs.BoolVar(&cfg.External, "external", false, "http-v1 and http-v2: run each server (meterd in memory, meterd with a file and sync durability, "+
+		"and for v1 stripe-mock) as a process of its own, driven by this process over -conns connections; reports req/s and server CPU per request")
+	fs.IntVar(&cfg.Conns, "conns", 16, "-external: concurrent client connections, closed loop")
 	if err := fs.Parse(args); err != nil {
 		return cfg, err
 	}

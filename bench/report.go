@@ -176,8 +176,8 @@ const (
 
 // scenarioDoc returns the one-line description of scenario name as run.
 func (c Config) scenarioDoc(name string) string {
-	if name == "http-v1" && c.External {
-		return externalScenario.doc
+	if x, ok := externalScenarios[name]; ok && c.External {
+		return x.doc
 	}
 	return scenarioTable[name].doc
 }
@@ -213,8 +213,8 @@ func (rep *Report) writeTable(w io.Writer) {
 		fmt.Fprintf(w, "\n== %s: %s\n", sc, c.scenarioDoc(sc))
 		tw := tabwriter.NewWriter(w, 2, 8, 2, ' ', tabwriter.AlignRight)
 		switch {
-		case sc == "http-v1" && c.External:
-			fmt.Fprint(tw, "target\tcell\trequests\treq/s\tp50\tp99\tserver CPU/req\tclient CPU/req\tverified\treq/s vs baseline\tCPU/req vs baseline\t\n")
+		case externalScenarios[sc].name != "" && c.External:
+			fmt.Fprint(tw, "target\tcell\trequests\treq/s\tevents/s\tp50\tp99\tserver CPU/req\tclient CPU/req\tverified\treq/s vs baseline\tCPU/req vs baseline\t\n")
 			for _, r := range rows {
 				cpuRatio := "-"
 				if v := r.Metrics[serverCPURatio]; v > 0 {
@@ -224,8 +224,8 @@ func (rep *Report) writeTable(w io.Writer) {
 				if l := r.Latency; l != nil {
 					p50, p99 = fmtNs(l.P50), fmtNs(l.P99)
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%.1fµs\t%.1fµs\t%d\t%s\t%s\t\n",
-					r.Target, r.Cell, human(float64(r.Ops)), human(r.OpsPerSec), p50, p99,
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%.1fµs\t%.1fµs\t%d\t%s\t%s\t\n",
+					r.Target, r.Cell, human(float64(r.Ops)), human(r.OpsPerSec), human(r.EventsPerSec), p50, p99,
 					r.Metrics[serverCPU], r.Metrics[clientCPU], r.Verified, fmtRatio(r), cpuRatio)
 			}
 		case sc == "memory":

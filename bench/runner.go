@@ -176,8 +176,8 @@ func (r *runner) runAll() (*Report, error) {
 	var failed error
 	for _, name := range r.cfg.Scenarios {
 		sc := scenarioTable[name]
-		if name == "http-v1" && r.cfg.External {
-			sc = externalScenario
+		if x, ok := externalScenarios[name]; ok && r.cfg.External {
+			sc = x
 		}
 		r.scenario = name
 		r.batches, r.workers = r.cfg.Batches, r.cfg.Workers
