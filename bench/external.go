@@ -450,7 +450,7 @@ func externalLoad(p *extProc, w *Workload, req externalRequest, conns int, d tim
 		next    atomic.Uint64
 		stop    atomic.Bool
 		done    atomic.Int64
-		mu      sync.Mutex // guards failure, res.lat and res.ranges
+		mu      sync.Mutex // guards failure, res.requests, res.lat and res.ranges
 		failure error
 		wg      sync.WaitGroup
 	)
