@@ -196,7 +196,7 @@ func (rep *Report) writeTable(w io.Writer) {
 	fmt.Fprintf(w, "workload: %d customers (Zipf %.2f), %d meters (%s), seed %d, timestamps over the %s before %s, %d-character identifiers; dataset %d events\n",
 		c.Customers, c.Skew, c.Meters, strings.Join(c.Formulas, ","), c.Seed, c.Span, c.Anchor, c.IDLen, c.DatasetSize)
 	if slices.Contains(c.Scenarios, "ingest") || slices.Contains(c.Scenarios, "durable") {
-		fmt.Fprintf(w, "ingest api %s: building one event costs %.0f ns on one core inside the timed loop (%s)\n", c.API, rep.GenNsPerEvent, apiDoc[c.API])
+		fmt.Fprintf(w, "ingest api %s: building one event costs %.0f ns of CPU inside the timed loop (%s)\n", c.API, rep.GenNsPerEvent, apiDoc[c.API])
 	}
 	for _, sc := range rep.Config.Scenarios {
 		var rows, skips []Result
