@@ -43,8 +43,8 @@ import (
 // The server's CPU time per request is the utime+stime of its process
 // (/proc/PID/stat) over the measured interval divided by the requests
 // answered. After the load, every series of meterd is checked over HTTP
-// (GET /v1/billing/meters/{id}/event_summaries) against the workload's
-// totals of exactly the events that were answered 200. stripe-mock keeps
+// (GET /v1/billing/meters/{id}/event_summaries, every series) against the
+// workload's totals of exactly the events that were answered 200. stripe-mock keeps
 // no state and is not verified.
 
 // stripeMockModule is the stripe-mock the comparison installs when none
@@ -348,7 +348,7 @@ func (r *runner) runExternal(spec TargetSpec) ([]Result, error) {
 	r.prog.note("verifying %s after %d events", spec.Name, res.events)
 	hc := httpNewClient(4)
 	defer hc.CloseIdleConnections()
-	row.Verified, err = verifyOverHTTP(ctx, spec.Name, hc, base, &w, ids, res.ranges, 3000)
+	row.Verified, err = verifyOverHTTP(ctx, spec.Name, hc, base, &w, ids, res.ranges, len(w.Meters)*w.Customers)
 	return []Result{row}, err
 }
 
@@ -694,45 +694,78 @@ func (c *rawConn) readBody(n int) error {
 
 // verifyOverHTTP checks the server at base, holding the events in ranges
 // of w, as verifyTotals checks a Target, through GET
-// /v1/billing/meters/{id}/event_summaries: Stripe's summaries carry the
-// aggregated value and no count, so each series' value is compared (the
-// count itself for count meters).
+// /v1/billing/meters/{id}/event_summaries from 4 goroutines: Stripe's
+// summaries carry the aggregated value and no count, so each series'
+// value is compared (the count itself for count meters). The events of
+// ranges must add up to the workload's, series by series.
 func verifyOverHTTP(ctx context.Context, name string, hc *http.Client, base string, w *Workload, ids []string, ranges [][2]uint64, maxQueries int) (int, error) {
 	exp, pick, start, end, err := verifyPlan(name, w, ranges, maxQueries)
 	if err != nil {
 		return 0, err
 	}
-	var buf []byte
-	for _, i := range pick {
-		m, c := i/w.Customers, i%w.Customers
-		u := base + "/v1/billing/meters/" + url.PathEscape(ids[m]) + "/event_summaries?" + url.Values{
-			"customer": {w.CustomerID(c)}, "start_time": {strconv.FormatInt(start.Unix(), 10)},
-			"end_time": {strconv.FormatInt(end.Unix(), 10)},
-		}.Encode()
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-		if err != nil {
-			return 0, err
-		}
-		req.Header.Set("Authorization", "Bearer "+httpAPIKey)
-		if buf, err = httpDo(hc, req, buf[:0]); err != nil {
-			return 0, &VerifyError{name, fmt.Sprintf("summary of meter %d customer %d: %v", m, c, err)}
-		}
-		var list struct {
-			Data []struct {
-				Value json.Number `json:"aggregated_value"`
-			} `json:"data"`
-		}
-		if err := json.Unmarshal(buf, &list); err != nil {
-			return 0, &VerifyError{name, fmt.Sprintf("summary of meter %d customer %d: %v", m, c, err)}
-		}
-		want := exp[i].Value(w.Meters[m].Formula)
-		if exp[i].Count == 0 {
-			want = 0
-		}
-		if len(list.Data) != 1 || list.Data[0].Value.String() != strconv.FormatInt(want, 10) {
-			return 0, &VerifyError{name, fmt.Sprintf("meter %d (%s) customer %d: summaries %s, want one with aggregated_value %d",
-				m, w.Meters[m].Formula, c, bytes.TrimSpace(buf), want)}
-		}
+	const workers = 4
+	var (
+		wg     sync.WaitGroup
+		mu     sync.Mutex // guards first
+		first  error
+		failed atomic.Bool
+	)
+	for k := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var buf []byte
+			for n := k; n < len(pick) && !failed.Load(); n += workers {
+				var err error
+				if buf, err = checkSeriesHTTP(ctx, name, hc, base, w, ids, pick[n], exp[pick[n]], start, end, buf[:0]); err != nil {
+					mu.Lock()
+					if first == nil {
+						first = err
+					}
+					mu.Unlock()
+					failed.Store(true)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if first != nil {
+		return 0, first
 	}
 	return len(pick), nil
+}
+
+// checkSeriesHTTP compares the summary of series i (meter*Customers +
+// customer) over [start, end) with e; buf is a reusable response buffer.
+func checkSeriesHTTP(ctx context.Context, name string, hc *http.Client, base string, w *Workload, ids []string, i int, e Expect, start, end time.Time, buf []byte) ([]byte, error) {
+	m, c := i/w.Customers, i%w.Customers
+	u := base + "/v1/billing/meters/" + url.PathEscape(ids[m]) + "/event_summaries?" + url.Values{
+		"customer": {w.CustomerID(c)}, "start_time": {strconv.FormatInt(start.Unix(), 10)},
+		"end_time": {strconv.FormatInt(end.Unix(), 10)},
+	}.Encode()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return buf, err
+	}
+	req.Header.Set("Authorization", "Bearer "+httpAPIKey)
+	if buf, err = httpDo(hc, req, buf); err != nil {
+		return buf, &VerifyError{name, fmt.Sprintf("summary of meter %d customer %d: %v", m, c, err)}
+	}
+	var list struct {
+		Data []struct {
+			Value json.Number `json:"aggregated_value"`
+		} `json:"data"`
+	}
+	if err := json.Unmarshal(buf, &list); err != nil {
+		return buf, &VerifyError{name, fmt.Sprintf("summary of meter %d customer %d: %v", m, c, err)}
+	}
+	want := e.Value(w.Meters[m].Formula)
+	if e.Count == 0 {
+		want = 0
+	}
+	if len(list.Data) != 1 || list.Data[0].Value.String() != strconv.FormatInt(want, 10) {
+		return buf, &VerifyError{name, fmt.Sprintf("meter %d (%s) customer %d: summaries %s, want one with aggregated_value %d",
+			m, w.Meters[m].Formula, c, bytes.TrimSpace(buf), want)}
+	}
+	return buf, nil
 }
