@@ -78,6 +78,7 @@ type config struct {
 	IDLen       int             // identifier length; 36 is UUID-shaped
 	External    bool            // http-v1, http-v2: servers in processes of their own
 	Conns       int             // -external: client connections
+	Rounds      int             // ingest, durable, HTTP: rounds of every cell
 	SoakRate    int             // fresh events per second the soak offers
 	SoakDisk    int64           // bytes of the soak's tmpfs; 0: sized from the rate and duration
 }
@@ -172,6 +173,8 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.BoolVar(&cfg.External, "external", false, "http-v1 and http-v2: run each server (meterd in memory, meterd with a file and sync durability, "+
 		"and for v1 stripe-mock) as a process of its own, driven by this process over -conns connections; reports req/s and server CPU per request")
 	fs.IntVar(&cfg.Conns, "conns", 16, "-external: concurrent client connections, closed loop")
+	fs.IntVar(&cfg.Rounds, "rounds", 1, "ingest, durable and HTTP scenarios: measure every target this many times, targets alternating, "+
+		"and report each cell's median round (with every round's figure)")
 	fs.IntVar(&cfg.SoakRate, "soak-rate", 1000, "soak: fresh events per second offered by all clients together")
 	var soakDiskMiB int
 	fs.IntVar(&soakDiskMiB, "soak-tmpfs", 0, "soak: size of the tmpfs holding meterd's file, MiB (default: sized from -soak-rate and -duration, at least 64)")
@@ -233,6 +236,8 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 		return cfg, fmt.Errorf("-id-len must be between 16 and 100")
 	case cfg.Conns < 1:
 		return cfg, fmt.Errorf("-conns must be positive")
+	case cfg.Rounds < 1 || cfg.Rounds > 100:
+		return cfg, fmt.Errorf("-rounds must be between 1 and 100")
 	case cfg.SoakRate < 100 || cfg.SoakRate > 1000000:
 		return cfg, fmt.Errorf("-soak-rate must be between 100 and 1000000")
 	case soakDiskMiB < 0:

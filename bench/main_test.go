@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -168,7 +169,7 @@ func TestRunFailsOnWrongTotals(t *testing.T) {
 func TestFlagErrors(t *testing.T) {
 	for _, args := range [][]string{
 		{"-scenario", "nope"}, {"-targets", "nope"}, {"-workers", "0"}, {"-duration", "-1s"}, {"-customers", "0"}, {"extra"},
-		{"-api", "json"}, {"-formulas", "sum,max"}, {"-id-len", "8"}, {"-conns", "0"},
+		{"-api", "json"}, {"-formulas", "sum,max"}, {"-id-len", "8"}, {"-conns", "0"}, {"-rounds", "0"},
 	} {
 		if code := run(args, io.Discard, io.Discard); code != 2 {
 			t.Errorf("run %q: exit %d, want 2", args, code)
@@ -281,5 +282,23 @@ func TestRunTyped(t *testing.T) {
 		if rows[k] != 2 {
 			t.Errorf("%s: %d rows, want 2 (batch 1 and 10); rows: %v", k, rows[k], rows)
 		}
+	}
+}
+
+// medianRounds keeps each cell's median round and lists every round.
+func TestMedianRounds(t *testing.T) {
+	row := func(target string, eps float64) Result {
+		return Result{Target: target, Cell: "c", Primary: "events/s", EventsPerSec: eps}
+	}
+	got := medianRounds([]Result{row("a", 3), row("b", 10), row("a", 1), row("b", 30), row("a", 2), row("b", 20)})
+	if len(got) != 2 || got[0].Target != "a" || got[1].Target != "b" {
+		t.Fatalf("rows %+v", got)
+	}
+	if got[0].EventsPerSec != 2 || !slices.Equal(got[0].Rounds, []float64{3, 1, 2}) ||
+		got[1].EventsPerSec != 20 || !slices.Equal(got[1].Rounds, []float64{10, 30, 20}) {
+		t.Errorf("medians %+v", got)
+	}
+	if one := medianRounds([]Result{row("a", 5)}); len(one) != 1 || one[0].Rounds != nil {
+		t.Errorf("one round: %+v", one)
 	}
 }

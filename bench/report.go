@@ -48,6 +48,7 @@ type Config struct {
 	Formulas    []string `json:"formulas"`
 	External    bool     `json:"external,omitempty"`
 	Conns       int      `json:"conns,omitempty"`
+	Rounds      int      `json:"rounds"`
 }
 
 func newReport(cfg config, w *Workload) *Report {
@@ -60,7 +61,7 @@ func newReport(cfg config, w *Workload) *Report {
 			Duration: cfg.Duration.String(), Customers: cfg.Customers, Meters: cfg.Meters,
 			Workers: cfg.Workers, Batches: cfg.Batches, Scenarios: cfg.Scenarios, Seed: cfg.Seed,
 			Skew: cfg.Skew, Span: fmtSpan(cfg.Span), DatasetSize: cfg.DatasetSize, Anchor: w.Anchor.Format(time.RFC3339),
-			API: cfg.API, IDLen: cfg.IDLen, Formulas: formulaNames(w), External: cfg.External, Conns: cfg.Conns,
+			API: cfg.API, IDLen: cfg.IDLen, Formulas: formulaNames(w), External: cfg.External, Conns: cfg.Conns, Rounds: cfg.Rounds,
 		},
 	}
 }
@@ -270,6 +271,15 @@ func (rep *Report) writeTable(w io.Writer) {
 						r.Metrics["identifiers"], r.Metrics["buckets"], r.Metrics["series"])
 					break
 				}
+			}
+		}
+		for _, r := range rows {
+			if len(r.Rounds) > 1 {
+				figs := make([]string, len(r.Rounds))
+				for i, v := range r.Rounds {
+					figs[i] = human(v)
+				}
+				fmt.Fprintf(w, "rounds: %s %s: %s %s (the row is the median)\n", r.Target, r.Cell, r.Primary, strings.Join(figs, ", "))
 			}
 		}
 		for _, r := range rows {

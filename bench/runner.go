@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -41,6 +42,9 @@ type Result struct {
 	// Verified reports how many series were checked against the workload.
 	Verified int    `json:"verified_series,omitempty"`
 	Skipped  string `json:"skipped,omitempty"`
+	// Rounds holds the primary figure of every round when -rounds
+	// repeated the cell; the row is the median round.
+	Rounds []float64 `json:"rounds,omitempty"`
 	// Note says how the row was measured, when the table cannot.
 	Note string `json:"note,omitempty"`
 }
@@ -207,23 +211,36 @@ func (r *runner) runAll() (*Report, error) {
 				}
 			}
 		}
-		for _, tn := range names {
-			spec := targets[tn]
-			rows, err := sc.run(r, spec)
-			for i := range rows {
-				rows[i].Scenario = name
-				rows[i].Target = tn
-				rows[i].Baseline = spec.Baseline
+		rounds := 1
+		if repeatable[name] {
+			rounds = r.cfg.Rounds
+		}
+		var got []Result
+	scenarioRounds:
+		for round := range rounds {
+			if rounds > 1 {
+				r.prog.note("%s: round %d of %d", name, round+1, rounds)
 			}
-			rep.Results = append(rep.Results, rows...)
-			if err != nil {
-				failed = fmt.Errorf("scenario %s, target %s: %w", name, tn, err)
-				break
+			for _, tn := range names {
+				spec := targets[tn]
+				rows, err := sc.run(r, spec)
+				for i := range rows {
+					rows[i].Scenario = name
+					rows[i].Target = tn
+					rows[i].Baseline = spec.Baseline
+				}
+				got = append(got, rows...)
+				if err != nil {
+					failed = fmt.Errorf("scenario %s, target %s: %w", name, tn, err)
+					break scenarioRounds
+				}
 			}
 		}
 		if failed != nil {
+			rep.Results = append(rep.Results, got...)
 			break
 		}
+		rep.Results = append(rep.Results, medianRounds(got)...)
 	}
 	r.prog.done()
 	rep.Soak = r.soakReport
@@ -233,6 +250,48 @@ func (r *runner) runAll() (*Report, error) {
 		rep.Failed = failed.Error()
 	}
 	return rep, failed
+}
+
+// repeatable lists the scenarios that -rounds repeats.
+var repeatable = map[string]bool{"ingest": true, "durable": true, "http-v1": true, "http-v2": true}
+
+// medianRounds keeps, of the rows of one target and cell measured in
+// several rounds, the round with the median primary figure (the lower of
+// the two middle ones for an even count), and records every round's
+// figure in its Rounds, in order. Rows keep the order of their first
+// round.
+func medianRounds(rows []Result) []Result {
+	type key struct{ target, cell string }
+	var order []key
+	groups := map[key][]Result{}
+	for _, r := range rows {
+		k := key{r.Target, r.Cell}
+		if _, ok := groups[k]; !ok {
+			order = append(order, k)
+		}
+		groups[k] = append(groups[k], r)
+	}
+	out := make([]Result, 0, len(order))
+	for _, k := range order {
+		g := groups[k]
+		if len(g) == 1 {
+			out = append(out, g[0])
+			continue
+		}
+		figs := make([]float64, len(g))
+		for i := range g {
+			figs[i], _ = g[i].primary()
+		}
+		idx := make([]int, len(g))
+		for i := range idx {
+			idx[i] = i
+		}
+		slices.SortStableFunc(idx, func(a, b int) int { return cmp.Compare(figs[a], figs[b]) })
+		m := g[idx[(len(g)-1)/2]]
+		m.Rounds = figs
+		out = append(out, m)
+	}
+	return out
 }
 
 // measureGenerator returns the CPU cost of building one event in
