@@ -225,34 +225,37 @@ func (r *runner) buildMeterd() (string, error) {
 	return bin, nil
 }
 
-// findStripeMock returns the path of a stripe-mock binary: on PATH, in
-// GOBIN or GOPATH/bin, or installed there with go install.
-func (r *runner) findStripeMock() (string, error) {
-	look := func() string {
-		if p, err := exec.LookPath("stripe-mock"); err == nil {
-			return p
-		}
-		out, _ := exec.Command("go", "env", "GOBIN", "GOPATH").Output()
-		for _, d := range strings.Split(strings.TrimSpace(string(out)), "\n") {
-			if d = strings.TrimSpace(d); d == "" {
-				continue
-			}
-			for _, p := range []string{filepath.Join(d, "stripe-mock"), filepath.Join(d, "bin", "stripe-mock")} {
-				if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() {
-					return p
-				}
-			}
-		}
-		return ""
+// lookStripeMock returns the path of a stripe-mock binary on PATH, in
+// GOBIN or in GOPATH/bin, or "".
+func lookStripeMock() string {
+	if p, err := exec.LookPath("stripe-mock"); err == nil {
+		return p
 	}
-	if p := look(); p != "" {
+	out, _ := exec.Command("go", "env", "GOBIN", "GOPATH").Output()
+	for _, d := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		if d = strings.TrimSpace(d); d == "" {
+			continue
+		}
+		for _, p := range []string{filepath.Join(d, "stripe-mock"), filepath.Join(d, "bin", "stripe-mock")} {
+			if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() {
+				return p
+			}
+		}
+	}
+	return ""
+}
+
+// findStripeMock returns the path of a stripe-mock binary (see
+// lookStripeMock), installing it with go install when there is none.
+func (r *runner) findStripeMock() (string, error) {
+	if p := lookStripeMock(); p != "" {
 		return p, nil
 	}
 	r.prog.note("installing %s", stripeMockModule)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	out, err := exec.CommandContext(ctx, "go", "install", stripeMockModule).CombinedOutput()
-	if p := look(); p != "" {
+	if p := lookStripeMock(); p != "" {
 		return p, nil
 	}
 	return "", fmt.Errorf("stripe-mock is not installed and go install %s failed: %v: %s", stripeMockModule, err, bytes.TrimSpace(out))
