@@ -372,8 +372,8 @@ func (f *FS) unmountServer() error {
 }
 
 // abortConnection aborts the FUSE connection with device number dev
-// through the fusectl file system, which it mounts at its usual place if
-// it is not there.
+// through the fusectl file system; if fusectl is not mounted at its usual
+// place, it mounts it there for the while.
 func abortConnection(dev uint64) error {
 	if dev == 0 {
 		return errors.New("device number unknown")
@@ -385,6 +385,7 @@ func abortConnection(dev uint64) error {
 		if err := syscall.Mount("fusectl", dir, "fusectl", 0, ""); err != nil {
 			return fmt.Errorf("mounting fusectl on %s: %w", dir, err)
 		}
+		defer syscall.Unmount(dir, 0)
 	}
 	return os.WriteFile(abort, []byte("1"), 0)
 }
