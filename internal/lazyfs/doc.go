@@ -29,10 +29,10 @@
 // This is stricter than ext4 or XFS in practice (where an fsync of a new
 // file also makes its name durable) and as strict as POSIX: a program
 // that creates a file must sync the directory to keep it. A pending name
-// that is renamed stays pending under its new name. Unlink, rmdir and
-// rename are lenient: they take effect in the backing directory at once,
-// durable without a sync. Hard links, symbolic links and special files are
-// not supported.
+// that is renamed stays pending under its new name; a hard link is a new
+// name, pending like a created one. Unlink, rmdir and rename are lenient:
+// they take effect in the backing directory at once, durable without a
+// sync. Symbolic links and special files are not supported.
 //
 // The power cut. PowerCut drops every overlay and every pending name, then
 // makes every request that would change something fail with EIO; reads

@@ -497,7 +497,9 @@ func (n *node) remove(name string, rm func(string) error) syscall.Errno {
 		if err := rm(abs); err != nil {
 			return fs.ToErrno(err)
 		}
-		n.lfs.forget(&st)
+		if st.Nlink <= 1 || st.Mode&syscall.S_IFMT == syscall.S_IFDIR {
+			n.lfs.forget(&st) // no name is left
+		}
 		n.lfs.mu.Lock()
 		delete(n.lfs.pending, rel)
 		n.lfs.mu.Unlock()
@@ -518,7 +520,7 @@ func (n *node) Rename(ctx context.Context, name string, newParent fs.InodeEmbedd
 		if err := unix.Renameat2(unix.AT_FDCWD, oldAbs, unix.AT_FDCWD, newAbs, uint(flags)); err != nil {
 			return fs.ToErrno(err)
 		}
-		if replaced && flags&unix.RENAME_EXCHANGE == 0 {
+		if replaced && flags&unix.RENAME_EXCHANGE == 0 && target.Nlink <= 1 {
 			n.lfs.forget(&target)
 		}
 		// A pending name moves with its file, and so do pending names
@@ -556,12 +558,32 @@ func (n *node) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {
 	return 0
 }
 
-// Special files, links and symbolic links are not supported.
-func (n *node) Mknod(ctx context.Context, name string, mode, dev uint32, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
-	return nil, syscall.ENOTSUP
+// Link makes a hard link: a new name, pending like a created one, for the
+// same inode and so the same overlay.
+func (n *node) Link(ctx context.Context, target fs.InodeEmbedder, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
+	t, ok := target.(*node)
+	if !ok || t.fl == nil {
+		return nil, syscall.EXDEV
+	}
+	var ch *fs.Inode
+	errno := n.lfs.change(OpCreate, func() syscall.Errno {
+		rel, abs := n.child(name)
+		if err := syscall.Link(t.path(), abs); err != nil {
+			return fs.ToErrno(err)
+		}
+		n.lfs.created(rel)
+		var st syscall.Stat_t
+		if err := syscall.Lstat(abs, &st); err != nil {
+			return fs.ToErrno(err)
+		}
+		ch = n.newChild(ctx, &st, out)
+		return 0
+	})
+	return ch, errno
 }
 
-func (n *node) Link(ctx context.Context, target fs.InodeEmbedder, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
+// Special files and symbolic links are not supported.
+func (n *node) Mknod(ctx context.Context, name string, mode, dev uint32, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
 	return nil, syscall.ENOTSUP
 }
 
