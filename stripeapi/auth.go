@@ -5,6 +5,7 @@ import (
 	"crypto/subtle"
 	"encoding/base64"
 	"encoding/hex"
+	"github.com/meterdb/meterdb/stripeapi/internal/wire"
 	"net/http"
 	"strings"
 )
@@ -29,10 +30,10 @@ const msgNoKey = "You did not provide an API key. You need to provide your API k
 func (h *handler) authenticate(r *http.Request) (apiKey, error) {
 	key := credential(r)
 	if key == "" {
-		return apiKey{}, invalidRequest(http.StatusUnauthorized, "", "", msgNoKey)
+		return apiKey{}, wire.InvalidRequest(http.StatusUnauthorized, "", "", msgNoKey)
 	}
 	if !h.keyAllowed(key) {
-		return apiKey{}, invalidRequest(http.StatusUnauthorized, "", "", "Invalid API Key provided: "+maskKey(key))
+		return apiKey{}, wire.InvalidRequest(http.StatusUnauthorized, "", "", "Invalid API Key provided: "+maskKey(key))
 	}
 	sum := sha256.Sum256([]byte(key))
 	return apiKey{

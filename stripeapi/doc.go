@@ -55,8 +55,12 @@
 // against the DB, through the idempotency layer for a POST with an
 // Idempotency-Key; and one JSON writer for successes and errors alike.
 // The shared steps live in handler.go, auth.go, idempotency.go,
-// ratelimit.go and errors.go; what is particular to v1 (form decoding,
-// error shape, objects) lives in the v1*.go files. Another API version
+// ratelimit.go and errors.go; what is particular to v1 (error shape,
+// objects) lives in the v1*.go files. The wire decoders live in
+// stripeapi/internal: form (v1 form encoding and its parameter reader),
+// jsonw (v2 JSON parameters, the meter event stream's single-pass
+// decoder, the UTF-8 check of bodies, RFC 3339) and wire (the error they
+// return, rendered here by each API version). Another API version
 // plugs in as an apiVersion (its error shape), a route constructor like
 // v1Route (its decoding, which also sets the canonical parameters that
 // idempotency compares) and a case in handler.apiFor.
@@ -327,9 +331,10 @@
 //
 // # The stream path
 //
-// The stream decoder makes one pass over the body without reflection,
-// reusing pooled buffers, events and payload maps; it allocates only the
-// strings the engine may keep (identifiers and payload values). Stream
+// The stream decoder (internal/jsonw) makes one pass over the body
+// without reflection, reusing pooled buffers, events and payload maps; it
+// allocates only the strings the engine may keep (identifiers and payload
+// values). Stream
 // requests that arrive together are recorded with one DB.RecordBatch call
 // per group (at most max(2, GOMAXPROCS) such calls run at once): each
 // request waits for exactly one group commit, and no lock is held across

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/meterdb/meterdb/stripeapi/internal/jsonw"
+	"github.com/meterdb/meterdb/stripeapi/internal/wire"
 	"io"
 	"log/slog"
 	"net/http"
@@ -28,7 +30,7 @@ type handler struct {
 	routes  []*route
 	idem    *idempotency
 	sess    *sessions
-	names   *nameCache
+	names   *jsonw.Names
 	combine *combiner
 	slots   chan struct{} // one token per request being served
 	limiter *rateLimiter  // nil without Options.RateLimit
@@ -143,7 +145,7 @@ func NewHandler(db *meterdb.DB, opts *Options) (http.Handler, error) {
 		bodies:  &bodyBudget{max: o.MaxBodyMemory},
 		idem:    newIdempotency(db, o.IdempotencyTTL),
 		sess:    newSessions(db),
-		names:   newNameCache(),
+		names:   jsonw.NewNames(),
 		combine: newCombiner(db),
 	}
 	h.writeReports = db.WriteKV
@@ -186,7 +188,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 func (h *handler) serve(c *call) response {
 	if n := headerBytes(c.r); n > h.opts.MaxHeaderBytes {
-		return c.errorResponse(invalidRequest(http.StatusRequestHeaderFieldsTooLarge, "", "",
+		return c.errorResponse(wire.InvalidRequest(http.StatusRequestHeaderFieldsTooLarge, "", "",
 			fmt.Sprintf("Request headers too large: %d bytes, the limit is %d.", n, h.opts.MaxHeaderBytes)))
 	}
 	rt, vals := h.match(c.r)
@@ -212,7 +214,7 @@ func (h *handler) serve(c *call) response {
 		c.idemKey = strings.TrimSpace(c.r.Header.Get("Idempotency-Key"))
 		if len(c.idemKey) > maxIdempotencyKey {
 			c.idemKey = ""
-			return c.errorResponse(invalidRequest(http.StatusBadRequest, "", "",
+			return c.errorResponse(wire.InvalidRequest(http.StatusBadRequest, "", "",
 				fmt.Sprintf("Idempotency-Key is %d characters long; it must be at most %d characters.",
 					len(strings.TrimSpace(c.r.Header.Get("Idempotency-Key"))), maxIdempotencyKey)))
 		}

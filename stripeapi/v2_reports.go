@@ -6,6 +6,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/meterdb/meterdb/stripeapi/internal/form"
+	"github.com/meterdb/meterdb/stripeapi/internal/jsonw"
+	"github.com/meterdb/meterdb/stripeapi/internal/wire"
 	"io"
 	"net/http"
 	"net/url"
@@ -473,38 +476,38 @@ func (pg *eventPage) writeJSON(ctx context.Context, w io.Writer) error {
 // newest first. Parameters: limit (1 to 100, default 10), page (the
 // cursor from next_page_url), object_id (a meter id), types (a list),
 // created[gt|gte|lt|lte] (unix seconds or RFC 3339).
-func (h *handler) v2ListEvents(c *call, p *v1Params) (execFunc, error) {
+func (h *handler) v2ListEvents(c *call, p *form.Params) (execFunc, error) {
 	var lp ErrorReportListParams
 	q := url.Values{}
-	if n, ok := p.int("limit", false); ok {
+	if n, ok := p.Int("limit", false); ok {
 		if n < 1 || n > 100 {
-			p.fail(errInvalidParam("limit", "Invalid limit: must be between 1 and 100."))
+			p.Fail(wire.ErrInvalidParam("limit", "Invalid limit: must be between 1 and 100."))
 		}
 		lp.Limit = int(n)
 		q.Set("limit", strconv.FormatInt(n, 10))
 	}
-	lp.After = p.str("page", maxExpandLength, false)
+	lp.After = p.Str("page", form.MaxExpandLength, false)
 	if lp.After != "" {
 		if _, _, ok := parseReportID(lp.After); !ok {
-			p.fail(errInvalidParam("page", "Invalid page: use the next_page_url of a previous page."))
+			p.Fail(wire.ErrInvalidParam("page", "Invalid page: use the next_page_url of a previous page."))
 		}
 	}
-	if lp.Meter = p.str("object_id", maxExpandLength, false); lp.Meter != "" {
+	if lp.Meter = p.Str("object_id", form.MaxExpandLength, false); lp.Meter != "" {
 		q.Set("object_id", lp.Meter)
 	}
-	lp.Types = readStringList(p, "types")
+	lp.Types = p.StringList("types")
 	for i, t := range lp.Types {
 		q.Set(fmt.Sprintf("types[%d]", i), t)
 	}
-	if cr := p.hash("created", false); cr != nil {
+	if cr := p.Hash("created", false); cr != nil {
 		bound := func(k string, inclusive bool, set *time.Time) {
-			s := cr.str(k, 64, false)
+			s := cr.Str(k, 64, false)
 			if s == "" {
 				return
 			}
 			t, ok := parseBound(s)
 			if !ok {
-				p.fail(errInvalidParam("created["+k+"]", "Invalid created["+k+"]: must be unix seconds or an RFC 3339 date-time."))
+				p.Fail(wire.ErrInvalidParam("created["+k+"]", "Invalid created["+k+"]: must be unix seconds or an RFC 3339 date-time."))
 				return
 			}
 			if inclusive == (k == "gte") { // gte and lt: as is; gt and lte: just after
@@ -537,50 +540,11 @@ func parseBound(s string) (time.Time, bool) {
 	if n, err := strconv.ParseInt(s, 10, 64); err == nil {
 		return time.Unix(n, 0), true
 	}
-	return parseRFC3339([]byte(s))
-}
-
-// readStringList reads list parameter k given as k[]=…, k[0]=… or
-// repeated k=….
-func readStringList(p *v1Params, k string) []string {
-	n := p.get(k)
-	if n == nil {
-		return nil
-	}
-	switch n.kind {
-	case formString:
-		if n.str == "" {
-			return nil
-		}
-		return []string{n.str}
-	case formList:
-		return n.list
-	}
-	type item struct {
-		i int
-		s string
-	}
-	items := make([]item, 0, len(n.hash))
-	for key, c := range n.hash {
-		i, err := strconv.Atoi(key)
-		if err != nil || i < 0 || c.kind != formString {
-			reject(n)
-			p.fail(errInvalidParam(k, "Invalid "+k+": must be a list of strings."))
-			return nil
-		}
-		c.used = true
-		items = append(items, item{i, c.str})
-	}
-	slices.SortFunc(items, func(a, b item) int { return a.i - b.i })
-	out := make([]string, len(items))
-	for j, it := range items {
-		out[j] = it.s
-	}
-	return out
+	return jsonw.ParseRFC3339([]byte(s))
 }
 
 // v2RetrieveEvent serves GET /v2/core/events/{id}.
-func (h *handler) v2RetrieveEvent(c *call, p *v1Params) (execFunc, error) {
+func (h *handler) v2RetrieveEvent(c *call, p *form.Params) (execFunc, error) {
 	id := c.pathValue(0)
 	return func(ctx context.Context) (any, error) {
 		r, ok, err := GetErrorReport(ctx, h.db, id)
@@ -588,8 +552,8 @@ func (h *handler) v2RetrieveEvent(c *call, p *v1Params) (execFunc, error) {
 			return nil, err
 		}
 		if !ok {
-			return nil, invalidRequest(http.StatusNotFound, codeNotFound, "id",
-				fmt.Sprintf("No such v2.core.event: '%s'. The resource wasn't found.", truncate(id, 100)))
+			return nil, wire.InvalidRequest(http.StatusNotFound, codeNotFound, "id",
+				fmt.Sprintf("No such v2.core.event: '%s'. The resource wasn't found.", wire.Truncate(id, 100)))
 		}
 		return newV2Event(r), nil
 	}, nil
