@@ -60,10 +60,16 @@
 // stripeapi/internal: form (v1 form encoding and its parameter reader),
 // jsonw (v2 JSON parameters, the meter event stream's single-pass
 // decoder, the UTF-8 check of bodies, RFC 3339) and wire (the error they
-// return, rendered here by each API version). Another API version
-// plugs in as an apiVersion (its error shape), a route constructor like
-// v1Route (its decoding, which also sets the canonical parameters that
-// idempotency compares) and a case in handler.apiFor.
+// return, rendered here by each API version). Routing is net/http's:
+// route.go holds the one route table, net/http patterns
+// ("POST /v1/billing/meters/{id}/deactivate", read with r.PathValue) with
+// each endpoint's options (session authentication, asynchronous
+// idempotency records) and request reader; an http.ServeMux only matches,
+// and the pipeline answers unknown routes and methods itself. Another
+// API version plugs in as an apiVersion (its error shape), a request
+// reader like formRequest (its decoding, which also sets the canonical
+// parameters that idempotency compares), its rows in the route table and
+// a case in apiFor.
 //
 // # Authentication
 //

@@ -10,7 +10,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"net/url"
 	"strings"
 	"time"
 
@@ -27,7 +26,7 @@ type handler struct {
 	db      *meterdb.DB
 	opts    Options
 	log     *slog.Logger
-	routes  []*route
+	router  *router
 	idem    *idempotency
 	sess    *sessions
 	names   *jsonw.Names
@@ -45,43 +44,13 @@ type handler struct {
 	execHook func(*http.Request)
 }
 
-// route is one endpoint: a method, a path pattern and the API version
-// whose conventions it follows.
-type route struct {
-	method  string
-	pattern []string // path segments; "{name}" captures one whole segment
-	api     *apiVersion
-	// session makes the route authenticate with a meter event session
-	// token (see v2_sessions.go) instead of an API key.
-	session bool
-	// idemAsync makes the idempotency layer store the route's record
-	// without waiting for it to be durable: for routes whose repeat is
-	// harmless (meter events and the meter event stream, whose events carry
-	// identifiers the engine deduplicates, derived from the Idempotency-Key
-	// when the request has none), so that a request waits for one commit
-	// only. Should the record be lost in a crash, a repeat is rejected as a
-	// duplicate instead of replayed, and is never counted twice.
-	idemAsync bool
-	// prepare decodes and validates the request and returns the step that
-	// executes it. Nothing is executed or stored for a request that fails
-	// here, so a retry with corrected parameters may reuse its
-	// Idempotency-Key.
-	prepare func(c *call) (execFunc, error)
-}
-
-// repeatable marks r as a route whose repeat is harmless (see idemAsync).
-func repeatable(r *route) *route {
-	r.idemAsync = true
-	return r
-}
-
 // execFunc executes a validated request and returns the object to send
 // with status 200, or an error for the API version to render.
 type execFunc func(ctx context.Context) (any, error)
 
 // apiVersion holds what differs between API versions at the level of the
 // pipeline: the shape of error bodies. Decoding belongs to each version's
-// route constructor (see v1Route).
+// request reader (see formRequest).
 type apiVersion struct {
 	name      string
 	errorBody func(*apiError) any
@@ -97,8 +66,7 @@ type call struct {
 	key     apiKey
 	now     time.Time
 	rt      *route
-	vals    []string // path values, in the order of the pattern's captures
-	idemKey string   // Idempotency-Key of a POST, trimmed; "" when absent
+	idemKey string // Idempotency-Key of a POST, trimmed; "" when absent
 	// canonical is a deterministic encoding of the decoded parameters,
 	// set by the decoder; idempotency compares it between requests.
 	canonical []byte
@@ -154,19 +122,8 @@ func NewHandler(db *meterdb.DB, opts *Options) (http.Handler, error) {
 	if o.RateLimit > 0 {
 		h.limiter = newRateLimiter(o.RateLimit, o.RateBurst)
 	}
-	h.routes = append(h.routes, h.v1Routes()...)
-	h.routes = append(h.routes, h.v2Routes()...)
+	h.router = newRouter(h.routeTable())
 	return h, nil
-}
-
-// apiFor returns the API version whose conventions apply to requests for
-// path before any route matched: for authentication failures and unknown
-// routes.
-func (h *handler) apiFor(path string) *apiVersion {
-	if strings.HasPrefix(path, "/v2/") {
-		return apiV2
-	}
-	return apiV1
 }
 
 // ServeHTTP runs the pipeline: request id, routing, authentication (an API
@@ -177,7 +134,7 @@ func (h *handler) apiFor(path string) *apiVersion {
 // POST), and one JSON writer.
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
-	c := &call{h: h, w: w, r: r, id: newRequestID(), api: h.apiFor(r.URL.Path), now: h.opts.Now()}
+	c := &call{h: h, w: w, r: r, id: newRequestID(), api: apiFor(r.URL.Path), now: h.opts.Now()}
 	w.Header().Set("Request-Id", c.id)
 	res := h.serve(c)
 	c.write(res)
@@ -191,7 +148,8 @@ func (h *handler) serve(c *call) response {
 		return c.errorResponse(wire.InvalidRequest(http.StatusRequestHeaderFieldsTooLarge, "", "",
 			fmt.Sprintf("Request headers too large: %d bytes, the limit is %d.", n, h.opts.MaxHeaderBytes)))
 	}
-	rt, vals := h.match(c.r)
+	h.router.match(c)
+	rt := c.rt
 	var key apiKey
 	var err error
 	if rt != nil && rt.session {
@@ -209,7 +167,7 @@ func (h *handler) serve(c *call) response {
 	if rt == nil {
 		return c.errorResponse(errNotFoundRoute(c.r.Method, c.r.URL.Path))
 	}
-	c.rt, c.vals, c.api = rt, vals, rt.api
+	c.api = rt.api
 	if c.r.Method == http.MethodPost {
 		c.idemKey = strings.TrimSpace(c.r.Header.Get("Idempotency-Key"))
 		if len(c.idemKey) > maxIdempotencyKey {
@@ -252,35 +210,6 @@ func headerBytes(r *http.Request) int {
 	}
 	return n
 }
-
-// match finds the route for r's method and path and returns it with the
-// captured path values.
-func (h *handler) match(r *http.Request) (*route, []string) {
-	segs := strings.Split(strings.TrimPrefix(r.URL.EscapedPath(), "/"), "/")
-next:
-	for _, rt := range h.routes {
-		if rt.method != r.Method || len(rt.pattern) != len(segs) {
-			continue
-		}
-		var vals []string
-		for i, p := range rt.pattern {
-			if strings.HasPrefix(p, "{") {
-				v, err := url.PathUnescape(segs[i])
-				if err != nil || v == "" {
-					continue next
-				}
-				vals = append(vals, v)
-			} else if p != segs[i] {
-				continue next
-			}
-		}
-		return rt, vals
-	}
-	return nil, nil
-}
-
-// pathValue returns the i-th value captured from the path.
-func (c *call) pathValue(i int) string { return c.vals[i] }
 
 // execute runs the execution step and renders its result.
 func (c *call) execute(run execFunc) response {

@@ -33,39 +33,20 @@ func v1ErrorBody(e *apiError) any {
 	}{o}
 }
 
-// v1Routes lists the v1 endpoints.
-func (h *handler) v1Routes() []*route {
-	return []*route{
-		v1Route("GET", "/v1/billing/meters", h.v1ListMeters),
-		v1Route("POST", "/v1/billing/meters", h.v1CreateMeter),
-		v1Route("GET", "/v1/billing/meters/{id}", h.v1RetrieveMeter),
-		v1Route("POST", "/v1/billing/meters/{id}", h.v1UpdateMeter),
-		v1Route("POST", "/v1/billing/meters/{id}/deactivate", h.v1DeactivateMeter),
-		v1Route("POST", "/v1/billing/meters/{id}/reactivate", h.v1ReactivateMeter),
-		v1Route("GET", "/v1/billing/meters/{id}/event_summaries", h.v1ListEventSummaries),
-		repeatable(v1Route("POST", "/v1/billing/meter_events", h.v1CreateMeterEvent)),
-		v1Route("POST", "/v1/billing/meter_event_adjustments", h.v1CreateMeterEventAdjustment),
-	}
-}
-
-// v1Route builds a v1 endpoint: its parameters come form-encoded from the
-// query string and, for POST, the body. prepare reads them through p; the
-// request fails with the first unknown parameter, or else the first
-// problem p recorded, before the returned execution step runs.
-func v1Route(method, pattern string, prepare func(c *call, p *form.Params) (execFunc, error)) *route {
-	return &route{
-		method:  method,
-		pattern: strings.Split(strings.TrimPrefix(pattern, "/"), "/"),
-		api:     apiV1,
-		prepare: func(c *call) (execFunc, error) {
-			root, err := c.decodeV1Form()
-			if err != nil {
-				return nil, err
-			}
-			c.canonical = root.Canonical()
-			p := form.NewParams(root)
-			return prepareParams(c, p, prepare)
-		},
+// formRequest reads a request's parameters form-encoded from the query
+// string and, for POST, the body: the parameters of v1 and of v2 GETs.
+// prepare reads them through p; the request fails with the first unknown
+// parameter, or else the first problem p recorded, before the returned
+// execution step runs.
+func formRequest(prepare func(c *call, p *form.Params) (execFunc, error)) func(*call) (execFunc, error) {
+	return func(c *call) (execFunc, error) {
+		root, err := c.decodeV1Form()
+		if err != nil {
+			return nil, err
+		}
+		c.canonical = root.Canonical()
+		p := form.NewParams(root)
+		return prepareParams(c, p, prepare)
 	}
 }
 

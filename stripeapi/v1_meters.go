@@ -58,9 +58,9 @@ func (c *call) v1Meter(m meter.Meter) *v1Meter {
 // maxIDLength bounds the object ids the handler looks up, in bytes.
 const maxIDLength = 5000
 
-// meterID returns the meter id of the path, the first path value.
+// meterID returns the meter id of the path ({id}).
 func (c *call) meterID() (string, error) {
-	id := c.pathValue(0)
+	id := c.r.PathValue("id")
 	if len(id) > maxIDLength {
 		return "", wire.InvalidRequest(http.StatusNotFound, codeResourceMissing, "id",
 			fmt.Sprintf("No such billing.meter: '%s'", wire.Truncate(id, 100)))

@@ -4,12 +4,10 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"github.com/meterdb/meterdb/stripeapi/internal/form"
 	"github.com/meterdb/meterdb/stripeapi/internal/jsonw"
 	"github.com/meterdb/meterdb/stripeapi/internal/wire"
 	"mime"
 	"net/http"
-	"strings"
 	"time"
 )
 
@@ -56,53 +54,23 @@ func v2ErrorBody(e *apiError) any {
 	}{o}
 }
 
-// v2Routes lists the v2 endpoints.
-func (h *handler) v2Routes() []*route {
-	stream := &route{
-		method: "POST", pattern: splitPattern("/v2/billing/meter_event_stream"), api: apiV2,
-		session: true, idemAsync: true, prepare: h.v2Stream,
-	}
-	return []*route{
-		repeatable(v2Route("POST", "/v2/billing/meter_events", h.v2CreateMeterEvent)),
-		v2Route("POST", "/v2/billing/meter_event_adjustments", h.v2CreateMeterEventAdjustment),
-		v2Route("POST", "/v2/billing/meter_event_session", h.v2CreateSession),
-		stream,
-		v2QueryRoute("GET", "/v2/core/events", h.v2ListEvents),
-		v2QueryRoute("GET", "/v2/core/events/{id}", h.v2RetrieveEvent),
-	}
-}
-
-func splitPattern(p string) []string { return strings.Split(strings.TrimPrefix(p, "/"), "/") }
-
-// v2Route builds a v2 endpoint with a JSON body. prepare reads the
+// jsonRequest reads a v2 request's JSON body. prepare reads the
 // parameters through p; the request fails with the first unknown
 // parameter, or else the first problem p recorded. The body itself is
 // what idempotency compares: stripe-go's retries send the same bytes.
-func v2Route(method, pattern string, prepare func(c *call, p *jsonw.Params) (execFunc, error)) *route {
-	return &route{
-		method: method, pattern: splitPattern(pattern), api: apiV2,
-		prepare: func(c *call) (execFunc, error) {
-			body, err := c.readV2Body(nil)
-			if err != nil {
-				return nil, err
-			}
-			c.canonical = body
-			p, err := jsonw.NewParams(body)
-			if err != nil {
-				return nil, err
-			}
-			return prepareParams(c, p, prepare)
-		},
+func jsonRequest(prepare func(c *call, p *jsonw.Params) (execFunc, error)) func(*call) (execFunc, error) {
+	return func(c *call) (execFunc, error) {
+		body, err := c.readV2Body(nil)
+		if err != nil {
+			return nil, err
+		}
+		c.canonical = body
+		p, err := jsonw.NewParams(body)
+		if err != nil {
+			return nil, err
+		}
+		return prepareParams(c, p, prepare)
 	}
-}
-
-// v2QueryRoute builds a v2 GET endpoint: its parameters come form-encoded
-// in the query string, as stripe-go sends them, and are read with the v1
-// readers; errors take the v2 shape.
-func v2QueryRoute(method, pattern string, prepare func(c *call, p *form.Params) (execFunc, error)) *route {
-	rt := v1Route(method, pattern, prepare)
-	rt.api = apiV2
-	return rt
 }
 
 // readV2Body reads a v2 request body, at most Options.MaxBodyBytes, into

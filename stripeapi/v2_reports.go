@@ -545,7 +545,7 @@ func parseBound(s string) (time.Time, bool) {
 
 // v2RetrieveEvent serves GET /v2/core/events/{id}.
 func (h *handler) v2RetrieveEvent(c *call, p *form.Params) (execFunc, error) {
-	id := c.pathValue(0)
+	id := c.r.PathValue("id")
 	return func(ctx context.Context) (any, error) {
 		r, ok, err := GetErrorReport(ctx, h.db, id)
 		if err != nil {
