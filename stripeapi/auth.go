@@ -5,9 +5,10 @@ import (
 	"crypto/subtle"
 	"encoding/base64"
 	"encoding/hex"
-	"github.com/meterdb/meterdb/stripeapi/internal/wire"
 	"net/http"
 	"strings"
+
+	"github.com/meterdb/meterdb/stripeapi/internal/wire"
 )
 
 // maxKeyLength bounds the API keys the handler looks at, in bytes.

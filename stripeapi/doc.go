@@ -54,9 +54,15 @@
 // decoding and validation, which name the offending parameter; execution
 // against the DB, through the idempotency layer for a POST with an
 // Idempotency-Key; and one JSON writer for successes and errors alike.
-// The shared steps live in handler.go, auth.go, idempotency.go,
-// ratelimit.go and errors.go; what is particular to v1 (error shape,
-// objects) lives in the v1*.go files. The wire decoders live in
+// The shared steps live in handler.go (the pipeline), route.go (the
+// route table), call.go (a request's state and execution), respond.go
+// (the one writer), auth.go, idempotency.go, ratelimit.go and errors.go;
+// each endpoint file serves one endpoint or one family of them
+// (v1_meters.go, v1_events.go, v1_summaries.go, v2_events.go,
+// v2_sessions.go, v2_stream.go, v2_core_events.go), with what is
+// particular to each version in v1.go and v2.go; the stream's error
+// reports live in report.go, report_list.go, report_store.go and
+// report_index.go. The wire decoders live in
 // stripeapi/internal: form (v1 form encoding and its parameter reader),
 // jsonw (v2 JSON parameters, the meter event stream's single-pass
 // decoder, the UTF-8 check of bodies, RFC 3339) and wire (the error they

@@ -4,13 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/meterdb/meterdb/stripeapi/internal/wire"
 	"net/http"
 	"syscall"
 
 	"github.com/meterdb/meterdb"
 	"github.com/meterdb/meterdb/event"
 	"github.com/meterdb/meterdb/meter"
+	"github.com/meterdb/meterdb/stripeapi/internal/wire"
 )
 
 // Error types, as Stripe names them.

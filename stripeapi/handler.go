@@ -2,20 +2,17 @@ package stripeapi
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/meterdb/meterdb/stripeapi/internal/jsonw"
-	"github.com/meterdb/meterdb/stripeapi/internal/wire"
-	"io"
 	"log/slog"
 	"net/http"
 	"strings"
 	"time"
 
 	"github.com/meterdb/meterdb"
-	"github.com/meterdb/meterdb/event"
 	"github.com/meterdb/meterdb/meter"
+	"github.com/meterdb/meterdb/stripeapi/internal/jsonw"
+	"github.com/meterdb/meterdb/stripeapi/internal/wire"
 )
 
 // maxIdempotencyKey is the longest Idempotency-Key accepted, in bytes.
@@ -54,38 +51,6 @@ type execFunc func(ctx context.Context) (any, error)
 type apiVersion struct {
 	name      string
 	errorBody func(*apiError) any
-}
-
-// call is the state of one request as it moves through the pipeline.
-type call struct {
-	h       *handler
-	w       http.ResponseWriter
-	r       *http.Request
-	id      string // Request-Id
-	api     *apiVersion
-	key     apiKey
-	now     time.Time
-	rt      *route
-	idemKey string // Idempotency-Key of a POST, trimmed; "" when absent
-	// canonical is a deterministic encoding of the decoded parameters,
-	// set by the decoder; idempotency compares it between requests.
-	canonical []byte
-	// idem, set by the idempotency layer for a request with an
-	// Idempotency-Key, builds the key's record for a successful result v;
-	// a route that records events commits it with them (recordKV) and the
-	// layer then stores nothing more.
-	idem       func(v any) (meterdb.KV, error)
-	idemStored bool
-}
-
-// response is a rendered response: what is written, and what an
-// idempotency record stores.
-type response struct {
-	status   int
-	body     []byte
-	stream   streamed // writes the body instead of body, for large GET responses
-	retry    *bool    // Stripe-Should-Retry, when set
-	replayed bool
 }
 
 // NewHandler returns an http.Handler serving the Stripe Billing Meters API
@@ -210,122 +175,5 @@ func headerBytes(r *http.Request) int {
 	}
 	return n
 }
-
-// execute runs the execution step and renders its result.
-func (c *call) execute(run execFunc) response {
-	if c.h.execHook != nil {
-		c.h.execHook(c.r)
-	}
-	v, err := run(c.r.Context())
-	if err != nil {
-		return c.errorResponse(err)
-	}
-	if s, ok := v.(streamed); ok {
-		return response{status: http.StatusOK, stream: s}
-	}
-	body, err := encodeBody(v)
-	if err != nil {
-		return c.errorResponse(err)
-	}
-	return response{status: http.StatusOK, body: body}
-}
-
-// encodeBody renders a successful result: the bytes sent and stored for a
-// replay.
-func encodeBody(v any) ([]byte, error) {
-	body, err := json.MarshalIndent(v, "", "  ")
-	if err != nil {
-		return nil, fmt.Errorf("stripeapi: encoding response: %w", err)
-	}
-	return append(body, '\n'), nil
-}
-
-// recordKV records ev and returns it with its identifier and timestamp
-// filled in, and the response result builds from it. With an
-// Idempotency-Key, the key's record is committed in the same commit as the
-// event, so that a crash can keep neither without the other.
-func (c *call) recordKV(ctx context.Context, ev event.Event, result func(rec event.Event) any) (any, error) {
-	evs := [1]event.Event{ev}
-	var out any
-	errs, err := c.h.db.RecordBatchKV(ctx, evs[:], func(errs []error) []meterdb.KV {
-		if errs[0] != nil || c.idem == nil {
-			return nil
-		}
-		out = result(evs[0])
-		rec, err := c.idem(out)
-		if err != nil {
-			return nil
-		}
-		c.idemStored = true
-		return []meterdb.KV{rec}
-	})
-	if err != nil {
-		c.idemStored = false
-		return nil, err
-	}
-	if errs[0] != nil {
-		return nil, errs[0]
-	}
-	if out == nil {
-		out = result(evs[0])
-	}
-	return out, nil
-}
-
-// errorResponse renders err in the shape of the call's API version.
-func (c *call) errorResponse(err error) response {
-	ae, internal := toAPIError(err)
-	if internal {
-		c.h.log.LogAttrs(c.r.Context(), slog.LevelError, "request failed",
-			slog.String("request_id", c.id), slog.String("method", c.r.Method),
-			slog.String("path", c.r.URL.Path), slog.Any("error", err))
-	}
-	body, mErr := json.MarshalIndent(c.api.errorBody(ae), "", "  ")
-	if mErr != nil {
-		panic(fmt.Sprintf("stripeapi: encoding an error body: %v", mErr)) // the body holds strings only
-	}
-	return response{status: ae.Status, body: append(body, '\n'), retry: ae.Retry}
-}
-
-// write is the one place responses are written.
-func (c *call) write(res response) {
-	hd := c.w.Header()
-	hd.Set("Content-Type", "application/json")
-	hd.Set("Cache-Control", "no-cache, no-store")
-	if c.idemKey != "" {
-		hd.Set("Idempotency-Key", c.idemKey)
-	}
-	if res.replayed {
-		hd.Set("Idempotent-Replayed", "true")
-	}
-	if res.retry != nil {
-		hd.Set("Stripe-Should-Retry", fmt.Sprint(*res.retry))
-	}
-	if v := c.r.Header.Get("Stripe-Version"); v != "" && len(v) <= 64 {
-		hd.Set("Stripe-Version", v)
-	}
-	if res.status == http.StatusUnauthorized {
-		hd.Set("WWW-Authenticate", `Basic realm="meterdb"`)
-		// A client without a valid key keeps no connection open.
-		hd.Set("Connection", "close")
-	}
-	c.w.WriteHeader(res.status)
-	if res.stream != nil {
-		// The status is sent: a failure can only cut the body short.
-		if err := res.stream(c.r.Context(), c.w); err != nil {
-			c.h.log.LogAttrs(c.r.Context(), slog.LevelWarn, "writing a response failed",
-				slog.String("request_id", c.id), slog.String("path", c.r.URL.Path), slog.Any("error", err))
-		}
-		return
-	}
-	c.w.Write(res.body)
-}
-
-// streamed is an execution result written in pieces as it is produced,
-// for responses too large to hold whole while a slow client reads them
-// (pages of error reports). Only GET routes return one: the idempotency
-// layer stores bodies. A write deadline on the connection (the server's
-// WriteTimeout) drops a client that stops reading.
-type streamed func(ctx context.Context, w io.Writer) error
 
 func newRequestID() string { return "req_" + meter.RandomBase62(14) }

@@ -6,13 +6,13 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"github.com/meterdb/meterdb/stripeapi/internal/wire"
 	"log/slog"
 	"net/http"
 	"sync"
 	"time"
 
 	"github.com/meterdb/meterdb"
+	"github.com/meterdb/meterdb/stripeapi/internal/wire"
 )
 
 // idemNamespace is the DB key-value namespace of idempotency records.

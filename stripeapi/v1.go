@@ -3,12 +3,13 @@ package stripeapi
 import (
 	"errors"
 	"fmt"
-	"github.com/meterdb/meterdb/stripeapi/internal/form"
-	"github.com/meterdb/meterdb/stripeapi/internal/wire"
 	"io"
 	"mime"
 	"net/http"
 	"strings"
+
+	"github.com/meterdb/meterdb/stripeapi/internal/form"
+	"github.com/meterdb/meterdb/stripeapi/internal/wire"
 )
 
 // apiV1 renders errors as v1 does:

@@ -2,10 +2,10 @@ package stripeapi
 
 import (
 	"context"
-	"github.com/meterdb/meterdb/stripeapi/internal/form"
 	"time"
 
 	"github.com/meterdb/meterdb/event"
+	"github.com/meterdb/meterdb/stripeapi/internal/form"
 )
 
 // v1MeterEvent is the billing.meter_event object.

@@ -3,11 +3,11 @@ package stripeapi
 import (
 	"context"
 	"fmt"
-	"github.com/meterdb/meterdb/stripeapi/internal/form"
-	"github.com/meterdb/meterdb/stripeapi/internal/wire"
 	"net/http"
 
 	"github.com/meterdb/meterdb/meter"
+	"github.com/meterdb/meterdb/stripeapi/internal/form"
+	"github.com/meterdb/meterdb/stripeapi/internal/wire"
 )
 
 // v1Meter is the billing.meter object.

@@ -7,8 +7,6 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
-	"github.com/meterdb/meterdb/stripeapi/internal/form"
-	"github.com/meterdb/meterdb/stripeapi/internal/wire"
 	"net/http"
 	"net/url"
 	"sort"
@@ -18,6 +16,8 @@ import (
 
 	"github.com/meterdb/meterdb"
 	"github.com/meterdb/meterdb/meter"
+	"github.com/meterdb/meterdb/stripeapi/internal/form"
+	"github.com/meterdb/meterdb/stripeapi/internal/wire"
 )
 
 // Summary ids are "mtrusg_" ("mtrusg_test_" for test-mode keys) and the

@@ -4,11 +4,12 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"github.com/meterdb/meterdb/stripeapi/internal/jsonw"
-	"github.com/meterdb/meterdb/stripeapi/internal/wire"
 	"mime"
 	"net/http"
 	"time"
+
+	"github.com/meterdb/meterdb/stripeapi/internal/jsonw"
+	"github.com/meterdb/meterdb/stripeapi/internal/wire"
 )
 
 // Error types and codes particular to v2.

@@ -2,13 +2,13 @@ package stripeapi
 
 import (
 	"context"
-	"github.com/meterdb/meterdb/stripeapi/internal/jsonw"
-	"github.com/meterdb/meterdb/stripeapi/internal/wire"
 	"net/http"
 	"time"
 
 	"github.com/meterdb/meterdb/event"
 	"github.com/meterdb/meterdb/meter"
+	"github.com/meterdb/meterdb/stripeapi/internal/jsonw"
+	"github.com/meterdb/meterdb/stripeapi/internal/wire"
 )
 
 // v2MeterEvent is the v2.billing.meter_event object.

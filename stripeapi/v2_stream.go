@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/meterdb/meterdb/stripeapi/internal/jsonw"
-	"github.com/meterdb/meterdb/stripeapi/internal/wire"
 	"log/slog"
 	"net/http"
 	"slices"
@@ -13,6 +11,8 @@ import (
 	"strings"
 
 	"github.com/meterdb/meterdb/event"
+	"github.com/meterdb/meterdb/stripeapi/internal/jsonw"
+	"github.com/meterdb/meterdb/stripeapi/internal/wire"
 )
 
 // MaxStreamEvents is the most events one meter event stream request may
