@@ -43,11 +43,22 @@ func (c *call) execute(run execFunc) response {
 	if s, ok := v.(streamed); ok {
 		return response{status: http.StatusOK, stream: s}
 	}
-	body, err := encodeBody(v)
+	// A body that nothing keeps after it is written (no idempotency
+	// record holds it) goes into a pooled buffer.
+	var pooled *[]byte
+	var buf []byte
+	if _, ok := v.(jsonAppender); ok && c.idemKey == "" {
+		pooled = bodyPool.Get().(*[]byte)
+		buf = (*pooled)[:0]
+	}
+	body, err := appendBody(buf, v)
 	if err != nil {
 		return c.errorResponse(err)
 	}
-	return response{status: http.StatusOK, body: body}
+	if pooled != nil {
+		*pooled = body
+	}
+	return response{status: http.StatusOK, body: body, pooled: pooled}
 }
 
 // recordKV records ev and returns it with its identifier and timestamp

@@ -106,6 +106,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.log.LogAttrs(r.Context(), slog.LevelDebug, "request",
 		slog.String("request_id", c.id), slog.String("method", r.Method), slog.String("path", r.URL.Path),
 		slog.Int("status", res.status), slog.Bool("replayed", res.replayed), slog.Duration("took", time.Since(start)))
+	res.release()
 }
 
 func (h *handler) serve(c *call) response {

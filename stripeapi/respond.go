@@ -17,16 +17,39 @@ type response struct {
 	stream   streamed // writes the body instead of body, for large GET responses
 	retry    *bool    // Stripe-Should-Retry, when set
 	replayed bool
+	// pooled, when set, holds body, from bodyPool: release returns it
+	// once the body is written.
+	pooled *[]byte
+}
+
+// release returns the response's buffer to bodyPool; nothing may use its
+// body afterwards.
+func (res *response) release() {
+	if res.pooled != nil && cap(*res.pooled) <= maxPooledBody {
+		bodyPool.Put(res.pooled)
+	}
+	res.pooled, res.body = nil, nil
 }
 
 // encodeBody renders a successful result: the bytes sent and stored for a
 // replay.
-func encodeBody(v any) ([]byte, error) {
+func encodeBody(v any) ([]byte, error) { return appendBody(nil, v) }
+
+// appendBody appends the rendering of v to b: by its own encoder when it
+// has one (a jsonAppender), else by json.MarshalIndent; the bytes are the
+// same either way.
+func appendBody(b []byte, v any) ([]byte, error) {
+	if a, ok := v.(jsonAppender); ok {
+		return append(a.appendJSON(b), '\n'), nil
+	}
 	body, err := json.MarshalIndent(v, "", "  ")
 	if err != nil {
 		return nil, fmt.Errorf("stripeapi: encoding response: %w", err)
 	}
-	return append(body, '\n'), nil
+	if b == nil {
+		return append(body, '\n'), nil
+	}
+	return append(append(b, body...), '\n'), nil
 }
 
 // errorResponse renders err in the shape of the call's API version.

@@ -155,16 +155,16 @@ func (h *handler) v1ListEventSummaries(c *call, p *form.Params) (execFunc, error
 			return nil, err
 		}
 		page, more := q.paginate(sums)
-		out := make([]*v1MeterEventSummary, len(page))
+		out := make([]v1MeterEventSummary, len(page))
 		for i, s := range page {
 			start, end := s.Start.Unix(), s.End.Unix()
-			out[i] = &v1MeterEventSummary{
+			out[i] = v1MeterEventSummary{
 				ID: summaryID(c.key.livemode, q.tag, start, end), Object: "billing.meter_event_summary",
 				AggregatedValue: json.Number(s.Value.String()), EndTime: end, Livemode: c.key.livemode,
 				Meter: id, StartTime: start,
 			}
 		}
-		return newV1List("/v1/billing/meters/"+url.PathEscape(id)+"/event_summaries", out, more), nil
+		return &v1SummaryList{newV1List("/v1/billing/meters/"+url.PathEscape(id)+"/event_summaries", out, more)}, nil
 	}, nil
 }
 

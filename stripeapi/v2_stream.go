@@ -70,6 +70,6 @@ func (h *handler) v2Stream(c *call) (execFunc, error) {
 					slog.String("request_id", c.id), slog.Any("error", err))
 			}
 		}
-		return struct{}{}, nil
+		return emptyObject{}, nil
 	}, nil
 }
