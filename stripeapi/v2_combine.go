@@ -4,16 +4,14 @@ import (
 	"context"
 	"runtime"
 	"sync"
-
-	"github.com/meterdb/meterdb"
-	"github.com/meterdb/meterdb/event"
 )
 
 // maxCombinedEvents bounds the events of one combined RecordBatch call.
 const maxCombinedEvents = 5000
 
 // combiner records the events of concurrent stream requests with one
-// DB.RecordBatch call per group of requests (leader/follower group
+// call of its record function (DB.RecordBatch, or DB.RecordUsage for typed
+// usage) per group of requests (leader/follower group
 // commit): each request still waits for exactly one commit, and the
 // engine sees a few large batches instead of many small ones contending
 // for its dedupe and aggregate locks. At most max leaders run at once;
@@ -21,20 +19,18 @@ const maxCombinedEvents = 5000
 // hands the results back, until its own request is done; it then hands
 // leadership to the oldest waiting request. It is safe for concurrent
 // use.
-type combiner struct {
-	db  *meterdb.DB
-	max int
+type combiner[T any] struct {
+	record func(context.Context, []T) ([]error, error) // DB.RecordBatch or DB.RecordUsage
+	max    int
+	pool   sync.Pool // holds *[]T, the slices of combined batches
 
 	mu      sync.Mutex // guards the fields below
-	queue   []*combineJob
+	queue   []*combineJob[T]
 	leaders int
 }
 
-// combinePool holds the event slices of combined batches.
-var combinePool sync.Pool
-
-type combineJob struct {
-	evs     []event.Event
+type combineJob[T any] struct {
+	evs     []T
 	errs    []error
 	err     error
 	done    chan struct{} // closed when errs and err are set
@@ -42,15 +38,15 @@ type combineJob struct {
 	leading bool          // its request leads or was promoted; guarded by combiner.mu
 }
 
-func newCombiner(db *meterdb.DB) *combiner {
-	return &combiner{db: db, max: max(2, runtime.GOMAXPROCS(0))}
+func newCombiner[T any](record func(context.Context, []T) ([]error, error)) *combiner[T] {
+	return &combiner[T]{record: record, max: max(2, runtime.GOMAXPROCS(0))}
 }
 
-// record is DB.RecordBatch(ctx, evs), possibly combined with other calls.
-// Like RecordBatch it fills in the Identifier and Timestamp of accepted
-// events of evs; evs must not be used by others until it returns.
-func (c *combiner) record(ctx context.Context, evs []event.Event) ([]error, error) {
-	j := &combineJob{evs: evs, done: make(chan struct{}), promote: make(chan struct{}, 1)}
+// do is c.record(ctx, evs), possibly combined with other calls. Like
+// RecordBatch it fills in the Identifier and Timestamp of accepted events
+// of evs; evs must not be used by others until it returns.
+func (c *combiner[T]) do(ctx context.Context, evs []T) ([]error, error) {
+	j := &combineJob[T]{evs: evs, done: make(chan struct{}), promote: make(chan struct{}, 1)}
 	c.mu.Lock()
 	c.queue = append(c.queue, j)
 	lead := c.leaders < c.max
@@ -71,14 +67,14 @@ func (c *combiner) record(ctx context.Context, evs []event.Event) ([]error, erro
 }
 
 // lead records queued jobs until own is done, then passes leadership on.
-func (c *combiner) lead(ctx context.Context, own *combineJob) {
+func (c *combiner[T]) lead(ctx context.Context, own *combineJob[T]) {
 	ctx = context.WithoutCancel(ctx) // the batch serves other requests too
-	var all []event.Event
+	var all []T
 	defer func() {
 		if cap(all) > 0 {
 			clear(all[:cap(all)]) // drop references to payload maps of pooled batches
 			all = all[:0]
-			combinePool.Put(&all)
+			c.pool.Put(&all)
 		}
 	}()
 	for {
@@ -103,7 +99,7 @@ func (c *combiner) lead(ctx context.Context, own *combineJob) {
 			events += len(c.queue[n].evs)
 			n++
 		}
-		batch := append([]*combineJob(nil), c.queue[:n]...)
+		batch := append([]*combineJob[T](nil), c.queue[:n]...)
 		c.queue = append(c.queue[:0], c.queue[n:]...)
 		c.mu.Unlock()
 		if len(batch) == 0 {
@@ -112,12 +108,12 @@ func (c *combiner) lead(ctx context.Context, own *combineJob) {
 		}
 		if len(batch) == 1 {
 			j := batch[0]
-			j.errs, j.err = c.db.RecordBatch(ctx, j.evs)
+			j.errs, j.err = c.record(ctx, j.evs)
 			close(j.done)
 			continue
 		}
 		if all == nil {
-			if p, ok := combinePool.Get().(*[]event.Event); ok {
+			if p, ok := c.pool.Get().(*[]T); ok {
 				all = *p
 			}
 		}
@@ -125,7 +121,7 @@ func (c *combiner) lead(ctx context.Context, own *combineJob) {
 		for _, j := range batch {
 			all = append(all, j.evs...)
 		}
-		errs, err := c.db.RecordBatch(ctx, all)
+		errs, err := c.record(ctx, all)
 		off := 0
 		for _, j := range batch {
 			if err == nil {

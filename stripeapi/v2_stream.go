@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/meterdb/meterdb/event"
+	"github.com/meterdb/meterdb/meter"
 	"github.com/meterdb/meterdb/stripeapi/internal/jsonw"
 	"github.com/meterdb/meterdb/stripeapi/internal/wire"
 )
@@ -57,7 +58,13 @@ func (h *handler) v2Stream(c *call) (execFunc, error) {
 	}
 	return func(ctx context.Context) (any, error) {
 		defer sb.Release()
-		errs, err := h.combine.record(ctx, sb.Events)
+		var errs []error
+		var err error
+		if us := h.streamUsages(ctx, sb); us != nil {
+			errs, err = h.typed.do(ctx, us)
+		} else {
+			errs, err = h.combine.do(ctx, sb.Events)
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -72,4 +79,47 @@ func (h *handler) v2Stream(c *call) (execFunc, error) {
 		}
 		return emptyObject{}, nil
 	}, nil
+}
+
+// streamUsages converts the events of sb to typed usage, which the engine
+// records without reading payload maps, when every event converts: its
+// meter exists and is active, and its payload holds the meter's customer
+// and, unless the meter counts, a valid value. Otherwise it returns nil
+// and the request takes the map path, whose validation reports each
+// problem with its code and param (no_meter, archived_meter,
+// payload_no_customer_defined, payload_no_value_defined,
+// payload_invalid_value, …); what both paths check alike (timestamps,
+// duplicates, a meter deactivated meanwhile) is reported the same way by
+// either. One request makes one call either way, so it waits for one
+// commit.
+func (h *handler) streamUsages(ctx context.Context, sb *jsonw.Batch) []event.Usage {
+	us := sb.Usages[:0]
+	var m meter.Meter
+	for i := range sb.Events {
+		ev := &sb.Events[i]
+		if ev.Name != m.EventName {
+			var err error
+			if m, err = h.db.MeterByEventName(ctx, ev.Name); err != nil || m.Status != meter.Active {
+				return nil
+			}
+		}
+		u := event.Usage{Name: ev.Name, Customer: ev.Payload[m.CustomerKey], Identifier: ev.Identifier, Timestamp: ev.Timestamp}
+		if u.Customer == "" {
+			return nil
+		}
+		if m.Formula != meter.Count {
+			raw := ev.Payload[m.ValueKey]
+			if raw == "" {
+				return nil
+			}
+			v, err := event.ParseValue(raw)
+			if err != nil {
+				return nil
+			}
+			u.Value = v
+		}
+		us = append(us, u)
+	}
+	sb.Usages = us
+	return us
 }

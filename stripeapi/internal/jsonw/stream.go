@@ -20,9 +20,12 @@ const MaxEvents = 100
 // and payload values; event names and the usual payload keys are
 // interned).
 type Batch struct {
-	Buf    bytes.Buffer        // the request body, read by the caller
-	Events []event.Event       // the decoded events
-	maps   []map[string]string // payload maps, reused; maps[i] backs evs[i]
+	Buf    bytes.Buffer  // the request body, read by the caller
+	Events []event.Event // the decoded events
+	// Usages is room for the caller to convert Events to typed usage,
+	// reused with the batch; Decode leaves it empty.
+	Usages []event.Usage
+	maps   []map[string]string // payload maps, reused; maps[i] backs Events[i]
 	keys   []string            // payload keys seen in this batch, for interning
 	last   struct {            // the previous event name, for interning
 		name string
@@ -36,6 +39,7 @@ func GetBatch() *Batch {
 	sb := batchPool.Get().(*Batch)
 	sb.Buf.Reset()
 	sb.Events = sb.Events[:0]
+	sb.Usages = sb.Usages[:0]
 	sb.keys = sb.keys[:0]
 	sb.last.name = ""
 	return sb
@@ -47,9 +51,8 @@ func (sb *Batch) Release() {
 	if sb.Buf.Cap() > 256<<10 {
 		return
 	}
-	for i := range sb.Events {
-		sb.Events[i] = event.Event{}
-	}
+	clear(sb.Events)
+	clear(sb.Usages)
 	batchPool.Put(sb)
 }
 
