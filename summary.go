@@ -77,6 +77,9 @@ func (db *DB) Summaries(ctx context.Context, p SummaryParams) ([]Summary, error)
 // the summaries Summaries would return (dst unchanged on error). A caller
 // that reuses dst across queries allocates nothing per query.
 func (db *DB) AppendSummaries(ctx context.Context, dst []Summary, p SummaryParams) ([]Summary, error) {
+	if err := ctx.Err(); err != nil {
+		return dst, err
+	}
 	reg, table, err := db.e.Enter()
 	if err != nil {
 		return dst, err

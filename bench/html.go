@@ -41,7 +41,7 @@ svg{background:#fff;border:1px solid #ddd;margin:.5em 0}svg text{font:11px syste
 				rows = append(rows, r)
 			}
 		}
-		if len(rows) == 0 {
+		if len(rows) == 0 && (sc != "soak" || rep.Soak == nil) {
 			continue
 		}
 		fmt.Fprintf(&b, "<h2>%s</h2>\n<p>%s</p>\n", esc(sc), esc(scenarioTable[sc].doc))
@@ -52,6 +52,12 @@ svg{background:#fff;border:1px solid #ddd;margin:.5em 0}svg text{font:11px syste
 		case "query":
 			b.WriteString(throughputTable(rows))
 			b.WriteString(latencyChart("summary latency percentiles (log scale)", rows))
+		case "soak":
+			b.WriteString(throughputTable(rows))
+			b.WriteString(latencyChart("request latency percentiles by kind (log scale)", rows))
+			if rep.Soak != nil {
+				b.WriteString(rep.Soak.soakHTML())
+			}
 		default:
 			b.WriteString(throughputTable(rows))
 			b.WriteString(workersChart("throughput against workers", rows))

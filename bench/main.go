@@ -12,15 +12,18 @@
 //	go run ./bench                         # default scenarios, 10 s per ingest cell
 //	go run ./bench -duration 2s -json r.json -out report.html
 //	go run ./bench -scenario query,memory -customers 100000
+//	go run ./bench -scenario soak -duration 30m -json soak.json -out soak.html
 //
 // Scenarios: ingest (Record and RecordBatch against worker counts), query
 // (summaries: total over 30 days, hourly over 48 hours, daily over 35
 // days), memory (heap per bucket, per identifier and per event, RSS),
-// durable (file-backed ingest), and http-v1 and http-v2 (events through
+// durable (file-backed ingest), http-v1 and http-v2 (events through
 // stripeapi over loopback HTTP: one v1 meter event per request, or v2
 // stream requests of 100 events, with 1 and 16 client workers unless
-// -workers says otherwise). See scenarioTable for the list and
-// BENCHMARKS.md for results.
+// -workers says otherwise), and soak (a meterd process under mixed load
+// for -duration, killed with SIGKILL every few minutes and once out of
+// disk, then checked event by event; see soak.go). See scenarioTable for
+// the list and BENCHMARKS.md for results.
 //
 // The go test benchmarks of the engine live beside this command:
 //
@@ -57,6 +60,8 @@ type config struct {
 	JSON, Out   string
 	Progress    bool
 	CPUProfile  string
+	SoakRate    int   // fresh events per second the soak offers
+	SoakDisk    int64 // bytes of the soak's tmpfs; 0: sized from the rate and duration
 }
 
 func main() {
@@ -127,7 +132,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.SetOutput(stderr)
 	var cfg config
 	var workers, batches, scenarios, tgts string
-	fs.DurationVar(&cfg.Duration, "duration", 10*time.Second, "measuring time of each ingest cell; query cells get a tenth of it")
+	fs.DurationVar(&cfg.Duration, "duration", 10*time.Second, "measuring time of each ingest cell; query cells get a tenth of it"+soakDurationNote)
 	fs.IntVar(&cfg.Customers, "customers", 10000, "number of customers (Zipf-skewed)")
 	fs.IntVar(&cfg.Meters, "meters", 3, "number of meters; formulas cycle count, sum, last")
 	fs.StringVar(&workers, "workers", "1,"+strconv.Itoa(runtime.GOMAXPROCS(0)), "comma-separated worker counts for ingest")
@@ -142,6 +147,9 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.StringVar(&cfg.Out, "out", "", "write a self-contained HTML report to this file")
 	fs.BoolVar(&cfg.Progress, "progress", true, "show a live progress line on stderr")
 	fs.StringVar(&cfg.CPUProfile, "cpuprofile", "", "write a CPU profile of the whole run to this file")
+	fs.IntVar(&cfg.SoakRate, "soak-rate", 1000, "soak: fresh events per second offered by all clients together")
+	var soakDiskMiB int
+	fs.IntVar(&soakDiskMiB, "soak-tmpfs", 0, "soak: size of the tmpfs holding meterd's file, MiB (default: sized from -soak-rate and -duration, at least 64)")
 	if err := fs.Parse(args); err != nil {
 		return cfg, err
 	}
@@ -186,7 +194,12 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 		return cfg, fmt.Errorf("-skew must not be negative")
 	case cfg.DatasetSize < 0:
 		return cfg, fmt.Errorf("-dataset must not be negative")
+	case cfg.SoakRate < 100 || cfg.SoakRate > 1000000:
+		return cfg, fmt.Errorf("-soak-rate must be between 100 and 1000000")
+	case soakDiskMiB < 0:
+		return cfg, fmt.Errorf("-soak-tmpfs must not be negative")
 	}
+	cfg.SoakDisk = int64(soakDiskMiB) << 20
 	if cfg.DatasetSize == 0 {
 		cfg.DatasetSize = 20 * cfg.Customers
 	}

@@ -25,6 +25,8 @@ type Report struct {
 	WallSeconds   float64  `json:"wall_seconds"`
 	Failed        string   `json:"failed,omitempty"`
 	Results       []Result `json:"results"`
+	// Soak holds what the soak scenario found beyond its rows.
+	Soak *SoakReport `json:"soak,omitempty"`
 }
 
 // Config is the part of the command line that shapes the results.
@@ -168,7 +170,7 @@ func (rep *Report) writeTable(w io.Writer) {
 				rows = append(rows, r)
 			}
 		}
-		if len(rows)+len(skips) == 0 {
+		if len(rows)+len(skips) == 0 && (sc != "soak" || rep.Soak == nil) {
 			continue
 		}
 		fmt.Fprintf(w, "\n== %s: %s\n", sc, scenarioTable[sc].doc)
@@ -215,10 +217,17 @@ func (rep *Report) writeTable(w io.Writer) {
 		for _, r := range skips {
 			fmt.Fprintf(w, "skipped: %s %s: %s\n", r.Target, r.Cell, r.Skipped)
 		}
+		if sc == "soak" && rep.Soak != nil {
+			rep.Soak.writeText(w)
+		}
 	}
 	if rep.Failed != "" {
 		fmt.Fprintf(w, "\nVERIFICATION FAILED: %s\n", rep.Failed)
 		return
 	}
-	fmt.Fprintf(w, "\nevery figure above was verified against the workload's expected totals; wall time %.1fs\n", rep.WallSeconds)
+	against := "the workload's expected totals"
+	if rep.Soak != nil {
+		against += " (the soak's: against its clients' ledger)"
+	}
+	fmt.Fprintf(w, "\nevery figure above was verified against %s; wall time %.1fs\n", against, rep.WallSeconds)
 }

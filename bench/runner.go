@@ -9,7 +9,6 @@ import (
 	"os"
 	"runtime/debug"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/meterdb/meterdb/event"
@@ -110,6 +109,11 @@ var scenarioTable = map[string]scenario{
 		batches: []int{100}, workers: []int{1, 16},
 		run: (*runner).runIngest,
 	},
+	"soak": {
+		name: "soak", doc: "a meterd process on a tmpfs file under mixed v1, v2 and stream load with duplicates, cancels and summaries for -duration; SIGKILL restarts every few minutes and one disk-full episode; then every acknowledged event checked against meterd's summaries",
+		targets: []string{"meterd"},
+		run:     (*runner).runSoak,
+	},
 }
 
 func scenarioNames() []string { return slices.Sorted(maps.Keys(scenarioTable)) }
@@ -131,6 +135,13 @@ type runner struct {
 
 	dataset []event.Event // events [0, DatasetSize), built on first use
 	shape   [2]int        // buckets and series of the dataset, once counted
+
+	// soakPlan, when set, adjusts the soak's plan; tests use it.
+	soakPlan func(*soakPlan)
+	// soakTamper, when set, is called before the soak's final check; tests
+	// use it to break the ledger.
+	soakTamper func(*soak)
+	soakReport *SoakReport // what the soak scenario found
 }
 
 // datasetEvents returns the events of the query and memory datasets. They
@@ -195,6 +206,7 @@ func (r *runner) runAll() (*Report, error) {
 		}
 	}
 	r.prog.done()
+	rep.Soak = r.soakReport
 	rep.computeRatios()
 	rep.WallSeconds = time.Since(t0).Seconds()
 	if failed != nil {
@@ -255,17 +267,4 @@ func skipped(cell string, err error) Result {
 func isUnavailable(err error) bool { return errors.Is(err, ErrUnavailable) }
 
 // rssBytes returns the process's resident set size from /proc, or 0.
-func rssBytes() int64 {
-	b, err := os.ReadFile("/proc/self/status")
-	if err != nil {
-		return 0
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if strings.HasPrefix(line, "VmRSS:") {
-			var kb int64
-			fmt.Sscanf(strings.TrimSpace(strings.TrimPrefix(line, "VmRSS:")), "%d", &kb)
-			return kb << 10
-		}
-	}
-	return 0
-}
+func rssBytes() int64 { return procRSS("self") }

@@ -226,7 +226,11 @@
 // request lines it cannot parse (a bad percent escape in the path), in
 // plain text before the handler runs, so give it a limit above the
 // handler's. A 401 closes the connection. A closed DB gives 503 api_error;
-// any other failure 500 api_error, logged with its request id.
+// so does a write the database could not store (a full disk, or its file
+// being reopened after an I/O error: meterdb.ErrUnavailable), with
+// Stripe-Should-Retry: true, since nothing was recorded and the same
+// request, retried, is recorded once; any other failure 500 api_error,
+// logged with its request id.
 //
 // Responses also carry Cache-Control: no-cache, no-store, echo the
 // request's Idempotency-Key and Stripe-Version, and any Stripe-Version,

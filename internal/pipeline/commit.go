@@ -1,5 +1,29 @@
 package pipeline
 
+// The write path: validate -> reserve identifiers -> sequence -> log ->
+// apply -> acknowledge. Its invariants:
+//
+//  1. A rejected event leaves no trace: no log record, no dedupe entry, no
+//     bucket change. That includes an event whose log write failed: its
+//     identifier is released, so a retry with the same identifier is
+//     recorded, not refused as a duplicate.
+//  2. An event is applied to the aggregates only after the log accepted it
+//     (with DurabilitySync, after the fsync that covers it), and its
+//     identifier becomes findable only after it is applied.
+//  3. An identifier is held by at most one event of the dedupe window:
+//     reservation makes concurrent events with one identifier collide
+//     before either is logged.
+//  4. Sequence numbers grow with receipt; the log's locations are dense
+//     and assigned in commit order.
+//  5. A checkpoint covers exactly the log up to a location: writers hold
+//     the apply lock (read side) from log append to apply, and the
+//     checkpointer takes its write side while it collects changed buckets.
+//  6. A write that the store cannot make returns an error wrapping
+//     store.ErrUnavailable. When the store cannot tell what reached the
+//     disk (an I/O error, a failed fsync), the Engine reopens the file and
+//     rebuilds its state from what is durable before it serves writes
+//     again; it never retries such a write blindly.
+
 import (
 	"context"
 	"errors"
@@ -320,7 +344,12 @@ func (e *Engine) Cancel(ctx context.Context, eventName, identifier string) error
 	if err != nil {
 		return err
 	}
-	defer e.life.RUnlock()
+	handedOff := false
+	defer func() {
+		if !handedOff {
+			e.life.RUnlock()
+		}
+	}()
 	if err := st.writable(); err != nil {
 		return err
 	}
@@ -361,29 +390,47 @@ func (e *Engine) Cancel(ctx context.Context, eventName, identifier string) error
 	st.cancelled[found.Seq] = found.Received
 	st.cancelMu.Unlock()
 
-	st.applyMu.RLock()
-	defer st.applyMu.RUnlock()
-	c, err := st.log.Append(&store.Group{Cancels: []store.Cancel{{
-		Seq: found.Seq, Received: now, Meter: found.Meter, Customer: found.Customer,
-		Value: found.Value, Timestamp: found.Timestamp,
-	}}}, nil)
-	var loc uint64
-	if err == nil {
-		<-c.done() // a cancellation is short; ctx does not cut its wait
-		loc, err = c.result()
-	}
-	if err != nil {
+	// abort undoes the cancellation's claim after its write failed.
+	abort := func(err error) error {
+		st.applyMu.RUnlock()
 		st.cancelMu.Lock()
 		delete(st.cancelled, found.Seq)
 		st.cancelMu.Unlock()
 		return e.failed(st, fmt.Errorf("meterdb: recording cancellation: %w", err))
 	}
-	mode := aggregate.ModeOf(string(m.Formula), string(m.EventTimeWindow))
-	if !st.table.Cancel(aggregate.Key{Meter: m.Seq, Customer: found.Customer}, mode,
-		aggregate.Entry{Seq: found.Seq, Timestamp: found.Timestamp, Value: found.Value}) {
-		panic(fmt.Sprintf("meterdb: cancelled event %d is missing from the aggregates", found.Seq))
+	st.applyMu.RLock()
+	c, err := st.log.Append(&store.Group{Cancels: []store.Cancel{{
+		Seq: found.Seq, Received: now, Meter: found.Meter, Customer: found.Customer,
+		Value: found.Value, Timestamp: found.Timestamp,
+	}}}, nil)
+	if err != nil {
+		return abort(err)
 	}
-	e.cancels.Add(1)
-	e.maintain(st, now, loc)
-	return nil
+	finish := func() error {
+		loc, err := c.result()
+		if err != nil {
+			return abort(err)
+		}
+		mode := aggregate.ModeOf(string(m.Formula), string(m.EventTimeWindow))
+		if !st.table.Cancel(aggregate.Key{Meter: m.Seq, Customer: found.Customer}, mode,
+			aggregate.Entry{Seq: found.Seq, Timestamp: found.Timestamp, Value: found.Value}) {
+			panic(fmt.Sprintf("meterdb: cancelled event %d is missing from the aggregates", found.Seq))
+		}
+		st.applyMu.RUnlock()
+		e.cancels.Add(1)
+		e.maintain(st, now, loc)
+		return nil
+	}
+	select {
+	case <-c.done():
+		return finish()
+	case <-ctx.Done():
+		handedOff = true
+		go func() {
+			defer e.life.RUnlock()
+			<-c.done()
+			finish()
+		}()
+		return ctxErr(ctx)
+	}
 }

@@ -151,14 +151,17 @@ func (e *Engine) enter() (*state, error) {
 
 // Close waits for operations in flight, makes everything accepted durable
 // and releases the database. Calling it again returns nil.
-func (e *Engine) Close() error {
+func (e *Engine) Close() error { return e.shutdown(true) }
+
+// shutdown ends e, with a last checkpoint when final is set.
+func (e *Engine) shutdown(final bool) error {
 	e.life.Lock()
 	defer e.life.Unlock()
 	if e.closed {
 		return nil
 	}
 	e.closed = true
-	return e.st.close(e, true)
+	return e.st.close(e, final)
 }
 
 // close stops the checkpointer, writes a last checkpoint when final is
@@ -397,12 +400,4 @@ func (e *Engine) Checkpoint() error {
 // checkpoint is written, so the next Open replays the log. Buffered writes
 // still queued are committed too. It exists for tests; e is unusable
 // afterwards.
-func (e *Engine) Crash() error {
-	e.life.Lock()
-	defer e.life.Unlock()
-	if e.closed {
-		return nil
-	}
-	e.closed = true
-	return e.st.close(e, false)
-}
+func (e *Engine) Crash() error { return e.shutdown(false) }
