@@ -350,11 +350,23 @@
 // The stream decoder (internal/jsonw) makes one pass over the body
 // without reflection, reusing pooled buffers, events and payload maps; it
 // allocates only the strings the engine may keep (identifiers and payload
-// values). Stream
-// requests that arrive together are recorded with one DB.RecordBatch call
-// per group (at most max(2, GOMAXPROCS) such calls run at once): each
-// request waits for exactly one group commit, and no lock is held across
-// I/O. Error reports, when there are any, cost a second write.
+// values). A request whose every event has an active meter, its customer
+// and a valid value is then recorded as typed usage with one
+// DB.RecordUsage call, the engine reading no payload map; the pipeline's
+// group commit gathers concurrent requests into one commit. Measured
+// against recording them through the combiner below, the direct call
+// served 82–96 k events/s against 64–85 k in four paired runs, with the
+// same process CPU and 12% fewer bytes allocated per request (go test
+// -run '^$' -bench '^BenchmarkStream$/client=raw/workers=16' -benchtime
+// 6000x ./bench, load average 14–20 on 2 cores), so the typed path calls
+// RecordUsage directly. Any other request takes the map path, whose
+// validation reports each problem with its code and param: its events
+// are recorded with one DB.RecordBatch call per group of concurrent
+// requests (at most max(2, GOMAXPROCS) such calls run at once), so that
+// each request waits for exactly one group commit and no lock is held
+// across I/O. Either way a client that goes away stops the request's wait
+// for its commit, not the commit. Error reports, when there are any, cost
+// a second write.
 //
 // Not served: Stripe's one-concurrent-call-per-customer-per-meter rule and
 // too_many_concurrent_requests; asynchronous error reports for v1 and the

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/meterdb/meterdb"
-	"github.com/meterdb/meterdb/event"
 	"github.com/meterdb/meterdb/meter"
 	"github.com/meterdb/meterdb/stripeapi/internal/jsonw"
 	"github.com/meterdb/meterdb/stripeapi/internal/wire"
@@ -28,11 +27,10 @@ type handler struct {
 	idem    *idempotency
 	sess    *sessions
 	names   *jsonw.Names
-	combine *combiner[event.Event] // stream requests on the map path
-	typed   *combiner[event.Usage] // stream requests on the typed path
-	slots   chan struct{}          // one token per request being served
-	limiter *rateLimiter           // nil without Options.RateLimit
-	bodies  *bodyBudget            // bytes of request bodies held
+	combine *combiner     // stream requests on the map path
+	slots   chan struct{} // one token per request being served
+	limiter *rateLimiter  // nil without Options.RateLimit
+	bodies  *bodyBudget   // bytes of request bodies held
 
 	// writeReports stores error reports and their index records: the DB's
 	// WriteKV, replaced by tests to make those writes fail.
@@ -81,8 +79,7 @@ func NewHandler(db *meterdb.DB, opts *Options) (http.Handler, error) {
 		idem:    newIdempotency(db, o.IdempotencyTTL),
 		sess:    newSessions(db),
 		names:   jsonw.NewNames(),
-		combine: newCombiner(db.RecordBatch),
-		typed:   newCombiner(db.RecordUsage),
+		combine: newCombiner(db),
 	}
 	h.writeReports = db.WriteKV
 	h.reports = &reportStore{db: db, max: o.MaxErrorReportBytes,

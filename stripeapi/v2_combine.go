@@ -4,14 +4,16 @@ import (
 	"context"
 	"runtime"
 	"sync"
+
+	"github.com/meterdb/meterdb"
+	"github.com/meterdb/meterdb/event"
 )
 
 // maxCombinedEvents bounds the events of one combined RecordBatch call.
 const maxCombinedEvents = 5000
 
 // combiner records the events of concurrent stream requests with one
-// call of its record function (DB.RecordBatch, or DB.RecordUsage for typed
-// usage) per group of requests (leader/follower group
+// DB.RecordBatch call per group of requests (leader/follower group
 // commit): each request still waits for exactly one commit, and the
 // engine sees a few large batches instead of many small ones contending
 // for its dedupe and aggregate locks. At most max leaders run at once;
@@ -19,18 +21,20 @@ const maxCombinedEvents = 5000
 // hands the results back, until its own request is done; it then hands
 // leadership to the oldest waiting request. It is safe for concurrent
 // use.
-type combiner[T any] struct {
-	record func(context.Context, []T) ([]error, error) // DB.RecordBatch or DB.RecordUsage
-	max    int
-	pool   sync.Pool // holds *[]T, the slices of combined batches
+type combiner struct {
+	db  *meterdb.DB
+	max int
 
 	mu      sync.Mutex // guards the fields below
-	queue   []*combineJob[T]
+	queue   []*combineJob
 	leaders int
 }
 
-type combineJob[T any] struct {
-	evs     []T
+// combinePool holds the event slices of combined batches.
+var combinePool sync.Pool
+
+type combineJob struct {
+	evs     []event.Event
 	errs    []error
 	err     error
 	done    chan struct{} // closed when errs and err are set
@@ -38,15 +42,15 @@ type combineJob[T any] struct {
 	leading bool          // its request leads or was promoted; guarded by combiner.mu
 }
 
-func newCombiner[T any](record func(context.Context, []T) ([]error, error)) *combiner[T] {
-	return &combiner[T]{record: record, max: max(2, runtime.GOMAXPROCS(0))}
+func newCombiner(db *meterdb.DB) *combiner {
+	return &combiner{db: db, max: max(2, runtime.GOMAXPROCS(0))}
 }
 
-// do is c.record(ctx, evs), possibly combined with other calls. Like
-// RecordBatch it fills in the Identifier and Timestamp of accepted events
-// of evs; evs must not be used by others until it returns.
-func (c *combiner[T]) do(ctx context.Context, evs []T) ([]error, error) {
-	j := &combineJob[T]{evs: evs, done: make(chan struct{}), promote: make(chan struct{}, 1)}
+// record is DB.RecordBatch(ctx, evs), possibly combined with other calls.
+// Like RecordBatch it fills in the Identifier and Timestamp of accepted
+// events of evs; evs must not be used by others until it returns.
+func (c *combiner) record(ctx context.Context, evs []event.Event) ([]error, error) {
+	j := &combineJob{evs: evs, done: make(chan struct{}), promote: make(chan struct{}, 1)}
 	c.mu.Lock()
 	c.queue = append(c.queue, j)
 	lead := c.leaders < c.max
@@ -67,14 +71,14 @@ func (c *combiner[T]) do(ctx context.Context, evs []T) ([]error, error) {
 }
 
 // lead records queued jobs until own is done, then passes leadership on.
-func (c *combiner[T]) lead(ctx context.Context, own *combineJob[T]) {
+func (c *combiner) lead(ctx context.Context, own *combineJob) {
 	ctx = context.WithoutCancel(ctx) // the batch serves other requests too
-	var all []T
+	var all []event.Event
 	defer func() {
 		if cap(all) > 0 {
 			clear(all[:cap(all)]) // drop references to payload maps of pooled batches
 			all = all[:0]
-			c.pool.Put(&all)
+			combinePool.Put(&all)
 		}
 	}()
 	for {
@@ -99,7 +103,7 @@ func (c *combiner[T]) lead(ctx context.Context, own *combineJob[T]) {
 			events += len(c.queue[n].evs)
 			n++
 		}
-		batch := append([]*combineJob[T](nil), c.queue[:n]...)
+		batch := append([]*combineJob(nil), c.queue[:n]...)
 		c.queue = append(c.queue[:0], c.queue[n:]...)
 		c.mu.Unlock()
 		if len(batch) == 0 {
@@ -108,12 +112,12 @@ func (c *combiner[T]) lead(ctx context.Context, own *combineJob[T]) {
 		}
 		if len(batch) == 1 {
 			j := batch[0]
-			j.errs, j.err = c.record(ctx, j.evs)
+			j.errs, j.err = c.db.RecordBatch(ctx, j.evs)
 			close(j.done)
 			continue
 		}
 		if all == nil {
-			if p, ok := c.pool.Get().(*[]T); ok {
+			if p, ok := combinePool.Get().(*[]event.Event); ok {
 				all = *p
 			}
 		}
@@ -121,7 +125,7 @@ func (c *combiner[T]) lead(ctx context.Context, own *combineJob[T]) {
 		for _, j := range batch {
 			all = append(all, j.evs...)
 		}
-		errs, err := c.record(ctx, all)
+		errs, err := c.db.RecordBatch(ctx, all)
 		off := 0
 		for _, j := range batch {
 			if err == nil {

@@ -61,9 +61,9 @@ func (h *handler) v2Stream(c *call) (execFunc, error) {
 		var errs []error
 		var err error
 		if us := h.streamUsages(ctx, sb); us != nil {
-			errs, err = h.typed.do(ctx, us)
+			errs, err = h.db.RecordUsage(ctx, us)
 		} else {
-			errs, err = h.combine.do(ctx, sb.Events)
+			errs, err = h.combine.record(ctx, sb.Events)
 		}
 		if err != nil {
 			return nil, err
