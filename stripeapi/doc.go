@@ -364,9 +364,10 @@
 // are recorded with one DB.RecordBatch call per group of concurrent
 // requests (at most max(2, GOMAXPROCS) such calls run at once), so that
 // each request waits for exactly one group commit and no lock is held
-// across I/O. Either way a client that goes away stops the request's wait
-// for its commit, not the commit. Error reports, when there are any, cost
-// a second write.
+// across I/O. On the typed path a client that goes away stops the
+// request's wait for its commit, not the commit (its events may still be
+// recorded); on the map path the group's commit is waited for. Error
+// reports, when there are any, cost a second write.
 //
 // Not served: Stripe's one-concurrent-call-per-customer-per-meter rule and
 // too_many_concurrent_requests; asynchronous error reports for v1 and the
