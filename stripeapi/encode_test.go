@@ -115,3 +115,37 @@ func TestAppendJSONAllocs(t *testing.T) {
 		t.Errorf("%.0f allocations to encode a billing.meter_event", allocs)
 	}
 }
+
+// BenchmarkEncode compares the append-style encoders (encoder=append, into
+// a reused buffer) with json.MarshalIndent (encoder=encoding-json) on a
+// billing.meter_event and on a page of 24 hourly summaries.
+func BenchmarkEncode(b *testing.B) {
+	ev := &v1MeterEvent{Object: "billing.meter_event", Created: 1772323200, EventName: "api_call",
+		Identifier: "0b6f3c9e-8a51-4f0e-9a2b-6d1c2e3f4a5b", Payload: map[string]string{"stripe_customer_id": "cus_1", "value": "25"}, Timestamp: 1772322000}
+	l := newV1List[v1MeterEventSummary]("/v1/billing/meters/mtr_1/event_summaries", nil, true)
+	for i := range 24 {
+		start := int64(1772323200 - 3600*i)
+		l.Data = append(l.Data, v1MeterEventSummary{ID: summaryID(false, summaryTag("mtr_1", "cus_1"), start, start+3600),
+			Object: "billing.meter_event_summary", AggregatedValue: json.Number(strconv.Itoa(1000 + i)), EndTime: start + 3600,
+			Meter: "mtr_1", StartTime: start})
+	}
+	for _, v := range []struct {
+		name string
+		v    any
+	}{{"object=billing.meter_event", ev}, {"object=summary_list_24", &v1SummaryList{l}}} {
+		b.Run(v.name+"/encoder=append", func(b *testing.B) {
+			b.ReportAllocs()
+			var buf []byte
+			for range b.N {
+				buf, _ = appendBody(buf[:0], v.v)
+			}
+		})
+		b.Run(v.name+"/encoder=encoding-json", func(b *testing.B) {
+			b.ReportAllocs()
+			for range b.N {
+				body, _ := json.MarshalIndent(v.v, "", "  ")
+				_ = append(body, '\n')
+			}
+		})
+	}
+}
