@@ -19,6 +19,7 @@ type call struct {
 	key     apiKey
 	now     time.Time
 	rt      *route
+	matched *route // the route of the method and path, before authentication; nil for none
 	idemKey string // Idempotency-Key of a POST, trimmed; "" when absent
 	// canonical is a deterministic encoding of the decoded parameters,
 	// set by the decoder; idempotency compares it between requests.

@@ -369,6 +369,14 @@
 // recorded); on the map path the group's commit is waited for. Error
 // reports, when there are any, cost a second write.
 //
+// # Statistics
+//
+// Stats(h) returns a handler's counters as a value: responses by route
+// pattern and status code, a latency histogram per route, 429s, and the
+// stream's events by outcome. Routes are the handler's patterns (plus
+// "other"), never raw paths, so an exporter's label values stay bounded;
+// package metrics exports them to Prometheus.
+//
 // Not served: Stripe's one-concurrent-call-per-customer-per-meter rule and
 // too_many_concurrent_requests; asynchronous error reports for v1 and the
 // synchronous v2 endpoint (their validation is synchronous); customer

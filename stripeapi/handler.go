@@ -30,6 +30,7 @@ type handler struct {
 	combine *combiner     // stream requests on the map path
 	slots   chan struct{} // one token per request being served
 	limiter *rateLimiter  // nil without Options.RateLimit
+	stats   *httpStats    // see Stats
 	bodies  *bodyBudget   // bytes of request bodies held
 
 	// writeReports stores error reports and their index records: the DB's
@@ -87,7 +88,9 @@ func NewHandler(db *meterdb.DB, opts *Options) (http.Handler, error) {
 	if o.RateLimit > 0 {
 		h.limiter = newRateLimiter(o.RateLimit, o.RateBurst)
 	}
-	h.router = newRouter(h.routeTable())
+	table := h.routeTable()
+	h.router = newRouter(table)
+	h.stats = newHTTPStats(table)
 	return h, nil
 }
 
@@ -103,6 +106,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Request-Id", c.id)
 	res := h.serve(c)
 	c.write(res)
+	h.stats.observe(c.matched, res.status, time.Since(start))
 	h.log.LogAttrs(r.Context(), slog.LevelDebug, "request",
 		slog.String("request_id", c.id), slog.String("method", r.Method), slog.String("path", r.URL.Path),
 		slog.Int("status", res.status), slog.Bool("replayed", res.replayed), slog.Duration("took", time.Since(start)))
@@ -116,6 +120,7 @@ func (h *handler) serve(c *call) response {
 	}
 	h.router.match(c)
 	rt := c.rt
+	c.matched = rt
 	var key apiKey
 	var err error
 	if rt != nil && rt.session {

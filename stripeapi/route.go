@@ -30,6 +30,7 @@ type route struct {
 
 	method string      // of pattern, set by newRouter
 	api    *apiVersion // whose conventions the route follows, from its path (apiFor)
+	stats  *routeStats // the route's counters, set by newHTTPStats
 }
 
 // routeTable lists every endpoint and what the pipeline needs to know of

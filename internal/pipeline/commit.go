@@ -26,7 +26,6 @@ package pipeline
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -88,6 +87,7 @@ func (e *Engine) Record(ctx context.Context, b *Batch) ([]error, error) {
 	now := e.cfg.Now()
 	nowSec := now.Unix()
 	n := b.len()
+	e.stats.batch.Observe(int64(n))
 	errs := make([]error, n)
 
 	// Validate, and give every valid event its identifier.
@@ -121,7 +121,7 @@ func (e *Engine) Record(ctx context.Context, b *Batch) ([]error, error) {
 	}
 	sc.cands, sc.ids = cands, ids // for putScratch to clear
 	if len(cands) == 0 {
-		e.countRejected(errs)
+		e.countRejected(st, b, errs)
 		return errs, nil
 	}
 
@@ -170,7 +170,7 @@ func (e *Engine) Record(ctx context.Context, b *Batch) ([]error, error) {
 	}
 	sc.items = items
 	if len(g.Events) == 0 {
-		e.countRejected(errs)
+		e.countRejected(st, b, errs)
 		return errs, nil
 	}
 	last := st.seq.Add(uint64(len(g.Events)))
@@ -220,7 +220,7 @@ func (e *Engine) Record(ctx context.Context, b *Batch) ([]error, error) {
 		return nil, err
 	}
 	if len(g.Events) < n {
-		e.countRejected(errs)
+		e.countRejected(st, b, errs)
 	}
 	return errs, nil
 }
@@ -239,7 +239,7 @@ func (e *Engine) finishRecord(st *state, c commit, res *dedupe.Reservation, item
 	st.table.ApplyBatch(items)
 	st.applyMu.RUnlock()
 	st.idx.CommitBatch(res, loc)
-	e.accepted.Add(int64(len(items)))
+	e.countAccepted(items)
 	e.maintain(st, now, loc)
 	return nil
 }
@@ -299,19 +299,6 @@ func putScratch(sc *batchScratch) {
 	sc.cands, sc.ids, sc.items = sc.cands[:0], sc.ids[:0], sc.items[:0]
 	sc.res = dedupe.Reservation{}
 	scratchPool.Put(sc)
-}
-
-func (e *Engine) countRejected(errs []error) {
-	for _, err := range errs {
-		if err == nil {
-			continue
-		}
-		if errors.Is(err, event.ErrDuplicate) {
-			e.duplicates.Add(1)
-		} else {
-			e.rejected.Add(1)
-		}
-	}
 }
 
 // findEvent returns the event with identifier id in the group at loc.
@@ -417,7 +404,7 @@ func (e *Engine) Cancel(ctx context.Context, eventName, identifier string) error
 			panic(fmt.Sprintf("meterdb: cancelled event %d is missing from the aggregates", found.Seq))
 		}
 		st.applyMu.RUnlock()
-		e.cancels.Add(1)
+		e.stats.meters.Get(m.Seq).Cancelled.Add(1)
 		e.maintain(st, now, loc)
 		return nil
 	}
