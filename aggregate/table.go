@@ -48,12 +48,14 @@ func NewTable(n int) *Table {
 	return t
 }
 
-func (t *Table) shard(k Key) *shard {
+// hash returns the 64-bit hash of k that picks its shard.
+func (t *Table) hash(k Key) uint64 {
 	h := maphash.String(t.seed, k.Customer)
 	h ^= k.Meter * 0x9E3779B97F4A7C15
-	h = bits.RotateLeft64(h*0xBF58476D1CE4E5B9, 31)
-	return &t.shards[h&t.mask]
+	return bits.RotateLeft64(h*0xBF58476D1CE4E5B9, 31)
 }
+
+func (t *Table) shard(k Key) *shard { return &t.shards[t.hash(k)&t.mask] }
 
 // Apply adds e to series k, whose meter aggregates under mode m.
 func (t *Table) Apply(k Key, m Mode, e Entry) {
@@ -80,25 +82,74 @@ type Item struct {
 	Entry Entry
 }
 
-// ApplyBatch applies every item, taking each shard lock once per run of
-// consecutive items on that shard.
+// ApplyBatch applies every item, taking each shard lock once: the items
+// are grouped by shard first (a stable counting sort into scratch space
+// reused across calls), so the items of a series are applied in their
+// order in items. items is not modified or retained.
 func (t *Table) ApplyBatch(items []Item) {
-	var cur *shard
-	for i := range items {
-		it := &items[i]
-		sh := t.shard(it.Key)
-		if sh != cur {
-			if cur != nil {
-				cur.mu.Unlock()
-			}
-			cur = sh
-			cur.mu.Lock()
+	if len(items) < 2 || len(t.shards) == 1 {
+		for i := range items {
+			t.Apply(items[i].Key, items[i].Mode, items[i].Entry)
 		}
-		cur.applyLocked(it.Key, it.Mode, it.Entry)
+		return
 	}
-	if cur != nil {
-		cur.mu.Unlock()
+	sc := batchScratchPool.Get().(*batchScratch)
+	n := len(t.shards)
+	ends := grow(sc.ends, n+1)
+	which := grow(sc.which, len(items))
+	order := grow(sc.order, len(items))
+	clear(ends)
+	for i := range items {
+		w := uint32(t.hash(items[i].Key) & t.mask)
+		which[i] = w
+		ends[w+1]++
 	}
+	for w := 1; w <= n; w++ {
+		ends[w] += ends[w-1]
+	}
+	// ends[w] is now where shard w's items start; placing them moves it to
+	// where they end.
+	for i, w := range which {
+		order[ends[w]] = int32(i)
+		ends[w]++
+	}
+	begin := int32(0)
+	for w := range n {
+		end := ends[w]
+		if end == begin {
+			continue
+		}
+		sh := &t.shards[w]
+		sh.mu.Lock()
+		for _, i := range order[begin:end] {
+			it := &items[i]
+			sh.applyLocked(it.Key, it.Mode, it.Entry)
+		}
+		sh.mu.Unlock()
+		begin = end
+	}
+	if len(items) <= 1<<16 { // very large batches leave theirs to the collector
+		sc.ends, sc.which, sc.order = ends, which, order
+		batchScratchPool.Put(sc)
+	}
+}
+
+// batchScratch is ApplyBatch's working space: per shard where its items
+// end in order, per item its shard, and the item indices grouped by shard.
+type batchScratch struct {
+	ends  []int32
+	which []uint32
+	order []int32
+}
+
+var batchScratchPool = sync.Pool{New: func() any { return new(batchScratch) }}
+
+// grow returns s resized to n, reusing its array when it is large enough.
+func grow[T any](s []T, n int) []T {
+	if cap(s) < n {
+		return make([]T, n)
+	}
+	return s[:n]
 }
 
 // Cancel removes e, which must have been applied to series k under mode m
@@ -137,9 +188,9 @@ type Stats struct {
 // Approximate heap bytes per structure: the struct, the pointer or map
 // entry that holds it, and typical slack.
 var (
-	seriesBytes = int64(unsafe.Sizeof(series{})) + 2*64 + 48 // two tree headers, map entry
-	hourBytes   = int64(unsafe.Sizeof(bucket{})) + 24        // tree slot at ~70% fill
-	dayBytes    = hourBytes
+	seriesBytes = int64(unsafe.Sizeof(series{})) + 64 + 48 // tree header, map entry
+	chunkBytes  = int64(unsafe.Sizeof(chunk{})) + 24       // tree slot at ~70% fill
+	hourBytes   = int64(unsafe.Sizeof(bucket{})) * 9 / 8   // growth slack of a chunk's hours
 	extBytes    = int64(unsafe.Sizeof(bucketExt{})) + 16
 	minuteBytes = int64(unsafe.Sizeof(Cell{})) * 5 / 4 // slice growth slack
 	rawBytes    = int64(unsafe.Sizeof(Entry{})) * 5 / 4
@@ -148,7 +199,7 @@ var (
 // Stats returns the table's current sizes.
 func (t *Table) Stats() Stats {
 	var s Stats
-	var slots, exts int64
+	var slots, exts, chunks int64
 	for i := range t.shards {
 		sh := &t.shards[i]
 		sh.mu.Lock()
@@ -159,9 +210,10 @@ func (t *Table) Stats() Stats {
 		s.RawEntries += sh.n.raw
 		slots += sh.n.minuteSlots
 		exts += sh.n.exts
+		chunks += sh.n.chunks
 		sh.mu.Unlock()
 	}
-	s.Bytes = s.Series*seriesBytes + s.HourBuckets*hourBytes + s.DayBuckets*dayBytes +
+	s.Bytes = s.Series*seriesBytes + chunks*chunkBytes + s.HourBuckets*hourBytes +
 		slots*minuteBytes + s.RawEntries*rawBytes + exts*extBytes
 	return s
 }
