@@ -145,15 +145,10 @@ func readRaw(r *binread.Reader) []Entry {
 // under mode m, as TakeDirty produced it. Restoring the same bucket twice
 // is an error; buckets may come in any order.
 func (t *Table) Restore(k Key, m Mode, start int64, day bool, state []byte) error {
-	sh := t.shard(k)
+	sh, hash := t.shard(k)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	s, ok := sh.series[k]
-	if !ok {
-		s = newSeries(k, sh)
-		sh.series[k] = s
-		sh.n.series++
-	}
+	s := sh.seriesLocked(hash, k)
 	r := binread.New(state)
 	if day {
 		if start%daySecs != 0 {

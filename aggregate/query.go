@@ -63,10 +63,10 @@ func (t *Table) Visit(k Key, start, end int64, g Grouping, size func(n int), fn 
 	if size == nil {
 		size = func(int) {}
 	}
-	sh := t.shard(k)
+	sh, h := t.shard(k)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	s := sh.series[k]
+	s := sh.lookupLocked(h, k)
 	switch {
 	case g == Total:
 		w := Window{Start: start, End: end}
@@ -81,9 +81,7 @@ func (t *Table) Visit(k Key, start, end int64, g Grouping, size func(n int), fn 
 		size(min(int((end-start)/hourSecs), hoursPerDay*s.chunks.Len()))
 		s.chunks.DescendRange(ref{start: end - 1}, ref{start: floorTo(start, daySecs) - 1}, func(r ref) bool {
 			c := r.c
-			// From the newest hour down: m keeps the hours below i, so
-			// its population count is i's index in c.hours.
-			for m := c.has & hourBits; m != 0; {
+			for m := c.has & hourBits; m != 0; { // from the newest hour down
 				i := 31 - bits.LeadingZeros32(m)
 				m &^= 1 << uint(i)
 				hs := r.start + int64(i)*hourSecs
@@ -93,7 +91,7 @@ func (t *Table) Visit(k Key, start, end int64, g Grouping, size func(n int), fn 
 				if hs < start {
 					return false
 				}
-				if h := &c.hours[bits.OnesCount32(m)]; h.count > 0 {
+				if h := &c.hours[c.slot[i]]; h.count > 0 {
 					fn(Window{Start: hs, End: hs + hourSecs, Cell: h.cell()})
 				}
 			}

@@ -177,20 +177,23 @@ func (h *bucket) eachMinute(start int64, fn func(minute int64, c Cell)) {
 // its shard's mutex.
 type series struct {
 	key      Key
+	next     *series            // the next series whose key has the same hash
 	chunks   *btree.BTreeG[ref] // by day start
 	hot      *chunk             // the most recently used chunk: spares a tree search when events arrive in time order
 	hotStart int64
 }
 
 // A chunk is one UTC day of a series: the day's bucket and the buckets of
-// the day's hours that have one, packed in hour order. A dense day (24
-// hours) holds its hours in one allocation of 24 buckets; a chunk with no
-// bucket left leaves the tree.
+// the day's hours that have one, packed in the order they were added (a
+// new hour appends, it moves no other) and found through slot. A dense
+// day (24 hours) holds its hours in one allocation of 24 buckets; a chunk
+// with no bucket left leaves the tree.
 type chunk struct {
-	has   uint32   // bit i (0-23): hour i has a bucket; dayBit: the day bucket exists
-	dirty uint32   // the same bits: changed since the last checkpoint; queuedBit: in the shard's dirty list
-	day   bucket   // its present field is unused
-	hours []bucket // one per hour bit of has, in hour order
+	has   uint32             // bit i (0-23): hour i has a bucket; dayBit: the day bucket exists
+	dirty uint32             // the same bits: changed since the last checkpoint; queuedBit: in the shard's dirty list
+	slot  [hoursPerDay]uint8 // slot[i]: the index in hours of hour i's bucket, when has says it has one
+	day   bucket             // its present field is unused
+	hours []bucket           // one per hour bit of has
 }
 
 const (
@@ -200,63 +203,83 @@ const (
 	queuedBit   = 1 << 31
 )
 
-// hourIndex returns the index in c.hours that hour i has, or would have.
-func (c *chunk) hourIndex(i int) int {
-	return bits.OnesCount32(c.has & hourBits & (1<<uint(i) - 1))
-}
-
 // hourAt returns the bucket of hour i (0-23), or nil.
 func (c *chunk) hourAt(i int) *bucket {
 	if c.has&(1<<uint(i)) == 0 {
 		return nil
 	}
-	return &c.hours[c.hourIndex(i)]
+	return &c.hours[c.slot[i]]
 }
 
-// addHour inserts an empty bucket for hour i, which has none. Pointers to
+// addHour appends an empty bucket for hour i, which has none. Pointers to
 // the chunk's other hour buckets are invalid afterwards.
 func (c *chunk) addHour(i int, sh *shard) *bucket {
-	j := c.hourIndex(i)
-	if len(c.hours) == cap(c.hours) {
-		// Grow by doubling up to a whole day, so that a dense day ends
-		// in one allocation of exactly 24 buckets.
-		hs := make([]bucket, len(c.hours)+1, min(hoursPerDay, max(1, 2*cap(c.hours))))
-		copy(hs, c.hours[:j])
-		copy(hs[j+1:], c.hours[j:])
+	n := len(c.hours)
+	if n == cap(c.hours) {
+		hs := make([]bucket, n, nextHourCap(n))
+		copy(hs, c.hours)
 		c.hours = hs
-	} else {
-		c.hours = slices.Insert(c.hours, j, bucket{})
 	}
+	c.hours = c.hours[:n+1]
+	c.slot[i] = uint8(n)
 	c.has |= 1 << uint(i)
 	sh.n.hours++
-	return &c.hours[j]
+	return &c.hours[n]
 }
 
-// dropHour removes the bucket of hour i. Pointers to the chunk's other
-// hour buckets are invalid afterwards.
+// nextHourCap returns the capacity of a chunk's hours after n: 1, 3, 8,
+// then 24. Each is an exact allocation size class (32, 96, 256 and 768
+// bytes), a dense day ends in one allocation of exactly 24 buckets after
+// copying 12, and a day of one hour holds one.
+func nextHourCap(n int) int {
+	switch {
+	case n == 0:
+		return 1
+	case n < 3:
+		return 3
+	case n < 8:
+		return 8
+	}
+	return hoursPerDay
+}
+
+// dropHour removes the bucket of hour i: the last bucket moves into its
+// place. Pointers to the chunk's other hour buckets are invalid
+// afterwards.
 func (c *chunk) dropHour(i int, sh *shard) {
-	j := c.hourIndex(i)
+	j, last := c.slot[i], uint8(len(c.hours)-1)
 	if c.hours[j].x != nil {
 		sh.n.exts--
 	}
-	c.hours = slices.Delete(c.hours, j, j+1)
-	if len(c.hours) == 0 {
+	c.has &^= 1 << uint(i)
+	if j != last {
+		c.hours[j] = c.hours[last]
+		for m := c.has & hourBits; m != 0; m &= m - 1 {
+			if k := bits.TrailingZeros32(m); c.slot[k] == last {
+				c.slot[k] = j
+				break
+			}
+		}
+	}
+	c.hours[last] = bucket{}
+	c.hours = c.hours[:last]
+	if last == 0 {
 		c.hours = nil
 	}
-	c.has &^= 1 << uint(i)
 	sh.n.hours--
 }
 
 // eachHour calls fn with the start and bucket of each hour of c, the
 // chunk of the day starting at dstart, within [a, b), in hour order.
 func (c *chunk) eachHour(dstart, a, b int64, fn func(start int64, h *bucket)) {
-	for m, j := c.has&hourBits, 0; m != 0; m, j = m&(m-1), j+1 {
-		start := dstart + int64(bits.TrailingZeros32(m))*hourSecs
+	for m := c.has & hourBits; m != 0; m &= m - 1 {
+		i := bits.TrailingZeros32(m)
+		start := dstart + int64(i)*hourSecs
 		if start >= b {
 			return
 		}
 		if start >= a {
-			fn(start, &c.hours[j])
+			fn(start, &c.hours[c.slot[i]])
 		}
 	}
 }

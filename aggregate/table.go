@@ -25,13 +25,13 @@ type Table struct {
 }
 
 type shard struct {
-	mu       sync.Mutex // guards the fields below
-	series   map[Key]*series
+	mu       sync.Mutex         // guards the fields below
+	series   map[uint64]*series // by the hash of the key: series whose keys share a hash chain through series.next
 	n        counts
 	tracking bool                  // remember changed buckets for checkpoints
 	dirty    []dirtyRef            // changed buckets, each once
 	free     *btree.FreeListG[ref] // tree nodes, shared by the trees of the shard's series
-	_        [128 - (unsafe.Sizeof(sync.Mutex{})+unsafe.Sizeof(map[Key]*series(nil))+unsafe.Sizeof(counts{})+8+unsafe.Sizeof([]dirtyRef(nil))+8)%128]byte
+	_        [128 - (unsafe.Sizeof(sync.Mutex{})+unsafe.Sizeof(map[uint64]*series(nil))+unsafe.Sizeof(counts{})+8+unsafe.Sizeof([]dirtyRef(nil))+8)%128]byte
 }
 
 // NewTable returns a table with n shards; n must be a power of two.
@@ -42,7 +42,7 @@ func NewTable(n int) *Table {
 	t := &Table{seed: maphash.MakeSeed(), mask: uint64(n - 1), shards: make([]shard, n)}
 	for i := range t.shards {
 		sh := &t.shards[i]
-		sh.series = make(map[Key]*series)
+		sh.series = make(map[uint64]*series)
 		sh.free = btree.NewFreeListG[ref](128)
 	}
 	return t
@@ -55,24 +55,64 @@ func (t *Table) hash(k Key) uint64 {
 	return bits.RotateLeft64(h*0xBF58476D1CE4E5B9, 31)
 }
 
-func (t *Table) shard(k Key) *shard { return &t.shards[t.hash(k)&t.mask] }
+// shard returns the shard of k and k's hash.
+func (t *Table) shard(k Key) (*shard, uint64) {
+	h := t.hash(k)
+	return &t.shards[h&t.mask], h
+}
+
+// lookupLocked returns the series k, whose hash is h, or nil.
+func (sh *shard) lookupLocked(h uint64, k Key) *series {
+	for s := sh.series[h]; s != nil; s = s.next {
+		if s.key == k {
+			return s
+		}
+	}
+	return nil
+}
+
+// seriesLocked returns the series k, whose hash is h, creating it when
+// there is none.
+func (sh *shard) seriesLocked(h uint64, k Key) *series {
+	if s := sh.lookupLocked(h, k); s != nil {
+		return s
+	}
+	s := newSeries(k, sh)
+	s.next = sh.series[h]
+	sh.series[h] = s
+	sh.n.series++
+	return s
+}
+
+// removeLocked removes s, whose key hashes to h.
+func (sh *shard) removeLocked(h uint64, s *series) {
+	if p := sh.series[h]; p == s {
+		if s.next == nil {
+			delete(sh.series, h)
+		} else {
+			sh.series[h] = s.next
+		}
+	} else {
+		for p.next != s {
+			p = p.next
+		}
+		p.next = s.next
+	}
+	s.next = nil
+	sh.n.series--
+}
 
 // Apply adds e to series k, whose meter aggregates under mode m.
 func (t *Table) Apply(k Key, m Mode, e Entry) {
-	sh := t.shard(k)
+	sh, h := t.shard(k)
 	sh.mu.Lock()
-	sh.applyLocked(k, m, e)
+	sh.applyLocked(h, k, m, e)
 	sh.mu.Unlock()
 }
 
-func (sh *shard) applyLocked(k Key, m Mode, e Entry) {
-	s, ok := sh.series[k]
-	if !ok {
-		s = newSeries(k, sh)
-		sh.series[k] = s
-		sh.n.series++
-	}
-	s.apply(m, e, sh)
+// applyLocked adds e to series k, whose hash is h.
+func (sh *shard) applyLocked(h uint64, k Key, m Mode, e Entry) {
+	sh.seriesLocked(h, k).apply(m, e, sh)
 }
 
 // Item is one entry of an ApplyBatch call.
@@ -96,20 +136,21 @@ func (t *Table) ApplyBatch(items []Item) {
 	sc := batchScratchPool.Get().(*batchScratch)
 	n := len(t.shards)
 	ends := grow(sc.ends, n+1)
-	which := grow(sc.which, len(items))
+	hashes := grow(sc.hashes, len(items))
 	order := grow(sc.order, len(items))
 	clear(ends)
 	for i := range items {
-		w := uint32(t.hash(items[i].Key) & t.mask)
-		which[i] = w
-		ends[w+1]++
+		h := t.hash(items[i].Key)
+		hashes[i] = h
+		ends[h&t.mask+1]++
 	}
 	for w := 1; w <= n; w++ {
 		ends[w] += ends[w-1]
 	}
 	// ends[w] is now where shard w's items start; placing them moves it to
 	// where they end.
-	for i, w := range which {
+	for i, h := range hashes {
+		w := h & t.mask
 		order[ends[w]] = int32(i)
 		ends[w]++
 	}
@@ -123,23 +164,24 @@ func (t *Table) ApplyBatch(items []Item) {
 		sh.mu.Lock()
 		for _, i := range order[begin:end] {
 			it := &items[i]
-			sh.applyLocked(it.Key, it.Mode, it.Entry)
+			sh.applyLocked(hashes[i], it.Key, it.Mode, it.Entry)
 		}
 		sh.mu.Unlock()
 		begin = end
 	}
 	if len(items) <= 1<<16 { // very large batches leave theirs to the collector
-		sc.ends, sc.which, sc.order = ends, which, order
+		sc.ends, sc.hashes, sc.order = ends, hashes, order
 		batchScratchPool.Put(sc)
 	}
 }
 
 // batchScratch is ApplyBatch's working space: per shard where its items
-// end in order, per item its shard, and the item indices grouped by shard.
+// end in order, per item its key's hash (which picks the shard and finds
+// the series), and the item indices grouped by shard.
 type batchScratch struct {
-	ends  []int32
-	which []uint32
-	order []int32
+	ends   []int32
+	hashes []uint64
+	order  []int32
 }
 
 var batchScratchPool = sync.Pool{New: func() any { return new(batchScratch) }}
@@ -156,19 +198,15 @@ func grow[T any](s []T, n int) []T {
 // with the same Seq, Timestamp and Value. It reports false when the series
 // holds no such entry.
 func (t *Table) Cancel(k Key, m Mode, e Entry) bool {
-	sh := t.shard(k)
+	sh, h := t.shard(k)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	s, ok := sh.series[k]
-	if !ok {
-		return false
-	}
-	if !s.cancel(m, e, sh) {
+	s := sh.lookupLocked(h, k)
+	if s == nil || !s.cancel(m, e, sh) {
 		return false
 	}
 	if s.empty() {
-		delete(sh.series, k)
-		sh.n.series--
+		sh.removeLocked(h, s)
 	}
 	return true
 }
