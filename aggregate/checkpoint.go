@@ -39,10 +39,10 @@ func (sh *shard) mark(s *series, dstart int64, c *chunk, which uint32) {
 	if !sh.tracking {
 		return
 	}
-	if c.dirty&queuedBit == 0 {
+	if c.dirty()&queuedBit == 0 {
 		sh.dirty = append(sh.dirty, dirtyRef{s: s, start: dstart, c: c})
 	}
-	c.dirty |= which | queuedBit
+	c.markDirty(which | queuedBit)
 }
 
 // Dirty is one changed bucket, encoded. A nil State means the bucket is
@@ -65,8 +65,8 @@ func (t *Table) TakeDirty() []Dirty {
 		sh.mu.Lock()
 		for _, r := range sh.dirty {
 			c := r.c
-			which := c.dirty
-			c.dirty = 0
+			which := c.dirty()
+			c.clearDirty()
 			// A bucket that is empty, or whose chunk is no longer in its
 			// tree, is gone. A chunk dropped and then created again is
 			// listed twice, the newer one last.
@@ -82,7 +82,7 @@ func (t *Table) TakeDirty() []Dirty {
 			}
 			if which&dayBit != 0 {
 				var st []byte
-				if raw := c.day.rawEntries(); live && c.has&dayBit != 0 && len(raw) > 0 {
+				if raw := c.day.rawEntries(); live && c.has()&dayBit != 0 && len(raw) > 0 {
 					st = encodeRaw(nil, raw)
 				}
 				out = append(out, Dirty{Key: r.s.key, Start: r.start, Day: true, State: st})

@@ -81,7 +81,8 @@ func (t *Table) Visit(k Key, start, end int64, g Grouping, size func(n int), fn 
 		size(min(int((end-start)/hourSecs), hoursPerDay*s.chunks.Len()))
 		s.chunks.DescendRange(ref{start: end - 1}, ref{start: floorTo(start, daySecs) - 1}, func(r ref) bool {
 			c := r.c
-			for m := c.has & hourBits; m != 0; { // from the newest hour down
+			buckets := c.hourSlice()
+			for m := c.has() & hourBits; m != 0; { // from the newest hour down
 				i := 31 - bits.LeadingZeros32(m)
 				m &^= 1 << uint(i)
 				hs := r.start + int64(i)*hourSecs
@@ -91,7 +92,7 @@ func (t *Table) Visit(k Key, start, end int64, g Grouping, size func(n int), fn 
 				if hs < start {
 					return false
 				}
-				if h := &c.hours[c.slot[i]]; h.count > 0 {
+				if h := &buckets[c.slot[i]]; h.count > 0 {
 					fn(Window{Start: hs, End: hs + hourSecs, Cell: h.cell()})
 				}
 			}
@@ -100,7 +101,7 @@ func (t *Table) Visit(k Key, start, end int64, g Grouping, size func(n int), fn 
 	default:
 		size(min(int((end-start)/daySecs), s.chunks.Len()))
 		s.chunks.DescendRange(ref{start: end - 1}, ref{start: start - 1}, func(r ref) bool {
-			if d := &r.c.day; r.c.has&dayBit != 0 && d.count > 0 {
+			if d := &r.c.day; r.c.has()&dayBit != 0 && d.count > 0 {
 				fn(Window{Start: r.start, End: r.start + daySecs, Cell: d.cell()})
 			}
 			return true
@@ -129,7 +130,7 @@ func (s *series) total(a, b int64) (c Cell) {
 	s.hoursIn(&c, dB, hB)
 	if dA < dB {
 		s.chunks.AscendRange(ref{start: dA}, ref{start: dB}, func(r ref) bool {
-			if r.c.has&dayBit != 0 {
+			if r.c.has()&dayBit != 0 {
 				c.merge(r.c.day.cell())
 			}
 			return true

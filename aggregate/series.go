@@ -3,6 +3,7 @@ package aggregate
 import (
 	"math/bits"
 	"slices"
+	"unsafe"
 
 	"github.com/google/btree"
 )
@@ -184,87 +185,110 @@ type series struct {
 }
 
 // A chunk is one UTC day of a series: the day's bucket and the buckets of
-// the day's hours that have one, packed in the order they were added (a
-// new hour appends, it moves no other) and found through slot. A dense
-// day (24 hours) holds its hours in one allocation of 24 buckets; a chunk
-// with no bucket left leaves the tree.
+// the day's hours that have one, in an array where a new hour appends (it
+// moves no other) and slot finds it. A chunk is 64 bytes, one cache line:
+// the day bucket's present field, which days do not need for minutes,
+// holds the chunk's bits. A dense day (24 hours) holds its hours in one
+// allocation of 24 buckets; a chunk with no bucket left leaves the tree.
 type chunk struct {
-	has   uint32             // bit i (0-23): hour i has a bucket; dayBit: the day bucket exists
-	dirty uint32             // the same bits: changed since the last checkpoint; queuedBit: in the shard's dirty list
-	slot  [hoursPerDay]uint8 // slot[i]: the index in hours of hour i's bucket, when has says it has one
-	day   bucket             // its present field is unused
-	hours []bucket           // one per hour bit of has
+	day   bucket             // day.present: bits 0-31 the has bits, bits 32-63 the dirty bits
+	slot  [hoursPerDay]uint8 // slot[i]: the index of hour i's bucket in the hours array
+	hours *bucket            // the first of an array of hourCaps[class] buckets; nil when no hour has one
 }
 
+// The has bits (low half of day.present) and the dirty bits (high half).
 const (
 	hoursPerDay = 24
-	hourBits    = 1<<hoursPerDay - 1
-	dayBit      = 1 << hoursPerDay
-	queuedBit   = 1 << 31
+	hourBits    = 1<<hoursPerDay - 1 // has: bit i (0-23) when hour i has a bucket; dirty: changed since the last checkpoint
+	dayBit      = 1 << hoursPerDay   // has: the day bucket exists; dirty: it changed
+	classShift  = 28                 // has: bits 28-29 index hourCaps: the length of the hours array
+	queuedBit   = 1 << 31            // dirty: the chunk is in the shard's dirty list
 )
+
+// hourCaps are the lengths the hours array goes through: each an exact
+// allocation size class (32, 96, 256 and 768 bytes), so a dense day ends
+// in one allocation of exactly 24 buckets after copying 12, and a day of
+// one hour holds one.
+var hourCaps = [4]int{1, 3, 8, hoursPerDay}
+
+// has returns the hour bits and dayBit.
+func (c *chunk) has() uint32 { return uint32(c.day.present) & (hourBits | dayBit) }
+
+func (c *chunk) set(b uint32)   { c.day.present |= uint64(b) }
+func (c *chunk) unset(b uint32) { c.day.present &^= uint64(b) }
+
+// dirty returns the dirty bits.
+func (c *chunk) dirty() uint32 { return uint32(c.day.present >> 32) }
+
+func (c *chunk) markDirty(b uint32) { c.day.present |= uint64(b) << 32 }
+func (c *chunk) clearDirty()        { c.day.present &= 1<<32 - 1 }
+
+// class returns the index in hourCaps of the hours array's length.
+func (c *chunk) class() int { return int(c.day.present>>classShift) & 3 }
+
+// hourSlice returns the hour buckets in use, in slot order.
+func (c *chunk) hourSlice() []bucket {
+	if c.hours == nil {
+		return nil
+	}
+	n := bits.OnesCount32(c.has() & hourBits)
+	return unsafe.Slice(c.hours, hourCaps[c.class()])[:n]
+}
 
 // hourAt returns the bucket of hour i (0-23), or nil.
 func (c *chunk) hourAt(i int) *bucket {
-	if c.has&(1<<uint(i)) == 0 {
+	if c.has()&(1<<uint(i)) == 0 {
 		return nil
 	}
-	return &c.hours[c.slot[i]]
+	j := int(c.slot[i])
+	return &unsafe.Slice(c.hours, j+1)[j]
 }
 
 // addHour appends an empty bucket for hour i, which has none. Pointers to
 // the chunk's other hour buckets are invalid afterwards.
 func (c *chunk) addHour(i int, sh *shard) *bucket {
-	n := len(c.hours)
-	if n == cap(c.hours) {
-		hs := make([]bucket, n, nextHourCap(n))
-		copy(hs, c.hours)
-		c.hours = hs
+	hs := c.hourSlice()
+	n := len(hs)
+	if c.hours == nil || n == cap(hs) {
+		class := 0
+		if c.hours != nil {
+			class = c.class() + 1
+		}
+		a := make([]bucket, hourCaps[class])
+		copy(a, hs)
+		c.hours = &a[0]
+		c.day.present = c.day.present&^(3<<classShift) | uint64(class)<<classShift
+		hs = a[:n]
 	}
-	c.hours = c.hours[:n+1]
 	c.slot[i] = uint8(n)
-	c.has |= 1 << uint(i)
+	c.set(1 << uint(i))
 	sh.n.hours++
-	return &c.hours[n]
-}
-
-// nextHourCap returns the capacity of a chunk's hours after n: 1, 3, 8,
-// then 24. Each is an exact allocation size class (32, 96, 256 and 768
-// bytes), a dense day ends in one allocation of exactly 24 buckets after
-// copying 12, and a day of one hour holds one.
-func nextHourCap(n int) int {
-	switch {
-	case n == 0:
-		return 1
-	case n < 3:
-		return 3
-	case n < 8:
-		return 8
-	}
-	return hoursPerDay
+	return &hs[:n+1][n]
 }
 
 // dropHour removes the bucket of hour i: the last bucket moves into its
 // place. Pointers to the chunk's other hour buckets are invalid
 // afterwards.
 func (c *chunk) dropHour(i int, sh *shard) {
-	j, last := c.slot[i], uint8(len(c.hours)-1)
-	if c.hours[j].x != nil {
+	hs := c.hourSlice()
+	j, last := c.slot[i], uint8(len(hs)-1)
+	if hs[j].x != nil {
 		sh.n.exts--
 	}
-	c.has &^= 1 << uint(i)
+	c.unset(1 << uint(i))
 	if j != last {
-		c.hours[j] = c.hours[last]
-		for m := c.has & hourBits; m != 0; m &= m - 1 {
+		hs[j] = hs[last]
+		for m := c.has() & hourBits; m != 0; m &= m - 1 {
 			if k := bits.TrailingZeros32(m); c.slot[k] == last {
 				c.slot[k] = j
 				break
 			}
 		}
 	}
-	c.hours[last] = bucket{}
-	c.hours = c.hours[:last]
+	hs[last] = bucket{}
 	if last == 0 {
 		c.hours = nil
+		c.day.present &^= 3 << classShift
 	}
 	sh.n.hours--
 }
@@ -272,14 +296,15 @@ func (c *chunk) dropHour(i int, sh *shard) {
 // eachHour calls fn with the start and bucket of each hour of c, the
 // chunk of the day starting at dstart, within [a, b), in hour order.
 func (c *chunk) eachHour(dstart, a, b int64, fn func(start int64, h *bucket)) {
-	for m := c.has & hourBits; m != 0; m &= m - 1 {
+	hs := c.hourSlice()
+	for m := c.has() & hourBits; m != 0; m &= m - 1 {
 		i := bits.TrailingZeros32(m)
 		start := dstart + int64(i)*hourSecs
 		if start >= b {
 			return
 		}
 		if start >= a {
-			fn(start, &c.hours[c.slot[i]])
+			fn(start, &hs[c.slot[i]])
 		}
 	}
 }
@@ -366,11 +391,11 @@ func (s *series) day(start int64, create bool, sh *shard) *bucket {
 	if c == nil {
 		return nil
 	}
-	if c.has&dayBit == 0 {
+	if c.has()&dayBit == 0 {
 		if !create {
 			return nil
 		}
-		c.has |= dayBit
+		c.set(dayBit)
 		sh.n.days++
 	}
 	sh.mark(s, start, c, dayBit)
@@ -396,8 +421,8 @@ func (s *series) addContribution(e Entry, keepLast bool, sh *shard) {
 	if h == nil {
 		h = c.addHour(hi, sh)
 	}
-	if c.has&dayBit == 0 {
-		c.has |= dayBit
+	if c.has()&dayBit == 0 {
+		c.set(dayBit)
 		sh.n.days++
 	}
 	sh.mark(s, dstart, c, 1<<uint(hi)|dayBit)
@@ -484,9 +509,9 @@ func (s *series) removeContribution(e Entry, last bool, rawMinute func(h *bucket
 	d.sub(e, sh)
 	if last && d.count > 0 {
 		var c Cell
-		ch := s.find(dstart)
-		for j := range ch.hours {
-			c.merge(ch.hours[j].cell())
+		hs := s.find(dstart).hourSlice()
+		for j := range hs {
+			c.merge(hs[j].cell())
 		}
 		d.x.last = c.Last
 	}
@@ -506,13 +531,13 @@ func (s *series) dropIfEmpty(day bool, start int64, b *bucket, sh *shard) {
 		if b.x != nil {
 			sh.n.exts--
 		}
-		c.day = bucket{}
-		c.has &^= dayBit
+		c.day.count, c.day.sumLo, c.day.x = 0, 0, nil
+		c.unset(dayBit)
 		sh.n.days--
 	} else {
 		c.dropHour(int((start-dstart)/hourSecs), sh)
 	}
-	if c.has == 0 {
+	if c.has() == 0 {
 		s.chunks.Delete(ref{start: dstart})
 		sh.n.chunks--
 		if s.hot == c {

@@ -1,6 +1,9 @@
 package aggregate
 
-import "testing"
+import (
+	"testing"
+	"unsafe"
+)
 
 // Keys whose hashes collide share a map entry and chain: each finds its
 // own series, and removing one in any position leaves the others.
@@ -32,5 +35,12 @@ func TestSeriesHashCollision(t *testing.T) {
 		if sh.n.series != 2 {
 			t.Fatalf("drop %d: %d series, want 2", drop, sh.n.series)
 		}
+	}
+}
+
+// A chunk is one cache line.
+func TestChunkSize(t *testing.T) {
+	if n := unsafe.Sizeof(chunk{}); n != 64 {
+		t.Fatalf("a chunk is %d bytes, want 64", n)
 	}
 }
