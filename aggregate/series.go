@@ -52,7 +52,7 @@ func ModeOf(formula, window string) Mode {
 // hour's cell is that minute's cell. A bucket's start follows from its
 // place in its chunk.
 type bucket struct {
-	present uint64 // hours: bit i (0-59) set when minute i has entries
+	present uint64 // hours: bit i (0-59) set when minute i has entries; days: the chunk's bits
 	count   int64
 	sumLo   uint64     // the sum's low 64 bits: its high 64 are their sign extension plus x.sumHi
 	x       *bucketExt // nil while none of its fields is needed
