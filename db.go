@@ -13,6 +13,13 @@ import (
 
 // DB is a metering database. It is safe for concurrent use. Its write
 // path, state and recovery live in internal/pipeline; DB is the facade.
+//
+// Every method that takes a context returns the context's error at once
+// when it is already done. Record, RecordBatch, RecordBatchKV, RecordUsage
+// and Cancel also stop waiting for their commit when it ends: the write
+// may then still be recorded, so retry it with the same identifiers to
+// learn its outcome. Meter changes and key-value writes are single short
+// commits that a context does not interrupt once they started.
 type DB struct {
 	opts Options
 	e    *pipeline.Engine
@@ -33,6 +40,7 @@ func Open(path string, opts *Options) (*DB, error) {
 		Store: store.Options{
 			Durability: o.Durability.storeDurability(), MaxBatchSize: o.MaxBatchSize, MaxBatchDelay: o.MaxBatchDelay,
 			FlushInterval: o.FlushInterval, LockTimeout: o.LockTimeout, NoFsync: o.NoFsync, Logger: o.Logger,
+			ReadOnly: o.ReadOnly,
 		},
 	})
 	if err != nil {
@@ -56,12 +64,18 @@ func (db *DB) Now() time.Time { return db.e.Now() }
 // CreateMeter creates a meter. Its event name must not be used by any
 // other meter, active or not.
 func (db *DB) CreateMeter(ctx context.Context, p meter.Params) (meter.Meter, error) {
+	if err := ctx.Err(); err != nil {
+		return meter.Meter{}, err
+	}
 	return db.e.CreateMeter(p)
 }
 
 // Meter returns the meter with the given id; the error unwraps to
 // meter.ErrNotFound when there is none.
 func (db *DB) Meter(ctx context.Context, id string) (meter.Meter, error) {
+	if err := ctx.Err(); err != nil {
+		return meter.Meter{}, err
+	}
 	reg, _, err := db.e.Enter()
 	if err != nil {
 		return meter.Meter{}, err
@@ -73,6 +87,9 @@ func (db *DB) Meter(ctx context.Context, id string) (meter.Meter, error) {
 // MeterByEventName returns the meter that events named name go to; the
 // error unwraps to meter.ErrNotFound when there is none.
 func (db *DB) MeterByEventName(ctx context.Context, name string) (meter.Meter, error) {
+	if err := ctx.Err(); err != nil {
+		return meter.Meter{}, err
+	}
 	reg, _, err := db.e.Enter()
 	if err != nil {
 		return meter.Meter{}, err
@@ -88,23 +105,35 @@ func (db *DB) MeterByEventName(ctx context.Context, name string) (meter.Meter, e
 
 // UpdateMeter changes a meter's display name, the only mutable field.
 func (db *DB) UpdateMeter(ctx context.Context, id, displayName string) (meter.Meter, error) {
+	if err := ctx.Err(); err != nil {
+		return meter.Meter{}, err
+	}
 	return db.e.SetDisplayName(id, displayName)
 }
 
 // DeactivateMeter stops a meter from accepting events; its data stays
 // queryable. Deactivating an inactive meter returns it unchanged.
 func (db *DB) DeactivateMeter(ctx context.Context, id string) (meter.Meter, error) {
+	if err := ctx.Err(); err != nil {
+		return meter.Meter{}, err
+	}
 	return db.e.SetStatus(id, meter.Inactive)
 }
 
 // ReactivateMeter lets an inactive meter accept events again and clears
 // its DeactivatedAt. Reactivating an active meter returns it unchanged.
 func (db *DB) ReactivateMeter(ctx context.Context, id string) (meter.Meter, error) {
+	if err := ctx.Err(); err != nil {
+		return meter.Meter{}, err
+	}
 	return db.e.SetStatus(id, meter.Active)
 }
 
 // ListMeters returns a page of meters, newest first; see meter.ListParams.
 func (db *DB) ListMeters(ctx context.Context, p meter.ListParams) (page []meter.Meter, hasMore bool, err error) {
+	if err := ctx.Err(); err != nil {
+		return nil, false, err
+	}
 	reg, _, err := db.e.Enter()
 	if err != nil {
 		return nil, false, err

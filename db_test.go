@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -726,12 +727,31 @@ func TestCreateMeter(t *testing.T) {
 
 func TestStatsSub(t *testing.T) {
 	a := meterdb.Stats{EventsAccepted: 10, EventsRejected: 9, EventsDuplicate: 8, EventsCancelled: 7, Meters: 6, Series: 5,
-		HourBuckets: 4, DayBuckets: 3, MinuteCells: 2, RawEntries: 1, DedupeSlots: 64, DedupeIdentities: 11, MemoryBytes: 12}
-	if d := a.Sub(a); d != (meterdb.Stats{}) {
+		HourBuckets: 4, DayBuckets: 3, MinuteCells: 2, RawEntries: 1, DedupeSlots: 64, DedupeIdentities: 11, MemoryBytes: 12, Reopens: 13}
+	if d := a.Sub(a); !reflect.DeepEqual(d, meterdb.Stats{}) {
 		t.Errorf("a.Sub(a) = %+v", d)
 	}
-	if d := a.Sub(meterdb.Stats{}); d != a {
+	if d := a.Sub(meterdb.Stats{}); !reflect.DeepEqual(d, a) {
 		t.Errorf("a.Sub(zero) = %+v", d)
+	}
+
+	// Histograms subtract by bucket, meters by ID.
+	h := func(sum float64, counts ...uint64) meterdb.Histogram {
+		return meterdb.Histogram{Bounds: []float64{1, 2}, Counts: counts, Sum: sum}
+	}
+	b := meterdb.Stats{CommitDuration: h(5, 1, 2, 3), Checkpoints: 4, LogBytes: 100, ByMeter: []meterdb.MeterStats{
+		{ID: "m1", Accepted: 9, Rejected: 3, RejectedByCode: map[string]int64{"no_meter": 1, "timestamp_in_future": 2}},
+		{ID: "m2", Duplicate: 2}}}
+	c := meterdb.Stats{CommitDuration: h(2, 1, 1, 0), Checkpoints: 1, LogBytes: 40, ByMeter: []meterdb.MeterStats{
+		{ID: "m1", Accepted: 4, Rejected: 1, RejectedByCode: map[string]int64{"no_meter": 1}}}}
+	want := meterdb.Stats{CommitDuration: h(3, 0, 1, 3), Checkpoints: 3, LogBytes: 60, ByMeter: []meterdb.MeterStats{
+		{ID: "m1", Accepted: 5, Rejected: 2, RejectedByCode: map[string]int64{"timestamp_in_future": 2}},
+		{ID: "m2", Duplicate: 2}}}
+	if d := b.Sub(c); !reflect.DeepEqual(d, want) {
+		t.Errorf("b.Sub(c) = %+v, want %+v", d, want)
+	}
+	if d := b.Sub(c); d.CommitDuration.Count() != 4 {
+		t.Errorf("count %d, want 4", d.CommitDuration.Count())
 	}
 }
 

@@ -87,6 +87,27 @@ func sumNow(t *testing.T, db *meterdb.DB, m meter.Meter, c string) int64 {
 	return v
 }
 
+// checkAcked checks that customer c's total on m is acked, before and
+// after closing and reopening the database at path, and returns the
+// reopened database.
+func checkAcked(t *testing.T, db *meterdb.DB, path string, opts *meterdb.Options, m meter.Meter, acked int64) *meterdb.DB {
+	t.Helper()
+	if got := sumNow(t, db, m, "c"); got != acked {
+		t.Fatalf("total %d, want the %d acknowledged events", got, acked)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	db, err := meterdb.Open(path, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := sumNow(t, db, m, "c"); got != acked {
+		t.Fatalf("total %d after reopening, want %d", got, acked)
+	}
+	return db
+}
+
 // TestDiskFull fills the filesystem under a database and checks that
 // writes fail with a retryable error that records nothing and reserves no
 // identifier, that the HTTP adapter answers them with 503 and
@@ -201,19 +222,7 @@ func TestDiskFull(t *testing.T) {
 			if err := db.Sync(); err != nil {
 				t.Fatal(err)
 			}
-			if got := sumNow(t, db, m, "c"); got != acked {
-				t.Fatalf("total %d after the disk-full episode, want the %d acknowledged events", got, acked)
-			}
-			if err := db.Close(); err != nil {
-				t.Fatal(err)
-			}
-			db, err = meterdb.Open(path, opts)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if got := sumNow(t, db, m, "c"); got != acked {
-				t.Fatalf("total %d after reopening, want %d", got, acked)
-			}
+			db = checkAcked(t, db, path, opts, m, acked)
 		})
 	}
 }

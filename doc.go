@@ -5,15 +5,24 @@
 //
 // # Data flow
 //
-// Record and RecordBatch resolve each event's meter by event name (a
-// lock-free registry read), validate it (customer, value, timestamp,
-// lengths), reserve its identifier in the dedupe index, append the accepted
-// events to the journal as one group, apply them to the aggregate shards
-// and acknowledge. A rejected event leaves no trace. Summaries read one
+// Every write goes through one pipeline (internal/pipeline), whatever its
+// caller: Record, RecordBatch, RecordUsage (usage in typed form, with no
+// payload map) and Cancel here, and the HTTP adapter's endpoints. It
+// resolves each event's meter by event name (a lock-free registry read),
+// validates it (customer, value, timestamp, lengths), reserves its
+// identifier in the dedupe index, appends the accepted events to the log
+// as one group (group commit), applies them to the aggregate shards and
+// acknowledges. A rejected event leaves no trace. Summaries read one
 // shard under its lock; whole days come from day buckets, whole hours from
 // hour buckets and partial hours from minute cells. AppendSummaries does
 // the same into a caller's slice, so that a caller reusing it allocates
-// nothing per query.
+// nothing per query. The cross-customer queries (Customers, Totals,
+// TopCustomers) read a per-meter index the shards keep beside the series
+// (each shard's series of a meter, sorted by customer, each with running
+// day totals), one shard at a time, never the series of other meters.
+// Options.ReadOnly opens a file that another reader may share, for
+// exports and inspection; package export writes a meter's per-customer
+// usage as CSV or NDJSON.
 //
 // # Semantics
 //
@@ -53,6 +62,15 @@
 // event is counted exactly once after any crash: tests kill a writing
 // process with SIGKILL and check.
 //
+// A write the disk refuses records nothing and returns an error wrapping
+// ErrUnavailable, with its identifiers left free for the retry. A full
+// disk is transient: the next commit tries again, and writes succeed
+// again as soon as space returns. After any other write error (an I/O
+// error, a failed fsync) the store cannot tell what reached the disk, so
+// the database never retries blindly: it reopens its file, rebuilds its
+// state from what is durable, and then serves writes again
+// (Stats.Reopens counts it).
+//
 // # Memory
 //
 // Per (meter, customer) series: an hour bucket per hour and a day bucket
@@ -63,7 +81,7 @@
 // sequence, timestamp and value (24 bytes) so that a cancellation can be
 // undone exactly. The dedupe index keeps 8 to 16 bytes per identifier of
 // the window for a file-backed database; an in-memory database also keeps
-// every event of the window (the journal it confirms duplicates and finds
+// every event of the window (the log it confirms duplicates and finds
 // cancellations in).
 //
 // # Concurrency

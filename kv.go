@@ -39,11 +39,8 @@ func (db *DB) RecordBatchKV(ctx context.Context, evs []event.Event, kv func(errs
 		recs := kv(errs)
 		out := make([]store.KV, 0, len(recs))
 		for _, r := range recs {
-			if err := checkKV(r.Namespace, r.Key); err != nil {
+			if err := checkKV(ctx, r.Namespace, r.Key, r.Value); err != nil {
 				return nil, err
-			}
-			if len(r.Value) > MaxKVValue {
-				return nil, errors.New("meterdb: key-value record value longer than 1 MiB")
 			}
 			out = append(out, store.KV{NS: r.Namespace, Key: r.Key, Value: r.Value, Expires: r.Expires.Unix()})
 		}
@@ -58,18 +55,15 @@ func (db *DB) RecordBatchKV(ctx context.Context, evs []event.Event, kv func(errs
 // durable. Expired records are never returned and are dropped in the
 // background. The value is copied.
 func (db *DB) PutKV(ctx context.Context, namespace, key string, value []byte, expires time.Time) error {
-	if err := checkKV(namespace, key); err != nil {
+	if err := checkKV(ctx, namespace, key, value); err != nil {
 		return err
-	}
-	if len(value) > MaxKVValue {
-		return errors.New("meterdb: key-value record value longer than 1 MiB")
 	}
 	return db.e.PutKV(namespace, key, value, expires.Unix())
 }
 
 // GetKV returns a copy of the unexpired value under (namespace, key).
 func (db *DB) GetKV(ctx context.Context, namespace, key string) ([]byte, bool, error) {
-	if err := checkKV(namespace, key); err != nil {
+	if err := checkKV(ctx, namespace, key, nil); err != nil {
 		return nil, false, err
 	}
 	return db.e.GetKV(namespace, key)
@@ -77,7 +71,7 @@ func (db *DB) GetKV(ctx context.Context, namespace, key string) ([]byte, bool, e
 
 // DeleteKV removes the value under (namespace, key), if any.
 func (db *DB) DeleteKV(ctx context.Context, namespace, key string) error {
-	if err := checkKV(namespace, key); err != nil {
+	if err := checkKV(ctx, namespace, key, nil); err != nil {
 		return err
 	}
 	return db.e.DeleteKV(namespace, key)
@@ -99,20 +93,25 @@ type KVWrite struct {
 func (db *DB) WriteKV(ctx context.Context, writes []KVWrite) error {
 	ws := make([]store.KVWrite, len(writes))
 	for i, w := range writes {
-		if err := checkKV(w.Namespace, w.Key); err != nil {
+		if err := checkKV(ctx, w.Namespace, w.Key, w.Value); err != nil {
 			return err
-		}
-		if len(w.Value) > MaxKVValue {
-			return errors.New("meterdb: key-value record value longer than 1 MiB")
 		}
 		ws[i] = store.KVWrite{NS: w.Namespace, Key: w.Key, Value: w.Value, Expires: w.Expires.Unix(), Delete: w.Delete}
 	}
 	return db.e.WriteKV(ws)
 }
 
-func checkKV(namespace, key string) error {
+// checkKV returns ctx's error, or an error for a namespace, key or value
+// beyond the limits of key-value records.
+func checkKV(ctx context.Context, namespace, key string, value []byte) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	if namespace == "" || len(namespace) > 64 || len(key) == 0 || len(key) > MaxKVKey {
 		return errors.New("meterdb: key-value namespace must be 1 to 64 bytes and key 1 to 1024 bytes")
+	}
+	if len(value) > MaxKVValue {
+		return errors.New("meterdb: key-value record value longer than 1 MiB")
 	}
 	return nil
 }
@@ -123,7 +122,7 @@ func checkKV(namespace, key string) error {
 // interval may not be listed yet (Sync first to include them). fn must not
 // keep value, nor call other DB methods.
 func (db *DB) ListKV(ctx context.Context, namespace, after string, fn func(key string, value []byte) bool) error {
-	if err := checkKV(namespace, "x"); err != nil {
+	if err := checkKV(ctx, namespace, "x", nil); err != nil {
 		return err
 	}
 	return db.e.ListKV(namespace, after, fn)

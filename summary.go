@@ -77,6 +77,9 @@ func (db *DB) Summaries(ctx context.Context, p SummaryParams) ([]Summary, error)
 // the summaries Summaries would return (dst unchanged on error). A caller
 // that reuses dst across queries allocates nothing per query.
 func (db *DB) AppendSummaries(ctx context.Context, dst []Summary, p SummaryParams) ([]Summary, error) {
+	if err := ctx.Err(); err != nil {
+		return dst, err
+	}
 	reg, table, err := db.e.Enter()
 	if err != nil {
 		return dst, err
@@ -107,24 +110,37 @@ func (db *DB) AppendSummaries(ctx context.Context, dst []Summary, p SummaryParam
 }
 
 func checkSummaryParams(p SummaryParams) (aggregate.Grouping, error) {
-	missing := func(param string) error {
-		return &QueryError{Code: "parameter_missing", Param: param, Message: "Missing required param: " + param + "."}
+	if p.Customer == "" {
+		return 0, missingParam("customer")
 	}
-	invalid := func(param, msg string) error {
-		return &QueryError{Code: "parameter_invalid", Param: param, Message: msg}
-	}
+	return checkRange(p.Start, p.End, p.Grouping)
+}
+
+// missingParam returns the error for a missing parameter.
+func missingParam(param string) error {
+	return &QueryError{Code: "parameter_missing", Param: param, Message: "Missing required param: " + param + "."}
+}
+
+// invalidParam returns the error for an invalid parameter.
+func invalidParam(param, msg string) error {
+	return &QueryError{Code: "parameter_invalid", Param: param, Message: msg}
+}
+
+// checkRange checks a query range [start, end) and its grouping, the rules
+// every query shares: both bounds set, end after start, both aligned to
+// minutes (no grouping), hours or UTC days.
+func checkRange(start, end time.Time, grouping Grouping) (aggregate.Grouping, error) {
+	missing, invalid := missingParam, invalidParam
 	switch {
-	case p.Customer == "":
-		return 0, missing("customer")
-	case p.Start.IsZero():
+	case start.IsZero():
 		return 0, missing("start_time")
-	case p.End.IsZero():
+	case end.IsZero():
 		return 0, missing("end_time")
-	case !p.End.After(p.Start):
+	case !end.After(start):
 		return 0, invalid("end_time", "end_time must be after start_time.")
 	}
 	g, unit, name := aggregate.Total, int64(60), "minute"
-	switch p.Grouping {
+	switch grouping {
 	case GroupNone:
 	case GroupHour:
 		g, unit, name = aggregate.Hourly, 3600, "hour"
@@ -133,64 +149,13 @@ func checkSummaryParams(p SummaryParams) (aggregate.Grouping, error) {
 	default:
 		return 0, invalid("value_grouping_window", "Invalid value_grouping_window: must be one of day or hour.")
 	}
-	if p.Start.Nanosecond() != 0 || p.Start.Unix()%unit != 0 {
+	if start.Nanosecond() != 0 || start.Unix()%unit != 0 {
 		return 0, invalid("start_time", "start_time must be aligned with "+name+" boundaries.")
 	}
-	if p.End.Nanosecond() != 0 || p.End.Unix()%unit != 0 {
+	if end.Nanosecond() != 0 || end.Unix()%unit != 0 {
 		return 0, invalid("end_time", "end_time must be aligned with "+name+" boundaries.")
 	}
 	return g, nil
-}
-
-// Stats is a snapshot of a database's counters and sizes.
-type Stats struct {
-	EventsAccepted   int64 // events recorded
-	EventsRejected   int64 // events that failed validation (duplicates aside)
-	EventsDuplicate  int64 // events rejected as duplicates
-	EventsCancelled  int64 // events cancelled
-	Meters           int64
-	Series           int64 // (meter, customer) pairs with data
-	HourBuckets      int64
-	DayBuckets       int64
-	MinuteCells      int64
-	RawEntries       int64 // entries kept for last and pre-aggregated meters
-	DedupeSlots      int64 // 8 bytes each
-	DedupeIdentities int64 // identifiers remembered
-	// Reopens counts the times the database reopened its file after a
-	// write failure that left unclear what reached the disk.
-	Reopens int64
-	// MemoryBytes estimates the heap held by aggregates, the dedupe index
-	// and (in-memory databases) the events of the dedupe window; it is
-	// computed from counts and structure sizes, not measured.
-	MemoryBytes int64
-}
-
-// Sub returns s minus o, field by field: the activity between two snapshots.
-func (s Stats) Sub(o Stats) Stats {
-	return Stats{
-		EventsAccepted: s.EventsAccepted - o.EventsAccepted, EventsRejected: s.EventsRejected - o.EventsRejected,
-		EventsDuplicate: s.EventsDuplicate - o.EventsDuplicate, EventsCancelled: s.EventsCancelled - o.EventsCancelled,
-		Meters: s.Meters - o.Meters, Series: s.Series - o.Series, HourBuckets: s.HourBuckets - o.HourBuckets,
-		DayBuckets: s.DayBuckets - o.DayBuckets, MinuteCells: s.MinuteCells - o.MinuteCells,
-		RawEntries: s.RawEntries - o.RawEntries, DedupeSlots: s.DedupeSlots - o.DedupeSlots,
-		DedupeIdentities: s.DedupeIdentities - o.DedupeIdentities, MemoryBytes: s.MemoryBytes - o.MemoryBytes,
-		Reopens: s.Reopens - o.Reopens,
-	}
-}
-
-// Stats returns current counters and sizes. It works after Close too.
-func (db *DB) Stats() Stats {
-	s := db.e.Stats()
-	t, d := s.Table, s.Dedupe
-	return Stats{
-		EventsAccepted: s.Accepted, EventsRejected: s.Rejected,
-		EventsDuplicate: s.Duplicates, EventsCancelled: s.Cancels,
-		Meters: s.Meters, Series: t.Series, HourBuckets: t.HourBuckets,
-		DayBuckets: t.DayBuckets, MinuteCells: t.MinuteCells, RawEntries: t.RawEntries,
-		DedupeSlots: d.Slots, DedupeIdentities: d.Used,
-		MemoryBytes: t.Bytes + d.Slots*8 + s.LogMemory,
-		Reopens:     s.Reopens,
-	}
 }
 
 // Int128Of returns v as an Int128.

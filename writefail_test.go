@@ -113,17 +113,5 @@ func TestWriteErrorReopens(t *testing.T) {
 	if err := record("after"); err != nil {
 		t.Fatal(err)
 	}
-	if got := sumNow(t, db, m, "c"); got != acked {
-		t.Fatalf("total %d, want %d", got, acked)
-	}
-	if err := db.Close(); err != nil {
-		t.Fatal(err)
-	}
-	db, err = meterdb.Open(path, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got := sumNow(t, db, m, "c"); got != acked {
-		t.Fatalf("total %d after reopening, want %d", got, acked)
-	}
+	db = checkAcked(t, db, path, opts, m, acked)
 }

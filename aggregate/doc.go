@@ -11,9 +11,8 @@
 // so an event costs one search of a tree of about 36 chunks (none when it
 // falls on the day of the previous one) and no allocation once its hour
 // exists. ApplyBatch groups its items by shard and takes each shard lock
-// once. A bucket is 32 bytes: for an
-// hour, a bitmap of the minutes with entries; a count and the low half of a
-// sum. What fewer buckets need (the high half of a sum beyond the int64
+// once. A bucket is 32 bytes: for an hour, a bitmap of the minutes with
+// entries; a count and the low half of a sum. What fewer buckets need (the high half of a sum beyond the int64
 // range, the newest entry for last meters, the cells of several minutes,
 // raw entries) sits in an extension allocated on demand. The minute cells
 // are what make summaries exact for any minute-aligned range: whole days
@@ -24,6 +23,14 @@
 // window), also keep the raw entries (sequence, timestamp, value: 24 bytes)
 // of each hour or day, so that cancelling an event can recompute exactly
 // the value it leaves behind.
+//
+// For the cross-customer queries (Customers, Top, Totals), each shard also
+// keeps, per meter, the meter's series it holds sorted by customer, and
+// each series a copy of its day cells in a slice with running totals, so
+// that a range of whole days costs two lookups per series whatever its
+// length (meter_index.go). Both are updated under the shard lock by the
+// code that changes a series; a query locks one shard at a time, so it is
+// consistent per shard, not across shards.
 //
 // Every method of Table is safe for concurrent use.
 package aggregate

@@ -182,6 +182,9 @@ type series struct {
 	chunks   *btree.BTreeG[ref] // by day start
 	hot      *chunk             // the most recently used chunk: spares a tree search when events arrive in time order
 	hotStart int64
+	dayCells []dayCell // the cells of the days with entries, by day (meter_index.go)
+	lastDay  dayCell   // a copy of the last of dayCells, zero when there is none
+	slot     int       // index in its meter part's series (meter_index.go)
 }
 
 // A chunk is one UTC day of a series: the day's bucket and the buckets of
@@ -452,6 +455,7 @@ func (s *series) addContribution(e Entry, keepLast bool, sh *shard) {
 	}
 	h.add(e, keepLast, sh)
 	c.day.add(e, keepLast, sh)
+	s.syncDay(dstart, &c.day)
 }
 
 // removeContribution removes e from its minute, hour and day cells. When
@@ -517,6 +521,7 @@ func (s *series) removeContribution(e Entry, last bool, rawMinute func(h *bucket
 	}
 	d.shrink(last, sh)
 	s.dropIfEmpty(true, dstart, d, sh)
+	s.syncDay(dstart, d)
 }
 
 // dropIfEmpty removes the day or hour bucket b at start when it has no

@@ -31,7 +31,8 @@ type shard struct {
 	tracking bool                  // remember changed buckets for checkpoints
 	dirty    []dirtyRef            // changed buckets, each once
 	free     *btree.FreeListG[ref] // tree nodes, shared by the trees of the shard's series
-	_        [128 - (unsafe.Sizeof(sync.Mutex{})+unsafe.Sizeof(map[uint64]*series(nil))+unsafe.Sizeof(counts{})+8+unsafe.Sizeof([]dirtyRef(nil))+8)%128]byte
+	meters   map[uint64]*meterPart // the series of each meter, by customer (meter_index.go)
+	_        [128 - (unsafe.Sizeof(sync.Mutex{})+unsafe.Sizeof(map[uint64]*series(nil))+unsafe.Sizeof(counts{})+8+unsafe.Sizeof([]dirtyRef(nil))+8+8)%128]byte
 }
 
 // NewTable returns a table with n shards; n must be a power of two.
@@ -43,6 +44,7 @@ func NewTable(n int) *Table {
 	for i := range t.shards {
 		sh := &t.shards[i]
 		sh.series = make(map[uint64]*series)
+		sh.meters = make(map[uint64]*meterPart)
 		sh.free = btree.NewFreeListG[ref](128)
 	}
 	return t
@@ -81,6 +83,7 @@ func (sh *shard) seriesLocked(h uint64, k Key) *series {
 	s.next = sh.series[h]
 	sh.series[h] = s
 	sh.n.series++
+	sh.indexLocked(s)
 	return s
 }
 
@@ -100,6 +103,7 @@ func (sh *shard) removeLocked(h uint64, s *series) {
 	}
 	s.next = nil
 	sh.n.series--
+	sh.unindexLocked(s)
 }
 
 // Apply adds e to series k, whose meter aggregates under mode m.
@@ -226,9 +230,9 @@ type Stats struct {
 // Approximate heap bytes per structure: the struct, the pointer or map
 // entry that holds it, and typical slack.
 var (
-	seriesBytes = int64(unsafe.Sizeof(series{})) + 64 + 48 // tree header, map entry
-	chunkBytes  = int64(unsafe.Sizeof(chunk{})) + 24       // tree slot at ~70% fill
-	hourBytes   = int64(unsafe.Sizeof(bucket{})) * 9 / 8   // growth slack of a chunk's hours
+	seriesBytes = int64(unsafe.Sizeof(series{})) + 64 + 48                                 // tree header, map entry
+	chunkBytes  = int64(unsafe.Sizeof(chunk{})) + 24 + int64(unsafe.Sizeof(dayCell{}))*5/4 // tree slot at ~70% fill; the day's copy in the meter index
+	hourBytes   = int64(unsafe.Sizeof(bucket{})) * 9 / 8                                   // growth slack of a chunk's hours
 	extBytes    = int64(unsafe.Sizeof(bucketExt{})) + 16
 	minuteBytes = int64(unsafe.Sizeof(Cell{})) * 5 / 4 // slice growth slack
 	rawBytes    = int64(unsafe.Sizeof(Entry{})) * 5 / 4

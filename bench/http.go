@@ -88,15 +88,8 @@ func httpPost(ctx context.Context, hc *http.Client, u, key, ct string, body []by
 // httpDo sends req and appends its response body to buf; a status other
 // than 200 is an error quoting the body.
 func httpDo(hc *http.Client, req *http.Request, buf []byte) ([]byte, error) {
-	res, err := hc.Do(req)
-	if err != nil {
-		return buf, err
-	}
-	defer res.Body.Close()
 	n := len(buf)
-	w := bytes.NewBuffer(buf)
-	_, err = io.Copy(w, res.Body)
-	buf = w.Bytes()
+	buf, res, err := httpSend(hc, req, buf)
 	if err != nil {
 		return buf, err
 	}
@@ -104,6 +97,21 @@ func httpDo(hc *http.Client, req *http.Request, buf []byte) ([]byte, error) {
 		return buf, fmt.Errorf("%s %s: status %d: %s", req.Method, req.URL.Path, res.StatusCode, bytes.TrimSpace(buf[n:]))
 	}
 	return buf, nil
+}
+
+// httpSend sends req, appends its response body to buf and returns the
+// response, whose body is closed, whatever its status. An error means the
+// exchange itself failed (connection refused or reset, timeout, a body cut
+// short); res is then nil unless the headers had arrived.
+func httpSend(hc *http.Client, req *http.Request, buf []byte) ([]byte, *http.Response, error) {
+	res, err := hc.Do(req)
+	if err != nil {
+		return buf, nil, err
+	}
+	defer res.Body.Close()
+	w := bytes.NewBuffer(buf)
+	_, err = io.Copy(w, res.Body)
+	return w.Bytes(), res, err
 }
 
 // httpAppendV1Event appends the form-encoded body of POST
@@ -136,34 +144,39 @@ func httpAppendV1Event(buf []byte, ev *event.Event) []byte {
 func httpAppendV2Stream(buf []byte, evs []event.Event) []byte {
 	buf = append(buf, `{"events":[`...)
 	for i := range evs {
-		ev := &evs[i]
 		if i > 0 {
 			buf = append(buf, ',')
 		}
-		buf = append(buf, `{"event_name":`...)
-		buf = strconv.AppendQuote(buf, ev.Name)
-		if ev.Identifier != "" {
-			buf = append(buf, `,"identifier":`...)
-			buf = strconv.AppendQuote(buf, ev.Identifier)
-		}
-		buf = append(buf, `,"payload":{`...)
-		for j, k := range httpSortedKeys(ev.Payload) {
-			if j > 0 {
-				buf = append(buf, ',')
-			}
-			buf = strconv.AppendQuote(buf, k)
-			buf = append(buf, ':')
-			buf = strconv.AppendQuote(buf, ev.Payload[k])
-		}
-		buf = append(buf, '}')
-		if !ev.Timestamp.IsZero() {
-			buf = append(buf, `,"timestamp":"`...)
-			buf = ev.Timestamp.UTC().AppendFormat(buf, time.RFC3339)
-			buf = append(buf, '"')
-		}
-		buf = append(buf, '}')
+		buf = httpAppendV2Event(buf, &evs[i])
 	}
 	return append(buf, "]}"...)
+}
+
+// httpAppendV2Event appends ev as a JSON object: the body of POST
+// /v2/billing/meter_events, and one element of a stream's events.
+func httpAppendV2Event(buf []byte, ev *event.Event) []byte {
+	buf = append(buf, `{"event_name":`...)
+	buf = strconv.AppendQuote(buf, ev.Name)
+	if ev.Identifier != "" {
+		buf = append(buf, `,"identifier":`...)
+		buf = strconv.AppendQuote(buf, ev.Identifier)
+	}
+	buf = append(buf, `,"payload":{`...)
+	for j, k := range httpSortedKeys(ev.Payload) {
+		if j > 0 {
+			buf = append(buf, ',')
+		}
+		buf = strconv.AppendQuote(buf, k)
+		buf = append(buf, ':')
+		buf = strconv.AppendQuote(buf, ev.Payload[k])
+	}
+	buf = append(buf, '}')
+	if !ev.Timestamp.IsZero() {
+		buf = append(buf, `,"timestamp":"`...)
+		buf = ev.Timestamp.UTC().AppendFormat(buf, time.RFC3339)
+		buf = append(buf, '"')
+	}
+	return append(buf, '}')
 }
 
 // httpSortedKeys returns the keys of m in order. The workload's payloads

@@ -117,6 +117,13 @@ var targets = map[string]TargetSpec{
 		Doc:  "stripeapi v1 over loopback HTTP: one form-encoded POST /v1/billing/meter_events per event, with an Idempotency-Key; in-memory DB; client in the same process",
 		Open: httpOpenTarget(false),
 	},
+	"meterd": {
+		Name: "meterd",
+		Doc:  "a meterd process built from ./cmd/meterd, on a file in a tmpfs, over loopback HTTP; the soak scenario's target",
+		Open: func(*Workload, string) (Target, error) {
+			return nil, fmt.Errorf("%w: meterd runs in the soak scenario only", ErrUnavailable)
+		},
+	},
 	"http-v2": {
 		Name: "http-v2", Baseline: "meterdb-mem",
 		Doc:  "stripeapi v2 over loopback HTTP: POST /v2/billing/meter_event_stream of up to 100 events with a session token and an Idempotency-Key; in-memory DB; client in the same process",
@@ -172,6 +179,21 @@ func (t *meterDB) Record(ctx context.Context, ev *event.Event) error {
 
 func (t *meterDB) RecordBatch(ctx context.Context, evs []event.Event) (int, error) {
 	errs, err := t.db.RecordBatch(ctx, evs)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, e := range errs {
+		if e != nil {
+			n++
+		}
+	}
+	return n, nil
+}
+
+// RecordUsage records us through DB.RecordUsage, the typed path.
+func (t *meterDB) RecordUsage(ctx context.Context, us []event.Usage) (int, error) {
+	errs, err := t.db.RecordUsage(ctx, us)
 	if err != nil {
 		return 0, err
 	}

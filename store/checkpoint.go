@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"slices"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -52,6 +53,7 @@ type Mark struct {
 // key-value records expired at now, in one transaction, synced before it
 // returns.
 func (s *DB) Checkpoint(m Mark, recs []AggRecord, pruneBelow uint64, now int64) error {
+	start := time.Now()
 	if err := s.Sync(); err != nil {
 		return err
 	}
@@ -75,7 +77,8 @@ func (s *DB) Checkpoint(m Mark, recs []AggRecord, pruneBelow uint64, now int64) 
 		}
 		return a.i - b.i
 	})
-	return s.classify(s.bolt.Update(func(tx *bolt.Tx) error {
+	var pruned, prunedBytes int64
+	err := s.classify(s.bolt.Update(func(tx *bolt.Tx) error {
 		agg := tx.Bucket(bucketAgg)
 		for _, k := range keyed {
 			var err error
@@ -101,13 +104,18 @@ func (s *DB) Checkpoint(m Mark, recs []AggRecord, pruneBelow uint64, now int64) 
 		}
 		c := tx.Bucket(bucketLog).Cursor()
 		end := u64(pruneBelow)
-		for k, _ := c.First(); k != nil && bytes.Compare(k, end) < 0; k, _ = c.First() {
+		for k, v := c.First(); k != nil && bytes.Compare(k, end) < 0; k, v = c.First() {
+			pruned, prunedBytes = pruned+1, prunedBytes+int64(len(v))
 			if err := c.Delete(); err != nil {
 				return err
 			}
 		}
 		return pruneKV(tx, now)
 	}))
+	if err == nil {
+		s.counters.checkpointed(start, now, pruned, prunedBytes)
+	}
+	return err
 }
 
 // pruneKV deletes the key-value records expired at now. A record whose

@@ -14,8 +14,15 @@
 // the end of the log's B+tree. With DurabilitySync (the default) Append
 // returns after the fsync that covers its record; with DurabilityBuffered
 // it returns at once and the committer syncs within Options.FlushInterval,
-// which bounds what a crash can lose. Once a commit fails, the store stays
-// failed: every later write returns the error.
+// which bounds what a crash can lose.
+//
+// A commit that fails for lack of space (ENOSPC or EDQUOT while writing
+// pages) is transient: its writers get an error wrapping ErrUnavailable
+// and the next commit tries again (a buffered store keeps the batch it
+// acknowledged and retries it, refusing new writes meanwhile). Any other
+// failure, a failed fsync above all, leaves the store unsure of what
+// reached the disk: the store stays failed (ErrFailed, wrapped with
+// ErrUnavailable), and its owner reopens the file.
 //
 // # Reads and recovery
 //

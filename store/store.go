@@ -43,19 +43,22 @@ type DB struct {
 
 	wake chan struct{} // tells the committer that work is queued (capacity 1)
 
-	mu      sync.Mutex // guards the fields below
-	cond    *sync.Cond // broadcast when a commit finishes or Close starts
-	queue   []*item    // waiting for the committer, in location order
-	queued  int        // events in queue
-	nextLoc uint64     // location of the next Append
-	items   uint64     // items ever queued
-	commits uint64     // items ever committed (or failed); batches commit in queue order
-	pending map[uint64]*Group
-	kvPend  map[[2]string]kvRecord
-	failed  error // sticky: a commit failed for a reason other than space
-	stalled error // a buffered batch waits for space; new buffered writes are refused
-	closing bool
-	closed  bool
+	mu           sync.Mutex // guards the fields below
+	cond         *sync.Cond // broadcast when a commit finishes or Close starts
+	queue        []*item    // waiting for the committer, in location order
+	queued       int        // events in queue
+	nextLoc      uint64     // location of the next Append
+	items        uint64     // items ever queued
+	commits      uint64     // items ever committed (or failed); batches commit in queue order
+	pending      map[uint64]*Group
+	kvPend       map[[2]string]kvRecord
+	failed       error     // sticky: a commit failed for a reason other than space
+	stalled      error     // a buffered batch waits for space; new buffered writes are refused
+	lastSpaceLog time.Time // when a failure for lack of space was last logged
+	closing      bool
+	closed       bool
+
+	counters counters // statistics; see Stats
 
 	done chan struct{} // closed when the committer exits
 }
@@ -132,7 +135,7 @@ func Open(path string, opts *Options) (_ *DB, err error) {
 		return nil, openError(path, err)
 	}
 	s := &DB{opts: o, bolt: bdb, pending: map[uint64]*Group{}, kvPend: map[[2]string]kvRecord{},
-		done: make(chan struct{}), wake: make(chan struct{}, 1)}
+		done: make(chan struct{}), wake: make(chan struct{}, 1), counters: newCounters()}
 	s.cond = sync.NewCond(&s.mu)
 	if err := s.init(path); err != nil {
 		bdb.Close()
@@ -499,8 +502,11 @@ func (s *DB) commitLoop() {
 		}
 		s.mu.Lock()
 		if err != nil && failed == nil {
-			s.opts.Logger.Error("store commit failed", "err", err)
 			if transient(err) {
+				if s.stalled == nil && time.Since(s.lastSpaceLog) > 10*time.Second {
+					s.lastSpaceLog = time.Now()
+					s.opts.Logger.Error("store commit failed for lack of space; writes are refused until space returns", "err", err)
+				}
 				err = fmt.Errorf("%w: %w", ErrUnavailable, err)
 				if s.opts.Durability == DurabilityBuffered && !s.closing {
 					s.stalled = err
@@ -511,6 +517,7 @@ func (s *DB) commitLoop() {
 				}
 				s.nextLoc = firstLoc
 			} else {
+				s.opts.Logger.Error("store commit failed; the file must be reopened", "err", err)
 				s.failed = fmt.Errorf("%w: %w: %w", ErrUnavailable, ErrFailed, err)
 				err = s.failed
 			}
@@ -569,7 +576,9 @@ func (s *DB) classify(err error) error {
 }
 
 func (s *DB) commit(batch []*item) error {
-	return s.bolt.Update(func(tx *bolt.Tx) error {
+	start := time.Now()
+	err := s.bolt.Update(func(tx *bolt.Tx) error {
+		s.counters.observeSync(tx)
 		log := tx.Bucket(bucketLog)
 		log.FillPercent = 1.0 // keys only ever grow: pack pages full
 		var key [8]byte
@@ -591,6 +600,8 @@ func (s *DB) commit(batch []*item) error {
 		}
 		return nil
 	})
+	s.counters.committed(batch, start, err)
+	return err
 }
 
 // Sync returns once everything queued before the call is committed.
@@ -660,7 +671,8 @@ func (s *DB) view(fn func(*bolt.Tx) error) (err error) {
 // only what they cover). A damaged record or a missing location is an
 // error wrapping ErrCorrupt that names it.
 func (s *DB) Replay(after uint64, full func(loc uint64, g *Group) error, ident func(loc uint64, received int64, id []byte)) error {
-	return s.view(func(tx *bolt.Tx) error {
+	var records, bytes int64
+	err := s.view(func(tx *bolt.Tx) error {
 		ck, err := s.metaU64(tx.Bucket(bucketMeta), keyCheckpoint)
 		if err != nil {
 			return err
@@ -671,6 +683,7 @@ func (s *DB) Replay(after uint64, full func(loc uint64, g *Group) error, ident f
 			if len(k) != 8 {
 				return fmt.Errorf("%w: log key of %d bytes", ErrCorrupt, len(k))
 			}
+			records, bytes = records+1, bytes+int64(len(v))
 			loc := binary.BigEndian.Uint64(k)
 			if err := checkContinuity(next, loc, ck); err != nil {
 				return err
@@ -696,6 +709,11 @@ func (s *DB) Replay(after uint64, full func(loc uint64, g *Group) error, ident f
 		}
 		return nil
 	})
+	if err == nil {
+		s.counters.logRecords.Store(records)
+		s.counters.logBytes.Store(bytes)
+	}
+	return err
 }
 
 // errMissing is the cause corrupt names for a location absent from the

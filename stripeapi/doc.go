@@ -210,7 +210,11 @@
 // request lines it cannot parse (a bad percent escape in the path), in
 // plain text before the handler runs, so give it a limit above the
 // handler's. A 401 closes the connection. A closed DB gives 503 api_error;
-// any other failure 500 api_error, logged with its request id.
+// so does a write the database could not store (a full disk, or its file
+// being reopened after an I/O error: meterdb.ErrUnavailable), with
+// Stripe-Should-Retry: true, since nothing was recorded and the same
+// request, retried, is recorded once; any other failure 500 api_error,
+// logged with its request id.
 //
 // Responses also carry Cache-Control: no-cache, no-store, echo the
 // request's Idempotency-Key and Stripe-Version, and any Stripe-Version,
@@ -334,6 +338,14 @@
 // per group (at most max(2, GOMAXPROCS) such calls run at once): each
 // request waits for exactly one group commit, and no lock is held across
 // I/O. Error reports, when there are any, cost a second write.
+//
+// # Statistics
+//
+// Stats(h) returns a handler's counters as a value: responses by route
+// pattern and status code, a latency histogram per route, 429s, and the
+// stream's events by outcome. Routes are the handler's patterns (plus
+// "other"), never raw paths, so an exporter's label values stay bounded;
+// package metrics exports them to Prometheus.
 //
 // Not served: Stripe's one-concurrent-call-per-customer-per-meter rule and
 // too_many_concurrent_requests; asynchronous error reports for v1 and the

@@ -32,6 +32,7 @@ type handler struct {
 	combine *combiner
 	slots   chan struct{} // one token per request being served
 	limiter *rateLimiter  // nil without Options.RateLimit
+	stats   *httpStats    // see Stats
 	bodies  *bodyBudget   // bytes of request bodies held
 
 	// writeReports stores error reports and their index records: the DB's
@@ -65,6 +66,7 @@ type route struct {
 	// here, so a retry with corrected parameters may reuse its
 	// Idempotency-Key.
 	prepare func(c *call) (execFunc, error)
+	stats   *routeStats // the route's counters, set by newHTTPStats
 }
 
 // repeatable marks r as a route whose repeat is harmless (see idemAsync).
@@ -95,6 +97,7 @@ type call struct {
 	key     apiKey
 	now     time.Time
 	rt      *route
+	matched *route   // the route of the method and path, before authentication; nil for none
 	vals    []string // path values, in the order of the pattern's captures
 	idemKey string   // Idempotency-Key of a POST, trimmed; "" when absent
 	// canonical is a deterministic encoding of the decoded parameters,
@@ -154,6 +157,7 @@ func NewHandler(db *meterdb.DB, opts *Options) (http.Handler, error) {
 	}
 	h.routes = append(h.routes, h.v1Routes()...)
 	h.routes = append(h.routes, h.v2Routes()...)
+	h.stats = newHTTPStats(h.routes)
 	return h, nil
 }
 
@@ -179,6 +183,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Request-Id", c.id)
 	res := h.serve(c)
 	c.write(res)
+	h.stats.observe(c.matched, res.status, time.Since(start))
 	h.log.LogAttrs(r.Context(), slog.LevelDebug, "request",
 		slog.String("request_id", c.id), slog.String("method", r.Method), slog.String("path", r.URL.Path),
 		slog.Int("status", res.status), slog.Bool("replayed", res.replayed), slog.Duration("took", time.Since(start)))
@@ -190,6 +195,7 @@ func (h *handler) serve(c *call) response {
 			fmt.Sprintf("Request headers too large: %d bytes, the limit is %d.", n, h.opts.MaxHeaderBytes)))
 	}
 	rt, vals := h.match(c.r)
+	c.matched = rt
 	var key apiKey
 	var err error
 	if rt != nil && rt.session {

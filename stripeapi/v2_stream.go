@@ -101,6 +101,7 @@ func (h *handler) v2Stream(c *call) (execFunc, error) {
 		if err != nil {
 			return nil, err
 		}
+		h.stats.streamEvents(errs)
 		// The events are committed: whatever happens to their error
 		// report, the answer is what happened to them. A 500 here would
 		// tell the client that nothing counted.

@@ -1,8 +1,31 @@
 package pipeline
 
+// The write path: validate -> reserve identifiers -> sequence -> log ->
+// apply -> acknowledge. Its invariants:
+//
+//  1. A rejected event leaves no trace: no log record, no dedupe entry, no
+//     bucket change. That includes an event whose log write failed: its
+//     identifier is released, so a retry with the same identifier is
+//     recorded, not refused as a duplicate.
+//  2. An event is applied to the aggregates only after the log accepted it
+//     (with DurabilitySync, after the fsync that covers it), and its
+//     identifier becomes findable only after it is applied.
+//  3. An identifier is held by at most one event of the dedupe window:
+//     reservation makes concurrent events with one identifier collide
+//     before either is logged.
+//  4. Sequence numbers grow with receipt; the log's locations are dense
+//     and assigned in commit order.
+//  5. A checkpoint covers exactly the log up to a location: writers hold
+//     the apply lock (read side) from log append to apply, and the
+//     checkpointer takes its write side while it collects changed buckets.
+//  6. A write that the store cannot make returns an error wrapping
+//     store.ErrUnavailable. When the store cannot tell what reached the
+//     disk (an I/O error, a failed fsync), the Engine reopens the file and
+//     rebuilds its state from what is durable before it serves writes
+//     again; it never retries such a write blindly.
+
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -64,6 +87,7 @@ func (e *Engine) Record(ctx context.Context, b *Batch) ([]error, error) {
 	now := e.cfg.Now()
 	nowSec := now.Unix()
 	n := b.len()
+	e.stats.batch.Observe(int64(n))
 	errs := make([]error, n)
 
 	// Validate, and give every valid event its identifier.
@@ -97,7 +121,7 @@ func (e *Engine) Record(ctx context.Context, b *Batch) ([]error, error) {
 	}
 	sc.cands, sc.ids = cands, ids // for putScratch to clear
 	if len(cands) == 0 {
-		e.countRejected(errs)
+		e.countRejected(st, b, errs)
 		return errs, nil
 	}
 
@@ -146,7 +170,7 @@ func (e *Engine) Record(ctx context.Context, b *Batch) ([]error, error) {
 	}
 	sc.items = items
 	if len(g.Events) == 0 {
-		e.countRejected(errs)
+		e.countRejected(st, b, errs)
 		return errs, nil
 	}
 	last := st.seq.Add(uint64(len(g.Events)))
@@ -196,7 +220,7 @@ func (e *Engine) Record(ctx context.Context, b *Batch) ([]error, error) {
 		return nil, err
 	}
 	if len(g.Events) < n {
-		e.countRejected(errs)
+		e.countRejected(st, b, errs)
 	}
 	return errs, nil
 }
@@ -215,7 +239,7 @@ func (e *Engine) finishRecord(st *state, c commit, res *dedupe.Reservation, item
 	st.table.ApplyBatch(items)
 	st.applyMu.RUnlock()
 	st.idx.CommitBatch(res, loc)
-	e.accepted.Add(int64(len(items)))
+	e.countAccepted(items)
 	e.maintain(st, now, loc)
 	return nil
 }
@@ -277,19 +301,6 @@ func putScratch(sc *batchScratch) {
 	scratchPool.Put(sc)
 }
 
-func (e *Engine) countRejected(errs []error) {
-	for _, err := range errs {
-		if err == nil {
-			continue
-		}
-		if errors.Is(err, event.ErrDuplicate) {
-			e.duplicates.Add(1)
-		} else {
-			e.rejected.Add(1)
-		}
-	}
-}
-
 // findEvent returns the event with identifier id in the group at loc.
 func (st *state) findEvent(loc uint64, id string) (*store.Event, error) {
 	g, err := st.log.Group(loc)
@@ -320,7 +331,12 @@ func (e *Engine) Cancel(ctx context.Context, eventName, identifier string) error
 	if err != nil {
 		return err
 	}
-	defer e.life.RUnlock()
+	handedOff := false
+	defer func() {
+		if !handedOff {
+			e.life.RUnlock()
+		}
+	}()
 	if err := st.writable(); err != nil {
 		return err
 	}
@@ -361,29 +377,47 @@ func (e *Engine) Cancel(ctx context.Context, eventName, identifier string) error
 	st.cancelled[found.Seq] = found.Received
 	st.cancelMu.Unlock()
 
-	st.applyMu.RLock()
-	defer st.applyMu.RUnlock()
-	c, err := st.log.Append(&store.Group{Cancels: []store.Cancel{{
-		Seq: found.Seq, Received: now, Meter: found.Meter, Customer: found.Customer,
-		Value: found.Value, Timestamp: found.Timestamp,
-	}}}, nil)
-	var loc uint64
-	if err == nil {
-		<-c.done() // a cancellation is short; ctx does not cut its wait
-		loc, err = c.result()
-	}
-	if err != nil {
+	// abort undoes the cancellation's claim after its write failed.
+	abort := func(err error) error {
+		st.applyMu.RUnlock()
 		st.cancelMu.Lock()
 		delete(st.cancelled, found.Seq)
 		st.cancelMu.Unlock()
 		return e.failed(st, fmt.Errorf("meterdb: recording cancellation: %w", err))
 	}
-	mode := aggregate.ModeOf(string(m.Formula), string(m.EventTimeWindow))
-	if !st.table.Cancel(aggregate.Key{Meter: m.Seq, Customer: found.Customer}, mode,
-		aggregate.Entry{Seq: found.Seq, Timestamp: found.Timestamp, Value: found.Value}) {
-		panic(fmt.Sprintf("meterdb: cancelled event %d is missing from the aggregates", found.Seq))
+	st.applyMu.RLock()
+	c, err := st.log.Append(&store.Group{Cancels: []store.Cancel{{
+		Seq: found.Seq, Received: now, Meter: found.Meter, Customer: found.Customer,
+		Value: found.Value, Timestamp: found.Timestamp,
+	}}}, nil)
+	if err != nil {
+		return abort(err)
 	}
-	e.cancels.Add(1)
-	e.maintain(st, now, loc)
-	return nil
+	finish := func() error {
+		loc, err := c.result()
+		if err != nil {
+			return abort(err)
+		}
+		mode := aggregate.ModeOf(string(m.Formula), string(m.EventTimeWindow))
+		if !st.table.Cancel(aggregate.Key{Meter: m.Seq, Customer: found.Customer}, mode,
+			aggregate.Entry{Seq: found.Seq, Timestamp: found.Timestamp, Value: found.Value}) {
+			panic(fmt.Sprintf("meterdb: cancelled event %d is missing from the aggregates", found.Seq))
+		}
+		st.applyMu.RUnlock()
+		e.stats.meters.Get(m.Seq).Cancelled.Add(1)
+		e.maintain(st, now, loc)
+		return nil
+	}
+	select {
+	case <-c.done():
+		return finish()
+	case <-ctx.Done():
+		handedOff = true
+		go func() {
+			defer e.life.RUnlock()
+			<-c.done()
+			finish()
+		}()
+		return ctxErr(ctx)
+	}
 }

@@ -18,29 +18,9 @@
 //
 // # Invariants
 //
-// The write path keeps these, and the tests of this package and of the
-// root package check them:
-//
-//  1. A rejected event leaves no trace: no log record, no dedupe entry, no
-//     bucket change. That includes an event whose log write failed: its
-//     identifier is released, so a retry with the same identifier is
-//     recorded, not refused as a duplicate.
-//  2. An event is applied to the aggregates only after the log accepted it
-//     (with DurabilitySync, after the fsync that covers it), and its
-//     identifier becomes findable only after it is applied.
-//  3. An identifier is held by at most one event of the dedupe window:
-//     reservation makes concurrent events with one identifier collide
-//     before either is logged.
-//  4. Sequence numbers grow with receipt; the log's locations are dense
-//     and assigned in commit order.
-//  5. A checkpoint covers exactly the log up to a location: writers hold
-//     the apply lock (read side) from log append to apply, and the
-//     checkpointer takes its write side while it collects changed buckets.
-//  6. A write that the store cannot make returns an error wrapping
-//     store.ErrUnavailable. When the store cannot tell what reached the
-//     disk (an I/O error, a failed fsync), the Engine reopens the file and
-//     rebuilds its state from what is durable before it serves writes
-//     again; it never retries such a write blindly.
+// commit.go states the invariants of the write path at its top; every
+// stage keeps them, and this package's tests and the root package's model
+// and crash tests check them.
 //
 // # Concurrency
 //

@@ -12,12 +12,17 @@ import (
 
 	"github.com/meterdb/meterdb/aggregate"
 	"github.com/meterdb/meterdb/internal/dedupe"
+	"github.com/meterdb/meterdb/internal/stats"
 	"github.com/meterdb/meterdb/meter"
 	"github.com/meterdb/meterdb/store"
 )
 
 // ErrClosed is returned by every method called after Close.
 var ErrClosed = errors.New("meterdb: closed")
+
+// ErrReadOnly is returned by every write to an Engine opened with
+// Config.Store.ReadOnly.
+var ErrReadOnly = errors.New("meterdb: database opened read-only; writes are refused")
 
 // Config is what an Engine needs; the root package fills every field.
 type Config struct {
@@ -47,8 +52,8 @@ type Engine struct {
 
 	reopening atomic.Bool
 
-	accepted, rejected, duplicates, cancels atomic.Int64
-	reopens                                 atomic.Int64
+	stats   counters // see Stats
+	reopens atomic.Int64
 }
 
 // state is everything an Engine rebuilds when it reopens its file.
@@ -59,6 +64,9 @@ type state struct {
 	log   Log
 	file  *fileLog // nil for an in-memory database
 	down  error    // set when a reopen failed: writes are refused, reads served
+	// readOnly is set for a file opened with Config.Store.ReadOnly: writes
+	// are refused with ErrReadOnly and nothing is checkpointed.
+	readOnly bool
 
 	seq atomic.Uint64 // last assigned event sequence
 
@@ -80,7 +88,7 @@ type state struct {
 
 // Open opens the database cfg describes.
 func Open(cfg Config) (*Engine, error) {
-	e := &Engine{cfg: cfg, idPrefix: "mev_" + meter.RandomBase62(16) + "_"}
+	e := &Engine{cfg: cfg, idPrefix: "mev_" + meter.RandomBase62(16) + "_", stats: newCounters()}
 	st, err := e.openState()
 	if err != nil {
 		return nil, err
@@ -119,6 +127,10 @@ func (e *Engine) openState() (*state, error) {
 	}
 	st.file = &fileLog{DB: sdb}
 	st.log = st.file
+	if e.cfg.Store.ReadOnly {
+		st.readOnly = true // and no checkpointer: nothing is written
+		return st, nil
+	}
 	st.ckpt = &checkpointer{stop: make(chan struct{}), stopped: make(chan struct{})}
 	go e.checkpointLoop(st)
 	return st, nil
@@ -151,14 +163,17 @@ func (e *Engine) enter() (*state, error) {
 
 // Close waits for operations in flight, makes everything accepted durable
 // and releases the database. Calling it again returns nil.
-func (e *Engine) Close() error {
+func (e *Engine) Close() error { return e.shutdown(true) }
+
+// shutdown ends e, with a last checkpoint when final is set.
+func (e *Engine) shutdown(final bool) error {
 	e.life.Lock()
 	defer e.life.Unlock()
 	if e.closed {
 		return nil
 	}
 	e.closed = true
-	return e.st.close(e, true)
+	return e.st.close(e, final)
 }
 
 // close stops the checkpointer, writes a last checkpoint when final is
@@ -206,6 +221,9 @@ func (e *Engine) failed(st *state, err error) error {
 func (st *state) writable() error {
 	if st.down != nil {
 		return st.down
+	}
+	if st.readOnly {
+		return ErrReadOnly
 	}
 	return nil
 }
@@ -343,12 +361,28 @@ func (e *Engine) ListKV(ns, after string, fn func(key string, value []byte) bool
 
 // Stats counts what an Engine did and holds.
 type Stats struct {
-	Accepted, Rejected, Duplicates, Cancels int64
+	Accepted, Rejected, Duplicates, Cancels int64 // the sums of ByMeter
 	Reopens                                 int64
 	Meters                                  int64
 	Table                                   aggregate.Stats
 	Dedupe                                  dedupe.Stats
 	LogMemory                               int64
+
+	// ByMeter has the event counters of every meter seen, by Seq (0 for
+	// events naming no meter); rejections are indexed as RejectCodes.
+	ByMeter []stats.MeterSnapshot
+	// MeterDefs are the meters, ordered by Seq.
+	MeterDefs []meter.Meter
+	// Batch is the number of inputs of each Record call.
+	Batch stats.HistogramSnapshot
+	// InMemory reports a database without a file. Store is the file's
+	// statistics; nil in memory, and while a failed reopen keeps the file
+	// closed.
+	InMemory bool
+	Store    *store.Stats
+	// WriteFailed reports that writes are refused after a write failure
+	// (a reopen failed, or the store failed or waits for space).
+	WriteFailed bool
 }
 
 // Stats returns counters and sizes. It works after Close too.
@@ -356,11 +390,26 @@ func (e *Engine) Stats() Stats {
 	e.life.RLock()
 	st := e.st
 	e.life.RUnlock()
-	return Stats{
-		Accepted: e.accepted.Load(), Rejected: e.rejected.Load(), Duplicates: e.duplicates.Load(),
-		Cancels: e.cancels.Load(), Reopens: e.reopens.Load(), Meters: int64(st.reg.Len()),
+	s := Stats{
+		Reopens: e.reopens.Load(), Meters: int64(st.reg.Len()),
 		Table: st.table.Stats(), Dedupe: st.idx.Stats(), LogMemory: st.log.MemoryBytes(),
+		ByMeter: e.stats.meters.Snapshot(), MeterDefs: st.reg.All(), Batch: e.stats.batch.Snapshot(),
+		WriteFailed: st.down != nil, InMemory: e.cfg.Path == "",
 	}
+	for _, m := range s.ByMeter {
+		s.Accepted += m.Accepted
+		s.Duplicates += m.Duplicate
+		s.Cancels += m.Cancelled
+		for _, n := range m.Rejected {
+			s.Rejected += n
+		}
+	}
+	if st.file != nil && st.down == nil {
+		fs := st.file.Stats()
+		s.Store = &fs
+		s.WriteFailed = fs.Failed || fs.Stalled
+	}
+	return s
 }
 
 func (e *Engine) newIdentifier() string {
@@ -386,7 +435,7 @@ func (e *Engine) Checkpoint() error {
 		return err
 	}
 	defer e.life.RUnlock()
-	if st.file == nil || st.down != nil {
+	if st.file == nil || st.down != nil || st.readOnly {
 		return nil
 	}
 	return e.checkpoint(st)
@@ -397,12 +446,4 @@ func (e *Engine) Checkpoint() error {
 // checkpoint is written, so the next Open replays the log. Buffered writes
 // still queued are committed too. It exists for tests; e is unusable
 // afterwards.
-func (e *Engine) Crash() error {
-	e.life.Lock()
-	defer e.life.Unlock()
-	if e.closed {
-		return nil
-	}
-	e.closed = true
-	return e.st.close(e, false)
-}
+func (e *Engine) Crash() error { return e.shutdown(false) }
