@@ -387,9 +387,11 @@ type Stats struct {
 
 // Stats returns counters and sizes. It works after Close too.
 func (e *Engine) Stats() Stats {
+	// The read lock keeps a reopen from closing the store under the
+	// reads below.
 	e.life.RLock()
+	defer e.life.RUnlock()
 	st := e.st
-	e.life.RUnlock()
 	s := Stats{
 		Reopens: e.reopens.Load(), Meters: int64(st.reg.Len()),
 		Table: st.table.Stats(), Dedupe: st.idx.Stats(), LogMemory: st.log.MemoryBytes(),
