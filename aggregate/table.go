@@ -131,7 +131,17 @@ type Item struct {
 // reused across calls), so the items of a series are applied in their
 // order in items. items is not modified or retained.
 func (t *Table) ApplyBatch(items []Item) {
-	if len(items) < 2 || len(t.shards) == 1 {
+	if len(t.shards) == 1 {
+		sh := &t.shards[0]
+		sh.mu.Lock()
+		for i := range items {
+			it := &items[i]
+			sh.applyLocked(t.hash(it.Key), it.Key, it.Mode, it.Entry)
+		}
+		sh.mu.Unlock()
+		return
+	}
+	if len(items) < 2 {
 		for i := range items {
 			t.Apply(items[i].Key, items[i].Mode, items[i].Entry)
 		}
