@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/meterdb/meterdb/aggregate"
+	"github.com/meterdb/meterdb/meter"
 )
 
 // The cross-customer queries: a meter's customers, its totals and its top
@@ -56,18 +57,11 @@ const (
 // caller's. Errors: *QueryError, *meter.Error for an unknown meter,
 // ErrClosed, or ctx's error. Safe for concurrent use.
 func (db *DB) Customers(ctx context.Context, p CustomersParams) (page []CustomerUsage, hasMore bool, err error) {
-	reg, table, err := db.e.Enter()
+	m, table, _, err := db.enterQuery(ctx, p.Meter, p.Start, p.End, GroupNone)
 	if err != nil {
 		return nil, false, err
 	}
 	defer db.e.Exit()
-	m, err := reg.Get(p.Meter)
-	if err != nil {
-		return nil, false, err
-	}
-	if _, err := checkRange(p.Start, p.End, GroupNone); err != nil {
-		return nil, false, err
-	}
 	limit, err := checkCount("limit", p.Limit, DefaultCustomersLimit, MaxCustomersLimit)
 	if err != nil {
 		return nil, false, err
@@ -100,19 +94,11 @@ type TotalsParams struct {
 // 4096 windows). The result is a new slice, the caller's. Errors as
 // Customers. Safe for concurrent use.
 func (db *DB) Totals(ctx context.Context, p TotalsParams) ([]Summary, error) {
-	reg, table, err := db.e.Enter()
+	m, table, g, err := db.enterQuery(ctx, p.Meter, p.Start, p.End, p.Grouping)
 	if err != nil {
 		return nil, err
 	}
 	defer db.e.Exit()
-	m, err := reg.Get(p.Meter)
-	if err != nil {
-		return nil, err
-	}
-	g, err := checkRange(p.Start, p.End, p.Grouping)
-	if err != nil {
-		return nil, err
-	}
 	ts, err := table.Totals(ctx, m.Seq, p.Start.Unix(), p.End.Unix(), g)
 	if err != nil {
 		return nil, err
@@ -146,18 +132,11 @@ type TopParams struct {
 // Customers of other meters cost nothing. The result is a new slice, the
 // caller's. Errors as Customers. Safe for concurrent use.
 func (db *DB) TopCustomers(ctx context.Context, p TopParams) ([]CustomerUsage, error) {
-	reg, table, err := db.e.Enter()
+	m, table, _, err := db.enterQuery(ctx, p.Meter, p.Start, p.End, GroupNone)
 	if err != nil {
 		return nil, err
 	}
 	defer db.e.Exit()
-	m, err := reg.Get(p.Meter)
-	if err != nil {
-		return nil, err
-	}
-	if _, err := checkRange(p.Start, p.End, GroupNone); err != nil {
-		return nil, err
-	}
 	n, err := checkCount("n", p.N, DefaultTopN, MaxTopN)
 	if err != nil {
 		return nil, err
@@ -187,4 +166,28 @@ func customerUsages(cells []aggregate.CustomerCell, formula string) []CustomerUs
 		out[i] = CustomerUsage{Customer: c.Customer, Value: Int128(c.Value(formula)), Count: c.Count}
 	}
 	return out
+}
+
+// enterQuery starts a query of meter id over [start, end) grouped by g: it
+// checks ctx, enters the database, finds the meter and checks the range.
+// On success the caller ends the query with db.e.Exit; on error there is
+// nothing to end.
+func (db *DB) enterQuery(ctx context.Context, id string, start, end time.Time, g Grouping) (meter.Meter, *aggregate.Table, aggregate.Grouping, error) {
+	if err := ctx.Err(); err != nil {
+		return meter.Meter{}, nil, 0, err
+	}
+	reg, table, err := db.e.Enter()
+	if err != nil {
+		return meter.Meter{}, nil, 0, err
+	}
+	m, err := reg.Get(id)
+	var ag aggregate.Grouping
+	if err == nil {
+		ag, err = checkRange(start, end, g)
+	}
+	if err != nil {
+		db.e.Exit()
+		return meter.Meter{}, nil, 0, err
+	}
+	return m, table, ag, nil
 }

@@ -286,31 +286,34 @@ func (e *Engine) SetStatus(id string, s meter.Status) (meter.Meter, error) {
 }
 
 func (e *Engine) meterOp(op func(st *state, save func(meter.Meter) error) (meter.Meter, error)) (meter.Meter, error) {
+	var m meter.Meter
+	err := e.writeOp(func(st *state) (err error) {
+		m, err = op(st, st.log.SaveMeter)
+		return err
+	})
+	return m, err
+}
+
+// writeOp runs a write other than events on the current state, unless the
+// state takes no writes, and starts a reopen when the write's error asks
+// for one.
+func (e *Engine) writeOp(op func(st *state) error) error {
 	st, err := e.enter()
 	if err != nil {
-		return meter.Meter{}, err
+		return err
 	}
 	defer e.life.RUnlock()
 	if err := st.writable(); err != nil {
-		return meter.Meter{}, err
+		return err
 	}
-	m, err := op(st, st.log.SaveMeter)
-	return m, e.failed(st, err)
+	return e.failed(st, op(st))
 }
 
 // Key-value records.
 
 // PutKV stores value under (ns, key) until expires (unix seconds).
 func (e *Engine) PutKV(ns, key string, value []byte, expires int64) error {
-	st, err := e.enter()
-	if err != nil {
-		return err
-	}
-	defer e.life.RUnlock()
-	if err := st.writable(); err != nil {
-		return err
-	}
-	return e.failed(st, st.log.PutKV(ns, key, value, expires))
+	return e.writeOp(func(st *state) error { return st.log.PutKV(ns, key, value, expires) })
 }
 
 // GetKV returns a copy of the unexpired value under (ns, key).
@@ -325,28 +328,12 @@ func (e *Engine) GetKV(ns, key string) ([]byte, bool, error) {
 
 // DeleteKV removes the value under (ns, key).
 func (e *Engine) DeleteKV(ns, key string) error {
-	st, err := e.enter()
-	if err != nil {
-		return err
-	}
-	defer e.life.RUnlock()
-	if err := st.writable(); err != nil {
-		return err
-	}
-	return e.failed(st, st.log.DeleteKV(ns, key))
+	return e.writeOp(func(st *state) error { return st.log.DeleteKV(ns, key) })
 }
 
 // WriteKV applies ws in one commit: all of them or none.
 func (e *Engine) WriteKV(ws []store.KVWrite) error {
-	st, err := e.enter()
-	if err != nil {
-		return err
-	}
-	defer e.life.RUnlock()
-	if err := st.writable(); err != nil {
-		return err
-	}
-	return e.failed(st, st.log.WriteKV(ws))
+	return e.writeOp(func(st *state) error { return st.log.WriteKV(ws) })
 }
 
 // ListKV calls fn with the unexpired records of ns after the key after.
