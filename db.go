@@ -40,6 +40,7 @@ func Open(path string, opts *Options) (*DB, error) {
 		Store: store.Options{
 			Durability: o.Durability.storeDurability(), MaxBatchSize: o.MaxBatchSize, MaxBatchDelay: o.MaxBatchDelay,
 			FlushInterval: o.FlushInterval, LockTimeout: o.LockTimeout, NoFsync: o.NoFsync, Logger: o.Logger,
+			ReadOnly: o.ReadOnly,
 		},
 	})
 	if err != nil {

@@ -16,7 +16,13 @@
 // shard under its lock; whole days come from day buckets, whole hours from
 // hour buckets and partial hours from minute cells. AppendSummaries does
 // the same into a caller's slice, so that a caller reusing it allocates
-// nothing per query.
+// nothing per query. The cross-customer queries (Customers, Totals,
+// TopCustomers) read a per-meter index the shards keep beside the series
+// (each shard's series of a meter, sorted by customer, each with running
+// day totals), one shard at a time, never the series of other meters.
+// Options.ReadOnly opens a file that another reader may share, for
+// exports and inspection; package export writes a meter's per-customer
+// usage as CSV or NDJSON.
 //
 // # Semantics
 //

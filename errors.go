@@ -19,6 +19,9 @@ var (
 	// ErrInMemory is returned by operations that need a database file,
 	// such as Backup, on a database that lives in memory.
 	ErrInMemory = pipeline.ErrInMemory
+	// ErrReadOnly is returned by every write to a database opened with
+	// Options.ReadOnly.
+	ErrReadOnly = pipeline.ErrReadOnly
 	// ErrInvalidQuery is what every *QueryError unwraps to.
 	ErrInvalidQuery = errors.New("meterdb: invalid summary query")
 )

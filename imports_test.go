@@ -34,6 +34,7 @@ func TestImportRules(t *testing.T) {
 		"internal/pipeline": {"meter", "event", "aggregate", "store", "internal/dedupe", "internal/stats"},
 		"stripeapi":         {"", "meter", "event", "internal/stats"},
 		"metrics":           {"", "stripeapi"},
+		"dashboard":         {"", "meter", "stripeapi"},
 	}
 	seen := 0
 	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {

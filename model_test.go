@@ -573,6 +573,9 @@ func (s *machine) Check(t *rapid.T) {
 		for _, c := range customers {
 			s.compare(t, mi, c, start, end, meter.NoWindow)
 		}
+		s.compareCustomers(t, mi, start, end, 2)
+		s.compareTotals(t, mi, start, end, meter.NoWindow)
+		s.compareTop(t, mi, start, end, 2)
 	}
 }
 
@@ -1059,6 +1062,19 @@ func (s *machine) Query(t *rapid.T) {
 	mi := s.pickMeter(t)
 	customer := rapid.SampledFrom(append(customers, "cus_none")).Draw(t, "customer")
 	g := rapid.SampledFrom([]meter.Window{meter.NoWindow, meter.Hour, meter.Day}).Draw(t, "grouping")
+	start, end, e := s.drawRange(t, g)
+	if e != nil {
+		mi, customer = e.meter, e.customer
+	}
+	if s.compare(t, mi, customer, start, end, g) {
+		coverage.nonEmpty.Add(1)
+	}
+	coverage.queries.Add(1)
+}
+
+// drawRange returns a query range aligned for grouping g: near now, near
+// the initial clock, or (with the event it returns) around an event.
+func (s *machine) drawRange(t *rapid.T, g meter.Window) (start, end int64, anchor *modelEvent) {
 	var base int64
 	switch rapid.IntRange(0, 3).Draw(t, "base") {
 	case 0:
@@ -1072,7 +1088,6 @@ func (s *machine) Query(t *rapid.T) {
 			break
 		}
 		e := s.m.events[rapid.IntRange(0, len(s.m.events)-1).Draw(t, "event")]
-		mi, customer = e.meter, e.customer
 		unit := map[meter.Window]int64{meter.NoWindow: secMinute, meter.Hour: secHour, meter.Day: secDay}[g]
 		start := floorTo(e.ts, unit) + rapid.Int64Range(-2, 1).Draw(t, "units_from_event")*unit
 		length := rapid.Int64Range(1, 3).Draw(t, "units")
@@ -1082,13 +1097,9 @@ func (s *machine) Query(t *rapid.T) {
 		if rapid.Bool().Draw(t, "end_at_event") {
 			start -= (length - 1) * unit
 		}
-		if s.compare(t, mi, customer, start, start+length*unit, g) {
-			coverage.nonEmpty.Add(1)
-		}
-		coverage.queries.Add(1)
-		return
+		return start, start + length*unit, e
 	}
-	var start, length int64
+	var length int64
 	switch g {
 	case meter.NoWindow:
 		start = base + rapid.SampledFrom([]int64{0, 1, 12, 23}).Draw(t, "hour")*secHour +
@@ -1105,10 +1116,26 @@ func (s *machine) Query(t *rapid.T) {
 	if rapid.IntRange(0, 3).Draw(t, "backwards") == 0 {
 		start -= length - map[meter.Window]int64{meter.NoWindow: secMinute, meter.Hour: secHour, meter.Day: secDay}[g]
 	}
-	if s.compare(t, mi, customer, start, start+length, g) {
-		coverage.nonEmpty.Add(1)
+	return start, start + length, nil
+}
+
+// CrossQuery compares Customers (paged), Totals and TopCustomers of a
+// meter over a random range with the model.
+func (s *machine) CrossQuery(t *rapid.T) {
+	mi := s.pickMeter(t)
+	g := rapid.SampledFrom([]meter.Window{meter.NoWindow, meter.Hour, meter.Day}).Draw(t, "grouping")
+	start, end, e := s.drawRange(t, g)
+	if e != nil {
+		mi = e.meter
 	}
-	coverage.queries.Add(1)
+	s.compareTotals(t, mi, start, end, g)
+	if g == meter.NoWindow {
+		if s.compareCustomers(t, mi, start, end, rapid.IntRange(0, 3).Draw(t, "limit")) {
+			coverage.crossNonEmpty.Add(1)
+		}
+		s.compareTop(t, mi, start, end, rapid.SampledFrom([]int{0, 1, 2, 5}).Draw(t, "n"))
+	}
+	coverage.crossQueries.Add(1)
 }
 
 // actions returns the state machine's actions, weighted by repetition.
@@ -1132,6 +1159,7 @@ func (s *machine) actions() map[string]func(*rapid.T) {
 	add("Advance", 2, s.Advance)
 	add("AdvanceToEdge", 1, s.AdvanceToEdge)
 	add("Query", 4, s.Query)
+	add("CrossQuery", 3, s.CrossQuery)
 	add("Reopen", 1, s.Reopen)
 	add("Crash", 1, s.Crash)
 	add("Checkpoint", 1, s.Checkpoint)
@@ -1142,6 +1170,7 @@ func (s *machine) actions() map[string]func(*rapid.T) {
 // -v prints it.
 var coverage struct {
 	checks, reopens, crashes, accepted, rejected, duplicates, reaccepted, cancels, cancelErrors, expired, queries, nonEmpty atomic.Int64
+	crossQueries, crossNonEmpty                                                                                             atomic.Int64
 }
 
 func TestModel(t *testing.T) {
@@ -1153,7 +1182,180 @@ func TestModel(t *testing.T) {
 	})
 	c := &coverage
 	t.Logf("checks %d, reopens %d, crashes %d: events accepted %d, rejected %d, duplicates %d, identifiers accepted again after the window %d; "+
-		"cancels %d, failed cancels %d (expired %d); queries %d (%d with events)",
+		"cancels %d, failed cancels %d (expired %d); queries %d (%d with events); cross-customer queries %d (%d with customers)",
 		c.checks.Load(), c.reopens.Load(), c.crashes.Load(), c.accepted.Load(), c.rejected.Load(), c.duplicates.Load(), c.reaccepted.Load(),
-		c.cancels.Load(), c.cancelErrors.Load(), c.expired.Load(), c.queries.Load(), c.nonEmpty.Load())
+		c.cancels.Load(), c.cancelErrors.Load(), c.expired.Load(), c.queries.Load(), c.nonEmpty.Load(),
+		c.crossQueries.Load(), c.crossNonEmpty.Load())
+}
+
+// customerUsage is one expected row of Customers or TopCustomers.
+type customerUsage struct {
+	customer string
+	count    int64
+	value    *big.Int
+}
+
+func (u customerUsage) String() string {
+	return fmt.Sprintf("%s count=%d value=%s", u.customer, u.count, u.value)
+}
+
+// customers computes Customers over [start, end) from the raw events:
+// every customer with a counted event in the range, ascending, with its
+// summary.
+func (m *model) customers(mi int, start, end int64) []customerUsage {
+	seen := map[string]bool{}
+	var out []customerUsage
+	for _, e := range m.events {
+		if e.meter != mi || seen[e.customer] {
+			continue
+		}
+		seen[e.customer] = true
+		if w := m.summaries(mi, e.customer, start, end, meter.NoWindow)[0]; w.count > 0 {
+			out = append(out, customerUsage{customer: e.customer, count: w.count, value: w.value})
+		}
+	}
+	slices.SortFunc(out, func(a, b customerUsage) int { return strings.Compare(a.customer, b.customer) })
+	return out
+}
+
+// top computes TopCustomers: the n customers with the greatest value,
+// ties by ascending customer.
+func (m *model) top(mi int, start, end int64, n int) []customerUsage {
+	all := m.customers(mi, start, end)
+	slices.SortStableFunc(all, func(a, b customerUsage) int { return b.value.Cmp(a.value) })
+	return all[:min(n, len(all))]
+}
+
+// totals computes Totals: per window, the customers' summaries added up
+// (for a last meter, each customer's last value), with the shape of
+// Summaries.
+func (m *model) totals(mi int, start, end int64, g meter.Window) []modelWindow {
+	byStart := map[int64]*modelWindow{}
+	seen := map[string]bool{}
+	for _, e := range m.events {
+		if e.meter != mi || seen[e.customer] {
+			continue
+		}
+		seen[e.customer] = true
+		for _, w := range m.summaries(mi, e.customer, start, end, g) {
+			if w.count == 0 {
+				continue
+			}
+			acc := byStart[w.start]
+			if acc == nil {
+				acc = &modelWindow{start: w.start, end: w.end, value: new(big.Int)}
+				byStart[w.start] = acc
+			}
+			acc.count += w.count
+			acc.value.Add(acc.value, w.value)
+		}
+	}
+	if g == meter.NoWindow {
+		if w := byStart[start]; w != nil {
+			return []modelWindow{*w}
+		}
+		return []modelWindow{{start: start, end: end, value: new(big.Int)}}
+	}
+	var out []modelWindow
+	for _, w := range byStart {
+		out = append(out, *w)
+	}
+	slices.SortFunc(out, func(a, b modelWindow) int { return int(b.start - a.start) })
+	return out
+}
+
+// describeMeter names meter mi and lists its events, for failure messages.
+func (s *machine) describeMeter(mi int) string {
+	mt := s.m.meters[mi]
+	var b strings.Builder
+	fmt.Fprintf(&b, "meter %s (%s, window %q)", mt.EventName, mt.Formula, mt.EventTimeWindow)
+	for _, e := range s.m.events {
+		if e.meter == mi {
+			fmt.Fprintf(&b, "\n  event seq=%d %s ts=%s value=%d cancelled=%v", e.seq, e.customer,
+				time.Unix(e.ts, 0).UTC().Format(time.RFC3339), e.value, e.cancelled)
+		}
+	}
+	return b.String()
+}
+
+func fmtRange(start, end int64) string {
+	return fmt.Sprintf("[%s, %s)", time.Unix(start, 0).UTC().Format(time.RFC3339), time.Unix(end, 0).UTC().Format(time.RFC3339))
+}
+
+// compareUsages fails unless got equals want.
+func (s *machine) compareUsages(t *rapid.T, what string, mi int, got []meterdb.CustomerUsage, want []customerUsage) {
+	t.Helper()
+	ok := len(got) == len(want)
+	for i := 0; ok && i < len(got); i++ {
+		ok = got[i].Customer == want[i].customer && got[i].Count == want[i].count && got[i].Value.Big().Cmp(want[i].value) == 0
+	}
+	if !ok {
+		t.Fatalf("%s differs:\n  got  %v\n  want %v\n%s", what, got, want, s.describeMeter(mi))
+	}
+}
+
+// compareCustomers pages through Customers with the given limit (0: the
+// default) and checks the pages against the model; it reports whether
+// any customer had usage.
+func (s *machine) compareCustomers(t *rapid.T, mi int, start, end int64, limit int) bool {
+	t.Helper()
+	p := meterdb.CustomersParams{Meter: s.m.meters[mi].ID, Start: time.Unix(start, 0).UTC(), End: time.Unix(end, 0).UTC(), Limit: limit}
+	pageSize := cmp.Or(limit, meterdb.DefaultCustomersLimit)
+	var all []meterdb.CustomerUsage
+	for pages := 0; ; pages++ {
+		page, more, err := s.db.Customers(s.ctx, p)
+		if err != nil {
+			t.Fatalf("Customers(%+v): %v", p, err)
+		}
+		if len(page) > pageSize || more && len(page) < pageSize || pages > 100 {
+			t.Fatalf("Customers(%+v): page of %d, more %v, page %d", p, len(page), more, pages)
+		}
+		all = append(all, page...)
+		if !more {
+			break
+		}
+		p.After = page[len(page)-1].Customer
+	}
+	s.compareUsages(t, fmt.Sprintf("Customers over %s, limit %d", fmtRange(start, end), limit), mi, all, s.m.customers(mi, start, end))
+	return len(all) > 0
+}
+
+// compareTop checks TopCustomers with N = n (0: the default).
+func (s *machine) compareTop(t *rapid.T, mi int, start, end int64, n int) {
+	t.Helper()
+	p := meterdb.TopParams{Meter: s.m.meters[mi].ID, Start: time.Unix(start, 0).UTC(), End: time.Unix(end, 0).UTC(), N: n}
+	got, err := s.db.TopCustomers(s.ctx, p)
+	if err != nil {
+		t.Fatalf("TopCustomers(%+v): %v", p, err)
+	}
+	s.compareUsages(t, fmt.Sprintf("TopCustomers over %s, n %d", fmtRange(start, end), n), mi, got,
+		s.m.top(mi, start, end, cmp.Or(n, meterdb.DefaultTopN)))
+}
+
+// compareTotals checks Totals with grouping g.
+func (s *machine) compareTotals(t *rapid.T, mi int, start, end int64, g meter.Window) {
+	t.Helper()
+	p := meterdb.TotalsParams{Meter: s.m.meters[mi].ID, Start: time.Unix(start, 0).UTC(), End: time.Unix(end, 0).UTC(),
+		Grouping: meterdb.Grouping(g)}
+	got, err := s.db.Totals(s.ctx, p)
+	if err != nil {
+		t.Fatalf("Totals(%+v): %v", p, err)
+	}
+	want := s.m.totals(mi, start, end, g)
+	ok := len(got) == len(want)
+	for i := 0; ok && i < len(got); i++ {
+		ok = got[i].Start.Unix() == want[i].start && got[i].End.Unix() == want[i].end &&
+			got[i].Count == want[i].count && got[i].Value.Big().Cmp(want[i].value) == 0 &&
+			got[i].Start.Location() == time.UTC && got[i].End.Location() == time.UTC
+	}
+	if !ok {
+		var b strings.Builder
+		for _, w := range got {
+			fmt.Fprintf(&b, "\n  got  %s count=%d value=%s", fmtRange(w.Start.Unix(), w.End.Unix()), w.Count, w.Value)
+		}
+		for _, w := range want {
+			fmt.Fprintf(&b, "\n  want %v", w)
+		}
+		t.Fatalf("Totals over %s grouping %q differ:%s\n%s", fmtRange(start, end), g, b.String(), s.describeMeter(mi))
+	}
 }

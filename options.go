@@ -70,6 +70,13 @@ type Options struct {
 	// NoFsync skips fsync: for throwaway data only. A machine crash (not a
 	// process crash) can then lose or corrupt the file.
 	NoFsync bool
+	// ReadOnly opens an existing file for reading only, under a shared
+	// lock: several read-only processes can open the file at once, none
+	// while a writer holds it (Open then fails after LockTimeout). Every
+	// write (RecordBatch, Cancel, meter changes, PutKV, DeleteKV) returns
+	// an error unwrapping to ErrReadOnly, and Close writes no checkpoint.
+	// Ignored for an in-memory database.
+	ReadOnly bool
 }
 
 // CancelWindow is how long after its receipt an event can be cancelled.

@@ -110,24 +110,37 @@ func (db *DB) AppendSummaries(ctx context.Context, dst []Summary, p SummaryParam
 }
 
 func checkSummaryParams(p SummaryParams) (aggregate.Grouping, error) {
-	missing := func(param string) error {
-		return &QueryError{Code: "parameter_missing", Param: param, Message: "Missing required param: " + param + "."}
+	if p.Customer == "" {
+		return 0, missingParam("customer")
 	}
-	invalid := func(param, msg string) error {
-		return &QueryError{Code: "parameter_invalid", Param: param, Message: msg}
-	}
+	return checkRange(p.Start, p.End, p.Grouping)
+}
+
+// missingParam returns the error for a missing parameter.
+func missingParam(param string) error {
+	return &QueryError{Code: "parameter_missing", Param: param, Message: "Missing required param: " + param + "."}
+}
+
+// invalidParam returns the error for an invalid parameter.
+func invalidParam(param, msg string) error {
+	return &QueryError{Code: "parameter_invalid", Param: param, Message: msg}
+}
+
+// checkRange checks a query range [start, end) and its grouping, the rules
+// every query shares: both bounds set, end after start, both aligned to
+// minutes (no grouping), hours or UTC days.
+func checkRange(start, end time.Time, grouping Grouping) (aggregate.Grouping, error) {
+	missing, invalid := missingParam, invalidParam
 	switch {
-	case p.Customer == "":
-		return 0, missing("customer")
-	case p.Start.IsZero():
+	case start.IsZero():
 		return 0, missing("start_time")
-	case p.End.IsZero():
+	case end.IsZero():
 		return 0, missing("end_time")
-	case !p.End.After(p.Start):
+	case !end.After(start):
 		return 0, invalid("end_time", "end_time must be after start_time.")
 	}
 	g, unit, name := aggregate.Total, int64(60), "minute"
-	switch p.Grouping {
+	switch grouping {
 	case GroupNone:
 	case GroupHour:
 		g, unit, name = aggregate.Hourly, 3600, "hour"
@@ -136,10 +149,10 @@ func checkSummaryParams(p SummaryParams) (aggregate.Grouping, error) {
 	default:
 		return 0, invalid("value_grouping_window", "Invalid value_grouping_window: must be one of day or hour.")
 	}
-	if p.Start.Nanosecond() != 0 || p.Start.Unix()%unit != 0 {
+	if start.Nanosecond() != 0 || start.Unix()%unit != 0 {
 		return 0, invalid("start_time", "start_time must be aligned with "+name+" boundaries.")
 	}
-	if p.End.Nanosecond() != 0 || p.End.Unix()%unit != 0 {
+	if end.Nanosecond() != 0 || end.Unix()%unit != 0 {
 		return 0, invalid("end_time", "end_time must be aligned with "+name+" boundaries.")
 	}
 	return g, nil

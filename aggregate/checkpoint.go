@@ -138,6 +138,7 @@ func (t *Table) Restore(k Key, m Mode, start int64, day bool, state []byte) erro
 		s = newSeries(k, sh)
 		sh.series[k] = s
 		sh.n.series++
+		sh.indexLocked(s)
 	}
 	r := binread.New(state)
 	if day {
@@ -199,6 +200,9 @@ func (t *Table) Restore(k Key, m Mode, start int64, day bool, state []byte) erro
 		return fmt.Errorf("%w: hour record at %d", ErrCorrupt, start)
 	}
 	sh.n.raw += int64(len(h.rawEntries()))
-	s.day(floorTo(start, daySecs), true, sh).merge(h.cell(), m.Last, sh)
+	dstart := floorTo(start, daySecs)
+	d := s.day(dstart, true, sh)
+	d.merge(h.cell(), m.Last, sh)
+	s.syncDay(dstart, d)
 	return nil
 }

@@ -18,5 +18,13 @@
 // of each hour or day, so that cancelling an event can recompute exactly
 // the value it leaves behind.
 //
+// For the cross-customer queries (Customers, Top, Totals), each shard also
+// keeps, per meter, the meter's series it holds sorted by customer, and
+// each series a copy of its day cells in a slice with running totals, so
+// that a range of whole days costs two lookups per series whatever its
+// length (meter_index.go). Both are updated under the shard lock by the
+// code that changes a series; a query locks one shard at a time, so it is
+// consistent per shard, not across shards.
+//
 // Every method of Table is safe for concurrent use.
 package aggregate

@@ -1,6 +1,7 @@
 package aggregate
 
 import (
+	"cmp"
 	"math/big"
 	"math/bits"
 )
@@ -58,4 +59,14 @@ func (x Int128) String() string {
 		return big.NewInt(v).String()
 	}
 	return x.Big().String()
+}
+
+// Cmp returns -1, 0 or +1 as x is less than, equal to or greater than y.
+func (x Int128) Cmp(y Int128) int {
+	switch {
+	case x.Hi != y.Hi:
+		return cmp.Compare(x.Hi, y.Hi)
+	default:
+		return cmp.Compare(x.Lo, y.Lo)
+	}
 }

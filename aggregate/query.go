@@ -1,7 +1,5 @@
 package aggregate
 
-import "fmt"
-
 // Grouping splits a query range into windows.
 type Grouping int
 
@@ -40,22 +38,8 @@ func (t *Table) Query(k Key, start, end int64, g Grouping) ([]Window, error) {
 // caller can allocate its result once. fn and size run under the shard's
 // lock: they must not call back into the table.
 func (t *Table) Visit(k Key, start, end int64, g Grouping, size func(n int), fn func(Window)) error {
-	var unit int64
-	switch g {
-	case Total:
-		unit = minuteSecs
-	case Hourly:
-		unit = hourSecs
-	case Daily:
-		unit = daySecs
-	default:
-		panic(fmt.Sprintf("aggregate: unknown grouping %d", g))
-	}
-	if start%unit != 0 || end%unit != 0 {
-		return ErrUnaligned
-	}
-	if start >= end {
-		return fmt.Errorf("aggregate: empty range [%d, %d)", start, end)
+	if _, err := checkRange(start, end, g); err != nil {
+		return err
 	}
 	if size == nil {
 		size = func(int) {}
@@ -113,10 +97,7 @@ func (s *series) total(a, b int64) (c Cell) {
 	s.hoursIn(&c, hA, dA)
 	s.hoursIn(&c, dB, hB)
 	if dA < dB {
-		s.days.tree.AscendRange(ref{start: dA}, ref{start: dB}, func(r ref) bool {
-			c.merge(r.b.cell())
-			return true
-		})
+		s.daysIn(&c, dA, dB)
 	}
 	return c
 }

@@ -178,9 +178,12 @@ func (h *bucket) eachMinute(start int64, fn func(minute int64, c Cell)) {
 // series holds the buckets of one (meter, customer) pair. It is guarded by
 // its shard's mutex.
 type series struct {
-	key   Key
-	hours tier
-	days  tier
+	key      Key
+	hours    tier
+	days     tier
+	dayCells []dayCell // the cells of the days with entries, by day (meter_index.go)
+	lastDay  dayCell   // a copy of the last of dayCells, zero when there is none
+	slot     int       // index in its meter part's series (meter_index.go)
 }
 
 // A tier is the buckets of one size: a tree of them and the most recently
@@ -304,7 +307,10 @@ func (s *series) addContribution(e Entry, keepLast bool, sh *shard) {
 		ms[i].add(e)
 	}
 	h.add(e, keepLast, sh)
-	s.day(floorTo(e.Timestamp, daySecs), true, sh).add(e, keepLast, sh)
+	dstart := floorTo(e.Timestamp, daySecs)
+	d := s.day(dstart, true, sh)
+	d.add(e, keepLast, sh)
+	s.syncDay(dstart, d)
 }
 
 // removeContribution removes e from its minute, hour and day cells. When
@@ -370,6 +376,7 @@ func (s *series) removeContribution(e Entry, last bool, rawMinute func(h *bucket
 	}
 	d.shrink(last, sh)
 	s.dropIfEmpty(true, dstart, d, sh)
+	s.syncDay(dstart, d)
 }
 
 // dropIfEmpty removes the day or hour bucket b at start when it has no

@@ -31,7 +31,8 @@ type shard struct {
 	tracking bool                  // remember changed buckets for checkpoints
 	dirty    []dirtyRef            // changed buckets, each once
 	free     *btree.FreeListG[ref] // tree nodes, shared by the trees of the shard's series
-	_        [128 - (unsafe.Sizeof(sync.Mutex{})+unsafe.Sizeof(map[Key]*series(nil))+unsafe.Sizeof(counts{})+8+unsafe.Sizeof([]dirtyRef(nil))+8)%128]byte
+	meters   map[uint64]*meterPart // the series of each meter, by customer (meter_index.go)
+	_        [128 - (unsafe.Sizeof(sync.Mutex{})+unsafe.Sizeof(map[Key]*series(nil))+unsafe.Sizeof(counts{})+8+unsafe.Sizeof([]dirtyRef(nil))+8+8)%128]byte
 }
 
 // NewTable returns a table with n shards; n must be a power of two.
@@ -43,6 +44,7 @@ func NewTable(n int) *Table {
 	for i := range t.shards {
 		sh := &t.shards[i]
 		sh.series = make(map[Key]*series)
+		sh.meters = make(map[uint64]*meterPart)
 		sh.free = btree.NewFreeListG[ref](128)
 	}
 	return t
@@ -69,6 +71,7 @@ func (sh *shard) applyLocked(k Key, m Mode, e Entry) {
 		s = newSeries(k, sh)
 		sh.series[k] = s
 		sh.n.series++
+		sh.indexLocked(s)
 	}
 	s.apply(m, e, sh)
 }
@@ -118,6 +121,7 @@ func (t *Table) Cancel(k Key, m Mode, e Entry) bool {
 	if s.empty() {
 		delete(sh.series, k)
 		sh.n.series--
+		sh.unindexLocked(s)
 	}
 	return true
 }
@@ -137,9 +141,9 @@ type Stats struct {
 // Approximate heap bytes per structure: the struct, the pointer or map
 // entry that holds it, and typical slack.
 var (
-	seriesBytes = int64(unsafe.Sizeof(series{})) + 2*64 + 48 // two tree headers, map entry
-	hourBytes   = int64(unsafe.Sizeof(bucket{})) + 24        // tree slot at ~70% fill
-	dayBytes    = hourBytes
+	seriesBytes = int64(unsafe.Sizeof(series{})) + 2*64 + 48      // two tree headers, map entry
+	hourBytes   = int64(unsafe.Sizeof(bucket{})) + 24             // tree slot at ~70% fill
+	dayBytes    = hourBytes + int64(unsafe.Sizeof(dayCell{}))*5/4 // with its copy in the meter index
 	extBytes    = int64(unsafe.Sizeof(bucketExt{})) + 16
 	minuteBytes = int64(unsafe.Sizeof(Cell{})) * 5 / 4 // slice growth slack
 	rawBytes    = int64(unsafe.Sizeof(Entry{})) * 5 / 4

@@ -43,19 +43,20 @@ type DB struct {
 
 	wake chan struct{} // tells the committer that work is queued (capacity 1)
 
-	mu      sync.Mutex // guards the fields below
-	cond    *sync.Cond // broadcast when a commit finishes or Close starts
-	queue   []*item    // waiting for the committer, in location order
-	queued  int        // events in queue
-	nextLoc uint64     // location of the next Append
-	items   uint64     // items ever queued
-	commits uint64     // items ever committed (or failed); batches commit in queue order
-	pending map[uint64]*Group
-	kvPend  map[[2]string]kvRecord
-	failed  error // sticky: a commit failed for a reason other than space
-	stalled error // a buffered batch waits for space; new buffered writes are refused
-	closing bool
-	closed  bool
+	mu           sync.Mutex // guards the fields below
+	cond         *sync.Cond // broadcast when a commit finishes or Close starts
+	queue        []*item    // waiting for the committer, in location order
+	queued       int        // events in queue
+	nextLoc      uint64     // location of the next Append
+	items        uint64     // items ever queued
+	commits      uint64     // items ever committed (or failed); batches commit in queue order
+	pending      map[uint64]*Group
+	kvPend       map[[2]string]kvRecord
+	failed       error     // sticky: a commit failed for a reason other than space
+	stalled      error     // a buffered batch waits for space; new buffered writes are refused
+	lastSpaceLog time.Time // when a failure for lack of space was last logged
+	closing      bool
+	closed       bool
 
 	counters counters // statistics; see Stats
 
@@ -501,8 +502,11 @@ func (s *DB) commitLoop() {
 		}
 		s.mu.Lock()
 		if err != nil && failed == nil {
-			s.opts.Logger.Error("store commit failed", "err", err)
 			if transient(err) {
+				if s.stalled == nil && time.Since(s.lastSpaceLog) > 10*time.Second {
+					s.lastSpaceLog = time.Now()
+					s.opts.Logger.Error("store commit failed for lack of space; writes are refused until space returns", "err", err)
+				}
 				err = fmt.Errorf("%w: %w", ErrUnavailable, err)
 				if s.opts.Durability == DurabilityBuffered && !s.closing {
 					s.stalled = err
@@ -513,6 +517,7 @@ func (s *DB) commitLoop() {
 				}
 				s.nextLoc = firstLoc
 			} else {
+				s.opts.Logger.Error("store commit failed; the file must be reopened", "err", err)
 				s.failed = fmt.Errorf("%w: %w: %w", ErrUnavailable, ErrFailed, err)
 				err = s.failed
 			}

@@ -41,6 +41,26 @@ func (h *handler) authenticate(r *http.Request) (apiKey, error) {
 	}, nil
 }
 
+// Credential returns the API key (or session token) that r carries in its
+// Authorization header, read as the handler reads it: Bearer <key>, Basic
+// base64(<key>:) or Basic <key>. It returns "" when there is none. Other
+// handlers guarded by the same keys (the dashboard) use it with MatchKey.
+func Credential(r *http.Request) string { return credential(r) }
+
+// MatchKey reports whether key is one of keys. Its running time depends on
+// the number and lengths of keys, not on which key matched or how much of
+// key agrees with one; keys longer than 255 bytes never match.
+func MatchKey(keys []string, key string) bool {
+	if len(key) > maxKeyLength {
+		return false
+	}
+	ok := 0
+	for _, k := range keys {
+		ok |= subtle.ConstantTimeCompare([]byte(k), []byte(key))
+	}
+	return ok == 1
+}
+
 // credential returns the key or token of the Authorization header: Bearer
 // <key>, Basic base64(<key>:) or Basic <key>; "" when there is none.
 func credential(r *http.Request) string {
@@ -67,11 +87,7 @@ func (h *handler) keyAllowed(key string) bool {
 	if len(h.opts.APIKeys) == 0 {
 		return strings.HasPrefix(key, "sk_test_") && len(key) > len("sk_test_") && printable(key)
 	}
-	ok := 0
-	for _, k := range h.opts.APIKeys {
-		ok |= subtle.ConstantTimeCompare([]byte(k), []byte(key))
-	}
-	return ok == 1
+	return MatchKey(h.opts.APIKeys, key)
 }
 
 // maskKey shows a key as Stripe does in its 401 message: the prefix up to
@@ -96,4 +112,29 @@ func printable(s string) bool {
 		}
 	}
 	return true
+}
+
+// RequireAPIKey returns a handler that passes to next only the requests
+// whose Authorization header carries an API key opts accepts: the check
+// NewHandler makes (opts.APIKeys; without any, every sk_test_ key), with
+// the same 401 response and Request-Id header. It lets an application
+// serve endpoints of its own beside the Stripe API behind the same keys
+// (cmd/meterd mounts the usage export this way); those endpoints are
+// extensions, not part of Stripe's API. Only opts.APIKeys is read; opts
+// may be nil and is copied. The handler is safe for concurrent use.
+func RequireAPIKey(next http.Handler, opts *Options) (http.Handler, error) {
+	o, err := opts.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	h := &handler{opts: o, log: o.Logger}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, err := h.authenticate(r); err != nil {
+			c := &call{h: h, w: w, r: r, id: newRequestID(), api: apiV1, now: o.Now()}
+			w.Header().Set("Request-Id", c.id)
+			c.write(c.errorResponse(err))
+			return
+		}
+		next.ServeHTTP(w, r)
+	}), nil
 }

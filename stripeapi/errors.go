@@ -133,10 +133,11 @@ func toAPIError(err error) (*apiError, bool) {
 			Message: "The server is shutting down; retry the request shortly."}, false
 	case errors.Is(err, meterdb.ErrUnavailable):
 		// Nothing was recorded and the identifiers stay free: the same
-		// request, retried, is recorded once.
+		// request, retried, is recorded once. The store logs the cause
+		// (once per episode), not every request.
 		retry := true
 		return &apiError{Status: http.StatusServiceUnavailable, Type: typeAPI, Retry: &retry,
-			Message: "The server could not store the request (" + unavailableCause(err) + "); nothing was recorded. Retry the request shortly."}, true
+			Message: "The server could not store the request (" + unavailableCause(err) + "); nothing was recorded. Retry the request shortly."}, false
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return &apiError{Status: http.StatusServiceUnavailable, Type: typeAPI,
 			Message: "The request was cancelled before it completed."}, false

@@ -6,9 +6,10 @@
 // Usage:
 //
 //	meterd [-addr 127.0.0.1:12111] [-db meterdb.db] [-api-key sk_test_…[,sk_live_…]] [-durability sync|buffered] [-max-concurrent 256]
-//	       [-max-conns 4096] [-idle-timeout 30s] [-tls-cert FILE -tls-key FILE] [-insecure-http] [-metrics-addr 127.0.0.1:9464]
+//	       [-max-conns 4096] [-idle-timeout 30s] [-tls-cert FILE -tls-key FILE] [-insecure-http] [-metrics-addr 127.0.0.1:9464] [-dashboard=true]
 //	meterd backup -db FILE -out FILE [-url URL [-api-key KEY]]
 //	meterd verify -db FILE
+//	meterd export -meter ID|EVENT_NAME -from T -to T [-grouping hour|day|none] [-format csv|ndjson] [-db FILE] [-url URL -api-key KEY]
 //
 // The API keys can also come from METERD_API_KEY (comma-separated); the
 // flag wins. Without a key meterd accepts any key starting with sk_test_,
@@ -24,6 +25,10 @@
 // acknowledged events, never count one twice); the default, sync,
 // acknowledges after it.
 //
+// The usage dashboard (package dashboard) is served at /dashboard/: it asks
+// for one of the API keys in a login form, and is open without keys, like
+// the API on a loopback address. -dashboard=false turns it off.
+//
 // Prometheus metrics are served at /metrics on -metrics-addr, a listener of
 // their own (empty disables; see package metrics for the names). The API
 // listener also answers /healthz (200 while the process serves) and
@@ -35,6 +40,11 @@
 // the running meterd at that URL, which serves a hot copy of its database
 // at GET /v1/meterdb/backup to its API keys. meterd verify checks a file
 // (see meterdb.Verify) and exits 1 when it finds a problem.
+//
+// meterd export writes per-customer usage of a meter as CSV or NDJSON (see
+// package export): from a file no process holds, opened read-only, or
+// through the /v1/meterdb/export endpoint that a running meterd serves
+// behind its API keys. Bad flags exit with status 2.
 //
 // On SIGINT or SIGTERM meterd stops accepting connections, waits for the
 // requests in flight (up to 30 seconds), and closes the database, so
@@ -68,6 +78,8 @@ func main() {
 			os.Exit(backupMain(ctx, os.Args[2:], os.Getenv, os.Stdout, os.Stderr))
 		case "verify":
 			os.Exit(verifyMain(os.Args[2:], os.Stdout, os.Stderr))
+		case "export":
+			os.Exit(runExport(ctx, os.Args[2:], os.Getenv, os.Stdout, os.Stderr))
 		}
 	}
 	if err := run(ctx, os.Args[1:], os.Getenv, os.Stderr); err != nil {
@@ -94,6 +106,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	maxConcurrent := fs.Int("max-concurrent", 256, "requests served at once; more wait up to a second for a slot, then get 429")
 	sf := addServerFlags(fs)
 	durability := fs.String("durability", "sync", "`sync` acknowledges events after their fsync; buffered acknowledges at once and syncs within 100 ms")
+	dash := fs.Bool("dashboard", true, "serve the usage dashboard at /dashboard/, guarded by the API keys")
 	metricsAddr := fs.String("metrics-addr", defaultMetricsAddr, "serve Prometheus metrics at /metrics on this `address`; empty disables")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -131,11 +144,17 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		return fmt.Errorf("opening database %q: %w", *dbPath, err)
 	}
 	h, err := stripeapi.NewHandler(db, &stripeapi.Options{APIKeys: keys, Logger: log, MaxConcurrentRequests: *maxConcurrent})
+	api := h // the stripeapi handler, whose statistics /metrics exports
+	if err == nil {
+		h, err = withExport(h, db, keys)
+	}
+	if err == nil && *dash {
+		h, err = withDashboard(h, db, keys, log)
+	}
 	if err != nil {
 		db.Close()
 		return err
 	}
-	api := h // the stripeapi handler, whose statistics /metrics exports
 	h = withBackup(h, db, keys, log)
 	ln, err := listen(sf, *addr, log)
 	if err != nil {

@@ -20,6 +20,10 @@ import (
 // ErrClosed is returned by every method called after Close.
 var ErrClosed = errors.New("meterdb: closed")
 
+// ErrReadOnly is returned by every write to an Engine opened with
+// Config.Store.ReadOnly.
+var ErrReadOnly = errors.New("meterdb: database opened read-only; writes are refused")
+
 // Config is what an Engine needs; the root package fills every field.
 type Config struct {
 	Path               string // "" keeps everything in memory
@@ -60,6 +64,9 @@ type state struct {
 	log   Log
 	file  *fileLog // nil for an in-memory database
 	down  error    // set when a reopen failed: writes are refused, reads served
+	// readOnly is set for a file opened with Config.Store.ReadOnly: writes
+	// are refused with ErrReadOnly and nothing is checkpointed.
+	readOnly bool
 
 	seq atomic.Uint64 // last assigned event sequence
 
@@ -120,6 +127,10 @@ func (e *Engine) openState() (*state, error) {
 	}
 	st.file = &fileLog{DB: sdb}
 	st.log = st.file
+	if e.cfg.Store.ReadOnly {
+		st.readOnly = true // and no checkpointer: nothing is written
+		return st, nil
+	}
 	st.ckpt = &checkpointer{stop: make(chan struct{}), stopped: make(chan struct{})}
 	go e.checkpointLoop(st)
 	return st, nil
@@ -210,6 +221,9 @@ func (e *Engine) failed(st *state, err error) error {
 func (st *state) writable() error {
 	if st.down != nil {
 		return st.down
+	}
+	if st.readOnly {
+		return ErrReadOnly
 	}
 	return nil
 }
@@ -421,7 +435,7 @@ func (e *Engine) Checkpoint() error {
 		return err
 	}
 	defer e.life.RUnlock()
-	if st.file == nil || st.down != nil {
+	if st.file == nil || st.down != nil || st.readOnly {
 		return nil
 	}
 	return e.checkpoint(st)

@@ -38,7 +38,9 @@ func (e *Engine) load(st *state, sdb *store.DB) (err error) {
 	if err != nil {
 		return err
 	}
-	st.table.TrackDirty()
+	if !e.cfg.Store.ReadOnly {
+		st.table.TrackDirty()
+	}
 	ckMark, err := sdb.LastMark()
 	if err != nil {
 		return err
