@@ -381,20 +381,21 @@ type Stats struct {
 	InMemory bool
 	Store    *store.Stats
 	// WriteFailed reports that writes are refused after a write failure
-	// (a reopen failed, or the store failed or waits for space).
+	// (a reopen is under way or failed, or the store failed or waits for
+	// space).
 	WriteFailed bool
 }
 
 // Stats returns counters and sizes. It works after Close too.
 func (e *Engine) Stats() Stats {
 	e.life.RLock()
-	st := e.st
+	st, down := e.st, e.st.down // a reopen sets down under the write lock
 	e.life.RUnlock()
 	s := Stats{
 		Reopens: e.reopens.Load(), Meters: int64(st.reg.Len()),
 		Table: st.table.Stats(), Dedupe: st.idx.Stats(), LogMemory: st.log.MemoryBytes(),
 		ByMeter: e.stats.meters.Snapshot(), MeterDefs: st.reg.All(), Batch: e.stats.batch.Snapshot(),
-		WriteFailed: st.down != nil, InMemory: e.cfg.Path == "",
+		WriteFailed: down != nil || e.reopening.Load(), InMemory: e.cfg.Path == "",
 	}
 	for _, m := range s.ByMeter {
 		s.Accepted += m.Accepted
@@ -404,10 +405,10 @@ func (e *Engine) Stats() Stats {
 			s.Rejected += n
 		}
 	}
-	if st.file != nil && st.down == nil {
-		fs := st.file.Stats()
+	if st.file != nil && down == nil {
+		fs := st.file.Stats() // safe while a reopen closes the file
 		s.Store = &fs
-		s.WriteFailed = fs.Failed || fs.Stalled
+		s.WriteFailed = s.WriteFailed || fs.Failed || fs.Stalled
 	}
 	return s
 }
