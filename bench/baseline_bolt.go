@@ -86,13 +86,38 @@ func (t *boltTarget) RecordBatch(_ context.Context, evs []event.Event) (int, err
 			rejected++
 			continue
 		}
-		vs = append(vs, validated{t.meters.byEvent[evs[i].Name], v, i})
+		vs = append(vs, validated{t.meters.byEvent[evs[i].Name], v, evs[i].Identifier})
 	}
-	err := t.db.Update(func(tx *bolt.Tx) error {
+	n, err := t.commit(vs)
+	return rejected + n, err
+}
+
+// RecordUsage is RecordBatch for typed usage: event.ValidateUsage, then
+// the same transaction.
+func (t *boltTarget) RecordUsage(_ context.Context, us []event.Usage) (int, error) {
+	now := t.now()
+	vs := make([]validated, 0, len(us))
+	rejected := 0
+	for i := range us {
+		v, err := event.ValidateUsage(&us[i], t.meters.byEvent[us[i].Name], now)
+		if err != nil || us[i].Identifier == "" {
+			rejected++
+			continue
+		}
+		vs = append(vs, validated{t.meters.byEvent[us[i].Name], v, us[i].Identifier})
+	}
+	n, err := t.commit(vs)
+	return rejected + n, err
+}
+
+// commit writes vs in one transaction, one key per event, and returns how
+// many were duplicates.
+func (t *boltTarget) commit(vs []validated) (rejected int, err error) {
+	err = t.db.Update(func(tx *bolt.Tx) error {
 		eb, ib := tx.Bucket(boltEvents), tx.Bucket(boltIdents)
 		key := make([]byte, 0, 128)
 		for _, x := range vs {
-			id := []byte(evs[x.i].Identifier)
+			id := []byte(x.id)
 			if ib.Get(id) != nil {
 				rejected++
 				continue

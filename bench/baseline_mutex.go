@@ -138,11 +138,13 @@ func (t *mutexMap) Record(ctx context.Context, ev *event.Event) error {
 }
 
 type validated struct {
-	m *meter.Meter
-	v event.Validated
-	i int
+	m  *meter.Meter
+	v  event.Validated
+	id string
 }
 
+// RecordBatch validates evs with event.Validate outside the lock, then
+// dedupes and aggregates them under it.
 func (t *mutexMap) RecordBatch(_ context.Context, evs []event.Event) (int, error) {
 	now := t.now()
 	var buf [128]validated
@@ -155,17 +157,43 @@ func (t *mutexMap) RecordBatch(_ context.Context, evs []event.Event) (int, error
 			rejected++
 			continue
 		}
-		vs = append(vs, validated{m, v, i})
+		vs = append(vs, validated{m, v, evs[i].Identifier})
 	}
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	for _, x := range vs {
-		id := evs[x.i].Identifier
-		if _, dup := t.idents[id]; dup {
+	return rejected + t.apply(vs), nil
+}
+
+// RecordUsage is the typed path a user's naive version would offer:
+// event.ValidateUsage outside the lock (the engine's rules without a
+// payload map), then the same dedupe and aggregation as RecordBatch.
+func (t *mutexMap) RecordUsage(_ context.Context, us []event.Usage) (int, error) {
+	now := t.now()
+	var buf [128]validated
+	vs := buf[:0]
+	rejected := 0
+	for i := range us {
+		m := t.meters.byEvent[us[i].Name]
+		v, err := event.ValidateUsage(&us[i], m, now)
+		if err != nil || us[i].Identifier == "" {
 			rejected++
 			continue
 		}
-		t.idents[id] = struct{}{}
+		vs = append(vs, validated{m, v, us[i].Identifier})
+	}
+	return rejected + t.apply(vs), nil
+}
+
+// apply takes the lock once for vs: an identifier already in the set is a
+// duplicate and rejected; every other event is added to its hour and day
+// cells. It returns the number of duplicates.
+func (t *mutexMap) apply(vs []validated) (rejected int) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, x := range vs {
+		if _, dup := t.idents[x.id]; dup {
+			rejected++
+			continue
+		}
+		t.idents[x.id] = struct{}{}
 		t.seq++
 		ts := x.v.Timestamp
 		for _, b := range [2]struct {
@@ -181,7 +209,7 @@ func (t *mutexMap) RecordBatch(_ context.Context, evs []event.Event) (int, error
 			c.add(ts, t.seq, x.v.Value)
 		}
 	}
-	return rejected, nil
+	return rejected
 }
 
 func (t *mutexMap) Summaries(_ context.Context, p meterdb.SummaryParams) ([]meterdb.Summary, error) {

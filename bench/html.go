@@ -27,8 +27,8 @@ svg{background:#fff;border:1px solid #ddd;margin:.5em 0}svg text{font:11px syste
 	fmt.Fprintf(&b, "<h1>meterdb bench</h1>\n<p>%s · %s · %s · %d CPUs (GOMAXPROCS %d) · load %s · wall %.1fs</p>\n",
 		esc(rep.Date), esc(rep.GoVersion), esc(rep.CPU), rep.NumCPU, rep.GOMAXPROCS, esc(rep.LoadAvg), rep.WallSeconds)
 	c := rep.Config
-	fmt.Fprintf(&b, "<p>Workload: %d customers (Zipf %.2f), %d meters (formulas cycling count, sum, last), seed %d, timestamps over the %s before %s; dataset %d events; building one event costs %.0f ns, included in every ingest figure.</p>\n",
-		c.Customers, c.Skew, c.Meters, c.Seed, esc(c.Span), esc(c.Anchor), c.DatasetSize, rep.GenNsPerEvent)
+	fmt.Fprintf(&b, "<p>Workload: %d customers (Zipf %.2f), %d meters (%s), seed %d, timestamps over the %s before %s, %d-character identifiers; dataset %d events; ingest api %s: building one event costs %.0f ns of CPU, included in every ingest figure.</p>\n",
+		c.Customers, c.Skew, c.Meters, esc(strings.Join(c.Formulas, ",")), c.Seed, esc(c.Span), esc(c.Anchor), c.IDLen, c.DatasetSize, esc(c.API), rep.GenNsPerEvent)
 	if rep.Failed != "" {
 		fmt.Fprintf(&b, "<p class=\"fail\">VERIFICATION FAILED: %s</p>\n", esc(rep.Failed))
 	} else {

@@ -25,6 +25,17 @@
 // disk, then checked event by event; see soak.go). See scenarioTable for
 // the list and BENCHMARKS.md for results.
 //
+// Ingest modes: -api map (the default) builds a payload map per event in
+// the timed loop, as a client of the Stripe shape does; -api typed records
+// event.Usage values through DB.RecordUsage and the baselines' typed
+// methods. With -external, the HTTP scenarios run meterd (in memory, and
+// on a file with sync durability) and, for v1, stripe-mock as processes of
+// their own and drive them from this process over -conns connections,
+// reporting req/s and the server's CPU time per request:
+//
+//	go run ./bench -scenario ingest -targets meterdb-mem,mutexmap -api typed -batches 1000 -workers 4 -customers 1000 -skew 0
+//	go run ./bench -scenario http-v1,http-v2 -external -duration 10s
+//
 // The go test benchmarks of the engine live beside this command:
 //
 //	go test -run '^$' -bench . ./bench
@@ -40,6 +51,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/meterdb/meterdb/meter"
 )
 
 // config is the parsed command line.
@@ -60,8 +73,14 @@ type config struct {
 	JSON, Out   string
 	Progress    bool
 	CPUProfile  string
-	SoakRate    int   // fresh events per second the soak offers
-	SoakDisk    int64 // bytes of the soak's tmpfs; 0: sized from the rate and duration
+	Formulas    []meter.Formula // the meters cycle through these
+	API         string          // ingest and durable: "map" or "typed"
+	IDLen       int             // identifier length; 36 is UUID-shaped
+	External    bool            // http-v1, http-v2: servers in processes of their own
+	Conns       int             // -external: client connections
+	Rounds      int             // ingest, durable, HTTP: rounds of every cell
+	SoakRate    int             // fresh events per second the soak offers
+	SoakDisk    int64           // bytes of the soak's tmpfs; 0: sized from the rate and duration
 }
 
 func main() {
@@ -134,7 +153,8 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	var workers, batches, scenarios, tgts string
 	fs.DurationVar(&cfg.Duration, "duration", 10*time.Second, "measuring time of each ingest cell; query cells get a tenth of it"+soakDurationNote)
 	fs.IntVar(&cfg.Customers, "customers", 10000, "number of customers (Zipf-skewed)")
-	fs.IntVar(&cfg.Meters, "meters", 3, "number of meters; formulas cycle count, sum, last")
+	fs.IntVar(&cfg.Meters, "meters", 3, "number of meters; their formulas cycle through -formulas")
+	formulaList := fs.String("formulas", "count,sum,last", "comma-separated formulas the meters cycle through (sum: every meter sums)")
 	fs.StringVar(&workers, "workers", "1,"+strconv.Itoa(runtime.GOMAXPROCS(0)), "comma-separated worker counts for ingest")
 	fs.StringVar(&batches, "batches", "1,100", "comma-separated batch sizes for ingest; 1 means Record")
 	fs.StringVar(&scenarios, "scenario", "ingest,query,memory", "comma-separated scenarios: "+strings.Join(scenarioNames(), ", "))
@@ -147,6 +167,14 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.StringVar(&cfg.Out, "out", "", "write a self-contained HTML report to this file")
 	fs.BoolVar(&cfg.Progress, "progress", true, "show a live progress line on stderr")
 	fs.StringVar(&cfg.CPUProfile, "cpuprofile", "", "write a CPU profile of the whole run to this file")
+	fs.StringVar(&cfg.API, "api", "map", "ingest and durable: `map` records event.Event values whose payload maps the caller builds per event "+
+		"inside the timed loop; typed records event.Usage values (DB.RecordUsage; mutexmap's typed method)")
+	fs.IntVar(&cfg.IDLen, "id-len", DefaultIDLen, "identifier length, 16 to 100; 36 makes UUID-shaped identifiers")
+	fs.BoolVar(&cfg.External, "external", false, "http-v1 and http-v2: run each server (meterd in memory, meterd with a file and sync durability, "+
+		"and for v1 stripe-mock) as a process of its own, driven by this process over -conns connections; reports req/s and server CPU per request")
+	fs.IntVar(&cfg.Conns, "conns", 16, "-external: concurrent client connections, closed loop")
+	fs.IntVar(&cfg.Rounds, "rounds", 1, "ingest, durable and HTTP scenarios: measure every target this many times, targets alternating, "+
+		"and report each cell's median round (with every round's figure)")
 	fs.IntVar(&cfg.SoakRate, "soak-rate", 1000, "soak: fresh events per second offered by all clients together")
 	var soakDiskMiB int
 	fs.IntVar(&soakDiskMiB, "soak-tmpfs", 0, "soak: size of the tmpfs holding meterd's file, MiB (default: sized from -soak-rate and -duration, at least 64)")
@@ -166,6 +194,14 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	}
 	if cfg.Batches, err = intList(batches); err != nil {
 		return cfg, fmt.Errorf("-batches: %v", err)
+	}
+	for _, f := range strings.Split(*formulaList, ",") {
+		switch f := meter.Formula(strings.TrimSpace(f)); f {
+		case meter.Count, meter.Sum, meter.Last:
+			cfg.Formulas = append(cfg.Formulas, f)
+		default:
+			return cfg, fmt.Errorf("-formulas: %q is not count, sum or last", f)
+		}
 	}
 	cfg.Scenarios = strings.Split(scenarios, ",")
 	for _, s := range cfg.Scenarios {
@@ -194,6 +230,14 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 		return cfg, fmt.Errorf("-skew must not be negative")
 	case cfg.DatasetSize < 0:
 		return cfg, fmt.Errorf("-dataset must not be negative")
+	case cfg.API != "map" && cfg.API != "typed":
+		return cfg, fmt.Errorf("-api must be map or typed, not %q", cfg.API)
+	case cfg.IDLen < 16 || cfg.IDLen > 100:
+		return cfg, fmt.Errorf("-id-len must be between 16 and 100")
+	case cfg.Conns < 1:
+		return cfg, fmt.Errorf("-conns must be positive")
+	case cfg.Rounds < 1 || cfg.Rounds > 100:
+		return cfg, fmt.Errorf("-rounds must be between 1 and 100")
 	case cfg.SoakRate < 100 || cfg.SoakRate > 1000000:
 		return cfg, fmt.Errorf("-soak-rate must be between 100 and 1000000")
 	case soakDiskMiB < 0:

@@ -9,6 +9,9 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -166,6 +169,7 @@ func TestRunFailsOnWrongTotals(t *testing.T) {
 func TestFlagErrors(t *testing.T) {
 	for _, args := range [][]string{
 		{"-scenario", "nope"}, {"-targets", "nope"}, {"-workers", "0"}, {"-duration", "-1s"}, {"-customers", "0"}, {"extra"},
+		{"-api", "json"}, {"-formulas", "sum,max"}, {"-id-len", "8"}, {"-conns", "0"}, {"-rounds", "0"},
 	} {
 		if code := run(args, io.Discard, io.Discard); code != 2 {
 			t.Errorf("run %q: exit %d, want 2", args, code)
@@ -201,5 +205,100 @@ func TestWorkloadDeterministic(t *testing.T) {
 		if counts[c] > counts[0] {
 			t.Fatalf("customer %d drew %d events, more than customer 0 (%d)", c, counts[c], counts[0])
 		}
+	}
+}
+
+// The three ways of building event i describe the same event, and
+// identifiers have the configured length and are unique; at 36 characters
+// they are UUID-shaped.
+func TestWorkloadFills(t *testing.T) {
+	uuid := regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$`)
+	for _, idLen := range []int{36, 16, 19, 100} {
+		w := NewWorkload(3, 100, 3, 1.1)
+		w.IDLen = idLen
+		const n = 5000
+		evs, maps, us := make([]event.Event, n), make([]event.Event, n), make([]event.Usage, n)
+		w.Fill(evs, 10)
+		w.FillMaps(maps, 10)
+		w.FillUsage(us, 10)
+		ids := map[string]bool{}
+		for i := range evs {
+			e, m, u := evs[i], maps[i], us[i]
+			if len(e.Identifier) != idLen || ids[e.Identifier] {
+				t.Fatalf("id-len %d: identifier %q: wrong length or repeated", idLen, e.Identifier)
+			}
+			ids[e.Identifier] = true
+			if idLen == 36 && !uuid.MatchString(e.Identifier) {
+				t.Fatalf("identifier %q is not UUID-shaped", e.Identifier)
+			}
+			v := strconv.FormatInt(u.Value, 10)
+			if m.Identifier != e.Identifier || u.Identifier != e.Identifier || m.Name != e.Name || u.Name != e.Name ||
+				!m.Timestamp.Equal(e.Timestamp) || !u.Timestamp.Equal(e.Timestamp) ||
+				m.Payload["stripe_customer_id"] != e.Payload["stripe_customer_id"] || u.Customer != e.Payload["stripe_customer_id"] ||
+				m.Payload["value"] != e.Payload["value"] || v != e.Payload["value"] {
+				t.Fatalf("event %d differs between Fill, FillMaps and FillUsage:\n%+v\n%+v\n%+v", i, e, m, u)
+			}
+		}
+	}
+}
+
+// TestRunTyped runs -api typed on the ingest and durable scenarios, with
+// targets from outside a scenario's own list: every row of a target with a
+// typed path is measured and verified, meterdb's rows are compared with
+// their baselines.
+func TestRunTyped(t *testing.T) {
+	dir := t.TempDir()
+	var stdout, stderr bytes.Buffer
+	args := []string{"-scenario", "ingest,durable", "-api", "typed", "-targets", "meterdb-mem,mutexmap,meterdb-file,bbolt",
+		"-duration", "100ms", "-customers", "30", "-workers", "2", "-batches", "1,10", "-id-len", "36",
+		"-progress=false", "-json", filepath.Join(dir, "r.json")}
+	if code := run(args, &stdout, &stderr); code != 0 {
+		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, stdout.String(), stderr.String())
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "r.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep Report
+	if err := json.Unmarshal(b, &rep); err != nil {
+		t.Fatal(err)
+	}
+	rows := map[string]int{}
+	for _, r := range rep.Results {
+		if r.Skipped != "" {
+			t.Errorf("row skipped: %+v", r)
+			continue
+		}
+		rows[r.Scenario+" "+r.Target]++
+		if r.API != "typed" || !strings.HasSuffix(r.Cell, "api=typed") || r.Events <= 0 || r.Verified == 0 {
+			t.Errorf("row not measured in typed mode and verified: %+v", r)
+		}
+		if strings.HasPrefix(r.Target, "meterdb-") && r.Ratio <= 0 {
+			t.Errorf("row without a ratio to its baseline: %+v", r)
+		}
+	}
+	for _, k := range []string{"ingest meterdb-mem", "ingest mutexmap", "ingest meterdb-file", "ingest bbolt",
+		"durable meterdb-file", "durable bbolt", "durable meterdb-mem", "durable mutexmap"} {
+		if rows[k] != 2 {
+			t.Errorf("%s: %d rows, want 2 (batch 1 and 10); rows: %v", k, rows[k], rows)
+		}
+	}
+}
+
+// medianRounds keeps each cell's median round and lists every round.
+func TestMedianRounds(t *testing.T) {
+	row := func(target string, eps float64) Result {
+		return Result{Target: target, Cell: "c", Primary: "events/s", EventsPerSec: eps}
+	}
+	got := medianRounds([]Result{row("a", 3), row("b", 10), row("a", 1), row("b", 30), row("a", 2), row("b", 20)})
+	if len(got) != 2 || got[0].Target != "a" || got[1].Target != "b" {
+		t.Fatalf("rows %+v", got)
+	}
+	if got[0].EventsPerSec != 2 || !slices.Equal(got[0].Rounds, []float64{3, 1, 2}) ||
+		got[1].EventsPerSec != 20 || !slices.Equal(got[1].Rounds, []float64{10, 30, 20}) {
+		t.Errorf("medians %+v", got)
+	}
+	if one := medianRounds([]Result{row("a", 5)}); len(one) != 1 || one[0].Rounds != nil {
+		t.Errorf("one round: %+v", one)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"runtime"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -42,6 +43,12 @@ type Config struct {
 	Span        string   `json:"timestamp_span"`
 	DatasetSize int      `json:"dataset_events"`
 	Anchor      string   `json:"anchor"`
+	API         string   `json:"api"`
+	IDLen       int      `json:"identifier_length"`
+	Formulas    []string `json:"formulas"`
+	External    bool     `json:"external,omitempty"`
+	Conns       int      `json:"conns,omitempty"`
+	Rounds      int      `json:"rounds"`
 }
 
 func newReport(cfg config, w *Workload) *Report {
@@ -54,8 +61,18 @@ func newReport(cfg config, w *Workload) *Report {
 			Duration: cfg.Duration.String(), Customers: cfg.Customers, Meters: cfg.Meters,
 			Workers: cfg.Workers, Batches: cfg.Batches, Scenarios: cfg.Scenarios, Seed: cfg.Seed,
 			Skew: cfg.Skew, Span: fmtSpan(cfg.Span), DatasetSize: cfg.DatasetSize, Anchor: w.Anchor.Format(time.RFC3339),
+			API: cfg.API, IDLen: cfg.IDLen, Formulas: formulaNames(w), External: cfg.External, Conns: cfg.Conns, Rounds: cfg.Rounds,
 		},
 	}
+}
+
+// formulaNames returns the formulas of w's meters, in order.
+func formulaNames(w *Workload) []string {
+	var fs []string
+	for _, m := range w.Meters {
+		fs = append(fs, string(m.Formula))
+	}
+	return fs
 }
 
 // fmtSpan writes whole days as "30d" and other spans as time.Duration does.
@@ -119,6 +136,9 @@ func (rep *Report) computeRatios() {
 		if ok1 && ok2 {
 			r.Ratio = v / bv
 		}
+		if v, bv := r.Metrics[serverCPU], b.Metrics[serverCPU]; v > 0 && bv > 0 {
+			r.Metrics[serverCPURatio] = v / bv
+		}
 	}
 }
 
@@ -148,6 +168,23 @@ func fmtRatio(r Result) string {
 	return fmt.Sprintf("%.2f× %s", r.Ratio, r.Baseline)
 }
 
+// The server CPU figures of -external rows: microseconds per request, and
+// that over the baseline's (lower is better).
+const (
+	serverCPU      = "server CPU µs/req"
+	clientCPU      = "client CPU µs/req"
+	serverCPURatio = "server CPU/req vs baseline"
+	cpuPerEvent    = "cpu-ns/event" // ingest rows: process CPU time per event
+)
+
+// scenarioDoc returns the one-line description of scenario name as run.
+func (c Config) scenarioDoc(name string) string {
+	if x, ok := externalScenarios[name]; ok && c.External {
+		return x.doc
+	}
+	return scenarioTable[name].doc
+}
+
 // memoryColumns are the memory figures the table shows, in order.
 var memoryColumns = []string{"heap B/event", "heap B/bucket", "heap B/identifier", "slot B/identifier", "file B/event", "file B/bucket", "RSS delta MiB"}
 
@@ -157,8 +194,11 @@ func (rep *Report) writeTable(w io.Writer) {
 	fmt.Fprintf(w, "meterdb bench  %s  %s  %s  %d CPUs (GOMAXPROCS %d)  load %s\n",
 		rep.Date, rep.GoVersion, rep.CPU, rep.NumCPU, rep.GOMAXPROCS, rep.LoadAvg)
 	c := rep.Config
-	fmt.Fprintf(w, "workload: %d customers (Zipf %.2f), %d meters, seed %d, timestamps over the %s before %s; dataset %d events; generator %.0f ns/event\n",
-		c.Customers, c.Skew, c.Meters, c.Seed, c.Span, c.Anchor, c.DatasetSize, rep.GenNsPerEvent)
+	fmt.Fprintf(w, "workload: %d customers (Zipf %.2f), %d meters (%s), seed %d, timestamps over the %s before %s, %d-character identifiers; dataset %d events\n",
+		c.Customers, c.Skew, c.Meters, strings.Join(c.Formulas, ","), c.Seed, c.Span, c.Anchor, c.IDLen, c.DatasetSize)
+	if slices.Contains(c.Scenarios, "ingest") || slices.Contains(c.Scenarios, "durable") {
+		fmt.Fprintf(w, "ingest api %s: building one event costs %.0f ns of CPU inside the timed loop (%s)\n", c.API, rep.GenNsPerEvent, apiDoc[c.API])
+	}
 	for _, sc := range rep.Config.Scenarios {
 		var rows, skips []Result
 		for _, r := range rep.Results {
@@ -173,10 +213,25 @@ func (rep *Report) writeTable(w io.Writer) {
 		if len(rows)+len(skips) == 0 && (sc != "soak" || rep.Soak == nil) {
 			continue
 		}
-		fmt.Fprintf(w, "\n== %s: %s\n", sc, scenarioTable[sc].doc)
+		fmt.Fprintf(w, "\n== %s: %s\n", sc, c.scenarioDoc(sc))
 		tw := tabwriter.NewWriter(w, 2, 8, 2, ' ', tabwriter.AlignRight)
-		switch sc {
-		case "memory":
+		switch {
+		case externalScenarios[sc].name != "" && c.External:
+			fmt.Fprint(tw, "target\tcell\trequests\treq/s\tevents/s\tp50\tp99\tserver CPU/req\tclient CPU/req\tverified\treq/s vs baseline\tCPU/req vs baseline\t\n")
+			for _, r := range rows {
+				cpuRatio := "-"
+				if v := r.Metrics[serverCPURatio]; v > 0 {
+					cpuRatio = fmt.Sprintf("%.2f× %s", v, r.Baseline)
+				}
+				p50, p99 := "-", "-"
+				if l := r.Latency; l != nil {
+					p50, p99 = fmtNs(l.P50), fmtNs(l.P99)
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%.1fµs\t%.1fµs\t%d\t%s\t%s\t\n",
+					r.Target, r.Cell, human(float64(r.Ops)), human(r.OpsPerSec), human(r.EventsPerSec), p50, p99,
+					r.Metrics[serverCPU], r.Metrics[clientCPU], r.Verified, fmtRatio(r), cpuRatio)
+			}
+		case sc == "memory":
 			fmt.Fprintf(tw, "target\tcell\t%s\tvs baseline\t\n", strings.Join(memoryColumns, "\t"))
 			for _, r := range rows {
 				fmt.Fprintf(tw, "%s\t%s\t", r.Target, r.Cell)
@@ -190,7 +245,7 @@ func (rep *Report) writeTable(w io.Writer) {
 				fmt.Fprintf(tw, "%s\t\n", fmtRatio(r))
 			}
 		default:
-			fmt.Fprint(tw, "target\tcell\tevents\tevents/s\tcalls/s\tp50\tp99\tp99.9\tverified\tvs baseline\t\n")
+			fmt.Fprint(tw, "target\tcell\tevents\tevents/s\tCPU/event\tcalls/s\tp50\tp99\tp99.9\tverified\tvs baseline\t\n")
 			for _, r := range rows {
 				ev, eps := "-", "-"
 				if r.Events > 0 {
@@ -200,8 +255,12 @@ func (rep *Report) writeTable(w io.Writer) {
 				if l := r.Latency; l != nil {
 					p50, p99, p999 = fmtNs(l.P50), fmtNs(l.P99), fmtNs(l.P999)
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t\n",
-					r.Target, r.Cell, ev, eps, human(r.OpsPerSec), p50, p99, p999, r.Verified, fmtRatio(r))
+				cpu := "-"
+				if v := r.Metrics[cpuPerEvent]; v > 0 {
+					cpu = fmtNs(int64(v))
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t\n",
+					r.Target, r.Cell, ev, eps, cpu, human(r.OpsPerSec), p50, p99, p999, r.Verified, fmtRatio(r))
 			}
 		}
 		tw.Flush()
@@ -212,6 +271,20 @@ func (rep *Report) writeTable(w io.Writer) {
 						r.Metrics["identifiers"], r.Metrics["buckets"], r.Metrics["series"])
 					break
 				}
+			}
+		}
+		for _, r := range rows {
+			if len(r.Rounds) > 1 {
+				figs := make([]string, len(r.Rounds))
+				for i, v := range r.Rounds {
+					figs[i] = human(v)
+				}
+				fmt.Fprintf(w, "rounds: %s %s: %s %s (the row is the median)\n", r.Target, r.Cell, r.Primary, strings.Join(figs, ", "))
+			}
+		}
+		for _, r := range rows {
+			if r.Note != "" {
+				fmt.Fprintf(w, "note: %s: %s\n", r.Target, r.Note)
 			}
 		}
 		for _, r := range skips {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -20,6 +21,7 @@ type Result struct {
 	Cell     string `json:"cell"` // what the row measures, e.g. "batch=100 workers=2"
 	Target   string `json:"target"`
 	Baseline string `json:"baseline,omitempty"`
+	API      string `json:"api,omitempty"` // ingest and durable: "map" or "typed"
 	Workers  int    `json:"workers,omitempty"`
 	Batch    int    `json:"batch,omitempty"`
 
@@ -40,6 +42,11 @@ type Result struct {
 	// Verified reports how many series were checked against the workload.
 	Verified int    `json:"verified_series,omitempty"`
 	Skipped  string `json:"skipped,omitempty"`
+	// Rounds holds the primary figure of every round when -rounds
+	// repeated the cell; the row is the median round.
+	Rounds []float64 `json:"rounds,omitempty"`
+	// Note says how the row was measured, when the table cannot.
+	Note string `json:"note,omitempty"`
 }
 
 // Percentiles of a latency sample.
@@ -67,6 +74,8 @@ type scenario struct {
 	name    string
 	doc     string
 	targets []string // default targets, baselines included
+	// also lists targets the scenario runs when -targets names them.
+	also []string
 	// batches and workers, when set, replace the defaults of -batches and
 	// -workers for this scenario; the flags, when given, win.
 	batches, workers []int
@@ -80,11 +89,13 @@ var scenarioTable = map[string]scenario{
 	"ingest": {
 		name: "ingest", doc: "in-process ingest: Record (batch=1) and RecordBatch, against worker counts",
 		targets: []string{"meterdb-mem", "mutexmap", "bbolt"},
+		also:    []string{"meterdb-file", "meterdb-buffered"},
 		run:     (*runner).runIngest,
 	},
 	"durable": {
 		name: "durable", doc: "durable ingest into a file, against worker counts",
 		targets: []string{"meterdb-file", "meterdb-buffered", "bbolt"},
+		also:    []string{"meterdb-mem", "mutexmap"},
 		run:     (*runner).runIngest,
 	},
 	"query": {
@@ -133,6 +144,9 @@ type runner struct {
 	// its own, or those of -batches and -workers.
 	batches, workers []int
 
+	meterd   string   // the meterd binary of -external, built on first use
+	cleanups []func() // run when the run ends
+
 	dataset []event.Event // events [0, DatasetSize), built on first use
 	shape   [2]int        // buckets and series of the dataset, once counted
 
@@ -165,11 +179,21 @@ func (r *runner) runAll() (*Report, error) {
 	r.prog.note("building workload: %d customers, %d meters, seed %d", r.cfg.Customers, r.cfg.Meters, r.cfg.Seed)
 	r.w = NewWorkload(r.cfg.Seed, r.cfg.Customers, r.cfg.Meters, r.cfg.Skew)
 	r.w.Span = r.cfg.Span
+	r.w.IDLen = r.cfg.IDLen
+	r.w.SetFormulas(r.cfg.Formulas)
 	rep := newReport(r.cfg, r.w)
-	rep.GenNsPerEvent = measureGenerator(r.w)
+	rep.GenNsPerEvent = measureGenerator(r.w, r.cfg.API)
+	defer func() {
+		for _, f := range r.cleanups {
+			f()
+		}
+	}()
 	var failed error
 	for _, name := range r.cfg.Scenarios {
 		sc := scenarioTable[name]
+		if x, ok := externalScenarios[name]; ok && r.cfg.External {
+			sc = x
+		}
 		r.scenario = name
 		r.batches, r.workers = r.cfg.Batches, r.cfg.Workers
 		if sc.batches != nil && !r.cfg.BatchesSet {
@@ -181,29 +205,42 @@ func (r *runner) runAll() (*Report, error) {
 		names := sc.targets
 		if len(r.cfg.Targets) > 0 {
 			names = nil
-			for _, t := range sc.targets {
+			for _, t := range slices.Concat(sc.targets, sc.also) {
 				if slices.Contains(r.cfg.Targets, t) {
 					names = append(names, t)
 				}
 			}
 		}
-		for _, tn := range names {
-			spec := targets[tn]
-			rows, err := sc.run(r, spec)
-			for i := range rows {
-				rows[i].Scenario = name
-				rows[i].Target = tn
-				rows[i].Baseline = spec.Baseline
+		rounds := 1
+		if repeatable[name] {
+			rounds = r.cfg.Rounds
+		}
+		var got []Result
+	scenarioRounds:
+		for round := range rounds {
+			if rounds > 1 {
+				r.prog.note("%s: round %d of %d", name, round+1, rounds)
 			}
-			rep.Results = append(rep.Results, rows...)
-			if err != nil {
-				failed = fmt.Errorf("scenario %s, target %s: %w", name, tn, err)
-				break
+			for _, tn := range names {
+				spec := targets[tn]
+				rows, err := sc.run(r, spec)
+				for i := range rows {
+					rows[i].Scenario = name
+					rows[i].Target = tn
+					rows[i].Baseline = spec.Baseline
+				}
+				got = append(got, rows...)
+				if err != nil {
+					failed = fmt.Errorf("scenario %s, target %s: %w", name, tn, err)
+					break scenarioRounds
+				}
 			}
 		}
 		if failed != nil {
+			rep.Results = append(rep.Results, got...)
 			break
 		}
+		rep.Results = append(rep.Results, medianRounds(got)...)
 	}
 	r.prog.done()
 	rep.Soak = r.soakReport
@@ -215,15 +252,69 @@ func (r *runner) runAll() (*Report, error) {
 	return rep, failed
 }
 
-// measureGenerator returns the cost of building one event on one core,
-// which every ingest figure includes.
-func measureGenerator(w *Workload) float64 {
-	evs := make([]event100, 1)
-	t0 := time.Now()
+// repeatable lists the scenarios that -rounds repeats.
+var repeatable = map[string]bool{"ingest": true, "durable": true, "http-v1": true, "http-v2": true}
+
+// medianRounds keeps, of the rows of one target and cell measured in
+// several rounds, the round with the median primary figure (the lower of
+// the two middle ones for an even count), and records every round's
+// figure in its Rounds, in order. Rows keep the order of their first
+// round.
+func medianRounds(rows []Result) []Result {
+	type key struct{ target, cell string }
+	var order []key
+	groups := map[key][]Result{}
+	for _, r := range rows {
+		k := key{r.Target, r.Cell}
+		if _, ok := groups[k]; !ok {
+			order = append(order, k)
+		}
+		groups[k] = append(groups[k], r)
+	}
+	out := make([]Result, 0, len(order))
+	for _, k := range order {
+		g := groups[k]
+		if len(g) == 1 {
+			out = append(out, g[0])
+			continue
+		}
+		figs := make([]float64, len(g))
+		for i := range g {
+			figs[i], _ = g[i].primary()
+		}
+		idx := make([]int, len(g))
+		for i := range idx {
+			idx[i] = i
+		}
+		slices.SortStableFunc(idx, func(a, b int) int { return cmp.Compare(figs[a], figs[b]) })
+		m := g[idx[(len(g)-1)/2]]
+		m.Rounds = figs
+		out = append(out, m)
+	}
+	return out
+}
+
+// measureGenerator returns the CPU cost of building one event in
+// the ingest mode api, which every ingest figure includes: with "map", the
+// payload map a caller builds per event; with "typed", an event.Usage.
+func measureGenerator(w *Workload, api string) float64 {
+	evs := make([]event.Event, 100)
+	us := make([]event.Usage, 100)
+	t0, cpu0 := time.Now(), cpuTime()
 	n := 0
 	for time.Since(t0) < 100*time.Millisecond {
-		w.Fill(evs[0][:], uint64(n))
-		n += len(evs[0])
+		if api == "typed" {
+			w.FillUsage(us, uint64(n))
+		} else {
+			w.FillMaps(evs, uint64(n))
+		}
+		n += len(evs)
+	}
+	// The process's CPU time, GC included, when the OS reports it: on a
+	// loaded machine the wall time also counts the time spent waiting
+	// for a core.
+	if cpu := cpuTime() - cpu0; cpu > 0 {
+		return float64(cpu) / float64(n)
 	}
 	return float64(time.Since(t0).Nanoseconds()) / float64(n)
 }

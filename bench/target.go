@@ -191,6 +191,21 @@ func (t *meterDB) RecordBatch(ctx context.Context, evs []event.Event) (int, erro
 	return n, nil
 }
 
+// RecordUsage records us through DB.RecordUsage, the typed path.
+func (t *meterDB) RecordUsage(ctx context.Context, us []event.Usage) (int, error) {
+	errs, err := t.db.RecordUsage(ctx, us)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, e := range errs {
+		if e != nil {
+			n++
+		}
+	}
+	return n, nil
+}
+
 func (t *meterDB) Summaries(ctx context.Context, p meterdb.SummaryParams) ([]meterdb.Summary, error) {
 	return t.db.Summaries(ctx, p)
 }

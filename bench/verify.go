@@ -25,7 +25,32 @@ func (e *VerifyError) Error() string {
 // hottest customers of every meter and an even sample of the rest. It
 // returns the number of series checked.
 func verifyTotals(ctx context.Context, name string, t Target, w *Workload, ids []string, ranges [][2]uint64, maxQueries int) (int, error) {
-	exp := w.Expected(ranges)
+	exp, pick, start, end, err := verifyPlan(name, w, ranges, maxQueries)
+	if err != nil {
+		return 0, err
+	}
+	for _, i := range pick {
+		m, c := i/w.Customers, i%w.Customers
+		got, err := t.Summaries(ctx, meterdb.SummaryParams{
+			Meter: ids[m], Customer: w.CustomerID(c), Start: start, End: end,
+		})
+		if err != nil {
+			return 0, &VerifyError{name, fmt.Sprintf("summary of meter %d customer %d: %v", m, c, err)}
+		}
+		if err := checkTotal(got, exp[i], w.Meters[m].Formula); err != nil {
+			return 0, &VerifyError{name, fmt.Sprintf("meter %d (%s) customer %d: %v", m, w.Meters[m].Formula, c, err)}
+		}
+	}
+	return len(pick), nil
+}
+
+// verifyPlan returns the expected aggregates of the events in ranges of w
+// (indexed by meter*Customers+customer), the series to check (every one
+// when there are at most maxQueries, otherwise the hottest customers of
+// every meter and an even sample of the rest) and the query range: whole
+// days covering the span, plus one, aligned for every target.
+func verifyPlan(name string, w *Workload, ranges [][2]uint64, maxQueries int) (exp []Expect, pick []int, start, end time.Time, err error) {
+	exp = w.Expected(ranges)
 	var total int64
 	for _, e := range exp {
 		total += e.Count
@@ -35,9 +60,8 @@ func verifyTotals(ctx context.Context, name string, t Target, w *Workload, ids [
 		want += int64(r[1] - r[0])
 	}
 	if total != want {
-		return 0, &VerifyError{name, fmt.Sprintf("workload accounts for %d events, %d were sent", total, want)}
+		return nil, nil, start, end, &VerifyError{name, fmt.Sprintf("workload accounts for %d events, %d were sent", total, want)}
 	}
-	var pick []int // indexes into exp
 	if len(exp) <= maxQueries {
 		for i := range exp {
 			pick = append(pick, i)
@@ -55,22 +79,9 @@ func verifyTotals(ctx context.Context, name string, t Target, w *Workload, ids [
 			pick = append(pick, i)
 		}
 	}
-	// Whole days covering the span, plus one: aligned for every target.
 	days := (w.Span+24*time.Hour-1)/(24*time.Hour) + 1
-	start, end := w.Anchor.Add(-days*24*time.Hour), w.Anchor
-	for _, i := range pick {
-		m, c := i/w.Customers, i%w.Customers
-		got, err := t.Summaries(ctx, meterdb.SummaryParams{
-			Meter: ids[m], Customer: w.CustomerID(c), Start: start, End: end,
-		})
-		if err != nil {
-			return 0, &VerifyError{name, fmt.Sprintf("summary of meter %d customer %d: %v", m, c, err)}
-		}
-		if err := checkTotal(got, exp[i], w.Meters[m].Formula); err != nil {
-			return 0, &VerifyError{name, fmt.Sprintf("meter %d (%s) customer %d: %v", m, w.Meters[m].Formula, c, err)}
-		}
-	}
-	return len(pick), nil
+	start, end = w.Anchor.Add(-days*24*time.Hour), w.Anchor
+	return exp, pick, start, end, nil
 }
 
 func checkTotal(got []meterdb.Summary, e Expect, f meter.Formula) error {

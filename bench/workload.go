@@ -17,15 +17,18 @@ import (
 //
 // Customers are drawn from a Zipf distribution (exponent Skew), so a few
 // customers carry most of the traffic, as in real billing data. Meters
-// cycle through the formulas count, sum and last. Timestamps are uniform
+// cycle through the formulas count, sum and last (SetFormulas changes
+// the cycle). Timestamps are uniform
 // over the Span before Anchor, whole seconds. Values are 0 to 999 and are a
 // function of the customer and the timestamp, so two events of one series
 // with equal timestamps carry equal values and "last" is well defined
-// whatever the receipt order. Identifiers are unique: 16 hex digits of a
-// bijective mix of i.
+// whatever the receipt order. Identifiers are unique: IDLen characters
+// built from a bijective mix of i, UUID-shaped (8-4-4-4-12 hex digits) at
+// the default length of 36.
 //
-// A Workload is immutable after NewWorkload and safe for concurrent use;
-// the payload maps it hands out are shared and must not be modified.
+// A Workload is immutable after NewWorkload (set Span, Anchor and IDLen
+// before the first use) and safe for concurrent use; the payload maps
+// that Fill hands out are shared and must not be modified.
 type Workload struct {
 	Seed      uint64
 	Customers int
@@ -33,6 +36,7 @@ type Workload struct {
 	Meters    []meter.Params
 	Anchor    time.Time // the clock of every target: a fixed UTC midnight
 	Span      time.Duration
+	IDLen     int // length of every identifier, 16 to 100; 36 is UUID-shaped
 
 	customerIDs []string
 	variants    int                 // payload variants per customer
@@ -57,7 +61,7 @@ func NewWorkload(seed uint64, customers, meters int, skew float64) *Workload {
 	}
 	w := &Workload{
 		Seed: seed, Customers: customers, Skew: skew,
-		Anchor: DefaultAnchor, Span: 30 * 24 * time.Hour,
+		Anchor: DefaultAnchor, Span: 30 * 24 * time.Hour, IDLen: DefaultIDLen,
 	}
 	for i := 0; i < meters; i++ {
 		f := formulas[i%len(formulas)]
@@ -87,6 +91,17 @@ func NewWorkload(seed uint64, customers, meters int, skew float64) *Workload {
 	}
 	w.buildAlias()
 	return w
+}
+
+// SetFormulas makes the meters cycle through fs instead of count, sum,
+// last; call it before the first use.
+func (w *Workload) SetFormulas(fs []meter.Formula) {
+	for i := range w.Meters {
+		f := fs[i%len(fs)]
+		w.Meters[i].Formula = f
+		w.Meters[i].DisplayName = fmt.Sprintf("bench %s %d", f, i)
+		w.Meters[i].EventName = fmt.Sprintf("bench_%s_%d", f, i)
+	}
 }
 
 // Now is the clock of every target: the workload's anchor.
@@ -170,27 +185,109 @@ func (w *Workload) Spec(i uint64) Spec {
 	return Spec{Meter: int(h2 % uint64(len(w.Meters))), Customer: int(c), Payload: p, TS: ts, Value: w.values[p]}
 }
 
-// identLen is the length of every generated identifier.
-const identLen = 19
+// DefaultIDLen is the default identifier length: a UUID's text, as most
+// clients generate identifiers.
+const DefaultIDLen = 36
 
-// Fill sets evs[j] to event first+j. Identifiers of one call share one
-// string allocation. The events share payload maps owned by w.
-func (w *Workload) Fill(evs []event.Event, first uint64) {
-	buf := make([]byte, 0, identLen*len(evs))
-	for j := range evs {
-		buf = append(buf, "ev_"...)
-		x := mix(w.Seed<<20 ^ 0x1D ^ (first + uint64(j))) // bijective in i for a fixed seed
-		for s := 60; s >= 0; s -= 4 {
-			buf = append(buf, "0123456789abcdef"[x>>uint(s)&15])
+// appendIdent appends the identifier of event i. Its first 16 hex digits
+// (at the positions of a UUID's first 12 and its fourth group) are a
+// bijective mix of i, so identifiers are unique; the rest are derived
+// digits, with a UUID's version 4 and variant digits when IDLen is 36.
+func (w *Workload) appendIdent(buf []byte, i uint64) []byte {
+	const hex = "0123456789abcdef"
+	x := mix(w.Seed<<20 ^ 0x1D ^ i) // bijective in i for a fixed seed
+	y := mix(x ^ 0xA5A5)
+	if w.IDLen == 36 {
+		var d [32]byte
+		for k := range 12 {
+			d[k] = hex[x>>(60-4*k)&15]
+		}
+		for k := range 4 {
+			d[20+k] = hex[x>>(12-4*k)&15]
+		}
+		for k, p := range [...]int{13, 14, 15, 17, 18, 19, 24, 25, 26, 27, 28, 29, 30, 31} {
+			d[p] = hex[y>>(4*k)&15]
+		}
+		d[12], d[16] = '4', "89ab"[y>>60&3]
+		buf = append(buf, d[0:8]...)
+		buf = append(append(buf, '-'), d[8:12]...)
+		buf = append(append(buf, '-'), d[12:16]...)
+		buf = append(append(buf, '-'), d[16:20]...)
+		return append(append(buf, '-'), d[20:32]...)
+	}
+	for k := range w.IDLen {
+		switch {
+		case k < 16:
+			buf = append(buf, hex[x>>(60-4*k)&15])
+		default:
+			if k%16 == 0 {
+				y = mix(y)
+			}
+			buf = append(buf, hex[y>>(60-4*(k%16))&15])
 		}
 	}
-	ids := string(buf)
+	return buf
+}
+
+// idents returns the identifiers of events [first, first+n) in one string,
+// IDLen bytes each.
+func (w *Workload) idents(first uint64, n int) string {
+	buf := make([]byte, 0, w.IDLen*n)
+	for j := range n {
+		buf = w.appendIdent(buf, first+uint64(j))
+	}
+	return string(buf)
+}
+
+// Fill sets evs[j] to event first+j. Identifiers of one call share one
+// string allocation. The events share payload maps owned by w: Fill costs
+// what generating the workload costs, not what a client building payloads
+// costs (see FillMaps).
+func (w *Workload) Fill(evs []event.Event, first uint64) {
+	ids := w.idents(first, len(evs))
 	for j := range evs {
 		s := w.Spec(first + uint64(j))
 		evs[j] = event.Event{
 			Name:       w.Meters[s.Meter].EventName,
 			Payload:    w.payloads[s.Payload],
-			Identifier: ids[j*identLen : (j+1)*identLen],
+			Identifier: ids[j*w.IDLen : (j+1)*w.IDLen],
+			Timestamp:  time.Unix(s.TS, 0).UTC(),
+		}
+	}
+}
+
+// FillMaps is Fill as a client of the payload-map API does it: every event
+// gets a payload map of its own, built here with the customer and the
+// value formatted by strconv, as Stripe's shape requires
+// (map[string]string{"stripe_customer_id": …, "value": …}). The maps
+// belong to the caller.
+func (w *Workload) FillMaps(evs []event.Event, first uint64) {
+	ids := w.idents(first, len(evs))
+	for j := range evs {
+		s := w.Spec(first + uint64(j))
+		evs[j] = event.Event{
+			Name: w.Meters[s.Meter].EventName,
+			Payload: map[string]string{
+				meter.DefaultCustomerKey: w.customerIDs[s.Customer],
+				meter.DefaultValueKey:    strconv.FormatInt(s.Value, 10),
+			},
+			Identifier: ids[j*w.IDLen : (j+1)*w.IDLen],
+			Timestamp:  time.Unix(s.TS, 0).UTC(),
+		}
+	}
+}
+
+// FillUsage sets us[j] to event first+j in typed form: the same meter,
+// customer, value, identifier and timestamp as Fill's event, no map.
+func (w *Workload) FillUsage(us []event.Usage, first uint64) {
+	ids := w.idents(first, len(us))
+	for j := range us {
+		s := w.Spec(first + uint64(j))
+		us[j] = event.Usage{
+			Name:       w.Meters[s.Meter].EventName,
+			Customer:   w.customerIDs[s.Customer],
+			Value:      s.Value,
+			Identifier: ids[j*w.IDLen : (j+1)*w.IDLen],
 			Timestamp:  time.Unix(s.TS, 0).UTC(),
 		}
 	}
