@@ -48,66 +48,90 @@ func TestCrashChild(t *testing.T) {
 	}
 	db, err := meterdb.Open(path, opts)
 	if err != nil {
-		fmt.Println("error", err)
+		fmt.Printf("%d error %v\n", time.Now().UnixNano(), err)
 		os.Exit(3)
 	}
-	round := os.Getenv(crashRoundEnv)
+	runWriters(db, writerConfig{round: os.Getenv(crashRoundEnv), writers: 4, minBatch: 5, maxBatch: 5})
+}
+
+// writerConfig says how runWriters writes.
+type writerConfig struct {
+	round              string        // in every identifier, unique per child
+	writers            int           // goroutines
+	minBatch, maxBatch int           // sizes of RecordBatch calls
+	pace               time.Duration // each writer pauses up to this long before each call
+	seed               uint64        // of the writers' choices
+}
+
+// runWriters writes to db from cfg.writers goroutines until the process
+// is killed: one call in ten is a RecordBatch, one a Cancel of an event the
+// writer had recorded, the others Record. Each event has its own customer
+// (crashEventOf). Every step is reported on stdout as it happens, one line
+// each, as "UNIXNANO KIND ARG": "try ID" before an event is written, "ack
+// ID" once it is recorded, "cancelling ID" before a cancellation, "cancel
+// ID" once it is acknowledged, and "error MESSAGE" for a failure, after
+// which that writer stops. It never returns.
+func runWriters(db *meterdb.DB, cfg writerConfig) {
 	var outMu sync.Mutex
-	report := func(format string, args ...any) {
+	out := bufio.NewWriter(os.Stdout)
+	report := func(kind, arg string) {
 		outMu.Lock()
-		fmt.Fprintf(os.Stdout, format+"\n", args...)
+		fmt.Fprintf(out, "%d %s %s\n", time.Now().UnixNano(), kind, arg)
+		out.Flush()
 		outMu.Unlock()
 	}
 	ctx := context.Background()
-	var wg sync.WaitGroup
-	for w := range 4 {
-		wg.Add(1)
+	for w := range cfg.writers {
 		go func() {
-			defer wg.Done()
-			r := rand.New(rand.NewPCG(uint64(w), uint64(len(round))))
+			r := rand.New(rand.NewPCG(uint64(w), cfg.seed^uint64(len(cfg.round))))
+			fail := func(err error) {
+				report("error", err.Error())
+				select {} // this writer stops; the process waits for its kill
+			}
 			var acked []string
 			for i := 0; ; i++ {
+				if cfg.pace > 0 {
+					time.Sleep(time.Duration(r.Int64N(int64(cfg.pace))))
+				}
 				switch n := r.IntN(10); {
 				case n == 0 && len(acked) > 0: // cancel an acknowledged event
 					id := acked[r.IntN(len(acked))]
-					report("cancelling %s", id) // the cancellation may commit even if the kill comes before its acknowledgement
+					report("cancelling", id) // the cancellation may commit even if the kill comes before its acknowledgement
 					if err := db.Cancel(ctx, crashEvent, id); err == nil {
-						report("cancel %s", id)
+						report("cancel", id)
 					} else if !errors.Is(err, event.ErrAlreadyCancelled) {
-						report("error %v", err)
-						os.Exit(4)
+						fail(err)
 					}
-				case n == 1: // a batch of five
-					evs := make([]event.Event, 5)
+				case n == 1: // a batch
+					evs := make([]event.Event, cfg.minBatch+r.IntN(cfg.maxBatch-cfg.minBatch+1))
 					for j := range evs {
-						evs[j] = crashEventOf(fmt.Sprintf("r%s-w%d-%d-%d", round, w, i, j))
+						evs[j] = crashEventOf(fmt.Sprintf("r%s-w%d-%d-%d", cfg.round, w, i, j))
+						report("try", evs[j].Identifier)
 					}
 					errs, err := db.RecordBatch(ctx, evs)
 					if err != nil {
-						report("error %v", err)
-						os.Exit(4)
+						fail(err)
 					}
 					for j, e := range errs {
 						if e != nil {
-							report("error %v", e)
-							os.Exit(4)
+							fail(e)
 						}
-						report("ack %s", evs[j].Identifier)
+						report("ack", evs[j].Identifier)
 						acked = append(acked, evs[j].Identifier)
 					}
 				default:
-					id := fmt.Sprintf("r%s-w%d-%d", round, w, i)
+					id := fmt.Sprintf("r%s-w%d-%d", cfg.round, w, i)
+					report("try", id)
 					if _, err := db.Record(ctx, crashEventOf(id)); err != nil {
-						report("error %v", err)
-						os.Exit(4)
+						fail(err)
 					}
-					report("ack %s", id)
+					report("ack", id)
 					acked = append(acked, id)
 				}
 			}
 		}()
 	}
-	wg.Wait()
+	select {}
 }
 
 // crashEventOf returns the event with identifier id: its own customer (so
@@ -163,8 +187,7 @@ func crashRecovery(t *testing.T, mode string, rounds int) {
 	for round := range rounds {
 		killAt, lines := crashRun(t, path, mode, round, 50*time.Millisecond+time.Duration(rng.IntN(int(600*time.Millisecond))))
 		for _, l := range lines {
-			kind, id, _ := strings.Cut(l.text, " ")
-			switch kind {
+			switch kind, id := l.kind, l.arg; kind {
 			case "ack":
 				acks[id] = &crashAck{at: l.at}
 			case "cancelling", "cancel":
@@ -177,7 +200,7 @@ func crashRecovery(t *testing.T, mode string, rounds int) {
 					a.cancelled, a.cancelAt = true, l.at
 				}
 			case "error":
-				t.Fatalf("round %d: child failed: %s", round, l.text)
+				t.Fatalf("round %d: child failed: %s", round, id)
 			}
 		}
 		db, err := meterdb.Open(path, nil)
@@ -251,54 +274,108 @@ func crashCount(t *testing.T, db *meterdb.DB, meterID, id string) (int64, int64)
 	return s[0].Count, v
 }
 
+// crashLine is a line of a child's output: "UNIXNANO KIND ARG" (see
+// runWriters), or anything else, which has the time it arrived and the
+// whole line as kind.
 type crashLine struct {
-	at   time.Time
-	text string
+	at        time.Time
+	kind, arg string
 }
 
-// crashRun starts a child writing to path, kills it with SIGKILL after d,
-// and returns the kill time and what it printed, each line with its
-// arrival time.
-func crashRun(t *testing.T, path, mode string, round int, d time.Duration) (time.Time, []crashLine) {
+func parseCrashLine(text string) crashLine {
+	stamp, rest, _ := strings.Cut(text, " ")
+	ns, err := strconv.ParseInt(stamp, 10, 64)
+	if err != nil {
+		return crashLine{at: time.Now(), kind: text}
+	}
+	kind, arg, _ := strings.Cut(rest, " ")
+	return crashLine{at: time.Unix(0, ns), kind: kind, arg: arg}
+}
+
+func (l crashLine) String() string {
+	return fmt.Sprintf("%s %s %s", l.at.Format("15:04:05.000000"), l.kind, l.arg)
+}
+
+// child is a child process: the test binary running one test, with its
+// output collected line by line.
+type child struct {
+	cmd   *exec.Cmd
+	mu    sync.Mutex
+	lines []crashLine
+	first chan struct{} // closed at the first line
+	done  chan struct{} // closed at the end of the output
+}
+
+// startChild runs the test binary as a child running only test, with env
+// added to the environment.
+func startChild(t *testing.T, test string, env ...string) *child {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^TestCrashChild$", "-test.count=1")
-	cmd.Env = append(os.Environ(), crashChildEnv+"="+path, crashModeEnv+"="+mode, crashRoundEnv+"="+strconv.Itoa(round))
-	out, err := cmd.StdoutPipe()
+	c := &child{first: make(chan struct{}), done: make(chan struct{})}
+	c.cmd = exec.Command(os.Args[0], "-test.run=^"+test+"$", "-test.count=1")
+	c.cmd.Env = append(os.Environ(), env...)
+	out, err := c.cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
+	c.cmd.Stderr = os.Stderr
+	if err := c.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	var lines []crashLine
-	done := make(chan struct{})
+	t.Cleanup(func() { // a test that fails half way leaves no process
+		if c.cmd.ProcessState == nil {
+			c.cmd.Process.Kill()
+			c.cmd.Wait()
+		}
+	})
 	go func() {
-		defer close(done)
+		defer close(c.done)
 		sc := bufio.NewScanner(out)
 		for sc.Scan() {
-			lines = append(lines, crashLine{at: time.Now(), text: sc.Text()})
+			c.mu.Lock()
+			c.lines = append(c.lines, parseCrashLine(sc.Text()))
+			if len(c.lines) == 1 {
+				close(c.first)
+			}
+			c.mu.Unlock()
 		}
 	}()
-	// Wait for the first acknowledgement (the child must have opened the
-	// file), then for d.
-	deadline := time.Now().Add(30 * time.Second)
-	time.Sleep(d)
-	for time.Now().Before(deadline) {
-		if _, err := os.Stat(path); err == nil {
-			break
-		}
-		time.Sleep(10 * time.Millisecond)
+	return c
+}
+
+// waitFirst waits for the child's first line, or its end, or timeout.
+func (c *child) waitFirst(timeout time.Duration) bool {
+	select {
+	case <-c.first:
+		return true
+	case <-c.done:
+	case <-time.After(timeout):
 	}
-	killAt := time.Now()
-	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+	return false
+}
+
+// kill ends the child with SIGKILL and returns all it printed. The child
+// must not have ended before.
+func (c *child) kill(t *testing.T) []crashLine {
+	t.Helper()
+	if err := c.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	<-done
-	err = cmd.Wait()
+	<-c.done
+	err := c.cmd.Wait()
 	var exit *exec.ExitError
 	if !errors.As(err, &exit) || exit.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
-		t.Fatalf("child ended by %v before the kill; output: %v", err, lines)
+		t.Fatalf("child ended by %v before the kill; output: %v", err, c.lines)
 	}
-	return killAt, lines
+	return c.lines
+}
+
+// crashRun starts a child writing to path, kills it with SIGKILL after d,
+// and returns the kill time and what it printed.
+func crashRun(t *testing.T, path, mode string, round int, d time.Duration) (time.Time, []crashLine) {
+	t.Helper()
+	c := startChild(t, "TestCrashChild", crashChildEnv+"="+path, crashModeEnv+"="+mode, crashRoundEnv+"="+strconv.Itoa(round))
+	time.Sleep(d) // which may end the child before it has opened the file
+
+	killAt := time.Now()
+	return killAt, c.kill(t)
 }

@@ -53,7 +53,8 @@
 // with DurabilitySync (the default) Record returns after the fsync that
 // covers its event, with DurabilityBuffered after the in-memory apply,
 // and a crash then loses at most what was acknowledged within
-// Options.FlushInterval plus one commit. A background checkpointer writes
+// Options.FlushInterval plus two commits (the one in progress when it
+// arrived and its own). A background checkpointer writes
 // the aggregate buckets changed since the last checkpoint every
 // Options.CheckpointInterval, and Close writes a last one. Open loads the
 // checkpoint, replays the log after it and rebuilds the dedupe index from

@@ -17,9 +17,10 @@ const (
 	// DurabilitySync acknowledges an event after the fsync that covers it.
 	DurabilitySync Durability = iota
 	// DurabilityBuffered acknowledges an event once it is applied in
-	// memory; it is synced within Options.FlushInterval plus one commit, and
-	// a crash can lose what was acknowledged in that window (never more,
-	// and nothing is ever counted twice).
+	// memory; it is synced within Options.FlushInterval after the commit
+	// in progress when it arrived, plus its own commit, and a crash can
+	// lose what was acknowledged in that window (never more, and nothing
+	// is ever counted twice).
 	DurabilityBuffered
 )
 

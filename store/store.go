@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"sync"
 	"syscall"
 	"time"
@@ -126,6 +127,7 @@ func Open(path string, opts *Options) (_ *DB, err error) {
 	default:
 		return nil, fmt.Errorf("store: opening %s: %w", path, statErr)
 	}
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("%w: %s: %v", ErrCorrupt, path, r)
@@ -530,17 +532,19 @@ func (s *DB) commitLoop() {
 			s.commits = it.seq
 			if it.data != nil {
 				delete(s.pending, it.loc)
-				if err != nil {
-					it.loc = 0
-				}
 			}
 			for _, kv := range it.kvs {
 				if p, ok := s.kvPend[[2]string{kv.ns, kv.key}]; ok && p.seq == kv.seq {
 					delete(s.kvPend, [2]string{kv.ns, kv.key})
 				}
 			}
-			it.err = err
 			if it.done != nil {
+				// Only a waiting writer reads loc and err, after done is
+				// closed; a buffered writer read its loc when it queued.
+				if err != nil {
+					it.loc = 0
+				}
+				it.err = err
 				close(it.done)
 			}
 		}
@@ -651,6 +655,9 @@ func (s *DB) Group(loc uint64) (*Group, error) {
 // view runs fn in a read transaction, turning a bbolt panic on a damaged
 // page into an ErrCorrupt error.
 func (s *DB) view(fn func(*bolt.Tx) error) (err error) {
+	// A page that lies past the end of a damaged file faults when read
+	// through the mapping: make that a panic, recovered below.
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("%w: %v", ErrCorrupt, r)

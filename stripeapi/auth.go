@@ -7,6 +7,8 @@ import (
 	"encoding/hex"
 	"net/http"
 	"strings"
+
+	"github.com/meterdb/meterdb/stripeapi/internal/wire"
 )
 
 // maxKeyLength bounds the API keys the handler looks at, in bytes.
@@ -29,10 +31,10 @@ const msgNoKey = "You did not provide an API key. You need to provide your API k
 func (h *handler) authenticate(r *http.Request) (apiKey, error) {
 	key := credential(r)
 	if key == "" {
-		return apiKey{}, invalidRequest(http.StatusUnauthorized, "", "", msgNoKey)
+		return apiKey{}, wire.InvalidRequest(http.StatusUnauthorized, "", "", msgNoKey)
 	}
 	if !h.keyAllowed(key) {
-		return apiKey{}, invalidRequest(http.StatusUnauthorized, "", "", "Invalid API Key provided: "+maskKey(key))
+		return apiKey{}, wire.InvalidRequest(http.StatusUnauthorized, "", "", "Invalid API Key provided: "+maskKey(key))
 	}
 	sum := sha256.Sum256([]byte(key))
 	return apiKey{

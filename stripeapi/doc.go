@@ -54,12 +54,28 @@
 // decoding and validation, which name the offending parameter; execution
 // against the DB, through the idempotency layer for a POST with an
 // Idempotency-Key; and one JSON writer for successes and errors alike.
-// The shared steps live in handler.go, auth.go, idempotency.go,
-// ratelimit.go and errors.go; what is particular to v1 (form decoding,
-// error shape, objects) lives in the v1*.go files. Another API version
-// plugs in as an apiVersion (its error shape), a route constructor like
-// v1Route (its decoding, which also sets the canonical parameters that
-// idempotency compares) and a case in handler.apiFor.
+// The shared steps live in handler.go (the pipeline), route.go (the
+// route table), call.go (a request's state and execution), respond.go
+// (the one writer), auth.go, idempotency.go, ratelimit.go and errors.go;
+// each endpoint file serves one endpoint or one family of them
+// (v1_meters.go, v1_events.go, v1_summaries.go, v2_events.go,
+// v2_sessions.go, v2_stream.go, v2_core_events.go), with what is
+// particular to each version in v1.go and v2.go; the stream's error
+// reports live in report.go, report_list.go, report_store.go and
+// report_index.go. The wire decoders live in
+// stripeapi/internal: form (v1 form encoding and its parameter reader),
+// jsonw (v2 JSON parameters, the meter event stream's single-pass
+// decoder, the UTF-8 check of bodies, RFC 3339) and wire (the error they
+// return, rendered here by each API version). Routing is net/http's:
+// route.go holds the one route table, net/http patterns
+// ("POST /v1/billing/meters/{id}/deactivate", read with r.PathValue) with
+// each endpoint's options (session authentication, asynchronous
+// idempotency records) and request reader; an http.ServeMux only matches,
+// and the pipeline answers unknown routes and methods itself. Another
+// API version plugs in as an apiVersion (its error shape), a request
+// reader like formRequest (its decoding, which also sets the canonical
+// parameters that idempotency compares), its rows in the route table and
+// a case in apiFor.
 //
 // # Authentication
 //
@@ -331,13 +347,27 @@
 //
 // # The stream path
 //
-// The stream decoder makes one pass over the body without reflection,
-// reusing pooled buffers, events and payload maps; it allocates only the
-// strings the engine may keep (identifiers and payload values). Stream
-// requests that arrive together are recorded with one DB.RecordBatch call
-// per group (at most max(2, GOMAXPROCS) such calls run at once): each
-// request waits for exactly one group commit, and no lock is held across
-// I/O. Error reports, when there are any, cost a second write.
+// The stream decoder (internal/jsonw) makes one pass over the body
+// without reflection, reusing pooled buffers, events and payload maps; it
+// allocates only the strings the engine may keep (identifiers and payload
+// values). A request whose every event has an active meter, its customer
+// and a valid value is then recorded as typed usage with one
+// DB.RecordUsage call, the engine reading no payload map; the pipeline's
+// group commit gathers concurrent requests into one commit. Measured
+// against recording them through the combiner below, the direct call
+// served 82–96 k events/s against 64–85 k in four paired runs, with the
+// same process CPU and 12% fewer bytes allocated per request (go test
+// -run '^$' -bench '^BenchmarkStream$/client=raw/workers=16' -benchtime
+// 6000x ./bench, load average 14–20 on 2 cores), so the typed path calls
+// RecordUsage directly. Any other request takes the map path, whose
+// validation reports each problem with its code and param: its events
+// are recorded with one DB.RecordBatch call per group of concurrent
+// requests (at most max(2, GOMAXPROCS) such calls run at once), so that
+// each request waits for exactly one group commit and no lock is held
+// across I/O. On the typed path a client that goes away stops the
+// request's wait for its commit, not the commit (its events may still be
+// recorded); on the map path the group's commit is waited for. Error
+// reports, when there are any, cost a second write.
 //
 // # Statistics
 //

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/meterdb/meterdb"
+	"github.com/meterdb/meterdb/stripeapi/internal/wire"
 )
 
 // idemNamespace is the DB key-value namespace of idempotency records.
@@ -61,7 +62,7 @@ func (s *idempotency) do(c *call, run execFunc) response {
 		if rec != nil {
 			return s.replay(c, rec, fp)
 		}
-		e := invalidRequest(http.StatusConflict, codeIdempotencyKeyInUse, "",
+		e := wire.InvalidRequest(http.StatusConflict, codeIdempotencyKeyInUse, "",
 			"There is currently another in-progress request using this idempotency key. Retry once it completes.")
 		retry := true
 		e.Retry = &retry

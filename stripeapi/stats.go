@@ -2,7 +2,6 @@ package stripeapi
 
 import (
 	"net/http"
-	"strings"
 	"sync/atomic"
 	"time"
 
@@ -74,7 +73,7 @@ type routeStats struct {
 func newHTTPStats(routes []*route) *httpStats {
 	s := &httpStats{other: newRouteStats("other")}
 	for _, rt := range routes {
-		rt.stats = newRouteStats(rt.method + " /" + strings.Join(rt.pattern, "/"))
+		rt.stats = newRouteStats(rt.pattern)
 		s.routes = append(s.routes, rt.stats)
 	}
 	s.routes = append(s.routes, s.other)

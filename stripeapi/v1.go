@@ -7,6 +7,9 @@ import (
 	"mime"
 	"net/http"
 	"strings"
+
+	"github.com/meterdb/meterdb/stripeapi/internal/form"
+	"github.com/meterdb/meterdb/stripeapi/internal/wire"
 )
 
 // apiV1 renders errors as v1 does:
@@ -31,60 +34,41 @@ func v1ErrorBody(e *apiError) any {
 	}{o}
 }
 
-// v1Routes lists the v1 endpoints.
-func (h *handler) v1Routes() []*route {
-	return []*route{
-		v1Route("GET", "/v1/billing/meters", h.v1ListMeters),
-		v1Route("POST", "/v1/billing/meters", h.v1CreateMeter),
-		v1Route("GET", "/v1/billing/meters/{id}", h.v1RetrieveMeter),
-		v1Route("POST", "/v1/billing/meters/{id}", h.v1UpdateMeter),
-		v1Route("POST", "/v1/billing/meters/{id}/deactivate", h.v1DeactivateMeter),
-		v1Route("POST", "/v1/billing/meters/{id}/reactivate", h.v1ReactivateMeter),
-		v1Route("GET", "/v1/billing/meters/{id}/event_summaries", h.v1ListEventSummaries),
-		repeatable(v1Route("POST", "/v1/billing/meter_events", h.v1CreateMeterEvent)),
-		v1Route("POST", "/v1/billing/meter_event_adjustments", h.v1CreateMeterEventAdjustment),
-	}
-}
-
-// v1Route builds a v1 endpoint: its parameters come form-encoded from the
-// query string and, for POST, the body. prepare reads them through p; the
-// request fails with the first unknown parameter, or else the first
-// problem p recorded, before the returned execution step runs.
-func v1Route(method, pattern string, prepare func(c *call, p *v1Params) (execFunc, error)) *route {
-	return &route{
-		method:  method,
-		pattern: strings.Split(strings.TrimPrefix(pattern, "/"), "/"),
-		api:     apiV1,
-		prepare: func(c *call) (execFunc, error) {
-			root, err := c.decodeV1Form()
-			if err != nil {
-				return nil, err
-			}
-			c.canonical = root.canonical()
-			p := newV1Params(root)
-			return prepareParams(c, p, prepare)
-		},
+// formRequest reads a request's parameters form-encoded from the query
+// string and, for POST, the body: the parameters of v1 and of v2 GETs.
+// prepare reads them through p; the request fails with the first unknown
+// parameter, or else the first problem p recorded, before the returned
+// execution step runs.
+func formRequest(prepare func(c *call, p *form.Params) (execFunc, error)) func(*call) (execFunc, error) {
+	return func(c *call) (execFunc, error) {
+		root, err := c.decodeV1Form()
+		if err != nil {
+			return nil, err
+		}
+		c.canonical = root.Canonical()
+		p := form.NewParams(root)
+		return prepareParams(c, p, prepare)
 	}
 }
 
 // prepareParams runs a route's prepare step over its parameter reader p,
 // then fails with the first unknown parameter or recorded problem.
-func prepareParams[P interface{ done() error }](c *call, p P, prepare func(*call, P) (execFunc, error)) (execFunc, error) {
+func prepareParams[P interface{ Done() error }](c *call, p P, prepare func(*call, P) (execFunc, error)) (execFunc, error) {
 	run, err := prepare(c, p)
 	if err != nil {
 		return nil, err
 	}
-	if err := p.done(); err != nil {
+	if err := p.Done(); err != nil {
 		return nil, err
 	}
 	return run, nil
 }
 
 // decodeV1Form decodes the query string and, for POST, the form body.
-func (c *call) decodeV1Form() (*formNode, error) {
-	root := newHash()
+func (c *call) decodeV1Form() (*form.Node, error) {
+	root := form.NewRoot()
 	pairs, maxPairs := 0, c.h.opts.MaxParams
-	if err := decodeForm(root, c.r.URL.RawQuery, &pairs, maxPairs); err != nil {
+	if err := form.Decode(root, c.r.URL.RawQuery, &pairs, maxPairs); err != nil {
 		return nil, err
 	}
 	if c.r.Method != http.MethodPost || c.r.Body == nil {
@@ -97,10 +81,10 @@ func (c *call) decodeV1Form() (*formNode, error) {
 		}
 		var tooLarge *http.MaxBytesError
 		if errors.As(err, &tooLarge) {
-			return nil, invalidRequest(http.StatusRequestEntityTooLarge, "", "",
+			return nil, wire.InvalidRequest(http.StatusRequestEntityTooLarge, "", "",
 				fmt.Sprintf("Request body too large: the limit is %d bytes.", tooLarge.Limit))
 		}
-		return nil, invalidRequest(http.StatusBadRequest, "", "", "Invalid request: the body could not be read.")
+		return nil, wire.InvalidRequest(http.StatusBadRequest, "", "", "Invalid request: the body could not be read.")
 	}
 	if len(body) == 0 {
 		return root, nil
@@ -108,21 +92,14 @@ func (c *call) decodeV1Form() (*formNode, error) {
 	if ct := c.r.Header.Get("Content-Type"); ct != "" {
 		mt, _, err := mime.ParseMediaType(ct)
 		if err != nil || mt != "application/x-www-form-urlencoded" {
-			return nil, invalidRequest(http.StatusBadRequest, "", "", fmt.Sprintf(
-				"Invalid Content-Type %q: v1 requests take application/x-www-form-urlencoded bodies.", truncate(ct, 100)))
+			return nil, wire.InvalidRequest(http.StatusBadRequest, "", "", fmt.Sprintf(
+				"Invalid Content-Type %q: v1 requests take application/x-www-form-urlencoded bodies.", wire.Truncate(ct, 100)))
 		}
 	}
-	if err := decodeForm(root, string(body), &pairs, maxPairs); err != nil {
+	if err := form.Decode(root, string(body), &pairs, maxPairs); err != nil {
 		return nil, err
 	}
 	return root, nil
-}
-
-func truncate(s string, n int) string {
-	if len(s) > n {
-		return s[:n] + "…"
-	}
-	return s
 }
 
 // v1List is Stripe's list object.
@@ -146,18 +123,18 @@ type v1Page struct {
 	startingAfter, endingBefore string
 }
 
-func readV1Page(p *v1Params) v1Page {
+func readV1Page(p *form.Params) v1Page {
 	var pg v1Page
-	if n, ok := p.int("limit", false); ok {
+	if n, ok := p.Int("limit", false); ok {
 		if n < 1 || n > 100 {
-			p.fail(errInvalidParam("limit", "Invalid limit: must be between 1 and 100."))
+			p.Fail(wire.ErrInvalidParam("limit", "Invalid limit: must be between 1 and 100."))
 		}
 		pg.limit = int(n)
 	}
-	pg.startingAfter = p.str("starting_after", maxExpandLength, false)
-	pg.endingBefore = p.str("ending_before", maxExpandLength, false)
+	pg.startingAfter = p.Str("starting_after", form.MaxExpandLength, false)
+	pg.endingBefore = p.Str("ending_before", form.MaxExpandLength, false)
 	if pg.startingAfter != "" && pg.endingBefore != "" {
-		p.fail(invalidRequest(http.StatusBadRequest, codeParametersExclusive, "ending_before",
+		p.Fail(wire.InvalidRequest(http.StatusBadRequest, codeParametersExclusive, "ending_before",
 			"You may only specify one of these parameters: ending_before, starting_after."))
 	}
 	if pg.limit == 0 {

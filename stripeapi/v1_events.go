@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/meterdb/meterdb/event"
+	"github.com/meterdb/meterdb/stripeapi/internal/form"
 )
 
 // v1MeterEvent is the billing.meter_event object.
@@ -21,13 +22,13 @@ type v1MeterEvent struct {
 // v1CreateMeterEvent serves POST /v1/billing/meter_events. Validation is
 // synchronous: the engine's rejections come back as 400s carrying its
 // codes (no_meter, archived_meter, duplicate_meter_event, …).
-func (h *handler) v1CreateMeterEvent(c *call, p *v1Params) (execFunc, error) {
+func (h *handler) v1CreateMeterEvent(c *call, p *form.Params) (execFunc, error) {
 	var ev event.Event
-	ev.Name = p.str("event_name", event.MaxEventNameLength, true)
-	p.expand()
-	ev.Identifier = p.str("identifier", event.MaxIdentifierLength, false)
-	ev.Payload = p.strMap("payload", true, event.MaxPayloadKeys, event.MaxPayloadKeyLength, event.MaxPayloadValueLength)
-	if ts, ok := p.int("timestamp", false); ok {
+	ev.Name = p.Str("event_name", event.MaxEventNameLength, true)
+	p.Expand()
+	ev.Identifier = p.Str("identifier", event.MaxIdentifierLength, false)
+	ev.Payload = p.StrMap("payload", true, event.MaxPayloadKeys, event.MaxPayloadKeyLength, event.MaxPayloadValueLength)
+	if ts, ok := p.Int("timestamp", false); ok {
 		ev.Timestamp = time.Unix(ts, 0).UTC()
 	}
 	if ev.Identifier == "" && c.idemKey != "" {
@@ -60,14 +61,14 @@ type v1MeterEventAdjustment struct {
 // adjustment comes back with status complete; failures are 400s with the
 // codes of event.CodeNotFound, event.CodeCancelExpired and
 // event.CodeAlreadyCancelled.
-func (h *handler) v1CreateMeterEventAdjustment(c *call, p *v1Params) (execFunc, error) {
+func (h *handler) v1CreateMeterEventAdjustment(c *call, p *form.Params) (execFunc, error) {
 	var ident string
-	if cn := p.hash("cancel", true); cn != nil {
-		ident = cn.str("identifier", event.MaxIdentifierLength, true)
+	if cn := p.Hash("cancel", true); cn != nil {
+		ident = cn.Str("identifier", event.MaxIdentifierLength, true)
 	}
-	name := p.str("event_name", event.MaxEventNameLength, true)
-	p.expand()
-	typ := p.enum("type", true, "cancel")
+	name := p.Str("event_name", event.MaxEventNameLength, true)
+	p.Expand()
+	typ := p.Enum("type", true, "cancel")
 	return func(ctx context.Context) (any, error) {
 		if err := h.db.Cancel(ctx, name, ident); err != nil {
 			return nil, err

@@ -6,6 +6,8 @@ import (
 	"net/http"
 
 	"github.com/meterdb/meterdb/meter"
+	"github.com/meterdb/meterdb/stripeapi/internal/form"
+	"github.com/meterdb/meterdb/stripeapi/internal/wire"
 )
 
 // v1Meter is the billing.meter object.
@@ -56,21 +58,21 @@ func (c *call) v1Meter(m meter.Meter) *v1Meter {
 // maxIDLength bounds the object ids the handler looks up, in bytes.
 const maxIDLength = 5000
 
-// meterID returns the meter id of the path, the first path value.
+// meterID returns the meter id of the path ({id}).
 func (c *call) meterID() (string, error) {
-	id := c.pathValue(0)
+	id := c.r.PathValue("id")
 	if len(id) > maxIDLength {
-		return "", invalidRequest(http.StatusNotFound, codeResourceMissing, "id",
-			fmt.Sprintf("No such billing.meter: '%s'", truncate(id, 100)))
+		return "", wire.InvalidRequest(http.StatusNotFound, codeResourceMissing, "id",
+			fmt.Sprintf("No such billing.meter: '%s'", wire.Truncate(id, 100)))
 	}
 	return id, nil
 }
 
 // v1ListMeters serves GET /v1/billing/meters.
-func (h *handler) v1ListMeters(c *call, p *v1Params) (execFunc, error) {
-	p.expand()
+func (h *handler) v1ListMeters(c *call, p *form.Params) (execFunc, error) {
+	p.Expand()
 	pg := readV1Page(p)
-	status := meter.Status(p.enum("status", false, "active", "inactive"))
+	status := meter.Status(p.Enum("status", false, "active", "inactive"))
 	return func(ctx context.Context) (any, error) {
 		ms, more, err := h.db.ListMeters(ctx, meter.ListParams{
 			Status: status, Limit: pg.limit, StartingAfter: pg.startingAfter, EndingBefore: pg.endingBefore,
@@ -87,21 +89,21 @@ func (h *handler) v1ListMeters(c *call, p *v1Params) (execFunc, error) {
 }
 
 // v1CreateMeter serves POST /v1/billing/meters.
-func (h *handler) v1CreateMeter(c *call, p *v1Params) (execFunc, error) {
+func (h *handler) v1CreateMeter(c *call, p *form.Params) (execFunc, error) {
 	var mp meter.Params
-	if cm := p.hash("customer_mapping", false); cm != nil {
-		mp.CustomerKey = cm.str("event_payload_key", meter.MaxPayloadKeyLength, true)
-		cm.enum("type", true, "by_id")
+	if cm := p.Hash("customer_mapping", false); cm != nil {
+		mp.CustomerKey = cm.Str("event_payload_key", meter.MaxPayloadKeyLength, true)
+		cm.Enum("type", true, "by_id")
 	}
-	if agg := p.hash("default_aggregation", true); agg != nil {
-		mp.Formula = meter.Formula(agg.enum("formula", true, string(meter.Count), string(meter.Last), string(meter.Sum)))
+	if agg := p.Hash("default_aggregation", true); agg != nil {
+		mp.Formula = meter.Formula(agg.Enum("formula", true, string(meter.Count), string(meter.Last), string(meter.Sum)))
 	}
-	mp.DisplayName = p.str("display_name", meter.MaxDisplayNameLength, true)
-	mp.EventName = p.str("event_name", meter.MaxEventNameLength, true)
-	mp.EventTimeWindow = meter.Window(p.enum("event_time_window", false, string(meter.Day), string(meter.Hour)))
-	p.expand()
-	if vs := p.hash("value_settings", false); vs != nil {
-		mp.ValueKey = vs.str("event_payload_key", meter.MaxPayloadKeyLength, true)
+	mp.DisplayName = p.Str("display_name", meter.MaxDisplayNameLength, true)
+	mp.EventName = p.Str("event_name", meter.MaxEventNameLength, true)
+	mp.EventTimeWindow = meter.Window(p.Enum("event_time_window", false, string(meter.Day), string(meter.Hour)))
+	p.Expand()
+	if vs := p.Hash("value_settings", false); vs != nil {
+		mp.ValueKey = vs.Str("event_payload_key", meter.MaxPayloadKeyLength, true)
 	}
 	return func(ctx context.Context) (any, error) {
 		m, err := h.db.CreateMeter(ctx, mp)
@@ -113,12 +115,12 @@ func (h *handler) v1CreateMeter(c *call, p *v1Params) (execFunc, error) {
 }
 
 // v1RetrieveMeter serves GET /v1/billing/meters/{id}.
-func (h *handler) v1RetrieveMeter(c *call, p *v1Params) (execFunc, error) {
+func (h *handler) v1RetrieveMeter(c *call, p *form.Params) (execFunc, error) {
 	id, err := c.meterID()
 	if err != nil {
 		return nil, err
 	}
-	p.expand()
+	p.Expand()
 	return func(ctx context.Context) (any, error) {
 		m, err := h.db.Meter(ctx, id)
 		if err != nil {
@@ -130,16 +132,16 @@ func (h *handler) v1RetrieveMeter(c *call, p *v1Params) (execFunc, error) {
 
 // v1UpdateMeter serves POST /v1/billing/meters/{id}. Without display_name
 // it returns the meter unchanged.
-func (h *handler) v1UpdateMeter(c *call, p *v1Params) (execFunc, error) {
+func (h *handler) v1UpdateMeter(c *call, p *form.Params) (execFunc, error) {
 	id, err := c.meterID()
 	if err != nil {
 		return nil, err
 	}
 	name := ""
-	if p.has("display_name") {
-		name = p.str("display_name", meter.MaxDisplayNameLength, true)
+	if p.Has("display_name") {
+		name = p.Str("display_name", meter.MaxDisplayNameLength, true)
 	}
-	p.expand()
+	p.Expand()
 	return func(ctx context.Context) (any, error) {
 		var m meter.Meter
 		var err error
@@ -156,21 +158,21 @@ func (h *handler) v1UpdateMeter(c *call, p *v1Params) (execFunc, error) {
 }
 
 // v1DeactivateMeter serves POST /v1/billing/meters/{id}/deactivate.
-func (h *handler) v1DeactivateMeter(c *call, p *v1Params) (execFunc, error) {
+func (h *handler) v1DeactivateMeter(c *call, p *form.Params) (execFunc, error) {
 	return h.v1SetStatus(c, p, h.db.DeactivateMeter)
 }
 
 // v1ReactivateMeter serves POST /v1/billing/meters/{id}/reactivate.
-func (h *handler) v1ReactivateMeter(c *call, p *v1Params) (execFunc, error) {
+func (h *handler) v1ReactivateMeter(c *call, p *form.Params) (execFunc, error) {
 	return h.v1SetStatus(c, p, h.db.ReactivateMeter)
 }
 
-func (h *handler) v1SetStatus(c *call, p *v1Params, set func(context.Context, string) (meter.Meter, error)) (execFunc, error) {
+func (h *handler) v1SetStatus(c *call, p *form.Params, set func(context.Context, string) (meter.Meter, error)) (execFunc, error) {
 	id, err := c.meterID()
 	if err != nil {
 		return nil, err
 	}
-	p.expand()
+	p.Expand()
 	return func(ctx context.Context) (any, error) {
 		m, err := set(ctx, id)
 		if err != nil {

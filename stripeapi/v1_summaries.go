@@ -16,6 +16,8 @@ import (
 
 	"github.com/meterdb/meterdb"
 	"github.com/meterdb/meterdb/meter"
+	"github.com/meterdb/meterdb/stripeapi/internal/form"
+	"github.com/meterdb/meterdb/stripeapi/internal/wire"
 )
 
 // Summary ids are "mtrusg_" ("mtrusg_test_" for test-mode keys) and the
@@ -98,27 +100,27 @@ type v1SummaryQuery struct {
 // /v1/billing/meters/{id}/event_summaries for meter id. The engine checks
 // alignment and order of the range; this checks presence, types, ranges
 // of the integers and the cursors.
-func readV1SummaryQuery(id string, p *v1Params) v1SummaryQuery {
+func readV1SummaryQuery(id string, p *form.Params) v1SummaryQuery {
 	var q v1SummaryQuery
 	q.params.Meter = id
-	q.params.Customer = p.str("customer", maxIDLength, true)
+	q.params.Customer = p.Str("customer", maxIDLength, true)
 	readTime := func(name string) time.Time {
-		t, ok := p.int(name, true)
+		t, ok := p.Int(name, true)
 		if !ok {
 			return time.Time{}
 		}
 		if t < 0 || t > maxSummaryTime {
-			p.fail(errInvalidParam(name, fmt.Sprintf(
+			p.Fail(wire.ErrInvalidParam(name, fmt.Sprintf(
 				"Invalid %s: must be a unix timestamp between 0 and %d.", name, int64(maxSummaryTime))))
 			return time.Time{}
 		}
 		return time.Unix(t, 0).UTC()
 	}
 	q.params.End = readTime("end_time")
-	p.expand()
+	p.Expand()
 	q.page = readV1Page(p)
 	q.params.Start = readTime("start_time")
-	q.params.Grouping = meterdb.Grouping(p.enum("value_grouping_window", false, string(meter.Day), string(meter.Hour)))
+	q.params.Grouping = meterdb.Grouping(p.Enum("value_grouping_window", false, string(meter.Day), string(meter.Hour)))
 	q.tag = summaryTag(id, q.params.Customer)
 	cursor := func(param, v string) *int64 {
 		if v == "" {
@@ -126,8 +128,8 @@ func readV1SummaryQuery(id string, p *v1Params) v1SummaryQuery {
 		}
 		start, ok := parseSummaryID(v, q.tag)
 		if !ok {
-			p.fail(invalidRequest(http.StatusBadRequest, codeResourceMissing, param,
-				fmt.Sprintf("No such billing.meter_event_summary: '%s'", truncate(v, 100))))
+			p.Fail(wire.InvalidRequest(http.StatusBadRequest, codeResourceMissing, param,
+				fmt.Sprintf("No such billing.meter_event_summary: '%s'", wire.Truncate(v, 100))))
 			return nil
 		}
 		return &start
@@ -138,7 +140,7 @@ func readV1SummaryQuery(id string, p *v1Params) v1SummaryQuery {
 }
 
 // v1ListEventSummaries serves GET /v1/billing/meters/{id}/event_summaries.
-func (h *handler) v1ListEventSummaries(c *call, p *v1Params) (execFunc, error) {
+func (h *handler) v1ListEventSummaries(c *call, p *form.Params) (execFunc, error) {
 	id, err := c.meterID()
 	if err != nil {
 		return nil, err
@@ -153,16 +155,16 @@ func (h *handler) v1ListEventSummaries(c *call, p *v1Params) (execFunc, error) {
 			return nil, err
 		}
 		page, more := q.paginate(sums)
-		out := make([]*v1MeterEventSummary, len(page))
+		out := make([]v1MeterEventSummary, len(page))
 		for i, s := range page {
 			start, end := s.Start.Unix(), s.End.Unix()
-			out[i] = &v1MeterEventSummary{
+			out[i] = v1MeterEventSummary{
 				ID: summaryID(c.key.livemode, q.tag, start, end), Object: "billing.meter_event_summary",
 				AggregatedValue: json.Number(s.Value.String()), EndTime: end, Livemode: c.key.livemode,
 				Meter: id, StartTime: start,
 			}
 		}
-		return newV1List("/v1/billing/meters/"+url.PathEscape(id)+"/event_summaries", out, more), nil
+		return &v1SummaryList{newV1List("/v1/billing/meters/"+url.PathEscape(id)+"/event_summaries", out, more)}, nil
 	}, nil
 }
 

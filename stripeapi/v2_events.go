@@ -7,6 +7,8 @@ import (
 
 	"github.com/meterdb/meterdb/event"
 	"github.com/meterdb/meterdb/meter"
+	"github.com/meterdb/meterdb/stripeapi/internal/jsonw"
+	"github.com/meterdb/meterdb/stripeapi/internal/wire"
 )
 
 // v2MeterEvent is the v2.billing.meter_event object.
@@ -22,12 +24,12 @@ type v2MeterEvent struct {
 
 // v2CreateMeterEvent serves POST /v2/billing/meter_events: validation is
 // synchronous, and the engine's rejections are 400s with its codes.
-func (h *handler) v2CreateMeterEvent(c *call, p *v2Params) (execFunc, error) {
+func (h *handler) v2CreateMeterEvent(c *call, p *jsonw.Params) (execFunc, error) {
 	var ev event.Event
-	ev.Name = p.str("event_name", event.MaxEventNameLength, true)
-	ev.Identifier = p.str("identifier", event.MaxIdentifierLength, false)
-	ev.Payload = p.strMap("payload", true, event.MaxPayloadKeys, event.MaxPayloadKeyLength, event.MaxPayloadValueLength)
-	ev.Timestamp = p.time("timestamp")
+	ev.Name = p.Str("event_name", event.MaxEventNameLength, true)
+	ev.Identifier = p.Str("identifier", event.MaxIdentifierLength, false)
+	ev.Payload = p.StrMap("payload", true, event.MaxPayloadKeys, event.MaxPayloadKeyLength, event.MaxPayloadValueLength)
+	ev.Timestamp = p.Time("timestamp")
 	if ev.Identifier == "" && c.idemKey != "" {
 		ev.Identifier = derivedIdentifier(c)
 	}
@@ -56,7 +58,7 @@ type v2MeterEventAdjustment struct {
 }
 
 func errCancelConfig(msg string) *apiError {
-	return invalidRequest(http.StatusBadRequest, codeInvalidCancelConfig, "cancel", msg)
+	return wire.InvalidRequest(http.StatusBadRequest, codeInvalidCancelConfig, "cancel", msg)
 }
 
 // v2CreateMeterEventAdjustment serves POST
@@ -64,15 +66,15 @@ func errCancelConfig(msg string) *apiError {
 // cancel object without an identifier, is invalid_cancel_configuration.
 // Cancellation is synchronous: the adjustment comes back complete, or
 // fails with the engine's codes, as in v1.
-func (h *handler) v2CreateMeterEventAdjustment(c *call, p *v2Params) (execFunc, error) {
-	name := p.str("event_name", event.MaxEventNameLength, true)
-	typ := p.str("type", 100, true)
-	cn := p.object("cancel", false)
+func (h *handler) v2CreateMeterEventAdjustment(c *call, p *jsonw.Params) (execFunc, error) {
+	name := p.Str("event_name", event.MaxEventNameLength, true)
+	typ := p.Str("type", 100, true)
+	cn := p.Object("cancel", false)
 	var ident string
 	if cn != nil {
-		ident = cn.str("identifier", event.MaxIdentifierLength, false)
+		ident = cn.Str("identifier", event.MaxIdentifierLength, false)
 	}
-	if err := p.done(); err != nil {
+	if err := p.Done(); err != nil {
 		return nil, err
 	}
 	switch {

@@ -13,6 +13,8 @@ import (
 
 	"github.com/meterdb/meterdb"
 	"github.com/meterdb/meterdb/meter"
+	"github.com/meterdb/meterdb/stripeapi/internal/jsonw"
+	"github.com/meterdb/meterdb/stripeapi/internal/wire"
 )
 
 // SessionTTL is how long a meter event session's authentication token is
@@ -71,7 +73,7 @@ type v2Session struct {
 
 // v2CreateSession serves POST /v2/billing/meter_event_session, which takes
 // no parameters. The session is durable before the token is returned.
-func (h *handler) v2CreateSession(c *call, p *v2Params) (execFunc, error) {
+func (h *handler) v2CreateSession(c *call, p *jsonw.Params) (execFunc, error) {
 	return func(ctx context.Context) (any, error) {
 		created := c.now.Truncate(time.Millisecond)
 		expires := created.Add(SessionTTL)
@@ -119,11 +121,11 @@ func errSessionExpired() *apiError {
 func (s *sessions) authenticate(c *call) (apiKey, error) {
 	token := credential(c.r)
 	if token == "" {
-		return apiKey{}, invalidRequest(http.StatusUnauthorized, "", "",
+		return apiKey{}, wire.InvalidRequest(http.StatusUnauthorized, "", "",
 			"You did not provide a meter event session token. Create a session with POST /v2/billing/meter_event_session "+
 				"using your API key, and send its authentication_token as 'Authorization: Bearer <token>'.")
 	}
-	invalid := invalidRequest(http.StatusUnauthorized, "", "",
+	invalid := wire.InvalidRequest(http.StatusUnauthorized, "", "",
 		"Invalid meter event session token provided: "+maskKey(token)+". The meter event stream takes the "+
 			"authentication_token of a meter event session, not an API key.")
 	if !strings.HasPrefix(token, tokenPrefix) || len(token) > maxKeyLength {

@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/subtle"
-	"encoding/base64"
 	"errors"
 	"flag"
 	"fmt"
@@ -17,6 +15,7 @@ import (
 
 	"github.com/meterdb/meterdb"
 	"github.com/meterdb/meterdb/store"
+	"github.com/meterdb/meterdb/stripeapi"
 )
 
 // backupPath is where a running meterd serves a hot copy of its database
@@ -182,26 +181,12 @@ func withBackup(h http.Handler, db *meterdb.DB, keys []string, log *slog.Logger)
 	})
 }
 
+// backupAllowed reports whether r carries one of keys, or, with no keys
+// configured, a test key, as the API accepts.
 func backupAllowed(r *http.Request, keys []string) bool {
-	raw := strings.TrimSpace(r.Header.Get("Authorization"))
-	var key string
-	switch scheme, rest, _ := strings.Cut(raw, " "); {
-	case strings.EqualFold(scheme, "Bearer"):
-		key = strings.TrimSpace(rest)
-	case strings.EqualFold(scheme, "Basic"):
-		if dec, err := base64.StdEncoding.DecodeString(strings.TrimSpace(rest)); err == nil {
-			key, _, _ = strings.Cut(string(dec), ":")
-		}
-	}
-	if key == "" {
-		return false
-	}
+	key := stripeapi.Credential(r)
 	if len(keys) == 0 {
 		return strings.HasPrefix(key, "sk_test_") && len(key) > len("sk_test_")
 	}
-	ok := 0
-	for _, k := range keys {
-		ok |= subtle.ConstantTimeCompare([]byte(k), []byte(key))
-	}
-	return ok == 1
+	return key != "" && stripeapi.MatchKey(keys, key)
 }

@@ -388,9 +388,11 @@ type Stats struct {
 
 // Stats returns counters and sizes. It works after Close too.
 func (e *Engine) Stats() Stats {
+	// The read lock keeps a reopen from closing the store under the
+	// reads below.
 	e.life.RLock()
-	st, down := e.st, e.st.down // a reopen sets down under the write lock
-	e.life.RUnlock()
+	defer e.life.RUnlock()
+	st, down := e.st, e.st.down
 	s := Stats{
 		Reopens: e.reopens.Load(), Meters: int64(st.reg.Len()),
 		Table: st.table.Stats(), Dedupe: st.idx.Stats(), LogMemory: st.log.MemoryBytes(),

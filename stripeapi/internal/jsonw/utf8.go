@@ -1,41 +1,18 @@
-package stripeapi
+package jsonw
 
 import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"strings"
 	"unicode/utf8"
+
+	"github.com/meterdb/meterdb/stripeapi/internal/wire"
 )
 
-// Every string parameter must be valid UTF-8, in every encoding: v1 forms
-// and query strings (checked as each pair is decoded), v2 JSON bodies and
-// the meter event stream (checked on the raw body, before encoding/json
-// or the stream decoder could turn a bad byte into U+FFFD, which would make
-// different identifiers collide). A failure is 400 parameter_invalid
-// naming the parameter, in which bad bytes show as U+FFFD.
-
-// errInvalidUTF8 reports parameter param as not valid UTF-8.
-func errInvalidUTF8(param string) *apiError {
-	param = strings.ToValidUTF8(param, "\uFFFD")
-	if param == "" {
-		return errInvalidParam("", "Invalid request body: it is not valid UTF-8.")
-	}
-	return errInvalidParam(param, "Invalid "+param+": must be valid UTF-8.")
-}
-
-// checkFormUTF8 checks one decoded form pair: key names the parameter.
-func checkFormUTF8(key, val string) *apiError {
-	if !utf8.ValidString(key) || !utf8.ValidString(val) {
-		return errInvalidUTF8(key)
-	}
-	return nil
-}
-
-// checkJSONUTF8 checks a JSON body and, when it is not valid UTF-8,
+// CheckUTF8 checks a JSON body and, when it is not valid UTF-8,
 // returns the error naming the first parameter (object member or array
 // element, in bracket notation) whose key or value holds a bad byte.
-func checkJSONUTF8(body []byte) *apiError {
+func CheckUTF8(body []byte) *wire.Error {
 	if utf8.Valid(body) {
 		return nil
 	}
@@ -56,7 +33,7 @@ func checkJSONUTF8(body []byte) *apiError {
 		}
 		return true
 	})
-	return errInvalidUTF8(param)
+	return wire.ErrInvalidUTF8(param)
 }
 
 // walkJSON calls visit with the bracket name of each object key and each
@@ -82,7 +59,7 @@ func walkJSON(body []byte, visit func(name string, end int64) bool) {
 			top := &stack[n-1]
 			if k, ok := tok.(string); ok {
 				top.key, top.atKey = k, false
-				if !visit(nestedName(top.name, k), d.InputOffset()) {
+				if !visit(wire.NestedName(top.name, k), d.InputOffset()) {
 					return
 				}
 				continue
@@ -91,7 +68,7 @@ func walkJSON(body []byte, visit func(name string, end int64) bool) {
 		var name string
 		if n > 0 {
 			if top := &stack[n-1]; top.object {
-				name = nestedName(top.name, top.key)
+				name = wire.NestedName(top.name, top.key)
 			} else {
 				name = fmt.Sprintf("%s[%d]", top.name, top.index)
 			}

@@ -1,5 +1,5 @@
 //go:build !race
 
-package stripeapi
+package jsonw
 
 const raceEnabled = false

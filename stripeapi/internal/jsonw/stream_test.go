@@ -1,4 +1,4 @@
-package stripeapi
+package jsonw
 
 import (
 	"bytes"
@@ -11,10 +11,11 @@ import (
 	"unicode/utf8"
 
 	"github.com/meterdb/meterdb/event"
+	"github.com/meterdb/meterdb/stripeapi/internal/wire"
 )
 
 // refDecode is the stream body decoder written with encoding/json: the
-// specification that streamBatch.decode must match.
+// specification that Batch.Decode must match.
 func refDecode(body []byte) ([]event.Event, bool) {
 	var top map[string]json.RawMessage
 	if err := json.Unmarshal(body, &top); err != nil || top == nil {
@@ -33,7 +34,7 @@ func refDecode(body []byte) ([]event.Event, bool) {
 		return nil, false
 	}
 	var items []json.RawMessage
-	if err := json.Unmarshal(raw, &items); err != nil || len(items) == 0 || len(items) > MaxStreamEvents {
+	if err := json.Unmarshal(raw, &items); err != nil || len(items) == 0 || len(items) > MaxEvents {
 		return nil, false
 	}
 	evs := make([]event.Event, len(items))
@@ -58,7 +59,7 @@ func refDecode(body []byte) ([]event.Event, bool) {
 					ev.Identifier = s
 				default:
 					if !null {
-						t, ok := parseRFC3339([]byte(s))
+						t, ok := ParseRFC3339([]byte(s))
 						if !ok {
 							return nil, false
 						}
@@ -131,9 +132,9 @@ func dupKeys(body []byte) bool {
 
 func checkDecode(t *testing.T, body []byte) {
 	t.Helper()
-	sb := getStreamBatch()
-	defer sb.release()
-	err := sb.decode(body, newNameCache())
+	sb := GetBatch()
+	defer sb.Release()
+	err := sb.Decode(body, NewNames())
 	if !utf8.Valid(body) {
 		if err == nil {
 			t.Fatalf("invalid UTF-8 accepted: %q", body)
@@ -145,12 +146,12 @@ func checkDecode(t *testing.T, body []byte) {
 		t.Fatalf("decode(%q): error %v; encoding/json says valid: %v", body, err, ok)
 	}
 	if !ok {
-		if _, isAPI := err.(*apiError); !isAPI {
-			t.Fatalf("decode(%q): error %T is not an *apiError", body, err)
+		if _, isAPI := err.(*wire.Error); !isAPI {
+			t.Fatalf("decode(%q): error %T is not an *wire.Error", body, err)
 		}
 		return
 	}
-	got := sb.evs
+	got := sb.Events
 	for i := range got {
 		if len(got[i].Payload) == 0 && len(want[i].Payload) == 0 {
 			got[i].Payload, want[i].Payload = nil, nil
@@ -230,12 +231,12 @@ func TestParseRFC3339(t *testing.T) {
 		"+2026-03-01T12:00:00Z":                "",
 		"2026-03-01T12:00:00.000000000000000Z": "2026-03-01T12:00:00Z",
 	} {
-		got, ok := parseRFC3339([]byte(in))
+		got, ok := ParseRFC3339([]byte(in))
 		switch {
 		case want == "" && ok:
-			t.Errorf("parseRFC3339(%q) = %v, want an error", in, got)
+			t.Errorf("ParseRFC3339(%q) = %v, want an error", in, got)
 		case want != "" && (!ok || !got.Equal(mustTime(want))):
-			t.Errorf("parseRFC3339(%q) = %v, %v; want %s", in, got, ok, want)
+			t.Errorf("ParseRFC3339(%q) = %v, %v; want %s", in, got, ok, want)
 		}
 	}
 }
@@ -262,18 +263,18 @@ func TestStreamDecodeAllocs(t *testing.T) {
 	}
 	b.WriteString("]}")
 	body := []byte(b.String())
-	names := newNameCache()
-	sb := getStreamBatch()
-	if err := sb.decode(body, names); err != nil {
+	names := NewNames()
+	sb := GetBatch()
+	if err := sb.Decode(body, names); err != nil {
 		t.Fatal(err)
 	}
-	sb.release()
+	sb.Release()
 	allocs := testing.AllocsPerRun(20, func() {
-		sb := getStreamBatch()
-		if err := sb.decode(body, names); err != nil {
+		sb := GetBatch()
+		if err := sb.Decode(body, names); err != nil {
 			t.Fatal(err)
 		}
-		sb.release()
+		sb.Release()
 	})
 	// The identifier, customer and value strings of each event; nothing
 	// else per event.
@@ -298,9 +299,9 @@ func FuzzRepeatedMember(f *testing.F) {
 		if !json.Valid(body) {
 			return
 		}
-		name, got := repeatedMember(body)
+		name, got := RepeatedMember(body)
 		if want := dupKeys(body); got != want {
-			t.Fatalf("repeatedMember(%q) = %q, %v; want %v", body, name, got, want)
+			t.Fatalf("RepeatedMember(%q) = %q, %v; want %v", body, name, got, want)
 		}
 	})
 }
@@ -312,11 +313,11 @@ func TestRepeatedMemberNames(t *testing.T) {
 		`{"x":1,"a":{"b":{"c":1}},"a":2}`:            "a",
 		`{"events":[{"payload":{"k":"1","k":"2"}}]}`: "events[0][payload][k]",
 	} {
-		if got, ok := repeatedMember([]byte(body)); !ok || got != want {
-			t.Errorf("repeatedMember(%s) = %q, %v; want %q", body, got, ok, want)
+		if got, ok := RepeatedMember([]byte(body)); !ok || got != want {
+			t.Errorf("RepeatedMember(%s) = %q, %v; want %q", body, got, ok, want)
 		}
 	}
-	if got, ok := repeatedMember([]byte(`{"a":{"b":1},"b":{"a":1}}`)); ok {
+	if got, ok := RepeatedMember([]byte(`{"a":{"b":1},"b":{"a":1}}`)); ok {
 		t.Errorf("no member repeats, got %q", got)
 	}
 }

@@ -1,6 +1,6 @@
 //go:build race
 
-package stripeapi
+package jsonw
 
 // raceEnabled reports whether the race detector is on (sync.Pool then
 // drops items at random, which changes allocation counts).

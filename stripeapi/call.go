@@ -1,0 +1,95 @@
+package stripeapi
+
+import (
+	"context"
+	"net/http"
+	"time"
+
+	"github.com/meterdb/meterdb"
+	"github.com/meterdb/meterdb/event"
+)
+
+// call is the state of one request as it moves through the pipeline.
+type call struct {
+	h       *handler
+	w       http.ResponseWriter
+	r       *http.Request
+	id      string // Request-Id
+	api     *apiVersion
+	key     apiKey
+	now     time.Time
+	rt      *route
+	matched *route // the route of the method and path, before authentication; nil for none
+	idemKey string // Idempotency-Key of a POST, trimmed; "" when absent
+	// canonical is a deterministic encoding of the decoded parameters,
+	// set by the decoder; idempotency compares it between requests.
+	canonical []byte
+	// idem, set by the idempotency layer for a request with an
+	// Idempotency-Key, builds the key's record for a successful result v;
+	// a route that records events commits it with them (recordKV) and the
+	// layer then stores nothing more.
+	idem       func(v any) (meterdb.KV, error)
+	idemStored bool
+}
+
+// execute runs the execution step and renders its result.
+func (c *call) execute(run execFunc) response {
+	if c.h.execHook != nil {
+		c.h.execHook(c.r)
+	}
+	v, err := run(c.r.Context())
+	if err != nil {
+		return c.errorResponse(err)
+	}
+	if s, ok := v.(streamed); ok {
+		return response{status: http.StatusOK, stream: s}
+	}
+	// A body that nothing keeps after it is written (no idempotency
+	// record holds it) goes into a pooled buffer.
+	var pooled *[]byte
+	var buf []byte
+	if _, ok := v.(jsonAppender); ok && c.idemKey == "" {
+		pooled = bodyPool.Get().(*[]byte)
+		buf = (*pooled)[:0]
+	}
+	body, err := appendBody(buf, v)
+	if err != nil {
+		return c.errorResponse(err)
+	}
+	if pooled != nil {
+		*pooled = body
+	}
+	return response{status: http.StatusOK, body: body, pooled: pooled}
+}
+
+// recordKV records ev and returns it with its identifier and timestamp
+// filled in, and the response result builds from it. With an
+// Idempotency-Key, the key's record is committed in the same commit as the
+// event, so that a crash can keep neither without the other.
+func (c *call) recordKV(ctx context.Context, ev event.Event, result func(rec event.Event) any) (any, error) {
+	evs := [1]event.Event{ev}
+	var out any
+	errs, err := c.h.db.RecordBatchKV(ctx, evs[:], func(errs []error) []meterdb.KV {
+		if errs[0] != nil || c.idem == nil {
+			return nil
+		}
+		out = result(evs[0])
+		rec, err := c.idem(out)
+		if err != nil {
+			return nil
+		}
+		c.idemStored = true
+		return []meterdb.KV{rec}
+	})
+	if err != nil {
+		c.idemStored = false
+		return nil, err
+	}
+	if errs[0] != nil {
+		return nil, errs[0]
+	}
+	if out == nil {
+		out = result(evs[0])
+	}
+	return out, nil
+}
