@@ -2,6 +2,7 @@ package meterdb_test
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -44,12 +45,19 @@ func TestWriteErrorReopens(t *testing.T) {
 		}
 		return err
 	}
-	if err := record("before"); err != nil {
-		t.Fatal(err)
-	}
-	fi, err := os.Stat(path)
-	if err != nil {
-		t.Fatal(err)
+	// The limit applies to every file the process writes, the go command's
+	// test log too: grow the store well past anything else first.
+	var fi os.FileInfo
+	for i := 0; fi == nil || fi.Size() < 1<<20; i++ {
+		if i == 1000 {
+			t.Fatalf("the store is %d bytes after %d batches", fi.Size(), i)
+		}
+		if err := record(fmt.Sprintf("before-%d", i)); err != nil {
+			t.Fatal(err)
+		}
+		if fi, err = os.Stat(path); err != nil {
+			t.Fatal(err)
+		}
 	}
 
 	// Writes past the file's current size now fail with EFBIG.
@@ -77,7 +85,7 @@ func TestWriteErrorReopens(t *testing.T) {
 
 	var ferr error
 	var failed string
-	for i := 0; i < 1000 && ferr == nil; i++ {
+	for i := 0; i < 5000 && ferr == nil; i++ {
 		failed = "grow" + string(rune('a'+i%26)) + string(rune('a'+i/26))
 		ferr = record(failed)
 	}

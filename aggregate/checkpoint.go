@@ -2,9 +2,10 @@ package aggregate
 
 import (
 	"encoding/binary"
-
 	"errors"
 	"fmt"
+	"math/bits"
+
 	"github.com/meterdb/meterdb/internal/binread"
 )
 
@@ -18,11 +19,11 @@ import (
 // ErrCorrupt reports an encoded bucket that cannot be decoded.
 var ErrCorrupt = errors.New("aggregate: corrupt checkpoint record")
 
+// dirtyRef is a chunk with changed buckets: its dirty bits say which.
 type dirtyRef struct {
 	s     *series
-	start int64
-	b     *bucket
-	day   bool
+	start int64 // the day's
+	c     *chunk
 }
 
 // TrackDirty turns on dirty tracking. Call it before the table is shared.
@@ -32,11 +33,16 @@ func (t *Table) TrackDirty() {
 	}
 }
 
-func (sh *shard) mark(s *series, start int64, b *bucket, day bool) {
-	if sh.tracking && b.present&dirtyBit == 0 {
-		b.present |= dirtyBit
-		sh.dirty = append(sh.dirty, dirtyRef{s: s, start: start, b: b, day: day})
+// mark records that the buckets of c named by which (hour and day bits)
+// changed; c is the chunk of s at dstart.
+func (sh *shard) mark(s *series, dstart int64, c *chunk, which uint32) {
+	if !sh.tracking {
+		return
 	}
+	if c.dirty()&queuedBit == 0 {
+		sh.dirty = append(sh.dirty, dirtyRef{s: s, start: dstart, c: c})
+	}
+	c.markDirty(which | queuedBit)
 }
 
 // Dirty is one changed bucket, encoded. A nil State means the bucket is
@@ -58,20 +64,29 @@ func (t *Table) TakeDirty() []Dirty {
 		sh := &t.shards[i]
 		sh.mu.Lock()
 		for _, r := range sh.dirty {
-			r.b.present &^= dirtyBit
-			// A bucket that is empty or no longer in its tree is gone.
-			var st []byte
-			switch raw := r.b.rawEntries(); {
-			case r.day:
-				if len(raw) > 0 && r.s.has(true, r.start, r.b) {
+			c := r.c
+			which := c.dirty()
+			c.clearDirty()
+			// A bucket that is empty, or whose chunk is no longer in its
+			// tree, is gone. A chunk dropped and then created again is
+			// listed twice, the newer one last.
+			live := r.s.holds(r.start, c)
+			for m := which & hourBits; m != 0; m &= m - 1 {
+				i := bits.TrailingZeros32(m)
+				start := r.start + int64(i)*hourSecs
+				var st []byte
+				if h := c.hourAt(i); live && h != nil && (h.count > 0 || len(h.rawEntries()) > 0) {
+					st = encodeHour(start, h)
+				}
+				out = append(out, Dirty{Key: r.s.key, Start: start, State: st})
+			}
+			if which&dayBit != 0 {
+				var st []byte
+				if raw := c.day.rawEntries(); live && c.has()&dayBit != 0 && len(raw) > 0 {
 					st = encodeRaw(nil, raw)
 				}
-			case r.b.count > 0 || len(raw) > 0:
-				if r.s.has(false, r.start, r.b) {
-					st = encodeHour(r.start, r.b)
-				}
+				out = append(out, Dirty{Key: r.s.key, Start: r.start, Day: true, State: st})
 			}
-			out = append(out, Dirty{Key: r.s.key, Start: r.start, Day: r.day, State: st})
 		}
 		clear(sh.dirty)
 		sh.dirty = sh.dirty[:0]
@@ -130,16 +145,10 @@ func readRaw(r *binread.Reader) []Entry {
 // under mode m, as TakeDirty produced it. Restoring the same bucket twice
 // is an error; buckets may come in any order.
 func (t *Table) Restore(k Key, m Mode, start int64, day bool, state []byte) error {
-	sh := t.shard(k)
+	sh, hash := t.shard(k)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	s, ok := sh.series[k]
-	if !ok {
-		s = newSeries(k, sh)
-		sh.series[k] = s
-		sh.n.series++
-		sh.indexLocked(s)
-	}
+	s := sh.seriesLocked(hash, k)
 	r := binread.New(state)
 	if day {
 		if start%daySecs != 0 {

@@ -3,10 +3,16 @@
 //
 // A Table is split into a power-of-two number of shards, chosen by a hash of
 // the series key, each padded to its own cache lines and guarded by its own
-// mutex; no I/O happens under a shard lock. A series keeps its hour buckets
-// and its day buckets in google/btree trees. A bucket is 32 bytes: for an
-// hour, a bitmap of the minutes with entries; a count and the low half of a
-// sum. What fewer buckets need (the high half of a sum beyond the int64
+// mutex; no I/O happens under a shard lock. A series is found by the same
+// key hash that picks its shard, and keeps its buckets in day chunks, one
+// per UTC day with data, ordered by a google/btree tree: a chunk (one
+// 64-byte cache line) holds the day's bucket, a 24-bit mask of the hours
+// that have a bucket and a slot per hour into an array of their buckets,
+// so an event costs one search of a tree of about 36 chunks (none when it
+// falls on the day of the previous one) and no allocation once its hour
+// exists. ApplyBatch groups its items by shard and takes each shard lock
+// once. A bucket is 32 bytes: for an hour, a bitmap of the minutes with
+// entries; a count and the low half of a sum. What fewer buckets need (the high half of a sum beyond the int64
 // range, the newest entry for last meters, the cells of several minutes,
 // raw entries) sits in an extension allocated on demand. The minute cells
 // are what make summaries exact for any minute-aligned range: whole days

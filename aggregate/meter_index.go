@@ -425,8 +425,8 @@ func (t *Table) Totals(ctx context.Context, meter uint64, start, end int64, g Gr
 			}
 			return
 		}
-		s.hours.tree.AscendRange(ref{start: start}, ref{start: end}, func(r ref) bool {
-			acc.at(r.start).add(r.b.cell())
+		s.chunks.AscendRange(ref{start: floorTo(start, daySecs)}, ref{start: end}, func(r ref) bool {
+			r.c.eachHour(r.start, start, end, func(hs int64, h *bucket) { acc.at(hs).add(h.cell()) })
 			return true
 		})
 	})

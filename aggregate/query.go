@@ -1,5 +1,7 @@
 package aggregate
 
+import "math/bits"
+
 // Grouping splits a query range into windows.
 type Grouping int
 
@@ -44,10 +46,10 @@ func (t *Table) Visit(k Key, start, end int64, g Grouping, size func(n int), fn 
 	if size == nil {
 		size = func(int) {}
 	}
-	sh := t.shard(k)
+	sh, h := t.shard(k)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	s := sh.series[k]
+	s := sh.lookupLocked(h, k)
 	switch {
 	case g == Total:
 		w := Window{Start: start, End: end}
@@ -59,18 +61,31 @@ func (t *Table) Visit(k Key, start, end int64, g Grouping, size func(n int), fn 
 	case s == nil:
 		size(0)
 	case g == Hourly:
-		size(min(int((end-start)/hourSecs), s.hours.tree.Len()))
-		s.hours.tree.DescendRange(ref{start: end - 1}, ref{start: start - 1}, func(r ref) bool {
-			if r.b.count > 0 {
-				fn(Window{Start: r.start, End: r.start + hourSecs, Cell: r.b.cell()})
+		size(min(int((end-start)/hourSecs), hoursPerDay*s.chunks.Len()))
+		s.chunks.DescendRange(ref{start: end - 1}, ref{start: floorTo(start, daySecs) - 1}, func(r ref) bool {
+			c := r.c
+			buckets := c.hourSlice()
+			for m := c.has() & hourBits; m != 0; { // from the newest hour down
+				i := 31 - bits.LeadingZeros32(m)
+				m &^= 1 << uint(i)
+				hs := r.start + int64(i)*hourSecs
+				if hs >= end {
+					continue
+				}
+				if hs < start {
+					return false
+				}
+				if h := &buckets[c.slot[i]]; h.count > 0 {
+					fn(Window{Start: hs, End: hs + hourSecs, Cell: h.cell()})
+				}
 			}
 			return true
 		})
 	default:
-		size(min(int((end-start)/daySecs), s.days.tree.Len()))
-		s.days.tree.DescendRange(ref{start: end - 1}, ref{start: start - 1}, func(r ref) bool {
-			if r.b.count > 0 {
-				fn(Window{Start: r.start, End: r.start + daySecs, Cell: r.b.cell()})
+		size(min(int((end-start)/daySecs), s.chunks.Len()))
+		s.chunks.DescendRange(ref{start: end - 1}, ref{start: start - 1}, func(r ref) bool {
+			if d := &r.c.day; r.c.has()&dayBit != 0 && d.count > 0 {
+				fn(Window{Start: r.start, End: r.start + daySecs, Cell: d.cell()})
 			}
 			return true
 		})
@@ -106,21 +121,27 @@ func (s *series) minutesIn(c *Cell, a, b int64) {
 	if a >= b {
 		return
 	}
-	r, found := s.hours.tree.Get(ref{start: floorTo(a, hourSecs)})
-	if !found {
+	hstart, dstart := floorTo(a, hourSecs), floorTo(a, daySecs)
+	ch := s.find(dstart)
+	if ch == nil {
 		return
 	}
-	r.b.eachMinute(r.start, func(minute int64, m Cell) {
+	h := ch.hourAt(int((hstart - dstart) / hourSecs))
+	if h == nil {
+		return
+	}
+	h.eachMinute(hstart, func(minute int64, m Cell) {
 		if minute >= a && minute < b {
 			c.merge(m)
 		}
 	})
 }
 
+// hoursIn adds the hour cells of the hour-aligned range [a, b).
 func (s *series) hoursIn(c *Cell, a, b int64) {
 	if a < b {
-		s.hours.tree.AscendRange(ref{start: a}, ref{start: b}, func(r ref) bool {
-			c.merge(r.b.cell())
+		s.chunks.AscendRange(ref{start: floorTo(a, daySecs)}, ref{start: b}, func(r ref) bool {
+			r.c.eachHour(r.start, a, b, func(_ int64, h *bucket) { c.merge(h.cell()) })
 			return true
 		})
 	}

@@ -3,6 +3,7 @@ package aggregate
 import (
 	"math/bits"
 	"slices"
+	"unsafe"
 
 	"github.com/google/btree"
 )
@@ -48,9 +49,10 @@ func ModeOf(formula, window string) Mode {
 // x: the high half of a sum beyond the int64 range, the newest entry (last
 // meters), the minute cells of an hour with entries in several minutes,
 // and raw entries. While only one minute of an hour has entries, the
-// hour's cell is that minute's cell. A bucket's start is its tree key.
+// hour's cell is that minute's cell. A bucket's start follows from its
+// place in its chunk.
 type bucket struct {
-	present uint64 // hours: bit i (0-59) set when minute i has entries; dirtyBit: changed since the last checkpoint
+	present uint64 // hours: bit i (0-59) set when minute i has entries; days: the chunk's bits
 	count   int64
 	sumLo   uint64     // the sum's low 64 bits: its high 64 are their sign extension plus x.sumHi
 	x       *bucketExt // nil while none of its fields is needed
@@ -149,10 +151,7 @@ func (h *bucket) rawEntries() []Entry {
 	return h.x.raw
 }
 
-const (
-	minuteMask = 1<<60 - 1
-	dirtyBit   = 1 << 63
-)
+const minuteMask = 1<<60 - 1
 
 // minuteCount returns the number of minutes with entries.
 func (h *bucket) minuteCount() int { return bits.OnesCount64(h.present & minuteMask) }
@@ -179,94 +178,231 @@ func (h *bucket) eachMinute(start int64, fn func(minute int64, c Cell)) {
 // its shard's mutex.
 type series struct {
 	key      Key
-	hours    tier
-	days     tier
+	next     *series            // the next series whose key has the same hash
+	chunks   *btree.BTreeG[ref] // by day start
+	hot      *chunk             // the most recently used chunk: spares a tree search when events arrive in time order
+	hotStart int64
 	dayCells []dayCell // the cells of the days with entries, by day (meter_index.go)
 	lastDay  dayCell   // a copy of the last of dayCells, zero when there is none
 	slot     int       // index in its meter part's series (meter_index.go)
 }
 
-// A tier is the buckets of one size: a tree of them and the most recently
-// used, which spares a tree search when events arrive in time order.
-type tier struct {
-	tree     *btree.BTreeG[ref]
-	hot      *bucket
-	hotStart int64
+// A chunk is one UTC day of a series: the day's bucket and the buckets of
+// the day's hours that have one, in an array where a new hour appends (it
+// moves no other) and slot finds it. A chunk is 64 bytes, one cache line:
+// the day bucket's present field, which days do not need for minutes,
+// holds the chunk's bits. A dense day (24 hours) holds its hours in one
+// allocation of 24 buckets; a chunk with no bucket left leaves the tree.
+type chunk struct {
+	day   bucket             // day.present: bits 0-31 the has bits, bits 32-63 the dirty bits
+	slot  [hoursPerDay]uint8 // slot[i]: the index of hour i's bucket in the hours array
+	hours *bucket            // the first of an array of hourCaps[class] buckets; nil when no hour has one
 }
 
-const degree = 16
+// The has bits (low half of day.present) and the dirty bits (high half).
+const (
+	hoursPerDay = 24
+	hourBits    = 1<<hoursPerDay - 1 // has: bit i (0-23) when hour i has a bucket; dirty: changed since the last checkpoint
+	dayBit      = 1 << hoursPerDay   // has: the day bucket exists; dirty: it changed
+	classShift  = 28                 // has: bits 28-29 index hourCaps: the length of the hours array
+	queuedBit   = 1 << 31            // dirty: the chunk is in the shard's dirty list
+)
+
+// hourCaps are the lengths the hours array goes through: each an exact
+// allocation size class (32, 96, 256 and 768 bytes), so a dense day ends
+// in one allocation of exactly 24 buckets after copying 12, and a day of
+// one hour holds one.
+var hourCaps = [4]int{1, 3, 8, hoursPerDay}
+
+// has returns the hour bits and dayBit.
+func (c *chunk) has() uint32 { return uint32(c.day.present) & (hourBits | dayBit) }
+
+func (c *chunk) set(b uint32)   { c.day.present |= uint64(b) }
+func (c *chunk) unset(b uint32) { c.day.present &^= uint64(b) }
+
+// dirty returns the dirty bits.
+func (c *chunk) dirty() uint32 { return uint32(c.day.present >> 32) }
+
+func (c *chunk) markDirty(b uint32) { c.day.present |= uint64(b) << 32 }
+func (c *chunk) clearDirty()        { c.day.present &= 1<<32 - 1 }
+
+// class returns the index in hourCaps of the hours array's length.
+func (c *chunk) class() int { return int(c.day.present>>classShift) & 3 }
+
+// hourSlice returns the hour buckets in use, in slot order.
+func (c *chunk) hourSlice() []bucket {
+	if c.hours == nil {
+		return nil
+	}
+	n := bits.OnesCount32(c.has() & hourBits)
+	return unsafe.Slice(c.hours, hourCaps[c.class()])[:n]
+}
+
+// hourAt returns the bucket of hour i (0-23), or nil.
+func (c *chunk) hourAt(i int) *bucket {
+	if c.has()&(1<<uint(i)) == 0 {
+		return nil
+	}
+	j := int(c.slot[i])
+	return &unsafe.Slice(c.hours, j+1)[j]
+}
+
+// addHour appends an empty bucket for hour i, which has none. Pointers to
+// the chunk's other hour buckets are invalid afterwards.
+func (c *chunk) addHour(i int, sh *shard) *bucket {
+	hs := c.hourSlice()
+	n := len(hs)
+	if c.hours == nil || n == cap(hs) {
+		class := 0
+		if c.hours != nil {
+			class = c.class() + 1
+		}
+		a := make([]bucket, hourCaps[class])
+		copy(a, hs)
+		c.hours = &a[0]
+		c.day.present = c.day.present&^(3<<classShift) | uint64(class)<<classShift
+		hs = a[:n]
+	}
+	c.slot[i] = uint8(n)
+	c.set(1 << uint(i))
+	sh.n.hours++
+	return &hs[:n+1][n]
+}
+
+// dropHour removes the bucket of hour i: the last bucket moves into its
+// place. Pointers to the chunk's other hour buckets are invalid
+// afterwards.
+func (c *chunk) dropHour(i int, sh *shard) {
+	hs := c.hourSlice()
+	j, last := c.slot[i], uint8(len(hs)-1)
+	if hs[j].x != nil {
+		sh.n.exts--
+	}
+	c.unset(1 << uint(i))
+	if j != last {
+		hs[j] = hs[last]
+		for m := c.has() & hourBits; m != 0; m &= m - 1 {
+			if k := bits.TrailingZeros32(m); c.slot[k] == last {
+				c.slot[k] = j
+				break
+			}
+		}
+	}
+	hs[last] = bucket{}
+	if last == 0 {
+		c.hours = nil
+		c.day.present &^= 3 << classShift
+	}
+	sh.n.hours--
+}
+
+// eachHour calls fn with the start and bucket of each hour of c, the
+// chunk of the day starting at dstart, within [a, b), in hour order.
+func (c *chunk) eachHour(dstart, a, b int64, fn func(start int64, h *bucket)) {
+	hs := c.hourSlice()
+	for m := c.has() & hourBits; m != 0; m &= m - 1 {
+		i := bits.TrailingZeros32(m)
+		start := dstart + int64(i)*hourSecs
+		if start >= b {
+			return
+		}
+		if start >= a {
+			fn(start, &hs[c.slot[i]])
+		}
+	}
+}
+
+const degree = 32 // up to 63 chunks per node: a series of 36 days is one leaf
 
 // ref is the tree item: the start inline, so that comparisons touch no
-// bucket and lookups allocate nothing.
+// chunk and lookups allocate nothing.
 type ref struct {
 	start int64
-	b     *bucket
+	c     *chunk
 }
 
 func lessRef(a, b ref) bool { return a.start < b.start }
 
-// newSeries returns an empty series whose trees draw nodes from the
+// newSeries returns an empty series whose tree draws nodes from the
 // shard's free list.
 func newSeries(k Key, sh *shard) *series {
-	return &series{
-		key:   k,
-		hours: tier{tree: btree.NewWithFreeListG(degree, lessRef, sh.free)},
-		days:  tier{tree: btree.NewWithFreeListG(degree, lessRef, sh.free)},
-	}
+	return &series{key: k, chunks: btree.NewWithFreeListG(degree, lessRef, sh.free)}
 }
 
 // counts tracks the sizes a shard reports in Stats.
 type counts struct {
 	series, hours, days, minutes, raw int64
+	chunks                            int64
 	minuteSlots                       int64 // allocated minute cells (minutes counts the minutes with entries)
 	exts                              int64 // allocated bucketExt
 }
 
-// tier returns the day or the hour tier.
-func (s *series) tier(day bool) *tier {
-	if day {
-		return &s.days
+// find returns the chunk of the day starting at dstart, or nil. It changes
+// nothing.
+func (s *series) find(dstart int64) *chunk {
+	if s.hot != nil && s.hotStart == dstart {
+		return s.hot
 	}
-	return &s.hours
+	r, _ := s.chunks.Get(ref{start: dstart})
+	return r.c
 }
 
-// count returns the shard's count of day or hour buckets.
-func (sh *shard) count(day bool) *int64 {
-	if day {
-		return &sh.n.days
+// chunk returns the chunk of the day starting at dstart, creating it if
+// create is set, and makes it the hot chunk.
+func (s *series) chunk(dstart int64, create bool, sh *shard) *chunk {
+	if c := s.hot; c != nil && s.hotStart == dstart {
+		return c
 	}
-	return &sh.n.hours
-}
-
-// bucket returns the day or hour bucket at start, creating it if create is
-// set, and marks it changed: callers use it only to change a bucket.
-func (s *series) bucket(day bool, start int64, create bool, sh *shard) *bucket {
-	t := s.tier(day)
-	if b := t.hot; b != nil && t.hotStart == start {
-		sh.mark(s, start, b, day)
-		return b
-	}
-	r, ok := t.tree.Get(ref{start: start})
-	b := r.b
+	r, ok := s.chunks.Get(ref{start: dstart})
 	if !ok {
 		if !create {
 			return nil
 		}
-		b = new(bucket)
-		t.tree.ReplaceOrInsert(ref{start: start, b: b})
-		*sh.count(day)++
+		r = ref{start: dstart, c: new(chunk)}
+		s.chunks.ReplaceOrInsert(r)
+		sh.n.chunks++
 	}
-	t.hotStart, t.hot = start, b
-	sh.mark(s, start, b, day)
-	return b
+	s.hot, s.hotStart = r.c, dstart
+	return r.c
 }
 
+// hour returns the bucket of the hour at start, creating it if create is
+// set, and marks it changed: callers use it only to change a bucket. The
+// pointer is valid until an hour of the same day is added or dropped.
 func (s *series) hour(start int64, create bool, sh *shard) *bucket {
-	return s.bucket(false, start, create, sh)
+	dstart := floorTo(start, daySecs)
+	c := s.chunk(dstart, create, sh)
+	if c == nil {
+		return nil
+	}
+	i := int((start - dstart) / hourSecs)
+	h := c.hourAt(i)
+	if h == nil {
+		if !create {
+			return nil
+		}
+		h = c.addHour(i, sh)
+	}
+	sh.mark(s, dstart, c, 1<<uint(i))
+	return h
 }
 
+// day returns the bucket of the day at start, creating it if create is
+// set, and marks it changed: callers use it only to change a bucket.
 func (s *series) day(start int64, create bool, sh *shard) *bucket {
-	return s.bucket(true, start, create, sh)
+	c := s.chunk(start, create, sh)
+	if c == nil {
+		return nil
+	}
+	if c.has()&dayBit == 0 {
+		if !create {
+			return nil
+		}
+		c.set(dayBit)
+		sh.n.days++
+	}
+	sh.mark(s, start, c, dayBit)
+	return &c.day
 }
 
 // minuteBit returns the bit of the minute holding ts in the hour starting
@@ -280,8 +416,19 @@ func (h *bucket) minuteBit(start, ts int64) (bit uint64, i int) {
 // addContribution adds e to its minute, hour and day cells; keepLast
 // maintains the hour's newest entry (last meters).
 func (s *series) addContribution(e Entry, keepLast bool, sh *shard) {
-	start := floorTo(e.Timestamp, hourSecs)
-	h := s.hour(start, true, sh)
+	dstart := floorTo(e.Timestamp, daySecs)
+	c := s.chunk(dstart, true, sh)
+	hi := int((e.Timestamp - dstart) / hourSecs)
+	start := dstart + int64(hi)*hourSecs
+	h := c.hourAt(hi)
+	if h == nil {
+		h = c.addHour(hi, sh)
+	}
+	if c.has()&dayBit == 0 {
+		c.set(dayBit)
+		sh.n.days++
+	}
+	sh.mark(s, dstart, c, 1<<uint(hi)|dayBit)
 	bit, i := h.minuteBit(start, e.Timestamp)
 	switch ms := h.minuteCells(); {
 	case h.present&minuteMask == 0: // the first minute: its cell is the hour cell
@@ -307,10 +454,8 @@ func (s *series) addContribution(e Entry, keepLast bool, sh *shard) {
 		ms[i].add(e)
 	}
 	h.add(e, keepLast, sh)
-	dstart := floorTo(e.Timestamp, daySecs)
-	d := s.day(dstart, true, sh)
-	d.add(e, keepLast, sh)
-	s.syncDay(dstart, d)
+	c.day.add(e, keepLast, sh)
+	s.syncDay(dstart, &c.day)
 }
 
 // removeContribution removes e from its minute, hour and day cells. When
@@ -368,10 +513,10 @@ func (s *series) removeContribution(e Entry, last bool, rawMinute func(h *bucket
 	d.sub(e, sh)
 	if last && d.count > 0 {
 		var c Cell
-		s.hours.tree.AscendRange(ref{start: dstart}, ref{start: dstart + daySecs}, func(r ref) bool {
-			c.merge(r.b.cell())
-			return true
-		})
+		hs := s.find(dstart).hourSlice()
+		for j := range hs {
+			c.merge(hs[j].cell())
+		}
 		d.x.last = c.Last
 	}
 	d.shrink(last, sh)
@@ -380,30 +525,38 @@ func (s *series) removeContribution(e Entry, last bool, rawMinute func(h *bucket
 }
 
 // dropIfEmpty removes the day or hour bucket b at start when it has no
-// entries left.
+// entries left, and its chunk when no bucket is left in it.
 func (s *series) dropIfEmpty(day bool, start int64, b *bucket, sh *shard) {
 	if b.count != 0 || len(b.rawEntries()) != 0 {
 		return
 	}
-	t := s.tier(day)
-	t.tree.Delete(ref{start: start})
-	*sh.count(day)--
-	if b.x != nil {
-		b.x = nil
-		sh.n.exts--
+	dstart := floorTo(start, daySecs)
+	c := s.find(dstart)
+	if day {
+		if b.x != nil {
+			sh.n.exts--
+		}
+		c.day.count, c.day.sumLo, c.day.x = 0, 0, nil
+		c.unset(dayBit)
+		sh.n.days--
+	} else {
+		c.dropHour(int((start-dstart)/hourSecs), sh)
 	}
-	if t.hot == b {
-		t.hot = nil
+	if c.has() == 0 {
+		s.chunks.Delete(ref{start: dstart})
+		sh.n.chunks--
+		if s.hot == c {
+			s.hot = nil
+		}
 	}
 }
 
-// has reports whether b is the series' day or hour bucket at start.
-func (s *series) has(day bool, start int64, b *bucket) bool {
-	r, ok := s.tier(day).tree.Get(ref{start: start})
-	return ok && r.b == b
+// holds reports whether c is the series' chunk of the day at dstart.
+func (s *series) holds(dstart int64, c *chunk) bool {
+	return s.find(dstart) == c
 }
 
-func (s *series) empty() bool { return s.hours.tree.Len() == 0 && s.days.tree.Len() == 0 }
+func (s *series) empty() bool { return s.chunks.Len() == 0 }
 
 // winner returns the newest of raw, or false when raw is empty.
 func winner(raw []Entry) (Entry, bool) {

@@ -25,14 +25,14 @@ type Table struct {
 }
 
 type shard struct {
-	mu       sync.Mutex // guards the fields below
-	series   map[Key]*series
+	mu       sync.Mutex         // guards the fields below
+	series   map[uint64]*series // by the hash of the key: series whose keys share a hash chain through series.next
 	n        counts
 	tracking bool                  // remember changed buckets for checkpoints
 	dirty    []dirtyRef            // changed buckets, each once
 	free     *btree.FreeListG[ref] // tree nodes, shared by the trees of the shard's series
 	meters   map[uint64]*meterPart // the series of each meter, by customer (meter_index.go)
-	_        [128 - (unsafe.Sizeof(sync.Mutex{})+unsafe.Sizeof(map[Key]*series(nil))+unsafe.Sizeof(counts{})+8+unsafe.Sizeof([]dirtyRef(nil))+8+8)%128]byte
+	_        [128 - (unsafe.Sizeof(sync.Mutex{})+unsafe.Sizeof(map[uint64]*series(nil))+unsafe.Sizeof(counts{})+8+unsafe.Sizeof([]dirtyRef(nil))+8+8)%128]byte
 }
 
 // NewTable returns a table with n shards; n must be a power of two.
@@ -43,37 +43,80 @@ func NewTable(n int) *Table {
 	t := &Table{seed: maphash.MakeSeed(), mask: uint64(n - 1), shards: make([]shard, n)}
 	for i := range t.shards {
 		sh := &t.shards[i]
-		sh.series = make(map[Key]*series)
+		sh.series = make(map[uint64]*series)
 		sh.meters = make(map[uint64]*meterPart)
 		sh.free = btree.NewFreeListG[ref](128)
 	}
 	return t
 }
 
-func (t *Table) shard(k Key) *shard {
+// hash returns the 64-bit hash of k that picks its shard.
+func (t *Table) hash(k Key) uint64 {
 	h := maphash.String(t.seed, k.Customer)
 	h ^= k.Meter * 0x9E3779B97F4A7C15
-	h = bits.RotateLeft64(h*0xBF58476D1CE4E5B9, 31)
-	return &t.shards[h&t.mask]
+	return bits.RotateLeft64(h*0xBF58476D1CE4E5B9, 31)
+}
+
+// shard returns the shard of k and k's hash.
+func (t *Table) shard(k Key) (*shard, uint64) {
+	h := t.hash(k)
+	return &t.shards[h&t.mask], h
+}
+
+// lookupLocked returns the series k, whose hash is h, or nil.
+func (sh *shard) lookupLocked(h uint64, k Key) *series {
+	for s := sh.series[h]; s != nil; s = s.next {
+		if s.key == k {
+			return s
+		}
+	}
+	return nil
+}
+
+// seriesLocked returns the series k, whose hash is h, creating it when
+// there is none.
+func (sh *shard) seriesLocked(h uint64, k Key) *series {
+	if s := sh.lookupLocked(h, k); s != nil {
+		return s
+	}
+	s := newSeries(k, sh)
+	s.next = sh.series[h]
+	sh.series[h] = s
+	sh.n.series++
+	sh.indexLocked(s)
+	return s
+}
+
+// removeLocked removes s, whose key hashes to h.
+func (sh *shard) removeLocked(h uint64, s *series) {
+	if p := sh.series[h]; p == s {
+		if s.next == nil {
+			delete(sh.series, h)
+		} else {
+			sh.series[h] = s.next
+		}
+	} else {
+		for p.next != s {
+			p = p.next
+		}
+		p.next = s.next
+	}
+	s.next = nil
+	sh.n.series--
+	sh.unindexLocked(s)
 }
 
 // Apply adds e to series k, whose meter aggregates under mode m.
 func (t *Table) Apply(k Key, m Mode, e Entry) {
-	sh := t.shard(k)
+	sh, h := t.shard(k)
 	sh.mu.Lock()
-	sh.applyLocked(k, m, e)
+	sh.applyLocked(h, k, m, e)
 	sh.mu.Unlock()
 }
 
-func (sh *shard) applyLocked(k Key, m Mode, e Entry) {
-	s, ok := sh.series[k]
-	if !ok {
-		s = newSeries(k, sh)
-		sh.series[k] = s
-		sh.n.series++
-		sh.indexLocked(s)
-	}
-	s.apply(m, e, sh)
+// applyLocked adds e to series k, whose hash is h.
+func (sh *shard) applyLocked(h uint64, k Key, m Mode, e Entry) {
+	sh.seriesLocked(h, k).apply(m, e, sh)
 }
 
 // Item is one entry of an ApplyBatch call.
@@ -83,45 +126,101 @@ type Item struct {
 	Entry Entry
 }
 
-// ApplyBatch applies every item, taking each shard lock once per run of
-// consecutive items on that shard.
+// ApplyBatch applies every item, taking each shard lock once: the items
+// are grouped by shard first (a stable counting sort into scratch space
+// reused across calls), so the items of a series are applied in their
+// order in items. items is not modified or retained.
 func (t *Table) ApplyBatch(items []Item) {
-	var cur *shard
-	for i := range items {
-		it := &items[i]
-		sh := t.shard(it.Key)
-		if sh != cur {
-			if cur != nil {
-				cur.mu.Unlock()
-			}
-			cur = sh
-			cur.mu.Lock()
+	if len(t.shards) == 1 {
+		sh := &t.shards[0]
+		sh.mu.Lock()
+		for i := range items {
+			it := &items[i]
+			sh.applyLocked(t.hash(it.Key), it.Key, it.Mode, it.Entry)
 		}
-		cur.applyLocked(it.Key, it.Mode, it.Entry)
+		sh.mu.Unlock()
+		return
 	}
-	if cur != nil {
-		cur.mu.Unlock()
+	if len(items) < 2 {
+		for i := range items {
+			t.Apply(items[i].Key, items[i].Mode, items[i].Entry)
+		}
+		return
 	}
+	sc := batchScratchPool.Get().(*batchScratch)
+	n := len(t.shards)
+	ends := grow(sc.ends, n+1)
+	hashes := grow(sc.hashes, len(items))
+	order := grow(sc.order, len(items))
+	clear(ends)
+	for i := range items {
+		h := t.hash(items[i].Key)
+		hashes[i] = h
+		ends[h&t.mask+1]++
+	}
+	for w := 1; w <= n; w++ {
+		ends[w] += ends[w-1]
+	}
+	// ends[w] is now where shard w's items start; placing them moves it to
+	// where they end.
+	for i, h := range hashes {
+		w := h & t.mask
+		order[ends[w]] = int32(i)
+		ends[w]++
+	}
+	begin := int32(0)
+	for w := range n {
+		end := ends[w]
+		if end == begin {
+			continue
+		}
+		sh := &t.shards[w]
+		sh.mu.Lock()
+		for _, i := range order[begin:end] {
+			it := &items[i]
+			sh.applyLocked(hashes[i], it.Key, it.Mode, it.Entry)
+		}
+		sh.mu.Unlock()
+		begin = end
+	}
+	if len(items) <= 1<<16 { // very large batches leave theirs to the collector
+		sc.ends, sc.hashes, sc.order = ends, hashes, order
+		batchScratchPool.Put(sc)
+	}
+}
+
+// batchScratch is ApplyBatch's working space: per shard where its items
+// end in order, per item its key's hash (which picks the shard and finds
+// the series), and the item indices grouped by shard.
+type batchScratch struct {
+	ends   []int32
+	hashes []uint64
+	order  []int32
+}
+
+var batchScratchPool = sync.Pool{New: func() any { return new(batchScratch) }}
+
+// grow returns s resized to n, reusing its array when it is large enough.
+func grow[T any](s []T, n int) []T {
+	if cap(s) < n {
+		return make([]T, n)
+	}
+	return s[:n]
 }
 
 // Cancel removes e, which must have been applied to series k under mode m
 // with the same Seq, Timestamp and Value. It reports false when the series
 // holds no such entry.
 func (t *Table) Cancel(k Key, m Mode, e Entry) bool {
-	sh := t.shard(k)
+	sh, h := t.shard(k)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	s, ok := sh.series[k]
-	if !ok {
-		return false
-	}
-	if !s.cancel(m, e, sh) {
+	s := sh.lookupLocked(h, k)
+	if s == nil || !s.cancel(m, e, sh) {
 		return false
 	}
 	if s.empty() {
-		delete(sh.series, k)
-		sh.n.series--
-		sh.unindexLocked(s)
+		sh.removeLocked(h, s)
 	}
 	return true
 }
@@ -141,9 +240,9 @@ type Stats struct {
 // Approximate heap bytes per structure: the struct, the pointer or map
 // entry that holds it, and typical slack.
 var (
-	seriesBytes = int64(unsafe.Sizeof(series{})) + 2*64 + 48      // two tree headers, map entry
-	hourBytes   = int64(unsafe.Sizeof(bucket{})) + 24             // tree slot at ~70% fill
-	dayBytes    = hourBytes + int64(unsafe.Sizeof(dayCell{}))*5/4 // with its copy in the meter index
+	seriesBytes = int64(unsafe.Sizeof(series{})) + 64 + 48                                 // tree header, map entry
+	chunkBytes  = int64(unsafe.Sizeof(chunk{})) + 24 + int64(unsafe.Sizeof(dayCell{}))*5/4 // tree slot at ~70% fill; the day's copy in the meter index
+	hourBytes   = int64(unsafe.Sizeof(bucket{})) * 9 / 8                                   // growth slack of a chunk's hours
 	extBytes    = int64(unsafe.Sizeof(bucketExt{})) + 16
 	minuteBytes = int64(unsafe.Sizeof(Cell{})) * 5 / 4 // slice growth slack
 	rawBytes    = int64(unsafe.Sizeof(Entry{})) * 5 / 4
@@ -152,7 +251,7 @@ var (
 // Stats returns the table's current sizes.
 func (t *Table) Stats() Stats {
 	var s Stats
-	var slots, exts int64
+	var slots, exts, chunks int64
 	for i := range t.shards {
 		sh := &t.shards[i]
 		sh.mu.Lock()
@@ -163,9 +262,10 @@ func (t *Table) Stats() Stats {
 		s.RawEntries += sh.n.raw
 		slots += sh.n.minuteSlots
 		exts += sh.n.exts
+		chunks += sh.n.chunks
 		sh.mu.Unlock()
 	}
-	s.Bytes = s.Series*seriesBytes + s.HourBuckets*hourBytes + s.DayBuckets*dayBytes +
+	s.Bytes = s.Series*seriesBytes + chunks*chunkBytes + s.HourBuckets*hourBytes +
 		slots*minuteBytes + s.RawEntries*rawBytes + exts*extBytes
 	return s
 }

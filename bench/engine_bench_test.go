@@ -324,19 +324,23 @@ func (f *summaryFixture) check(b *testing.B, p meterdb.SummaryParams) {
 // BenchmarkBucketMemory measures the heap of aggregate.Table per (meter,
 // customer, hour) bucket. One op builds one hour bucket holding
 // minutes-per-hour events at distinct minutes; series hold hours-per-series
-// consecutive hours.
+// consecutive hours, or with hours-per-day=1 one hour in each of
+// hours-per-series days (a sparse series).
 func BenchmarkBucketMemory(b *testing.B) {
 	for _, formula := range []meter.Formula{meter.Sum, meter.Last} {
 		for _, hps := range []int{1, 840} {
 			for _, mph := range []int{1, 60} {
 				name := fmt.Sprintf("formula=%s/hours-per-series=%d/minutes-per-hour=%d", formula, hps, mph)
-				b.Run(name, func(b *testing.B) { benchBucketMemory(b, formula, hps, mph) })
+				b.Run(name, func(b *testing.B) { benchBucketMemory(b, formula, hps, mph, 1) })
 			}
 		}
+		name := fmt.Sprintf("formula=%s/hours-per-series=35/hours-per-day=1/minutes-per-hour=1", formula)
+		b.Run(name, func(b *testing.B) { benchBucketMemory(b, formula, 35, 1, 24) })
 	}
 }
 
-func benchBucketMemory(b *testing.B, formula meter.Formula, hoursPerSeries, minutesPerHour int) {
+// benchBucketMemory builds hour buckets stride hours apart in each series.
+func benchBucketMemory(b *testing.B, formula meter.Formula, hoursPerSeries, minutesPerHour, stride int) {
 	mode := aggregate.ModeOf(string(formula), "")
 	series := (b.N + hoursPerSeries - 1) / hoursPerSeries
 	customers := make([]string, series)
@@ -351,7 +355,7 @@ func benchBucketMemory(b *testing.B, formula meter.Formula, hoursPerSeries, minu
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		k := aggregate.Key{Meter: 1, Customer: customers[i/hoursPerSeries]}
-		hour := anchor - int64(1+i%hoursPerSeries)*3600
+		hour := anchor - int64(1+i%hoursPerSeries*stride)*3600
 		items = items[:0]
 		for m := range minutesPerHour {
 			seq++
