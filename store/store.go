@@ -40,6 +40,7 @@ var (
 type DB struct {
 	opts   Options
 	bolt   *bolt.DB
+	path   string // the file's path; bbolt's own is cleared by Close
 	format uint64 // of the file: FormatVersion, or 1 for a format 1 file opened read-only (no checksums)
 
 	wake chan struct{} // tells the committer that work is queued (capacity 1)
@@ -136,7 +137,7 @@ func Open(path string, opts *Options) (_ *DB, err error) {
 	if err != nil {
 		return nil, openError(path, err)
 	}
-	s := &DB{opts: o, bolt: bdb, pending: map[uint64]*Group{}, kvPend: map[[2]string]kvRecord{},
+	s := &DB{opts: o, bolt: bdb, path: bdb.Path(), pending: map[uint64]*Group{}, kvPend: map[[2]string]kvRecord{},
 		done: make(chan struct{}), wake: make(chan struct{}, 1), counters: newCounters()}
 	s.cond = sync.NewCond(&s.mu)
 	if err := s.init(path); err != nil {
@@ -837,9 +838,10 @@ func (s *DB) LastLoc() uint64 {
 	return s.nextLoc - 1
 }
 
-// Size returns the file size in bytes.
+// Size returns the file size in bytes. It is safe to call concurrently
+// with every other method, Close included.
 func (s *DB) Size() (int64, error) {
-	fi, err := os.Stat(s.bolt.Path())
+	fi, err := os.Stat(s.path)
 	if err != nil {
 		return 0, err
 	}

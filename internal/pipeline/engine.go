@@ -368,7 +368,8 @@ type Stats struct {
 	InMemory bool
 	Store    *store.Stats
 	// WriteFailed reports that writes are refused after a write failure
-	// (a reopen failed, or the store failed or waits for space).
+	// (a reopen is under way or failed, or the store failed or waits for
+	// space).
 	WriteFailed bool
 }
 
@@ -378,12 +379,12 @@ func (e *Engine) Stats() Stats {
 	// reads below.
 	e.life.RLock()
 	defer e.life.RUnlock()
-	st := e.st
+	st, down := e.st, e.st.down
 	s := Stats{
 		Reopens: e.reopens.Load(), Meters: int64(st.reg.Len()),
 		Table: st.table.Stats(), Dedupe: st.idx.Stats(), LogMemory: st.log.MemoryBytes(),
 		ByMeter: e.stats.meters.Snapshot(), MeterDefs: st.reg.All(), Batch: e.stats.batch.Snapshot(),
-		WriteFailed: st.down != nil, InMemory: e.cfg.Path == "",
+		WriteFailed: down != nil || e.reopening.Load(), InMemory: e.cfg.Path == "",
 	}
 	for _, m := range s.ByMeter {
 		s.Accepted += m.Accepted
@@ -393,10 +394,10 @@ func (e *Engine) Stats() Stats {
 			s.Rejected += n
 		}
 	}
-	if st.file != nil && st.down == nil {
-		fs := st.file.Stats()
+	if st.file != nil && down == nil {
+		fs := st.file.Stats() // safe while a reopen closes the file
 		s.Store = &fs
-		s.WriteFailed = fs.Failed || fs.Stalled
+		s.WriteFailed = s.WriteFailed || fs.Failed || fs.Stalled
 	}
 	return s
 }
