@@ -16,14 +16,6 @@ const (
 	MaxKVValue = 1 << 20
 )
 
-// KV is a key-value record written by RecordBatchKV in the same commit as
-// the events it accompanies.
-type KV struct {
-	Namespace, Key string
-	Value          []byte // not copied: the caller must not modify it afterwards
-	Expires        time.Time
-}
-
 // RecordBatchKV is RecordBatch that also writes the key-value records kv
 // returns, in the same commit as the accepted events: they are durable
 // exactly when the events are, which is what a stored response to a
@@ -34,17 +26,12 @@ type KV struct {
 // when at least one event was accepted; it must not call the DB. A record
 // that breaks the limits of PutKV fails the batch, and nothing is
 // recorded.
-func (db *DB) RecordBatchKV(ctx context.Context, evs []event.Event, kv func(errs []error) []KV) ([]error, error) {
-	return db.e.Record(ctx, &pipeline.Batch{Events: evs, KV: func(errs []error) ([]store.KV, error) {
-		recs := kv(errs)
-		out := make([]store.KV, 0, len(recs))
-		for _, r := range recs {
-			if err := checkKV(ctx, r.Namespace, r.Key, r.Value); err != nil {
-				return nil, err
-			}
-			out = append(out, store.KV{NS: r.Namespace, Key: r.Key, Value: r.Value, Expires: r.Expires.Unix()})
-		}
-		return out, nil
+//
+// The values kv returns are not copied: the caller must not modify them
+// afterwards.
+func (db *DB) RecordBatchKV(ctx context.Context, evs []event.Event, kv func(errs []error) []KVWrite) ([]error, error) {
+	return db.e.Record(ctx, &pipeline.Batch{Events: evs, KV: func(errs []error) ([]store.KVWrite, error) {
+		return storeWrites(ctx, kv(errs))
 	}})
 }
 
@@ -91,14 +78,24 @@ type KVWrite struct {
 // record and the index records that point at it consistent. Values are
 // copied; limits are those of PutKV.
 func (db *DB) WriteKV(ctx context.Context, writes []KVWrite) error {
+	ws, err := storeWrites(ctx, writes)
+	if err != nil {
+		return err
+	}
+	return db.e.WriteKV(ws)
+}
+
+// storeWrites checks writes against the limits of key-value records and
+// converts them for the store.
+func storeWrites(ctx context.Context, writes []KVWrite) ([]store.KVWrite, error) {
 	ws := make([]store.KVWrite, len(writes))
 	for i, w := range writes {
 		if err := checkKV(ctx, w.Namespace, w.Key, w.Value); err != nil {
-			return err
+			return nil, err
 		}
 		ws[i] = store.KVWrite{NS: w.Namespace, Key: w.Key, Value: w.Value, Expires: w.Expires.Unix(), Delete: w.Delete}
 	}
-	return db.e.WriteKV(ws)
+	return ws, nil
 }
 
 // checkKV returns ctx's error, or an error for a namespace, key or value

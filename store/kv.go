@@ -62,12 +62,21 @@ func (s *DB) WriteKV(ws []KVWrite) error {
 	}
 	rs := make([]*kvRecord, len(ws))
 	for i, w := range ws {
-		rs[i] = &kvRecord{ns: w.NS, key: w.Key, del: w.Delete, expires: w.Expires}
 		if !w.Delete {
-			rs[i].value = append([]byte(nil), w.Value...)
+			w.Value = append([]byte(nil), w.Value...)
 		}
+		rs[i] = w.record()
 	}
 	return s.writeKV(rs...)
+}
+
+// record returns w as the committer writes it; it shares w.Value.
+func (w KVWrite) record() *kvRecord {
+	r := &kvRecord{ns: w.NS, key: w.Key, del: w.Delete, expires: w.Expires}
+	if !w.Delete {
+		r.value = w.Value
+	}
+	return r
 }
 
 func (s *DB) writeKV(rs ...*kvRecord) error {

@@ -94,14 +94,6 @@ func (p Pending) Result() (uint64, error) { return p.it.loc, p.it.err }
 
 var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
 
-// KV is a key-value record to commit with a log record (see AppendWith):
-// Value under (NS, Key) until Expires (unix seconds).
-type KV struct {
-	NS, Key string
-	Value   []byte
-	Expires int64
-}
-
 // Open opens or creates the store at path. A second process opening the
 // same file gets ErrLocked after Options.LockTimeout; a file that is not a
 // meterdb store gets ErrNotStore (an empty file too: Open never leaves one
@@ -380,11 +372,11 @@ func (s *DB) Append(g *Group) (uint64, error) {
 // writes are refused meanwhile). Errors wrap ErrUnavailable when a retry
 // later can succeed. g and the values of kvs must not be modified
 // afterwards.
-func (s *DB) AppendWith(g *Group, kvs []KV) (Pending, error) {
+func (s *DB) AppendWith(g *Group, kvs []KVWrite) (Pending, error) {
 	data := appendGroup(make([]byte, 0, 16+crcLen+48*len(g.Events)+48*len(g.Cancels)), g)
 	it := &item{data: data, nev: len(g.Events) + len(g.Cancels), group: g}
-	for _, kv := range kvs {
-		it.kvs = append(it.kvs, &kvRecord{ns: kv.NS, key: kv.Key, value: kv.Value, expires: kv.Expires})
+	for _, w := range kvs {
+		it.kvs = append(it.kvs, w.record())
 	}
 	if s.opts.Durability == DurabilitySync {
 		it.done = make(chan struct{})

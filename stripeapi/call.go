@@ -28,7 +28,7 @@ type call struct {
 	// Idempotency-Key, builds the key's record for a successful result v;
 	// a route that records events commits it with them (recordKV) and the
 	// layer then stores nothing more.
-	idem       func(v any) (meterdb.KV, error)
+	idem       func(v any) (meterdb.KVWrite, error)
 	idemStored bool
 }
 
@@ -69,7 +69,7 @@ func (c *call) execute(run execFunc) response {
 func (c *call) recordKV(ctx context.Context, ev event.Event, result func(rec event.Event) any) (any, error) {
 	evs := [1]event.Event{ev}
 	var out any
-	errs, err := c.h.db.RecordBatchKV(ctx, evs[:], func(errs []error) []meterdb.KV {
+	errs, err := c.h.db.RecordBatchKV(ctx, evs[:], func(errs []error) []meterdb.KVWrite {
 		if errs[0] != nil || c.idem == nil {
 			return nil
 		}
@@ -79,7 +79,7 @@ func (c *call) recordKV(ctx context.Context, ev event.Event, result func(rec eve
 			return nil
 		}
 		c.idemStored = true
-		return []meterdb.KV{rec}
+		return []meterdb.KVWrite{rec}
 	})
 	if err != nil {
 		c.idemStored = false

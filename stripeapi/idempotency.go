@@ -95,13 +95,13 @@ func (s *idempotency) do(c *call, run execFunc) response {
 		// An unreadable record (from an incompatible version) is treated
 		// as absent.
 	}
-	c.idem = func(v any) (meterdb.KV, error) {
+	c.idem = func(v any) (meterdb.KVWrite, error) {
 		body, err := encodeBody(v)
 		if err != nil {
-			return meterdb.KV{}, err
+			return meterdb.KVWrite{}, err
 		}
 		enc, _ := json.Marshal(&idemRecord{Fingerprint: fp, Status: http.StatusOK, Body: body})
-		return meterdb.KV{Namespace: idemNamespace, Key: k, Value: enc, Expires: c.now.Add(s.ttl)}, nil
+		return meterdb.KVWrite{Namespace: idemNamespace, Key: k, Value: enc, Expires: c.now.Add(s.ttl)}, nil
 	}
 	res := c.execute(run)
 	if c.idemStored && res.status < 400 {

@@ -49,7 +49,7 @@ type Batch struct {
 	// response stored for a retry is durable exactly when what it answers
 	// is. It is not called when no input was accepted. An error from it
 	// fails the batch before anything is logged.
-	KV func(errs []error) ([]store.KV, error)
+	KV func(errs []error) ([]store.KVWrite, error)
 }
 
 func (b *Batch) len() int {
@@ -184,7 +184,7 @@ func (e *Engine) Record(ctx context.Context, b *Batch) ([]error, error) {
 			b.fill(c.i, ids[k], c.v.Timestamp)
 		}
 	}
-	var kvs []store.KV
+	var kvs []store.KVWrite
 	if b.KV != nil {
 		if kvs, err = b.KV(errs); err != nil {
 			st.idx.ReleaseBatch(res)

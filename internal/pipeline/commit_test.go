@@ -27,7 +27,7 @@ type faultLog struct {
 	release chan struct{}
 }
 
-func (f *faultLog) Append(g *store.Group, kvs []store.KV) (commit, error) {
+func (f *faultLog) Append(g *store.Group, kvs []store.KVWrite) (commit, error) {
 	if f.fail.Load() {
 		return commit{}, fmt.Errorf("%w: injected", store.ErrUnavailable)
 	}

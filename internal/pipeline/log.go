@@ -18,7 +18,7 @@ type Log interface {
 	// Append queues g, with kvs to be written in the same commit, and
 	// returns at once; the commit tells when g is as durable as the log
 	// promises and at which location.
-	Append(g *store.Group, kvs []store.KV) (commit, error)
+	Append(g *store.Group, kvs []store.KVWrite) (commit, error)
 	// Group returns the group at loc, or nil when loc was pruned or never
 	// written. The group must not be modified.
 	Group(loc uint64) (*store.Group, error)
@@ -91,13 +91,13 @@ type kvValue struct {
 
 func newMemLog() *memLog { return &memLog{base: 1, kv: map[[2]string]kvValue{}} }
 
-func (j *memLog) Append(g *store.Group, kvs []store.KV) (commit, error) {
+func (j *memLog) Append(g *store.Group, kvs []store.KVWrite) (commit, error) {
 	j.mu.Lock()
 	loc := j.base + uint64(len(j.groups))
 	j.groups = append(j.groups, g)
 	j.events += int64(len(g.Events) + len(g.Cancels))
-	for _, kv := range kvs {
-		j.kv[[2]string{kv.NS, kv.Key}] = kvValue{value: kv.Value, expires: kv.Expires}
+	for _, w := range kvs {
+		j.writeLocked(w)
 	}
 	j.mu.Unlock()
 	return commit{loc: loc}, nil
@@ -132,10 +132,7 @@ func (j *memLog) Prune(loc uint64, now int64) {
 }
 
 func (j *memLog) PutKV(ns, key string, value []byte, expires int64) error {
-	j.mu.Lock()
-	defer j.mu.Unlock()
-	j.kv[[2]string{ns, key}] = kvValue{value: append([]byte(nil), value...), expires: expires}
-	return nil
+	return j.WriteKV([]store.KVWrite{{NS: ns, Key: key, Value: value, Expires: expires}})
 }
 
 func (j *memLog) GetKV(ns, key string, now int64) ([]byte, bool, error) {
@@ -149,23 +146,28 @@ func (j *memLog) GetKV(ns, key string, now int64) ([]byte, bool, error) {
 }
 
 func (j *memLog) DeleteKV(ns, key string) error {
-	j.mu.Lock()
-	defer j.mu.Unlock()
-	delete(j.kv, [2]string{ns, key})
-	return nil
+	return j.WriteKV([]store.KVWrite{{NS: ns, Key: key, Delete: true}})
 }
 
 func (j *memLog) WriteKV(ws []store.KVWrite) error {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	for _, w := range ws {
-		if w.Delete {
-			delete(j.kv, [2]string{w.NS, w.Key})
-		} else {
-			j.kv[[2]string{w.NS, w.Key}] = kvValue{value: append([]byte(nil), w.Value...), expires: w.Expires}
+		if !w.Delete {
+			w.Value = append([]byte(nil), w.Value...)
 		}
+		j.writeLocked(w)
 	}
 	return nil
+}
+
+// writeLocked applies w, keeping its value.
+func (j *memLog) writeLocked(w store.KVWrite) {
+	if w.Delete {
+		delete(j.kv, [2]string{w.NS, w.Key})
+		return
+	}
+	j.kv[[2]string{w.NS, w.Key}] = kvValue{value: w.Value, expires: w.Expires}
 }
 
 func (j *memLog) ListKV(ns, after string, now int64, fn func(key string, value []byte) bool) error {
@@ -208,7 +210,7 @@ type fileLog struct {
 	pruneLoc atomic.Uint64 // log records below it are no longer needed for dedupe
 }
 
-func (j *fileLog) Append(g *store.Group, kvs []store.KV) (commit, error) {
+func (j *fileLog) Append(g *store.Group, kvs []store.KVWrite) (commit, error) {
 	p, err := j.AppendWith(g, kvs)
 	return commit{p: p}, err
 }
