@@ -466,13 +466,9 @@ func (n *node) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.En
 		if err := syscall.Mkdir(abs, mode); err != nil {
 			return fs.ToErrno(err)
 		}
-		n.lfs.created(rel)
-		var st syscall.Stat_t
-		if err := syscall.Lstat(abs, &st); err != nil {
-			return fs.ToErrno(err)
-		}
-		ch = n.newChild(ctx, &st, out)
-		return 0
+		var errno syscall.Errno
+		ch, errno = n.adopt(ctx, rel, abs, out)
+		return errno
 	})
 	return ch, errno
 }
@@ -571,15 +567,22 @@ func (n *node) Link(ctx context.Context, target fs.InodeEmbedder, name string, o
 		if err := syscall.Link(t.path(), abs); err != nil {
 			return fs.ToErrno(err)
 		}
-		n.lfs.created(rel)
-		var st syscall.Stat_t
-		if err := syscall.Lstat(abs, &st); err != nil {
-			return fs.ToErrno(err)
-		}
-		ch = n.newChild(ctx, &st, out)
-		return 0
+		var errno syscall.Errno
+		ch, errno = n.adopt(ctx, rel, abs, out)
+		return errno
 	})
 	return ch, errno
+}
+
+// adopt records the new entry rel (backing path abs) as created, so that
+// it is pending until its directory is synced, and returns its inode.
+func (n *node) adopt(ctx context.Context, rel, abs string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
+	n.lfs.created(rel)
+	var st syscall.Stat_t
+	if err := syscall.Lstat(abs, &st); err != nil {
+		return nil, fs.ToErrno(err)
+	}
+	return n.newChild(ctx, &st, out), 0
 }
 
 // Special files and symbolic links are not supported.
