@@ -47,9 +47,27 @@ func (l *Log) PutSnapshot(ctx context.Context, pos uint64, r io.Reader) error {
 	if err != nil {
 		return l.errorf("put snapshot", ctx, err)
 	}
-	snaps, err := l.snapshots(ctx)
-	if err != nil {
-		return l.errorf("list snapshots", ctx, err)
+	// The listing comes from a consumer on any replica of the bucket's
+	// stream, which may lag. Once it shows this snapshot it shows every
+	// snapshot stored before it, so the cleanup never misses one.
+	var snaps []snapshot
+	for wait := 10 * time.Millisecond; ; wait *= 2 {
+		snaps, err = l.snapshots(ctx)
+		if err != nil {
+			return l.errorf("list snapshots", ctx, err)
+		}
+		if slices.ContainsFunc(snaps, func(s snapshot) bool { return s.name == name }) {
+			break
+		}
+		if wait > time.Second {
+			l.log.Warn("replica: the snapshot listing lags; older snapshots stay until the next put", "snapshot", name)
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return l.errorf("list snapshots", ctx, ctx.Err())
+		case <-time.After(wait):
+		}
 	}
 	// Keep the newest two (this one, unless a newer one came meanwhile,
 	// and the one before).
@@ -62,7 +80,10 @@ func (l *Log) PutSnapshot(ctx context.Context, pos uint64, r io.Reader) error {
 }
 
 // Snapshot returns the newest snapshot and a reader of it; the caller
-// closes the reader. The reader's Read returns an error at the end when
+// closes the reader, which fails after Close. The listing behind it comes
+// from one replica of the bucket's stream, so a snapshot stored a moment
+// ago by another process may not be seen yet (the one before it is, and
+// it is kept). The reader's Read returns an error at the end when
 // the data does not match the stored digest.
 func (l *Log) Snapshot(ctx context.Context) (sharedlog.SnapshotInfo, io.ReadCloser, error) {
 	ctx, done, err := l.enter(ctx)

@@ -34,8 +34,12 @@ type ServerOptions struct {
 
 // Server is one in-process JetStream server.
 type Server struct {
-	srv *server.Server
-	url string
+	t    testing.TB
+	opts *server.Options
+	url  string
+
+	mu  sync.Mutex     // guards the field below
+	srv *server.Server // nil while shut down
 }
 
 // RunServer starts one in-process JetStream server with its store under
@@ -59,24 +63,34 @@ func RunServer(t testing.TB, opts *ServerOptions) *Server {
 		o.TLSConfig = opts.TLS
 		o.TLSTimeout = 2
 	}
-	s, err := server.NewServer(o)
-	if err != nil {
-		t.Fatalf("natstest: new server: %v", err)
+	s := &Server{t: t, opts: o}
+	if err := s.start(); err != nil {
+		t.Fatalf("natstest: %v", err)
 	}
-	s.Start()
-	if !s.ReadyForConnections(10 * time.Second) {
-		s.Shutdown()
-		t.Fatal("natstest: server not ready after 10s")
-	}
-	t.Cleanup(func() {
-		s.Shutdown()
-		s.WaitForShutdown()
-	})
-	u := s.ClientURL()
+	t.Cleanup(s.Shutdown)
+	// Restart listens on the same port.
+	s.opts.Port = s.srv.Addr().(*net.TCPAddr).Port
+	s.url = fmt.Sprintf("nats://127.0.0.1:%d", s.opts.Port)
 	if opts.TLS != nil {
-		u = "tls://" + strings.TrimPrefix(u, "nats://")
+		s.url = fmt.Sprintf("tls://127.0.0.1:%d", s.opts.Port)
 	}
-	return &Server{srv: s, url: u}
+	return s
+}
+
+func (s *Server) start() error {
+	srv, err := server.NewServer(s.opts)
+	if err != nil {
+		return err
+	}
+	srv.Start()
+	if !srv.ReadyForConnections(10 * time.Second) {
+		srv.Shutdown()
+		return errors.New("server not ready after 10s")
+	}
+	s.mu.Lock()
+	s.srv = srv
+	s.mu.Unlock()
+	return nil
 }
 
 // ClientURL returns the URL clients connect to.
@@ -84,8 +98,29 @@ func (s *Server) ClientURL() string { return s.url }
 
 // Shutdown stops the server; it is safe to call more than once.
 func (s *Server) Shutdown() {
-	s.srv.Shutdown()
-	s.srv.WaitForShutdown()
+	s.mu.Lock()
+	srv := s.srv
+	s.srv = nil
+	s.mu.Unlock()
+	if srv != nil {
+		srv.Shutdown()
+		srv.WaitForShutdown()
+	}
+}
+
+// Restart starts a shut down server again on the same port with the same
+// store directory.
+func (s *Server) Restart() {
+	s.t.Helper()
+	s.mu.Lock()
+	up := s.srv != nil
+	s.mu.Unlock()
+	if up {
+		return
+	}
+	if err := s.start(); err != nil {
+		s.t.Fatalf("natstest: restart: %v", err)
+	}
 }
 
 // node is one member of a cluster: in-process or a separate process.
