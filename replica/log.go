@@ -72,7 +72,9 @@ func Open(ctx context.Context, o Options) (*Log, error) {
 		// retries itself, with the same message id, until it reconnects.
 		nats.ReconnectBufSize(-1),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
-			l.log.Warn("replica: NATS connection lost", "err", err)
+			if err != nil { // nil: closed by Close
+				l.log.Warn("replica: NATS connection lost", "err", err)
+			}
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
 			l.log.Info("replica: NATS connection back", "server", nc.ConnectedUrlRedacted())
