@@ -20,15 +20,16 @@
 //
 // # Timings
 //
-// Measured on the project's 2-core machine under a load average near 4:
-// an in-process single server is ready in about 50 ms; an in-process
-// three-node cluster has a meta leader after about 2 s; a process
-// cluster after about 2 s plus the first build of nats-server (about 20
-// s without a build cache, about 1 s of linking with one). After the
-// node leading a stream dies, its followers elect a new leader within
+// Measured on the project's 2-core machine shared with other builds (load
+// average 3 to 6): an in-process single server is ready in about 50 ms;
+// an in-process three-node cluster has a meta leader after about 2.2 s; a
+// process cluster after 3.5 to 5 s, including the link of nats-server
+// from the build cache (a cold build takes longer). When a stream
+// leader's process is SIGKILLed, its followers elect a new leader within
 // the server's raft election timeout (4 to 9 s, not configurable from
-// outside the server package), so a test that kills a stream leader
-// costs that much.
+// outside the server package): writes stopped for about 7 s in the
+// replica package's test. An in-process Kill is a shutdown, during which
+// the leader hands its streams over: writes stopped for 0.05 to 2 s.
 //
 // # Ownership and concurrency
 //

@@ -17,14 +17,14 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// TestCluster starts an in-process cluster, creates an R3 stream, stops
-// the node that leads it and checks that the stream keeps its message and
-// elects a new leader, then restarts the node.
+// TestCluster starts an in-process cluster, stops a follower of an R3
+// stream, publishes and restarts the follower; the stream's replicas
+// become current again. (The replica package stops stream leaders.)
 func TestCluster(t *testing.T) {
 	start := time.Now()
 	c := StartCluster(t)
 	t.Logf("in-process cluster has a meta leader after %v", time.Since(start))
-	checkFailover(t, c)
+	killFollower(t, c)
 }
 
 // TestProcessCluster starts nats-server processes, SIGKILLs a follower
@@ -34,6 +34,15 @@ func TestProcessCluster(t *testing.T) {
 	start := time.Now()
 	c := StartProcessCluster(t)
 	t.Logf("process cluster (build included) has a meta leader after %v", time.Since(start))
+	if c.Pid(0) == 0 {
+		t.Fatal("node 0 has no process")
+	}
+	killFollower(t, c)
+}
+
+// killFollower stops a follower of a new R3 stream, publishes, restarts
+// the follower and waits for the stream's replicas to be current.
+func killFollower(t *testing.T, c *Cluster) {
 	js := connect(t, c)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -46,9 +55,6 @@ func TestProcessCluster(t *testing.T) {
 	}
 	follower := (leader + 1) % Size
 	pid := c.Pid(follower)
-	if pid == 0 {
-		t.Fatalf("node %d has no process", follower)
-	}
 	c.Kill(follower)
 	if c.Pid(follower) != 0 {
 		t.Fatalf("node %d still has a process after Kill", follower)
@@ -57,7 +63,7 @@ func TestProcessCluster(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.Restart(follower)
-	if p := c.Pid(follower); p == 0 || p == pid {
+	if p := c.Pid(follower); pid != 0 && (p == 0 || p == pid) {
 		t.Fatalf("node %d: pid %d after restart, %d before", follower, p, pid)
 	}
 	if err := c.WaitStreamCurrent("T", 30*time.Second); err != nil {
@@ -77,45 +83,4 @@ func connect(t *testing.T, c *Cluster) jetstream.JetStream {
 		t.Fatal(err)
 	}
 	return js
-}
-
-func checkFailover(t *testing.T, c *Cluster) {
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	js := connect(t, c)
-	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "T", Subjects: []string{"t"}, Replicas: 3}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := js.Publish(ctx, "t", []byte("one")); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.WaitStreamCurrent("T", 20*time.Second); err != nil {
-		t.Fatal(err)
-	}
-	leader, err := c.StreamLeader("T", 10*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	start := time.Now()
-	c.Kill(leader)
-	next, err := c.StreamLeader("T", 30*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if next == leader {
-		t.Fatalf("node %d still leads after it was stopped", next)
-	}
-	t.Logf("node %d stopped; node %d leads after %v", leader, next, time.Since(start))
-	st, err := js.Stream(ctx, "T")
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := st.GetMsg(ctx, 1)
-	if err != nil || string(m.Data) != "one" {
-		t.Fatalf("message 1 after failover: %v %v", err, m)
-	}
-	c.Restart(leader)
-	if err := c.WaitStreamCurrent("T", 30*time.Second); err != nil {
-		t.Fatal(err)
-	}
 }
