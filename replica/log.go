@@ -3,10 +3,12 @@ package replica
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"slices"
 	"strings"
 	"sync"
@@ -88,7 +90,14 @@ func Open(ctx context.Context, o Options) (*Log, error) {
 	}
 	l.nc, err = nats.Connect(strings.Join(o.URLs, ","), copts...)
 	if err != nil {
-		return nil, fmt.Errorf("replica: connect to %s: %w: %w", strings.Join(o.URLs, ","), sharedlog.ErrUnavailable, err)
+		// No server reachable is transient; a refused TLS handshake,
+		// credentials or authorization is not.
+		var opErr *net.OpError
+		var certErr *tls.CertificateVerificationError
+		if retryable(err) || errors.As(err, &opErr) && !errors.As(err, &certErr) {
+			return nil, fmt.Errorf("replica: connect to %s: %w: %w", strings.Join(o.URLs, ","), sharedlog.ErrUnavailable, err)
+		}
+		return nil, fmt.Errorf("replica: connect to %s: %w", strings.Join(o.URLs, ","), err)
 	}
 	l.js, err = jetstream.New(l.nc)
 	if err != nil {

@@ -89,8 +89,8 @@ func TestTLS(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if _, err := Open(ctx, Options{URLs: urls, Replicas: 1}); err == nil {
-		t.Fatal("Open without the server's CA succeeded")
+	if _, err := Open(ctx, Options{URLs: urls, Replicas: 1}); err == nil || errors.Is(err, sharedlog.ErrUnavailable) {
+		t.Fatalf("Open without the server's CA: %v; want an error that is not ErrUnavailable", err)
 	}
 	l := openLog(t, urls, Options{Replicas: 1, TLS: &tls.Config{RootCAs: pool}})
 	if pos, err := l.Append(ctx, []byte("over tls")); err != nil || pos != 1 {
