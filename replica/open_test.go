@@ -131,3 +131,23 @@ func selfSigned(t *testing.T) (tls.Certificate, *x509.CertPool) {
 	pool.AddCert(c)
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: c}, pool
 }
+
+// TestCreds runs a server in operator mode: a Log with Options.CredsFile
+// appends and reads; one without credentials is refused, and that is not
+// ErrUnavailable.
+func TestCreds(t *testing.T) {
+	s := natstest.RunServer(t, &natstest.ServerOptions{Creds: true})
+	urls := []string{s.ClientURL()}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := Open(ctx, Options{URLs: urls, Replicas: 1}); err == nil || errors.Is(err, sharedlog.ErrUnavailable) {
+		t.Fatalf("Open without credentials: %v; want an error that is not ErrUnavailable", err)
+	}
+	l := openLog(t, urls, Options{Replicas: 1, CredsFile: s.CredsFile()})
+	if pos, err := l.Append(ctx, []byte("with creds")); err != nil || pos != 1 {
+		t.Fatalf("Append with credentials: %d, %v", pos, err)
+	}
+	if got := readN(t, l, 0, 1); got[0] != (entry{1, "with creds"}) {
+		t.Fatalf("read %v", got)
+	}
+}

@@ -17,9 +17,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nkeys"
 )
 
 // Size is the number of nodes of a cluster.
@@ -30,13 +32,19 @@ type ServerOptions struct {
 	// TLS, when set, makes the server require TLS on its client port with
 	// this configuration; ClientURL then starts with tls://.
 	TLS *tls.Config
+
+	// Creds, when set, runs the server in operator mode (decentralized
+	// JWT authentication) with one JetStream account; only a client with
+	// the credentials file at Server.CredsFile connects.
+	Creds bool
 }
 
 // Server is one in-process JetStream server.
 type Server struct {
-	t    testing.TB
-	opts *server.Options
-	url  string
+	t     testing.TB
+	opts  *server.Options
+	url   string
+	creds string
 
 	mu  sync.Mutex     // guards the field below
 	srv *server.Server // nil while shut down
@@ -64,6 +72,12 @@ func RunServer(t testing.TB, opts *ServerOptions) *Server {
 		o.TLSTimeout = 2
 	}
 	s := &Server{t: t, opts: o}
+	if opts.Creds {
+		var err error
+		if s.creds, err = operatorMode(o, filepath.Join(t.TempDir(), "user.creds")); err != nil {
+			t.Fatalf("natstest: operator mode: %v", err)
+		}
+	}
 	if err := s.start(); err != nil {
 		t.Fatalf("natstest: %v", err)
 	}
@@ -95,6 +109,77 @@ func (s *Server) start() error {
 
 // ClientURL returns the URL clients connect to.
 func (s *Server) ClientURL() string { return s.url }
+
+// CredsFile returns the path of a user's credentials file for a server
+// started with ServerOptions.Creds, "" otherwise.
+func (s *Server) CredsFile() string { return s.creds }
+
+// operatorMode configures o to trust a new operator with a system
+// account and one account with unlimited JetStream, and writes the
+// credentials of a user of that account to creds.
+func operatorMode(o *server.Options, creds string) (string, error) {
+	okp, err := nkeys.CreateOperator()
+	if err != nil {
+		return "", err
+	}
+	opub, _ := okp.PublicKey()
+	oc := jwt.NewOperatorClaims(opub)
+	oc.Name = "natstest"
+	ojwt, err := oc.Encode(okp)
+	if err != nil {
+		return "", err
+	}
+	if oc, err = jwt.DecodeOperatorClaims(ojwt); err != nil {
+		return "", err
+	}
+	resolver := &server.MemAccResolver{}
+	account := func(name string, js bool) (nkeys.KeyPair, string, error) {
+		akp, err := nkeys.CreateAccount()
+		if err != nil {
+			return nil, "", err
+		}
+		apub, _ := akp.PublicKey()
+		ac := jwt.NewAccountClaims(apub)
+		ac.Name = name
+		if js {
+			ac.Limits.JetStreamLimits = jwt.JetStreamLimits{MemoryStorage: -1, DiskStorage: -1, Streams: -1, Consumer: -1}
+		}
+		ajwt, err := ac.Encode(okp)
+		if err != nil {
+			return nil, "", err
+		}
+		return akp, apub, resolver.Store(apub, ajwt)
+	}
+	_, syspub, err := account("SYS", false)
+	if err != nil {
+		return "", err
+	}
+	akp, _, err := account("APP", true)
+	if err != nil {
+		return "", err
+	}
+	ukp, err := nkeys.CreateUser()
+	if err != nil {
+		return "", err
+	}
+	upub, _ := ukp.PublicKey()
+	ujwt, err := jwt.NewUserClaims(upub).Encode(akp)
+	if err != nil {
+		return "", err
+	}
+	seed, _ := ukp.Seed()
+	file, err := jwt.FormatUserConfig(ujwt, seed)
+	if err != nil {
+		return "", err
+	}
+	if err := os.WriteFile(creds, file, 0o600); err != nil {
+		return "", err
+	}
+	o.TrustedOperators = []*jwt.OperatorClaims{oc}
+	o.SystemAccount = syspub
+	o.AccountResolver = resolver
+	return creds, nil
+}
 
 // Shutdown stops the server; it is safe to call more than once.
 func (s *Server) Shutdown() {
