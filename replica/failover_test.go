@@ -211,3 +211,34 @@ func (w tWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimSuffix(string(p), "\n"))
 	return len(p), nil
 }
+
+// TestSlowReader blocks Read's callback for longer than two of the
+// consumer's heartbeats, which the client may take for a lost consumer
+// and replace: the records still come once each, in order.
+func TestSlowReader(t *testing.T) {
+	s := natstest.RunServer(t, nil)
+	l := openLog(t, []string{s.ClientURL()}, Options{Stream: "SLOW", Replicas: 1, Logger: testLogger(t)})
+	ctx := context.Background()
+	for i := range 600 { // more than one pull batch
+		if _, err := l.Append(ctx, fmt.Appendf(nil, "r%d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var got []entry
+	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	err := l.Read(rctx, 0, func(pos uint64, rec []byte) error {
+		got = append(got, entry{pos, string(rec)})
+		if pos == 2 {
+			time.Sleep(2*readHeartbeat + 500*time.Millisecond)
+		}
+		if len(got) == 600 {
+			return errEnough
+		}
+		return nil
+	})
+	if !errors.Is(err, errEnough) {
+		t.Fatalf("Read: %v after %d records", err, len(got))
+	}
+	checkContiguous(t, 0, got)
+}
