@@ -31,7 +31,7 @@ func BenchmarkAppend(b *testing.B) {
 			urls := benchServers(b, servers)
 			for i, size := range []int{100, 64 << 10} {
 				b.Run(fmt.Sprintf("record=%dB/writers=16", size), func(b *testing.B) {
-					l := openLog(b, urls, Options{Stream: fmt.Sprintf("APPEND%d_%d", i, b.N), Replicas: servers})
+					l := openLog(b, urls, Options{Stream: fmt.Sprintf("APPEND%d_%d", i, b.N), Replicas: servers, Logger: testLogger(b)})
 					rec := make([]byte, size)
 					ctx := context.Background()
 					b.SetParallelism(16 / max(1, runtimeProcs()))
@@ -89,7 +89,7 @@ func BenchmarkTailLag(b *testing.B) {
 			run := 0
 			b.Run("writers=16/record=1KiB", func(b *testing.B) {
 				run++
-				o := Options{Stream: fmt.Sprintf("LAG%d", run), Replicas: servers}
+				o := Options{Stream: fmt.Sprintf("LAG%d", run), Replicas: servers, Logger: testLogger(b)}
 				w := openLog(b, urls[:1], o)
 				r := openLog(b, urls[len(urls)-1:], o)
 				lags := make([]time.Duration, 0, b.N)
