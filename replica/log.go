@@ -187,7 +187,9 @@ func (l *Log) check(c jetstream.StreamConfig) error {
 
 // Last returns the stream's last sequence, 0 when it is empty. The
 // stream leader answers, so Last covers every record acknowledged before
-// the call.
+// the call. Last does not retry: while the stream has no leader (a few
+// seconds after its leader's server died) it returns an error wrapping
+// sharedlog.ErrUnavailable.
 func (l *Log) Last(ctx context.Context) (uint64, error) {
 	ctx, done, err := l.enter(ctx)
 	if err != nil {
