@@ -17,7 +17,7 @@ func ExampleOpen() {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	l, err := replica.Open(ctx, replica.Options{
-		URLs:      []string{"nats://10.0.0.1:4222", "nats://10.0.0.2:4222", "nats://10.0.0.3:4222"},
+		URLs:      []string{"nats://nats-a.example:4222", "nats://nats-b.example:4222", "nats://nats-c.example:4222"},
 		CredsFile: "/etc/meterd/nats.creds",
 	})
 	if err != nil {
