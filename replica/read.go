@@ -19,9 +19,8 @@ const (
 )
 
 // Read calls fn with every record after position after, in stream order,
-// then waits for new records, until ctx ends (Read returns an error
-// wrapping ctx.Err()), fn returns an error (Read returns it) or the Log
-// is closed (ErrClosed).
+// then waits for new records, until ctx ends (Read returns ctx.Err()), fn
+// returns an error (Read returns it) or the Log is closed (ErrClosed).
 //
 // Read uses an ordered consumer starting at after+1, which the client
 // recreates after a lost connection, a missed heartbeat or a consumer
@@ -56,7 +55,7 @@ func (l *Log) Read(ctx context.Context, after uint64, fn func(pos uint64, rec []
 		case l.ctx.Err() != nil:
 			return ErrClosed
 		case ctx.Err() != nil:
-			return fmt.Errorf("replica: read: %w", ctx.Err())
+			return ctx.Err()
 		}
 		if next > n {
 			wait = 50 * time.Millisecond // it made progress: retry soon
