@@ -232,12 +232,12 @@ type Cluster struct {
 // test ends.
 func StartCluster(t testing.TB) *Cluster {
 	t.Helper()
-	c := newCluster(t)
-	for i := range Size {
-		c.nodes[i] = &procNode{c: c, i: i}
-	}
-	c.startAll()
-	return c
+	return startCluster(t, func(c *Cluster) error {
+		for i := range Size {
+			c.nodes[i] = &procNode{c: c, i: i}
+		}
+		return nil
+	})
 }
 
 // StartProcessCluster starts three nats-server processes, built from the
@@ -250,16 +250,38 @@ func StartProcessCluster(t testing.TB) *Cluster {
 	if err != nil {
 		t.Fatalf("natstest: build nats-server: %v", err)
 	}
-	c := newCluster(t)
-	for i := range Size {
-		n := &execNode{c: c, i: i, bin: bin, conf: filepath.Join(c.dirs[i], "server.conf"), logf: filepath.Join(c.dirs[i], "server.log")}
-		if err := os.WriteFile(n.conf, []byte(c.config(i)), 0o644); err != nil {
-			t.Fatal(err)
+	return startCluster(t, func(c *Cluster) error {
+		for i := range Size {
+			n := &execNode{c: c, i: i, bin: bin, conf: filepath.Join(c.dirs[i], "server.conf"), logf: filepath.Join(c.dirs[i], "server.log")}
+			if err := os.WriteFile(n.conf, []byte(c.config(i)), 0o644); err != nil {
+				return err
+			}
+			c.nodes[i] = n
 		}
-		c.nodes[i] = n
+		return nil
+	})
+}
+
+// startCluster starts a cluster of the nodes that nodes makes. The ports
+// were free a moment before the servers bind them; when one was taken
+// meanwhile, it tries again on other ports.
+func startCluster(t testing.TB, nodes func(*Cluster) error) *Cluster {
+	t.Helper()
+	var err error
+	for range 3 {
+		c := newCluster(t)
+		if err = nodes(c); err != nil {
+			t.Fatalf("natstest: %v", err)
+		}
+		if err = c.startAll(); err == nil {
+			t.Cleanup(c.killAll)
+			return c
+		}
+		c.killAll()
+		t.Logf("natstest: the cluster did not start (%v); trying other ports", err)
 	}
-	c.startAll()
-	return c
+	t.Fatalf("natstest: %v", err)
+	return nil
 }
 
 func newCluster(t testing.TB) *Cluster {
@@ -276,26 +298,20 @@ func newCluster(t testing.TB) *Cluster {
 	return c
 }
 
-func (c *Cluster) startAll() {
-	c.t.Helper()
-	c.t.Cleanup(func() {
-		for i := range Size {
-			c.Kill(i)
-		}
-	})
-	// Start the nodes at once: each waits for its routes, and a node
-	// started alone could not elect a meta leader.
-	errs := make(chan error, Size)
+// startAll starts the nodes one after the other (a server is ready before
+// its routes connect) and waits for a meta leader.
+func (c *Cluster) startAll() error {
 	for i := range Size {
-		go func() { errs <- c.startNode(i) }()
-	}
-	for range Size {
-		if err := <-errs; err != nil {
-			c.t.Fatalf("natstest: %v", err)
+		if err := c.startNode(i); err != nil {
+			return err
 		}
 	}
-	if err := c.WaitMetaLeader(30 * time.Second); err != nil {
-		c.t.Fatalf("natstest: %v", err)
+	return c.WaitMetaLeader(30 * time.Second)
+}
+
+func (c *Cluster) killAll() {
+	for i := range Size {
+		c.Kill(i)
 	}
 }
 
