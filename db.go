@@ -37,6 +37,7 @@ func Open(path string, opts *Options) (*DB, error) {
 	e, err := pipeline.Open(pipeline.Config{
 		Path: path, Shards: o.Shards, DedupeWindow: o.DedupeWindow, CancelWindow: CancelWindow,
 		CheckpointInterval: o.CheckpointInterval, Now: o.Now, Logger: o.Logger,
+		Shared: o.Log, SnapshotInterval: o.SnapshotInterval,
 		Store: store.Options{
 			Durability: o.Durability.storeDurability(), MaxBatchSize: o.MaxBatchSize, MaxBatchDelay: o.MaxBatchDelay,
 			FlushInterval: o.FlushInterval, LockTimeout: o.LockTimeout, NoFsync: o.NoFsync, Logger: o.Logger,
@@ -47,6 +48,42 @@ func Open(path string, opts *Options) (*DB, error) {
 		return nil, err
 	}
 	return &DB{opts: o, e: e}, nil
+}
+
+// consistent returns ctx's error, and with Options.ConsistentReads waits
+// until the replica applied the shared log's newest record.
+func (db *DB) consistent(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if db.opts.ConsistentReads {
+		return db.e.WaitApplied(ctx)
+	}
+	return nil
+}
+
+// WaitApplied returns once this replica applied every record the shared
+// log (Options.Log) held when it was called: a read after it sees every
+// write any replica acknowledged before the call. It is what
+// Options.ConsistentReads does before each read; without Options.Log it
+// returns at once. Errors wrap ErrUnavailable when the log cannot be
+// reached.
+func (db *DB) WaitApplied(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return db.e.WaitApplied(ctx)
+}
+
+// Snapshot writes a snapshot of this replica's local state to the shared
+// log (Options.Log) now, as replicas do every Options.SnapshotInterval,
+// and returns the log position it covers. A replica in memory has no file
+// to copy: it returns ErrInMemory.
+func (db *DB) Snapshot(ctx context.Context) (uint64, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	return db.e.Snapshot(ctx)
 }
 
 // Close waits for operations in flight, makes everything accepted durable
@@ -67,13 +104,13 @@ func (db *DB) CreateMeter(ctx context.Context, p meter.Params) (meter.Meter, err
 	if err := ctx.Err(); err != nil {
 		return meter.Meter{}, err
 	}
-	return db.e.CreateMeter(p)
+	return db.e.CreateMeter(ctx, p)
 }
 
 // Meter returns the meter with the given id; the error unwraps to
 // meter.ErrNotFound when there is none.
 func (db *DB) Meter(ctx context.Context, id string) (meter.Meter, error) {
-	if err := ctx.Err(); err != nil {
+	if err := db.consistent(ctx); err != nil {
 		return meter.Meter{}, err
 	}
 	reg, _, err := db.e.Enter()
@@ -87,7 +124,7 @@ func (db *DB) Meter(ctx context.Context, id string) (meter.Meter, error) {
 // MeterByEventName returns the meter that events named name go to; the
 // error unwraps to meter.ErrNotFound when there is none.
 func (db *DB) MeterByEventName(ctx context.Context, name string) (meter.Meter, error) {
-	if err := ctx.Err(); err != nil {
+	if err := db.consistent(ctx); err != nil {
 		return meter.Meter{}, err
 	}
 	reg, _, err := db.e.Enter()
@@ -108,7 +145,7 @@ func (db *DB) UpdateMeter(ctx context.Context, id, displayName string) (meter.Me
 	if err := ctx.Err(); err != nil {
 		return meter.Meter{}, err
 	}
-	return db.e.SetDisplayName(id, displayName)
+	return db.e.SetDisplayName(ctx, id, displayName)
 }
 
 // DeactivateMeter stops a meter from accepting events; its data stays
@@ -117,7 +154,7 @@ func (db *DB) DeactivateMeter(ctx context.Context, id string) (meter.Meter, erro
 	if err := ctx.Err(); err != nil {
 		return meter.Meter{}, err
 	}
-	return db.e.SetStatus(id, meter.Inactive)
+	return db.e.SetStatus(ctx, id, meter.Inactive)
 }
 
 // ReactivateMeter lets an inactive meter accept events again and clears
@@ -126,12 +163,12 @@ func (db *DB) ReactivateMeter(ctx context.Context, id string) (meter.Meter, erro
 	if err := ctx.Err(); err != nil {
 		return meter.Meter{}, err
 	}
-	return db.e.SetStatus(id, meter.Active)
+	return db.e.SetStatus(ctx, id, meter.Active)
 }
 
 // ListMeters returns a page of meters, newest first; see meter.ListParams.
 func (db *DB) ListMeters(ctx context.Context, p meter.ListParams) (page []meter.Meter, hasMore bool, err error) {
-	if err := ctx.Err(); err != nil {
+	if err := db.consistent(ctx); err != nil {
 		return nil, false, err
 	}
 	reg, _, err := db.e.Enter()
