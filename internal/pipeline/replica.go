@@ -34,7 +34,6 @@ package pipeline
 //     writers hold none while they wait for it.
 
 import (
-
 	"context"
 	"crypto/rand"
 	"encoding/binary"
@@ -69,10 +68,10 @@ type replicator struct {
 	origin uint64        // this process's records carry it
 	nonce  atomic.Uint64 // the last nonce given to a record
 
-	mu      sync.Mutex // guards the fields below
-	waiters map[uint64]chan outcome
-	notify  chan struct{} // closed when applied advances; nil while nobody waits
-	applyErr error        // why the applier is stuck, nil while it is not
+	mu       sync.Mutex // guards the fields below
+	waiters  map[uint64]chan outcome
+	notify   chan struct{} // closed when applied advances; nil while nobody waits
+	applyErr error         // why the applier is stuck, nil while it is not
 
 	applied atomic.Uint64 // position applied by the current state
 	stamp   atomic.Int64  // writer stamp of the record at applied
@@ -740,5 +739,3 @@ func (e *Engine) replicaStats() *ReplicaStats {
 	s.Last, s.LastErr = r.log.Last(ctx)
 	return s
 }
-
-
