@@ -51,7 +51,9 @@ func Open(path string, opts *Options) (*DB, error) {
 }
 
 // consistent returns ctx's error, and with Options.ConsistentReads waits
-// until the replica applied the shared log's newest record.
+// until the replica applied the shared log's newest record: reads then see
+// every write acknowledged anywhere before them, and writes validate
+// against every meter created anywhere before them.
 func (db *DB) consistent(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -101,7 +103,7 @@ func (db *DB) Now() time.Time { return db.e.Now() }
 // CreateMeter creates a meter. Its event name must not be used by any
 // other meter, active or not.
 func (db *DB) CreateMeter(ctx context.Context, p meter.Params) (meter.Meter, error) {
-	if err := ctx.Err(); err != nil {
+	if err := db.consistent(ctx); err != nil {
 		return meter.Meter{}, err
 	}
 	return db.e.CreateMeter(ctx, p)
@@ -211,6 +213,9 @@ func (db *DB) Record(ctx context.Context, ev event.Event) (event.Event, error) {
 // sequence, log (group commit bounded by Options.MaxBatchSize and
 // MaxBatchDelay), apply, acknowledge.
 func (db *DB) RecordBatch(ctx context.Context, evs []event.Event) ([]error, error) {
+	if err := db.consistent(ctx); err != nil {
+		return nil, err
+	}
 	return db.e.Record(ctx, &pipeline.Batch{Events: evs})
 }
 
@@ -219,6 +224,9 @@ func (db *DB) RecordBatch(ctx context.Context, evs []event.Event) ([]error, erro
 // count meter ignores Value. It fills in the Identifier and Timestamp of
 // accepted entries of us that lacked them.
 func (db *DB) RecordUsage(ctx context.Context, us []event.Usage) ([]error, error) {
+	if err := db.consistent(ctx); err != nil {
+		return nil, err
+	}
 	return db.e.Record(ctx, &pipeline.Batch{Usages: us})
 }
 
@@ -229,5 +237,8 @@ func (db *DB) RecordUsage(ctx context.Context, us []event.Usage) ([]error, error
 // event.ErrAlreadyCancelled (or ErrClosed, or a write error wrapping
 // ErrUnavailable).
 func (db *DB) Cancel(ctx context.Context, eventName, identifier string) error {
+	if err := db.consistent(ctx); err != nil {
+		return err
+	}
 	return db.e.Cancel(ctx, eventName, identifier)
 }

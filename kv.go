@@ -31,6 +31,9 @@ const (
 // The values kv returns are not copied: the caller must not modify them
 // afterwards.
 func (db *DB) RecordBatchKV(ctx context.Context, evs []event.Event, kv func(errs []error) []KVWrite) ([]error, error) {
+	if err := db.consistent(ctx); err != nil {
+		return nil, err
+	}
 	return db.e.Record(ctx, &pipeline.Batch{Events: evs, KV: func(errs []error) ([]store.KVWrite, error) {
 		return storeWrites(ctx, kv(errs))
 	}})

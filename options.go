@@ -95,7 +95,9 @@ type Options struct {
 	// newest record as of the read's start, so that it sees every write
 	// acknowledged by any replica before it. Without it a replica sees its
 	// own acknowledged writes and lags the others by what it has not
-	// applied yet (Stats.ReplicaLag). Ignored without Log.
+	// applied yet (Stats.Replica). Writes wait too before they validate,
+	// so that a meter created on any replica before a write is known to
+	// it. Ignored without Log.
 	ConsistentReads bool
 	// SnapshotInterval is, for a file-backed replica, how often (with
 	// jitter) it checks whether the Log's newest snapshot is older than

@@ -122,6 +122,10 @@ func Open(cfg Config) (*Engine, error) {
 			return nil, err
 		}
 	}
+	// A replica's applier may start a rebuild at once (the log was
+	// truncated): it waits for the lifecycle lock until e.st is set.
+	e.life.Lock()
+	defer e.life.Unlock()
 	st, err := e.openState()
 	if err != nil {
 		return nil, err
