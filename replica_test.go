@@ -305,8 +305,9 @@ func TestReplicaRestart(t *testing.T) {
 		t.Fatalf("reopened replica: count %d value %s, want 14 and 59", n, v)
 	}
 	// It applied only what its file did not cover.
-	if st := b.Stats(); st.EventsAccepted != 5 || st.EventsCancelled != 1 {
-		t.Fatalf("reopened replica applied %d events and %d cancels, want 5 and 1", st.EventsAccepted, st.EventsCancelled)
+	if st := b.Stats(); st.EventsAccepted != 5 || st.EventsCancelled != 1 || st.EventsDuplicate != 0 {
+		t.Fatalf("reopened replica applied %d events, %d cancels and %d duplicates, want 5, 1 and 0",
+			st.EventsAccepted, st.EventsCancelled, st.EventsDuplicate)
 	}
 	if _, err := b.Record(bg, usage("calls", "cus", "b4", 1)); !errors.Is(err, event.ErrDuplicate) {
 		t.Fatalf("an identifier recorded while the replica was closed: %v, want a duplicate", err)
