@@ -70,8 +70,8 @@ type client struct {
 	closed    chan struct{}
 }
 
-// check returns ErrClosed after Close and ErrUnavailable while s is down;
-// s.mu is held.
+// checkLocked returns ErrClosed after Close and ErrUnavailable while s
+// is down; s.mu is held.
 func (c *client) checkLocked() error {
 	select {
 	case <-c.closed:
@@ -178,30 +178,33 @@ func (c *client) PutSnapshot(ctx context.Context, pos uint64, r io.Reader) error
 }
 
 func (c *client) Snapshot(ctx context.Context) (sharedlog.SnapshotInfo, io.ReadCloser, error) {
-	info, err := c.SnapshotInfo(ctx)
+	info, data, err := c.snapshot(ctx)
 	if err != nil {
 		return info, nil, err
 	}
-	c.s.mu.Lock()
-	data := c.s.snap
-	c.s.mu.Unlock()
 	return info, io.NopCloser(bytes.NewReader(data)), nil
 }
 
 func (c *client) SnapshotInfo(ctx context.Context) (sharedlog.SnapshotInfo, error) {
+	info, _, err := c.snapshot(ctx)
+	return info, err
+}
+
+// snapshot returns the newest snapshot and its description, which match.
+func (c *client) snapshot(ctx context.Context) (sharedlog.SnapshotInfo, []byte, error) {
 	if err := ctx.Err(); err != nil {
-		return sharedlog.SnapshotInfo{}, err
+		return sharedlog.SnapshotInfo{}, nil, err
 	}
 	s := c.s
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err := c.checkLocked(); err != nil {
-		return sharedlog.SnapshotInfo{}, err
+		return sharedlog.SnapshotInfo{}, nil, err
 	}
 	if s.snap == nil {
-		return sharedlog.SnapshotInfo{}, fmt.Errorf("sharedlogtest: %w", sharedlog.ErrNoSnapshot)
+		return sharedlog.SnapshotInfo{}, nil, fmt.Errorf("sharedlogtest: %w", sharedlog.ErrNoSnapshot)
 	}
-	return s.info, nil
+	return s.info, s.snap, nil
 }
 
 func (c *client) Close() error {
