@@ -430,3 +430,34 @@ func TestReplicaClocks(t *testing.T) {
 		}
 	}
 }
+
+// TestReplicaRecordBatchKV records events with key-value records on one
+// replica: the records reach the others, and are written only when an
+// event was accepted.
+func TestReplicaRecordBatchKV(t *testing.T) {
+	rs := newReplicaSet(t)
+	a, b := rs.open("a.db", false), rs.open("", false)
+	replMeter(t, a, "calls", meter.Sum)
+	exp := rs.clock.Now().Add(time.Hour)
+	kv := func(key string) func([]error) []meterdb.KVWrite {
+		return func(errs []error) []meterdb.KVWrite {
+			return []meterdb.KVWrite{{Namespace: "idem", Key: key, Value: []byte(fmt.Sprint(errs[0] == nil)), Expires: exp}}
+		}
+	}
+	if errs, err := a.RecordBatchKV(bg, []event.Event{usage("calls", "c", "e1", 1)}, kv("k1")); err != nil || errs[0] != nil {
+		t.Fatalf("RecordBatchKV: %v %v", errs, err)
+	}
+	// All duplicates: kv is not called, nothing is written.
+	if errs, err := b.RecordBatchKV(bg, []event.Event{usage("calls", "c", "e1", 1)}, kv("k2")); err != nil || !errors.Is(errs[0], event.ErrDuplicate) {
+		t.Fatalf("RecordBatchKV of a duplicate: %v %v", errs, err)
+	}
+	waitApplied(t, a, b)
+	for name, db := range map[string]*meterdb.DB{"A": a, "B": b} {
+		if v, ok, err := db.GetKV(bg, "idem", "k1"); err != nil || !ok || string(v) != "true" {
+			t.Errorf("replica %s: k1 = %q %v %v", name, v, ok, err)
+		}
+		if _, ok, err := db.GetKV(bg, "idem", "k2"); err != nil || ok {
+			t.Errorf("replica %s: k2 stored for a batch of duplicates (%v)", name, err)
+		}
+	}
+}
