@@ -77,6 +77,10 @@ func (db *DB) WaitApplied(ctx context.Context) error {
 	return db.e.WaitApplied(ctx)
 }
 
+// Replicated reports whether db is a replica of a shared log
+// (Options.Log).
+func (db *DB) Replicated() bool { return db.opts.Log != nil }
+
 // Snapshot writes a snapshot of this replica's local state to the shared
 // log (Options.Log) now, as replicas do every Options.SnapshotInterval,
 // and returns the log position it covers. A replica in memory has no file
