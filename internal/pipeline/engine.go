@@ -319,7 +319,10 @@ func (e *Engine) rebuild(bootstrap bool) {
 			var err error
 			if bootstrap {
 				var found bool
-				if found, err = e.fetchSnapshot(context.Background()); err == nil && !found {
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+				found, err = e.fetchSnapshot(ctx)
+				cancel()
+				if err == nil && !found {
 					err = fmt.Errorf("the shared log was truncated and holds no snapshot: %w", sharedlog.ErrNoSnapshot)
 				}
 			}
@@ -329,14 +332,26 @@ func (e *Engine) rebuild(bootstrap bool) {
 			}
 			if err == nil {
 				e.st = st
-				e.reopens.Add(1)
+				if bootstrap {
+					e.repl.loseWaiters()
+				} else {
+					e.reopens.Add(1)
+				}
 				e.life.Unlock()
-				e.cfg.Logger.Info("meterdb reopened its file after a write failure")
+				if bootstrap {
+					e.cfg.Logger.Info("meterdb replica restarted from the shared log's snapshot")
+				} else {
+					e.cfg.Logger.Info("meterdb reopened its file after a write failure")
+				}
 				return
 			}
-			old.down = fmt.Errorf("%w: reopening after a write failure: %w", store.ErrUnavailable, err)
+			why := "reopening after a write failure"
+			if bootstrap {
+				why = "restarting the replica from a snapshot"
+			}
+			old.down = fmt.Errorf("%w: %s: %w", store.ErrUnavailable, why, err)
 			e.life.Unlock()
-			e.cfg.Logger.Error("meterdb reopen failed; writes are refused until it succeeds", "err", err)
+			e.cfg.Logger.Error("meterdb "+why+" failed; writes are refused until it succeeds", "err", err)
 			time.Sleep(wait)
 		}
 	}()

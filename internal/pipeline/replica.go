@@ -87,6 +87,10 @@ type outcome struct {
 	m     meter.Meter // meter changes
 	value []byte      // claim: the value that holds the key
 	won   bool        // claim: the claim's own value
+	// lost is set instead of an outcome when the replica replaced its
+	// state with a snapshot while the writer waited: the snapshot may
+	// cover the record, whose outcome is then unknown.
+	lost error
 }
 
 func newReplicator(l sharedlog.Log) *replicator {
@@ -131,7 +135,7 @@ func (e *Engine) do(ctx context.Context, rec *record.Record) (outcome, error) {
 	}
 	select {
 	case o := <-ch:
-		return o, nil
+		return o, o.lost
 	case <-ctx.Done():
 		return outcome{}, fmt.Errorf("meterdb: stopped waiting for the shared log's apply (the write may still be recorded): %w", ctx.Err())
 	case <-r.closed:
@@ -149,6 +153,20 @@ func (r *replicator) deliver(nonce uint64, o outcome) {
 		select {
 		case ch <- o:
 		default: // delivered before, by an apply a restart repeats
+		}
+	}
+}
+
+// loseWaiters answers every waiting writer with an unknown outcome: the
+// replica bootstrapped from a snapshot, which may cover their records.
+func (r *replicator) loseWaiters() {
+	err := fmt.Errorf("meterdb: the replica restarted from a snapshot while the write waited; it may be recorded (retry it with the same identifiers): %w", store.ErrUnavailable)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, ch := range r.waiters {
+		select {
+		case ch <- outcome{lost: err}:
+		default:
 		}
 	}
 }
