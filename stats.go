@@ -207,6 +207,9 @@ func (db *DB) Stats() Stats {
 		Durability:  db.opts.Durability, InMemory: es.InMemory,
 		WriteFailed: es.WriteFailed,
 	}
+	if db.opts.Log != nil {
+		s.Durability = DurabilityBuffered // a replica's file: the log is the truth
+	}
 	if r := es.Replica; r != nil {
 		s.Replica = &ReplicaStats{Applied: r.Applied, Last: r.Last, Lag: int64(r.Last) - int64(r.Applied), Err: r.ApplyErr}
 		if r.LastErr != nil {
