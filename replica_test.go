@@ -118,11 +118,14 @@ func TestReplicasAgree(t *testing.T) {
 		t.Fatalf("Cancel of an unknown identifier: %v, want not found", err)
 	}
 
-	// Events from all three.
+	// Events from all three; B, with consistent reads, sees each at once.
 	for i, db := range []*meterdb.DB{a, b, c} {
 		evs := []event.Event{usage("calls", "cus_1", fmt.Sprint("x", i), int64(10+i)), usage("calls", "cus_2", fmt.Sprint("y", i), 1)}
 		if errs, err := db.RecordBatch(bg, evs); err != nil || errs[0] != nil || errs[1] != nil {
 			t.Fatalf("RecordBatch on replica %d: %v %v", i, errs, err)
+		}
+		if n, _ := replTotal(t, b, m, "cus_2"); n != int64(i+1) {
+			t.Fatalf("B's read right after replica %d's write: %d events, want %d", i, n, i+1)
 		}
 	}
 	waitApplied(t, a, b, c)
