@@ -464,3 +464,47 @@ func TestReplicaRecordBatchKV(t *testing.T) {
 		}
 	}
 }
+
+// TestClaimKVLocal checks ClaimKV on a database of one process: the first
+// claim holds the key until it expires, concurrent claims included.
+func TestClaimKVLocal(t *testing.T) {
+	clock := newTestClock(time.Date(2026, 12, 7, 10, 0, 0, 0, time.UTC))
+	db, err := meterdb.Open(filepath.Join(t.TempDir(), "db"), &meterdb.Options{Now: clock.Now, NoFsync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	exp := clock.Now().Add(time.Minute)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	winners := 0
+	start := make(chan struct{})
+	for i := range 32 {
+		wg.Go(func() {
+			<-start
+			v := []byte(fmt.Sprint(i))
+			cur, won, err := db.ClaimKV(bg, "idem", "k", v, exp)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if won {
+				winners++
+				if string(cur) != string(v) {
+					t.Errorf("winner got %q, want its own %q", cur, v)
+				}
+			}
+		})
+	}
+	close(start)
+	wg.Wait()
+	if winners != 1 {
+		t.Fatalf("%d claims won, want 1", winners)
+	}
+	clock.Add(time.Minute)
+	if cur, won, err := db.ClaimKV(bg, "idem", "k", []byte("late"), exp.Add(time.Minute)); err != nil || !won || string(cur) != "late" {
+		t.Fatalf("claim after expiry: %q %v %v", cur, won, err)
+	}
+}
