@@ -99,8 +99,12 @@
 // as of its start, and DB.WaitApplied does so once. A log that cannot be
 // reached makes writes fail with an error wrapping ErrUnavailable (the
 // write may still be in the log: retry it with the same identifiers),
-// while reads keep working from memory. Writes that wait for their apply
-// when Close starts return ErrClosed.
+// while reads keep working from memory. A write waits for its own
+// replica's apply until its context ends (a replica that cannot apply
+// reports why in Stats.Replica.Err and Ready); writes that wait when
+// Close starts return ErrClosed. A replica counts in Stats the events,
+// duplicates and cancellations it applied, every writer's, and the
+// rejections of its own writers only.
 //
 // A replica with a path keeps its state in that file, written with
 // buffered durability (the log is the truth), together with the log

@@ -508,3 +508,40 @@ func TestClaimKVLocal(t *testing.T) {
 		t.Fatalf("claim after expiry: %q %v %v", cur, won, err)
 	}
 }
+
+// TestReplicaSnapshotLoop lets file-backed replicas write snapshots on
+// their own, every SnapshotInterval, when the newest one is older than the
+// interval.
+func TestReplicaSnapshotLoop(t *testing.T) {
+	shared := sharedlogtest.New()
+	dir := t.TempDir()
+	var dbs []*meterdb.DB
+	for i := range 2 {
+		db, err := meterdb.Open(filepath.Join(dir, fmt.Sprint(i)), &meterdb.Options{Log: shared.Client(), NoFsync: true,
+			SnapshotInterval: 20 * time.Millisecond, FlushInterval: time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer db.Close()
+		dbs = append(dbs, db)
+	}
+	replMeter(t, dbs[0], "calls", meter.Count)
+	waitApplied(t, dbs[1])
+	for i := range 3 {
+		if _, err := dbs[1].Record(bg, usage("calls", "c", fmt.Sprint(i), 1)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	last := shared.Last()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		info, err := shared.Client().SnapshotInfo(bg)
+		if err == nil && info.Pos == last {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no snapshot at position %d after 10 s: %+v %v", last, info, err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
