@@ -26,7 +26,9 @@ const (
 // accepted ones, whose Identifier and Timestamp are filled in), and only
 // when at least one event was accepted; it must not call the DB. A record
 // that breaks the limits of PutKV fails the batch, and nothing is
-// recorded.
+// recorded. With Options.Log the records are a second change of the
+// shared log, appended once the events' apply decided errs: the events are
+// then recorded even when kv's records fail.
 //
 // The values kv returns are not copied: the caller must not modify them
 // afterwards.

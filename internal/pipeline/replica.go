@@ -500,6 +500,9 @@ func (e *Engine) recordShared(ctx context.Context, st *state, b *Batch, now time
 			accepted = true
 			b.fill(c.i, sc.ids[k], c.v.Timestamp)
 		}
+		// The key-value records answer the apply's outcome, so they are
+		// a second record: unlike Record's local path, a failure here
+		// comes after the events were recorded.
 		if accepted && b.KV != nil {
 			kvs, err := b.KV(errs)
 			if err != nil {
