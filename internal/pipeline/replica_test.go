@@ -81,7 +81,7 @@ func TestApplyForeignRecords(t *testing.T) {
 	if err := e.Ready(); !errors.Is(err, store.ErrUnavailable) || !errors.Is(err, record.ErrCorrupt) {
 		t.Fatalf("Ready: %v, want ErrUnavailable and record.ErrCorrupt", err)
 	}
-	if s := e.Stats(); s.Replica.Applied != 3 || s.Replica.ApplyErr == nil {
+	if s := e.Stats(); s.Replica.Applied != 3 || s.Replica.Last != 4 || s.Replica.ApplyErr == nil {
 		t.Fatalf("after the damaged record: %+v", s.Replica)
 	}
 	if _, ok, _ := e.GetKV("n", "k"); ok {
