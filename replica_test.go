@@ -545,3 +545,19 @@ func TestReplicaSnapshotLoop(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// TestReplicaRefusesLocalFile opens a database of one process as a
+// replica: it would count the file's events as well as the log's.
+func TestReplicaRefusesLocalFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "local.db")
+	db, err := meterdb.Open(path, &meterdb.Options{NoFsync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	replMeter(t, db, "calls", meter.Count)
+	db.Close()
+	if db, err := meterdb.Open(path, &meterdb.Options{Log: sharedlogtest.New().Client(), NoFsync: true}); err == nil {
+		db.Close()
+		t.Fatal("a database of one process opened as a replica")
+	}
+}

@@ -177,6 +177,12 @@ func (e *Engine) openState() (*state, error) {
 		sdb.Close()
 		return nil, fmt.Errorf("meterdb: loading %s: %w", e.path, err)
 	}
+	if e.repl != nil && pos == 0 && (st.reg.Len() > 0 || sdb.LastLoc() > 0) {
+		// Applying the shared log onto a database of its own would count
+		// everything the file holds as well.
+		sdb.Close()
+		return nil, fmt.Errorf("meterdb: %s holds a database that is not a replica of a shared log", e.path)
+	}
 	st.file = &fileLog{DB: sdb}
 	st.log = st.file
 	if e.cfg.Store.ReadOnly {
