@@ -13,7 +13,9 @@ import (
 // load fills st from the store: meters, the checkpointed aggregates, then
 // the log after the checkpoint; and rebuilds the dedupe index and the
 // cancellation set from the log records of the retention window.
-func (e *Engine) load(st *state, sdb *store.DB) (err error) {
+// now (unix seconds) places the retention window: the clock, or a
+// replica's apply time.
+func (e *Engine) load(st *state, sdb *store.DB, now int64) (err error) {
 	start := time.Now()
 	ms, err := sdb.Meters()
 	if err != nil {
@@ -46,7 +48,7 @@ func (e *Engine) load(st *state, sdb *store.DB) (err error) {
 		return err
 	}
 	lastSeq := ckMark.LastSeq
-	cutoff := e.cfg.Now().Unix() - e.retention() - 60
+	cutoff := now - e.retention() - 60
 	replayed, indexed := 0, 0
 	loader := st.idx.Loader()
 	lastMark := func(received int64, loc uint64) {
