@@ -45,10 +45,9 @@ func TestImportRules(t *testing.T) {
 		"stripeapi/internal/jsonw": {"event", "stripeapi/internal/wire"},
 		"metrics":                  {"", "stripeapi"},
 		"dashboard":                {"", "meter", "stripeapi"},
-		// The shared log's interface imports nothing; its JetStream
-		// implementation only the interface; neither is imported by the
-		// library (nats.go is banned below).
-		"sharedlog":         {},
+		// The JetStream implementation of the shared log imports only its
+		// interface, and nothing of the library imports it (nats.go is
+		// banned below).
 		"replica":           {"sharedlog"},
 		"internal/natstest": {}, // for tests only
 	}
