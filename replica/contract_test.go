@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -246,8 +247,6 @@ func testContract(t *testing.T, urls []string, replicas int) {
 			if err := l.PutSnapshot(ctx, s.pos, bytes.NewReader(s.data)); err != nil {
 				t.Fatal(err)
 			}
-			// Another replica of the bucket may show it a moment later.
-			waitSnapshot(t, l, s.pos)
 			info, r, err := l.Snapshot(ctx)
 			if err != nil {
 				t.Fatal(err)
@@ -265,6 +264,15 @@ func testContract(t *testing.T, urls []string, replicas int) {
 				t.Fatalf("SnapshotInfo: %+v, %v; want %+v", info2, err, want)
 			}
 		}
+		// The reader checks the digest.
+		_, rc, err := l.Snapshot(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rc.(*chunkReader).want = "SHA-256=not-this"
+		if _, err := io.ReadAll(rc); err == nil || !strings.Contains(err.Error(), "digest") {
+			t.Fatalf("reading a snapshot whose digest differs: %v", err)
+		}
 		// An older snapshot stored late does not replace the newest.
 		if err := l.PutSnapshot(ctx, 25, bytes.NewReader([]byte("late"))); err != nil {
 			t.Fatal(err)
@@ -272,21 +280,21 @@ func testContract(t *testing.T, urls []string, replicas int) {
 		if info, err := l.SnapshotInfo(ctx); err != nil || info.Pos != 30 {
 			t.Fatalf("after a late put: %+v, %v", info, err)
 		}
-		// The bucket keeps the newest two: 25 and 30.
-		obs, err := rawJS(t, urls).ObjectStore(ctx, "SNAP_SNAPSHOTS")
+		// The bucket keeps the newest two, 25 and 30, and no tombstone
+		// of the deleted ones.
+		snaps, err := l.snapshots(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}
-		objs, err := obs.List(ctx)
+		if len(snaps) != 2 || snaps[0].Pos != 25 || snaps[1].Pos != 30 {
+			t.Fatalf("bucket holds %+v", snaps)
+		}
+		si, err := l.objStream.Info(ctx, jetstream.WithSubjectFilter(l.metaSubjects))
 		if err != nil {
 			t.Fatal(err)
 		}
-		var names []string
-		for _, o := range objs {
-			names = append(names, o.Name)
-		}
-		if fmt.Sprint(names) != "[snapshot-00000000000000000025 snapshot-00000000000000000030]" && fmt.Sprint(names) != "[snapshot-00000000000000000030 snapshot-00000000000000000025]" {
-			t.Fatalf("bucket holds %v", names)
+		if len(si.State.Subjects) != 2 {
+			t.Fatalf("metadata subjects %v", si.State.Subjects)
 		}
 	})
 
@@ -339,22 +347,6 @@ func testContract(t *testing.T, urls []string, replicas int) {
 			t.Fatalf("Last: %d, %v", last, err)
 		}
 	})
-}
-
-// waitSnapshot waits until SnapshotInfo shows the snapshot at pos.
-func waitSnapshot(t *testing.T, l *Log, pos uint64) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		info, err := l.SnapshotInfo(context.Background())
-		if err == nil && info.Pos == pos {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("SnapshotInfo: %+v, %v; want the snapshot at %d", info, err, pos)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 func equalEntries(a, b []entry) bool {

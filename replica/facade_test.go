@@ -177,3 +177,84 @@ func BenchmarkThreeReplicas(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkBootstrap records events=N events (batches of 1,000, 100
+// customers) on one replica with a file, has it write a snapshot, and then
+// measures a fresh replica (a new file) opening on the log: it loads the
+// snapshot from the object store and applies the log after it.
+func BenchmarkBootstrap(b *testing.B) {
+	for _, n := range []int{1_000_000} {
+		b.Run(fmt.Sprintf("events=%d", n), func(b *testing.B) {
+			c := natstest.StartCluster(b)
+			ctx := context.Background()
+			dir := b.TempDir()
+			open := func(name string) *meterdb.DB {
+				l, err := replica.Open(ctx, replica.Options{URLs: c.ClientURLs(), Stream: "BOOT"})
+				if err != nil {
+					b.Fatal(err)
+				}
+				b.Cleanup(func() { l.Close() })
+				db, err := meterdb.Open(filepath.Join(dir, name), &meterdb.Options{Log: l, NoFsync: true})
+				if err != nil {
+					b.Fatal(err)
+				}
+				b.Cleanup(func() { db.Close() })
+				return db
+			}
+			src := open("source.db")
+			m, err := src.CreateMeter(ctx, meter.Params{DisplayName: "calls", EventName: "calls", Formula: meter.Sum})
+			if err != nil {
+				b.Fatal(err)
+			}
+			for k := 0; k < n; k += 1000 {
+				evs := make([]event.Event, 1000)
+				for j := range evs {
+					evs[j] = event.Event{Name: "calls", Identifier: fmt.Sprintf("e%d", k+j),
+						Payload: map[string]string{"stripe_customer_id": fmt.Sprintf("cus_%d", j%100), "value": "1"}}
+				}
+				if _, err := src.RecordBatch(ctx, evs); err != nil {
+					b.Fatal(err)
+				}
+			}
+			pos, err := src.Snapshot(ctx)
+			if err != nil {
+				b.Fatal(err)
+			}
+			l, err := replica.Open(ctx, replica.Options{URLs: c.ClientURLs(), Stream: "BOOT"})
+			if err != nil {
+				b.Fatal(err)
+			}
+			info, err := l.SnapshotInfo(ctx)
+			l.Close()
+			if err != nil || info.Pos != pos {
+				b.Fatalf("snapshot %+v, %v; want position %d", info, err, pos)
+			}
+			end := time.Now().Truncate(time.Hour).Add(2 * time.Hour)
+			b.ResetTimer()
+			for i := range b.N {
+				fresh := open(fmt.Sprintf("fresh%d.db", i))
+				if err := fresh.WaitApplied(ctx); err != nil {
+					b.Fatal(err)
+				}
+				b.StopTimer()
+				var total int64
+				for cus := range 100 {
+					got, err := fresh.Summaries(ctx, meterdb.SummaryParams{Meter: m.ID, Customer: fmt.Sprintf("cus_%d", cus), Start: end.Add(-48 * time.Hour), End: end})
+					if err != nil {
+						b.Fatal(err)
+					}
+					for _, s := range got {
+						total += s.Count
+					}
+				}
+				if total != int64(n) {
+					b.Fatalf("the fresh replica counts %d events, want %d", total, n)
+				}
+				fresh.Close()
+				b.StartTimer()
+			}
+			b.ReportMetric(float64(info.Size)/1e6, "snapshot-MB")
+			b.ReportMetric(b.Elapsed().Seconds()/float64(b.N), "s/bootstrap")
+		})
+	}
+}

@@ -33,6 +33,9 @@ type Log struct {
 	obs     jetstream.ObjectStore
 	log     *slog.Logger
 
+	objStream    jetstream.Stream // the bucket's stream
+	metaSubjects string           // its subjects of object metadata
+
 	idPrefix string        // unique to this Log: the message ids of its records
 	idSeq    atomic.Uint64 // the last message id's counter
 
@@ -164,6 +167,10 @@ func (l *Log) setup(ctx context.Context) error {
 		return l.errorf("snapshot bucket", ctx, err)
 	}
 	l.obs = obs
+	if l.objStream, err = l.js.Stream(ctx, "OBJ_"+l.bucket); err != nil {
+		return l.errorf("snapshot bucket stream", ctx, err)
+	}
+	l.metaSubjects = "$O." + l.bucket + ".M.>"
 	return nil
 }
 
