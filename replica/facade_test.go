@@ -183,7 +183,7 @@ func BenchmarkThreeReplicas(b *testing.B) {
 // measures a fresh replica (a new file) opening on the log: it loads the
 // snapshot from the object store and applies the log after it.
 func BenchmarkBootstrap(b *testing.B) {
-	for _, n := range []int{1_000_000} {
+	for _, n := range []int{1_000_000, 10_000_000} {
 		b.Run(fmt.Sprintf("events=%d", n), func(b *testing.B) {
 			c := natstest.StartCluster(b)
 			ctx := context.Background()
