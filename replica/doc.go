@@ -20,7 +20,10 @@
 // through an ordered consumer and checks every sequence (no repeat, no
 // hole); Last is the stream's last sequence from its leader. Snapshots
 // are objects of the bucket, named by the position they cover, with the
-// position and the time in their metadata; the newest wins.
+// position and the time in their metadata; the newest wins. They are
+// listed and read through the leader of the bucket's stream, so a
+// snapshot stored is seen at once by every process (the object store's
+// own listing and reader use a consumer on any replica, which may lag).
 //
 // # Ownership and concurrency
 //
