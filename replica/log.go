@@ -51,9 +51,11 @@ var _ sharedlog.Log = (*Log)(nil)
 
 // Open connects to the NATS servers in o.URLs, creates the stream and the
 // snapshot bucket if they are missing (or checks the stream that exists)
-// and returns the Log. It fails with an error wrapping
-// sharedlog.ErrUnavailable when no server answers, ErrOptions for invalid
-// Options and ErrStream for a stream it cannot use.
+// and returns the Log. While the stream or the bucket has no leader (an
+// election), it asks again until AppendTimeout has passed. It fails with
+// an error wrapping sharedlog.ErrUnavailable when no server answers,
+// ErrOptions for invalid Options and ErrStream for a stream it cannot
+// use.
 func Open(ctx context.Context, o Options) (*Log, error) {
 	o, err := o.withDefaults()
 	if err != nil {
@@ -107,9 +109,23 @@ func Open(ctx context.Context, o Options) (*Log, error) {
 		l.nc.Close()
 		return nil, fmt.Errorf("replica: %w", err)
 	}
-	if err := l.setup(ctx); err != nil {
-		l.nc.Close()
-		return nil, err
+	// The stream or the bucket may have no leader for a few seconds (its
+	// leader's server just died): ask again, as Append does.
+	deadline := time.Now().Add(o.AppendTimeout)
+	for {
+		err := l.setup(ctx)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, sharedlog.ErrUnavailable) || ctx.Err() != nil || time.Now().After(deadline) {
+			l.nc.Close()
+			return nil, err
+		}
+		l.log.Warn("replica: the stream cannot be reached yet; asking again", "err", err)
+		select {
+		case <-ctx.Done():
+		case <-time.After(250 * time.Millisecond):
+		}
 	}
 	l.ctx, l.cancel = context.WithCancel(context.Background())
 	return l, nil

@@ -151,9 +151,14 @@ func TestReplicaProcessesKill(t *testing.T) {
 	}
 
 	var acked atomic.Int64
-	stop := make(chan struct{})
+	stop := make(chan struct{})  // the clients stop after their current event
+	abort := make(chan struct{}) // the clients stop at once: the test failed
 	var clients []*killClient
 	var wg sync.WaitGroup
+	t.Cleanup(func() { // before the processes are killed
+		close(abort)
+		wg.Wait()
+	})
 	for r := range 3 {
 		for w := range perReplica {
 			kcl := &killClient{customer: fmt.Sprintf("cus_r%dw%d", r, w)}
@@ -164,6 +169,8 @@ func TestReplicaProcessesKill(t *testing.T) {
 				for n := 0; ; n++ {
 					select {
 					case <-stop:
+						return
+					case <-abort:
 						return
 					default:
 					}
@@ -195,6 +202,11 @@ func TestReplicaProcessesKill(t *testing.T) {
 						if kcl.failures <= 3 {
 							t.Logf("%s: %s at meterd %d: %s", kcl.customer, id, target, why)
 						}
+						select {
+						case <-abort:
+							return
+						default:
+						}
 						if time.Now().After(giveUp) {
 							kcl.unresolved = value
 							t.Errorf("%s: %s unresolved after 60 s of retries: %s", kcl.customer, id, why)
@@ -211,8 +223,6 @@ func TestReplicaProcessesKill(t *testing.T) {
 		t.Helper()
 		for deadline := time.Now().Add(60 * time.Second); acked.Load() < n; {
 			if time.Now().After(deadline) {
-				close(stop)
-				wg.Wait()
 				t.Fatalf("%d events acknowledged, waited for %d", acked.Load(), n)
 			}
 			time.Sleep(10 * time.Millisecond)
@@ -229,11 +239,10 @@ func TestReplicaProcessesKill(t *testing.T) {
 		kc.kill(victim)
 		c.Kill(leader)
 		t.Logf("round %d: SIGKILL to meterd %d and to nats-server %d (the stream leader) after %d events acknowledged", round, victim, leader, before)
-		// meterd does not start while the stream has no leader (Open
-		// fails and it exits, for a supervisor to start it again): restart
-		// it once writes resumed under the new leader.
-		waitAcked(acked.Load() + 200)
+		// meterd restarts while the stream has no leader: it waits for
+		// the election.
 		kc.start(victim)
+		waitAcked(acked.Load() + 200)
 		c.Restart(leader)
 		t.Logf("round %d: restarted both; %d events acknowledged", round, acked.Load())
 		if err := c.WaitStreamCurrent(stream, 60*time.Second); err != nil {
