@@ -199,6 +199,7 @@ func (t *Table) Customers(ctx context.Context, meter uint64, start, end int64, a
 		return nil, false, err
 	}
 	var out []CustomerCell
+	var waiting []waitingCell
 	pivot := &series{key: Key{Customer: after}}
 	for i := range t.shards {
 		if err := ctx.Err(); err != nil {
@@ -212,7 +213,12 @@ func (t *Table) Customers(ctx context.Context, meter uint64, start, end int64, a
 				if s.key.Customer == after {
 					return true
 				}
-				if c := s.total(start, end); c.Count > 0 {
+				var pd pending
+				c := s.total(start, end, &pd)
+				switch {
+				case pd.n > 0: // frozen minute cells to read: counted once known
+					waiting = append(waiting, waitingCell{CustomerCell{Customer: s.key.Customer, Cell: c}, pd})
+				case c.Count > 0:
 					out = append(out, CustomerCell{Customer: s.key.Customer, Cell: c})
 					n++
 				}
@@ -220,6 +226,10 @@ func (t *Table) Customers(ctx context.Context, meter uint64, start, end int64, a
 			})
 		}
 		sh.mu.Unlock()
+	}
+	out, err := t.resolveWaiting(out, waiting)
+	if err != nil {
+		return nil, false, err
 	}
 	slices.SortFunc(out, func(a, b CustomerCell) int { return strings.Compare(a.Customer, b.Customer) })
 	if len(out) > limit {
@@ -243,6 +253,7 @@ func (t *Table) Top(ctx context.Context, meter uint64, start, end int64, n int, 
 		return nil, err
 	}
 	h := topHeap{n: n}
+	var waiting []waitingCell
 	for i := range t.shards {
 		if err := ctx.Err(); err != nil {
 			return nil, err
@@ -254,13 +265,25 @@ func (t *Table) Top(ctx context.Context, meter uint64, start, end int64, n int, 
 				topDays(p.series, start, end, formula, &h)
 			} else {
 				for _, s := range p.series {
-					if c := s.total(start, end); c.Count > 0 {
+					var pd pending
+					c := s.total(start, end, &pd)
+					switch {
+					case pd.n > 0: // frozen minute cells to read: offered once known
+						waiting = append(waiting, waitingCell{CustomerCell{Customer: s.key.Customer, Cell: c}, pd})
+					case c.Count > 0:
 						h.offer(topItem{v: c.Value(formula), cc: CustomerCell{Customer: s.key.Customer, Cell: c}})
 					}
 				}
 			}
 		}
 		sh.mu.Unlock()
+	}
+	resolved, err := t.resolveWaiting(nil, waiting)
+	if err != nil {
+		return nil, err
+	}
+	for _, cc := range resolved {
+		h.offer(topItem{v: cc.Value(formula), cc: cc})
 	}
 	slices.SortFunc(h.items, func(a, b topItem) int {
 		if a.worse(b) {
@@ -295,6 +318,12 @@ func topDays(ss []*series, a, b int64, formula string, h *topHeap) {
 			ia[k] = s.dayIndex(a)
 		}
 		for k, s := range bs {
+			if s.fz != nil && a < s.fz.end { // frozen days in range: whole days need no minute cells
+				if c := s.total(a, b, nil); c.Count > 0 {
+					h.offer(topItem{v: c.Value(formula), cc: CustomerCell{Customer: s.key.Customer, Cell: c}})
+				}
+				continue
+			}
 			if j := s.dayIndex(b); ia[k] < j {
 				c := s.dayRange(ia[k], j)
 				h.offer(topItem{v: c.Value(formula), cc: CustomerCell{Customer: s.key.Customer, Cell: c}})
@@ -410,14 +439,45 @@ func (t *Table) Totals(ctx context.Context, meter uint64, start, end int64, g Gr
 	}
 	if g == Total {
 		w := MeterTotal{Start: start, End: end}
-		err := t.eachSeries(ctx, meter, func(s *series) { w.add(s.total(start, end)) })
+		var waiting []waitingCell
+		err := t.eachSeries(ctx, meter, func(s *series) {
+			var pd pending
+			c := s.total(start, end, &pd)
+			if pd.n > 0 { // frozen minute cells to read: added once known
+				waiting = append(waiting, waitingCell{CustomerCell{Customer: s.key.Customer, Cell: c}, pd})
+				return
+			}
+			w.add(c)
+		})
 		if err != nil {
 			return nil, err
+		}
+		resolved, err := t.resolveWaiting(nil, waiting)
+		if err != nil {
+			return nil, err
+		}
+		for _, cc := range resolved {
+			w.add(cc.Cell)
 		}
 		return []MeterTotal{w}, nil
 	}
 	acc := newTotalsAcc(start, end, unit)
 	err = t.eachSeries(ctx, meter, func(s *series) {
+		if f := s.fz; f != nil && start < f.end {
+			if g == Daily {
+				f.eachDay(start, min(end, f.end), func(d frozenDay) bool {
+					if c := d.cell(); c.Count > 0 {
+						acc.at(d.start).add(c)
+					}
+					return true
+				})
+			} else {
+				f.eachDay(floorTo(start, daySecs), min(end, f.end), func(d frozenDay) bool {
+					d.hours(start, end, func(hs int64, c Cell) { acc.at(hs).add(c) })
+					return true
+				})
+			}
+		}
 		if g == Daily {
 			cs := s.dayCells
 			for i := s.dayIndex(start); i < len(cs) && cs[i].start < end; i++ {
@@ -509,4 +569,26 @@ func (a *totalsAcc) result() []MeterTotal {
 		emit(starts[i], a.sparse[starts[i]])
 	}
 	return out
+}
+
+// waitingCell is a customer's aggregate over a range that still lacks
+// frozen minute cells, read once the shard lock is released.
+type waitingCell struct {
+	cc CustomerCell
+	p  pending
+}
+
+// resolveWaiting completes each waiting cell through the table's minute
+// reader, without holding a lock, and appends to out those with entries.
+func (t *Table) resolveWaiting(out []CustomerCell, ws []waitingCell) ([]CustomerCell, error) {
+	for i := range ws {
+		w := &ws[i]
+		if err := w.p.resolve(t.minutes, &w.cc.Cell); err != nil {
+			return nil, err
+		}
+		if w.cc.Count > 0 {
+			out = append(out, w.cc)
+		}
+	}
+	return out, nil
 }

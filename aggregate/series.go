@@ -182,9 +182,10 @@ type series struct {
 	chunks   *btree.BTreeG[ref] // by day start
 	hot      *chunk             // the most recently used chunk: spares a tree search when events arrive in time order
 	hotStart int64
-	dayCells []dayCell // the cells of the days with entries, by day (meter_index.go)
-	lastDay  dayCell   // a copy of the last of dayCells, zero when there is none
-	slot     int       // index in its meter part's series (meter_index.go)
+	dayCells []dayCell     // the cells of the days with entries, by day (meter_index.go)
+	lastDay  dayCell       // a copy of the last of dayCells, zero when there is none
+	slot     int           // index in its meter part's series (meter_index.go)
+	fz       *frozenSeries // the days before fz.end, packed (freeze.go); nil while none is frozen
 }
 
 // A chunk is one UTC day of a series: the day's bucket and the buckets of
@@ -335,6 +336,9 @@ type counts struct {
 	chunks                            int64
 	minuteSlots                       int64 // allocated minute cells (minutes counts the minutes with entries)
 	exts                              int64 // allocated bucketExt
+	// Frozen days (freeze.go): the days, hours and minutes with entries
+	// they hold (not in the counts above), and the bytes of their form.
+	frozenDays, frozenHours, frozenMinutes, frozenBytes int64
 }
 
 // find returns the chunk of the day starting at dstart, or nil. It changes
@@ -556,7 +560,7 @@ func (s *series) holds(dstart int64, c *chunk) bool {
 	return s.find(dstart) == c
 }
 
-func (s *series) empty() bool { return s.chunks.Len() == 0 }
+func (s *series) empty() bool { return s.chunks.Len() == 0 && s.fz == nil }
 
 // winner returns the newest of raw, or false when raw is empty.
 func winner(raw []Entry) (Entry, bool) {
