@@ -329,7 +329,16 @@ type FreezeStats struct {
 // finds it. The caller guarantees that no entry before horizon is applied
 // or cancelled afterwards; Horizon reports the greatest horizon given.
 // It locks one shard at a time.
-func (t *Table) Freeze(horizon int64) FreezeStats {
+func (t *Table) Freeze(horizon int64) FreezeStats { return t.freeze(horizon, false, 0) }
+
+// FreezeMeter is Freeze for the series of one meter: Open uses it while
+// it restores a meter's records, oldest first, so that the history it
+// loads is frozen as it goes instead of all held at once.
+func (t *Table) FreezeMeter(meter uint64, horizon int64) FreezeStats {
+	return t.freeze(horizon, true, meter)
+}
+
+func (t *Table) freeze(horizon int64, oneMeter bool, meter uint64) FreezeStats {
 	if horizon%daySecs != 0 {
 		panic(fmt.Sprintf("aggregate: freeze horizon %d is not a UTC midnight", horizon))
 	}
@@ -343,9 +352,17 @@ func (t *Table) Freeze(horizon int64) FreezeStats {
 	for i := range t.shards {
 		sh := &t.shards[i]
 		sh.mu.Lock()
-		for _, s := range sh.series {
-			for ; s != nil; s = s.next {
-				s.freeze(horizon, t.minutes == nil, sh, &fs)
+		if oneMeter {
+			if p := sh.meters[meter]; p != nil {
+				for _, s := range p.series {
+					s.freeze(horizon, t.minutes == nil, sh, &fs)
+				}
+			}
+		} else {
+			for _, s := range sh.series {
+				for ; s != nil; s = s.next {
+					s.freeze(horizon, t.minutes == nil, sh, &fs)
+				}
 			}
 		}
 		sh.mu.Unlock()

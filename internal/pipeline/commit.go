@@ -109,6 +109,10 @@ func (e *Engine) Record(ctx context.Context, b *Batch) ([]error, error) {
 			v, err = event.Validate(ev, m, now)
 			id = ev.Identifier
 		}
+		if err == nil && st.tooOld(v.Timestamp) {
+			err = &event.Error{Code: event.CodeTooFarInPast, Param: "timestamp", Err: event.ErrTooFarInPast,
+				Message: "The timestamp lies in a day whose usage is final (the clock went back)."}
+		}
 		if err != nil {
 			errs[i] = err
 			continue
@@ -364,7 +368,7 @@ func (e *Engine) Cancel(ctx context.Context, eventName, identifier string) error
 	if found == nil {
 		return notFound
 	}
-	if now-found.Received >= int64(e.cfg.CancelWindow/time.Second) {
+	if now-found.Received >= int64(e.cfg.CancelWindow/time.Second) || st.tooOld(found.Timestamp) {
 		return &event.Error{Code: event.CodeCancelExpired, Param: "cancel[identifier]", Err: event.ErrCancelExpired,
 			Message: fmt.Sprintf("The meter event %q was received more than 24 hours ago and can no longer be cancelled.", identifier)}
 	}

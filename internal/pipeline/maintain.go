@@ -58,4 +58,7 @@ func (e *Engine) prune(st *state, now int64) {
 		st.idx.SetMinLoc(loc)
 	}
 	st.log.Prune(loc, now)
+	if st.file == nil {
+		e.freeze(st, now) // file-backed databases freeze after their checkpoints
+	}
 }
