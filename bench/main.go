@@ -81,6 +81,10 @@ type config struct {
 	Rounds      int             // ingest, durable, HTTP: rounds of every cell
 	SoakRate    int             // fresh events per second the soak offers
 	SoakDisk    int64           // bytes of the soak's tmpfs; 0: sized from the rate and duration
+	// The history scenario (history.go).
+	HistoryDays          int // simulated days
+	HistoryPerHour       int // events per series and hour
+	HistoryFileCustomers int // customers of the file-backed run; 0: -customers
 }
 
 func main() {
@@ -176,6 +180,9 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.IntVar(&cfg.Rounds, "rounds", 1, "ingest, durable and HTTP scenarios: measure every target this many times, targets alternating, "+
 		"and report each cell's median round (with every round's figure)")
 	fs.IntVar(&cfg.SoakRate, "soak-rate", 1000, "soak: fresh events per second offered by all clients together")
+	fs.IntVar(&cfg.HistoryDays, "history-days", 400, "history: simulated days")
+	fs.IntVar(&cfg.HistoryPerHour, "history-per-hour", 1, "history: events per (meter, customer) and hour, at random seconds")
+	fs.IntVar(&cfg.HistoryFileCustomers, "history-file-customers", 0, "history: customers of the file-backed run (default -customers)")
 	var soakDiskMiB int
 	fs.IntVar(&soakDiskMiB, "soak-tmpfs", 0, "soak: size of the tmpfs holding meterd's file, MiB (default: sized from -soak-rate and -duration, at least 64)")
 	if err := fs.Parse(args); err != nil {
