@@ -171,8 +171,7 @@ func (d frozenDay) hours(a, b int64, fn func(start int64, c Cell)) {
 }
 
 // minutes merges into c the minute cells of the hour at hs within [a, b);
-// the day must hold packed minute cells. It reports false when the hour
-// has no entries.
+// the day must hold packed minute cells.
 func (d frozenDay) minutes(hs, a, b int64, c *Cell) {
 	i := 0
 	skipCell(d.body, &i)
