@@ -261,8 +261,31 @@ func (r *runner) runHistory(spec TargetSpec) ([]Result, error) {
 			mem.Note += fmt.Sprintf("; frozen history %.1f B per series-day", float64(b.frozenBytes)/float64(b.frozenDays))
 		}
 	}
-	rows = append([]Result{mem}, rows...)
 	err = db.Close()
 	db = nil
+	if err == nil && path != "" {
+		// Open reads the whole checkpoint and freezes as it goes.
+		t := time.Now()
+		db, err = meterdb.Open(path, &meterdb.Options{Now: now, Durability: meterdb.DurabilityBuffered, NoFsync: true})
+		if err != nil {
+			return nil, err
+		}
+		took := time.Since(t)
+		runtime.GC()
+		runtime.GC()
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		st := db.Stats()
+		mem.Metrics["open s"] = took.Seconds()
+		mem.Metrics["open heap B"] = float64(ms.HeapAlloc)
+		mem.Note += fmt.Sprintf("; Open after Close took %.1f s, heap after it %s, %d frozen days", took.Seconds(), mib(float64(ms.HeapAlloc)), st.FrozenDays)
+		ss, qerr := db.Summaries(ctx, meterdb.SummaryParams{Meter: ids[0], Customer: custs[0], Start: yearBack, End: vEnd, Grouping: meterdb.GroupDay})
+		if qerr != nil || len(ss) != vDays {
+			return nil, fmt.Errorf("after Open: %d days, %v", len(ss), qerr)
+		}
+		err = db.Close()
+		db = nil
+	}
+	rows = append([]Result{mem}, rows...)
 	return rows, err
 }
