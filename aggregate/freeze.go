@@ -51,12 +51,18 @@ type frozenSeries struct {
 //	      3 bytes: the mask of the hours with entries (bit i: hour i),
 //	      the cell of each of those hours, in hour order (last relative to the hour),
 //	      [minute cells, when the table keeps them: per hour with entries,
-//	       a byte n, n bytes of minute offsets (0-59) and, when n > 1, the
-//	       n minute cells (last relative to the hour)]
+//	       0x80 | the minute offset (0-59) when one minute has entries, or
+//	       a byte n, n bytes of minute offsets and the n minute cells
+//	       (last relative to the hour)]
 //
-// and a cell as uvarint count<<2 | hasHi<<1 | hasLast, varint of the low 64
-// bits of the sum, [varint hi - sign extension of lo], [uvarint seq,
-// varint timestamp - base, varint value].
+// and a cell as uvarint count<<3 | hasHi<<2 | sumIsCount<<1 | hasLast;
+// unless sumIsCount (every value 1, as in count meters), varint of the low
+// 64 bits of the sum and, when hasHi, varint hi - sign extension of lo;
+// when hasLast, varint timestamp - base of the last entry and, unless the
+// count is 1 (the value is then the sum), varint its value. A frozen last
+// entry has no sequence: frozen cells cover disjoint times, so the
+// timestamp alone orders them, as it does against any other cell a query
+// merges them with.
 type frozenBlock struct {
 	first, last int64 // start of the block's first and last day
 	n           int32 // days in the block
@@ -67,22 +73,29 @@ type frozenBlock struct {
 func appendCell(b []byte, c Cell, base int64) []byte {
 	hi := c.Sum.Hi - int64(c.Sum.Lo)>>63
 	hasLast := c.Last != Entry{}
-	tag := uint64(c.Count) << 2
-	if hi != 0 {
+	sumIsCount := c.Sum == Int128Of(c.Count)
+	tag := uint64(c.Count) << 3
+	switch {
+	case sumIsCount:
 		tag |= 2
+	case hi != 0:
+		tag |= 4
 	}
 	if hasLast {
 		tag |= 1
 	}
 	b = binary.AppendUvarint(b, tag)
-	b = binary.AppendVarint(b, int64(c.Sum.Lo))
-	if hi != 0 {
-		b = binary.AppendVarint(b, hi)
+	if !sumIsCount {
+		b = binary.AppendVarint(b, int64(c.Sum.Lo))
+		if hi != 0 {
+			b = binary.AppendVarint(b, hi)
+		}
 	}
 	if hasLast {
-		b = binary.AppendUvarint(b, c.Last.Seq)
 		b = binary.AppendVarint(b, c.Last.Timestamp-base)
-		b = binary.AppendVarint(b, c.Last.Value)
+		if c.Count != 1 {
+			b = binary.AppendVarint(b, c.Last.Value)
+		}
 	}
 	return b
 }
@@ -111,15 +124,23 @@ func varint(b []byte, i *int) int64 {
 // readCell decodes a cell at b[*i].
 func readCell(b []byte, i *int, base int64) Cell {
 	tag := uvarint(b, i)
-	lo := varint(b, i)
-	c := Cell{Count: int64(tag >> 2), Sum: Int128{Hi: lo >> 63, Lo: uint64(lo)}}
+	c := Cell{Count: int64(tag >> 3)}
 	if tag&2 != 0 {
-		c.Sum.Hi += varint(b, i)
+		c.Sum = Int128Of(c.Count)
+	} else {
+		lo := varint(b, i)
+		c.Sum = Int128{Hi: lo >> 63, Lo: uint64(lo)}
+		if tag&4 != 0 {
+			c.Sum.Hi += varint(b, i)
+		}
 	}
 	if tag&1 != 0 {
-		c.Last.Seq = uvarint(b, i)
 		c.Last.Timestamp = varint(b, i) + base
-		c.Last.Value = varint(b, i)
+		if c.Count == 1 {
+			c.Last.Value = int64(c.Sum.Lo)
+		} else {
+			c.Last.Value = varint(b, i)
+		}
 	}
 	return c
 }
@@ -127,14 +148,17 @@ func readCell(b []byte, i *int, base int64) Cell {
 // skipCell steps over a cell at b[*i].
 func skipCell(b []byte, i *int) {
 	tag := uvarint(b, i)
-	varint(b, i)
-	if tag&2 != 0 {
+	if tag&2 == 0 {
 		varint(b, i)
+		if tag&4 != 0 {
+			varint(b, i)
+		}
 	}
 	if tag&1 != 0 {
-		uvarint(b, i)
 		varint(b, i)
-		varint(b, i)
+		if tag>>3 != 1 {
+			varint(b, i)
+		}
 	}
 }
 
@@ -193,8 +217,14 @@ func (d frozenDay) minutes(hs, a, b int64, c *Cell) {
 	for m := mask; m != 0; m &= m - 1 {
 		h := bits.TrailingZeros32(m)
 		n := int(d.body[i])
-		offs := d.body[i+1 : i+1+n]
-		i += 1 + n
+		var offs []byte
+		if n&0x80 != 0 { // one minute
+			n, offs = 1, d.body[i:i+1]
+			i++
+		} else {
+			offs = d.body[i+1 : i+1+n]
+			i += 1 + n
+		}
 		if h != want {
 			if n > 1 {
 				for range n {
@@ -208,7 +238,7 @@ func (d frozenDay) minutes(hs, a, b int64, c *Cell) {
 			if n > 1 {
 				mc = readCell(d.body, &i, hs)
 			}
-			if t := hs + int64(off)*minuteSecs; t >= a && t < b {
+			if t := hs + int64(off&0x7f)*minuteSecs; t >= a && t < b {
 				c.merge(mc)
 			}
 		}
@@ -475,13 +505,21 @@ func (s *series) freezeChunk(f *frozenSeries, dstart int64, c *chunk, keepMinute
 		}
 		start := dstart + int64(i)*hourSecs
 		n := h.minuteCount()
+		if n == 1 {
+			body = append(body, 0x80|byte(bits.TrailingZeros64(h.present&minuteMask)))
+			continue
+		}
 		body = append(body, byte(n))
 		for p := h.present & minuteMask; p != 0; p &= p - 1 {
 			body = append(body, byte(bits.TrailingZeros64(p)))
 		}
-		if n > 1 {
-			h.eachMinute(start, func(_ int64, mc Cell) { body = appendCell(body, mc, start) })
-		}
+		keepLast := h.cell().Last != Entry{} // minute cells of other meters carry a last entry nothing reads
+		h.eachMinute(start, func(_ int64, mc Cell) {
+			if !keepLast {
+				mc.Last = Entry{}
+			}
+			body = appendCell(body, mc, start)
+		})
 	}
 	// Append to the last block, or open one.
 	if n := len(f.blocks); n == 0 || f.blocks[n-1].n == blockDays {

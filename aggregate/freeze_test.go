@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/big"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -297,4 +298,47 @@ func TestFreezeModel(t *testing.T) {
 			t.Fatalf("stats %+v, want %d hours, %d days, %d minutes", st, len(hours), len(days), len(minutes))
 		}
 	})
+}
+
+// A frozen hour and day keep a sum beyond the int64 range, and a last
+// entry, exactly.
+func TestFreezeSumBeyondInt64(t *testing.T) {
+	for _, formula := range []string{"sum", "last"} {
+		tb := aggregate.NewTable(1)
+		mode := aggregate.ModeOf(formula, "")
+		k := aggregate.Key{Meter: 1, Customer: "a"}
+		const n, v = 10_000, int64(999_999_999_999_999)
+		items := make([]aggregate.Item, n)
+		for i := range items {
+			items[i] = aggregate.Item{Key: k, Mode: mode, Entry: aggregate.Entry{Seq: uint64(i + 1), Timestamp: d0 + 3*hour + int64(i%3600), Value: v}}
+		}
+		tb.ApplyBatch(items)
+		before := map[aggregate.Grouping]string{}
+		for _, g := range []aggregate.Grouping{aggregate.Total, aggregate.Hourly, aggregate.Daily} {
+			before[g] = windowsLast(must(tb.Query(k, d0, d0+day, g)), formula == "last")
+		}
+		if fs := tb.Freeze(d0 + day); fs.Days != 1 || fs.Hours != 1 {
+			t.Fatalf("%s: Freeze = %+v, want one day and one hour", formula, fs)
+		}
+		want := new(big.Int).Mul(big.NewInt(n), big.NewInt(v))
+		for g, w := range before {
+			got := windowsLast(must(tb.Query(k, d0, d0+day, g)), formula == "last")
+			if got != w || !strings.Contains(got, "="+strconv.Itoa(n)+"/"+want.String()) {
+				t.Fatalf("%s grouping %d: frozen %s, before %s (sum %s)", formula, g, got, w, want)
+			}
+		}
+		// Minute-aligned edges inside the frozen hour: seconds 600-1199 of it
+		// hold entries 600-1199, 4200-4799 and 7800-8399.
+		ws := must(tb.Query(k, d0+3*hour+10*minute, d0+3*hour+20*minute, aggregate.Total))
+		if ws[0].Count != 1800 || (formula == "last" && ws[0].Last.Value != v) {
+			t.Fatalf("%s: minutes 10-19 of the frozen hour: %+v", formula, ws[0])
+		}
+	}
+}
+
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
 }

@@ -192,8 +192,12 @@ func checkRange(start, end int64, g Grouping) (int64, error) {
 // series times the cost of one range aggregate (two lookups in the
 // series' day cells for the whole days in range, whatever their number,
 // plus the hour and minute cells of partial days), and it allocates the
-// result, of at most shards×(limit+1) entries before it is cut. limit
-// must be positive. The result is the caller's.
+// result, of at most shards×(limit+1) entries before it is cut. Frozen
+// days (freeze.go) are decoded from their packed form, a day header per
+// whole day; a range whose minute-aligned edge falls in a frozen hour reads
+// that hour's minute cells through the MinuteReader after the shard is
+// unlocked, and such a customer does not count towards the shard's limit+1
+// (the walk goes on). limit must be positive. The result is the caller's.
 func (t *Table) Customers(ctx context.Context, meter uint64, start, end int64, after string, limit int) ([]CustomerCell, bool, error) {
 	if _, err := checkRange(start, end, Total); err != nil {
 		return nil, false, err
@@ -247,7 +251,9 @@ func (t *Table) Customers(ctx context.Context, meter uint64, start, end int64, a
 // the whole days in range, whatever their number, plus the hour and
 // minute cells of partial days) plus
 // log n per customer with usage; it allocates only its result, which is
-// the caller's. n must be positive.
+// the caller's. Frozen days cost a decoded day header each, and frozen
+// minute cells a read after the shard is unlocked, as for Customers. n
+// must be positive.
 func (t *Table) Top(ctx context.Context, meter uint64, start, end int64, n int, formula string) ([]CustomerCell, error) {
 	if _, err := checkRange(start, end, Total); err != nil {
 		return nil, err
