@@ -47,30 +47,32 @@ type frozenSeries struct {
 //
 //	uvarint days since the previous day of the block (0 for the first)
 //	uvarint length of the body
-//	body: the day's cell (last entry relative to the day's start),
+//	body: the day's cell,
 //	      3 bytes: the mask of the hours with entries (bit i: hour i),
-//	      the cell of each of those hours, in hour order (last relative to the hour),
+//	      the cell of each of those hours, in hour order,
 //	      [minute cells, when the table keeps them: per hour with entries,
 //	       0x80 | the minute offset (0-59) when one minute has entries, or
-//	       a byte n, n bytes of minute offsets and the n minute cells
-//	       (last relative to the hour)]
+//	       a byte n, n bytes of minute offsets and the n minute cells]
 //
 // and a cell as uvarint count<<3 | hasHi<<2 | sumIsCount<<1 | hasLast;
 // unless sumIsCount (every value 1, as in count meters), varint of the low
 // 64 bits of the sum and, when hasHi, varint hi - sign extension of lo;
-// when hasLast, varint timestamp - base of the last entry and, unless the
-// count is 1 (the value is then the sum), varint its value. A frozen last
-// entry has no sequence: frozen cells cover disjoint times, so the
-// timestamp alone orders them, as it does against any other cell a query
-// merges them with.
+// when hasLast and the count is not 1 (the value is then the sum), varint
+// the last entry's value.
+//
+// A frozen cell keeps its last entry's value, not its sequence or its
+// timestamp: the timestamp reads as the start of the cell's minute, hour
+// or day. Frozen cells cover disjoint times, and a query merges a cell
+// only with cells of other times (live, frozen, or minute cells read from
+// the store), so those starts order them as the real timestamps would.
 type frozenBlock struct {
 	first, last int64 // start of the block's first and last day
 	n           int32 // days in the block
 	data        []byte
 }
 
-// appendCell encodes c; base is subtracted from its last entry's timestamp.
-func appendCell(b []byte, c Cell, base int64) []byte {
+// appendCell encodes c.
+func appendCell(b []byte, c Cell) []byte {
 	hi := c.Sum.Hi - int64(c.Sum.Lo)>>63
 	hasLast := c.Last != Entry{}
 	sumIsCount := c.Sum == Int128Of(c.Count)
@@ -91,11 +93,8 @@ func appendCell(b []byte, c Cell, base int64) []byte {
 			b = binary.AppendVarint(b, hi)
 		}
 	}
-	if hasLast {
-		b = binary.AppendVarint(b, c.Last.Timestamp-base)
-		if c.Count != 1 {
-			b = binary.AppendVarint(b, c.Last.Value)
-		}
+	if hasLast && c.Count != 1 {
+		b = binary.AppendVarint(b, c.Last.Value)
 	}
 	return b
 }
@@ -121,8 +120,9 @@ func varint(b []byte, i *int) int64 {
 	return v
 }
 
-// readCell decodes a cell at b[*i].
-func readCell(b []byte, i *int, base int64) Cell {
+// readCell decodes a cell at b[*i]; start is the start of its minute, hour
+// or day: its last entry's timestamp.
+func readCell(b []byte, i *int, start int64) Cell {
 	tag := uvarint(b, i)
 	c := Cell{Count: int64(tag >> 3)}
 	if tag&2 != 0 {
@@ -135,7 +135,7 @@ func readCell(b []byte, i *int, base int64) Cell {
 		}
 	}
 	if tag&1 != 0 {
-		c.Last.Timestamp = varint(b, i) + base
+		c.Last.Timestamp = start
 		if c.Count == 1 {
 			c.Last.Value = int64(c.Sum.Lo)
 		} else {
@@ -154,11 +154,8 @@ func skipCell(b []byte, i *int) {
 			varint(b, i)
 		}
 	}
-	if tag&1 != 0 {
+	if tag&1 != 0 && tag>>3 != 1 {
 		varint(b, i)
-		if tag>>3 != 1 {
-			varint(b, i)
-		}
 	}
 }
 
@@ -234,11 +231,14 @@ func (d frozenDay) minutes(hs, a, b int64, c *Cell) {
 			continue
 		}
 		for _, off := range offs {
+			t := hs + int64(off&0x7f)*minuteSecs
 			mc := hourCell // one minute: its cell is the hour's
 			if n > 1 {
-				mc = readCell(d.body, &i, hs)
+				mc = readCell(d.body, &i, t)
+			} else if mc.Count > 0 && mc.Last != (Entry{}) {
+				mc.Last.Timestamp = t
 			}
-			if t := hs + int64(off&0x7f)*minuteSecs; t >= a && t < b {
+			if t >= a && t < b {
 				c.merge(mc)
 			}
 		}
@@ -430,11 +430,6 @@ func (s *series) freeze(horizon int64, keepMinutes bool, sh *shard, fs *FreezeSt
 		}
 	}
 	f.end = max(f.end, stop)
-	if n := len(f.blocks); n > 0 {
-		bl := &f.blocks[n-1]
-		sh.n.frozenBytes -= int64(cap(bl.data) - len(bl.data))
-		bl.data = slices.Clip(bl.data)
-	}
 	// The day cells of the meter index hold live days only: drop the
 	// frozen ones and take their totals out of the running totals.
 	k := s.dayIndex(f.end)
@@ -445,7 +440,6 @@ func (s *series) freeze(horizon int64, keepMinutes bool, sh *shard, fs *FreezeSt
 			s.dayCells[j].cumCount -= base.cumCount
 			s.dayCells[j].cumSum = s.dayCells[j].cumSum.Add(base.cumSum.Neg())
 		}
-		s.dayCells = slices.Clip(s.dayCells)
 		s.lastDay = dayCell{}
 		if n := len(s.dayCells); n > 0 {
 			s.lastDay = s.dayCells[n-1]
@@ -489,11 +483,11 @@ func (s *series) freezeChunk(f *frozenSeries, dstart int64, c *chunk, keepMinute
 		}
 	}
 	body := make([]byte, 0, 16+bits.OnesCount32(mask)*6)
-	body = appendCell(body, c.day.cell(), dstart)
+	body = appendCell(body, c.day.cell())
 	body = append(body, byte(mask), byte(mask>>8), byte(mask>>16))
 	for m := mask; m != 0; m &= m - 1 {
 		i := bits.TrailingZeros32(m)
-		body = appendCell(body, hs[c.slot[i]].cell(), dstart+int64(i)*hourSecs)
+		body = appendCell(body, hs[c.slot[i]].cell())
 	}
 	var minutes int64
 	for m := mask; m != 0; m &= m - 1 {
@@ -518,7 +512,7 @@ func (s *series) freezeChunk(f *frozenSeries, dstart int64, c *chunk, keepMinute
 			if !keepLast {
 				mc.Last = Entry{}
 			}
-			body = appendCell(body, mc, start)
+			body = appendCell(body, mc)
 		})
 	}
 	// Append to the last block, or open one.
@@ -536,6 +530,11 @@ func (s *series) freezeChunk(f *frozenSeries, dstart int64, c *chunk, keepMinute
 	bl.last = dstart
 	bl.n++
 	f.days++
+	if bl.n == blockDays { // full: into an allocation of its size, the growth slack freed
+		old := cap(bl.data)
+		bl.data = append(make([]byte, 0, len(bl.data)), bl.data...)
+		sh.n.frozenBytes += int64(cap(bl.data) - old)
+	}
 	nh := int64(bits.OnesCount32(mask))
 	sh.n.frozenDays++
 	sh.n.frozenHours += nh
