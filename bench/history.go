@@ -155,7 +155,7 @@ func (r *runner) runHistory(spec TargetSpec) ([]Result, error) {
 			}
 			events += int64(len(usages))
 		}
-		if d+1 == 35 || d+1 == days || (d+1)%50 == 0 {
+		if d+1 == 35 || d+1 == 38 || d+1 == days || (d+1)%50 == 0 {
 			if path != "" {
 				time.Sleep(300 * time.Millisecond) // a checkpoint, and the freeze after it
 			}
