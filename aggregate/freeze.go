@@ -425,24 +425,18 @@ func (s *series) freeze(horizon int64, keepMinutes bool, sh *shard, fs *FreezeSt
 		s.freezeChunk(f, r.start, r.c, keepMinutes, sh, fs)
 		s.chunks.Delete(r)
 		sh.n.chunks--
-		if s.hot == r.c {
-			s.hot = nil
-		}
+		s.forget(r.start, r.c)
 	}
 	f.end = max(f.end, stop)
 	// The day cells of the meter index hold live days only: drop the
 	// frozen ones and take their totals out of the running totals.
 	k := s.dayIndex(f.end)
 	if k > 0 {
-		base := s.dayCells[k-1]
 		s.dayCells = slices.Delete(s.dayCells, 0, k)
-		for j := range s.dayCells {
-			s.dayCells[j].cumCount -= base.cumCount
-			s.dayCells[j].cumSum = s.dayCells[j].cumSum.Add(base.cumSum.Neg())
-		}
+		s.cumValid = 0
 		s.lastDay = dayCell{}
 		if n := len(s.dayCells); n > 0 {
-			s.lastDay = s.dayCells[n-1]
+			s.lastDay.start = s.dayCells[n-1].start
 		}
 	}
 }

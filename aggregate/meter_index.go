@@ -64,19 +64,49 @@ func (sh *shard) unindexLocked(s *series) {
 	}
 }
 
-// dayCell is one non-empty day of a series. Its count and sum are kept
-// as running totals over the series' day cells up to and including it, so
+// dayCell is one non-empty day of a series: its own count and sum, and
+// running totals over the series' day cells up to and including it, so
 // that any range of whole days is one subtraction: a query reads the two
-// cells at the range's ends, not the days between.
+// cells at the range's ends, not the days between. The running totals are
+// brought up to date lazily: a change to a day only lowers the series'
+// cumValid to its index, and the first query that needs them (under the
+// same shard lock) recomputes them from there (ensureCum). An event thus
+// costs one cell whatever its day; a query after a batch of changes pays
+// one pass over at most the 37-odd live days.
 type dayCell struct {
 	start    int64
 	last     Entry  // the day's newest entry (meaningful for last meters only)
-	cumCount int64  // entries of this day and of every earlier day cell
+	count    int64  // the day's entries
+	sum      Int128 // their sum
+	cumCount int64  // entries of this day and of every earlier day cell: valid below series.cumValid
 	cumSum   Int128 // their sum
+}
+
+// ensureCum brings the running totals of the day cells up to date, and
+// lastDay with them.
+func (s *series) ensureCum() {
+	cs := s.dayCells
+	k := s.cumValid
+	if k >= len(cs) {
+		return
+	}
+	var cc int64
+	var sum Int128
+	if k > 0 {
+		cc, sum = cs[k-1].cumCount, cs[k-1].cumSum
+	}
+	for ; k < len(cs); k++ {
+		cc += cs[k].count
+		sum = sum.Add(cs[k].sum)
+		cs[k].cumCount, cs[k].cumSum = cc, sum
+	}
+	s.cumValid = len(cs)
+	s.lastDay = cs[len(cs)-1]
 }
 
 // dayRange returns the aggregate of the day cells [i, j), i < j.
 func (s *series) dayRange(i, j int) Cell {
+	s.ensureCum()
 	cs := s.dayCells
 	e := &s.lastDay // cs[j-1] when j is the end: spares a cache miss
 	if j < len(cs) {
@@ -91,16 +121,13 @@ func (s *series) dayRange(i, j int) Cell {
 }
 
 // syncDay copies the day bucket d at start (nil or empty when the day has
-// no usage left) into the series' day cells. Changing the newest day, the
-// usual case, touches one cell; an older day also updates the running
-// totals of the days after it.
+// no usage left) into the series' day cells: one cell, whatever the day;
+// the running totals after it are left to ensureCum.
 func (s *series) syncDay(start int64, d *bucket) {
 	i := s.dayIndex(start)
-	found := i < len(s.dayCells) && s.dayCells[i].start == start
-	var old, nc Cell
-	if found {
-		old = s.dayRange(i, i+1)
-	}
+	cs := s.dayCells
+	found := i < len(cs) && cs[i].start == start
+	var nc Cell
 	if d != nil && d.count > 0 {
 		nc = d.cell()
 	}
@@ -108,25 +135,21 @@ func (s *series) syncDay(start int64, d *bucket) {
 	case nc.Count == 0 && !found:
 		return
 	case nc.Count == 0:
-		s.dayCells = slices.Delete(s.dayCells, i, i+1)
+		s.dayCells = slices.Delete(cs, i, i+1)
 	case found:
-		s.dayCells[i].last = nc.Last
+		c := &cs[i]
+		c.last, c.count, c.sum = nc.Last, nc.Count, nc.Sum
 	default:
-		dc := dayCell{start: start, last: nc.Last}
-		if i > 0 {
-			dc.cumCount, dc.cumSum = s.dayCells[i-1].cumCount, s.dayCells[i-1].cumSum
-		}
-		s.dayCells = slices.Insert(s.dayCells, i, dc)
+		s.dayCells = slices.Insert(cs, i, dayCell{start: start, last: nc.Last, count: nc.Count, sum: nc.Sum})
 	}
-	dCount, dSum := nc.Count-old.Count, nc.Sum.Add(old.Sum.Neg())
-	cs := s.dayCells
-	for k := i; k < len(cs); k++ {
-		cs[k].cumCount += dCount
-		cs[k].cumSum = cs[k].cumSum.Add(dSum)
-	}
-	s.lastDay = dayCell{}
-	if n := len(cs); n > 0 {
-		s.lastDay = cs[n-1]
+	s.cumValid = min(s.cumValid, i)
+	switch n := len(s.dayCells); {
+	case n == 0:
+		s.lastDay = dayCell{}
+	case s.cumValid >= n:
+		s.lastDay = s.dayCells[n-1]
+	default:
+		s.lastDay.start = s.dayCells[n-1].start // what dayIndex reads; the rest waits for ensureCum
 	}
 }
 

@@ -105,6 +105,10 @@ func (sh *shard) removeLocked(h uint64, s *series) {
 		p.next = s.next
 	}
 	s.next = nil
+	if s.recent != nil {
+		s.recent = nil
+		sh.n.recent--
+	}
 	sh.n.series--
 	sh.unindexLocked(s)
 }
@@ -258,6 +262,7 @@ var (
 	chunkBytes  = int64(unsafe.Sizeof(chunk{})) + 24 + int64(unsafe.Sizeof(dayCell{}))*5/4 // tree slot at ~70% fill; the day's copy in the meter index
 	hourBytes   = int64(unsafe.Sizeof(bucket{})) * 9 / 8                                   // growth slack of a chunk's hours
 	extBytes    = int64(unsafe.Sizeof(bucketExt{})) + 16
+	recentBytes = int64(unsafe.Sizeof([recentDays]ref{}))
 	minuteBytes = int64(unsafe.Sizeof(Cell{})) * 5 / 4 // slice growth slack
 	rawBytes    = int64(unsafe.Sizeof(Entry{})) * 5 / 4
 )
@@ -265,7 +270,7 @@ var (
 // Stats returns the table's current sizes.
 func (t *Table) Stats() Stats {
 	var s Stats
-	var slots, exts, chunks, frozenHours, frozenMinutes int64
+	var slots, exts, chunks, frozenHours, frozenMinutes, recent int64
 	for i := range t.shards {
 		sh := &t.shards[i]
 		sh.mu.Lock()
@@ -277,6 +282,7 @@ func (t *Table) Stats() Stats {
 		slots += sh.n.minuteSlots
 		exts += sh.n.exts
 		chunks += sh.n.chunks
+		recent += sh.n.recent
 		s.FrozenDays += sh.n.frozenDays
 		s.FrozenBytes += sh.n.frozenBytes
 		frozenHours += sh.n.frozenHours
@@ -284,7 +290,7 @@ func (t *Table) Stats() Stats {
 		sh.mu.Unlock()
 	}
 	s.Bytes = s.Series*seriesBytes + chunks*chunkBytes + s.HourBuckets*hourBytes +
-		slots*minuteBytes + s.RawEntries*rawBytes + exts*extBytes + s.FrozenBytes
+		slots*minuteBytes + s.RawEntries*rawBytes + exts*extBytes + s.FrozenBytes + recent*recentBytes
 	s.HourBuckets += frozenHours
 	s.DayBuckets += s.FrozenDays
 	s.MinuteCells += frozenMinutes
