@@ -75,11 +75,11 @@ func (sh *shard) unindexLocked(s *series) {
 // one pass over at most the 37-odd live days.
 type dayCell struct {
 	start    int64
+	cumCount int64  // entries of this day and of every earlier day cell: valid below series.cumValid
+	cumSum   Int128 // their sum
 	last     Entry  // the day's newest entry (meaningful for last meters only)
 	count    int64  // the day's entries
 	sum      Int128 // their sum
-	cumCount int64  // entries of this day and of every earlier day cell: valid below series.cumValid
-	cumSum   Int128 // their sum
 }
 
 // ensureCum brings the running totals of the day cells up to date, and

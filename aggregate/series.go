@@ -177,17 +177,19 @@ func (h *bucket) eachMinute(start int64, fn func(minute int64, c Cell)) {
 // series holds the buckets of one (meter, customer) pair. It is guarded by
 // its shard's mutex.
 type series struct {
+	// The fields a cross-customer query reads come first, in the series'
+	// first two cache lines: key, the day cells and their running totals.
 	key      Key
+	dayCells []dayCell          // the cells of the days with entries, by day (meter_index.go)
+	cumValid int                // the day cells whose running totals are up to date (meter_index.go)
+	fz       *frozenSeries      // the days before fz.end, packed (freeze.go); nil while none is frozen
+	lastDay  dayCell            // a copy of the last of dayCells (only its start while cumValid < len(dayCells)), zero when there is none
 	next     *series            // the next series whose key has the same hash
 	chunks   *btree.BTreeG[ref] // by day start
 	hot      *chunk             // the most recently used chunk: spares a tree search when events arrive in time order
 	hotStart int64
 	recent   *[recentDays]ref // chunks by day number modulo recentDays: spares a tree search when they do not; nil while the series has one chunk
-	dayCells []dayCell        // the cells of the days with entries, by day (meter_index.go)
-	lastDay  dayCell          // a copy of the last of dayCells (only its start while cumValid < len(dayCells)), zero when there is none
-	cumValid int              // the day cells whose running totals are up to date (meter_index.go)
 	slot     int              // index in its meter part's series (meter_index.go)
-	fz       *frozenSeries    // the days before fz.end, packed (freeze.go); nil while none is frozen
 }
 
 // A chunk is one UTC day of a series: the day's bucket and the buckets of
