@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 
 	"pgregory.net/rapid"
@@ -341,4 +342,107 @@ func must[T any](v T, err error) T {
 		panic(err)
 	}
 	return v
+}
+
+// Freeze runs while other goroutines apply, cancel, checkpoint and query
+// (go test -race): every query sees each series consistent, and when
+// they are done every total equals what was applied.
+func TestFreezeConcurrent(t *testing.T) {
+	for _, reader := range []bool{false, true} {
+		tb := aggregate.NewTable(4)
+		var mu sync.Mutex // guards records
+		records := map[[2]any][]byte{}
+		if reader {
+			tb.TrackDirty()
+			tb.SetMinuteReader(func(k aggregate.Key, start int64) ([]byte, error) {
+				mu.Lock()
+				defer mu.Unlock()
+				return records[[2]any{k, start}], nil
+			})
+		}
+		checkpoint := func() {
+			ds := tb.TakeDirty()
+			mu.Lock()
+			for _, d := range ds {
+				if !d.Day {
+					records[[2]any{d.Key, d.Start}] = d.State
+				}
+			}
+			mu.Unlock()
+		}
+		keys := []aggregate.Key{{Meter: 1, Customer: "a"}, {Meter: 1, Customer: "b"}, {Meter: 1, Customer: "c"}}
+		const days, perDay = 20, 48
+		var wg sync.WaitGroup
+		wg.Add(3)
+		go func() { // writer: day by day, 48 entries a day per key, one minute apart
+			defer wg.Done()
+			seq := uint64(0)
+			for d := range int64(days) {
+				for i := range int64(perDay) {
+					for _, k := range keys {
+						seq++
+						tb.Apply(k, aggregate.ModeOf("last", ""), aggregate.Entry{Seq: seq, Timestamp: d0 + d*day + i*30*minute, Value: 1})
+					}
+				}
+				if reader {
+					checkpoint()
+				}
+				if d >= 3 {
+					h := d0 + (d-2)*day
+					tb.Freeze(h)
+				}
+			}
+		}()
+		for range 2 { // readers
+			go func() {
+				defer wg.Done()
+				ctx := context.Background()
+				for i := 0; i < 300; i++ {
+					start := d0 + int64(i%days)*day + 7*minute
+					for _, k := range keys {
+						ws, err := tb.Query(k, start, start+3*day+11*minute, aggregate.Total)
+						if err != nil || ws[0].Count > 3*perDay+1 { // at most the entries the range can hold
+							t.Errorf("Query: %+v, %v", ws, err)
+							return
+						}
+					}
+					if _, err := tb.Totals(ctx, 1, start, start+5*day, aggregate.Total); err != nil {
+						t.Error(err)
+						return
+					}
+					if _, _, err := tb.Customers(ctx, 1, start, start+2*day, "", 2); err != nil {
+						t.Error(err)
+						return
+					}
+					if _, err := tb.Top(ctx, 1, d0, d0+days*day, 3, "count"); err != nil {
+						t.Error(err)
+						return
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		if reader {
+			checkpoint()
+		}
+		tb.Freeze(d0 + (days-1)*day)
+		for _, k := range keys {
+			for _, g := range []aggregate.Grouping{aggregate.Total, aggregate.Daily} {
+				ws := must(tb.Query(k, d0, d0+days*day, g))
+				var n int64
+				for _, w := range ws {
+					n += w.Count
+				}
+				if n != days*perDay {
+					t.Fatalf("reader %v, %v grouping %d: %d entries, want %d", reader, k, g, n, days*perDay)
+				}
+			}
+			// Minute edges inside frozen hours: 10:07 to 15:07 of day 2
+			// holds the entries at 10:30, 11:00, ... 15:00: 10 of them.
+			ws := must(tb.Query(k, d0+2*day+10*hour+7*minute, d0+2*day+15*hour+7*minute, aggregate.Total))
+			if ws[0].Count != 10 {
+				t.Fatalf("reader %v: %d entries between 10:07 and 15:07 of a frozen day, want 10", reader, ws[0].Count)
+			}
+		}
+	}
 }
