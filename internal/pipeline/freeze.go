@@ -26,7 +26,11 @@ import (
 // timestamp lies before it (possible only when Config.Now went back by
 // more than the hour of margin) is refused as too far in the past, or as
 // past its cancel window; Open chooses a horizon that the log it replays
-// cannot reach.
+// cannot reach. The check happens at validation, before the apply lock: a
+// freeze that overtakes an event between the two would need the clock to
+// move by more than a day (an hour for a cancellation) in between, which
+// the aggregate table answers with a panic (a broken invariant), never a
+// silent change to a frozen day.
 
 // freezeAge is how old the end of a day must be before it freezes: the
 // oldest timestamp an event may carry, plus the cancel window, plus an
