@@ -32,6 +32,14 @@ import (
 // the aggregate table answers with a panic (a broken invariant), never a
 // silent change to a frozen day.
 
+// # Replicas
+//
+// A replica (a shared log) does not freeze yet: it applies other writers'
+// records, validated against their clocks, and replays a backlog of any
+// age after a bootstrap, so its horizon would have to follow the log's
+// stamps, not its own clock. Its memory grows with its history as it did
+// before.
+
 // freezeAge is how old the end of a day must be before it freezes: the
 // oldest timestamp an event may carry, plus the cancel window, plus an
 // hour of margin.
@@ -53,6 +61,9 @@ func horizonAt(now int64) int64 {
 // checkpointer.mu; skipped reports that some series still had changes
 // waiting for a checkpoint, so the next one should freeze again.
 func (e *Engine) freeze(st *state, now int64) (fs aggregate.FreezeStats) {
+	if e.repl != nil {
+		return fs // see "Replicas" above
+	}
 	h := horizonAt(now)
 	if h <= st.table.Horizon() && !st.freezeAgain {
 		return fs

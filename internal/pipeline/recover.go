@@ -14,7 +14,9 @@ import (
 // load fills st from the store: meters, the checkpointed aggregates, then
 // the log after the checkpoint; and rebuilds the dedupe index and the
 // cancellation set from the log records of the retention window.
-func (e *Engine) load(st *state, sdb *store.DB) (err error) {
+// now (unix seconds) places the retention window: the clock, or a
+// replica's apply time.
+func (e *Engine) load(st *state, sdb *store.DB, now int64) (err error) {
 	start := time.Now()
 	ms, err := sdb.Meters()
 	if err != nil {
@@ -33,9 +35,12 @@ func (e *Engine) load(st *state, sdb *store.DB) (err error) {
 	}
 	// The freeze horizon (freeze.go) that the log still to replay cannot
 	// reach: every event in it was received at or after the first record's
-	// receipt, so its timestamp lies after that minus event.MaxPast.
-	horizon := horizonAt(e.cfg.Now().Unix())
-	if g, err := sdb.Group(ckMark.Loc + 1); err != nil {
+	// receipt, so its timestamp lies after that minus event.MaxPast. A
+	// replica does not freeze (freeze.go): math.MinInt64 turns it off.
+	horizon := horizonAt(now)
+	if e.repl != nil {
+		horizon = math.MinInt64
+	} else if g, err := sdb.Group(ckMark.Loc + 1); err != nil {
 		return err
 	} else if g != nil {
 		for _, ev := range g.Events {
@@ -69,12 +74,15 @@ func (e *Engine) load(st *state, sdb *store.DB) (err error) {
 	if err != nil {
 		return err
 	}
-	fs := st.table.Freeze(horizon)
+	var fs aggregate.FreezeStats
+	if horizon != math.MinInt64 {
+		fs = st.table.Freeze(horizon)
+	}
 	if !e.cfg.Store.ReadOnly {
 		st.table.TrackDirty()
 	}
 	lastSeq := ckMark.LastSeq
-	cutoff := e.cfg.Now().Unix() - e.retention() - 60
+	cutoff := now - e.retention() - 60
 	replayed, indexed := 0, 0
 	loader := st.idx.Loader()
 	lastMark := func(received int64, loc uint64) {
