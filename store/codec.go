@@ -141,3 +141,34 @@ func scanIdentifiers(b []byte, fn func(received int64, id []byte)) error {
 	}
 	return finish(&d)
 }
+
+// findEvent returns the event with identifier id of an events record,
+// scanning it without decoding the others: nothing is allocated unless
+// the event is found (its customer is copied). The result has no
+// Identifier: the caller knows it.
+func findEvent(b []byte, id string) (Event, bool, error) {
+	d := binread.New(b)
+	if d.Byte() != kindEvents {
+		return Event{}, false, nil
+	}
+	n := d.Count(6)
+	if n == 0 {
+		return Event{}, false, finish(&d)
+	}
+	first, received := d.Uvarint(), d.Varint()
+	for range n {
+		seq := first + d.Uvarint()
+		m := d.Uvarint()
+		customer := d.Bytes()
+		ident := d.Bytes()
+		value := d.Varint()
+		ts := received + d.Varint()
+		if d.Bad() {
+			return Event{}, false, errMalformed
+		}
+		if string(ident) == id {
+			return Event{Seq: seq, Meter: m, Customer: string(customer), Value: value, Timestamp: ts, Received: received}, true, nil
+		}
+	}
+	return Event{}, false, finish(&d)
+}

@@ -644,6 +644,47 @@ func (s *DB) Group(loc uint64) (*Group, error) {
 	return g, err
 }
 
+// FindEvent returns the event with identifier id in the log record at
+// loc, when there is one: the record's checksum is checked and its events
+// are scanned without being decoded, so nothing is allocated unless the
+// event is found. The result's Identifier is empty (it is id).
+func (s *DB) FindEvent(loc uint64, id string) (ev Event, found bool, err error) {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return Event{}, false, ErrClosed
+	}
+	if g, ok := s.pending[loc]; ok {
+		s.mu.Unlock()
+		for i := range g.Events {
+			if g.Events[i].Identifier == id {
+				ev = g.Events[i]
+				ev.Identifier = ""
+				return ev, true, nil
+			}
+		}
+		return Event{}, false, nil
+	}
+	s.mu.Unlock()
+	err = s.view(func(tx *bolt.Tx) error {
+		var k [8]byte
+		binary.BigEndian.PutUint64(k[:], loc)
+		v := tx.Bucket(bucketLog).Get(k[:])
+		if len(v) == 0 || v[0] != kindEvents {
+			return nil
+		}
+		body, err := s.open(scopeLog, k[:], v, func() string { return logName(loc) })
+		if err != nil {
+			return err
+		}
+		if ev, found, err = findEvent(body, id); err != nil {
+			return corrupt(logName(loc), err)
+		}
+		return nil
+	})
+	return ev, found, err
+}
+
 // view runs fn in a read transaction, turning a bbolt panic on a damaged
 // page into an ErrCorrupt error.
 func (s *DB) view(fn func(*bolt.Tx) error) (err error) {

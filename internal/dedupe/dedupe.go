@@ -20,7 +20,7 @@ const (
 	maxStash         = 8
 	// DefaultMinEpoch is the smallest epoch a shard creates, in
 	// identifiers.
-	DefaultMinEpoch = 256
+	DefaultMinEpoch = 32
 )
 
 // Options tunes an Index. The zero value means the defaults.
@@ -44,14 +44,17 @@ type Index struct {
 type shard struct {
 	mu     sync.Mutex // guards the fields below
 	epochs []*epoch   // in creation order; the last one is being filled
-	pend   pending
+	// identifiers of the previous epoch number, which sizes the epochs of
+	// the current one
+	prevTotal int
+	pend      pending
 	// confirmation counters: confirm calls, tag matches, and identifiers
 	// reserved after at least one confirm call
 	reads, candidates, freshRead int64
 	_                            [64]byte
 }
 
-// epoch is one cuckoo table of 32-bit slots: 13 bits of tag, 19 bits of
+// epoch is one cuckoo table of 32-bit slots: 14 bits of tag, 18 bits of
 // location offset (in units of 1<<shift locations from base). Buckets
 // hold four slots; a slot of zero is empty.
 type epoch struct {
@@ -302,31 +305,27 @@ func (x *Index) epochFor(sh *shard, loc uint64) *epoch {
 	}
 	target := x.minEpoch
 	if cur != nil {
+		sum := 0 // identifiers of cur's epoch number
+		for _, e := range sh.epochs {
+			if e.n == cur.n {
+				sum += e.count
+			}
+		}
 		switch {
 		case cur.n < n:
 			// A new epoch number: as many identifiers as the last one
 			// had, and two standard deviations more.
-			prev := 0
-			for _, e := range sh.epochs {
-				if e.n == cur.n {
-					prev += e.count
-				}
-			}
-			target = prev + 2*int(math.Sqrt(float64(prev))) + 16
+			sh.prevTotal = sum
+			target = sum + 2*int(math.Sqrt(float64(sum))) + 16
 		case !cur.fits(loc) && cur.count < cur.limit:
 			target = cur.limit
-		case sh.epochs[0].n == cur.n:
-			// Still in the first epoch number: grow geometrically.
+		case sh.prevTotal == 0:
+			// The first epoch number (or the first after an idle one):
+			// grow geometrically.
 			target = 2 * cur.limit
 		default:
 			// More than predicted: an eighth of what this number holds.
-			sum := 0
-			for _, e := range sh.epochs {
-				if e.n == cur.n {
-					sum += e.count
-				}
-			}
-			target = max(sum/8, x.minEpoch/4)
+			target = sum / 8
 		}
 		target = max(target, x.minEpoch/4)
 	}

@@ -83,6 +83,7 @@ func (x *Index) loadLocked(sh *shard, es []loadEntry) {
 		slices.SortStableFunc(es, func(a, b loadEntry) int { return cmpLoc(a.loc, b.loc) })
 	}
 	size := max(x.minEpoch, (len(es)+LoadEpochs-1)/LoadEpochs)
+	sh.prevTotal = size
 	n := x.epoch.Load()
 	for len(es) > 0 {
 		c := min(size, len(es))

@@ -128,23 +128,32 @@ func (e *Engine) Record(ctx context.Context, b *Batch) ([]error, error) {
 	// Reserve the identifiers, each dedupe shard locked once.
 	res := &sc.res
 	window := int64(e.cfg.DedupeWindow / time.Second)
-	// The group read last serves the next candidate too: a batch replayed
-	// whole (a client's retry) finds all its identifiers in one group,
-	// which is then read and decoded once, not once per event.
+	// A candidate location is confirmed by FindEvent, which reads only
+	// what it must. A batch replayed whole (a client's retry) names one
+	// file log record again and again: from its second candidate on, the
+	// record is decoded once and its identifiers looked up in a map.
 	var read struct {
-		loc uint64
-		g   *store.Group // immutable
+		loc  uint64
+		byID map[string]int64 // receipt time by identifier, of the record at loc
 	}
 	err = st.idx.ReserveBatch(res, ids, func(i int, loc uint64) (bool, error) {
-		if read.g == nil || read.loc != loc {
-			g, err := st.log.Group(loc)
-			if err != nil || g == nil {
-				return false, err
+		if st.file != nil && loc == read.loc {
+			if read.byID == nil {
+				g, err := st.file.Group(loc)
+				if err != nil || g == nil {
+					return false, err
+				}
+				read.byID = make(map[string]int64, len(g.Events))
+				for _, ev := range g.Events {
+					read.byID[ev.Identifier] = ev.Received
+				}
 			}
-			read.loc, read.g = loc, g
+			received, found := read.byID[ids[i]]
+			return found && nowSec-received < window, nil
 		}
-		ev := eventIn(read.g, ids[i])
-		return ev != nil && nowSec-ev.Received < window, nil
+		read.loc, read.byID = loc, nil
+		ev, found, err := st.log.FindEvent(loc, ids[i])
+		return found && nowSec-ev.Received < window, err
 	})
 	if err != nil {
 		return nil, err
@@ -301,25 +310,6 @@ func putScratch(sc *batchScratch) {
 	scratchPool.Put(sc)
 }
 
-// findEvent returns the event with identifier id in the group at loc.
-func (st *state) findEvent(loc uint64, id string) (*store.Event, error) {
-	g, err := st.log.Group(loc)
-	if err != nil || g == nil {
-		return nil, err
-	}
-	return eventIn(g, id), nil
-}
-
-// eventIn returns the event of g with identifier id, or nil.
-func eventIn(g *store.Group, id string) *store.Event {
-	for i := range g.Events {
-		if g.Events[i].Identifier == id {
-			return &g.Events[i]
-		}
-	}
-	return nil
-}
-
 // Cancel removes the event with the given identifier from its meter's
 // aggregates: the newest event of the meter of eventName with that
 // identifier, received within the cancel window.
@@ -352,9 +342,9 @@ func (e *Engine) Cancel(ctx context.Context, eventName, identifier string) error
 	// meter.
 	var found *store.Event
 	_, _, err = st.idx.Find(identifier, func(loc uint64) (bool, error) {
-		ev, err := st.findEvent(loc, identifier)
-		if ev != nil && ev.Meter == m.Seq && (found == nil || ev.Seq > found.Seq) {
-			found = ev
+		ev, ok, err := st.log.FindEvent(loc, identifier)
+		if ok && ev.Meter == m.Seq && (found == nil || ev.Seq > found.Seq) {
+			found = &ev
 		}
 		return false, err // look at every candidate
 	})

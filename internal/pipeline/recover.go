@@ -100,6 +100,7 @@ func (e *Engine) load(st *state, sdb *store.DB) (err error) {
 	if err := sdb.Replay(ckMark.Loc, full, ident); err != nil {
 		return err
 	}
+	st.idx.SetEpoch(e.epochOf(e.cfg.Now().Unix()))
 	loader.Finish(runtime.GOMAXPROCS(0))
 	st.seq.Store(lastSeq)
 	e.cfg.Logger.Info("meterdb opened", "meters", len(ms), "aggregate_records", restored,
