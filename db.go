@@ -43,6 +43,7 @@ func Open(path string, opts *Options) (*DB, error) {
 	e, err := pipeline.Open(pipeline.Config{
 		Path: path, Shards: o.Shards, DedupeWindow: o.DedupeWindow, CancelWindow: CancelWindow,
 		CheckpointInterval: o.CheckpointInterval, Now: o.Now, Logger: o.Logger,
+		DedupeEpoch: o.dedupeEpoch, DedupeMinEpoch: o.dedupeMinEpoch,
 		Store: store.Options{
 			Durability: o.Durability.storeDurability(), MaxBatchSize: o.MaxBatchSize, MaxBatchDelay: o.MaxBatchDelay,
 			FlushInterval: o.FlushInterval, LockTimeout: o.LockTimeout, NoFsync: o.NoFsync, Logger: o.Logger,

@@ -78,6 +78,12 @@ type Options struct {
 	// an error unwrapping to ErrReadOnly, and Close writes no checkpoint.
 	// Ignored for an in-memory database.
 	ReadOnly bool
+
+	// dedupeEpoch and dedupeMinEpoch shrink the dedupe index's epochs
+	// (pipeline.Config.DedupeEpoch, DedupeMinEpoch); tests set them with
+	// SetDedupeEpochsForTest so that epochs roll often.
+	dedupeEpoch    time.Duration
+	dedupeMinEpoch int
 }
 
 // CancelWindow is how long after its receipt an event can be cancelled.

@@ -9,16 +9,21 @@ import (
 // Loader adds many identifiers at once, as Open does when it rebuilds the
 // index from the log: it cuts each shard's identifiers into epochs of
 // equal counts, sizes each epoch's table for exactly its identifiers, and
-// fills the shards in parallel. Use it before the Index is shared.
+// fills the shards in parallel. Queued entries live in fixed-size chunks,
+// so queueing never copies what is queued. Several Loaders can queue in
+// parallel (one goroutine each) and be joined with Merge. Use it before
+// the Index is shared.
 type Loader struct {
-	x       *Index
-	entries [1 << shardBits][]loadEntry
+	x      *Index
+	chunks [1 << shardBits][][]loadEntry
 }
 
 type loadEntry struct {
 	h   uint64
 	loc uint64
 }
+
+const loadChunk = 4096 // entries per chunk
 
 // LoadEpochs is the number of epochs a Loader cuts a shard's identifiers
 // into (the last one is left room to fill).
@@ -32,14 +37,29 @@ func (x *Index) Loader() *Loader { return &Loader{x: x} }
 func (l *Loader) Add(id []byte, loc uint64) {
 	h := maphash.Bytes(l.x.seed, id)
 	s := h >> (64 - shardBits)
-	l.entries[s] = append(l.entries[s], loadEntry{h: h, loc: loc})
+	cs := l.chunks[s]
+	if n := len(cs); n == 0 || len(cs[n-1]) == cap(cs[n-1]) {
+		cs = append(cs, make([]loadEntry, 0, loadChunk))
+		l.chunks[s] = cs
+	}
+	c := &cs[len(cs)-1]
+	*c = append(*c, loadEntry{h: h, loc: loc})
+}
+
+// Merge queues everything o queued after what l queued (o's locations
+// follow l's), and empties o.
+func (l *Loader) Merge(o *Loader) {
+	for s := range l.chunks {
+		l.chunks[s] = append(l.chunks[s], o.chunks[s]...)
+		o.chunks[s] = nil
+	}
 }
 
 // Finish inserts everything queued, using up to workers goroutines.
 func (l *Loader) Finish(workers int) {
 	var wg sync.WaitGroup
-	next := make(chan int, len(l.entries))
-	for i := range l.entries {
+	next := make(chan int, len(l.chunks))
+	for i := range l.chunks {
 		next <- i
 	}
 	close(next)
@@ -50,18 +70,31 @@ func (l *Loader) Finish(workers int) {
 			for i := range next {
 				sh := &l.x.shards[i]
 				sh.mu.Lock()
-				l.x.loadLocked(sh, l.entries[i])
+				l.x.loadLocked(sh, l.chunks[i])
 				sh.mu.Unlock()
-				l.entries[i] = nil
+				l.chunks[i] = nil
 			}
 		}()
 	}
 	wg.Wait()
 }
 
-// loadLocked inserts es into sh.
-func (x *Index) loadLocked(sh *shard, es []loadEntry) {
+// loadLocked inserts the entries of chunks into sh.
+func (x *Index) loadLocked(sh *shard, chunks [][]loadEntry) {
 	minLoc := x.minLoc.Load()
+	var es []loadEntry
+	if len(chunks) == 1 {
+		es = chunks[0]
+	} else {
+		n := 0
+		for _, c := range chunks {
+			n += len(c)
+		}
+		es = make([]loadEntry, 0, n)
+		for _, c := range chunks {
+			es = append(es, c...)
+		}
+	}
 	k := 0
 	for _, e := range es {
 		if e.loc >= minLoc {
