@@ -321,8 +321,9 @@ func (x *Index) epochFor(sh *shard, loc uint64) *epoch {
 			target = cur.limit
 		case sh.prevTotal == 0:
 			// The first epoch number (or the first after an idle one):
-			// grow geometrically.
-			target = 2 * cur.limit
+			// grow geometrically, by four, so that a lookup has few
+			// epochs to probe while the window fills.
+			target = 4 * cur.limit
 		default:
 			// More than predicted: an eighth of what this number holds.
 			target = sum / 8

@@ -82,8 +82,8 @@ var closed = func() chan struct{} { c := make(chan struct{}); close(c); return c
 // each event of the retention window, the 128-bit fingerprint of its
 // identifier (for dedupe confirmation and Cancel's lookup) and what a
 // cancellation needs (sequence, meter, customer, value, timestamp), in
-// flat slices that grow by amortized appends and shrink when pruning
-// has dropped half of them. Cancellation records keep nothing: nothing
+// blocks of memBlock entries: appending never copies what is kept, and
+// pruning drops whole blocks. Cancellation records keep nothing: nothing
 // looks them up.
 type memLog struct {
 	seeds [2]maphash.Seed // of the fingerprints
@@ -91,14 +91,15 @@ type memLog struct {
 	mu      sync.Mutex // guards the fields below
 	base    uint64     // location of groups[0]
 	groups  []memGroup
-	recBase int64 // absolute index of recs[0]
-	recs    []memEvent
+	recBase int64 // absolute index of blocks[0][0], a multiple of memBlock
+	recN    int64 // absolute index of the next entry
+	blocks  [][]memEvent
 	kv      map[[2]string]kvValue
 }
 
 // memGroup is what the memory log keeps of one log record.
 type memGroup struct {
-	start    int64 // absolute index of its first event in recs
+	start    int64 // absolute index of its first event
 	n        int32 // events (0 for cancellations)
 	received int64
 }
@@ -112,6 +113,14 @@ type memEvent struct {
 	customer  string
 	value     int64
 	timestamp int64
+}
+
+const memBlock = 4096 // entries per block of the memory log
+
+// rec returns the entry at absolute index a.
+func (j *memLog) rec(a int64) *memEvent {
+	i := a - j.recBase
+	return &j.blocks[i/memBlock][i%memBlock]
 }
 
 type kvValue struct {
@@ -135,11 +144,16 @@ func (j *memLog) Append(g *store.Group, kvs []store.KVWrite) (commit, error) {
 	}
 	j.mu.Lock()
 	loc := j.base + uint64(len(j.groups))
-	j.groups = append(j.groups, memGroup{start: j.recBase + int64(len(j.recs)), n: int32(len(g.Events)), received: received})
+	j.groups = append(j.groups, memGroup{start: j.recN, n: int32(len(g.Events)), received: received})
 	for i := range g.Events {
 		ev := &g.Events[i]
-		j.recs = append(j.recs, memEvent{fp: j.fingerprint(ev.Identifier), seq: ev.Seq, meter: ev.Meter,
+		if k := len(j.blocks); k == 0 || len(j.blocks[k-1]) == memBlock {
+			j.blocks = append(j.blocks, make([]memEvent, 0, memBlock))
+		}
+		b := &j.blocks[len(j.blocks)-1]
+		*b = append(*b, memEvent{fp: j.fingerprint(ev.Identifier), seq: ev.Seq, meter: ev.Meter,
 			customer: ev.Customer, value: ev.Value, timestamp: ev.Timestamp})
+		j.recN++
 	}
 	for _, w := range kvs {
 		j.writeLocked(w)
@@ -157,9 +171,8 @@ func (j *memLog) FindEvent(loc uint64, id string) (store.Event, bool, error) {
 		return store.Event{}, false, nil
 	}
 	g := j.groups[loc-j.base]
-	start := g.start - j.recBase
-	for i := start; i < start+int64(g.n); i++ {
-		if r := &j.recs[i]; r.fp == fp {
+	for a := g.start; a < g.start+int64(g.n); a++ {
+		if r := j.rec(a); r.fp == fp {
 			return store.Event{Seq: r.seq, Meter: r.meter, Customer: r.customer, Value: r.value,
 				Timestamp: r.timestamp, Received: g.received}, true, nil
 		}
@@ -181,15 +194,14 @@ func (j *memLog) Prune(loc uint64, now int64) {
 	n := min(loc-j.base, uint64(len(j.groups)))
 	j.groups = j.groups[n:]
 	j.base += n
-	drop := int64(len(j.recs))
+	live := j.recN // absolute index of the first entry still needed
 	if len(j.groups) > 0 {
-		drop = j.groups[0].start - j.recBase
+		live = j.groups[0].start
 	}
-	// Shrink once half is dead: copying is amortized over the appends that
-	// filled it.
-	if drop > 0 && drop*2 >= int64(cap(j.recs)) {
-		j.recs = append([]memEvent(nil), j.recs[drop:]...)
-		j.recBase += drop
+	for len(j.blocks) > 0 && j.recBase+memBlock <= live && len(j.blocks[0]) == memBlock {
+		j.blocks[0] = nil
+		j.blocks = j.blocks[1:]
+		j.recBase += memBlock
 	}
 	if len(j.groups)*2 < cap(j.groups) {
 		j.groups = append([]memGroup(nil), j.groups...)
@@ -262,7 +274,7 @@ func (j *memLog) ListKV(ns, after string, now int64, fn func(key string, value [
 func (j *memLog) MemoryBytes() int64 {
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	return int64(cap(j.recs))*int64(unsafe.Sizeof(memEvent{})) + int64(cap(j.groups))*int64(unsafe.Sizeof(memGroup{}))
+	return int64(len(j.blocks))*memBlock*int64(unsafe.Sizeof(memEvent{})) + int64(cap(j.groups))*int64(unsafe.Sizeof(memGroup{}))
 }
 
 func (j *memLog) SaveMeter(meter.Meter) error { return nil }
