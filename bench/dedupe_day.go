@@ -123,8 +123,10 @@ func (r *runner) runDedupeDay(spec TargetSpec) ([]Result, error) {
 			b := batch{us: make([]event.Usage, 0, p.batch+p.batch/50+1), resend: make([]bool, 0, p.batch+p.batch/50+1)}
 			now := t0.Add(time.Duration(f) * perID)
 			if h := int(now.Sub(t0) / time.Hour); h > hour {
-				hour = h
 				hourStart[h].Store(time.Now().UnixNano())
+				r.prog.note("dedupe-day %s: simulated hour %d: %.0f events/s", spec.Name, hour,
+					float64(hourEvents[hour].Load())/time.Duration(hourStart[h].Load()-hourStart[hour].Load()).Seconds())
+				hour = h
 			}
 			b.hour = hour
 			clock.Store(now.UnixNano())
