@@ -76,3 +76,46 @@ func TestLoaders(t *testing.T) {
 		})
 	}
 }
+
+// An epoch whose locations span more than its offsets express stands an
+// offset for several locations: a candidate is confirmed at each of them,
+// and the identifier is found at exactly its own.
+func TestCoarseOffsets(t *testing.T) {
+	x, j := New(), newJournal()
+	const n, step = 2000, 1000 // locations 1 to 2,000,000: 2^21, three bits past the offsets
+	l := x.Loader()
+	for i := range n {
+		loc := uint64(1 + i*step)
+		id := fmt.Sprint("id-", i)
+		j.put(loc, id)
+		l.Add([]byte(id), loc)
+	}
+	l.Finish(1)
+	shifted, maxShift := 0, uint8(0)
+	for s := range x.shards {
+		for _, e := range x.shards[s].epochs {
+			if e.shift > 0 {
+				shifted++
+			}
+			maxShift = max(maxShift, e.shift)
+		}
+	}
+	if shifted == 0 {
+		t.Fatal("no epoch has coarse offsets")
+	}
+	for i := range n {
+		id := fmt.Sprint("id-", i)
+		j.calls.Store(0)
+		if loc, found, _ := x.Find(id, j.confirm(id)); !found || loc != uint64(1+i*step) {
+			t.Fatalf("Find(%s) = %d, %v", id, loc, found)
+		}
+		// One read per location of its offset, and as many for a rare
+		// false candidate.
+		if c := j.calls.Load(); c > 2<<maxShift {
+			t.Fatalf("Find(%s): %d confirmations, offsets of %d locations", id, c, 1<<maxShift)
+		}
+		if ok, _ := x.Reserve(id, j.confirm(id)); ok {
+			t.Fatalf("%s reserved again", id)
+		}
+	}
+}
