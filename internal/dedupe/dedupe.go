@@ -195,8 +195,15 @@ func (x *Index) Find(id string, confirm func(loc uint64) (bool, error)) (loc uin
 
 // findLocked calls confirm with every location that may hold an
 // identifier of hash h, newest epoch first, until it accepts one.
+//
+// A fresh identifier (the common case) matches nothing, yet probes two
+// buckets in every live epoch: the probe of an epoch is written without
+// data-dependent branches (the smallest XOR of a slot with the tag is
+// below 1<<offBits exactly when a tag matches), so that the processor
+// overlaps the cache misses of successive epochs.
 func (sh *shard) findLocked(h, minLoc uint64, confirm func(uint64) (bool, error)) (bool, error) {
 	t := tagOf(h)
+	tt := t << offBits
 	for k := len(sh.epochs) - 1; k >= 0; k-- {
 		e := sh.epochs[k]
 		if e.count == 0 || e.last < minLoc {
@@ -204,17 +211,22 @@ func (sh *shard) findLocked(h, minLoc uint64, confirm func(uint64) (bool, error)
 		}
 		b1 := e.bucket(h)
 		b2 := e.alt(b1, t)
-		for _, b := range [2]uint64{b1, b2} {
-			for _, s := range e.slots[b*bucketSlots : b*bucketSlots+bucketSlots] {
-				if s>>offBits != t {
-					continue
+		p := e.slots[b1*bucketSlots : b1*bucketSlots+bucketSlots : b1*bucketSlots+bucketSlots]
+		q := e.slots[b2*bucketSlots : b2*bucketSlots+bucketSlots : b2*bucketSlots+bucketSlots]
+		m := min(p[0]^tt, p[1]^tt, p[2]^tt, p[3]^tt, q[0]^tt, q[1]^tt, q[2]^tt, q[3]^tt)
+		if m <= offMask {
+			for _, b := range [2]uint64{b1, b2} {
+				for _, s := range e.slots[b*bucketSlots : b*bucketSlots+bucketSlots] {
+					if s>>offBits != t {
+						continue
+					}
+					if ok, err := sh.confirmRange(e, s, minLoc, confirm); ok || err != nil {
+						return ok, err
+					}
 				}
-				if ok, err := sh.confirmRange(e, s, minLoc, confirm); ok || err != nil {
-					return ok, err
+				if b2 == b1 {
+					break
 				}
-			}
-			if b2 == b1 {
-				break
 			}
 		}
 		for _, st := range e.stash {

@@ -283,3 +283,39 @@ func BenchmarkWindow(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkReserveFresh reserves and releases fresh identifiers in
+// batches of 1,000 against a full window of -window identifiers in
+// twelve epochs and more: every lookup probes every live epoch.
+func BenchmarkReserveFresh(b *testing.B) {
+	for _, live := range []int{1 << 20, 16 << 20} {
+		b.Run(fmt.Sprintf("window=%d", live), func(b *testing.B) {
+			x := New()
+			const perLoc = 1000
+			window := uint64(live / perLoc)
+			id := make([]byte, 0, 32)
+			for loc := uint64(1); loc <= window+window/12; loc++ {
+				x.SetEpoch(loc * 12 / window)
+				for i := range perLoc {
+					id = fmt.Appendf(id[:0], "%d-%d", loc, i)
+					x.Add(string(id), loc)
+				}
+				if loc > window {
+					x.SetMinLoc(loc - window + 1)
+				}
+			}
+			ids := make([]string, 1000)
+			for i := range ids {
+				ids[i] = fmt.Sprintf("fresh-%08d", i)
+			}
+			var r Reservation
+			no := func(int, uint64) (bool, error) { return false, nil }
+			b.ResetTimer()
+			for i := 0; i < b.N; i += len(ids) {
+				x.ReserveBatch(&r, ids, no)
+				x.ReleaseBatch(&r)
+			}
+			b.ReportMetric(float64(x.Stats().Epochs)/(1<<shardBits), "epochs/shard")
+		})
+	}
+}
