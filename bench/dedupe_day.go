@@ -101,8 +101,12 @@ func (r *runner) runDedupeDay(spec TargetSpec) ([]Result, error) {
 	// One goroutine builds batches and moves the clock; two record them.
 	perID := time.Duration(p.hours) * time.Hour / time.Duration(p.ids)
 	windowIDs := int(p.window / perID)
-	margin := int(10 * time.Minute / perID)
+	// Resends keep clear of the window's edge by ten simulated minutes or
+	// twenty batches, whichever is more: the clock runs ahead of the
+	// batches still queued or in flight.
+	margin := max(int(10*time.Minute/perID), 20*p.batch)
 	type batch struct {
+		seq     int // the batch's number; it holds fresh identifiers from seq*p.batch on
 		us      []event.Usage
 		resend  []bool // us[i] is a resend
 		resends int
@@ -113,14 +117,33 @@ func (r *runner) runDedupeDay(spec TargetSpec) ([]Result, error) {
 	hourEvents := make([]atomic.Int64, p.hours+1)
 	hourStart := make([]atomic.Int64, p.hours+1) // unix ns of real time
 	var failed atomic.Pointer[error]
+	// Batches complete out of order (two workers, and a stalled one can
+	// fall many batches behind): a resend names an identifier of a batch
+	// known to be recorded, below the watermark.
+	var (
+		doneMu    sync.Mutex
+		done      = map[int]bool{}
+		watermark atomic.Int64 // batches [0, watermark) are recorded
+	)
+	complete := func(seq int) {
+		doneMu.Lock()
+		defer doneMu.Unlock()
+		done[seq] = true
+		w := int(watermark.Load())
+		for done[w] {
+			delete(done, w)
+			w++
+		}
+		watermark.Store(int64(w))
+	}
 	start := time.Now()
 	hourStart[0].Store(start.UnixNano())
 	go func() {
 		defer close(batches)
 		rnd := uint64(1)
 		hour := 0
-		for f := 0; f < p.ids; {
-			b := batch{us: make([]event.Usage, 0, p.batch+p.batch/50+1), resend: make([]bool, 0, p.batch+p.batch/50+1)}
+		for f, seq := 0, 0; f < p.ids; seq++ {
+			b := batch{seq: seq, us: make([]event.Usage, 0, p.batch+p.batch/50+1), resend: make([]bool, 0, p.batch+p.batch/50+1)}
 			now := t0.Add(time.Duration(f) * perID)
 			if h := int(now.Sub(t0) / time.Hour); h > hour {
 				hourStart[h].Store(time.Now().UnixNano())
@@ -130,17 +153,16 @@ func (r *runner) runDedupeDay(spec TargetSpec) ([]Result, error) {
 			}
 			b.hour = hour
 			clock.Store(now.UnixNano())
-			for len(b.us) < p.batch && f < p.ids {
+			for n := 0; n < p.batch && f < p.ids; n++ { // p.batch fresh identifiers, and resends
 				b.us = append(b.us, event.Usage{Name: "calls", Customer: "cus_" + strconv.Itoa(f%1000),
 					Value: 1, Timestamp: now.Add(-time.Duration(f%3600) * time.Second), Identifier: dayID(f)})
 				b.resend = append(b.resend, false)
 				rnd = splitmix(rnd)
-				if rnd%100 == 0 && f > 2*max(margin, 10*p.batch) {
-					// A resend of an identifier received within the window.
-					// Not one of the last few batches, which may still be in
-					// flight in the other worker.
-					lo, hi := max(0, f-windowIDs+margin), f-max(margin, 10*p.batch)
-					j := lo + int(splitmix(rnd)%uint64(max(1, hi-lo)))
+				lo, hi := max(0, f-windowIDs+margin), min(f-margin, int(watermark.Load())*p.batch)
+				if rnd%100 == 0 && hi > lo {
+					// A resend of an identifier received within the window,
+					// in a batch already recorded.
+					j := lo + int(splitmix(rnd)%uint64(hi-lo))
 					b.us = append(b.us, event.Usage{Name: "calls", Customer: "cus_" + strconv.Itoa(j%1000),
 						Value: 1, Timestamp: now, Identifier: dayID(j)})
 					b.resend = append(b.resend, true)
@@ -170,6 +192,9 @@ func (r *runner) runDedupeDay(spec TargetSpec) ([]Result, error) {
 					switch {
 					case e == nil && !resend:
 						accepted.Add(1)
+					case e == nil:
+						err := fmt.Errorf("resend of %s accepted", b.us[i].Identifier)
+						failed.Store(&err)
 					case errors.Is(e, event.ErrDuplicate) && resend:
 						caught.Add(1)
 					case errors.Is(e, event.ErrDuplicate):
@@ -181,6 +206,7 @@ func (r *runner) runDedupeDay(spec TargetSpec) ([]Result, error) {
 				}
 				resends.Add(int64(b.resends))
 				hourEvents[b.hour].Add(int64(len(b.us)))
+				complete(b.seq)
 			}
 		}()
 	}

@@ -69,6 +69,15 @@ func (s *DB) Headers(upTo uint64, fn func(RecordHeader) error) error {
 // readHeader decodes the start of the log record v at loc.
 func readHeader(loc uint64, v []byte) (RecordHeader, error) {
 	h := RecordHeader{Loc: loc}
+	if len(v) > 0 && v[0] == kindIndexed {
+		// Skip the hash table: its size is in the header.
+		d := binread.New(v[1:])
+		n := d.Count(8)
+		if d.Bad() || len(v)-1-d.Len()+8*n+crcLen >= len(v) {
+			return h, corrupt(logName(loc), errMalformed)
+		}
+		v = v[1+len(v)-1-d.Len()+8*n+crcLen:]
+	}
 	d := binread.New(v) // the header comes first; the checksum last
 	switch d.Byte() {
 	case kindEvents:
@@ -139,7 +148,7 @@ func (s *DB) scanRange(i int, r [2]uint64, ident func(r int, loc uint64, receive
 			}
 			loc := want
 			want++
-			if len(v) == 0 || v[0] != kindEvents {
+			if !isEvents(v) {
 				continue
 			}
 			body, err := s.open(scopeLog, k, v, func() string { return logName(loc) })
