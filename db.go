@@ -44,6 +44,7 @@ func Open(path string, opts *Options) (*DB, error) {
 		Path: path, Shards: o.Shards, DedupeWindow: o.DedupeWindow, CancelWindow: CancelWindow,
 		CheckpointInterval: o.CheckpointInterval, Now: o.Now, Logger: o.Logger,
 		DedupeEpoch: o.dedupeEpoch, DedupeMinEpoch: o.dedupeMinEpoch,
+		Shared: o.Log, SnapshotInterval: o.SnapshotInterval,
 		Store: store.Options{
 			Durability: o.Durability.storeDurability(), MaxBatchSize: o.MaxBatchSize, MaxBatchDelay: o.MaxBatchDelay,
 			FlushInterval: o.FlushInterval, LockTimeout: o.LockTimeout, NoFsync: o.NoFsync, Logger: o.Logger,
@@ -54,6 +55,48 @@ func Open(path string, opts *Options) (*DB, error) {
 		return nil, err
 	}
 	return &DB{opts: o, e: e}, nil
+}
+
+// consistent returns ctx's error, and with Options.ConsistentReads waits
+// until the replica applied the shared log's newest record: reads then see
+// every write acknowledged anywhere before them, and writes validate
+// against every meter created anywhere before them.
+func (db *DB) consistent(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if db.opts.ConsistentReads {
+		return db.e.WaitApplied(ctx)
+	}
+	return nil
+}
+
+// WaitApplied returns once this replica applied every record the shared
+// log (Options.Log) held when it was called: a read after it sees every
+// write any replica acknowledged before the call. It is what
+// Options.ConsistentReads does before each read; without Options.Log it
+// returns at once. Errors wrap ErrUnavailable when the log cannot be
+// reached.
+func (db *DB) WaitApplied(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return db.e.WaitApplied(ctx)
+}
+
+// Replicated reports whether db is a replica of a shared log
+// (Options.Log).
+func (db *DB) Replicated() bool { return db.opts.Log != nil }
+
+// Snapshot writes a snapshot of this replica's local state to the shared
+// log (Options.Log) now, as replicas do every Options.SnapshotInterval,
+// and returns the log position it covers. A replica in memory has no file
+// to copy: it returns ErrInMemory.
+func (db *DB) Snapshot(ctx context.Context) (uint64, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	return db.e.Snapshot(ctx)
 }
 
 // Close waits for operations in flight, makes everything accepted durable
@@ -71,16 +114,16 @@ func (db *DB) Now() time.Time { return db.e.Now() }
 // CreateMeter creates a meter. Its event name must not be used by any
 // other meter, active or not.
 func (db *DB) CreateMeter(ctx context.Context, p meter.Params) (meter.Meter, error) {
-	if err := ctx.Err(); err != nil {
+	if err := db.consistent(ctx); err != nil {
 		return meter.Meter{}, err
 	}
-	return db.e.CreateMeter(p)
+	return db.e.CreateMeter(ctx, p)
 }
 
 // Meter returns the meter with the given id; the error unwraps to
 // meter.ErrNotFound when there is none.
 func (db *DB) Meter(ctx context.Context, id string) (meter.Meter, error) {
-	if err := ctx.Err(); err != nil {
+	if err := db.consistent(ctx); err != nil {
 		return meter.Meter{}, err
 	}
 	reg, _, err := db.e.Enter()
@@ -94,7 +137,7 @@ func (db *DB) Meter(ctx context.Context, id string) (meter.Meter, error) {
 // MeterByEventName returns the meter that events named name go to; the
 // error unwraps to meter.ErrNotFound when there is none.
 func (db *DB) MeterByEventName(ctx context.Context, name string) (meter.Meter, error) {
-	if err := ctx.Err(); err != nil {
+	if err := db.consistent(ctx); err != nil {
 		return meter.Meter{}, err
 	}
 	reg, _, err := db.e.Enter()
@@ -115,7 +158,7 @@ func (db *DB) UpdateMeter(ctx context.Context, id, displayName string) (meter.Me
 	if err := ctx.Err(); err != nil {
 		return meter.Meter{}, err
 	}
-	return db.e.SetDisplayName(id, displayName)
+	return db.e.SetDisplayName(ctx, id, displayName)
 }
 
 // DeactivateMeter stops a meter from accepting events; its data stays
@@ -124,7 +167,7 @@ func (db *DB) DeactivateMeter(ctx context.Context, id string) (meter.Meter, erro
 	if err := ctx.Err(); err != nil {
 		return meter.Meter{}, err
 	}
-	return db.e.SetStatus(id, meter.Inactive)
+	return db.e.SetStatus(ctx, id, meter.Inactive)
 }
 
 // ReactivateMeter lets an inactive meter accept events again and clears
@@ -133,12 +176,12 @@ func (db *DB) ReactivateMeter(ctx context.Context, id string) (meter.Meter, erro
 	if err := ctx.Err(); err != nil {
 		return meter.Meter{}, err
 	}
-	return db.e.SetStatus(id, meter.Active)
+	return db.e.SetStatus(ctx, id, meter.Active)
 }
 
 // ListMeters returns a page of meters, newest first; see meter.ListParams.
 func (db *DB) ListMeters(ctx context.Context, p meter.ListParams) (page []meter.Meter, hasMore bool, err error) {
-	if err := ctx.Err(); err != nil {
+	if err := db.consistent(ctx); err != nil {
 		return nil, false, err
 	}
 	reg, _, err := db.e.Enter()
@@ -181,6 +224,9 @@ func (db *DB) Record(ctx context.Context, ev event.Event) (event.Event, error) {
 // sequence, log (group commit bounded by Options.MaxBatchSize and
 // MaxBatchDelay), apply, acknowledge.
 func (db *DB) RecordBatch(ctx context.Context, evs []event.Event) ([]error, error) {
+	if err := db.consistent(ctx); err != nil {
+		return nil, err
+	}
 	return db.e.Record(ctx, &pipeline.Batch{Events: evs})
 }
 
@@ -189,6 +235,9 @@ func (db *DB) RecordBatch(ctx context.Context, evs []event.Event) ([]error, erro
 // count meter ignores Value. It fills in the Identifier and Timestamp of
 // accepted entries of us that lacked them.
 func (db *DB) RecordUsage(ctx context.Context, us []event.Usage) ([]error, error) {
+	if err := db.consistent(ctx); err != nil {
+		return nil, err
+	}
 	return db.e.Record(ctx, &pipeline.Batch{Usages: us})
 }
 
@@ -199,5 +248,8 @@ func (db *DB) RecordUsage(ctx context.Context, us []event.Usage) ([]error, error
 // event.ErrAlreadyCancelled (or ErrClosed, or a write error wrapping
 // ErrUnavailable).
 func (db *DB) Cancel(ctx context.Context, eventName, identifier string) error {
+	if err := db.consistent(ctx); err != nil {
+		return err
+	}
 	return db.e.Cancel(ctx, eventName, identifier)
 }

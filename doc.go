@@ -72,6 +72,59 @@
 // state from what is durable, and then serves writes again
 // (Stats.Reopens counts it).
 //
+// # Replicas
+//
+// Options.Log makes a database one replica of a database that several
+// processes share through a sharedlog.Log (package replica implements one
+// on NATS JetStream). Every change (meter creations and changes, events,
+// cancellations, key-value writes and claims) becomes a record of the log
+// (internal/record/FORMAT.md). A writer validates with its own registry
+// and clock, stamps its clock into the record, appends it, and waits
+// until its own replica applied it: the answer (accepted or
+// duplicate_meter_event per event; a cancellation's outcome; a meter or
+// the event_name_taken error) is the outcome of that apply. Each replica
+// applies the whole log in order, its own records and every other
+// writer's, as a deterministic state machine: the first event of an
+// identifier in log order wins and a duplicate changes nothing; sequence
+// numbers are assigned in log order; the dedupe, cancel and key-value
+// expiry decisions use the writers' stamps (the apply time is the greatest
+// stamp so far), never the replica's clock; meter ids are chosen by the
+// writer, and the first create of an event name in log order wins. So
+// every replica that applied the same prefix of the log holds the same
+// state, and answers summaries from its own memory.
+//
+// A replica sees its own acknowledged writes. It may lag the others by
+// what it has not applied yet (Stats.Replica); Options.ConsistentReads
+// makes every read and write wait until it applied the log's newest record
+// as of its start, and DB.WaitApplied does so once. A log that cannot be
+// reached makes writes fail with an error wrapping ErrUnavailable (the
+// write may still be in the log: retry it with the same identifiers),
+// while reads keep working from memory. A write waits for its own
+// replica's apply until its context ends (a replica that cannot apply
+// reports why in Stats.Replica.Err and Ready); writes that wait when
+// Close starts return ErrClosed. A replica counts in Stats the events,
+// duplicates and cancellations it applied, every writer's, and the
+// rejections of its own writers only.
+//
+// A replica with a path keeps its state in that file, written with
+// buffered durability (the log is the truth), together with the log
+// position it covers, committed with each change it applied; a restart
+// reads the log on from there. A replica without a file, a new file, or
+// one the log no longer continues (its records were dropped), starts from
+// the log's newest snapshot, which replicas with a file take turns to
+// write every Options.SnapshotInterval (DB.Snapshot writes one at once); a
+// replica in memory that must bootstrap keeps the snapshot in a temporary
+// file, removed on Close. The log must hold records for at least the
+// snapshot interval plus the time a replica may be down; what is older
+// than the newest snapshot can go.
+//
+// Writers' clocks should agree within a minute: event timestamps are
+// validated against the writer's clock, and a writer whose clock runs
+// ahead moves the apply time, and with it the dedupe and cancel windows,
+// forward for everyone. RecordBatchKV appends its key-value records as a
+// second record after its events' apply, so a crash in between keeps the
+// events without the records (the identifiers still dedupe a retry).
+//
 // # Memory
 //
 // Per (meter, customer) series: an hour bucket per hour and a day bucket

@@ -13,8 +13,11 @@ var (
 	// ErrUnavailable is what every write error that a retry can overcome
 	// wraps: the disk is full, or the database is reopening its file after
 	// an I/O error. Nothing of the failed write was recorded (its
-	// identifiers stay free), so the same request can be sent again. Over
-	// HTTP it is a 503 with Stripe-Should-Retry: true.
+	// identifiers stay free), so the same request can be sent again. With
+	// Options.Log it also reports a shared log that cannot be reached; a
+	// write whose append failed so may still be in the log, so retry it
+	// with the same identifiers. Over HTTP it is a 503 with
+	// Stripe-Should-Retry: true.
 	ErrUnavailable = store.ErrUnavailable
 	// ErrInMemory is returned by operations that need a database file,
 	// such as Backup, on a database that lives in memory.

@@ -3,6 +3,7 @@ package meterdb
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/meterdb/meterdb/event"
@@ -25,11 +26,16 @@ const (
 // accepted ones, whose Identifier and Timestamp are filled in), and only
 // when at least one event was accepted; it must not call the DB. A record
 // that breaks the limits of PutKV fails the batch, and nothing is
-// recorded.
+// recorded. With Options.Log the records are a second change of the
+// shared log, appended once the events' apply decided errs: the events are
+// then recorded even when kv's records fail.
 //
 // The values kv returns are not copied: the caller must not modify them
 // afterwards.
 func (db *DB) RecordBatchKV(ctx context.Context, evs []event.Event, kv func(errs []error) []KVWrite) ([]error, error) {
+	if err := db.consistent(ctx); err != nil {
+		return nil, err
+	}
 	return db.e.Record(ctx, &pipeline.Batch{Events: evs, KV: func(errs []error) ([]store.KVWrite, error) {
 		return storeWrites(ctx, kv(errs))
 	}})
@@ -45,12 +51,15 @@ func (db *DB) PutKV(ctx context.Context, namespace, key string, value []byte, ex
 	if err := checkKV(ctx, namespace, key, value); err != nil {
 		return err
 	}
-	return db.e.PutKV(namespace, key, value, expires.Unix())
+	return db.e.PutKV(ctx, namespace, key, value, expires.Unix())
 }
 
 // GetKV returns a copy of the unexpired value under (namespace, key).
 func (db *DB) GetKV(ctx context.Context, namespace, key string) ([]byte, bool, error) {
 	if err := checkKV(ctx, namespace, key, nil); err != nil {
+		return nil, false, err
+	}
+	if err := db.consistent(ctx); err != nil {
 		return nil, false, err
 	}
 	return db.e.GetKV(namespace, key)
@@ -61,7 +70,21 @@ func (db *DB) DeleteKV(ctx context.Context, namespace, key string) error {
 	if err := checkKV(ctx, namespace, key, nil); err != nil {
 		return err
 	}
-	return db.e.DeleteKV(namespace, key)
+	return db.e.DeleteKV(ctx, namespace, key)
+}
+
+// ClaimKV stores value under (namespace, key) until expires unless an
+// unexpired value is stored there already; it returns the value that holds
+// the key afterwards and whether it is this claim's. With Options.Log the
+// first claim in the shared log's order wins on every replica, so that
+// processes sharing a database can agree on who handles a request (an
+// HTTP Idempotency-Key) without talking to each other. The value is
+// copied; the returned slice is the caller's.
+func (db *DB) ClaimKV(ctx context.Context, namespace, key string, value []byte, expires time.Time) (current []byte, claimed bool, err error) {
+	if err := checkKV(ctx, namespace, key, value); err != nil {
+		return nil, false, err
+	}
+	return db.e.ClaimKV(ctx, namespace, key, value, expires.Unix())
 }
 
 // KVWrite is one change of DB.WriteKV: a put of Value under (Namespace,
@@ -82,7 +105,7 @@ func (db *DB) WriteKV(ctx context.Context, writes []KVWrite) error {
 	if err != nil {
 		return err
 	}
-	return db.e.WriteKV(ws)
+	return db.e.WriteKV(ctx, ws)
 }
 
 // storeWrites checks writes against the limits of key-value records and
@@ -107,6 +130,9 @@ func checkKV(ctx context.Context, namespace, key string, value []byte) error {
 	if namespace == "" || len(namespace) > 64 || len(key) == 0 || len(key) > MaxKVKey {
 		return errors.New("meterdb: key-value namespace must be 1 to 64 bytes and key 1 to 1024 bytes")
 	}
+	if namespace == pipeline.PositionNS {
+		return fmt.Errorf("meterdb: key-value namespace %q is reserved", namespace)
+	}
 	if len(value) > MaxKVValue {
 		return errors.New("meterdb: key-value record value longer than 1 MiB")
 	}
@@ -120,6 +146,9 @@ func checkKV(ctx context.Context, namespace, key string, value []byte) error {
 // keep value, nor call other DB methods.
 func (db *DB) ListKV(ctx context.Context, namespace, after string, fn func(key string, value []byte) bool) error {
 	if err := checkKV(ctx, namespace, "x", nil); err != nil {
+		return err
+	}
+	if err := db.consistent(ctx); err != nil {
 		return err
 	}
 	return db.e.ListKV(namespace, after, fn)

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/meterdb/meterdb/sharedlog"
 	"github.com/meterdb/meterdb/store"
 )
 
@@ -84,6 +85,31 @@ type Options struct {
 	// SetDedupeEpochsForTest so that epochs roll often.
 	dedupeEpoch    time.Duration
 	dedupeMinEpoch int
+
+	// Log, when set, makes the database one replica of a database that
+	// several processes share: every change is appended to Log and
+	// applied, in Log's order, by every replica (see "Replicas" in the
+	// package documentation). Open's path is then the replica's local
+	// state file ("" keeps it in memory: a restart reads the log from its
+	// start, or from a snapshot when the log was truncated); the local
+	// file is written with DurabilityBuffered whatever Durability says,
+	// since the log is the truth. DB.Close does not close Log. Nil means a
+	// database of this process alone.
+	Log sharedlog.Log
+	// ConsistentReads makes every read of a replica (summaries, meters,
+	// key-value records) first wait until the replica applied the Log's
+	// newest record as of the read's start, so that it sees every write
+	// acknowledged by any replica before it. Without it a replica sees its
+	// own acknowledged writes and lags the others by what it has not
+	// applied yet (Stats.Replica). Writes wait too before they validate,
+	// so that a meter created on any replica before a write is known to
+	// it. Ignored without Log.
+	ConsistentReads bool
+	// SnapshotInterval is, for a file-backed replica, how often (with
+	// jitter) it checks whether the Log's newest snapshot is older than
+	// the interval and, if so, writes one; replicas take turns. Zero means
+	// 10 minutes. Ignored without Log.
+	SnapshotInterval time.Duration
 }
 
 // CancelWindow is how long after its receipt an event can be cancelled.
@@ -116,6 +142,15 @@ func (o *Options) withDefaults() (Options, error) {
 	}
 	if r.CheckpointInterval == 0 {
 		r.CheckpointInterval = 30 * time.Second
+	}
+	switch {
+	case r.SnapshotInterval < 0:
+		return r, fmt.Errorf("meterdb: Options.SnapshotInterval is %v, want a positive duration", r.SnapshotInterval)
+	case r.SnapshotInterval == 0:
+		r.SnapshotInterval = 10 * time.Minute
+	}
+	if r.Log != nil && r.ReadOnly {
+		return r, fmt.Errorf("meterdb: Options.ReadOnly and Options.Log exclude each other")
 	}
 	if r.Now == nil {
 		r.Now = time.Now

@@ -173,7 +173,7 @@ func customerUsages(cells []aggregate.CustomerCell, formula string) []CustomerUs
 // On success the caller ends the query with db.e.Exit; on error there is
 // nothing to end.
 func (db *DB) enterQuery(ctx context.Context, id string, start, end time.Time, g Grouping) (meter.Meter, *aggregate.Table, aggregate.Grouping, error) {
-	if err := ctx.Err(); err != nil {
+	if err := db.consistent(ctx); err != nil {
 		return meter.Meter{}, nil, 0, err
 	}
 	reg, table, err := db.e.Enter()

@@ -80,6 +80,29 @@ type Stats struct {
 	// failure: while it reopens its file, or waits for disk space (see
 	// Ready for the reason).
 	WriteFailed bool
+
+	// Replica is the progress of a replica of a shared log (Options.Log);
+	// nil for a database of one process.
+	Replica *ReplicaStats
+}
+
+// ReplicaStats describe how far a replica of a shared log has applied it.
+type ReplicaStats struct {
+	// Applied is the shared log position this replica applied; Last the
+	// log's newest position as Stats asked it (waiting at most a second),
+	// 0 when it could not be asked.
+	Applied, Last uint64
+	// Lag is Last minus Applied: the records this replica has still to
+	// apply; -1 when Last is unknown.
+	Lag int64
+	// StampAge is the time since the writer of the record at Applied
+	// stamped it, by Options.Now: with Lag 0 it is the time since the last
+	// write anywhere, otherwise how far behind this replica is. Zero
+	// before the first record.
+	StampAge time.Duration
+	// Err is why the log's last position could not be asked, or why the
+	// replica cannot apply the log (it retries), or nil.
+	Err error
 }
 
 // MeterStats are the event counters of one meter.
@@ -133,7 +156,7 @@ func (h Histogram) Sub(o Histogram) Histogram {
 // Sub returns s minus o, field by field: the activity between two
 // snapshots. Histograms and ByMeter subtract by bucket and by meter ID
 // (meters missing from o count from zero); Durability, InMemory,
-// LastCheckpoint and WriteFailed are s's.
+// LastCheckpoint, WriteFailed and Replica are s's.
 func (s Stats) Sub(o Stats) Stats {
 	d := Stats{
 		EventsAccepted: s.EventsAccepted - o.EventsAccepted, EventsRejected: s.EventsRejected - o.EventsRejected,
@@ -152,7 +175,7 @@ func (s Stats) Sub(o Stats) Stats {
 		LogRecords:   s.LogRecords - o.LogRecords, LogBytes: s.LogBytes - o.LogBytes, FileBytes: s.FileBytes - o.FileBytes,
 		Checkpoints: s.Checkpoints - o.Checkpoints, LastCheckpoint: s.LastCheckpoint,
 		CheckpointDuration: s.CheckpointDuration.Sub(o.CheckpointDuration),
-		WriteFailed:        s.WriteFailed,
+		WriteFailed:        s.WriteFailed, Replica: s.Replica,
 	}
 	if s.ByMeter != nil {
 		d.ByMeter = make([]MeterStats, len(s.ByMeter))
@@ -194,6 +217,18 @@ func (db *DB) Stats() Stats {
 		BatchEvents: histogramOf(es.Batch, 1),
 		Durability:  db.opts.Durability, InMemory: es.InMemory,
 		WriteFailed: es.WriteFailed,
+	}
+	if db.opts.Log != nil {
+		s.Durability = DurabilityBuffered // a replica's file: the log is the truth
+	}
+	if r := es.Replica; r != nil {
+		s.Replica = &ReplicaStats{Applied: r.Applied, Last: r.Last, Lag: int64(r.Last) - int64(r.Applied), Err: r.ApplyErr}
+		if r.LastErr != nil {
+			s.Replica.Last, s.Replica.Lag, s.Replica.Err = 0, -1, r.LastErr
+		}
+		if r.Stamp != 0 {
+			s.Replica.StampAge = db.e.Now().Sub(time.Unix(r.Stamp, 0))
+		}
 	}
 	if st := es.Store; st != nil {
 		const ns = 1e-9

@@ -77,7 +77,7 @@ func (db *DB) Summaries(ctx context.Context, p SummaryParams) ([]Summary, error)
 // the summaries Summaries would return (dst unchanged on error). A caller
 // that reuses dst across queries allocates nothing per query.
 func (db *DB) AppendSummaries(ctx context.Context, dst []Summary, p SummaryParams) ([]Summary, error) {
-	if err := ctx.Err(); err != nil {
+	if err := db.consistent(ctx); err != nil {
 		return dst, err
 	}
 	reg, table, err := db.e.Enter()

@@ -56,6 +56,22 @@ func (r *Registry) Lookup(eventName string) (*Meter, bool) {
 	return m, ok
 }
 
+// BySeq returns the meter with the given Seq. The returned meter is
+// shared and must not be modified.
+func (r *Registry) BySeq(seq uint64) (*Meter, bool) {
+	s := r.snap.Load()
+	// Seqs are dense from 1 (meters are never removed): ordered[seq-1]
+	// holds it, unless a stored registry had gaps.
+	if seq > 0 && seq <= uint64(len(s.ordered)) && s.ordered[seq-1].Seq == seq {
+		return s.ordered[seq-1], true
+	}
+	i := sort.Search(len(s.ordered), func(i int) bool { return s.ordered[i].Seq >= seq })
+	if i < len(s.ordered) && s.ordered[i].Seq == seq {
+		return s.ordered[i], true
+	}
+	return nil, false
+}
+
 // Get returns a copy of the meter with the given id.
 func (r *Registry) Get(id string) (Meter, error) {
 	m, ok := r.snap.Load().byID[id]
@@ -86,6 +102,15 @@ func notFound(id string) *Error {
 // Create validates p, assigns an id, Seq and timestamps, calls persist with
 // the new meter and publishes it if persist returns nil. persist may be nil.
 func (r *Registry) Create(p Params, now time.Time, persist func(Meter) error) (Meter, error) {
+	return r.CreateWithID(p, "", now, persist)
+}
+
+// CreateWithID is Create with the meter's id chosen by the caller; an
+// empty id means a new random one. A replicated database uses it to create
+// the meter a writer named, with the same id on every replica. It fails
+// with ErrEventNameTaken when the event name is used; an id already used
+// is a programmer error and panics.
+func (r *Registry) CreateWithID(p Params, id string, now time.Time, persist func(Meter) error) (Meter, error) {
 	if err := p.Validate(); err != nil {
 		return Meter{}, err
 	}
@@ -102,8 +127,14 @@ func (r *Registry) Create(p Params, now time.Time, persist func(Meter) error) (M
 		seq = old.ordered[n-1].Seq + 1
 	}
 	now = now.Truncate(time.Second).UTC()
+	if id != "" && old.byID[id] != nil {
+		panic(fmt.Sprintf("meter: CreateWithID with the id %q of an existing meter", id))
+	}
+	if id == "" {
+		id = NewID()
+	}
 	m := Meter{
-		ID: NewID(), Seq: seq, DisplayName: p.DisplayName, EventName: p.EventName,
+		ID: id, Seq: seq, DisplayName: p.DisplayName, EventName: p.EventName,
 		Formula: p.Formula, CustomerKey: p.CustomerKey, ValueKey: p.ValueKey,
 		EventTimeWindow: p.EventTimeWindow, Status: Active, Created: now, Updated: now,
 	}

@@ -193,6 +193,14 @@
 // corrected parameters, or after the missing meter is created. Keys on
 // GET are ignored.
 //
+// On a replica of a shared log (meterdb.Options.Log) the processes serving
+// one database agree on a key through DB.ClaimKV: the first claim in the
+// log's order executes the request, and a repeat at any replica meanwhile
+// waits (up to 10 seconds) for its record and replays it, or gets the 409.
+// A claim whose process died frees its key after those 10 seconds, and an
+// error response deletes the claim. The record is then stored before the
+// response is sent.
+//
 // For meter events (v1 and v2) and the meter event stream the record is
 // written after the response, so that a request waits for one commit, not
 // two; until it is stored, a repeat is answered from memory. A crash in

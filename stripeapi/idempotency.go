@@ -89,11 +89,22 @@ func (s *idempotency) do(c *call, run execFunc) response {
 	}
 	if ok {
 		var rec idemRecord
-		if err := json.Unmarshal(raw, &rec); err == nil {
+		if err := json.Unmarshal(raw, &rec); err == nil && rec.Status != 0 {
 			return s.replay(c, &rec, fp)
 		}
 		// An unreadable record (from an incompatible version) is treated
-		// as absent.
+		// as absent; one without a status is another replica's claim,
+		// which claim below waits on.
+	}
+	claimed := false
+	if s.db.Replicated() {
+		// Other processes serve the same keys: the first claim of the key
+		// in the shared log's order executes the request, everywhere.
+		res, won := s.claim(c, k, fp)
+		if !won {
+			return res
+		}
+		claimed = true
 	}
 	c.idem = func(v any) (meterdb.KVWrite, error) {
 		body, err := encodeBody(v)
@@ -111,6 +122,9 @@ func (s *idempotency) do(c *call, run execFunc) response {
 		// A rejection (validation, a rule such as no_meter, 409, 429) or
 		// a failure: nothing was done, so the key stays free for the
 		// corrected request.
+		if claimed {
+			s.db.DeleteKV(context.WithoutCancel(ctx), idemNamespace, k)
+		}
 		return res
 	}
 	rec := &idemRecord{Fingerprint: fp, Status: res.status, Body: res.body}
@@ -124,7 +138,9 @@ func (s *idempotency) do(c *call, run execFunc) response {
 				slog.String("request_id", c.id), slog.Any("error", err))
 		}
 	}
-	if c.rt.idemAsync {
+	// With a claim, the record replaces it before the response leaves, so
+	// that a replica waiting on the claim finds it.
+	if c.rt.idemAsync && !claimed {
 		// The key stays in flight, with its response, until the record
 		// is stored, so a repeat meanwhile gets the replay rather than a
 		// second execution.
@@ -172,4 +188,58 @@ func fingerprint(c *call) string {
 func derivedIdentifier(c *call) string {
 	sum := sha256.Sum256([]byte(c.key.scope + "\x00" + c.idemKey))
 	return "mev_" + hex.EncodeToString(sum[:12])
+}
+
+// claimWait is how long a request waits for another replica's execution of
+// its Idempotency-Key before it answers idempotency_key_in_use.
+const claimWait = 10 * time.Second
+
+// claim claims key k for the request c (fingerprint fp) in a replicated
+// database. It reports true when c is to execute; otherwise it returns
+// the response to send: the replay of the execution of another process,
+// once its record is stored, or 409 idempotency_key_in_use.
+func (s *idempotency) claim(c *call, k, fp string) (response, bool) {
+	ctx := c.r.Context()
+	// A claim that its process never completed (it crashed) frees the key
+	// after claimWait.
+	pending, _ := json.Marshal(&idemRecord{Fingerprint: fp})
+	cur, won, err := s.db.ClaimKV(ctx, idemNamespace, k, pending, c.now.Add(claimWait))
+	if err != nil {
+		return c.errorResponse(err), false
+	}
+	if won {
+		return response{}, true
+	}
+	deadline := time.Now().Add(claimWait)
+	for {
+		var rec idemRecord
+		if json.Unmarshal(cur, &rec) == nil && rec.Status != 0 {
+			return s.replay(c, &rec, fp), false
+		}
+		if rec.Fingerprint != fp && cur != nil {
+			return s.replay(c, &rec, fp), false // idempotency_error
+		}
+		if cur == nil || time.Now().After(deadline) {
+			break // the other request failed and freed the key, or is slow
+		}
+		select {
+		case <-ctx.Done():
+			return c.errorResponse(ctx.Err()), false
+		case <-time.After(20 * time.Millisecond):
+		}
+		if err := s.db.WaitApplied(ctx); err != nil {
+			return c.errorResponse(err), false
+		}
+		var ok bool
+		if cur, ok, err = s.db.GetKV(ctx, idemNamespace, k); err != nil {
+			return c.errorResponse(err), false
+		} else if !ok {
+			cur = nil
+		}
+	}
+	e := wire.InvalidRequest(http.StatusConflict, codeIdempotencyKeyInUse, "",
+		"There is currently another in-progress request using this idempotency key. Retry once it completes.")
+	retry := true
+	e.Retry = &retry
+	return c.errorResponse(e), false
 }

@@ -48,7 +48,7 @@ func (e *Engine) checkpoint(st *state) error {
 	for i, d := range dirty {
 		recs[len(st.ckpt.retry)+i] = store.AggRecord{Meter: d.Key.Meter, Customer: d.Key.Customer, Start: d.Start, Day: d.Day, State: d.State}
 	}
-	err := st.file.Checkpoint(m, recs, st.file.pruneLoc.Load(), e.cfg.Now().Unix())
+	err := st.file.Checkpoint(m, recs, st.file.pruneLoc.Load(), e.applyNow(st))
 	if err != nil {
 		st.ckpt.retry = recs
 		if errors.Is(err, store.ErrFailed) {

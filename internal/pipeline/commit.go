@@ -93,33 +93,13 @@ func (e *Engine) Record(ctx context.Context, b *Batch) ([]error, error) {
 	// Validate, and give every valid event its identifier.
 	sc := getScratch(n)
 	defer putScratch(sc)
+	e.validate(st, b, now, sc, errs)
 	cands, ids := sc.cands, sc.ids
-	for i := range n {
-		var m *meter.Meter
-		var v event.Validated
-		var id string
-		if b.Usages != nil {
-			u := &b.Usages[i]
-			m, _ = st.reg.Lookup(u.Name)
-			v, err = event.ValidateUsage(u, m, now)
-			id = u.Identifier
-		} else {
-			ev := &b.Events[i]
-			m, _ = st.reg.Lookup(ev.Name)
-			v, err = event.Validate(ev, m, now)
-			id = ev.Identifier
-		}
-		if err != nil {
-			errs[i] = err
-			continue
-		}
-		if id == "" {
-			id = e.newIdentifier()
-		}
-		cands = append(cands, candidate{i: i, m: m, v: v})
-		ids = append(ids, id)
+	if e.repl != nil {
+		handedOff = true
+		e.life.RUnlock()
+		return e.recordShared(ctx, st, b, now, sc, errs)
 	}
-	sc.cands, sc.ids = cands, ids // for putScratch to clear
 	if len(cands) == 0 {
 		e.countRejected(st, b, errs)
 		return errs, nil
@@ -127,67 +107,17 @@ func (e *Engine) Record(ctx context.Context, b *Batch) ([]error, error) {
 
 	// Reserve the identifiers, each dedupe shard locked once.
 	res := &sc.res
-	window := int64(e.cfg.DedupeWindow / time.Second)
-	// A candidate location is confirmed by FindEvent, which reads only
-	// what it must. A batch replayed whole (a client's retry) names one
-	// file log record again and again: from its second candidate on, the
-	// record is decoded once and its identifiers looked up in a map.
-	var read struct {
-		loc  uint64
-		byID map[string]int64 // receipt time by identifier, of the record at loc
-	}
-	err = st.idx.ReserveBatch(res, ids, func(i int, loc uint64) (bool, error) {
-		if st.file != nil && loc == read.loc {
-			if read.byID == nil {
-				g, err := st.file.Group(loc)
-				if err != nil || g == nil {
-					return false, err
-				}
-				read.byID = make(map[string]int64, len(g.Events))
-				for _, ev := range g.Events {
-					read.byID[ev.Identifier] = ev.Received
-				}
-			}
-			received, found := read.byID[ids[i]]
-			return found && nowSec-received < window, nil
-		}
-		read.loc, read.byID = loc, nil
-		ev, found, err := st.log.FindEvent(loc, ids[i])
-		return found && nowSec-ev.Received < window, err
-	})
-	if err != nil {
+	if err := st.reserve(res, ids, nowSec, e.cfg.DedupeWindow); err != nil {
 		return nil, err
 	}
 
 	// Sequence.
-	g := &store.Group{Events: make([]store.Event, 0, len(cands))}
-	items := sc.items
-	for k, c := range cands {
-		if !res.Reserved[k] {
-			errs[c.i] = &event.Error{Code: event.CodeDuplicate, Param: "identifier", Err: event.ErrDuplicate,
-				Message: fmt.Sprintf("A meter event with identifier %q has already been submitted.", ids[k])}
-			continue
-		}
-		g.Events = append(g.Events, store.Event{
-			Meter: c.m.Seq, Customer: c.v.Customer, Identifier: ids[k],
-			Value: c.v.Value, Timestamp: c.v.Timestamp, Received: nowSec,
-		})
-		items = append(items, aggregate.Item{
-			Key:  aggregate.Key{Meter: c.m.Seq, Customer: c.v.Customer},
-			Mode: aggregate.ModeOf(string(c.m.Formula), string(c.m.EventTimeWindow)),
-		})
-	}
-	sc.items = items
+	g := st.sequence(sc, errs, nowSec)
 	if len(g.Events) == 0 {
 		e.countRejected(st, b, errs)
 		return errs, nil
 	}
-	last := st.seq.Add(uint64(len(g.Events)))
-	for i := range g.Events {
-		ev := &g.Events[i]
-		ev.Seq = last - uint64(len(g.Events)) + 1 + uint64(i)
-		items[i].Entry = aggregate.Entry{Seq: ev.Seq, Timestamp: ev.Timestamp, Value: ev.Value}
-	}
+	items := sc.items
 	for k, c := range cands {
 		if res.Reserved[k] {
 			b.fill(c.i, ids[k], c.v.Timestamp)
@@ -232,6 +162,113 @@ func (e *Engine) Record(ctx context.Context, b *Batch) ([]error, error) {
 		e.countRejected(st, b, errs)
 	}
 	return errs, nil
+}
+
+// validate checks every input of b against the registry at now, sets
+// errs[i] for the invalid ones and appends the valid ones, each with its
+// identifier (generated when empty), to sc.cands and sc.ids.
+func (e *Engine) validate(st *state, b *Batch, now time.Time, sc *batchScratch, errs []error) {
+	for i := range b.len() {
+		var m *meter.Meter
+		var v event.Validated
+		var id string
+		var err error
+		if b.Usages != nil {
+			u := &b.Usages[i]
+			m, _ = st.reg.Lookup(u.Name)
+			v, err = event.ValidateUsage(u, m, now)
+			id = u.Identifier
+		} else {
+			ev := &b.Events[i]
+			m, _ = st.reg.Lookup(ev.Name)
+			v, err = event.Validate(ev, m, now)
+			id = ev.Identifier
+		}
+		if err != nil {
+			errs[i] = err
+			continue
+		}
+		if id == "" {
+			id = e.newIdentifier()
+		}
+		sc.cands = append(sc.cands, candidate{i: i, m: m, v: v})
+		sc.ids = append(sc.ids, id)
+	}
+}
+
+// reserve reserves ids in the dedupe index: an identifier is taken when it
+// is pending, or when an event stored with it was received less than
+// window before now (unix seconds). A candidate location is confirmed by
+// FindEvent, which reads only what it must. A batch replayed whole (a
+// client's retry) names one file log record again and again: from its
+// second candidate on, the record is decoded once and its identifiers
+// looked up in a map.
+func (st *state) reserve(res *dedupe.Reservation, ids []string, now int64, window time.Duration) error {
+	win := int64(window / time.Second)
+	var read struct {
+		loc  uint64
+		byID map[string]int64 // receipt time by identifier, of the record at loc
+	}
+	return st.idx.ReserveBatch(res, ids, func(i int, loc uint64) (bool, error) {
+		if st.file != nil && loc == read.loc {
+			if read.byID == nil {
+				g, err := st.file.Group(loc)
+				if err != nil || g == nil {
+					return false, err
+				}
+				read.byID = make(map[string]int64, len(g.Events))
+				for _, ev := range g.Events {
+					read.byID[ev.Identifier] = ev.Received
+				}
+			}
+			received, found := read.byID[ids[i]]
+			return found && now-received < win, nil
+		}
+		read.loc, read.byID = loc, nil
+		ev, found, err := st.log.FindEvent(loc, ids[i])
+		return found && now-ev.Received < win, err
+	})
+}
+
+// sequence builds the group of the reserved candidates of sc, received at
+// now, gives them the next sequence numbers and fills sc.items with their
+// aggregate items; errs[i] of every candidate not reserved is set to a
+// duplicate error.
+func (st *state) sequence(sc *batchScratch, errs []error, now int64) *store.Group {
+	res := &sc.res
+	g := &store.Group{Events: make([]store.Event, 0, len(sc.cands))}
+	items := sc.items
+	for k, c := range sc.cands {
+		if !res.Reserved[k] {
+			errs[c.i] = duplicateError(sc.ids[k])
+			continue
+		}
+		g.Events = append(g.Events, store.Event{
+			Meter: c.m.Seq, Customer: c.v.Customer, Identifier: sc.ids[k],
+			Value: c.v.Value, Timestamp: c.v.Timestamp, Received: now,
+		})
+		items = append(items, aggregate.Item{
+			Key:  aggregate.Key{Meter: c.m.Seq, Customer: c.v.Customer},
+			Mode: aggregate.ModeOf(string(c.m.Formula), string(c.m.EventTimeWindow)),
+		})
+	}
+	sc.items = items
+	if len(g.Events) == 0 {
+		return g
+	}
+	last := st.seq.Add(uint64(len(g.Events)))
+	for i := range g.Events {
+		ev := &g.Events[i]
+		ev.Seq = last - uint64(len(g.Events)) + 1 + uint64(i)
+		items[i].Entry = aggregate.Entry{Seq: ev.Seq, Timestamp: ev.Timestamp, Value: ev.Value}
+	}
+	return g
+}
+
+// duplicateError is the error of an event whose identifier is taken.
+func duplicateError(id string) error {
+	return &event.Error{Code: event.CodeDuplicate, Param: "identifier", Err: event.ErrDuplicate,
+		Message: fmt.Sprintf("A meter event with identifier %q has already been submitted.", id)}
 }
 
 // finishRecord applies a committed group and makes its identifiers
@@ -310,6 +347,17 @@ func putScratch(sc *batchScratch) {
 	scratchPool.Put(sc)
 }
 
+// findEvent returns the event with identifier id in the log record at
+// loc, or nil.
+func (st *state) findEvent(loc uint64, id string) (*store.Event, error) {
+	ev, ok, err := st.log.FindEvent(loc, id)
+	if !ok || err != nil {
+		return nil, err
+	}
+	ev.Identifier = id
+	return &ev, nil
+}
+
 // Cancel removes the event with the given identifier from its meter's
 // aggregates: the newest event of the meter of eventName with that
 // identifier, received within the cancel window.
@@ -331,41 +379,19 @@ func (e *Engine) Cancel(ctx context.Context, eventName, identifier string) error
 		return err
 	}
 	now := e.cfg.Now().Unix()
-	notFound := &event.Error{Code: event.CodeNotFound, Param: "cancel[identifier]", Err: event.ErrNotFound,
-		Message: fmt.Sprintf("No meter event with identifier %q was found for event_name %q.", identifier, eventName)}
 	m, ok := st.reg.Lookup(eventName)
 	if !ok || identifier == "" {
-		return notFound
+		return cancelNotFound(eventName, identifier)
 	}
-	// With a dedupe window shorter than the cancel window, or across meters,
-	// an identifier can name several events: cancel the newest one of this
-	// meter.
-	var found *store.Event
-	_, _, err = st.idx.Find(identifier, func(loc uint64) (bool, error) {
-		ev, ok, err := st.log.FindEvent(loc, identifier)
-		if ok && ev.Meter == m.Seq && (found == nil || ev.Seq > found.Seq) {
-			found = &ev
-		}
-		return false, err // look at every candidate
-	})
+	if e.repl != nil {
+		handedOff = true
+		e.life.RUnlock()
+		return e.cancelShared(ctx, m, identifier)
+	}
+	found, err := e.claimCancel(st, m, identifier, now)
 	if err != nil {
 		return err
 	}
-	if found == nil {
-		return notFound
-	}
-	if now-found.Received >= int64(e.cfg.CancelWindow/time.Second) {
-		return &event.Error{Code: event.CodeCancelExpired, Param: "cancel[identifier]", Err: event.ErrCancelExpired,
-			Message: fmt.Sprintf("The meter event %q was received more than 24 hours ago and can no longer be cancelled.", identifier)}
-	}
-	st.cancelMu.Lock()
-	if _, done := st.cancelled[found.Seq]; done {
-		st.cancelMu.Unlock()
-		return &event.Error{Code: event.CodeAlreadyCancelled, Param: "cancel[identifier]", Err: event.ErrAlreadyCancelled,
-			Message: fmt.Sprintf("The meter event %q has already been cancelled.", identifier)}
-	}
-	st.cancelled[found.Seq] = found.Received
-	st.cancelMu.Unlock()
 
 	// abort undoes the cancellation's claim after its write failed.
 	abort := func(err error) error {
@@ -410,4 +436,45 @@ func (e *Engine) Cancel(ctx context.Context, eventName, identifier string) error
 		}()
 		return ctxErr(ctx)
 	}
+}
+
+// cancelNotFound is the error of a cancellation that names no event.
+func cancelNotFound(eventName, identifier string) error {
+	return &event.Error{Code: event.CodeNotFound, Param: "cancel[identifier]", Err: event.ErrNotFound,
+		Message: fmt.Sprintf("No meter event with identifier %q was found for event_name %q.", identifier, eventName)}
+}
+
+// claimCancel finds the event of meter m with the given identifier that a
+// cancellation at now (unix seconds) removes, and marks it cancelled; the
+// caller logs and applies the cancellation, or deletes the mark when that
+// fails. With a dedupe window shorter than the cancel window, or across
+// meters, an identifier can name several events: the newest one of m is
+// cancelled.
+func (e *Engine) claimCancel(st *state, m *meter.Meter, identifier string, now int64) (*store.Event, error) {
+	var found *store.Event
+	_, _, err := st.idx.Find(identifier, func(loc uint64) (bool, error) {
+		ev, err := st.findEvent(loc, identifier)
+		if ev != nil && ev.Meter == m.Seq && (found == nil || ev.Seq > found.Seq) {
+			found = ev
+		}
+		return false, err // look at every candidate
+	})
+	if err != nil {
+		return nil, err
+	}
+	if found == nil {
+		return nil, cancelNotFound(m.EventName, identifier)
+	}
+	if now-found.Received >= int64(e.cfg.CancelWindow/time.Second) {
+		return nil, &event.Error{Code: event.CodeCancelExpired, Param: "cancel[identifier]", Err: event.ErrCancelExpired,
+			Message: fmt.Sprintf("The meter event %q was received more than 24 hours ago and can no longer be cancelled.", identifier)}
+	}
+	st.cancelMu.Lock()
+	defer st.cancelMu.Unlock()
+	if _, done := st.cancelled[found.Seq]; done {
+		return nil, &event.Error{Code: event.CodeAlreadyCancelled, Param: "cancel[identifier]", Err: event.ErrAlreadyCancelled,
+			Message: fmt.Sprintf("The meter event %q has already been cancelled.", identifier)}
+	}
+	st.cancelled[found.Seq] = found.Received
+	return found, nil
 }

@@ -51,7 +51,7 @@ func newTestEngine(t *testing.T) (*Engine, *faultLog) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { e.Close() })
-	if _, err := e.CreateMeter(meter.Params{DisplayName: "calls", EventName: "calls", Formula: meter.Sum}); err != nil {
+	if _, err := e.CreateMeter(context.Background(), meter.Params{DisplayName: "calls", EventName: "calls", Formula: meter.Sum}); err != nil {
 		t.Fatal(err)
 	}
 	return e, f

@@ -12,6 +12,12 @@
 //
 //	validate -> reserve identifiers -> sequence -> log -> apply -> acknowledge
 //
+// With Config.Shared the Engine is one replica of a database that several
+// processes share: writers validate and append records to the shared log,
+// and one applier per state applies the log in order through the same
+// reserve, sequence, log and apply stages (replica.go states the
+// invariants of that mode).
+//
 // Reads (summaries, meters, stats) do not enter the pipeline: they read
 // the registry and the table of the current state under the Engine's read
 // lock (Enter and Exit).

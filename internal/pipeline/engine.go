@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -12,8 +13,10 @@ import (
 
 	"github.com/meterdb/meterdb/aggregate"
 	"github.com/meterdb/meterdb/internal/dedupe"
+	"github.com/meterdb/meterdb/internal/record"
 	"github.com/meterdb/meterdb/internal/stats"
 	"github.com/meterdb/meterdb/meter"
+	"github.com/meterdb/meterdb/sharedlog"
 	"github.com/meterdb/meterdb/store"
 )
 
@@ -42,6 +45,13 @@ type Config struct {
 	DedupeEpoch    time.Duration
 	DedupeMinEpoch int
 
+	// Shared, when set, makes the database a replica of a shared log
+	// (replica.go); Store.Durability is then buffered, as the log is the
+	// truth. SnapshotInterval is how often replicas take turns writing a
+	// snapshot to it.
+	Shared           sharedlog.Log
+	SnapshotInterval time.Duration
+
 	// wrapLog, when set, wraps the memory log of an in-memory database:
 	// the package's tests inject failures and delays with it.
 	wrapLog func(Log) Log
@@ -58,6 +68,14 @@ type Engine struct {
 	st     *state       // guarded by life: reopen replaces it
 
 	reopening atomic.Bool
+
+	// repl is the writers' side of the replicated mode; nil without a
+	// shared log.
+	repl *replicator
+	// path is the file of the state: Config.Path, or a temporary file
+	// (under tempDir) that an in-memory replica bootstrapped into.
+	// Guarded by life.
+	path, tempDir string
 
 	stats   counters // see Stats
 	reopens atomic.Int64
@@ -84,6 +102,11 @@ type state struct {
 	applyMu sync.RWMutex
 	ckpt    *checkpointer
 
+	// rs is the applier's state of a replicated database; nil otherwise.
+	rs *replState
+	// claimMu serializes ClaimKV on a database without a shared log.
+	claimMu sync.Mutex
+
 	cancelMu  sync.Mutex       // guards cancelled
 	cancelled map[uint64]int64 // receipt time of cancelled (or being cancelled) events, by sequence
 
@@ -95,7 +118,21 @@ type state struct {
 
 // Open opens the database cfg describes.
 func Open(cfg Config) (*Engine, error) {
-	e := &Engine{cfg: cfg, idPrefix: "mev_" + meter.RandomBase62(16) + "_", stats: newCounters()}
+	e := &Engine{cfg: cfg, idPrefix: "mev_" + meter.RandomBase62(16) + "_", stats: newCounters(), path: cfg.Path}
+	if cfg.Shared != nil {
+		if cfg.Store.ReadOnly {
+			return nil, errors.New("meterdb: a replica of a shared log cannot be opened read-only")
+		}
+		e.cfg.Store.Durability = store.DurabilityBuffered
+		e.repl = newReplicator(cfg.Shared)
+		if err := e.bootstrapNew(); err != nil {
+			return nil, err
+		}
+	}
+	// A replica's applier may start a rebuild at once (the log was
+	// truncated): it waits for the lifecycle lock until e.st is set.
+	e.life.Lock()
+	defer e.life.Unlock()
 	st, err := e.openState()
 	if err != nil {
 		return nil, err
@@ -119,19 +156,40 @@ func (e *Engine) openState() (*state, error) {
 		cancelled: map[uint64]int64{},
 	}
 	st.idx.SetEpoch(e.epochOf(e.cfg.Now().Unix()))
-	if e.cfg.Path == "" {
+	if e.path == "" {
 		if e.cfg.wrapLog != nil {
 			st.log = e.cfg.wrapLog(st.log)
 		}
+		if e.repl != nil {
+			e.startReplica(st, 0, 0)
+		}
 		return st, nil
 	}
-	sdb, err := store.Open(e.cfg.Path, &e.cfg.Store)
+	opts := e.cfg.Store
+	if e.tempDir != "" {
+		opts.NoFsync = true // an in-memory replica's bootstrap copy
+	}
+	sdb, err := store.Open(e.path, &opts)
 	if err != nil {
 		return nil, fmt.Errorf("meterdb: %w", err)
 	}
-	if err := e.load(st, sdb); err != nil {
+	now := e.cfg.Now().Unix()
+	var pos uint64
+	if e.repl != nil {
+		if pos, now, err = readPosition(sdb); err != nil {
+			sdb.Close()
+			return nil, fmt.Errorf("meterdb: loading %s: %w", e.path, err)
+		}
+	}
+	if err := e.load(st, sdb, now); err != nil {
 		sdb.Close()
-		return nil, fmt.Errorf("meterdb: loading %s: %w", e.cfg.Path, err)
+		return nil, fmt.Errorf("meterdb: loading %s: %w", e.path, err)
+	}
+	if e.repl != nil && pos == 0 && (st.reg.Len() > 0 || sdb.LastLoc() > 0) {
+		// Applying the shared log onto a database of its own would count
+		// everything the file holds as well.
+		sdb.Close()
+		return nil, fmt.Errorf("meterdb: %s holds a database that is not a replica of a shared log", e.path)
 	}
 	st.file = &fileLog{DB: sdb}
 	st.log = st.file
@@ -141,6 +199,9 @@ func (e *Engine) openState() (*state, error) {
 	}
 	st.ckpt = &checkpointer{stop: make(chan struct{}), stopped: make(chan struct{})}
 	go e.checkpointLoop(st)
+	if e.repl != nil {
+		e.startReplica(st, pos, now)
+	}
 	return st, nil
 }
 
@@ -181,7 +242,14 @@ func (e *Engine) shutdown(final bool) error {
 		return nil
 	}
 	e.closed = true
-	return e.st.close(e, final)
+	err := e.st.close(e, final)
+	if e.repl != nil {
+		e.repl.closeOnce.Do(func() { close(e.repl.closed) })
+	}
+	if e.tempDir != "" {
+		os.RemoveAll(e.tempDir)
+	}
+	return err
 }
 
 // close stops the checkpointer, writes a last checkpoint when final is
@@ -189,6 +257,9 @@ func (e *Engine) shutdown(final bool) error {
 func (st *state) close(e *Engine, final bool) error {
 	if st.down != nil {
 		return nil // closed by a reopen that failed
+	}
+	if st.rs != nil {
+		st.rs.stop()
 	}
 	if st.ckpt == nil {
 		return st.log.Close()
@@ -240,8 +311,13 @@ func (st *state) writable() error {
 // time: after a write failure that leaves the store unsure of what it
 // wrote, what is on disk is the truth. Operations wait while it runs;
 // writes get errors wrapping store.ErrUnavailable until it succeeds.
-func (e *Engine) reopen() {
-	if e.cfg.Path == "" || !e.reopening.CompareAndSwap(false, true) {
+func (e *Engine) reopen() { e.rebuild(false) }
+
+// rebuild is reopen, and with bootstrap set it replaces the file with the
+// shared log's newest snapshot first: the log no longer holds the
+// records the state needs.
+func (e *Engine) rebuild(bootstrap bool) {
+	if e.cfg.Path == "" && !bootstrap || !e.reopening.CompareAndSwap(false, true) {
 		return
 	}
 	go func() {
@@ -254,17 +330,42 @@ func (e *Engine) reopen() {
 			}
 			old := e.st
 			old.close(e, false)
-			st, err := e.openState()
+			var err error
+			if bootstrap {
+				var found bool
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+				found, err = e.fetchSnapshot(ctx)
+				cancel()
+				if err == nil && !found {
+					err = fmt.Errorf("the shared log was truncated and holds no snapshot: %w", sharedlog.ErrNoSnapshot)
+				}
+			}
+			var st *state
+			if err == nil {
+				st, err = e.openState()
+			}
 			if err == nil {
 				e.st = st
-				e.reopens.Add(1)
+				if bootstrap {
+					e.repl.loseWaiters()
+				} else {
+					e.reopens.Add(1)
+				}
 				e.life.Unlock()
-				e.cfg.Logger.Info("meterdb reopened its file after a write failure")
+				if bootstrap {
+					e.cfg.Logger.Info("meterdb replica restarted from the shared log's snapshot")
+				} else {
+					e.cfg.Logger.Info("meterdb reopened its file after a write failure")
+				}
 				return
 			}
-			old.down = fmt.Errorf("%w: reopening after a write failure: %w", store.ErrUnavailable, err)
+			why := "reopening after a write failure"
+			if bootstrap {
+				why = "restarting the replica from a snapshot"
+			}
+			old.down = fmt.Errorf("%w: %s: %w", store.ErrUnavailable, why, err)
 			e.life.Unlock()
-			e.cfg.Logger.Error("meterdb reopen failed; writes are refused until it succeeds", "err", err)
+			e.cfg.Logger.Error("meterdb "+why+" failed; writes are refused until it succeeds", "err", err)
 			time.Sleep(wait)
 		}
 	}()
@@ -273,21 +374,36 @@ func (e *Engine) reopen() {
 // Meters.
 
 // CreateMeter creates a meter.
-func (e *Engine) CreateMeter(p meter.Params) (meter.Meter, error) {
+func (e *Engine) CreateMeter(ctx context.Context, p meter.Params) (meter.Meter, error) {
+	if e.repl != nil {
+		if err := p.Validate(); err != nil {
+			return meter.Meter{}, err
+		}
+		return e.meterShared(ctx, &record.Record{Kind: record.KindMeterCreate, Meter: record.Meter{
+			ID: meter.NewID(), DisplayName: p.DisplayName, EventName: p.EventName, Formula: string(p.Formula),
+			CustomerKey: p.CustomerKey, ValueKey: p.ValueKey, EventTimeWindow: string(p.EventTimeWindow),
+		}})
+	}
 	return e.meterOp(func(st *state, save func(meter.Meter) error) (meter.Meter, error) {
 		return st.reg.Create(p, e.cfg.Now(), save)
 	})
 }
 
 // SetDisplayName changes a meter's display name.
-func (e *Engine) SetDisplayName(id, name string) (meter.Meter, error) {
+func (e *Engine) SetDisplayName(ctx context.Context, id, name string) (meter.Meter, error) {
+	if e.repl != nil {
+		return e.meterShared(ctx, &record.Record{Kind: record.KindMeterName, Meter: record.Meter{ID: id, DisplayName: name}})
+	}
 	return e.meterOp(func(st *state, save func(meter.Meter) error) (meter.Meter, error) {
 		return st.reg.SetDisplayName(id, name, e.cfg.Now(), save)
 	})
 }
 
 // SetStatus activates or deactivates a meter.
-func (e *Engine) SetStatus(id string, s meter.Status) (meter.Meter, error) {
+func (e *Engine) SetStatus(ctx context.Context, id string, s meter.Status) (meter.Meter, error) {
+	if e.repl != nil {
+		return e.meterShared(ctx, &record.Record{Kind: record.KindMeterStatus, Meter: record.Meter{ID: id, Inactive: s == meter.Inactive}})
+	}
 	return e.meterOp(func(st *state, save func(meter.Meter) error) (meter.Meter, error) {
 		return st.reg.SetStatus(id, s, e.cfg.Now(), save)
 	})
@@ -320,8 +436,24 @@ func (e *Engine) writeOp(op func(st *state) error) error {
 // Key-value records.
 
 // PutKV stores value under (ns, key) until expires (unix seconds).
-func (e *Engine) PutKV(ns, key string, value []byte, expires int64) error {
+func (e *Engine) PutKV(ctx context.Context, ns, key string, value []byte, expires int64) error {
+	if e.repl != nil {
+		return e.kvShared(ctx, []store.KVWrite{{NS: ns, Key: key, Value: value, Expires: expires}})
+	}
 	return e.writeOp(func(st *state) error { return st.log.PutKV(ns, key, value, expires) })
+}
+
+// kvShared appends the key-value writes ws to the shared log and waits
+// for their apply.
+func (e *Engine) kvShared(ctx context.Context, ws []store.KVWrite) error {
+	if _, err := e.enterWrite(); err != nil {
+		return err
+	}
+	if len(ws) == 0 {
+		return nil
+	}
+	_, err := e.do(ctx, kvRecord(ws, e.cfg.Now()))
+	return err
 }
 
 // GetKV returns a copy of the unexpired value under (ns, key).
@@ -335,12 +467,18 @@ func (e *Engine) GetKV(ns, key string) ([]byte, bool, error) {
 }
 
 // DeleteKV removes the value under (ns, key).
-func (e *Engine) DeleteKV(ns, key string) error {
+func (e *Engine) DeleteKV(ctx context.Context, ns, key string) error {
+	if e.repl != nil {
+		return e.kvShared(ctx, []store.KVWrite{{NS: ns, Key: key, Delete: true}})
+	}
 	return e.writeOp(func(st *state) error { return st.log.DeleteKV(ns, key) })
 }
 
 // WriteKV applies ws in one commit: all of them or none.
-func (e *Engine) WriteKV(ws []store.KVWrite) error {
+func (e *Engine) WriteKV(ctx context.Context, ws []store.KVWrite) error {
+	if e.repl != nil {
+		return e.kvShared(ctx, ws)
+	}
 	return e.writeOp(func(st *state) error { return st.log.WriteKV(ws) })
 }
 
@@ -379,6 +517,8 @@ type Stats struct {
 	// (a reopen is under way or failed, or the store failed or waits for
 	// space).
 	WriteFailed bool
+	// Replica is the progress of a replicated database; nil otherwise.
+	Replica *ReplicaStats
 }
 
 // Stats returns counters and sizes. It works after Close too.
@@ -393,6 +533,9 @@ func (e *Engine) Stats() Stats {
 		Table: st.table.Stats(), Dedupe: st.idx.Stats(), LogMemory: st.log.MemoryBytes(),
 		ByMeter: e.stats.meters.Snapshot(), MeterDefs: st.reg.All(), Batch: e.stats.batch.Snapshot(),
 		WriteFailed: down != nil || e.reopening.Load(), InMemory: e.cfg.Path == "",
+	}
+	if e.repl != nil {
+		s.Replica = e.replicaStats()
 	}
 	for _, m := range s.ByMeter {
 		s.Accepted += m.Accepted
@@ -445,3 +588,30 @@ func (e *Engine) Checkpoint() error {
 // still queued are committed too. It exists for tests; e is unusable
 // afterwards.
 func (e *Engine) Crash() error { return e.shutdown(false) }
+
+// bootstrapNew fills a replica's missing file from the shared log's newest
+// snapshot, if there is one: a new replica starts from it rather than from
+// the log's first record.
+func (e *Engine) bootstrapNew() error {
+	if e.path == "" {
+		return nil // in memory: read the log from its start, bootstrap when it was truncated
+	}
+	if _, err := os.Stat(e.path); !errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if _, err := e.fetchSnapshot(ctx); err != nil {
+		e.cfg.Logger.Warn("meterdb replica: no snapshot could be read; starting from the log's first record", "err", err)
+	}
+	return nil
+}
+
+// applyNow is the time for decisions that must agree between replicas:
+// the apply time of a replicated state, the clock otherwise.
+func (e *Engine) applyNow(st *state) int64 {
+	if st.rs != nil {
+		return st.rs.at.Load()
+	}
+	return e.cfg.Now().Unix()
+}

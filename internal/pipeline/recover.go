@@ -14,7 +14,9 @@ import (
 // load fills st from the store: meters, the checkpointed aggregates, then
 // the log after the checkpoint; and rebuilds the dedupe index and the
 // cancellation set from the log records of the retention window.
-func (e *Engine) load(st *state, sdb *store.DB) (err error) {
+// now (unix seconds) places the retention window: the clock, or a
+// replica's apply time.
+func (e *Engine) load(st *state, sdb *store.DB, now int64) (err error) {
 	start := time.Now()
 	ms, err := sdb.Meters()
 	if err != nil {
@@ -47,7 +49,7 @@ func (e *Engine) load(st *state, sdb *store.DB) (err error) {
 		return err
 	}
 	lastSeq := ckMark.LastSeq
-	cutoff := e.cfg.Now().Unix() - e.retention() - 60
+	cutoff := now - e.retention() - 60
 	replayed, indexed := 0, 0
 	lastMark := func(received int64, loc uint64) {
 		if n := len(st.marks); n == 0 || st.marks[n-1].t < received {
@@ -90,7 +92,7 @@ func (e *Engine) load(st *state, sdb *store.DB) (err error) {
 		}
 		return nil
 	}
-	st.idx.SetEpoch(e.epochOf(e.cfg.Now().Unix()))
+	st.idx.SetEpoch(e.epochOf(now))
 	n, err := e.loadIdentifiers(st, sdb, ckMark.Loc, cutoff, lastMark, full)
 	if err != nil {
 		return err

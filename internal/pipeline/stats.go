@@ -111,5 +111,13 @@ func (e *Engine) Ready() error {
 			return fmt.Errorf("meterdb: %w", err)
 		}
 	}
+	if e.repl != nil {
+		e.repl.mu.Lock()
+		err := e.repl.applyErr
+		e.repl.mu.Unlock()
+		if err != nil {
+			return fmt.Errorf("%w: the replica cannot apply the shared log: %w", store.ErrUnavailable, err)
+		}
+	}
 	return nil
 }
