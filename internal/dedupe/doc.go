@@ -29,9 +29,11 @@
 // hash already computed), which is what makes two concurrent events with
 // one identifier collide.
 //
-// Open rebuilds the index with a Loader, which cuts each shard's
-// identifiers into LoadEpochs epochs of equal counts and sizes each table
-// for exactly its identifiers.
+// Open rebuilds the index with a PlannedLoader: the log's record headers
+// give the identifiers per location range, every range becomes one epoch
+// per shard, and each table is filled from its own queue, sized for exactly
+// its identifiers. A Loader does the same without a plan, cutting each
+// shard's identifiers into LoadEpochs epochs of equal counts.
 //
 // Concurrency. Index is striped over 64 shards by the top bits of the
 // hash and is safe for concurrent use; the confirm callbacks run under a
