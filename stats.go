@@ -31,13 +31,21 @@ type Stats struct {
 	FrozenDays       int64
 	FrozenBytes      int64
 	FrozenBefore     time.Time
-	DedupeSlots      int64 // 8 bytes each
+	DedupeSlots      int64 // 4 bytes each
 	DedupeIdentities int64 // identifiers remembered
+	DedupeBytes      int64 // memory of the dedupe index: its tables and pending sets
+	// DedupeConfirmReads counts the reads that confirmed or refuted a
+	// candidate location of an identifier; DedupeFreshConfirmed counts the
+	// identifiers accepted as new that paid at least one (a false match of
+	// the index's 14-bit tag).
+	DedupeConfirmReads   int64
+	DedupeFreshConfirmed int64
 	// Reopens counts the times the database reopened its file after a
 	// write failure that left unclear what reached the disk.
 	Reopens int64
 	// MemoryBytes estimates the heap held by aggregates, the dedupe index
-	// and (in-memory databases) the events of the dedupe window; it is
+	// and (in-memory databases) what the log keeps of the events of the
+	// retention window (fingerprints and what Cancel needs); it is
 	// computed from counts and structure sizes, not measured.
 	MemoryBytes int64
 
@@ -165,7 +173,9 @@ func (s Stats) Sub(o Stats) Stats {
 		DayBuckets: s.DayBuckets - o.DayBuckets, MinuteCells: s.MinuteCells - o.MinuteCells,
 		RawEntries: s.RawEntries - o.RawEntries, DedupeSlots: s.DedupeSlots - o.DedupeSlots,
 		FrozenDays: s.FrozenDays - o.FrozenDays, FrozenBytes: s.FrozenBytes - o.FrozenBytes, FrozenBefore: s.FrozenBefore,
-		DedupeIdentities: s.DedupeIdentities - o.DedupeIdentities, MemoryBytes: s.MemoryBytes - o.MemoryBytes,
+		DedupeIdentities: s.DedupeIdentities - o.DedupeIdentities, DedupeBytes: s.DedupeBytes - o.DedupeBytes,
+		DedupeConfirmReads: s.DedupeConfirmReads - o.DedupeConfirmReads, DedupeFreshConfirmed: s.DedupeFreshConfirmed - o.DedupeFreshConfirmed,
+		MemoryBytes: s.MemoryBytes - o.MemoryBytes,
 		Reopens:     s.Reopens - o.Reopens,
 		BatchEvents: s.BatchEvents.Sub(o.BatchEvents),
 		Durability:  s.Durability, InMemory: s.InMemory,
@@ -209,8 +219,9 @@ func (db *DB) Stats() Stats {
 		Meters: es.Meters, Series: t.Series, HourBuckets: t.HourBuckets,
 		DayBuckets: t.DayBuckets, MinuteCells: t.MinuteCells, RawEntries: t.RawEntries,
 		FrozenDays: t.FrozenDays, FrozenBytes: t.FrozenBytes,
-		DedupeSlots: d.Slots, DedupeIdentities: d.Used,
-		MemoryBytes: t.Bytes + d.Slots*8 + es.LogMemory,
+		DedupeSlots: d.Slots, DedupeIdentities: d.Used, DedupeBytes: d.Bytes,
+		DedupeConfirmReads: d.ConfirmReads, DedupeFreshConfirmed: d.FreshConfirmed,
+		MemoryBytes: t.Bytes + d.Bytes + es.LogMemory,
 		Reopens:     es.Reopens,
 		ByMeter:     meterStats(es),
 		BatchEvents: histogramOf(es.Batch, 1),

@@ -7,6 +7,7 @@
 //
 //	meterd [-addr 127.0.0.1:12111] [-db meterdb.db] [-api-key sk_test_…[,sk_live_…]] [-durability sync|buffered] [-max-concurrent 256]
 //	       [-max-conns 4096] [-idle-timeout 30s] [-tls-cert FILE -tls-key FILE] [-insecure-http] [-metrics-addr 127.0.0.1:9464] [-dashboard=true]
+//	       [-nats URL[,URL…] [-nats-creds FILE] [-nats-stream METERDB] [-nats-replicas 3] [-consistent-reads]]
 //	meterd backup -db FILE -out FILE [-url URL [-api-key KEY]]
 //	meterd verify -db FILE
 //	meterd export -meter ID|EVENT_NAME -from T -to T [-grouping hour|day|none] [-format csv|ndjson] [-db FILE] [-url URL -api-key KEY]
@@ -46,6 +47,19 @@
 // through the /v1/meterdb/export endpoint that a running meterd serves
 // behind its API keys. Bad flags exit with status 2.
 //
+// -nats makes this meterd one replica of a database shared through a NATS
+// JetStream stream (package replica): every meterd started with the same
+// -nats cluster and -nats-stream serves the same database, and any of them
+// accepts any API call. The stream (default METERDB) is created if missing
+// with -nats-replicas copies (default 3); nats:// and tls:// URLs and a
+// credentials file (-nats-creds) are passed to the NATS client. -db is
+// then this replica's local state, a restart reads the stream on from it,
+// and an empty -db bootstraps from the stream's newest snapshot. A replica
+// sees its own writes at once and others' as it applies them;
+// -consistent-reads makes each read wait until it applied the stream's
+// last record as of the read's start. While the stream cannot be reached,
+// writes fail with a retryable error and reads answer from memory.
+//
 // On SIGINT or SIGTERM meterd stops accepting connections, waits for the
 // requests in flight (up to 30 seconds), and closes the database, so
 // everything it acknowledged is on disk when it exits.
@@ -66,6 +80,7 @@ import (
 	"time"
 
 	"github.com/meterdb/meterdb"
+	"github.com/meterdb/meterdb/replica"
 	"github.com/meterdb/meterdb/stripeapi"
 )
 
@@ -108,8 +123,22 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	durability := fs.String("durability", "sync", "`sync` acknowledges events after their fsync; buffered acknowledges at once and syncs within 100 ms")
 	dash := fs.Bool("dashboard", true, "serve the usage dashboard at /dashboard/, guarded by the API keys")
 	metricsAddr := fs.String("metrics-addr", defaultMetricsAddr, "serve Prometheus metrics at /metrics on this `address`; empty disables")
+	natsURLs := fs.String("nats", "", "NATS server `URLs`, comma-separated (nats:// or tls://): this meterd is then one replica of a database "+
+		"shared through a JetStream stream with every meterd given the same -nats and -nats-stream, and -db is its local file")
+	natsCreds := fs.String("nats-creds", "", "NATS credentials `file` (with -nats)")
+	natsStream := fs.String("nats-stream", "METERDB", "JetStream `stream` holding the shared log (with -nats); created if missing")
+	natsReplicas := fs.Int("nats-replicas", 3, "servers storing the stream when meterd creates it (with -nats)")
+	consistent := fs.Bool("consistent-reads", false, "with -nats: every read first waits until this replica applied the stream's last record, "+
+		"so it sees every write any replica acknowledged before it")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *natsURLs == "" {
+		for _, f := range []string{"nats-creds", "nats-stream", "nats-replicas", "consistent-reads"} {
+			if isSet(fs, f) {
+				return fmt.Errorf("-%s needs -nats", f)
+			}
+		}
 	}
 	opts := &meterdb.Options{}
 	switch *durability {
@@ -139,6 +168,18 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 
 	log := slog.New(slog.NewTextHandler(stderr, nil))
 	opts.Logger = log
+	var shared *replica.Log
+	if *natsURLs != "" {
+		var err error
+		shared, err = replica.Open(ctx, replica.Options{URLs: parseKeys(*natsURLs), CredsFile: *natsCreds,
+			Stream: *natsStream, Replicas: *natsReplicas, Name: "meterd", Logger: log})
+		if err != nil {
+			return fmt.Errorf("opening the shared log: %w", err)
+		}
+		defer shared.Close() // after the database's Close below
+		opts.Log = shared
+		opts.ConsistentReads = *consistent
+	}
 	db, err := meterdb.Open(*dbPath, opts)
 	if err != nil {
 		return fmt.Errorf("opening database %q: %w", *dbPath, err)

@@ -152,7 +152,7 @@ func (w *lineWriter) Write(p []byte) (int, error) {
 var listeningRE = regexp.MustCompile(`msg=listening addr=(\S+)`)
 
 // waitListening returns the address from meterd's "listening" log line.
-func waitListening(t *testing.T, lines <-chan string, exited <-chan error) string {
+func waitListening(t testing.TB, lines <-chan string, exited <-chan error) string {
 	t.Helper()
 	timeout := time.After(30 * time.Second)
 	for {

@@ -28,7 +28,7 @@ import (
 
 // startRun runs meterd in-process with args and returns its address and a
 // stop function that shuts it down and checks the exit.
-func startRun(t *testing.T, args ...string) string {
+func startRun(t testing.TB, args ...string) string {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	lw := &lineWriter{lines: make(chan string, 100)}

@@ -1,0 +1,150 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stripe/stripe-go/v85"
+
+	"github.com/meterdb/meterdb/internal/natstest"
+)
+
+// TestReplicasOnNATS runs three meterd, each with its own -db file and
+// another node of a three-node NATS cluster as -nats, with
+// -consistent-reads: a meter created on one is listed and used on the
+// others, an event recorded on one is a duplicate on another, and the
+// summaries agree on all three.
+func TestReplicasOnNATS(t *testing.T) {
+	c := natstest.StartCluster(t)
+	dir := t.TempDir()
+	var scs []*stripe.Client
+	for i := range 3 {
+		addr := startRun(t, "-addr", "127.0.0.1:0", "-metrics-addr", "", "-db", filepath.Join(dir, fmt.Sprintf("replica%d.db", i)),
+			"-nats", c.ClientURL(i), "-nats-stream", "METERD_E2E", "-consistent-reads")
+		scs = append(scs, client(addr, "sk_test_x"))
+	}
+	ctx := context.Background()
+	m, err := scs[0].V1BillingMeters.Create(ctx, meterParams("calls"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := scs[2].V1BillingMeters.Retrieve(ctx, m.ID, nil)
+	if err != nil || got.EventName != "calls" {
+		t.Fatalf("the meter created on replica 0, on replica 2: %v, %v", got, err)
+	}
+	now := time.Now().UTC()
+	event := func(id, value string) *stripe.BillingMeterEventCreateParams {
+		return &stripe.BillingMeterEventCreateParams{EventName: stripe.String("calls"), Identifier: stripe.String(id),
+			Payload: map[string]string{"stripe_customer_id": "cus_1", "value": value}, Timestamp: stripe.Int64(now.Unix())}
+	}
+	if _, err := scs[1].V1BillingMeterEvents.Create(ctx, event("e1", "7")); err != nil {
+		t.Fatalf("an event on replica 1 for the meter created on replica 0: %v", err)
+	}
+	_, err = scs[2].V1BillingMeterEvents.Create(ctx, event("e1", "7"))
+	var se *stripe.Error
+	if !errors.As(err, &se) || se.Code != "duplicate_meter_event" {
+		t.Fatalf("e1 again on replica 2: %v, want duplicate_meter_event", err)
+	}
+	if _, err := scs[0].V1BillingMeterEvents.Create(ctx, event("e2", "5")); err != nil {
+		t.Fatal(err)
+	}
+	hour := now.Truncate(time.Hour)
+	for i, sc := range scs {
+		var values []float64
+		for s, err := range sc.V1BillingMeterEventSummaries.List(ctx, &stripe.BillingMeterEventSummaryListParams{
+			ID: stripe.String(m.ID), Customer: stripe.String("cus_1"),
+			StartTime: stripe.Int64(hour.Add(-time.Hour).Unix()), EndTime: stripe.Int64(hour.Add(time.Hour).Unix()),
+		}).All(ctx) {
+			if err != nil {
+				t.Fatal(err)
+			}
+			values = append(values, s.AggregatedValue)
+		}
+		if fmt.Sprint(values) != "[12]" {
+			t.Errorf("replica %d summarizes %v, want [12]", i, values)
+		}
+	}
+}
+
+// TestNATSFlags checks that the replication flags need -nats and that
+// meterd does not start when the shared log cannot be reached.
+func TestNATSFlags(t *testing.T) {
+	env := func(string) string { return "" }
+	for _, args := range [][]string{
+		{"-consistent-reads"},
+		{"-nats-stream", "X"},
+		{"-nats-creds", "x.creds"},
+		{"-nats-replicas", "1"},
+	} {
+		err := run(context.Background(), append([]string{"-db", ""}, args...), env, io.Discard)
+		if err == nil || !strings.Contains(err.Error(), "needs -nats") {
+			t.Errorf("%q without -nats: %v", args, err)
+		}
+	}
+	err := run(context.Background(), []string{"-db", "", "-metrics-addr", "", "-nats", "nats://127.0.0.1:1"}, env, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "opening the shared log") {
+		t.Errorf("-nats without a server: %v", err)
+	}
+}
+
+// BenchmarkReplicasHTTPv1 runs three meterd (in this process, each with
+// its own file and -nats on another node of a three-node in-process
+// cluster) and sends v1 meter events to each over 16 connections at once
+// (stripe-go gives every POST an Idempotency-Key): req/s of all three
+// together.
+func BenchmarkReplicasHTTPv1(b *testing.B) {
+	const conns = 16
+	c := natstest.StartCluster(b)
+	dir := b.TempDir()
+	var scs []*stripe.Client
+	for i := range 3 {
+		addr := startRun(b, "-addr", "127.0.0.1:0", "-metrics-addr", "", "-dashboard=false", "-durability", "buffered",
+			"-db", filepath.Join(dir, fmt.Sprintf("replica%d.db", i)), "-nats", c.ClientURL(i), "-nats-stream", "METERD_BENCH")
+		scs = append(scs, stripe.NewClient("sk_test_x", stripe.WithBackends(stripe.NewBackendsWithConfig(&stripe.BackendConfig{
+			URL:               stripe.String("http://" + addr),
+			MaxNetworkRetries: stripe.Int64(0),
+			LeveledLogger:     &stripe.LeveledLogger{Level: stripe.LevelNull},
+			HTTPClient:        &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: conns, MaxConnsPerHost: conns}},
+		}))))
+	}
+	ctx := context.Background()
+	if _, err := scs[0].V1BillingMeters.Create(ctx, meterParams("calls")); err != nil {
+		b.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond) // the meter reaches the other replicas
+	var next atomic.Int64
+	b.ResetTimer()
+	var wg sync.WaitGroup
+	for i, sc := range scs {
+		for w := range conns {
+			wg.Go(func() {
+				for {
+					n := next.Add(1)
+					if n > int64(b.N) {
+						return
+					}
+					_, err := sc.V1BillingMeterEvents.Create(ctx, &stripe.BillingMeterEventCreateParams{
+						EventName: stripe.String("calls"), Identifier: stripe.String(fmt.Sprintf("r%d-w%d-%d", i, w, n)),
+						Payload: map[string]string{"stripe_customer_id": fmt.Sprintf("cus_%d", n%100), "value": "1"},
+					})
+					if err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		}
+	}
+	wg.Wait()
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "req/s")
+}

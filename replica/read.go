@@ -1,0 +1,154 @@
+package replica
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/meterdb/meterdb/sharedlog"
+)
+
+// Heartbeats of the pull requests behind Read: a consumer that stops
+// sending them (its server died) is replaced after two missed beats.
+const (
+	readExpiry    = 5 * time.Second
+	readHeartbeat = time.Second
+)
+
+// Read calls fn with every record after position after, in stream order,
+// then waits for new records, until ctx ends (Read returns ctx.Err()), fn
+// returns an error (Read returns it) or the Log is closed (ErrClosed).
+//
+// Read uses an ordered consumer starting at after+1, which the client
+// recreates after a lost connection, a missed heartbeat or a consumer
+// leader change, resuming after the last record delivered; when that
+// fails, Read waits and starts a new one at the same point, for as long
+// as the stream cannot be reached. Read checks every record's stream
+// sequence: a record already delivered is skipped, and a record after a
+// hole (the stream dropped records by age or purge, or a record was
+// deleted) ends Read with an error wrapping sharedlog.ErrTruncated, never
+// a silent gap. It returns such an error at once when the stream's first
+// sequence is above after+1, or its last sequence below after (the
+// stream was recreated).
+//
+// The record passed to fn is valid only during the call.
+func (l *Log) Read(ctx context.Context, after uint64, fn func(pos uint64, rec []byte) error) error {
+	ctx, done, err := l.enter(ctx)
+	if err != nil {
+		return err
+	}
+	defer done()
+	next := after + 1
+	wait := 50 * time.Millisecond
+	for {
+		n := next
+		err := l.readFrom(ctx, &next, fn)
+		var ferr fnError
+		switch {
+		case errors.As(err, &ferr):
+			return ferr.err
+		case errors.Is(err, sharedlog.ErrTruncated):
+			return err
+		case l.ctx.Err() != nil:
+			return ErrClosed
+		case ctx.Err() != nil:
+			return ctx.Err()
+		}
+		if next > n {
+			wait = 50 * time.Millisecond // it made progress: retry soon
+		}
+		l.log.Warn("replica: read restarts", "at", next, "err", err, "in", wait)
+		select {
+		case <-ctx.Done():
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 2*time.Second)
+	}
+}
+
+// fnError carries the error of Read's callback.
+type fnError struct{ err error }
+
+func (e fnError) Error() string { return e.err.Error() }
+
+// readFrom delivers records from *next on, advancing *next, until an
+// error.
+func (l *Log) readFrom(ctx context.Context, next *uint64, fn func(uint64, []byte) error) error {
+	if err := l.checkHeld(ctx, *next); err != nil {
+		return err
+	}
+	cons, err := l.js.OrderedConsumer(ctx, l.opts.Stream, jetstream.OrderedConsumerConfig{
+		DeliverPolicy: jetstream.DeliverByStartSequencePolicy,
+		OptStartSeq:   *next,
+	})
+	if err != nil {
+		return err
+	}
+	it, err := cons.Messages(jetstream.PullExpiry(readExpiry), jetstream.PullHeartbeat(readHeartbeat))
+	if err != nil {
+		return err
+	}
+	stop := context.AfterFunc(ctx, it.Stop)
+	defer func() {
+		stop()
+		it.Stop()
+		if info := cons.CachedInfo(); info != nil {
+			// Best effort: an ordered consumer left behind is removed by
+			// the server after its inactivity threshold.
+			go func(name string) {
+				dctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+				defer cancel()
+				l.js.DeleteConsumer(dctx, l.opts.Stream, name)
+			}(info.Name)
+		}
+	}()
+	for {
+		msg, err := it.Next()
+		if err != nil {
+			return err
+		}
+		md, err := msg.Metadata()
+		if err != nil {
+			return err
+		}
+		seq := md.Sequence.Stream
+		if seq < *next {
+			continue // delivered already
+		}
+		if seq > *next {
+			return l.gap(ctx, *next, seq)
+		}
+		if err := fn(seq, msg.Data()); err != nil {
+			return fnError{err}
+		}
+		*next = seq + 1
+	}
+}
+
+// checkHeld returns an error wrapping sharedlog.ErrTruncated when the
+// stream no longer holds the record at next.
+func (l *Log) checkHeld(ctx context.Context, next uint64) error {
+	si, err := l.stream.Info(ctx)
+	if err != nil {
+		return err
+	}
+	st := si.State
+	if next < st.FirstSeq {
+		return fmt.Errorf("replica: read from %d: %w: the stream starts at %d", next, sharedlog.ErrTruncated, st.FirstSeq)
+	}
+	if next > st.LastSeq+1 {
+		return fmt.Errorf("replica: read from %d: %w: the stream ends at %d (was it recreated?)", next, sharedlog.ErrTruncated, st.LastSeq)
+	}
+	return nil
+}
+
+// gap reports that the consumer delivered seq when next was due.
+func (l *Log) gap(ctx context.Context, next, seq uint64) error {
+	if err := l.checkHeld(ctx, next); err != nil {
+		return err
+	}
+	return fmt.Errorf("replica: read: %w: records %d to %d are missing", sharedlog.ErrTruncated, next, seq-1)
+}
