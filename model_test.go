@@ -382,8 +382,10 @@ func (m *model) summaries(mi int, customer string, start, end int64, g meter.Win
 }
 
 // sizes returns what Stats must report about the aggregates: series,
-// minute cells, hour and day buckets, raw entries.
-func (m *model) sizes() (series, minutes, hours, days, raw int64) {
+// minute cells, hour and day buckets, raw entries. Days before frozen
+// (Stats.FrozenBefore) are frozen or may be: they keep no raw entries
+// when they are; rawFrozen counts the raw entries of those days.
+func (m *model) sizes(frozen int64) (series, minutes, hours, days, raw, rawFrozen int64) {
 	type key struct {
 		mi       int
 		customer string
@@ -410,11 +412,14 @@ func (m *model) sizes() (series, minutes, hours, days, raw int64) {
 			// Raw entries are kept for last meters and pre-aggregated
 			// meters, in the hour (last, hour window) or day (day window)
 			// bucket of the event, which exists while it holds them.
+			keeps := mt.EventTimeWindow != meter.NoWindow || mt.Formula == meter.Last
 			switch {
+			case keeps && e.ts < frozen:
+				rawFrozen++
 			case mt.EventTimeWindow == meter.Day:
 				raw++
 				dys[floorTo(e.ts, secDay)] = true
-			case mt.EventTimeWindow == meter.Hour || mt.Formula == meter.Last:
+			case keeps:
 				raw++
 				hrs[floorTo(e.ts, secHour)] = true
 			}
@@ -467,6 +472,11 @@ func newMachine(t *rapid.T) *machine {
 	shards := rapid.SampledFrom([]int{0, 1, 2}).Draw(t, "shards")
 	s := &machine{ctx: context.Background(), clock: newTestClock(t0), t0: t0}
 	s.opts = meterdb.Options{Now: s.clock.Now, DedupeWindow: window, Shards: shards}
+	// Small dedupe epochs, in time and in identifiers, so that resends
+	// cross epoch boundaries (and epochs retire) often.
+	meterdb.SetDedupeEpochsForTest(&s.opts,
+		rapid.SampledFrom([]time.Duration{0, time.Minute, 20 * time.Minute}).Draw(t, "dedupe_epoch"),
+		rapid.SampledFrom([]int{0, 1, 4}).Draw(t, "dedupe_min_epoch"))
 	if rapid.IntRange(0, 3).Draw(t, "file_backed") == 0 {
 		dir, err := os.MkdirTemp("", "meterdb-model-")
 		if err != nil {
@@ -562,10 +572,18 @@ func (s *machine) Check(t *rapid.T) {
 		t.Fatalf("stats since the last open %+v, want accepted %d cancelled %d rejected %d duplicates %d; meters %d, want %d",
 			d, c[0], c[1], c[2], c[3], st.Meters, len(s.m.meters))
 	}
-	series, minutes, hours, days, raw := s.m.sizes()
-	if st.Series != series || st.MinuteCells != minutes || st.HourBuckets != hours || st.DayBuckets != days || st.RawEntries != raw {
-		t.Fatalf("stats %+v, want series %d minute cells %d hour buckets %d day buckets %d raw entries %d",
-			st, series, minutes, hours, days, raw)
+	var frozen int64
+	if !st.FrozenBefore.IsZero() {
+		frozen = st.FrozenBefore.Unix()
+		coverage.frozen.Add(1)
+	}
+	series, minutes, hours, days, raw, rawFrozen := s.m.sizes(frozen)
+	// Frozen days drop their raw entries; a day before the horizon that a
+	// checkpoint has not covered yet still holds them.
+	if st.Series != series || st.MinuteCells != minutes || st.HourBuckets != hours || st.DayBuckets != days ||
+		st.RawEntries < raw || st.RawEntries > raw+rawFrozen || s.path == "" && st.RawEntries != raw {
+		t.Fatalf("stats %+v, want series %d minute cells %d hour buckets %d day buckets %d raw entries %d (and up to %d more of days before the horizon)",
+			st, series, minutes, hours, days, raw, rawFrozen)
 	}
 	start := floorTo(s.t0.Unix(), secDay) - 40*secDay
 	end := floorTo(s.clock.Unix(), secDay) + 2*secDay
@@ -990,6 +1008,47 @@ func (s *machine) RecordDuplicate(t *rapid.T) {
 	s.record(t, "Record duplicate", ev, out, err)
 }
 
+// ResendAtEdge moves the clock to one second before, at or one second
+// after the end of an accepted identifier's dedupe window and resends it
+// (in a batch with fresh events, or alone): a duplicate just inside the
+// window, accepted just outside, across however many dedupe epochs the
+// window spans.
+func (s *machine) ResendAtEdge(t *rapid.T) {
+	if len(s.m.events) == 0 {
+		t.Skip("no events")
+	}
+	e := s.m.events[len(s.m.events)-1-rapid.IntRange(0, len(s.m.events)-1).Draw(t, "back")]
+	last := s.m.byID[e.id][len(s.m.byID[e.id])-1]
+	target := last.received + s.m.window + rapid.SampledFrom([]int64{-1, 0, 1}).Draw(t, "edge_s")
+	if target < s.clock.Unix() {
+		t.Skip("edge already passed")
+	}
+	s.clock.Set(time.Unix(target, 0))
+	mt := s.m.meters[s.pickMeter(t)]
+	ev := event.Event{Name: mt.EventName, Identifier: e.id,
+		Payload: map[string]string{mt.CustomerKey: rapid.SampledFrom(customers).Draw(t, "customer"), mt.ValueKey: "2"}}
+	inside := s.m.taken(e.id, s.clock.Unix())
+	if rapid.Bool().Draw(t, "alone") {
+		out, err := s.db.Record(s.ctx, ev)
+		s.record(t, "Resend at the window's edge", ev, out, err)
+	} else {
+		evs := []event.Event{s.drawEvent(t), ev, s.drawEvent(t)}
+		in := slices.Clone(evs)
+		errs, err := s.db.RecordBatch(s.ctx, evs)
+		if err != nil || len(errs) != len(evs) {
+			t.Fatalf("RecordBatch with a resend at the window's edge: %d errors, %v", len(errs), err)
+		}
+		for i := range evs {
+			s.record(t, fmt.Sprintf("Resend at the window's edge, RecordBatch[%d]", i), in[i], evs[i], errs[i])
+		}
+	}
+	if inside {
+		coverage.edgeInside.Add(1)
+	} else {
+		coverage.edgeOutside.Add(1)
+	}
+}
+
 // Cancel cancels an accepted event, or tries an unknown, cancelled or
 // expired one, or a wrong event name.
 func (s *machine) Cancel(t *rapid.T) {
@@ -1037,6 +1096,15 @@ func (s *machine) Advance(t *rapid.T) {
 		d = 24*time.Hour + time.Duration(rapid.IntRange(0, 120).Draw(t, "s"))*time.Second
 	}
 	s.clock.Add(d)
+}
+
+// AdvanceFar moves the clock by five to seven weeks: the days before the
+// jump can no longer change, and freeze (at the next prune in memory, at
+// the next checkpoint with a file).
+func (s *machine) AdvanceFar(t *rapid.T) {
+	s.clock.Add(time.Duration(rapid.IntRange(35, 50).Draw(t, "days"))*24*time.Hour +
+		time.Duration(rapid.IntRange(0, 86399).Draw(t, "s"))*time.Second)
+	coverage.far.Add(1)
 }
 
 // AdvanceToEdge moves the clock to just before, at or just after the end
@@ -1155,9 +1223,11 @@ func (s *machine) actions() map[string]func(*rapid.T) {
 	add("RecordBatch", 3, s.RecordBatch)
 	add("RecordUsage", 3, s.RecordUsage)
 	add("RecordDuplicate", 1, s.RecordDuplicate)
+	add("ResendAtEdge", 1, s.ResendAtEdge)
 	add("Cancel", 3, s.Cancel)
 	add("Advance", 2, s.Advance)
 	add("AdvanceToEdge", 1, s.AdvanceToEdge)
+	add("AdvanceFar", 1, s.AdvanceFar)
 	add("Query", 4, s.Query)
 	add("CrossQuery", 3, s.CrossQuery)
 	add("Reopen", 1, s.Reopen)
@@ -1171,6 +1241,8 @@ func (s *machine) actions() map[string]func(*rapid.T) {
 var coverage struct {
 	checks, reopens, crashes, accepted, rejected, duplicates, reaccepted, cancels, cancelErrors, expired, queries, nonEmpty atomic.Int64
 	crossQueries, crossNonEmpty                                                                                             atomic.Int64
+	far, frozen                                                                                                             atomic.Int64 // clock jumps past the 35 days; checks with frozen days
+	edgeInside, edgeOutside                                                                                                 atomic.Int64 // ResendAtEdge
 }
 
 func TestModel(t *testing.T) {
@@ -1182,10 +1254,12 @@ func TestModel(t *testing.T) {
 	})
 	c := &coverage
 	t.Logf("checks %d, reopens %d, crashes %d: events accepted %d, rejected %d, duplicates %d, identifiers accepted again after the window %d; "+
-		"cancels %d, failed cancels %d (expired %d); queries %d (%d with events); cross-customer queries %d (%d with customers)",
+		"cancels %d, failed cancels %d (expired %d); queries %d (%d with events); cross-customer queries %d (%d with customers); "+
+		"jumps of weeks %d, checks with frozen days %d",
 		c.checks.Load(), c.reopens.Load(), c.crashes.Load(), c.accepted.Load(), c.rejected.Load(), c.duplicates.Load(), c.reaccepted.Load(),
 		c.cancels.Load(), c.cancelErrors.Load(), c.expired.Load(), c.queries.Load(), c.nonEmpty.Load(),
-		c.crossQueries.Load(), c.crossNonEmpty.Load())
+		c.crossQueries.Load(), c.crossNonEmpty.Load(), c.far.Load(), c.frozen.Load())
+	t.Logf("resends at the dedupe window's edge: %d inside, %d outside", c.edgeInside.Load(), c.edgeOutside.Load())
 }
 
 // customerUsage is one expected row of Customers or TopCustomers.

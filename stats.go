@@ -13,23 +13,39 @@ import (
 // current values. The slices and maps are the caller's: each call to
 // DB.Stats returns new ones.
 type Stats struct {
-	EventsAccepted   int64 // events recorded
-	EventsRejected   int64 // events that failed validation (duplicates aside)
-	EventsDuplicate  int64 // events rejected as duplicates
-	EventsCancelled  int64 // events cancelled
-	Meters           int64
-	Series           int64 // (meter, customer) pairs with data
-	HourBuckets      int64
-	DayBuckets       int64
-	MinuteCells      int64
-	RawEntries       int64 // entries kept for last and pre-aggregated meters
-	DedupeSlots      int64 // 8 bytes each
+	EventsAccepted  int64 // events recorded
+	EventsRejected  int64 // events that failed validation (duplicates aside)
+	EventsDuplicate int64 // events rejected as duplicates
+	EventsCancelled int64 // events cancelled
+	Meters          int64
+	Series          int64 // (meter, customer) pairs with data
+	HourBuckets     int64 // hours with events, frozen ones included
+	DayBuckets      int64 // days with events, frozen ones included
+	MinuteCells     int64 // minutes with events, frozen ones included
+	RawEntries      int64 // entries kept for last and pre-aggregated meters; frozen days keep none
+	// FrozenDays counts the (meter, customer, day) aggregates that can no
+	// longer change and are kept in a packed read-only form, FrozenBytes
+	// the memory that form takes (part of MemoryBytes), and FrozenBefore
+	// the UTC midnight before which every day is frozen or due to freeze
+	// (zero before the first freeze). See "Memory" in the package doc.
+	FrozenDays       int64
+	FrozenBytes      int64
+	FrozenBefore     time.Time
+	DedupeSlots      int64 // 4 bytes each
 	DedupeIdentities int64 // identifiers remembered
+	DedupeBytes      int64 // memory of the dedupe index: its tables and pending sets
+	// DedupeConfirmReads counts the reads that confirmed or refuted a
+	// candidate location of an identifier; DedupeFreshConfirmed counts the
+	// identifiers accepted as new that paid at least one (a false match of
+	// the index's 14-bit tag).
+	DedupeConfirmReads   int64
+	DedupeFreshConfirmed int64
 	// Reopens counts the times the database reopened its file after a
 	// write failure that left unclear what reached the disk.
 	Reopens int64
 	// MemoryBytes estimates the heap held by aggregates, the dedupe index
-	// and (in-memory databases) the events of the dedupe window; it is
+	// and (in-memory databases) what the log keeps of the events of the
+	// retention window (fingerprints and what Cancel needs); it is
 	// computed from counts and structure sizes, not measured.
 	MemoryBytes int64
 
@@ -148,7 +164,7 @@ func (h Histogram) Sub(o Histogram) Histogram {
 // Sub returns s minus o, field by field: the activity between two
 // snapshots. Histograms and ByMeter subtract by bucket and by meter ID
 // (meters missing from o count from zero); Durability, InMemory,
-// LastCheckpoint, WriteFailed and Replica are s's.
+// LastCheckpoint, FrozenBefore, WriteFailed and Replica are s's.
 func (s Stats) Sub(o Stats) Stats {
 	d := Stats{
 		EventsAccepted: s.EventsAccepted - o.EventsAccepted, EventsRejected: s.EventsRejected - o.EventsRejected,
@@ -156,7 +172,10 @@ func (s Stats) Sub(o Stats) Stats {
 		Meters: s.Meters - o.Meters, Series: s.Series - o.Series, HourBuckets: s.HourBuckets - o.HourBuckets,
 		DayBuckets: s.DayBuckets - o.DayBuckets, MinuteCells: s.MinuteCells - o.MinuteCells,
 		RawEntries: s.RawEntries - o.RawEntries, DedupeSlots: s.DedupeSlots - o.DedupeSlots,
-		DedupeIdentities: s.DedupeIdentities - o.DedupeIdentities, MemoryBytes: s.MemoryBytes - o.MemoryBytes,
+		FrozenDays: s.FrozenDays - o.FrozenDays, FrozenBytes: s.FrozenBytes - o.FrozenBytes, FrozenBefore: s.FrozenBefore,
+		DedupeIdentities: s.DedupeIdentities - o.DedupeIdentities, DedupeBytes: s.DedupeBytes - o.DedupeBytes,
+		DedupeConfirmReads: s.DedupeConfirmReads - o.DedupeConfirmReads, DedupeFreshConfirmed: s.DedupeFreshConfirmed - o.DedupeFreshConfirmed,
+		MemoryBytes: s.MemoryBytes - o.MemoryBytes,
 		Reopens:     s.Reopens - o.Reopens,
 		BatchEvents: s.BatchEvents.Sub(o.BatchEvents),
 		Durability:  s.Durability, InMemory: s.InMemory,
@@ -199,13 +218,18 @@ func (db *DB) Stats() Stats {
 		EventsDuplicate: es.Duplicates, EventsCancelled: es.Cancels,
 		Meters: es.Meters, Series: t.Series, HourBuckets: t.HourBuckets,
 		DayBuckets: t.DayBuckets, MinuteCells: t.MinuteCells, RawEntries: t.RawEntries,
-		DedupeSlots: d.Slots, DedupeIdentities: d.Used,
-		MemoryBytes: t.Bytes + d.Slots*8 + es.LogMemory,
+		FrozenDays: t.FrozenDays, FrozenBytes: t.FrozenBytes,
+		DedupeSlots: d.Slots, DedupeIdentities: d.Used, DedupeBytes: d.Bytes,
+		DedupeConfirmReads: d.ConfirmReads, DedupeFreshConfirmed: d.FreshConfirmed,
+		MemoryBytes: t.Bytes + d.Bytes + es.LogMemory,
 		Reopens:     es.Reopens,
 		ByMeter:     meterStats(es),
 		BatchEvents: histogramOf(es.Batch, 1),
 		Durability:  db.opts.Durability, InMemory: es.InMemory,
 		WriteFailed: es.WriteFailed,
+	}
+	if es.FrozenBefore != 0 {
+		s.FrozenBefore = time.Unix(es.FrozenBefore, 0).UTC()
 	}
 	if db.opts.Log != nil {
 		s.Durability = DurabilityBuffered // a replica's file: the log is the truth
