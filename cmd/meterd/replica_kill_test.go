@@ -122,7 +122,8 @@ func postEvent(hc *http.Client, addr, name, id, customer string, value int64, ts
 // identifier, at the next meterd, until it is acknowledged or answered
 // duplicate_meter_event. At the end every meterd's summaries equal the
 // sum of the events so resolved (each counted exactly once), plus at most
-// the events still unresolved. -replica-kill-rounds runs more rounds.
+// the events still unresolved. More rounds: go test -run
+// TestReplicaProcessesKill ./cmd/meterd -args -replica-kill-rounds=3.
 func TestReplicaProcessesKill(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs meterd and nats-server")
