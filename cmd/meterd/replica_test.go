@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"path/filepath"
+	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -147,4 +149,74 @@ func BenchmarkReplicasHTTPv1(b *testing.B) {
 	wg.Wait()
 	b.StopTimer()
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "req/s")
+}
+
+// BenchmarkReplicasHTTPv1NoKey is BenchmarkReplicasHTTPv1 without
+// Idempotency-Key: a plain net/http client sends the form body with a
+// Bearer key, 16 connections to each of the three meterd. It reports
+// req/s of all three together and the p50 and p99 request latency.
+func BenchmarkReplicasHTTPv1NoKey(b *testing.B) {
+	const conns = 16
+	c := natstest.StartCluster(b)
+	dir := b.TempDir()
+	var addrs []string
+	for i := range 3 {
+		addrs = append(addrs, startRun(b, "-addr", "127.0.0.1:0", "-metrics-addr", "", "-dashboard=false", "-durability", "buffered",
+			"-db", filepath.Join(dir, fmt.Sprintf("replica%d.db", i)), "-nats", c.ClientURL(i), "-nats-stream", "METERD_BENCH"))
+	}
+	sc := stripe.NewClient("sk_test_x", stripe.WithBackends(stripe.NewBackendsWithConfig(&stripe.BackendConfig{
+		URL: stripe.String("http://" + addrs[0]), MaxNetworkRetries: stripe.Int64(0),
+		LeveledLogger: &stripe.LeveledLogger{Level: stripe.LevelNull},
+	})))
+	if _, err := sc.V1BillingMeters.Create(context.Background(), meterParams("calls")); err != nil {
+		b.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond) // the meter reaches the other replicas
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: conns, MaxConnsPerHost: conns}}
+	var next atomic.Int64
+	lat := make([][]time.Duration, 3*conns)
+	b.ResetTimer()
+	var wg sync.WaitGroup
+	for i, addr := range addrs {
+		for w := range conns {
+			wg.Go(func() {
+				for {
+					n := next.Add(1)
+					if n > int64(b.N) {
+						return
+					}
+					form := url.Values{"event_name": {"calls"}, "identifier": {fmt.Sprintf("r%d-w%d-%d", i, w, n)},
+						"payload[stripe_customer_id]": {fmt.Sprintf("cus_%d", n%100)}, "payload[value]": {"1"}}
+					req, _ := http.NewRequest("POST", "http://"+addr+"/v1/billing/meter_events", strings.NewReader(form.Encode()))
+					req.Header.Set("Authorization", "Bearer sk_test_x")
+					req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+					start := time.Now()
+					resp, err := client.Do(req)
+					if err != nil {
+						b.Error(err)
+						return
+					}
+					io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					if resp.StatusCode != http.StatusOK {
+						b.Errorf("status %d", resp.StatusCode)
+						return
+					}
+					lat[i*conns+w] = append(lat[i*conns+w], time.Since(start))
+				}
+			})
+		}
+	}
+	wg.Wait()
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "req/s")
+	var all []time.Duration
+	for _, l := range lat {
+		all = append(all, l...)
+	}
+	if len(all) > 0 {
+		sort.Slice(all, func(i, j int) bool { return all[i] < all[j] })
+		b.ReportMetric(float64(all[len(all)/2].Microseconds())/1000, "p50-ms")
+		b.ReportMetric(float64(all[len(all)*99/100].Microseconds())/1000, "p99-ms")
+	}
 }
