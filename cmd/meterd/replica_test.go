@@ -8,7 +8,7 @@ import (
 	"net/http"
 	"net/url"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -154,7 +154,10 @@ func BenchmarkReplicasHTTPv1(b *testing.B) {
 // BenchmarkReplicasHTTPv1NoKey is BenchmarkReplicasHTTPv1 without
 // Idempotency-Key: a plain net/http client sends the form body with a
 // Bearer key, 16 connections to each of the three meterd. It reports
-// req/s of all three together and the p50 and p99 request latency.
+// req/s of all three together, the p50 and p99 request latency, and the
+// lag of a remote replica: throughout the load a probe records one event
+// at a time on the first meterd and, once answered, polls the second's
+// summaries (every 0.5 ms) until it counts it.
 func BenchmarkReplicasHTTPv1NoKey(b *testing.B) {
 	const conns = 16
 	c := natstest.StartCluster(b)
@@ -168,14 +171,63 @@ func BenchmarkReplicasHTTPv1NoKey(b *testing.B) {
 		URL: stripe.String("http://" + addrs[0]), MaxNetworkRetries: stripe.Int64(0),
 		LeveledLogger: &stripe.LeveledLogger{Level: stripe.LevelNull},
 	})))
-	if _, err := sc.V1BillingMeters.Create(context.Background(), meterParams("calls")); err != nil {
+	m, err := sc.V1BillingMeters.Create(context.Background(), meterParams("calls"))
+	if err != nil {
 		b.Fatal(err)
 	}
 	time.Sleep(100 * time.Millisecond) // the meter reaches the other replicas
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: conns, MaxConnsPerHost: conns}}
 	var next atomic.Int64
 	lat := make([][]time.Duration, 3*conns)
+	remote := stripe.NewClient("sk_test_x", stripe.WithBackends(stripe.NewBackendsWithConfig(&stripe.BackendConfig{
+		URL: stripe.String("http://" + addrs[1]), MaxNetworkRetries: stripe.Int64(0),
+		LeveledLogger: &stripe.LeveledLogger{Level: stripe.LevelNull},
+	})))
+	probeDone := make(chan struct{})
+	var lags []time.Duration
+	probed := make(chan struct{})
 	b.ResetTimer()
+	go func() {
+		defer close(probed)
+		ctx := context.Background()
+		hour := time.Now().Truncate(time.Hour)
+		list := &stripe.BillingMeterEventSummaryListParams{ID: stripe.String(m.ID), Customer: stripe.String("cus_probe"),
+			StartTime: stripe.Int64(hour.Add(-time.Hour).Unix()), EndTime: stripe.Int64(hour.Add(2 * time.Hour).Unix())}
+		for k := 1; ; k++ {
+			select {
+			case <-probeDone:
+				return
+			case <-time.After(20 * time.Millisecond):
+			}
+			form := url.Values{"event_name": {"calls"}, "identifier": {fmt.Sprintf("probe-%d", k)},
+				"payload[stripe_customer_id]": {"cus_probe"}, "payload[value]": {"1"}, "timestamp": {fmt.Sprint(time.Now().Unix())}}
+			req, _ := http.NewRequest("POST", "http://"+addrs[0]+"/v1/billing/meter_events", strings.NewReader(form.Encode()))
+			req.Header.Set("Authorization", "Bearer sk_test_x")
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil || resp.StatusCode != http.StatusOK {
+				b.Errorf("probe: %v", err)
+				return
+			}
+			resp.Body.Close()
+			acked := time.Now()
+			for {
+				var sum float64
+				for s, err := range remote.V1BillingMeterEventSummaries.List(ctx, list).All(ctx) {
+					if err != nil {
+						b.Errorf("probe: %v", err)
+						return
+					}
+					sum += s.AggregatedValue
+				}
+				if sum >= float64(k) {
+					break
+				}
+				time.Sleep(500 * time.Microsecond)
+			}
+			lags = append(lags, time.Since(acked))
+		}
+	}()
 	var wg sync.WaitGroup
 	for i, addr := range addrs {
 		for w := range conns {
@@ -209,13 +261,21 @@ func BenchmarkReplicasHTTPv1NoKey(b *testing.B) {
 	}
 	wg.Wait()
 	b.StopTimer()
+	close(probeDone)
+	<-probed
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "req/s")
+	if len(lags) > 0 {
+		slices.Sort(lags)
+		b.ReportMetric(float64(lags[len(lags)/2].Microseconds())/1000, "lag-p50-ms")
+		b.ReportMetric(float64(lags[len(lags)*99/100].Microseconds())/1000, "lag-p99-ms")
+		b.ReportMetric(float64(len(lags)), "lag-probes")
+	}
 	var all []time.Duration
 	for _, l := range lat {
 		all = append(all, l...)
 	}
 	if len(all) > 0 {
-		sort.Slice(all, func(i, j int) bool { return all[i] < all[j] })
+		slices.Sort(all)
 		b.ReportMetric(float64(all[len(all)/2].Microseconds())/1000, "p50-ms")
 		b.ReportMetric(float64(all[len(all)*99/100].Microseconds())/1000, "p99-ms")
 	}
