@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -186,6 +187,7 @@ func BenchmarkReplicasHTTPv1NoKey(b *testing.B) {
 	probeDone := make(chan struct{})
 	var lags []time.Duration
 	probed := make(chan struct{})
+	cpu0 := processCPU()
 	b.ResetTimer()
 	go func() {
 		defer close(probed)
@@ -261,9 +263,11 @@ func BenchmarkReplicasHTTPv1NoKey(b *testing.B) {
 	}
 	wg.Wait()
 	b.StopTimer()
+	cpu := processCPU() - cpu0
 	close(probeDone)
 	<-probed
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "req/s")
+	b.ReportMetric(float64(cpu.Microseconds())/float64(b.N), "cpu-us/req")
 	if len(lags) > 0 {
 		slices.Sort(lags)
 		b.ReportMetric(float64(lags[len(lags)/2].Microseconds())/1000, "lag-p50-ms")
@@ -279,4 +283,11 @@ func BenchmarkReplicasHTTPv1NoKey(b *testing.B) {
 		b.ReportMetric(float64(all[len(all)/2].Microseconds())/1000, "p50-ms")
 		b.ReportMetric(float64(all[len(all)*99/100].Microseconds())/1000, "p99-ms")
 	}
+}
+
+// processCPU returns the user and system CPU time of this process so far.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
