@@ -26,9 +26,15 @@ type DB struct {
 }
 
 // Open opens the database at path, creating it when missing. An empty path
-// gives a database that lives in memory only and is lost on Close; it keeps
-// each event of the dedupe window in memory and suits tests and
-// short-lived processes.
+// gives a database that lives in memory only and is lost on Close; it suits
+// tests and short-lived processes. It keeps no events: for each event of
+// the retention window (the dedupe window or 24 hours, whichever is
+// longer), the 128-bit fingerprint of its identifier (16 bytes, which the
+// dedupe index's ≈ 4.7 bytes point to) and what Cancel needs of it
+// (sequence, meter, value and timestamp, 48 bytes, and the customer string
+// shared with the aggregates). A fingerprint match is taken as the same
+// identifier: two identifiers collide with probability 2^-128. A database
+// with a file confirms every match against the identifiers it stored.
 func Open(path string, opts *Options) (*DB, error) {
 	o, err := opts.withDefaults()
 	if err != nil {
@@ -37,6 +43,7 @@ func Open(path string, opts *Options) (*DB, error) {
 	e, err := pipeline.Open(pipeline.Config{
 		Path: path, Shards: o.Shards, DedupeWindow: o.DedupeWindow, CancelWindow: CancelWindow,
 		CheckpointInterval: o.CheckpointInterval, Now: o.Now, Logger: o.Logger,
+		DedupeEpoch: o.dedupeEpoch, DedupeMinEpoch: o.dedupeMinEpoch,
 		Shared: o.Log, SnapshotInterval: o.SnapshotInterval,
 		Store: store.Options{
 			Durability: o.Durability.storeDurability(), MaxBatchSize: o.MaxBatchSize, MaxBatchDelay: o.MaxBatchDelay,

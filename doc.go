@@ -133,10 +133,12 @@
 // minute with events when there are several; meters with
 // the last formula and pre-aggregated meters also keep each event's
 // sequence, timestamp and value (24 bytes) so that a cancellation can be
-// undone exactly. The dedupe index keeps 8 to 16 bytes per identifier of
-// the window for a file-backed database; an in-memory database also keeps
-// every event of the window (the log it confirms duplicates and finds
-// cancellations in).
+// undone exactly. The dedupe index keeps about 4.7 bytes per identifier
+// of the window; a file-backed database confirms the index's matches
+// against the identifiers in its log. An in-memory database keeps no
+// events: per event of the window, the 128-bit fingerprint of its
+// identifier (16 bytes), which confirms matches, and what Cancel needs
+// (48 bytes and the customer string).
 //
 // # Concurrency
 //

@@ -467,6 +467,11 @@ func newMachine(t *rapid.T) *machine {
 	shards := rapid.SampledFrom([]int{0, 1, 2}).Draw(t, "shards")
 	s := &machine{ctx: context.Background(), clock: newTestClock(t0), t0: t0}
 	s.opts = meterdb.Options{Now: s.clock.Now, DedupeWindow: window, Shards: shards}
+	// Small dedupe epochs, in time and in identifiers, so that resends
+	// cross epoch boundaries (and epochs retire) often.
+	meterdb.SetDedupeEpochsForTest(&s.opts,
+		rapid.SampledFrom([]time.Duration{0, time.Minute, 20 * time.Minute}).Draw(t, "dedupe_epoch"),
+		rapid.SampledFrom([]int{0, 1, 4}).Draw(t, "dedupe_min_epoch"))
 	if rapid.IntRange(0, 3).Draw(t, "file_backed") == 0 {
 		dir, err := os.MkdirTemp("", "meterdb-model-")
 		if err != nil {
@@ -990,6 +995,47 @@ func (s *machine) RecordDuplicate(t *rapid.T) {
 	s.record(t, "Record duplicate", ev, out, err)
 }
 
+// ResendAtEdge moves the clock to one second before, at or one second
+// after the end of an accepted identifier's dedupe window and resends it
+// (in a batch with fresh events, or alone): a duplicate just inside the
+// window, accepted just outside, across however many dedupe epochs the
+// window spans.
+func (s *machine) ResendAtEdge(t *rapid.T) {
+	if len(s.m.events) == 0 {
+		t.Skip("no events")
+	}
+	e := s.m.events[len(s.m.events)-1-rapid.IntRange(0, len(s.m.events)-1).Draw(t, "back")]
+	last := s.m.byID[e.id][len(s.m.byID[e.id])-1]
+	target := last.received + s.m.window + rapid.SampledFrom([]int64{-1, 0, 1}).Draw(t, "edge_s")
+	if target < s.clock.Unix() {
+		t.Skip("edge already passed")
+	}
+	s.clock.Set(time.Unix(target, 0))
+	mt := s.m.meters[s.pickMeter(t)]
+	ev := event.Event{Name: mt.EventName, Identifier: e.id,
+		Payload: map[string]string{mt.CustomerKey: rapid.SampledFrom(customers).Draw(t, "customer"), mt.ValueKey: "2"}}
+	inside := s.m.taken(e.id, s.clock.Unix())
+	if rapid.Bool().Draw(t, "alone") {
+		out, err := s.db.Record(s.ctx, ev)
+		s.record(t, "Resend at the window's edge", ev, out, err)
+	} else {
+		evs := []event.Event{s.drawEvent(t), ev, s.drawEvent(t)}
+		in := slices.Clone(evs)
+		errs, err := s.db.RecordBatch(s.ctx, evs)
+		if err != nil || len(errs) != len(evs) {
+			t.Fatalf("RecordBatch with a resend at the window's edge: %d errors, %v", len(errs), err)
+		}
+		for i := range evs {
+			s.record(t, fmt.Sprintf("Resend at the window's edge, RecordBatch[%d]", i), in[i], evs[i], errs[i])
+		}
+	}
+	if inside {
+		coverage.edgeInside.Add(1)
+	} else {
+		coverage.edgeOutside.Add(1)
+	}
+}
+
 // Cancel cancels an accepted event, or tries an unknown, cancelled or
 // expired one, or a wrong event name.
 func (s *machine) Cancel(t *rapid.T) {
@@ -1155,6 +1201,7 @@ func (s *machine) actions() map[string]func(*rapid.T) {
 	add("RecordBatch", 3, s.RecordBatch)
 	add("RecordUsage", 3, s.RecordUsage)
 	add("RecordDuplicate", 1, s.RecordDuplicate)
+	add("ResendAtEdge", 1, s.ResendAtEdge)
 	add("Cancel", 3, s.Cancel)
 	add("Advance", 2, s.Advance)
 	add("AdvanceToEdge", 1, s.AdvanceToEdge)
@@ -1171,6 +1218,7 @@ func (s *machine) actions() map[string]func(*rapid.T) {
 var coverage struct {
 	checks, reopens, crashes, accepted, rejected, duplicates, reaccepted, cancels, cancelErrors, expired, queries, nonEmpty atomic.Int64
 	crossQueries, crossNonEmpty                                                                                             atomic.Int64
+	edgeInside, edgeOutside                                                                                                 atomic.Int64 // ResendAtEdge
 }
 
 func TestModel(t *testing.T) {
@@ -1186,6 +1234,7 @@ func TestModel(t *testing.T) {
 		c.checks.Load(), c.reopens.Load(), c.crashes.Load(), c.accepted.Load(), c.rejected.Load(), c.duplicates.Load(), c.reaccepted.Load(),
 		c.cancels.Load(), c.cancelErrors.Load(), c.expired.Load(), c.queries.Load(), c.nonEmpty.Load(),
 		c.crossQueries.Load(), c.crossNonEmpty.Load())
+	t.Logf("resends at the dedupe window's edge: %d inside, %d outside", c.edgeInside.Load(), c.edgeOutside.Load())
 }
 
 // customerUsage is one expected row of Customers or TopCustomers.

@@ -80,6 +80,12 @@ type Options struct {
 	// Ignored for an in-memory database.
 	ReadOnly bool
 
+	// dedupeEpoch and dedupeMinEpoch shrink the dedupe index's epochs
+	// (pipeline.Config.DedupeEpoch, DedupeMinEpoch); tests set them with
+	// SetDedupeEpochsForTest so that epochs roll often.
+	dedupeEpoch    time.Duration
+	dedupeMinEpoch int
+
 	// Log, when set, makes the database one replica of a database that
 	// several processes share: every change is appended to Log and
 	// applied, in Log's order, by every replica (see "Replicas" in the

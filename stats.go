@@ -23,13 +23,21 @@ type Stats struct {
 	DayBuckets       int64
 	MinuteCells      int64
 	RawEntries       int64 // entries kept for last and pre-aggregated meters
-	DedupeSlots      int64 // 8 bytes each
+	DedupeSlots      int64 // 4 bytes each
 	DedupeIdentities int64 // identifiers remembered
+	DedupeBytes      int64 // memory of the dedupe index: its tables and pending sets
+	// DedupeConfirmReads counts the reads that confirmed or refuted a
+	// candidate location of an identifier; DedupeFreshConfirmed counts the
+	// identifiers accepted as new that paid at least one (a false match of
+	// the index's 14-bit tag).
+	DedupeConfirmReads   int64
+	DedupeFreshConfirmed int64
 	// Reopens counts the times the database reopened its file after a
 	// write failure that left unclear what reached the disk.
 	Reopens int64
 	// MemoryBytes estimates the heap held by aggregates, the dedupe index
-	// and (in-memory databases) the events of the dedupe window; it is
+	// and (in-memory databases) what the log keeps of the events of the
+	// retention window (fingerprints and what Cancel needs); it is
 	// computed from counts and structure sizes, not measured.
 	MemoryBytes int64
 
@@ -156,7 +164,9 @@ func (s Stats) Sub(o Stats) Stats {
 		Meters: s.Meters - o.Meters, Series: s.Series - o.Series, HourBuckets: s.HourBuckets - o.HourBuckets,
 		DayBuckets: s.DayBuckets - o.DayBuckets, MinuteCells: s.MinuteCells - o.MinuteCells,
 		RawEntries: s.RawEntries - o.RawEntries, DedupeSlots: s.DedupeSlots - o.DedupeSlots,
-		DedupeIdentities: s.DedupeIdentities - o.DedupeIdentities, MemoryBytes: s.MemoryBytes - o.MemoryBytes,
+		DedupeIdentities: s.DedupeIdentities - o.DedupeIdentities, DedupeBytes: s.DedupeBytes - o.DedupeBytes,
+		DedupeConfirmReads: s.DedupeConfirmReads - o.DedupeConfirmReads, DedupeFreshConfirmed: s.DedupeFreshConfirmed - o.DedupeFreshConfirmed,
+		MemoryBytes: s.MemoryBytes - o.MemoryBytes,
 		Reopens:     s.Reopens - o.Reopens,
 		BatchEvents: s.BatchEvents.Sub(o.BatchEvents),
 		Durability:  s.Durability, InMemory: s.InMemory,
@@ -199,8 +209,9 @@ func (db *DB) Stats() Stats {
 		EventsDuplicate: es.Duplicates, EventsCancelled: es.Cancels,
 		Meters: es.Meters, Series: t.Series, HourBuckets: t.HourBuckets,
 		DayBuckets: t.DayBuckets, MinuteCells: t.MinuteCells, RawEntries: t.RawEntries,
-		DedupeSlots: d.Slots, DedupeIdentities: d.Used,
-		MemoryBytes: t.Bytes + d.Slots*8 + es.LogMemory,
+		DedupeSlots: d.Slots, DedupeIdentities: d.Used, DedupeBytes: d.Bytes,
+		DedupeConfirmReads: d.ConfirmReads, DedupeFreshConfirmed: d.FreshConfirmed,
+		MemoryBytes: t.Bytes + d.Bytes + es.LogMemory,
 		Reopens:     es.Reopens,
 		ByMeter:     meterStats(es),
 		BatchEvents: histogramOf(es.Batch, 1),

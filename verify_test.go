@@ -402,3 +402,50 @@ func TestBackupDuringWrites(t *testing.T) {
 		mem.Close()
 	}
 }
+
+// A format 2 file (store/testdata/v2.db) opens as format 3: identifiers of
+// its format 2 records and of the format 1 records before them are still
+// taken, new identifiers are accepted, and the file verifies.
+func TestUpgradeV2Dedupe(t *testing.T) {
+	data, err := os.ReadFile("store/testdata/v2.db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "v2.db")
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Date(2026, 3, 2, 14, 41, 0, 0, time.UTC)
+	db, err := meterdb.Open(path, &meterdb.Options{Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := func(id string) error {
+		_, err := db.Record(ctx, event.Event{Name: "sum_ev", Identifier: id, Payload: map[string]string{"stripe_customer_id": "cus_0", "value": "1"}})
+		return err
+	}
+	for _, id := range []string{"v2-a", "v2-c", "d-sum_ev-5"} {
+		if err := rec(id); !errors.Is(err, event.ErrDuplicate) {
+			t.Errorf("re-recording %s of the format 2 file: %v", id, err)
+		}
+	}
+	if err := rec("v3-new"); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	db, err = meterdb.Open(path, &meterdb.Options{Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"v2-b", "v3-new"} {
+		if err := rec(id); !errors.Is(err, event.ErrDuplicate) {
+			t.Errorf("re-recording %s after a reopen: %v", id, err)
+		}
+	}
+	db.Close()
+	if r, err := meterdb.Verify(path, nil); err != nil || r.Format != 3 || !r.OK() {
+		t.Fatalf("Verify of the upgraded file: %v\n%s", err, r.String())
+	}
+}

@@ -409,7 +409,7 @@ func BenchmarkDedupeMemory(b *testing.B) {
 		runtime.KeepAlive(x)
 		runtime.KeepAlive(ids)
 		b.ReportMetric(heap/float64(b.N), "B/identifier")
-		b.ReportMetric(float64(st.Slots*8)/float64(st.Used), "slot-B/identifier")
+		b.ReportMetric(float64(st.Bytes)/float64(st.Used), "slot-B/identifier")
 	})
 	// Through the in-memory DB: the index plus everything else an event
 	// leaves in memory (the in-memory journal keeps whole events for the
@@ -434,7 +434,7 @@ func BenchmarkDedupeMemory(b *testing.B) {
 		heap := float64(heapAlloc() - base)
 		runtime.KeepAlive(db)
 		runtime.KeepAlive(evs)
-		b.ReportMetric(float64(st.DedupeSlots*8)/float64(st.DedupeIdentities), "slot-B/identifier")
+		b.ReportMetric(float64(st.DedupeBytes)/float64(st.DedupeIdentities), "slot-B/identifier")
 		b.ReportMetric(heap/float64(b.N), "heap-B/event")
 		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
 	})

@@ -81,6 +81,8 @@ type config struct {
 	Rounds      int             // ingest, durable, HTTP: rounds of every cell
 	SoakRate    int             // fresh events per second the soak offers
 	SoakDisk    int64           // bytes of the soak's tmpfs; 0: sized from the rate and duration
+	DedupeIDs   int             // dedupe-day: fresh identifiers
+	DedupeHours int             // dedupe-day: simulated hours
 }
 
 func main() {
@@ -175,6 +177,8 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.IntVar(&cfg.Conns, "conns", 16, "-external: concurrent client connections, closed loop")
 	fs.IntVar(&cfg.Rounds, "rounds", 1, "ingest, durable and HTTP scenarios: measure every target this many times, targets alternating, "+
 		"and report each cell's median round (with every round's figure)")
+	fs.IntVar(&cfg.DedupeIDs, "dedupe-ids", 10_000_000, "dedupe-day: fresh identifiers spread over the simulated hours (the issue's figure is 100000000)")
+	fs.IntVar(&cfg.DedupeHours, "dedupe-hours", 30, "dedupe-day: simulated hours (the dedupe window is 24)")
 	fs.IntVar(&cfg.SoakRate, "soak-rate", 1000, "soak: fresh events per second offered by all clients together")
 	var soakDiskMiB int
 	fs.IntVar(&soakDiskMiB, "soak-tmpfs", 0, "soak: size of the tmpfs holding meterd's file, MiB (default: sized from -soak-rate and -duration, at least 64)")
@@ -238,6 +242,10 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 		return cfg, fmt.Errorf("-conns must be positive")
 	case cfg.Rounds < 1 || cfg.Rounds > 100:
 		return cfg, fmt.Errorf("-rounds must be between 1 and 100")
+	case cfg.DedupeIDs < 1000:
+		return cfg, fmt.Errorf("-dedupe-ids must be at least 1000")
+	case cfg.DedupeHours < 1 || cfg.DedupeHours > 1000:
+		return cfg, fmt.Errorf("-dedupe-hours must be between 1 and 1000")
 	case cfg.SoakRate < 100 || cfg.SoakRate > 1000000:
 		return cfg, fmt.Errorf("-soak-rate must be between 100 and 1000000")
 	case soakDiskMiB < 0:

@@ -302,3 +302,39 @@ func TestMedianRounds(t *testing.T) {
 		t.Errorf("one round: %+v", one)
 	}
 }
+
+// The dedupe-day scenario at a small scale: every resend caught, none of
+// the fresh identifiers refused, the index's memory and the Open time
+// reported.
+func TestRunDedupeDay(t *testing.T) {
+	dir := t.TempDir()
+	var stdout, stderr bytes.Buffer
+	args := []string{"-scenario", "dedupe-day", "-targets", "meterdb-file,meterdb-mem", "-dedupe-ids", "200000",
+		"-progress=false", "-json", filepath.Join(dir, "r.json")}
+	if code := run(args, &stdout, &stderr); code != 0 {
+		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, stdout.String(), stderr.String())
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "r.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep Report
+	if err := json.Unmarshal(b, &rep); err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Results) != 2 {
+		t.Fatalf("%d rows, want 2", len(rep.Results))
+	}
+	for _, r := range rep.Results {
+		m := r.Metrics
+		if m["resends"] < 1000 || m["duplicates caught"] != m["resends"] || m["fresh refused"] != 0 || m["identifiers"] != 200000 {
+			t.Errorf("%s: resends %v, caught %v, fresh refused %v, identifiers %v", r.Target, m["resends"], m["duplicates caught"], m["fresh refused"], m["identifiers"])
+		}
+		if m["heap B/identifier (index, profile)"] <= 0 || m["index B/identifier (Stats)"] <= 0 {
+			t.Errorf("%s: no memory figures: %v", r.Target, m)
+		}
+		if r.Target == "meterdb-file" && (m["open s"] <= 0 || m["resends after open caught"] < 100) {
+			t.Errorf("%s: no Open figures: %v", r.Target, m)
+		}
+	}
+}

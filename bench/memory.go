@@ -116,7 +116,7 @@ func (r *runner) runMemory(spec TargetSpec) ([]Result, error) {
 		if st.Used != int64(n) {
 			return []Result{row}, &VerifyError{spec.Name, fmt.Sprintf("index holds %d identifiers, want %d", st.Used, n)}
 		}
-		row.Metrics["slot B/identifier"] = float64(st.Slots*8) / float64(n)
+		row.Metrics["slot B/identifier"] = float64(st.Bytes) / float64(n)
 		row.Primary = "heap B/identifier"
 		keep = []any{x, ids}
 	default:

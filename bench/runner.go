@@ -120,6 +120,12 @@ var scenarioTable = map[string]scenario{
 		batches: []int{100}, workers: []int{1, 16},
 		run: (*runner).runIngest,
 	},
+	"dedupe-day": {
+		name: "dedupe-day", doc: "the dedupe index over simulated hours with Options.Now: memory per identifier of the window (heap profile), disk, ingest rate per hour, duplicates caught, confirmation reads, Open time",
+		targets: []string{"meterdb-file"},
+		also:    []string{"meterdb-mem"},
+		run:     (*runner).runDedupeDay,
+	},
 	"soak": {
 		name: "soak", doc: "a meterd process on a tmpfs file under mixed v1, v2 and stream load with duplicates, cancels and summaries for -duration; SIGKILL restarts every few minutes and one disk-full episode; then every acknowledged event checked against meterd's summaries",
 		targets: []string{"meterd"},

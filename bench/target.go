@@ -217,7 +217,7 @@ func (t *meterDB) Sizes() map[string]float64 {
 	m := map[string]float64{
 		"series": float64(s.Series), "hour_buckets": float64(s.HourBuckets),
 		"day_buckets": float64(s.DayBuckets), "minute_cells": float64(s.MinuteCells),
-		"dedupe_bytes": float64(s.DedupeSlots * 8), "dedupe_identities": float64(s.DedupeIdentities),
+		"dedupe_bytes": float64(s.DedupeBytes), "dedupe_identities": float64(s.DedupeIdentities),
 	}
 	if t.path != "" {
 		if err := t.db.Sync(); err == nil {

@@ -65,7 +65,7 @@ var (
 	descLogBytes = desc("meterdb_log_bytes", "Encoded size of the records in the event log, in bytes.")
 	descFile     = desc("meterdb_file_bytes", "Size of the database file in bytes.")
 	descIdents   = desc("meterdb_dedupe_identifiers", "Identifiers in the dedupe index.")
-	descSlots    = desc("meterdb_dedupe_slots", "Slots of the dedupe index, 8 bytes each.")
+	descSlots    = desc("meterdb_dedupe_slots", "Slots of the dedupe index, 4 bytes each.")
 	descMeters   = desc("meterdb_meters", "Meters, active or not.")
 	descSeries   = desc("meterdb_series", "(meter, customer) pairs with data.")
 	descBuckets  = desc("meterdb_buckets", "Aggregate buckets held in memory, by kind: hour, day, minute (cells), raw (entries kept for last and pre-aggregated meters).", "kind")

@@ -19,7 +19,64 @@ import (
 const (
 	kindEvents  = 1
 	kindCancels = 2
+	// kindIndexed (format 3) is an events record preceded by the 64-bit
+	// hashes of its identifiers: kind 3, uvarint n, n 8-byte big-endian
+	// FNV-1a hashes in event order, a 4-byte CRC-32C of "ids\0" and the
+	// hashes, then the kind 1 record of the same events.
+	kindIndexed = 3
 )
+
+// scopeIDs is the checksum scope of an indexed record's hashes.
+var scopeIDs = newScope("ids")
+
+// identHash is the FNV-1a hash of an identifier, stable across processes.
+func identHash[S string | []byte](id S) uint64 {
+	h := uint64(14695981039346656037)
+	for i := 0; i < len(id); i++ {
+		h ^= uint64(id[i])
+		h *= 1099511628211
+	}
+	return h
+}
+
+// isEvents reports whether the log record v holds events.
+func isEvents(v []byte) bool { return len(v) > 0 && (v[0] == kindEvents || v[0] == kindIndexed) }
+
+// splitIndexed returns the hash table and the kind 1 record of an indexed
+// record b; a record of another kind is returned whole with no table.
+func splitIndexed(b []byte) (hashes, rest []byte, err error) {
+	if len(b) == 0 || b[0] != kindIndexed {
+		return nil, b, nil
+	}
+	d := binread.New(b[1:])
+	n := d.Count(8)
+	if d.Bad() {
+		return nil, nil, errMalformed
+	}
+	off := 1 + (len(b) - 1 - d.Len())
+	if len(b)-off < 8*n+crcLen+1 {
+		return nil, nil, errMalformed
+	}
+	hashes, rest = b[off:off+8*n], b[off+8*n+crcLen:]
+	if binary.BigEndian.Uint32(b[off+8*n:]) != scopeIDs.sum(nil, hashes) {
+		return nil, nil, errChecksum
+	}
+	if rest[0] != kindEvents {
+		return nil, nil, errMalformed
+	}
+	return hashes, rest, nil
+}
+
+// mayHold reports whether an indexed record's hash table holds id's hash.
+func mayHold(hashes []byte, id string) bool {
+	h := identHash(id)
+	for i := 0; i+8 <= len(hashes); i += 8 {
+		if binary.BigEndian.Uint64(hashes[i:]) == h {
+			return true
+		}
+	}
+	return false
+}
 
 // appendGroup encodes g. A group holds events or cancellations, not both.
 func appendGroup(b []byte, g *Group) []byte {
@@ -35,6 +92,15 @@ func appendGroup(b []byte, g *Group) []byte {
 			b = binary.AppendVarint(b, c.Timestamp)
 		}
 		return b
+	}
+	if len(g.Events) > 0 {
+		b = append(b, kindIndexed)
+		b = binary.AppendUvarint(b, uint64(len(g.Events)))
+		start := len(b)
+		for i := range g.Events {
+			b = binary.BigEndian.AppendUint64(b, identHash(g.Events[i].Identifier))
+		}
+		b = binary.BigEndian.AppendUint32(b, scopeIDs.sum(nil, b[start:]))
 	}
 	b = append(b, kindEvents)
 	b = binary.AppendUvarint(b, uint64(len(g.Events)))
@@ -71,6 +137,10 @@ func finish(r *binread.Reader) error {
 
 // decodeGroup decodes a log record. The result shares nothing with b.
 func decodeGroup(b []byte) (*Group, error) {
+	_, b, err := splitIndexed(b)
+	if err != nil {
+		return nil, err
+	}
 	d := binread.New(b)
 	g := &Group{}
 	switch d.Byte() {
@@ -118,6 +188,10 @@ func decodeGroup(b []byte) (*Group, error) {
 // scanIdentifiers calls fn with the receipt time and identifier of every
 // event of an events record, without allocating.
 func scanIdentifiers(b []byte, fn func(received int64, id []byte)) error {
+	_, b, err := splitIndexed(b)
+	if err != nil {
+		return err
+	}
 	d := binread.New(b)
 	if d.Byte() != kindEvents {
 		return errMalformed
@@ -140,4 +214,39 @@ func scanIdentifiers(b []byte, fn func(received int64, id []byte)) error {
 		}
 	}
 	return finish(&d)
+}
+
+// findEvent returns the event with identifier id of an events record,
+// scanning it without decoding the others: nothing is allocated unless
+// the event is found (its customer is copied). The result has no
+// Identifier: the caller knows it.
+func findEvent(b []byte, id string) (Event, bool, error) {
+	_, b, err := splitIndexed(b)
+	if err != nil {
+		return Event{}, false, err
+	}
+	d := binread.New(b)
+	if d.Byte() != kindEvents {
+		return Event{}, false, nil
+	}
+	n := d.Count(6)
+	if n == 0 {
+		return Event{}, false, finish(&d)
+	}
+	first, received := d.Uvarint(), d.Varint()
+	for range n {
+		seq := first + d.Uvarint()
+		m := d.Uvarint()
+		customer := d.Bytes()
+		ident := d.Bytes()
+		value := d.Varint()
+		ts := received + d.Varint()
+		if d.Bad() {
+			return Event{}, false, errMalformed
+		}
+		if string(ident) == id {
+			return Event{Seq: seq, Meter: m, Customer: string(customer), Value: value, Timestamp: ts, Received: received}, true, nil
+		}
+	}
+	return Event{}, false, finish(&d)
 }

@@ -365,8 +365,8 @@ func readV1(t *testing.T, path string) v1Contents {
 	return c
 }
 
-// Open upgrades a format 1 file to format 2 in place, keeping every
-// record, and says so in the log; the upgraded file reads the same.
+// Open upgrades a format 1 file to the current format in place, keeping
+// every record, and says so in the log; the upgraded file reads the same.
 func TestUpgradeV1(t *testing.T) {
 	path := v1File(t)
 	want := readV1(t, path)
@@ -389,13 +389,13 @@ func TestUpgradeV1(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(logged.String(), "store upgraded") || !strings.Contains(logged.String(), "from_format=1 to_format=2") {
+	if !strings.Contains(logged.String(), "store upgraded") || !strings.Contains(logged.String(), fmt.Sprintf("from_format=1 to_format=%d", FormatVersion)) {
 		t.Fatalf("log: %q", logged.String())
 	}
 	check := func(s *DB) {
 		t.Helper()
 		n, err := s.CheckRecords(func(err error) { t.Errorf("upgraded file: %v", err) })
-		if err != nil || n.Format != 2 || n.Log != len(want.groups) || n.Aggregates != len(want.aggs) || n.KV != len(want.kv) || n.Meters != len(want.meters) {
+		if err != nil || n.Format != FormatVersion || n.Log != len(want.groups) || n.Aggregates != len(want.aggs) || n.KV != len(want.kv) || n.Meters != len(want.meters) {
 			t.Fatalf("CheckRecords: %+v, %v", n, err)
 		}
 		ms, err := s.Meters()
@@ -545,5 +545,110 @@ func TestBackupDuringWrites(t *testing.T) {
 		if _, err := s.Backup(io.Discard); !errors.Is(err, ErrClosed) {
 			t.Fatalf("Backup after Close: %v", err)
 		}
+	}
+}
+
+// Open upgrades a format 2 file (testdata/v2.db, see its README) to format
+// 3 by setting the version: format 3 only adds a log record kind. The
+// records of format 2 read as before, new event records carry the hashes
+// of their identifiers, and FindEvent finds identifiers in both kinds.
+func TestUpgradeV2(t *testing.T) {
+	data, err := os.ReadFile("testdata/v2.db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "v2.db")
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ro, err := Open(path, &Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := ro.CheckRecords(func(err error) { t.Errorf("format 2, read-only: %v", err) })
+	if err != nil || n.Format != 2 {
+		t.Fatalf("CheckRecords of format 2: %+v, %v", n, err)
+	}
+	want := map[uint64]*Group{}
+	if err := ro.Replay(0, func(loc uint64, g *Group) error { want[loc] = g; return nil }, nil); err != nil {
+		t.Fatal(err)
+	}
+	last := ro.LastLoc()
+	ro.Close()
+	if g := want[last]; g == nil || len(g.Events) != 3 || g.Events[0].Identifier != "v2-a" {
+		t.Fatalf("last record of the format 2 file: %+v", g)
+	}
+
+	var logged bytes.Buffer
+	s, err := Open(path, &Options{Logger: slog.New(slog.NewTextHandler(&logged, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(logged.String(), "from_format=2 to_format=3") {
+		t.Fatalf("log: %q", logged.String())
+	}
+	if n, err := s.CheckRecords(func(err error) { t.Errorf("upgraded file: %v", err) }); err != nil || n.Format != 3 || n.Log != len(want) {
+		t.Fatalf("CheckRecords after the upgrade: %+v, %v", n, err)
+	}
+	loc, err := s.Append(&Group{Events: []Event{
+		{Seq: 10_000, Meter: 1, Customer: "cus_0", Identifier: "v3-a", Value: 1, Timestamp: 1_772_000_000, Received: 1_772_000_100},
+		{Seq: 10_001, Meter: 1, Customer: "cus_1", Identifier: "v3-b", Value: 2, Timestamp: 1_772_000_000, Received: 1_772_000_100},
+	}})
+	if err != nil || loc != last+1 {
+		t.Fatalf("Append after the upgrade: %d, %v", loc, err)
+	}
+	s.Close()
+	s, err = Open(path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	got := map[uint64]*Group{}
+	if err := s.Replay(0, func(loc uint64, g *Group) error { got[loc] = g; return nil }, nil); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != len(want)+1 || !reflect.DeepEqual(got[last], want[last]) || got[loc].Events[1].Identifier != "v3-b" {
+		t.Fatalf("log after the upgrade: %d records (want %d), last format 2 record %+v", len(got), len(want)+1, got[last])
+	}
+	for _, c := range []struct {
+		loc   uint64
+		id    string
+		found bool
+	}{{last, "v2-b", true}, {last, "v3-b", false}, {loc, "v3-b", true}, {loc, "v2-b", false}, {loc, "v3-c", false}} {
+		ev, found, err := s.FindEvent(c.loc, c.id)
+		if err != nil || found != c.found {
+			t.Errorf("FindEvent(%d, %s) = %+v, %v, %v; want found %v", c.loc, c.id, ev, found, err, c.found)
+		}
+	}
+	if ev, _, _ := s.FindEvent(loc, "v3-b"); ev.Seq != 10_001 || ev.Customer != "cus_1" || ev.Value != 2 || ev.Received != 1_772_000_100 {
+		t.Errorf("FindEvent(%d, v3-b) = %+v", loc, ev)
+	}
+}
+
+// A flipped bit in an indexed record's hash table fails its own checksum
+// on the cheap path of FindEvent, and the record's checksum everywhere.
+func TestIndexedRecordDamage(t *testing.T) {
+	s, path := openTemp(t, nil)
+	s.Append(sampleGroup(1))
+	s.Close()
+	rewrite(t, path, func(tx *bolt.Tx) error {
+		lb := tx.Bucket(bucketLog)
+		v := bytes.Clone(lb.Get(u64(1)))
+		if v[0] != kindIndexed {
+			t.Fatalf("record kind %d, want %d", v[0], kindIndexed)
+		}
+		v[3] ^= 1 // inside the first hash
+		return lb.Put(u64(1), v)
+	})
+	s, err := Open(path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, _, err := s.FindEvent(1, "id-a"); !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "log record 1:") {
+		t.Errorf("FindEvent over a damaged hash table: %v", err)
+	}
+	if _, err := s.Group(1); !errors.Is(err, ErrCorrupt) {
+		t.Errorf("Group of a damaged record: %v", err)
 	}
 }

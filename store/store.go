@@ -21,7 +21,7 @@ import (
 
 // FormatVersion is the version of the layout in FORMAT.md that this code
 // writes and reads.
-const FormatVersion = 2
+const FormatVersion = 3
 
 var (
 	bucketMeta   = []byte("meta")
@@ -269,8 +269,16 @@ func (s *DB) init(path string) error {
 		switch ver := binary.BigEndian.Uint64(v); {
 		case ver == FormatVersion:
 			s.format = ver
-		case ver == 1 && s.opts.ReadOnly:
-			s.format = 1
+		case (ver == 1 || ver == 2) && s.opts.ReadOnly:
+			s.format = ver
+		case ver == 2:
+			// Format 3 adds a log record kind: every format 2 record is a
+			// format 3 record, so the upgrade only sets the version.
+			if err := meta.Put(keyFormat, u64(FormatVersion)); err != nil {
+				return err
+			}
+			s.format = FormatVersion
+			s.opts.Logger.Info("store upgraded", "path", path, "from_format", 2, "to_format", FormatVersion, "records", 0)
 		case ver == 1:
 			start := time.Now()
 			n, err := upgradeV1(tx)
@@ -281,7 +289,7 @@ func (s *DB) init(path string) error {
 			s.opts.Logger.Info("store upgraded", "path", path, "from_format", 1, "to_format", FormatVersion,
 				"records", n, "took", time.Since(start))
 		default:
-			return fmt.Errorf("%w: file has format %d, this build reads formats 1 and %d", ErrVersion, ver, FormatVersion)
+			return fmt.Errorf("%w: file has format %d, this build reads formats 1 to %d", ErrVersion, ver, FormatVersion)
 		}
 		if !s.opts.ReadOnly {
 			if err := createBuckets(tx); err != nil {
@@ -644,6 +652,59 @@ func (s *DB) Group(loc uint64) (*Group, error) {
 	return g, err
 }
 
+// FindEvent returns the event with identifier id in the log record at
+// loc, when there is one: the record's checksum is checked and its events
+// are scanned without being decoded, so nothing is allocated unless the
+// event is found. The result's Identifier is empty (it is id).
+func (s *DB) FindEvent(loc uint64, id string) (ev Event, found bool, err error) {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return Event{}, false, ErrClosed
+	}
+	if g, ok := s.pending[loc]; ok {
+		s.mu.Unlock()
+		for i := range g.Events {
+			if g.Events[i].Identifier == id {
+				ev = g.Events[i]
+				ev.Identifier = ""
+				return ev, true, nil
+			}
+		}
+		return Event{}, false, nil
+	}
+	s.mu.Unlock()
+	err = s.view(func(tx *bolt.Tx) error {
+		var k [8]byte
+		binary.BigEndian.PutUint64(k[:], loc)
+		v := tx.Bucket(bucketLog).Get(k[:])
+		if !isEvents(v) {
+			return nil
+		}
+		if v[0] == kindIndexed {
+			// The hash table answers for the identifiers the record does
+			// not hold, with a check of its own checksum only; a hash that
+			// matches sends us to the whole record.
+			hashes, _, err := splitIndexed(v[:len(v)-crcLen])
+			if err != nil {
+				return corrupt(logName(loc), err)
+			}
+			if !mayHold(hashes, id) {
+				return nil
+			}
+		}
+		body, err := s.open(scopeLog, k[:], v, func() string { return logName(loc) })
+		if err != nil {
+			return err
+		}
+		if ev, found, err = findEvent(body, id); err != nil {
+			return corrupt(logName(loc), err)
+		}
+		return nil
+	})
+	return ev, found, err
+}
+
 // view runs fn in a read transaction, turning a bbolt panic on a damaged
 // page into an ErrCorrupt error.
 func (s *DB) view(fn func(*bolt.Tx) error) (err error) {
@@ -689,7 +750,7 @@ func (s *DB) Replay(after uint64, full func(loc uint64, g *Group) error, ident f
 				return err
 			}
 			next = loc + 1
-			if loc <= after && len(v) > 0 && v[0] == kindEvents {
+			if loc <= after && isEvents(v) {
 				body, err := s.open(scopeLog, k, v, func() string { return logName(loc) })
 				if err != nil {
 					return err

@@ -1,102 +1,169 @@
-// Package dedupe remembers which event identifiers were accepted within a
-// time window, in 8 to 16 bytes per identifier.
-//
-// The Index does not keep identifiers. Each accepted identifier leaves one
-// 8-byte slot in an open-addressing table: a 32-bit fingerprint of its hash
-// and the 32-bit offset of its location (where the journal keeps the event:
-// a log group or segment number) from the table's base. A fingerprint match
-// is only a candidate: the caller confirms it against the stored events at
-// that location, so a collision costs one lookup and never drops a real
-// event. A slot's home position is derived from its fingerprint, which lets
-// a table be resized without the identifiers. Identifiers whose events are
-// still being committed are held in full in a small pending set, which is
-// what makes two concurrent events with one identifier collide.
-//
-// Slots whose location is below the window's start (SetMinLoc) stop
-// matching at once and are dropped when the table is rebuilt, which
-// happens when it reaches three quarters full; a rebuild sizes the table for
-// the live slots at four-sevenths load (1.75 slots, 14 bytes, per live
-// identifier; table sizes are not rounded to powers of two), so memory
-// tracks the identifiers in the window, not every identifier ever seen.
-//
-// Index is striped over 64 shards and is safe for concurrent use.
 package dedupe
 
 import (
 	"hash/maphash"
+	"math"
 	"sync"
 	"sync/atomic"
 )
 
 const (
-	shardBits = 6
-	fpBits    = 32
-	deltaMask = 1<<(64-fpBits) - 1
-	minSlots  = 64
+	shardBits   = 6
+	tagBits     = 14 // of a slot: the identifier's tag, never zero
+	offBits     = 18 // of a slot: the location's offset from its epoch's base
+	offMask     = 1<<offBits - 1
+	bucketSlots = 4
+	// An epoch's table is full at 96 % load; four-slot cuckoo buckets
+	// place keys reliably up to about 95 %.
+	loadNum, loadDen = 96, 100
+	maxKicks         = 500
+	maxStash         = 8
+	// DefaultMinEpoch is the smallest epoch a shard creates, in
+	// identifiers.
+	DefaultMinEpoch = 32
 )
+
+// Options tunes an Index. The zero value means the defaults.
+type Options struct {
+	// MinEpoch is the number of identifiers the smallest epoch of a
+	// shard holds (0: DefaultMinEpoch). Tests make it tiny so that
+	// epochs roll after a few identifiers.
+	MinEpoch int
+}
 
 // Index is a set of identifiers with their locations. The zero value is
 // not usable; call New.
 type Index struct {
-	seed   maphash.Seed
-	minLoc atomic.Uint64 // locations below it are outside the window
-	shards [1 << shardBits]shard
+	seed     maphash.Seed
+	minEpoch int
+	minLoc   atomic.Uint64 // locations below it are outside the window
+	epoch    atomic.Uint64 // the current epoch number (SetEpoch)
+	shards   [1 << shardBits]shard
 }
 
 type shard struct {
-	mu      sync.Mutex // guards the fields below
-	base    uint64     // location that delta 0 stands for
-	slots   []uint64   // 0: empty; else fingerprint<<32 | (loc-base)
-	used    int
-	pending map[string]struct{}
-	_       [64]byte
+	mu     sync.Mutex // guards the fields below
+	epochs []*epoch   // in creation order; the last one is being filled
+	// identifiers of the previous epoch number, which sizes the epochs of
+	// the current one
+	prevTotal int
+	pend      pending
+	// confirmation counters: confirm calls, tag matches, and identifiers
+	// reserved after at least one confirm call
+	reads, candidates, freshRead int64
+	_                            [64]byte
 }
 
-// New returns an empty index.
-func New() *Index {
-	x := &Index{seed: maphash.MakeSeed()}
-	for i := range x.shards {
-		x.shards[i].pending = map[string]struct{}{}
+// epoch is one cuckoo table of 32-bit slots: 14 bits of tag, 18 bits of
+// location offset (in units of 1<<shift locations from base). Buckets
+// hold four slots; a slot of zero is empty.
+type epoch struct {
+	n           uint64 // epoch number at creation
+	base        uint64
+	shift       uint8
+	first, last uint64 // smallest and greatest location inserted
+	nb          uint64 // buckets
+	slots       []uint32
+	count       int // identifiers inserted
+	limit       int // count at which the epoch is full
+	stash       []stashed
+	rnd         uint32 // kick victim choice
+}
+
+// stashed is a slot that found no place in the table.
+type stashed struct {
+	bucket uint32
+	slot   uint32
+}
+
+// New returns an empty index with the default options.
+func New() *Index { return NewWith(Options{}) }
+
+// NewWith returns an empty index tuned by o.
+func NewWith(o Options) *Index {
+	x := &Index{seed: maphash.MakeSeed(), minEpoch: o.MinEpoch}
+	if x.minEpoch <= 0 {
+		x.minEpoch = DefaultMinEpoch
 	}
 	return x
 }
 
-// locate returns id's shard and its nonzero fingerprint.
-func (x *Index) locate(id string) (*shard, uint64) {
-	s, fp := split(maphash.String(x.seed, id))
-	return &x.shards[s], fp
-}
+// hashOf returns id's 64-bit hash.
+func (x *Index) hashOf(id string) uint64 { return maphash.String(x.seed, id) }
 
-// split divides an identifier's hash into its shard (the top bits) and
-// its nonzero fingerprint (the low bits).
-func split(h uint64) (shard uint64, fp uint64) {
-	fp = h & (1<<fpBits - 1)
-	if fp == 0 {
-		fp = 1
+// shardOf returns the shard of hash h: its top bits.
+func (x *Index) shardOf(h uint64) *shard { return &x.shards[h>>(64-shardBits)] }
+
+// tagOf returns the nonzero tag of hash h.
+func tagOf(h uint64) uint32 {
+	t := uint32(h>>(64-shardBits-tagBits)) & (1<<tagBits - 1)
+	if t == 0 {
+		t = 1
 	}
-	return h >> (64 - shardBits), fp
+	return t
 }
 
-// home spreads fingerprints over a table of n slots: a multiplicative hash
-// of the fingerprint, reduced to [0, n) by a multiply-shift.
-func home(fp uint64, n int) int { return int((fp * 0x9E3779B97F4A7C15 >> 32) * uint64(n) >> 32) }
+// bucket returns the first bucket of hash h: its low 32 bits reduced to
+// [0, nb) by a multiply-shift.
+func (e *epoch) bucket(h uint64) uint64 { return uint64(uint32(h)) * e.nb >> 32 }
 
-// next is the slot probed after i in a table of n slots.
-func next(i, n int) int {
-	if i++; i == n {
-		return 0
+// alt returns the other bucket of a slot with tag t in bucket b:
+// (c(t) - b) mod nb, an involution, so that a slot moves between its two
+// buckets knowing only its tag, for any number of buckets.
+func (e *epoch) alt(b uint64, t uint32) uint64 {
+	c := uint64(t*0x9E3779B1) * e.nb >> 32
+	if c >= b {
+		return c - b
 	}
-	return i
+	return c + e.nb - b
 }
 
-// SetMinLoc declares every location below loc outside the window.
+// SetMinLoc declares every location below loc outside the window, and
+// drops the epochs that hold no location at or above it.
 func (x *Index) SetMinLoc(loc uint64) {
 	for {
 		cur := x.minLoc.Load()
-		if loc <= cur || x.minLoc.CompareAndSwap(cur, loc) {
+		if loc <= cur {
+			return
+		}
+		if x.minLoc.CompareAndSwap(cur, loc) {
+			break
+		}
+	}
+	for i := range x.shards {
+		sh := &x.shards[i]
+		sh.mu.Lock()
+		sh.retireLocked(loc)
+		sh.mu.Unlock()
+	}
+}
+
+// SetEpoch declares the current epoch number: the next identifier
+// inserted into a shard whose filling epoch has a smaller number starts
+// a new epoch there, sized after the identifiers of the previous one.
+// Numbers that do not grow are ignored. The database calls it with its
+// clock divided by a fraction of the window, so that whole epochs leave
+// the window as it moves.
+func (x *Index) SetEpoch(n uint64) {
+	for {
+		cur := x.epoch.Load()
+		if n <= cur || x.epoch.CompareAndSwap(cur, n) {
 			return
 		}
 	}
+}
+
+func (sh *shard) retireLocked(minLoc uint64) {
+	k := 0
+	for i, e := range sh.epochs {
+		if e.last < minLoc && i < len(sh.epochs)-1 { // the filling epoch stays
+			continue
+		}
+		sh.epochs[k] = e
+		k++
+	}
+	clear(sh.epochs[k:])
+	sh.epochs = sh.epochs[:k]
 }
 
 // Reserve claims id for an event about to be committed: ReserveBatch of
@@ -109,12 +176,14 @@ func (x *Index) Reserve(id string, confirm func(loc uint64) (bool, error)) (bool
 }
 
 // Find reports whether confirm accepts one of id's candidate locations, and
-// which. Pending identifiers are not found.
+// which. Pending identifiers are not found. Candidates are offered newest
+// epoch first.
 func (x *Index) Find(id string, confirm func(loc uint64) (bool, error)) (loc uint64, found bool, err error) {
-	sh, fp := x.locate(id)
+	h := x.hashOf(id)
+	sh := x.shardOf(h)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	_, err = sh.findLocked(fp, x.minLoc.Load(), func(l uint64) (bool, error) {
+	_, err = sh.findLocked(h, x.minLoc.Load(), func(l uint64) (bool, error) {
 		ok, err := confirm(l)
 		if ok {
 			loc, found = l, true
@@ -124,22 +193,64 @@ func (x *Index) Find(id string, confirm func(loc uint64) (bool, error)) (loc uin
 	return loc, found, err
 }
 
-func (sh *shard) findLocked(fp, minLoc uint64, confirm func(uint64) (bool, error)) (bool, error) {
-	if len(sh.slots) == 0 {
-		return false, nil
+// findLocked calls confirm with every location that may hold an
+// identifier of hash h, newest epoch first, until it accepts one.
+//
+// A fresh identifier (the common case) matches nothing, yet probes two
+// buckets in every live epoch: the probe of an epoch is written without
+// data-dependent branches (the smallest XOR of a slot with the tag is
+// below 1<<offBits exactly when a tag matches), so that the processor
+// overlaps the cache misses of successive epochs.
+func (sh *shard) findLocked(h, minLoc uint64, confirm func(uint64) (bool, error)) (bool, error) {
+	t := tagOf(h)
+	tt := t << offBits
+	for k := len(sh.epochs) - 1; k >= 0; k-- {
+		e := sh.epochs[k]
+		if e.count == 0 || e.last < minLoc {
+			continue
+		}
+		b1 := e.bucket(h)
+		b2 := e.alt(b1, t)
+		p := e.slots[b1*bucketSlots : b1*bucketSlots+bucketSlots : b1*bucketSlots+bucketSlots]
+		q := e.slots[b2*bucketSlots : b2*bucketSlots+bucketSlots : b2*bucketSlots+bucketSlots]
+		m := min(p[0]^tt, p[1]^tt, p[2]^tt, p[3]^tt, q[0]^tt, q[1]^tt, q[2]^tt, q[3]^tt)
+		if m <= offMask {
+			for _, b := range [2]uint64{b1, b2} {
+				for _, s := range e.slots[b*bucketSlots : b*bucketSlots+bucketSlots] {
+					if s>>offBits != t {
+						continue
+					}
+					if ok, err := sh.confirmRange(e, s, minLoc, confirm); ok || err != nil {
+						return ok, err
+					}
+				}
+				if b2 == b1 {
+					break
+				}
+			}
+		}
+		for _, st := range e.stash {
+			if st.slot>>offBits != t || (uint64(st.bucket) != b1 && uint64(st.bucket) != b2) {
+				continue
+			}
+			if ok, err := sh.confirmRange(e, st.slot, minLoc, confirm); ok || err != nil {
+				return ok, err
+			}
+		}
 	}
-	n := len(sh.slots)
-	for i := home(fp, n); sh.slots[i] != 0; i = next(i, n) {
-		s := sh.slots[i]
-		if s>>(64-fpBits) != fp {
-			continue
-		}
-		loc := sh.base + s&deltaMask
-		if loc < minLoc {
-			continue
-		}
-		ok, err := confirm(loc)
-		if ok || err != nil {
+	return false, nil
+}
+
+// confirmRange offers confirm the locations that slot s of e stands for:
+// one location, or 1<<e.shift of them, within the epoch and the window.
+func (sh *shard) confirmRange(e *epoch, s uint32, minLoc uint64, confirm func(uint64) (bool, error)) (bool, error) {
+	sh.candidates++
+	lo := e.base + uint64(s&offMask)<<e.shift
+	hi := lo + 1<<e.shift - 1
+	lo, hi = max(lo, e.first, minLoc), min(hi, e.last)
+	for loc := lo; loc <= hi; loc++ {
+		sh.reads++
+		if ok, err := confirm(loc); ok || err != nil {
 			return ok, err
 		}
 	}
@@ -164,310 +275,190 @@ func (x *Index) Release(id string) {
 
 // Add records id at loc without a reservation, as replay after a restart does.
 func (x *Index) Add(id string, loc uint64) {
-	sh, fp := x.locate(id)
+	h := x.hashOf(id)
+	sh := x.shardOf(h)
 	sh.mu.Lock()
-	sh.insertLocked(fp, loc, x.minLoc.Load())
+	x.insertLocked(sh, h, loc)
 	sh.mu.Unlock()
 }
 
-func (sh *shard) insertLocked(fp, loc, minLoc uint64) {
-	if loc < minLoc {
+// insertLocked adds hash h at loc to sh.
+func (x *Index) insertLocked(sh *shard, h, loc uint64) {
+	if loc < x.minLoc.Load() {
 		return
 	}
-	if len(sh.slots) == 0 {
-		sh.base = min(loc, max(minLoc, loc-deltaMask/2))
-		sh.slots = make([]uint64, minSlots)
+	x.epochFor(sh, loc).insert(h, loc)
+}
+
+// epochFor returns the epoch of sh that takes an identifier at loc,
+// starting a new one when the filling epoch is full, belongs to an
+// earlier epoch number, or cannot express loc.
+func (x *Index) epochFor(sh *shard, loc uint64) *epoch {
+	n := x.epoch.Load()
+	var cur *epoch
+	if k := len(sh.epochs); k > 0 {
+		cur = sh.epochs[k-1]
 	}
-	if (sh.used+1)*4 > len(sh.slots)*3 || loc < sh.base || loc-sh.base > deltaMask {
-		sh.rebuildLocked(min(loc, max(minLoc, sh.base)), 1)
+	if cur != nil && loc >= cur.base && cur.fits(loc) && cur.count < cur.limit && (cur.n >= n || cur.count == 0) {
+		if cur.count == 0 {
+			cur.n = max(cur.n, n)
+		}
+		return cur
 	}
-	if loc < sh.base || loc-sh.base > deltaMask {
-		// More than 2^32 locations in the window: no journal produces that
-		// many groups in a day. The identifier is left out rather than
-		// stored wrongly; the pending set no longer holds it either.
+	if cur != nil && loc < cur.base {
+		// A commit that finished after a later one started the filling
+		// epoch: an earlier epoch can express loc; a full table keeps
+		// it in its stash.
+		for k := len(sh.epochs) - 1; k >= 0; k-- {
+			if e := sh.epochs[k]; loc >= e.base && e.fits(loc) {
+				return e
+			}
+		}
+	}
+	target := x.minEpoch
+	if cur != nil {
+		sum := 0 // identifiers of cur's epoch number
+		for _, e := range sh.epochs {
+			if e.n == cur.n {
+				sum += e.count
+			}
+		}
+		switch {
+		case cur.n < n:
+			// A new epoch number: as many identifiers as the last one
+			// had, and two standard deviations more.
+			sh.prevTotal = sum
+			target = sum + 2*int(math.Sqrt(float64(sum))) + 16
+		case !cur.fits(loc) && cur.count < cur.limit:
+			target = cur.limit
+		case sh.prevTotal == 0:
+			// The first epoch number (or the first after an idle one):
+			// grow geometrically, by four, so that a lookup has few
+			// epochs to probe while the window fills.
+			target = 4 * cur.limit
+		default:
+			// More than predicted: an eighth of what this number holds.
+			target = sum / 8
+		}
+		target = max(target, x.minEpoch/4)
+	}
+	// Locations per identifier, from the epoch being closed, with room to
+	// spare: the new epoch's offsets must reach its last location.
+	span := uint64(target)
+	if cur != nil && cur.count > 0 {
+		span = (cur.last - cur.first + 1) * uint64(target) / uint64(cur.count)
+	}
+	e := newEpoch(n, loc, shiftFor(2*span+1024), target)
+	sh.epochs = append(sh.epochs, e)
+	return e
+}
+
+// shiftFor returns the smallest shift that makes span locations fit the
+// offset bits.
+func shiftFor(span uint64) uint8 {
+	var s uint8
+	for span>>s > offMask {
+		s++
+	}
+	return s
+}
+
+// newEpoch returns an empty epoch for target identifiers from base.
+func newEpoch(n, base uint64, shift uint8, target int) *epoch {
+	nb := uint64(max(1, (target*loadDen/loadNum+bucketSlots-1)/bucketSlots))
+	return &epoch{
+		n: n, base: base, shift: shift, first: base, last: base,
+		nb: nb, slots: make([]uint32, nb*bucketSlots),
+		limit: int(nb * bucketSlots * loadNum / loadDen), rnd: uint32(base) | 1,
+	}
+}
+
+// fits reports whether e's offsets can express loc (at or above base).
+func (e *epoch) fits(loc uint64) bool { return (loc-e.base)>>e.shift <= offMask }
+
+// insert adds hash h at loc, which e fits.
+func (e *epoch) insert(h, loc uint64) {
+	if e.count == 0 {
+		e.first, e.last = loc, loc
+	}
+	e.first, e.last = min(e.first, loc), max(e.last, loc)
+	e.count++
+	t := tagOf(h)
+	s := t<<offBits | uint32((loc-e.base)>>e.shift)
+	b := e.bucket(h)
+	if e.put(b, s) {
 		return
 	}
-	n := len(sh.slots)
-	i := home(fp, n)
-	for sh.slots[i] != 0 {
-		i = next(i, n)
+	b = e.alt(b, t)
+	if e.put(b, s) {
+		return
 	}
-	sh.slots[i] = fp<<(64-fpBits) | (loc - sh.base)
-	sh.used++
+	for range maxKicks {
+		// xorshift32 picks the victim
+		e.rnd ^= e.rnd << 13
+		e.rnd ^= e.rnd >> 17
+		e.rnd ^= e.rnd << 5
+		j := b*bucketSlots + uint64(e.rnd%bucketSlots)
+		s, e.slots[j] = e.slots[j], s
+		b = e.alt(b, s>>offBits)
+		if e.put(b, s) {
+			return
+		}
+	}
+	e.stash = append(e.stash, stashed{bucket: uint32(b), slot: s})
+	if len(e.stash) >= maxStash {
+		e.limit = e.count // full: the next identifier starts an epoch
+	}
 }
 
-// rebuildLocked drops slots below minLoc, rebases on newBase (at most the
-// smallest live location), and sizes the table so that the live slots plus
-// extra fill four sevenths of it: at most 14 bytes per live identifier,
-// and a quarter of the live count of inserts before the next rebuild.
-func (sh *shard) rebuildLocked(newBase uint64, extra int) {
-	old, oldBase, minLoc := sh.slots, sh.base, newBase
-	live := 0
-	for _, s := range old {
-		if s != 0 && oldBase+s&deltaMask >= minLoc {
-			live++
+// put stores s in a free slot of bucket b, if there is one.
+func (e *epoch) put(b uint64, s uint32) bool {
+	bs := e.slots[b*bucketSlots : b*bucketSlots+bucketSlots]
+	for i, v := range bs {
+		if v == 0 {
+			bs[i] = s
+			return true
 		}
 	}
-	size := max(minSlots, ((live+extra)*7+3)/4)
-	slots := make([]uint64, size)
-	used := 0
-	for _, s := range old {
-		if s == 0 || oldBase+s&deltaMask < minLoc {
-			continue
-		}
-		loc, fp := oldBase+s&deltaMask, s>>(64-fpBits)
-		i := home(fp, size)
-		for slots[i] != 0 {
-			i = next(i, size)
-		}
-		slots[i] = fp<<(64-fpBits) | (loc - newBase)
-		used++
-	}
-	sh.slots, sh.base, sh.used = slots, newBase, used
+	return false
 }
 
-// Stats describes the index's memory.
+// bytes is the memory e holds.
+func (e *epoch) bytes() int64 {
+	return int64(len(e.slots))*4 + int64(cap(e.stash))*8 + 96
+}
+
+// Stats describes the index's memory and its confirmation work.
 type Stats struct {
-	Slots   int64 // table slots, 8 bytes each
-	Used    int64 // occupied slots (some may be past the window until a rebuild)
+	Slots   int64 // table slots, 4 bytes each
+	Used    int64 // identifiers in the tables (some may be past the window until their epoch retires)
 	Pending int64 // identifiers being committed
+	Epochs  int64 // epoch tables, over all shards
+	Bytes   int64 // memory of the tables, stashes and pending sets
+	// Candidates counts tag matches, ConfirmReads the confirm calls they
+	// caused, FreshConfirmed the identifiers reserved after at least one
+	// confirm call (fresh identifiers that paid a read).
+	Candidates, ConfirmReads, FreshConfirmed int64
 }
 
-// Stats returns the index's current sizes.
+// Stats returns the index's current sizes and counters.
 func (x *Index) Stats() Stats {
 	var s Stats
 	for i := range x.shards {
 		sh := &x.shards[i]
 		sh.mu.Lock()
-		s.Slots += int64(len(sh.slots))
-		s.Used += int64(sh.used)
-		s.Pending += int64(len(sh.pending))
+		for _, e := range sh.epochs {
+			s.Slots += int64(len(e.slots))
+			s.Used += int64(e.count)
+			s.Bytes += e.bytes()
+		}
+		s.Epochs += int64(len(sh.epochs))
+		s.Pending += int64(sh.pend.n)
+		s.Bytes += int64(len(sh.pend.entries)) * 24
+		s.Candidates += sh.candidates
+		s.ConfirmReads += sh.reads
+		s.FreshConfirmed += sh.freshRead
 		sh.mu.Unlock()
 	}
 	return s
-}
-
-// Loader adds many identifiers at once, as Open does when it rebuilds the
-// index from the log: it sizes each shard's table once and fills the
-// shards in parallel. Use it before the Index is shared.
-type Loader struct {
-	x       *Index
-	entries [1 << shardBits][]loadEntry
-}
-
-type loadEntry struct {
-	fp  uint64
-	loc uint64
-}
-
-// Loader returns a new Loader for x.
-func (x *Index) Loader() *Loader { return &Loader{x: x} }
-
-// Add queues id at loc. id is not retained.
-func (l *Loader) Add(id []byte, loc uint64) {
-	sh, fp := split(maphash.Bytes(l.x.seed, id))
-	l.entries[sh] = append(l.entries[sh], loadEntry{fp: fp, loc: loc})
-}
-
-// Finish inserts everything queued, using up to workers goroutines.
-func (l *Loader) Finish(workers int) {
-	minLoc := l.x.minLoc.Load()
-	var wg sync.WaitGroup
-	next := make(chan int, len(l.entries))
-	for i := range l.entries {
-		next <- i
-	}
-	close(next)
-	for range max(1, workers) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range next {
-				sh, es := &l.x.shards[i], l.entries[i]
-				if len(es) == 0 {
-					continue
-				}
-				lo := es[0].loc
-				for _, e := range es {
-					lo = min(lo, e.loc)
-				}
-				sh.mu.Lock()
-				if len(sh.slots) == 0 {
-					sh.base = max(minLoc, lo)
-					sh.slots = make([]uint64, minSlots)
-				}
-				sh.rebuildLocked(min(sh.base, max(minLoc, lo)), len(es))
-				for _, e := range es {
-					sh.insertLocked(e.fp, e.loc, minLoc)
-				}
-				sh.mu.Unlock()
-				l.entries[i] = nil
-			}
-		}()
-	}
-	wg.Wait()
-}
-
-// Reservation is the outcome of ReserveBatch: which identifiers were
-// reserved, and their hashes for CommitBatch or ReleaseBatch.
-type Reservation struct {
-	// Reserved[i] reports whether ids[i] was reserved.
-	Reserved []bool
-	ids      []string
-	hs       []uint64 // shard<<fpBits | fingerprint, per identifier
-	// For batches larger than smallBatch: the indexes of ids by shard, in
-	// order within a shard (order[starts[s]:starts[s+1]] are shard s's).
-	// Small batches take their identifiers one at a time.
-	order  []int32
-	starts []int32
-	// storage for small batches, so that a Reservation on the caller's
-	// stack needs no allocation
-	hsBuf       [smallBatch]uint64
-	reservedBuf [smallBatch]bool
-}
-
-// smallBatch is the size up to which a batch locks a shard per
-// identifier: grouping costs more than it saves.
-const smallBatch = 8
-
-// ReserveBatch reserves every identifier of ids as Reserve would, taking
-// each shard's lock once (per identifier for small batches). An
-// identifier that repeats within ids is reserved at its first occurrence
-// only. confirm(i, loc) must report whether an event stored at loc has
-// identifier ids[i]; it runs under a shard lock and must not call the
-// Index. On an error from confirm nothing stays reserved. ids must not
-// change until CommitBatch or ReleaseBatch. r is overwritten.
-func (x *Index) ReserveBatch(r *Reservation, ids []string, confirm func(i int, loc uint64) (bool, error)) error {
-	x.hash(r, ids)
-	minLoc := x.minLoc.Load()
-	var err error
-	x.eachShard(r, false, func(sh *shard, i int32) bool {
-		id := ids[i]
-		if _, pending := sh.pending[id]; pending {
-			return true
-		}
-		var found bool
-		found, err = sh.findLocked(r.hs[i]&(1<<fpBits-1), minLoc, func(loc uint64) (bool, error) { return confirm(int(i), loc) })
-		if err != nil {
-			return false
-		}
-		if !found {
-			sh.pending[id] = struct{}{}
-			r.Reserved[i] = true
-		}
-		return true
-	})
-	if err != nil {
-		x.ReleaseBatch(r)
-		return err
-	}
-	return nil
-}
-
-// hash sets r up for ids, none reserved: their shards and fingerprints,
-// and for batches larger than smallBatch their grouping by shard.
-func (x *Index) hash(r *Reservation, ids []string) {
-	r.ids, r.order, r.starts = ids, nil, nil
-	if len(ids) <= smallBatch {
-		r.hs, r.Reserved = r.hsBuf[:len(ids)], r.reservedBuf[:len(ids)]
-		clear(r.Reserved)
-	} else {
-		r.hs, r.Reserved = make([]uint64, len(ids)), make([]bool, len(ids))
-	}
-	for i, id := range ids {
-		s, fp := split(maphash.String(x.seed, id))
-		r.hs[i] = s<<fpBits | fp
-	}
-	if len(ids) > smallBatch {
-		r.group()
-	}
-}
-
-// CommitBatch records that the reserved identifiers of r were stored at
-// loc.
-func (x *Index) CommitBatch(r *Reservation, loc uint64) {
-	minLoc := x.minLoc.Load()
-	x.eachShard(r, true, func(sh *shard, i int32) bool {
-		delete(sh.pending, r.ids[i])
-		sh.insertLocked(r.hs[i]&(1<<fpBits-1), loc, minLoc)
-		return true
-	})
-}
-
-// ReleaseBatch drops the reservations of r.
-func (x *Index) ReleaseBatch(r *Reservation) {
-	x.eachShard(r, true, func(sh *shard, i int32) bool {
-		delete(sh.pending, r.ids[i])
-		return true
-	})
-}
-
-// eachShard calls fn under the shard's lock for every identifier of r (the
-// reserved ones only, if reserved is set), in order within each shard,
-// until fn returns false.
-func (x *Index) eachShard(r *Reservation, reserved bool, fn func(sh *shard, i int32) bool) {
-	if r.order == nil {
-		for i := range r.ids {
-			if reserved && !r.Reserved[i] {
-				continue
-			}
-			sh := &x.shards[r.hs[i]>>fpBits]
-			sh.mu.Lock()
-			more := fn(sh, int32(i))
-			sh.mu.Unlock()
-			if !more {
-				return
-			}
-		}
-		return
-	}
-	for s := range x.shards {
-		sh, locked := &x.shards[s], false
-		for _, i := range r.order[r.starts[s]:r.starts[s+1]] {
-			if reserved && !r.Reserved[i] {
-				continue
-			}
-			if !locked {
-				sh.mu.Lock()
-				locked = true
-			}
-			if !fn(sh, i) {
-				sh.mu.Unlock()
-				return
-			}
-		}
-		if locked {
-			sh.mu.Unlock()
-		}
-	}
-}
-
-// group orders the indexes of r's identifiers by shard, keeping their
-// order within a shard.
-func (r *Reservation) group() {
-	r.starts = make([]int32, 1<<shardBits+1)
-	for _, h := range r.hs {
-		r.starts[h>>fpBits+1]++
-	}
-	for s := 1; s < len(r.starts); s++ {
-		r.starts[s] += r.starts[s-1]
-	}
-	next := make([]int32, 1<<shardBits)
-	copy(next, r.starts)
-	r.order = make([]int32, len(r.hs))
-	for i, h := range r.hs {
-		s := h >> fpBits
-		r.order[next[s]] = int32(i)
-		next[s]++
-	}
-}
-
-// Detach gives r its own copies of the slices it shares with the value it
-// was copied from (a small batch's storage lives inside the Reservation)
-// and with the caller (the identifiers): a copy handed to another
-// goroutine calls Detach first.
-func (r *Reservation) Detach() {
-	r.hs = append([]uint64(nil), r.hs...)
-	r.Reserved = append([]bool(nil), r.Reserved...)
-	r.ids = append([]string(nil), r.ids...)
 }

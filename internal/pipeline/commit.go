@@ -198,26 +198,35 @@ func (e *Engine) validate(st *state, b *Batch, now time.Time, sc *batchScratch, 
 
 // reserve reserves ids in the dedupe index: an identifier is taken when it
 // is pending, or when an event stored with it was received less than
-// window before now (unix seconds).
+// window before now (unix seconds). A candidate location is confirmed by
+// FindEvent, which reads only what it must. A batch replayed whole (a
+// client's retry) names one file log record again and again: from its
+// second candidate on, the record is decoded once and its identifiers
+// looked up in a map.
 func (st *state) reserve(res *dedupe.Reservation, ids []string, now int64, window time.Duration) error {
 	win := int64(window / time.Second)
-	// The group read last serves the next candidate too: a batch replayed
-	// whole (a client's retry) finds all its identifiers in one group,
-	// which is then read and decoded once, not once per event.
 	var read struct {
-		loc uint64
-		g   *store.Group // immutable
+		loc  uint64
+		byID map[string]int64 // receipt time by identifier, of the record at loc
 	}
 	return st.idx.ReserveBatch(res, ids, func(i int, loc uint64) (bool, error) {
-		if read.g == nil || read.loc != loc {
-			g, err := st.log.Group(loc)
-			if err != nil || g == nil {
-				return false, err
+		if st.file != nil && loc == read.loc {
+			if read.byID == nil {
+				g, err := st.file.Group(loc)
+				if err != nil || g == nil {
+					return false, err
+				}
+				read.byID = make(map[string]int64, len(g.Events))
+				for _, ev := range g.Events {
+					read.byID[ev.Identifier] = ev.Received
+				}
 			}
-			read.loc, read.g = loc, g
+			received, found := read.byID[ids[i]]
+			return found && now-received < win, nil
 		}
-		ev := eventIn(read.g, ids[i])
-		return ev != nil && now-ev.Received < win, nil
+		read.loc, read.byID = loc, nil
+		ev, found, err := st.log.FindEvent(loc, ids[i])
+		return found && now-ev.Received < win, err
 	})
 }
 
@@ -338,23 +347,15 @@ func putScratch(sc *batchScratch) {
 	scratchPool.Put(sc)
 }
 
-// findEvent returns the event with identifier id in the group at loc.
+// findEvent returns the event with identifier id in the log record at
+// loc, or nil.
 func (st *state) findEvent(loc uint64, id string) (*store.Event, error) {
-	g, err := st.log.Group(loc)
-	if err != nil || g == nil {
+	ev, ok, err := st.log.FindEvent(loc, id)
+	if !ok || err != nil {
 		return nil, err
 	}
-	return eventIn(g, id), nil
-}
-
-// eventIn returns the event of g with identifier id, or nil.
-func eventIn(g *store.Group, id string) *store.Event {
-	for i := range g.Events {
-		if g.Events[i].Identifier == id {
-			return &g.Events[i]
-		}
-	}
-	return nil
+	ev.Identifier = id
+	return &ev, nil
 }
 
 // Cancel removes the event with the given identifier from its meter's

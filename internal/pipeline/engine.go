@@ -37,6 +37,13 @@ type Config struct {
 	Now                func() time.Time
 	Logger             *slog.Logger
 	Store              store.Options // file-backed databases only
+	// DedupeEpoch is how long the dedupe index fills one epoch before it
+	// starts the next; whole epochs retire as the window moves. Zero means
+	// a twelfth of the retention window. DedupeMinEpoch is the smallest
+	// epoch of an index shard, in identifiers (zero: the index's default).
+	// Tests make both small so that epochs roll often.
+	DedupeEpoch    time.Duration
+	DedupeMinEpoch int
 
 	// Shared, when set, makes the database a replica of a shared log
 	// (replica.go); Store.Durability is then buffered, as the log is the
@@ -147,10 +154,11 @@ func (e *Engine) openState() (*state, error) {
 	st := &state{
 		reg:       reg,
 		table:     aggregate.NewTable(e.cfg.Shards),
-		idx:       dedupe.New(),
+		idx:       dedupe.NewWith(dedupe.Options{MinEpoch: e.cfg.DedupeMinEpoch}),
 		log:       newMemLog(),
 		cancelled: map[uint64]int64{},
 	}
+	st.idx.SetEpoch(e.epochOf(e.cfg.Now().Unix()))
 	if e.path == "" {
 		if e.cfg.wrapLog != nil {
 			st.log = e.cfg.wrapLog(st.log)

@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"hash/maphash"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -19,9 +20,12 @@ type Log interface {
 	// returns at once; the commit tells when g is as durable as the log
 	// promises and at which location.
 	Append(g *store.Group, kvs []store.KVWrite) (commit, error)
-	// Group returns the group at loc, or nil when loc was pruned or never
-	// written. The group must not be modified.
-	Group(loc uint64) (*store.Group, error)
+	// FindEvent returns the event with identifier id in the record at loc
+	// (its Identifier left empty), or false when there is none or loc was
+	// pruned. It is how dedupe confirms a candidate and Cancel finds its
+	// event: it should read as little as it can and allocate nothing
+	// unless the event is found.
+	FindEvent(loc uint64, id string) (store.Event, bool, error)
 	// Prune lets the log drop groups below loc and key-value records
 	// expired at now (unix seconds).
 	Prune(loc uint64, now int64)
@@ -74,14 +78,49 @@ func (c commit) result() (uint64, error) {
 
 var closed = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
 
-// memLog is the log of an in-memory database: it keeps the groups of the
-// retention window in a slice.
+// memLog is the log of an in-memory database. It keeps no events: of
+// each event of the retention window, the 128-bit fingerprint of its
+// identifier (for dedupe confirmation and Cancel's lookup) and what a
+// cancellation needs (sequence, meter, customer, value, timestamp), in
+// blocks of memBlock entries: appending never copies what is kept, and
+// pruning drops whole blocks. Cancellation records keep nothing: nothing
+// looks them up.
 type memLog struct {
-	mu     sync.Mutex // guards the fields below
-	base   uint64     // location of groups[0]
-	groups []*store.Group
-	events int64 // in groups
-	kv     map[[2]string]kvValue
+	seeds [2]maphash.Seed // of the fingerprints
+
+	mu      sync.Mutex // guards the fields below
+	base    uint64     // location of groups[0]
+	groups  []memGroup
+	recBase int64 // absolute index of blocks[0][0], a multiple of memBlock
+	recN    int64 // absolute index of the next entry
+	blocks  [][]memEvent
+	kv      map[[2]string]kvValue
+}
+
+// memGroup is what the memory log keeps of one log record.
+type memGroup struct {
+	start    int64 // absolute index of its first event
+	n        int32 // events (0 for cancellations)
+	received int64
+}
+
+// memEvent is what the memory log keeps of one event: 64 bytes, and the
+// customer string, shared with the aggregates.
+type memEvent struct {
+	fp        [2]uint64
+	seq       uint64
+	meter     uint64
+	customer  string
+	value     int64
+	timestamp int64
+}
+
+const memBlock = 4096 // entries per block of the memory log
+
+// rec returns the entry at absolute index a.
+func (j *memLog) rec(a int64) *memEvent {
+	i := a - j.recBase
+	return &j.blocks[i/memBlock][i%memBlock]
 }
 
 type kvValue struct {
@@ -89,13 +128,33 @@ type kvValue struct {
 	expires int64
 }
 
-func newMemLog() *memLog { return &memLog{base: 1, kv: map[[2]string]kvValue{}} }
+func newMemLog() *memLog {
+	return &memLog{base: 1, kv: map[[2]string]kvValue{}, seeds: [2]maphash.Seed{maphash.MakeSeed(), maphash.MakeSeed()}}
+}
+
+// fingerprint is id's 128-bit fingerprint: two independent 64-bit hashes.
+func (j *memLog) fingerprint(id string) [2]uint64 {
+	return [2]uint64{maphash.String(j.seeds[0], id), maphash.String(j.seeds[1], id)}
+}
 
 func (j *memLog) Append(g *store.Group, kvs []store.KVWrite) (commit, error) {
+	var received int64
+	if len(g.Events) > 0 {
+		received = g.Events[0].Received
+	}
 	j.mu.Lock()
 	loc := j.base + uint64(len(j.groups))
-	j.groups = append(j.groups, g)
-	j.events += int64(len(g.Events) + len(g.Cancels))
+	j.groups = append(j.groups, memGroup{start: j.recN, n: int32(len(g.Events)), received: received})
+	for i := range g.Events {
+		ev := &g.Events[i]
+		if k := len(j.blocks); k == 0 || len(j.blocks[k-1]) == memBlock {
+			j.blocks = append(j.blocks, make([]memEvent, 0, memBlock))
+		}
+		b := &j.blocks[len(j.blocks)-1]
+		*b = append(*b, memEvent{fp: j.fingerprint(ev.Identifier), seq: ev.Seq, meter: ev.Meter,
+			customer: ev.Customer, value: ev.Value, timestamp: ev.Timestamp})
+		j.recN++
+	}
 	for _, w := range kvs {
 		j.writeLocked(w)
 	}
@@ -103,13 +162,22 @@ func (j *memLog) Append(g *store.Group, kvs []store.KVWrite) (commit, error) {
 	return commit{loc: loc}, nil
 }
 
-func (j *memLog) Group(loc uint64) (*store.Group, error) {
+// FindEvent compares id's fingerprint with those of the events at loc.
+func (j *memLog) FindEvent(loc uint64, id string) (store.Event, bool, error) {
+	fp := j.fingerprint(id)
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	if loc < j.base || loc-j.base >= uint64(len(j.groups)) {
-		return nil, nil
+		return store.Event{}, false, nil
 	}
-	return j.groups[loc-j.base], nil
+	g := j.groups[loc-j.base]
+	for a := g.start; a < g.start+int64(g.n); a++ {
+		if r := j.rec(a); r.fp == fp {
+			return store.Event{Seq: r.seq, Meter: r.meter, Customer: r.customer, Value: r.value,
+				Timestamp: r.timestamp, Received: g.received}, true, nil
+		}
+	}
+	return store.Event{}, false, nil
 }
 
 func (j *memLog) Prune(loc uint64, now int64) {
@@ -124,11 +192,20 @@ func (j *memLog) Prune(loc uint64, now int64) {
 		return
 	}
 	n := min(loc-j.base, uint64(len(j.groups)))
-	for _, g := range j.groups[:n] {
-		j.events -= int64(len(g.Events) + len(g.Cancels))
-	}
-	j.groups = append([]*store.Group(nil), j.groups[n:]...)
+	j.groups = j.groups[n:]
 	j.base += n
+	live := j.recN // absolute index of the first entry still needed
+	if len(j.groups) > 0 {
+		live = j.groups[0].start
+	}
+	for len(j.blocks) > 0 && j.recBase+memBlock <= live && len(j.blocks[0]) == memBlock {
+		j.blocks[0] = nil
+		j.blocks = j.blocks[1:]
+		j.recBase += memBlock
+	}
+	if len(j.groups)*2 < cap(j.groups) {
+		j.groups = append([]memGroup(nil), j.groups...)
+	}
 }
 
 func (j *memLog) PutKV(ns, key string, value []byte, expires int64) error {
@@ -191,12 +268,13 @@ func (j *memLog) ListKV(ns, after string, now int64, fn func(key string, value [
 	return nil
 }
 
-// MemoryBytes counts the events and group headers; strings are shared with
-// the aggregates and the callers' payloads and are not counted.
+// MemoryBytes counts the slices of fingerprints and cancellation data,
+// and the group headers; customer strings are shared with the aggregates
+// and are not counted.
 func (j *memLog) MemoryBytes() int64 {
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	return j.events*int64(unsafe.Sizeof(store.Event{})) + int64(len(j.groups))*(int64(unsafe.Sizeof(store.Group{}))+8)
+	return int64(len(j.blocks))*memBlock*int64(unsafe.Sizeof(memEvent{})) + int64(cap(j.groups))*int64(unsafe.Sizeof(memGroup{}))
 }
 
 func (j *memLog) SaveMeter(meter.Meter) error { return nil }

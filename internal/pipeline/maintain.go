@@ -8,13 +8,15 @@ type mark struct {
 	loc uint64
 }
 
-// maintain records a receipt-time mark at most once a second and prunes
+// maintain records a receipt-time mark and the dedupe epoch number at
+// most once a second and prunes
 // what fell out of the retention window at most once a minute.
 func (e *Engine) maintain(st *state, now int64, loc uint64) {
 	if last := st.lastMark.Load(); now > last && st.lastMark.CompareAndSwap(last, now) {
 		st.marksMu.Lock()
 		st.marks = append(st.marks, mark{t: now, loc: loc})
 		st.marksMu.Unlock()
+		st.idx.SetEpoch(e.epochOf(now))
 	}
 	if last := st.lastPrune.Load(); now-last >= 60 && st.lastPrune.CompareAndSwap(last, now) {
 		e.prune(st, now)
@@ -58,4 +60,14 @@ func (e *Engine) prune(st *state, now int64) {
 		st.idx.SetMinLoc(loc)
 	}
 	st.log.Prune(loc, now)
+}
+
+// epochOf is the dedupe epoch number of unix time t: a new one every
+// Config.DedupeEpoch, by default every twelfth of the retention window.
+func (e *Engine) epochOf(t int64) uint64 {
+	d := int64(e.cfg.DedupeEpoch / time.Second)
+	if d <= 0 {
+		d = max(1, e.retention()/12)
+	}
+	return uint64(max(0, t) / d)
 }

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/meterdb/meterdb/aggregate"
+	"github.com/meterdb/meterdb/internal/dedupe"
 	"github.com/meterdb/meterdb/meter"
 	"github.com/meterdb/meterdb/store"
 )
@@ -50,7 +51,6 @@ func (e *Engine) load(st *state, sdb *store.DB, now int64) (err error) {
 	lastSeq := ckMark.LastSeq
 	cutoff := now - e.retention() - 60
 	replayed, indexed := 0, 0
-	loader := st.idx.Loader()
 	lastMark := func(received int64, loc uint64) {
 		if n := len(st.marks); n == 0 || st.marks[n-1].t < received {
 			st.marks = append(st.marks, mark{t: received, loc: loc})
@@ -71,7 +71,7 @@ func (e *Engine) load(st *state, sdb *store.DB, now int64) (err error) {
 				replayed++
 			}
 			if e.Received >= cutoff {
-				loader.Add([]byte(e.Identifier), loc)
+				st.idx.Add(e.Identifier, loc)
 				indexed++
 			}
 			lastMark(e.Received, loc)
@@ -92,19 +92,119 @@ func (e *Engine) load(st *state, sdb *store.DB, now int64) (err error) {
 		}
 		return nil
 	}
-	ident := func(loc uint64, received int64, id []byte) {
-		if received >= cutoff {
-			loader.Add(id, loc)
-			indexed++
-		}
-		lastMark(received, loc)
-	}
-	if err := sdb.Replay(ckMark.Loc, full, ident); err != nil {
+	st.idx.SetEpoch(e.epochOf(now))
+	n, err := e.loadIdentifiers(st, sdb, ckMark.Loc, cutoff, lastMark, full)
+	if err != nil {
 		return err
 	}
-	loader.Finish(runtime.GOMAXPROCS(0))
+	indexed += n
+	if err := sdb.ReplayAfter(ckMark.Loc, full); err != nil {
+		return err
+	}
 	st.seq.Store(lastSeq)
 	e.cfg.Logger.Info("meterdb opened", "meters", len(ms), "aggregate_records", restored,
 		"replayed_events", replayed, "indexed_identifiers", indexed, "took", time.Since(start))
 	return nil
+}
+
+// loadIdentifiers rebuilds the dedupe index from the log records at or
+// before the checkpoint at ck: a pass over the records' headers counts the
+// identifiers received since cutoff and cuts them into dedupe.LoadEpochs
+// location ranges of equal counts; the ranges are then scanned in
+// parallel, every identifier going straight into its epoch's table.
+// Cancellation records are decoded and passed to full. It returns the
+// number of identifiers indexed.
+func (e *Engine) loadIdentifiers(st *state, sdb *store.DB, ck uint64, cutoff int64,
+	lastMark func(received int64, loc uint64), full func(uint64, *store.Group) error) (int, error) {
+	total := 0
+	var cancels []uint64
+	var first, last uint64 // the records at or before ck
+	err := sdb.Headers(ck, func(h store.RecordHeader) error {
+		if first == 0 {
+			first = h.Loc
+		}
+		last = h.Loc
+		switch {
+		case h.Cancels:
+			cancels = append(cancels, h.Loc)
+		case h.Events > 0:
+			lastMark(h.Received, h.Loc)
+			if h.Received >= cutoff {
+				total += h.Events
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	for _, loc := range cancels {
+		g, err := sdb.Group(loc)
+		if err != nil {
+			return 0, err
+		}
+		if g != nil {
+			if err := full(loc, g); err != nil {
+				return 0, err
+			}
+		}
+	}
+	if first == 0 {
+		return 0, nil
+	}
+	per := (total + dedupe.LoadEpochs - 1) / dedupe.LoadEpochs
+	var parts []dedupe.LoadPart
+	var ranges [][2]uint64
+	err = sdb.Headers(ck, func(h store.RecordHeader) error {
+		if h.Events == 0 || h.Received < cutoff {
+			return nil
+		}
+		if k := len(parts); k == 0 {
+			parts = append(parts, dedupe.LoadPart{First: h.Loc})
+		} else if parts[k-1].Count >= per {
+			// Parts are contiguous: the records between two (old ones,
+			// cancellations) are scanned with the second.
+			parts = append(parts, dedupe.LoadPart{First: parts[k-1].Last + 1})
+		}
+		p := &parts[len(parts)-1]
+		p.Last = h.Loc
+		p.Count += h.Events
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	for _, p := range parts {
+		ranges = append(ranges, [2]uint64{p.First, p.Last})
+	}
+	// The records outside the parts are scanned too, for their checksums:
+	// Open reads every record of the log.
+	switch {
+	case len(parts) == 0:
+		ranges = append(ranges, [2]uint64{first, last})
+	default:
+		if first < parts[0].First {
+			ranges = append(ranges, [2]uint64{first, parts[0].First - 1})
+		}
+		if last > parts[len(parts)-1].Last {
+			ranges = append(ranges, [2]uint64{parts[len(parts)-1].Last + 1, last})
+		}
+	}
+	l := st.idx.PlannedLoader(parts)
+	counts := make([]int, len(parts))
+	err = sdb.ScanIdentifiers(ranges, runtime.GOMAXPROCS(0), func(i int, loc uint64, received int64, id []byte) {
+		if i < len(parts) && received >= cutoff {
+			l.Add(i, id, loc)
+			counts[i]++
+		}
+	})
+	if err != nil {
+		return 0, err
+	}
+	l.Finish(runtime.GOMAXPROCS(0))
+	n := 0
+	for _, c := range counts {
+		n += c
+	}
+	return n, nil
 }

@@ -1,0 +1,42 @@
+// Package dedupe remembers which event identifiers were accepted within a
+// time window, in less than 5 bytes per identifier.
+//
+// The Index does not keep identifiers. Each accepted identifier leaves one
+// 32-bit slot in a cuckoo table: a 14-bit tag of its hash and the 18-bit
+// offset of its location (where the log keeps the event: a log record
+// number) from the base of the slot's epoch. A tag match is only a
+// candidate: the caller confirms it against what is stored at that
+// location, so a collision costs one read and never drops a real event,
+// and a duplicate is always caught.
+//
+// Data flow. Identifiers are inserted into the epoch being filled. An
+// epoch is a table sized when it starts, for as many identifiers as the
+// previous epoch received (the database starts a new epoch number a few
+// times per window with SetEpoch; a table that fills early is followed by
+// another). Buckets hold four slots; an identifier has two buckets, the
+// first from its hash, the other from the first and its tag, so slots can
+// move between their buckets without the identifier and a table stays
+// reliable up to 96 % load. When the window moves past every location of
+// an epoch (SetMinLoc), the whole table is dropped: there is no
+// per-identifier expiry work. Where an epoch spans more locations than 18
+// bits express, an offset stands for 2^shift consecutive locations and
+// the caller confirms each. A lookup probes two buckets of every live
+// epoch: with a 14-bit tag, well under 1 % of fresh identifiers meet a
+// candidate.
+//
+// Identifiers whose events are still being committed are held in full in
+// a small pending set per shard (an open-addressing table keyed by the
+// hash already computed), which is what makes two concurrent events with
+// one identifier collide.
+//
+// Open rebuilds the index with a PlannedLoader: the log's record headers
+// give the identifiers per location range, every range becomes one epoch
+// per shard, and each table is filled from its own queue, sized for exactly
+// its identifiers. A Loader does the same without a plan, cutting each
+// shard's identifiers into LoadEpochs epochs of equal counts.
+//
+// Concurrency. Index is striped over 64 shards by the top bits of the
+// hash and is safe for concurrent use; the confirm callbacks run under a
+// shard's lock and must not call the Index. A Loader is used by one
+// goroutine before the Index is shared.
+package dedupe
