@@ -9,7 +9,7 @@ import (
 )
 
 // The replicated group commit. Writers' events records go through the
-// combiner: while Inflight records of this process are being appended,
+// combiner: while Config.SharedInflight records of this process are being appended,
 // new writers queue, and the next append carries the events of every
 // queued writer as one record. Each writer keeps its own outcome: the
 // apply answers one error per event, and a writer takes the slice of its
@@ -37,9 +37,8 @@ type combiner struct {
 	inflight int // the limit of appends at once
 
 	// guarded by replicator.mu
-	pending  []*combined // queued writers, oldest first
-	appends  int         // appends under way
-	appended int         // records appended, for tests
+	pending []*combined // queued writers, oldest first
+	appends int         // appends under way
 }
 
 // combined is one writer's part of a combined record.
@@ -156,7 +155,6 @@ func (e *Engine) appendCombined(batch []*combined, n int) {
 	o, err := e.do(ctx, rec, func() {
 		r.mu.Lock()
 		r.comb.appends--
-		r.comb.appended++
 		if len(r.comb.pending) > 0 {
 			e.startAppendLocked()
 		}
