@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stripe/stripe-go/v85"
 
 	"github.com/meterdb/meterdb/internal/natstest"
@@ -187,6 +189,7 @@ func BenchmarkReplicasHTTPv1NoKey(b *testing.B) {
 	probeDone := make(chan struct{})
 	var lags []time.Duration
 	probed := make(chan struct{})
+	seq0 := streamLast(b, c.ClientURL(0), "METERD_BENCH")
 	cpu0 := processCPU()
 	b.ResetTimer()
 	go func() {
@@ -268,6 +271,8 @@ func BenchmarkReplicasHTTPv1NoKey(b *testing.B) {
 	<-probed
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "req/s")
 	b.ReportMetric(float64(cpu.Microseconds())/float64(b.N), "cpu-us/req")
+	// Records on the stream per request, the probe's included.
+	b.ReportMetric(float64(streamLast(b, c.ClientURL(0), "METERD_BENCH")-seq0)/float64(b.N), "records/req")
 	if len(lags) > 0 {
 		slices.Sort(lags)
 		b.ReportMetric(float64(lags[len(lags)/2].Microseconds())/1000, "lag-p50-ms")
@@ -290,4 +295,26 @@ func processCPU() time.Duration {
 	var ru syscall.Rusage
 	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// streamLast returns the last sequence of the stream name.
+func streamLast(b *testing.B, url, name string) uint64 {
+	nc, err := nats.Connect(url)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		b.Fatal(err)
+	}
+	st, err := js.Stream(context.Background(), name)
+	if err != nil {
+		b.Fatal(err)
+	}
+	info, err := st.Info(context.Background())
+	if err != nil {
+		b.Fatal(err)
+	}
+	return info.State.LastSeq
 }
