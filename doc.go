@@ -133,8 +133,22 @@
 // minute with events when there are several; meters with
 // the last formula and pre-aggregated meters also keep each event's
 // sequence, timestamp and value (24 bytes) so that a cancellation can be
-// undone exactly. The dedupe index keeps about 4.7 bytes per identifier
-// of the window; a file-backed database confirms the index's matches
+// undone exactly. That is the cost of the days that can still change.
+// A day that ended more than 37 days ago (the 35 days in which events are
+// accepted, the day in which they can be cancelled, an hour of margin)
+// never changes again: it is frozen into a packed read-only form, its
+// count, sum and last and those of its hours varint-encoded, about 5
+// bytes per hour with events. Summaries over frozen days stay exact at any
+// grouping: a minute-aligned edge inside a frozen hour reads that hour's
+// minute cells from the checkpoint in the file (one read, after the shard
+// lock is released); an in-memory database, which has no file, keeps them
+// packed in its frozen days instead (a few bytes per minute with events).
+// A file-backed database freezes a day only once a checkpoint holds it;
+// Open freezes the history it loads as it goes. An event or cancellation
+// dated before the frozen days' end (possible only when Options.Now went
+// back by more than an hour) is refused as too far in the past or past
+// its cancel window. Stats.FrozenDays, FrozenBytes and FrozenBefore report
+// it. The dedupe index keeps about 4.7 bytes per identifier of the window; a file-backed database confirms the index's matches
 // against the identifiers in its log. An in-memory database keeps no
 // events: per event of the window, the 128-bit fingerprint of its
 // identifier (16 bytes), which confirms matches, and what Cancel needs

@@ -382,8 +382,10 @@ func (m *model) summaries(mi int, customer string, start, end int64, g meter.Win
 }
 
 // sizes returns what Stats must report about the aggregates: series,
-// minute cells, hour and day buckets, raw entries.
-func (m *model) sizes() (series, minutes, hours, days, raw int64) {
+// minute cells, hour and day buckets, raw entries. Days before frozen
+// (Stats.FrozenBefore) are frozen or may be: they keep no raw entries
+// when they are; rawFrozen counts the raw entries of those days.
+func (m *model) sizes(frozen int64) (series, minutes, hours, days, raw, rawFrozen int64) {
 	type key struct {
 		mi       int
 		customer string
@@ -410,11 +412,14 @@ func (m *model) sizes() (series, minutes, hours, days, raw int64) {
 			// Raw entries are kept for last meters and pre-aggregated
 			// meters, in the hour (last, hour window) or day (day window)
 			// bucket of the event, which exists while it holds them.
+			keeps := mt.EventTimeWindow != meter.NoWindow || mt.Formula == meter.Last
 			switch {
+			case keeps && e.ts < frozen:
+				rawFrozen++
 			case mt.EventTimeWindow == meter.Day:
 				raw++
 				dys[floorTo(e.ts, secDay)] = true
-			case mt.EventTimeWindow == meter.Hour || mt.Formula == meter.Last:
+			case keeps:
 				raw++
 				hrs[floorTo(e.ts, secHour)] = true
 			}
@@ -567,10 +572,18 @@ func (s *machine) Check(t *rapid.T) {
 		t.Fatalf("stats since the last open %+v, want accepted %d cancelled %d rejected %d duplicates %d; meters %d, want %d",
 			d, c[0], c[1], c[2], c[3], st.Meters, len(s.m.meters))
 	}
-	series, minutes, hours, days, raw := s.m.sizes()
-	if st.Series != series || st.MinuteCells != minutes || st.HourBuckets != hours || st.DayBuckets != days || st.RawEntries != raw {
-		t.Fatalf("stats %+v, want series %d minute cells %d hour buckets %d day buckets %d raw entries %d",
-			st, series, minutes, hours, days, raw)
+	var frozen int64
+	if !st.FrozenBefore.IsZero() {
+		frozen = st.FrozenBefore.Unix()
+		coverage.frozen.Add(1)
+	}
+	series, minutes, hours, days, raw, rawFrozen := s.m.sizes(frozen)
+	// Frozen days drop their raw entries; a day before the horizon that a
+	// checkpoint has not covered yet still holds them.
+	if st.Series != series || st.MinuteCells != minutes || st.HourBuckets != hours || st.DayBuckets != days ||
+		st.RawEntries < raw || st.RawEntries > raw+rawFrozen || s.path == "" && st.RawEntries != raw {
+		t.Fatalf("stats %+v, want series %d minute cells %d hour buckets %d day buckets %d raw entries %d (and up to %d more of days before the horizon)",
+			st, series, minutes, hours, days, raw, rawFrozen)
 	}
 	start := floorTo(s.t0.Unix(), secDay) - 40*secDay
 	end := floorTo(s.clock.Unix(), secDay) + 2*secDay
@@ -1085,6 +1098,15 @@ func (s *machine) Advance(t *rapid.T) {
 	s.clock.Add(d)
 }
 
+// AdvanceFar moves the clock by five to seven weeks: the days before the
+// jump can no longer change, and freeze (at the next prune in memory, at
+// the next checkpoint with a file).
+func (s *machine) AdvanceFar(t *rapid.T) {
+	s.clock.Add(time.Duration(rapid.IntRange(35, 50).Draw(t, "days"))*24*time.Hour +
+		time.Duration(rapid.IntRange(0, 86399).Draw(t, "s"))*time.Second)
+	coverage.far.Add(1)
+}
+
 // AdvanceToEdge moves the clock to just before, at or just after the end
 // of an accepted event's dedupe window or cancellation window.
 func (s *machine) AdvanceToEdge(t *rapid.T) {
@@ -1205,6 +1227,7 @@ func (s *machine) actions() map[string]func(*rapid.T) {
 	add("Cancel", 3, s.Cancel)
 	add("Advance", 2, s.Advance)
 	add("AdvanceToEdge", 1, s.AdvanceToEdge)
+	add("AdvanceFar", 1, s.AdvanceFar)
 	add("Query", 4, s.Query)
 	add("CrossQuery", 3, s.CrossQuery)
 	add("Reopen", 1, s.Reopen)
@@ -1218,6 +1241,7 @@ func (s *machine) actions() map[string]func(*rapid.T) {
 var coverage struct {
 	checks, reopens, crashes, accepted, rejected, duplicates, reaccepted, cancels, cancelErrors, expired, queries, nonEmpty atomic.Int64
 	crossQueries, crossNonEmpty                                                                                             atomic.Int64
+	far, frozen                                                                                                             atomic.Int64 // clock jumps past the 35 days; checks with frozen days
 	edgeInside, edgeOutside                                                                                                 atomic.Int64 // ResendAtEdge
 }
 
@@ -1230,10 +1254,11 @@ func TestModel(t *testing.T) {
 	})
 	c := &coverage
 	t.Logf("checks %d, reopens %d, crashes %d: events accepted %d, rejected %d, duplicates %d, identifiers accepted again after the window %d; "+
-		"cancels %d, failed cancels %d (expired %d); queries %d (%d with events); cross-customer queries %d (%d with customers)",
+		"cancels %d, failed cancels %d (expired %d); queries %d (%d with events); cross-customer queries %d (%d with customers); "+
+		"jumps of weeks %d, checks with frozen days %d",
 		c.checks.Load(), c.reopens.Load(), c.crashes.Load(), c.accepted.Load(), c.rejected.Load(), c.duplicates.Load(), c.reaccepted.Load(),
 		c.cancels.Load(), c.cancelErrors.Load(), c.expired.Load(), c.queries.Load(), c.nonEmpty.Load(),
-		c.crossQueries.Load(), c.crossNonEmpty.Load())
+		c.crossQueries.Load(), c.crossNonEmpty.Load(), c.far.Load(), c.frozen.Load())
 	t.Logf("resends at the dedupe window's edge: %d inside, %d outside", c.edgeInside.Load(), c.edgeOutside.Load())
 }
 

@@ -188,7 +188,7 @@ func (s *replicaMachine) Outage(t *rapid.T) {
 // total over a range holding all its events, and the cross-customer
 // queries.
 func (s *replicaMachine) Check(t *rapid.T) {
-	series, minutes, hours, days, raw := s.m.sizes()
+	series, minutes, hours, days, raw, _ := s.m.sizes(0) // replicas do not freeze: checked below
 	start := floorTo(s.t0.Unix(), secDay) - 40*secDay
 	end := floorTo(s.clock.Unix(), secDay) + 2*secDay
 	for i, r := range s.reps {
@@ -196,6 +196,9 @@ func (s *replicaMachine) Check(t *rapid.T) {
 			t.Fatalf("replica %d: WaitApplied: %v", i, err)
 		}
 		st := r.db.Stats()
+		if st.FrozenDays != 0 || !st.FrozenBefore.IsZero() {
+			t.Fatalf("replica %d froze %d days before %v; replicas do not freeze", i, st.FrozenDays, st.FrozenBefore)
+		}
 		if st.Series != series || st.MinuteCells != minutes || st.HourBuckets != hours || st.DayBuckets != days ||
 			st.RawEntries != raw || st.Meters != int64(len(s.m.meters)) {
 			t.Fatalf("replica %d (%q): stats %+v, want series %d minute cells %d hour buckets %d day buckets %d raw entries %d meters %d",

@@ -441,6 +441,7 @@ func TestReplicaRecordBatchKV(t *testing.T) {
 	rs := newReplicaSet(t)
 	a, b := rs.open("a.db", false), rs.open("", false)
 	replMeter(t, a, "calls", meter.Sum)
+	waitApplied(t, b) // b validates with its own registry: it must know the meter
 	exp := rs.clock.Now().Add(time.Hour)
 	kv := func(key string) func([]error) []meterdb.KVWrite {
 		return func(errs []error) []meterdb.KVWrite {

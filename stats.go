@@ -13,16 +13,24 @@ import (
 // current values. The slices and maps are the caller's: each call to
 // DB.Stats returns new ones.
 type Stats struct {
-	EventsAccepted   int64 // events recorded
-	EventsRejected   int64 // events that failed validation (duplicates aside)
-	EventsDuplicate  int64 // events rejected as duplicates
-	EventsCancelled  int64 // events cancelled
-	Meters           int64
-	Series           int64 // (meter, customer) pairs with data
-	HourBuckets      int64
-	DayBuckets       int64
-	MinuteCells      int64
-	RawEntries       int64 // entries kept for last and pre-aggregated meters
+	EventsAccepted  int64 // events recorded
+	EventsRejected  int64 // events that failed validation (duplicates aside)
+	EventsDuplicate int64 // events rejected as duplicates
+	EventsCancelled int64 // events cancelled
+	Meters          int64
+	Series          int64 // (meter, customer) pairs with data
+	HourBuckets     int64 // hours with events, frozen ones included
+	DayBuckets      int64 // days with events, frozen ones included
+	MinuteCells     int64 // minutes with events, frozen ones included
+	RawEntries      int64 // entries kept for last and pre-aggregated meters; frozen days keep none
+	// FrozenDays counts the (meter, customer, day) aggregates that can no
+	// longer change and are kept in a packed read-only form, FrozenBytes
+	// the memory that form takes (part of MemoryBytes), and FrozenBefore
+	// the UTC midnight before which every day is frozen or due to freeze
+	// (zero before the first freeze). See "Memory" in the package doc.
+	FrozenDays       int64
+	FrozenBytes      int64
+	FrozenBefore     time.Time
 	DedupeSlots      int64 // 4 bytes each
 	DedupeIdentities int64 // identifiers remembered
 	DedupeBytes      int64 // memory of the dedupe index: its tables and pending sets
@@ -156,7 +164,7 @@ func (h Histogram) Sub(o Histogram) Histogram {
 // Sub returns s minus o, field by field: the activity between two
 // snapshots. Histograms and ByMeter subtract by bucket and by meter ID
 // (meters missing from o count from zero); Durability, InMemory,
-// LastCheckpoint, WriteFailed and Replica are s's.
+// LastCheckpoint, FrozenBefore, WriteFailed and Replica are s's.
 func (s Stats) Sub(o Stats) Stats {
 	d := Stats{
 		EventsAccepted: s.EventsAccepted - o.EventsAccepted, EventsRejected: s.EventsRejected - o.EventsRejected,
@@ -164,6 +172,7 @@ func (s Stats) Sub(o Stats) Stats {
 		Meters: s.Meters - o.Meters, Series: s.Series - o.Series, HourBuckets: s.HourBuckets - o.HourBuckets,
 		DayBuckets: s.DayBuckets - o.DayBuckets, MinuteCells: s.MinuteCells - o.MinuteCells,
 		RawEntries: s.RawEntries - o.RawEntries, DedupeSlots: s.DedupeSlots - o.DedupeSlots,
+		FrozenDays: s.FrozenDays - o.FrozenDays, FrozenBytes: s.FrozenBytes - o.FrozenBytes, FrozenBefore: s.FrozenBefore,
 		DedupeIdentities: s.DedupeIdentities - o.DedupeIdentities, DedupeBytes: s.DedupeBytes - o.DedupeBytes,
 		DedupeConfirmReads: s.DedupeConfirmReads - o.DedupeConfirmReads, DedupeFreshConfirmed: s.DedupeFreshConfirmed - o.DedupeFreshConfirmed,
 		MemoryBytes: s.MemoryBytes - o.MemoryBytes,
@@ -209,6 +218,7 @@ func (db *DB) Stats() Stats {
 		EventsDuplicate: es.Duplicates, EventsCancelled: es.Cancels,
 		Meters: es.Meters, Series: t.Series, HourBuckets: t.HourBuckets,
 		DayBuckets: t.DayBuckets, MinuteCells: t.MinuteCells, RawEntries: t.RawEntries,
+		FrozenDays: t.FrozenDays, FrozenBytes: t.FrozenBytes,
 		DedupeSlots: d.Slots, DedupeIdentities: d.Used, DedupeBytes: d.Bytes,
 		DedupeConfirmReads: d.ConfirmReads, DedupeFreshConfirmed: d.FreshConfirmed,
 		MemoryBytes: t.Bytes + d.Bytes + es.LogMemory,
@@ -217,6 +227,9 @@ func (db *DB) Stats() Stats {
 		BatchEvents: histogramOf(es.Batch, 1),
 		Durability:  db.opts.Durability, InMemory: es.InMemory,
 		WriteFailed: es.WriteFailed,
+	}
+	if es.FrozenBefore != 0 {
+		s.FrozenBefore = time.Unix(es.FrozenBefore, 0).UTC()
 	}
 	if db.opts.Log != nil {
 		s.Durability = DurabilityBuffered // a replica's file: the log is the truth

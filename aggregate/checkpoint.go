@@ -149,6 +149,9 @@ func (t *Table) Restore(k Key, m Mode, start int64, day bool, state []byte) erro
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	s := sh.seriesLocked(hash, k)
+	if s.fz != nil && start < s.fz.end {
+		return fmt.Errorf("%w: record at %d restored into a frozen day (frozen before %d)", ErrCorrupt, start, s.fz.end)
+	}
 	r := binread.New(state)
 	if day {
 		if start%daySecs != 0 {

@@ -32,5 +32,13 @@
 // code that changes a series; a query locks one shard at a time, so it is
 // consistent per shard, not across shards.
 //
+// Days that can no longer change (the caller says which, with Freeze)
+// leave the chunk trees for a packed read-only form, per series: each
+// day's cell and the cells of its hours, varint-encoded (freeze.go).
+// Queries split their range at the frozen end of each series. The minute
+// cells of frozen hours are packed too, or, when the table has a
+// MinuteReader, read back from the caller's checkpointed hour records
+// after the query released the shard lock.
+//
 // Every method of Table is safe for concurrent use.
 package aggregate

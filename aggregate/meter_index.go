@@ -64,19 +64,49 @@ func (sh *shard) unindexLocked(s *series) {
 	}
 }
 
-// dayCell is one non-empty day of a series. Its count and sum are kept
-// as running totals over the series' day cells up to and including it, so
+// dayCell is one non-empty day of a series: its own count and sum, and
+// running totals over the series' day cells up to and including it, so
 // that any range of whole days is one subtraction: a query reads the two
-// cells at the range's ends, not the days between.
+// cells at the range's ends, not the days between. The running totals are
+// brought up to date lazily: a change to a day only lowers the series'
+// cumValid to its index, and the first query that needs them (under the
+// same shard lock) recomputes them from there (ensureCum). An event thus
+// costs one cell whatever its day; a query after a batch of changes pays
+// one pass over at most the 37-odd live days.
 type dayCell struct {
 	start    int64
-	last     Entry  // the day's newest entry (meaningful for last meters only)
-	cumCount int64  // entries of this day and of every earlier day cell
+	cumCount int64  // entries of this day and of every earlier day cell: valid below series.cumValid
 	cumSum   Int128 // their sum
+	last     Entry  // the day's newest entry (meaningful for last meters only)
+	count    int64  // the day's entries
+	sum      Int128 // their sum
+}
+
+// ensureCum brings the running totals of the day cells up to date, and
+// lastDay with them.
+func (s *series) ensureCum() {
+	cs := s.dayCells
+	k := s.cumValid
+	if k >= len(cs) {
+		return
+	}
+	var cc int64
+	var sum Int128
+	if k > 0 {
+		cc, sum = cs[k-1].cumCount, cs[k-1].cumSum
+	}
+	for ; k < len(cs); k++ {
+		cc += cs[k].count
+		sum = sum.Add(cs[k].sum)
+		cs[k].cumCount, cs[k].cumSum = cc, sum
+	}
+	s.cumValid = len(cs)
+	s.lastDay = cs[len(cs)-1]
 }
 
 // dayRange returns the aggregate of the day cells [i, j), i < j.
 func (s *series) dayRange(i, j int) Cell {
+	s.ensureCum()
 	cs := s.dayCells
 	e := &s.lastDay // cs[j-1] when j is the end: spares a cache miss
 	if j < len(cs) {
@@ -91,16 +121,13 @@ func (s *series) dayRange(i, j int) Cell {
 }
 
 // syncDay copies the day bucket d at start (nil or empty when the day has
-// no usage left) into the series' day cells. Changing the newest day, the
-// usual case, touches one cell; an older day also updates the running
-// totals of the days after it.
+// no usage left) into the series' day cells: one cell, whatever the day;
+// the running totals after it are left to ensureCum.
 func (s *series) syncDay(start int64, d *bucket) {
 	i := s.dayIndex(start)
-	found := i < len(s.dayCells) && s.dayCells[i].start == start
-	var old, nc Cell
-	if found {
-		old = s.dayRange(i, i+1)
-	}
+	cs := s.dayCells
+	found := i < len(cs) && cs[i].start == start
+	var nc Cell
 	if d != nil && d.count > 0 {
 		nc = d.cell()
 	}
@@ -108,25 +135,21 @@ func (s *series) syncDay(start int64, d *bucket) {
 	case nc.Count == 0 && !found:
 		return
 	case nc.Count == 0:
-		s.dayCells = slices.Delete(s.dayCells, i, i+1)
+		s.dayCells = slices.Delete(cs, i, i+1)
 	case found:
-		s.dayCells[i].last = nc.Last
+		c := &cs[i]
+		c.last, c.count, c.sum = nc.Last, nc.Count, nc.Sum
 	default:
-		dc := dayCell{start: start, last: nc.Last}
-		if i > 0 {
-			dc.cumCount, dc.cumSum = s.dayCells[i-1].cumCount, s.dayCells[i-1].cumSum
-		}
-		s.dayCells = slices.Insert(s.dayCells, i, dc)
+		s.dayCells = slices.Insert(cs, i, dayCell{start: start, last: nc.Last, count: nc.Count, sum: nc.Sum})
 	}
-	dCount, dSum := nc.Count-old.Count, nc.Sum.Add(old.Sum.Neg())
-	cs := s.dayCells
-	for k := i; k < len(cs); k++ {
-		cs[k].cumCount += dCount
-		cs[k].cumSum = cs[k].cumSum.Add(dSum)
-	}
-	s.lastDay = dayCell{}
-	if n := len(cs); n > 0 {
-		s.lastDay = cs[n-1]
+	s.cumValid = min(s.cumValid, i)
+	switch n := len(s.dayCells); {
+	case n == 0:
+		s.lastDay = dayCell{}
+	case s.cumValid >= n:
+		s.lastDay = s.dayCells[n-1]
+	default:
+		s.lastDay.start = s.dayCells[n-1].start // what dayIndex reads; the rest waits for ensureCum
 	}
 }
 
@@ -192,13 +215,18 @@ func checkRange(start, end int64, g Grouping) (int64, error) {
 // series times the cost of one range aggregate (two lookups in the
 // series' day cells for the whole days in range, whatever their number,
 // plus the hour and minute cells of partial days), and it allocates the
-// result, of at most shards×(limit+1) entries before it is cut. limit
-// must be positive. The result is the caller's.
+// result, of at most shards×(limit+1) entries before it is cut. Frozen
+// days (freeze.go) are decoded from their packed form, a day header per
+// whole day; a range whose minute-aligned edge falls in a frozen hour reads
+// that hour's minute cells through the MinuteReader after the shard is
+// unlocked, and such a customer does not count towards the shard's limit+1
+// (the walk goes on). limit must be positive. The result is the caller's.
 func (t *Table) Customers(ctx context.Context, meter uint64, start, end int64, after string, limit int) ([]CustomerCell, bool, error) {
 	if _, err := checkRange(start, end, Total); err != nil {
 		return nil, false, err
 	}
 	var out []CustomerCell
+	var waiting []waitingCell
 	pivot := &series{key: Key{Customer: after}}
 	for i := range t.shards {
 		if err := ctx.Err(); err != nil {
@@ -212,7 +240,12 @@ func (t *Table) Customers(ctx context.Context, meter uint64, start, end int64, a
 				if s.key.Customer == after {
 					return true
 				}
-				if c := s.total(start, end); c.Count > 0 {
+				var pd pending
+				c := s.total(start, end, &pd)
+				switch {
+				case pd.n > 0: // frozen minute cells to read: counted once known
+					waiting = append(waiting, waitingCell{CustomerCell{Customer: s.key.Customer, Cell: c}, pd})
+				case c.Count > 0:
 					out = append(out, CustomerCell{Customer: s.key.Customer, Cell: c})
 					n++
 				}
@@ -220,6 +253,10 @@ func (t *Table) Customers(ctx context.Context, meter uint64, start, end int64, a
 			})
 		}
 		sh.mu.Unlock()
+	}
+	out, err := t.resolveWaiting(out, waiting)
+	if err != nil {
+		return nil, false, err
 	}
 	slices.SortFunc(out, func(a, b CustomerCell) int { return strings.Compare(a.Customer, b.Customer) })
 	if len(out) > limit {
@@ -237,12 +274,15 @@ func (t *Table) Customers(ctx context.Context, meter uint64, start, end int64, a
 // the whole days in range, whatever their number, plus the hour and
 // minute cells of partial days) plus
 // log n per customer with usage; it allocates only its result, which is
-// the caller's. n must be positive.
+// the caller's. Frozen days cost a decoded day header each, and frozen
+// minute cells a read after the shard is unlocked, as for Customers. n
+// must be positive.
 func (t *Table) Top(ctx context.Context, meter uint64, start, end int64, n int, formula string) ([]CustomerCell, error) {
 	if _, err := checkRange(start, end, Total); err != nil {
 		return nil, err
 	}
 	h := topHeap{n: n}
+	var waiting []waitingCell
 	for i := range t.shards {
 		if err := ctx.Err(); err != nil {
 			return nil, err
@@ -254,13 +294,25 @@ func (t *Table) Top(ctx context.Context, meter uint64, start, end int64, n int, 
 				topDays(p.series, start, end, formula, &h)
 			} else {
 				for _, s := range p.series {
-					if c := s.total(start, end); c.Count > 0 {
+					var pd pending
+					c := s.total(start, end, &pd)
+					switch {
+					case pd.n > 0: // frozen minute cells to read: offered once known
+						waiting = append(waiting, waitingCell{CustomerCell{Customer: s.key.Customer, Cell: c}, pd})
+					case c.Count > 0:
 						h.offer(topItem{v: c.Value(formula), cc: CustomerCell{Customer: s.key.Customer, Cell: c}})
 					}
 				}
 			}
 		}
 		sh.mu.Unlock()
+	}
+	resolved, err := t.resolveWaiting(nil, waiting)
+	if err != nil {
+		return nil, err
+	}
+	for _, cc := range resolved {
+		h.offer(topItem{v: cc.Value(formula), cc: cc})
 	}
 	slices.SortFunc(h.items, func(a, b topItem) int {
 		if a.worse(b) {
@@ -295,6 +347,12 @@ func topDays(ss []*series, a, b int64, formula string, h *topHeap) {
 			ia[k] = s.dayIndex(a)
 		}
 		for k, s := range bs {
+			if s.fz != nil && a < s.fz.end { // frozen days in range: whole days need no minute cells
+				if c := s.total(a, b, nil); c.Count > 0 {
+					h.offer(topItem{v: c.Value(formula), cc: CustomerCell{Customer: s.key.Customer, Cell: c}})
+				}
+				continue
+			}
 			if j := s.dayIndex(b); ia[k] < j {
 				c := s.dayRange(ia[k], j)
 				h.offer(topItem{v: c.Value(formula), cc: CustomerCell{Customer: s.key.Customer, Cell: c}})
@@ -410,14 +468,45 @@ func (t *Table) Totals(ctx context.Context, meter uint64, start, end int64, g Gr
 	}
 	if g == Total {
 		w := MeterTotal{Start: start, End: end}
-		err := t.eachSeries(ctx, meter, func(s *series) { w.add(s.total(start, end)) })
+		var waiting []waitingCell
+		err := t.eachSeries(ctx, meter, func(s *series) {
+			var pd pending
+			c := s.total(start, end, &pd)
+			if pd.n > 0 { // frozen minute cells to read: added once known
+				waiting = append(waiting, waitingCell{CustomerCell{Customer: s.key.Customer, Cell: c}, pd})
+				return
+			}
+			w.add(c)
+		})
 		if err != nil {
 			return nil, err
+		}
+		resolved, err := t.resolveWaiting(nil, waiting)
+		if err != nil {
+			return nil, err
+		}
+		for _, cc := range resolved {
+			w.add(cc.Cell)
 		}
 		return []MeterTotal{w}, nil
 	}
 	acc := newTotalsAcc(start, end, unit)
 	err = t.eachSeries(ctx, meter, func(s *series) {
+		if f := s.fz; f != nil && start < f.end {
+			if g == Daily {
+				f.eachDay(start, min(end, f.end), func(d frozenDay) bool {
+					if c := d.cell(); c.Count > 0 {
+						acc.at(d.start).add(c)
+					}
+					return true
+				})
+			} else {
+				f.eachDay(floorTo(start, daySecs), min(end, f.end), func(d frozenDay) bool {
+					d.hours(start, end, func(hs int64, c Cell) { acc.at(hs).add(c) })
+					return true
+				})
+			}
+		}
 		if g == Daily {
 			cs := s.dayCells
 			for i := s.dayIndex(start); i < len(cs) && cs[i].start < end; i++ {
@@ -509,4 +598,26 @@ func (a *totalsAcc) result() []MeterTotal {
 		emit(starts[i], a.sparse[starts[i]])
 	}
 	return out
+}
+
+// waitingCell is a customer's aggregate over a range that still lacks
+// frozen minute cells, read once the shard lock is released.
+type waitingCell struct {
+	cc CustomerCell
+	p  pending
+}
+
+// resolveWaiting completes each waiting cell through the table's minute
+// reader, without holding a lock, and appends to out those with entries.
+func (t *Table) resolveWaiting(out []CustomerCell, ws []waitingCell) ([]CustomerCell, error) {
+	for i := range ws {
+		w := &ws[i]
+		if err := w.p.resolve(t.minutes, &w.cc.Cell); err != nil {
+			return nil, err
+		}
+		if w.cc.Count > 0 {
+			out = append(out, w.cc)
+		}
+	}
+	return out, nil
 }

@@ -48,20 +48,34 @@ func (t *Table) Visit(k Key, start, end int64, g Grouping, size func(n int), fn 
 	}
 	sh, h := t.shard(k)
 	sh.mu.Lock()
-	defer sh.mu.Unlock()
 	s := sh.lookupLocked(h, k)
-	switch {
-	case g == Total:
+	if g == Total {
+		// Frozen minute cells are read after the lock is released.
 		w := Window{Start: start, End: end}
+		var p pending
 		if s != nil {
-			w.Cell = s.total(start, end)
+			w.Cell = s.total(start, end, &p)
+		}
+		sh.mu.Unlock()
+		if p.n > 0 {
+			if err := p.resolve(t.minutes, &w.Cell); err != nil {
+				return err
+			}
 		}
 		size(1)
 		fn(w)
+		return nil
+	}
+	defer sh.mu.Unlock()
+	var frozenDays int
+	if s != nil && s.fz != nil {
+		frozenDays = int(s.fz.days)
+	}
+	switch {
 	case s == nil:
 		size(0)
 	case g == Hourly:
-		size(min(int((end-start)/hourSecs), hoursPerDay*s.chunks.Len()))
+		size(min(int((end-start)/hourSecs), hoursPerDay*(s.chunks.Len()+frozenDays)))
 		s.chunks.DescendRange(ref{start: end - 1}, ref{start: floorTo(start, daySecs) - 1}, func(r ref) bool {
 			c := r.c
 			buckets := c.hourSlice()
@@ -81,22 +95,56 @@ func (t *Table) Visit(k Key, start, end int64, g Grouping, size func(n int), fn 
 			}
 			return true
 		})
+		if f := s.fz; f != nil && start < f.end {
+			f.daysDesc(floorTo(start, daySecs), min(end, f.end), func(d frozenDay) bool {
+				var ws [hoursPerDay]Window
+				n := 0
+				d.hours(start, end, func(hs int64, c Cell) {
+					if c.Count > 0 {
+						ws[n] = Window{Start: hs, End: hs + hourSecs, Cell: c}
+						n++
+					}
+				})
+				for i := n - 1; i >= 0; i-- {
+					fn(ws[i])
+				}
+				return true
+			})
+		}
 	default:
-		size(min(int((end-start)/daySecs), s.chunks.Len()))
+		size(min(int((end-start)/daySecs), s.chunks.Len()+frozenDays))
 		s.chunks.DescendRange(ref{start: end - 1}, ref{start: start - 1}, func(r ref) bool {
 			if d := &r.c.day; r.c.has()&dayBit != 0 && d.count > 0 {
 				fn(Window{Start: r.start, End: r.start + daySecs, Cell: d.cell()})
 			}
 			return true
 		})
+		if f := s.fz; f != nil && start < f.end {
+			f.daysDesc(start, min(end, f.end), func(d frozenDay) bool {
+				if c := d.cell(); c.Count > 0 {
+					fn(Window{Start: d.start, End: d.start + daySecs, Cell: c})
+				}
+				return true
+			})
+		}
 	}
 	return nil
 }
 
 // total aggregates the minute-aligned range [a, b): minute cells for the
 // partial hours at the edges, hour buckets for the partial days, day
-// buckets for the rest.
-func (s *series) total(a, b int64) (c Cell) {
+// buckets for the rest. The part before the frozen end comes from the
+// frozen days; minute cells it needs that they do not hold are left in p
+// (nil only when the range needs none: day-aligned ranges, or a table
+// without a MinuteReader).
+func (s *series) total(a, b int64, p *pending) (c Cell) {
+	if f := s.fz; f != nil && a < f.end {
+		e := min(b, f.end)
+		f.total(s.key, a, e, &c, p)
+		if a = e; a >= b {
+			return c
+		}
+	}
 	hA, hB := ceilTo(a, hourSecs), floorTo(b, hourSecs)
 	if hA > hB { // inside one hour
 		s.minutesIn(&c, a, b)

@@ -177,14 +177,19 @@ func (h *bucket) eachMinute(start int64, fn func(minute int64, c Cell)) {
 // series holds the buckets of one (meter, customer) pair. It is guarded by
 // its shard's mutex.
 type series struct {
+	// The fields a cross-customer query reads come first, in the series'
+	// first two cache lines: key, the day cells and their running totals.
 	key      Key
+	dayCells []dayCell          // the cells of the days with entries, by day (meter_index.go)
+	cumValid int                // the day cells whose running totals are up to date (meter_index.go)
+	fz       *frozenSeries      // the days before fz.end, packed (freeze.go); nil while none is frozen
+	lastDay  dayCell            // a copy of the last of dayCells (only its start while cumValid < len(dayCells)), zero when there is none
 	next     *series            // the next series whose key has the same hash
 	chunks   *btree.BTreeG[ref] // by day start
 	hot      *chunk             // the most recently used chunk: spares a tree search when events arrive in time order
 	hotStart int64
-	dayCells []dayCell // the cells of the days with entries, by day (meter_index.go)
-	lastDay  dayCell   // a copy of the last of dayCells, zero when there is none
-	slot     int       // index in its meter part's series (meter_index.go)
+	recent   *[recentDays]ref // chunks by day number modulo recentDays: spares a tree search when they do not; nil while the series has one chunk
+	slot     int              // index in its meter part's series (meter_index.go)
 }
 
 // A chunk is one UTC day of a series: the day's bucket and the buckets of
@@ -314,6 +319,26 @@ func (c *chunk) eachHour(dstart, a, b int64, fn func(start int64, h *bucket)) {
 
 const degree = 32 // up to 63 chunks per node: a series of 36 days is one leaf
 
+// recentDays is the length of a series' array of recent chunks, a power
+// of two beyond the 37 days in which a day can change: an event finds its
+// day's chunk with one load and compare, whatever its timestamp's order.
+const recentDays = 64
+
+// recentSlot returns the slot of the day at dstart in series.recent.
+func recentSlot(dstart int64) int { return int(uint64(dstart/daySecs) & (recentDays - 1)) }
+
+// forget clears the recent slot of the chunk at dstart when it holds c.
+func (s *series) forget(dstart int64, c *chunk) {
+	if s.recent != nil {
+		if r := &s.recent[recentSlot(dstart)]; r.c == c {
+			*r = ref{}
+		}
+	}
+	if s.hot == c {
+		s.hot = nil
+	}
+}
+
 // ref is the tree item: the start inline, so that comparisons touch no
 // chunk and lookups allocate nothing.
 type ref struct {
@@ -335,6 +360,10 @@ type counts struct {
 	chunks                            int64
 	minuteSlots                       int64 // allocated minute cells (minutes counts the minutes with entries)
 	exts                              int64 // allocated bucketExt
+	recent                            int64 // allocated arrays of recent chunks
+	// Frozen days (freeze.go): the days, hours and minutes with entries
+	// they hold (not in the counts above), and the bytes of their form.
+	frozenDays, frozenHours, frozenMinutes, frozenBytes int64
 }
 
 // find returns the chunk of the day starting at dstart, or nil. It changes
@@ -342,6 +371,11 @@ type counts struct {
 func (s *series) find(dstart int64) *chunk {
 	if s.hot != nil && s.hotStart == dstart {
 		return s.hot
+	}
+	if s.recent != nil {
+		if r := s.recent[recentSlot(dstart)]; r.c != nil && r.start == dstart {
+			return r.c
+		}
 	}
 	r, _ := s.chunks.Get(ref{start: dstart})
 	return r.c
@@ -353,6 +387,14 @@ func (s *series) chunk(dstart int64, create bool, sh *shard) *chunk {
 	if c := s.hot; c != nil && s.hotStart == dstart {
 		return c
 	}
+	var rs *ref
+	if s.recent != nil {
+		rs = &s.recent[recentSlot(dstart)]
+		if rs.c != nil && rs.start == dstart {
+			s.hot, s.hotStart = rs.c, dstart
+			return rs.c
+		}
+	}
 	r, ok := s.chunks.Get(ref{start: dstart})
 	if !ok {
 		if !create {
@@ -361,6 +403,14 @@ func (s *series) chunk(dstart int64, create bool, sh *shard) *chunk {
 		r = ref{start: dstart, c: new(chunk)}
 		s.chunks.ReplaceOrInsert(r)
 		sh.n.chunks++
+		if rs == nil && s.chunks.Len() > 1 {
+			s.recent = new([recentDays]ref)
+			sh.n.recent++
+			rs = &s.recent[recentSlot(dstart)]
+		}
+	}
+	if rs != nil {
+		*rs = r
 	}
 	s.hot, s.hotStart = r.c, dstart
 	return r.c
@@ -545,9 +595,7 @@ func (s *series) dropIfEmpty(day bool, start int64, b *bucket, sh *shard) {
 	if c.has() == 0 {
 		s.chunks.Delete(ref{start: dstart})
 		sh.n.chunks--
-		if s.hot == c {
-			s.hot = nil
-		}
+		s.forget(dstart, c)
 	}
 }
 
@@ -556,7 +604,7 @@ func (s *series) holds(dstart int64, c *chunk) bool {
 	return s.find(dstart) == c
 }
 
-func (s *series) empty() bool { return s.chunks.Len() == 0 }
+func (s *series) empty() bool { return s.chunks.Len() == 0 && s.fz == nil }
 
 // winner returns the newest of raw, or false when raw is empty.
 func winner(raw []Entry) (Entry, bool) {

@@ -28,7 +28,7 @@ func TestSeriesHashCollision(t *testing.T) {
 				}
 				continue
 			}
-			if s == nil || s.key != k || s.total(0, 86400).Sum != Int128Of(int64(i+1)) {
+			if s == nil || s.key != k || s.total(0, 86400, nil).Sum != Int128Of(int64(i+1)) {
 				t.Fatalf("drop %d: key %v finds %+v", drop, k, s)
 			}
 		}

@@ -7,6 +7,7 @@ import (
 	"hash/maphash"
 	"math/bits"
 	"sync"
+	"sync/atomic"
 	"unsafe"
 )
 
@@ -19,9 +20,11 @@ type Key struct {
 // Table holds every series, striped over shards. The zero value is not
 // usable; call NewTable.
 type Table struct {
-	seed   maphash.Seed
-	mask   uint64
-	shards []shard
+	seed    maphash.Seed
+	mask    uint64
+	shards  []shard
+	minutes MinuteReader // nil: frozen days keep their minute cells (freeze.go)
+	horizon atomic.Int64 // the greatest Freeze horizon
 }
 
 type shard struct {
@@ -102,6 +105,10 @@ func (sh *shard) removeLocked(h uint64, s *series) {
 		p.next = s.next
 	}
 	s.next = nil
+	if s.recent != nil {
+		s.recent = nil
+		sh.n.recent--
+	}
 	sh.n.series--
 	sh.unindexLocked(s)
 }
@@ -116,7 +123,11 @@ func (t *Table) Apply(k Key, m Mode, e Entry) {
 
 // applyLocked adds e to series k, whose hash is h.
 func (sh *shard) applyLocked(h uint64, k Key, m Mode, e Entry) {
-	sh.seriesLocked(h, k).apply(m, e, sh)
+	s := sh.seriesLocked(h, k)
+	if s.fz != nil && e.Timestamp < s.fz.end {
+		panic(fmt.Sprintf("aggregate: applying an entry at %d to a frozen day (frozen before %d)", e.Timestamp, s.fz.end))
+	}
+	s.apply(m, e, sh)
 }
 
 // Item is one entry of an ApplyBatch call.
@@ -216,6 +227,9 @@ func (t *Table) Cancel(k Key, m Mode, e Entry) bool {
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	s := sh.lookupLocked(h, k)
+	if s != nil && s.fz != nil && e.Timestamp < s.fz.end {
+		panic(fmt.Sprintf("aggregate: cancelling an entry at %d of a frozen day (frozen before %d)", e.Timestamp, s.fz.end))
+	}
 	if s == nil || !s.cancel(m, e, sh) {
 		return false
 	}
@@ -228,10 +242,14 @@ func (t *Table) Cancel(k Key, m Mode, e Entry) bool {
 // Stats counts what a table holds.
 type Stats struct {
 	Series      int64 // (meter, customer) pairs with data
-	HourBuckets int64
-	DayBuckets  int64
-	MinuteCells int64
-	RawEntries  int64 // entries kept for last and pre-aggregated meters
+	HourBuckets int64 // hours with entries, frozen ones included
+	DayBuckets  int64 // days with entries, frozen ones included
+	MinuteCells int64 // minutes with entries, frozen ones included (whether their cells are in memory or read from the store)
+	RawEntries  int64 // entries kept for last and pre-aggregated meters (frozen days keep none)
+	// FrozenDays counts the days of FrozenDays that are frozen, and
+	// FrozenBytes the heap their packed form takes (included in Bytes).
+	FrozenDays  int64
+	FrozenBytes int64
 	// Bytes estimates the heap the table holds, from the counts above and
 	// the sizes of its structures (slice and tree slack included roughly).
 	Bytes int64
@@ -244,6 +262,7 @@ var (
 	chunkBytes  = int64(unsafe.Sizeof(chunk{})) + 24 + int64(unsafe.Sizeof(dayCell{}))*5/4 // tree slot at ~70% fill; the day's copy in the meter index
 	hourBytes   = int64(unsafe.Sizeof(bucket{})) * 9 / 8                                   // growth slack of a chunk's hours
 	extBytes    = int64(unsafe.Sizeof(bucketExt{})) + 16
+	recentBytes = int64(unsafe.Sizeof([recentDays]ref{}))
 	minuteBytes = int64(unsafe.Sizeof(Cell{})) * 5 / 4 // slice growth slack
 	rawBytes    = int64(unsafe.Sizeof(Entry{})) * 5 / 4
 )
@@ -251,7 +270,7 @@ var (
 // Stats returns the table's current sizes.
 func (t *Table) Stats() Stats {
 	var s Stats
-	var slots, exts, chunks int64
+	var slots, exts, chunks, frozenHours, frozenMinutes, recent int64
 	for i := range t.shards {
 		sh := &t.shards[i]
 		sh.mu.Lock()
@@ -263,10 +282,18 @@ func (t *Table) Stats() Stats {
 		slots += sh.n.minuteSlots
 		exts += sh.n.exts
 		chunks += sh.n.chunks
+		recent += sh.n.recent
+		s.FrozenDays += sh.n.frozenDays
+		s.FrozenBytes += sh.n.frozenBytes
+		frozenHours += sh.n.frozenHours
+		frozenMinutes += sh.n.frozenMinutes
 		sh.mu.Unlock()
 	}
 	s.Bytes = s.Series*seriesBytes + chunks*chunkBytes + s.HourBuckets*hourBytes +
-		slots*minuteBytes + s.RawEntries*rawBytes + exts*extBytes
+		slots*minuteBytes + s.RawEntries*rawBytes + exts*extBytes + s.FrozenBytes + recent*recentBytes
+	s.HourBuckets += frozenHours
+	s.DayBuckets += s.FrozenDays
+	s.MinuteCells += frozenMinutes
 	return s
 }
 

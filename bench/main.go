@@ -83,6 +83,10 @@ type config struct {
 	SoakDisk    int64           // bytes of the soak's tmpfs; 0: sized from the rate and duration
 	DedupeIDs   int             // dedupe-day: fresh identifiers
 	DedupeHours int             // dedupe-day: simulated hours
+	// The history scenario (history.go).
+	HistoryDays          int // simulated days
+	HistoryPerHour       int // events per series and hour
+	HistoryFileCustomers int // customers of the file-backed run; 0: -customers
 }
 
 func main() {
@@ -180,6 +184,9 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.IntVar(&cfg.DedupeIDs, "dedupe-ids", 10_000_000, "dedupe-day: fresh identifiers spread over the simulated hours (the issue's figure is 100000000)")
 	fs.IntVar(&cfg.DedupeHours, "dedupe-hours", 30, "dedupe-day: simulated hours (the dedupe window is 24)")
 	fs.IntVar(&cfg.SoakRate, "soak-rate", 1000, "soak: fresh events per second offered by all clients together")
+	fs.IntVar(&cfg.HistoryDays, "history-days", 400, "history: simulated days")
+	fs.IntVar(&cfg.HistoryPerHour, "history-per-hour", 1, "history: events per (meter, customer) and hour, at random seconds")
+	fs.IntVar(&cfg.HistoryFileCustomers, "history-file-customers", 0, "history: customers of the file-backed run (default -customers)")
 	var soakDiskMiB int
 	fs.IntVar(&soakDiskMiB, "soak-tmpfs", 0, "soak: size of the tmpfs holding meterd's file, MiB (default: sized from -soak-rate and -duration, at least 64)")
 	if err := fs.Parse(args); err != nil {

@@ -120,6 +120,11 @@ var scenarioTable = map[string]scenario{
 		batches: []int{100}, workers: []int{1, 16},
 		run: (*runner).runIngest,
 	},
+	"history": {
+		name: "history", doc: "400 simulated days of -customers × -meters series: memory at day 35 and at the end (frozen history), summary latency a year back",
+		targets: []string{"meterdb-mem", "meterdb-file"},
+		run:     (*runner).runHistory,
+	},
 	"dedupe-day": {
 		name: "dedupe-day", doc: "the dedupe index over simulated hours with Options.Now: memory per identifier of the window (heap profile), disk, ingest rate per hour, duplicates caught, confirmation reads, Open time",
 		targets: []string{"meterdb-file"},

@@ -177,3 +177,26 @@ func (s *DB) LoadAggregates(fn func(r *AggRecord) error) error {
 		})
 	})
 }
+
+// ReadAggregate returns a copy of the State of the checkpointed hour
+// record of (meter, customer) starting at start, or nil when there is none.
+// A record whose checksum fails is an error wrapping ErrCorrupt that names
+// it. It is how the aggregates read the minute cells of frozen hours,
+// which they no longer keep in memory.
+func (s *DB) ReadAggregate(meter uint64, customer string, start int64) ([]byte, error) {
+	k := aggKey(&AggRecord{Meter: meter, Customer: customer, Start: start})
+	var out []byte
+	err := s.view(func(tx *bolt.Tx) error {
+		v := tx.Bucket(bucketAgg).Get(k)
+		if v == nil {
+			return nil
+		}
+		state, err := s.open(scopeAgg, k, v, func() string { return aggName(k) })
+		if err != nil {
+			return err
+		}
+		out = append(make([]byte, 0, len(state)), state...)
+		return nil
+	})
+	return out, err
+}

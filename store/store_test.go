@@ -414,3 +414,52 @@ func TestListKV(t *testing.T) {
 		t.Fatalf("ListKV after bb = %v", got)
 	}
 }
+
+// ReadAggregate finds one checkpointed hour record by key: its state, nil
+// for a missing one (another customer, a day record's start, a deleted
+// record), and ErrCorrupt naming the record when its checksum fails.
+func TestReadAggregate(t *testing.T) {
+	s, path := openTemp(t, nil)
+	recs := []AggRecord{
+		{Meter: 1, Customer: "cus_a", Start: 3600, State: []byte{1, 2, 3}},
+		{Meter: 1, Customer: "cus_ab", Start: 3600, State: []byte{9}},
+		{Meter: 1, Customer: "cus_a", Start: 86400, Day: true, State: []byte{4}},
+	}
+	if err := s.Checkpoint(Mark{}, recs, 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		meter    uint64
+		customer string
+		start    int64
+		want     []byte
+	}{
+		{1, "cus_a", 3600, []byte{1, 2, 3}},
+		{1, "cus_ab", 3600, []byte{9}},
+		{1, "cus_", 3600, nil},
+		{2, "cus_a", 3600, nil},
+		{1, "cus_a", 86400, nil}, // a day record is not an hour record
+	} {
+		got, err := s.ReadAggregate(c.meter, c.customer, c.start)
+		if err != nil || !bytes.Equal(got, c.want) || (got == nil) != (c.want == nil) {
+			t.Fatalf("ReadAggregate(%d, %q, %d) = %v, %v; want %v", c.meter, c.customer, c.start, got, err, c.want)
+		}
+	}
+	s.Close()
+	b, _ := bolt.Open(path, 0o600, nil)
+	b.Update(func(tx *bolt.Tx) error {
+		k := aggKey(&recs[0])
+		v := append([]byte(nil), tx.Bucket(bucketAgg).Get(k)...)
+		v[0] ^= 1
+		return tx.Bucket(bucketAgg).Put(k, v)
+	})
+	b.Close()
+	s, err := Open(path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, err := s.ReadAggregate(1, "cus_a", 3600); !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "aggregate record") {
+		t.Fatalf("ReadAggregate of a flipped bit: %v", err)
+	}
+}

@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"errors"
+	"sync"
 	"time"
 
 	"github.com/meterdb/meterdb/store"
@@ -12,6 +13,10 @@ import (
 type checkpointer struct {
 	stop    chan struct{}
 	stopped chan struct{}
+	// mu serializes checkpoints, and the freeze that follows each
+	// (freeze.go): a chunk freezes only once the checkpoint that took its
+	// changes is written.
+	mu sync.Mutex
 	// retry holds the records of a checkpoint that failed for lack of
 	// space: the table no longer marks them dirty, so the next checkpoint
 	// writes them first (its own, newer records of the same buckets win).
@@ -40,6 +45,8 @@ func (e *Engine) checkpointLoop(st *state) {
 // A checkpoint that fails for lack of space is retried with the next one;
 // one that fails otherwise makes the engine reopen the file.
 func (e *Engine) checkpoint(st *state) error {
+	st.ckpt.mu.Lock()
+	defer st.ckpt.mu.Unlock()
 	st.applyMu.Lock()
 	m := store.Mark{Loc: st.file.LastLoc(), LastSeq: st.seq.Load()}
 	dirty := st.table.TakeDirty()
@@ -57,5 +64,6 @@ func (e *Engine) checkpoint(st *state) error {
 		return err
 	}
 	st.ckpt.retry = nil
+	e.freeze(st, e.cfg.Now().Unix())
 	return nil
 }

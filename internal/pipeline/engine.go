@@ -104,6 +104,10 @@ type state struct {
 	// log up to a location.
 	applyMu sync.RWMutex
 	ckpt    *checkpointer
+	// freezeAgain is set when the last freeze skipped chunks waiting for
+	// a checkpoint (freeze.go). File-backed: guarded by ckpt.mu; in memory:
+	// by the prune that runs it.
+	freezeAgain bool
 
 	// rs is the applier's state of a replicated database; nil otherwise.
 	rs *replState
@@ -160,6 +164,8 @@ func (e *Engine) openState() (*state, error) {
 	}
 	st.idx.SetEpoch(e.epochOf(e.cfg.Now().Unix()))
 	if e.path == "" {
+		// No file to read frozen minute cells from: the frozen days keep
+		// them, packed.
 		if e.cfg.wrapLog != nil {
 			st.log = e.cfg.wrapLog(st.log)
 		}
@@ -176,6 +182,9 @@ func (e *Engine) openState() (*state, error) {
 	if err != nil {
 		return nil, fmt.Errorf("meterdb: %w", err)
 	}
+	st.table.SetMinuteReader(func(k aggregate.Key, start int64) ([]byte, error) {
+		return sdb.ReadAggregate(k.Meter, k.Customer, start)
+	})
 	now := e.cfg.Now().Unix()
 	var pos uint64
 	if e.repl != nil {
@@ -501,6 +510,7 @@ type Stats struct {
 	Reopens                                 int64
 	Meters                                  int64
 	Table                                   aggregate.Stats
+	FrozenBefore                            int64 // the aggregate table's Horizon
 	Dedupe                                  dedupe.Stats
 	LogMemory                               int64
 
@@ -533,7 +543,7 @@ func (e *Engine) Stats() Stats {
 	st, down := e.st, e.st.down
 	s := Stats{
 		Reopens: e.reopens.Load(), Meters: int64(st.reg.Len()),
-		Table: st.table.Stats(), Dedupe: st.idx.Stats(), LogMemory: st.log.MemoryBytes(),
+		Table: st.table.Stats(), FrozenBefore: st.table.Horizon(), Dedupe: st.idx.Stats(), LogMemory: st.log.MemoryBytes(),
 		ByMeter: e.stats.meters.Snapshot(), MeterDefs: st.reg.All(), Batch: e.stats.batch.Snapshot(),
 		WriteFailed: down != nil || e.reopening.Load(), InMemory: e.cfg.Path == "",
 	}

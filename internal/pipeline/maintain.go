@@ -60,6 +60,9 @@ func (e *Engine) prune(st *state, now int64) {
 		st.idx.SetMinLoc(loc)
 	}
 	st.log.Prune(loc, now)
+	if st.file == nil {
+		e.freeze(st, now) // file-backed databases freeze after their checkpoints
+	}
 }
 
 // epochOf is the dedupe epoch number of unix time t: a new one every

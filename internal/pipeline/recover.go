@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"fmt"
+	"math"
 	"runtime"
 	"time"
 
@@ -29,11 +30,44 @@ func (e *Engine) load(st *state, sdb *store.DB, now int64) (err error) {
 	for _, m := range ms {
 		modes[m.Seq] = aggregate.ModeOf(string(m.Formula), string(m.EventTimeWindow))
 	}
+	ckMark, err := sdb.LastMark()
+	if err != nil {
+		return err
+	}
+	// The freeze horizon (freeze.go) that the log still to replay cannot
+	// reach: every event in it was received at or after the first record's
+	// receipt, so its timestamp lies after that minus event.MaxPast. A
+	// replica does not freeze (freeze.go): math.MinInt64 turns it off.
+	horizon := horizonAt(now)
+	if e.repl != nil {
+		horizon = math.MinInt64
+	} else if g, err := sdb.Group(ckMark.Loc + 1); err != nil {
+		return err
+	} else if g != nil {
+		for _, ev := range g.Events {
+			horizon = min(horizon, horizonAt(ev.Received))
+		}
+		for _, c := range g.Cancels {
+			horizon = min(horizon, horizonAt(c.Received))
+		}
+	}
+	// Records come by meter, then by start: each meter's days before the
+	// horizon freeze as soon as its records have moved past them, so that
+	// Open never holds the whole history unfrozen.
 	restored := 0
+	var fzMeter uint64
+	fzAt := int64(math.MinInt64)
 	err = sdb.LoadAggregates(func(r *store.AggRecord) error {
 		mode, ok := modes[r.Meter]
 		if !ok {
 			return fmt.Errorf("%w: aggregate record of unknown meter %d", store.ErrCorrupt, r.Meter)
+		}
+		if r.Meter != fzMeter {
+			fzMeter, fzAt = r.Meter, math.MinInt64
+		}
+		if h := min(horizonAt(r.Start+freezeAge), horizon); !r.Day && h > fzAt {
+			st.table.FreezeMeter(r.Meter, h)
+			fzAt = h
 		}
 		restored++
 		return st.table.Restore(aggregate.Key{Meter: r.Meter, Customer: r.Customer}, mode, r.Start, r.Day, r.State)
@@ -41,12 +75,12 @@ func (e *Engine) load(st *state, sdb *store.DB, now int64) (err error) {
 	if err != nil {
 		return err
 	}
+	var fs aggregate.FreezeStats
+	if horizon != math.MinInt64 {
+		fs = st.table.Freeze(horizon)
+	}
 	if !e.cfg.Store.ReadOnly {
 		st.table.TrackDirty()
-	}
-	ckMark, err := sdb.LastMark()
-	if err != nil {
-		return err
 	}
 	lastSeq := ckMark.LastSeq
 	cutoff := now - e.retention() - 60
@@ -102,7 +136,8 @@ func (e *Engine) load(st *state, sdb *store.DB, now int64) (err error) {
 		return err
 	}
 	st.seq.Store(lastSeq)
-	e.cfg.Logger.Info("meterdb opened", "meters", len(ms), "aggregate_records", restored,
+	e.cfg.Logger.Info("meterdb opened", "meters", len(ms), "aggregate_records", restored, "frozen_days", st.table.Stats().FrozenDays,
+		"frozen_before", time.Unix(horizon, 0).UTC(), "frozen_by_last_pass", fs.Days,
 		"replayed_events", replayed, "indexed_identifiers", indexed, "took", time.Since(start))
 	return nil
 }
