@@ -61,7 +61,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/meterdb/meterdb/aggregate"
 	"github.com/meterdb/meterdb/event"
 	"github.com/meterdb/meterdb/internal/record"
 	"github.com/meterdb/meterdb/meter"
@@ -434,34 +433,14 @@ func (e *Engine) applyCancel(st *state, r *record.Record, at int64, pkv []store.
 		}
 		return nil, err
 	}
-	abort := func(err error) error {
-		st.applyMu.RUnlock()
-		st.cancelMu.Lock()
-		delete(st.cancelled, found.Seq)
-		st.cancelMu.Unlock()
-		return fmt.Errorf("meterdb: applying a cancellation: %w", err)
+	c, finish, err := e.logCancel(st, m, found, at, pkv)
+	if err == nil {
+		<-c.done()
+		err = finish()
 	}
-	st.applyMu.RLock()
-	c, err := st.log.Append(&store.Group{Cancels: []store.Cancel{{
-		Seq: found.Seq, Received: at, Meter: found.Meter, Customer: found.Customer,
-		Value: found.Value, Timestamp: found.Timestamp,
-	}}}, pkv)
 	if err != nil {
-		return nil, abort(err)
+		return nil, fmt.Errorf("meterdb: applying a cancellation: %w", err)
 	}
-	<-c.done()
-	loc, err := c.result()
-	if err != nil {
-		return nil, abort(err)
-	}
-	mode := aggregate.ModeOf(string(m.Formula), string(m.EventTimeWindow))
-	if !st.table.Cancel(aggregate.Key{Meter: m.Seq, Customer: found.Customer}, mode,
-		aggregate.Entry{Seq: found.Seq, Timestamp: found.Timestamp, Value: found.Value}) {
-		panic(fmt.Sprintf("meterdb: cancelled event %d is missing from the aggregates", found.Seq))
-	}
-	st.applyMu.RUnlock()
-	e.stats.meters.Get(m.Seq).Cancelled.Add(1)
-	e.maintain(st, at, loc)
 	return nil, nil
 }
 
