@@ -181,12 +181,7 @@ func (t *Table) Restore(k Key, m Mode, start int64, day bool, state []byte) erro
 	cells := make([]Cell, 0, n)
 	var hc Cell
 	for i := 0; i < n && !r.Bad(); i++ {
-		off := r.Uvarint()
-		var mc Cell
-		mc.Count = int64(r.Uvarint())
-		mc.Sum.Hi = r.Varint()
-		mc.Sum.Lo = r.Uvarint()
-		mc.Last = readEntry(&r)
+		off, mc := readMinuteCell(&r)
 		if off >= 60 || mc.Count <= 0 || h.present&minuteMask >= 1<<off {
 			r.Fail() // out of range, empty, or not after the previous minute
 			break
@@ -217,4 +212,15 @@ func (t *Table) Restore(k Key, m Mode, start int64, day bool, state []byte) erro
 	d.merge(h.cell(), m.Last, sh)
 	s.syncDay(dstart, d)
 	return nil
+}
+
+// readMinuteCell reads one minute cell of an encoded hour (encodeHour):
+// its minute's offset in the hour and the cell.
+func readMinuteCell(r *binread.Reader) (off uint64, c Cell) {
+	off = r.Uvarint()
+	c.Count = int64(r.Uvarint())
+	c.Sum.Hi = r.Varint()
+	c.Sum.Lo = r.Uvarint()
+	c.Last = readEntry(r)
+	return off, c
 }

@@ -57,12 +57,7 @@ func mergeMinutes(state []byte, start, a, b int64, c *Cell) error {
 	r := binread.New(state)
 	n := r.Count(7)
 	for i := 0; i < n && !r.Bad(); i++ {
-		off := r.Uvarint()
-		var mc Cell
-		mc.Count = int64(r.Uvarint())
-		mc.Sum.Hi = r.Varint()
-		mc.Sum.Lo = r.Uvarint()
-		mc.Last = readEntry(&r)
+		off, mc := readMinuteCell(&r)
 		if off >= 60 {
 			r.Fail()
 			break

@@ -74,6 +74,12 @@ var (
 	descWriteErr = desc("meterdb_write_failed", "1 while the database refuses writes after a write failure (reopening its file, or waiting for disk space), else 0.")
 	descReopens  = desc("meterdb_reopens_total", "Times the database reopened its file after a write failure.")
 
+	descReplApplied = desc("meterdb_replica_applied_position", "Position of the shared log this replica has applied.")
+	descReplLast    = desc("meterdb_replica_log_position", "Newest position of the shared log, as asked at the scrape; absent when the log could not be asked.")
+	descReplLag     = desc("meterdb_replica_lag_records", "Records of the shared log this replica has still to apply; absent when the log could not be asked.")
+	descReplAge     = desc("meterdb_replica_applied_stamp_age_seconds", "Time since the writer of the last applied record stamped it: how far behind this replica is, or, with no lag, the time since the last write anywhere.")
+	descReplErr     = desc("meterdb_replica_error", "1 while the shared log cannot be asked or this replica cannot apply it (it retries), else 0.")
+
 	descRequests  = desc("meterdb_http_requests_total", "HTTP responses of the Stripe API handler, by route and status code.", "route", "code")
 	descReqTime   = desc("meterdb_http_request_duration_seconds", "Time from a request's arrival at the Stripe API handler until its response was written.", "route")
 	descThrottled = desc("meterdb_http_throttled_total", "Requests turned away with 429 by admission or rate limits.")
@@ -82,7 +88,8 @@ var (
 
 var dbDescs = []*prometheus.Desc{descEvents, descRejected, descBatch, descCommitN, descCommit, descFsync, descCkpt,
 	descLastCkpt, descLogRecs, descLogBytes, descFile, descIdents, descSlots, descMeters, descSeries, descBuckets,
-	descMemory, descDurable, descWriteErr, descReopens}
+	descMemory, descDurable, descWriteErr, descReopens,
+	descReplApplied, descReplLast, descReplLag, descReplAge, descReplErr}
 
 var httpDescs = []*prometheus.Desc{descRequests, descReqTime, descThrottled, descStream}
 
@@ -152,6 +159,15 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		gauge(descFile, float64(s.FileBytes))
 		gauge(descWriteErr, flag(s.WriteFailed))
 		counter(descReopens, float64(s.Reopens))
+	}
+	if r := s.Replica; r != nil {
+		gauge(descReplApplied, float64(r.Applied))
+		if r.Lag >= 0 {
+			gauge(descReplLast, float64(r.Last))
+			gauge(descReplLag, float64(r.Lag))
+		}
+		gauge(descReplAge, r.StampAge.Seconds())
+		gauge(descReplErr, flag(r.Err != nil))
 	}
 	if c.handler == nil {
 		return

@@ -2,13 +2,16 @@ package metrics_test
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -16,6 +19,7 @@ import (
 
 	"github.com/meterdb/meterdb"
 	"github.com/meterdb/meterdb/event"
+	"github.com/meterdb/meterdb/internal/sharedlogtest"
 	"github.com/meterdb/meterdb/meter"
 	"github.com/meterdb/meterdb/metrics"
 	"github.com/meterdb/meterdb/stripeapi"
@@ -320,5 +324,85 @@ func TestCoreImportsNoMetricsLibrary(t *testing.T) {
 		if strings.HasPrefix(d, "github.com/prometheus/") {
 			t.Errorf("the core depends on %s", d)
 		}
+	}
+}
+
+// TestReplicaMetrics checks the shared-log gauges of a replica: its
+// applied position and lag, and none of them for a database of one
+// process.
+func TestReplicaMetrics(t *testing.T) {
+	shared := sharedlogtest.New()
+	t0 := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	now := t0
+	var mu sync.Mutex
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	db, err := meterdb.Open("", &meterdb.Options{Log: shared.Client(), Now: clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.CreateMeter(ctx, meter.Params{DisplayName: "API", EventName: "api_call", Formula: meter.Sum}); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		if _, err := db.Record(ctx, event.Event{Name: "api_call", Identifier: fmt.Sprint("e", i),
+			Payload: map[string]string{"stripe_customer_id": "c", "value": "1"}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mu.Lock()
+	now = t0.Add(90 * time.Second)
+	mu.Unlock()
+	c := metrics.NewCollector(db, nil)
+	want := `
+# HELP meterdb_replica_applied_position Position of the shared log this replica has applied.
+# TYPE meterdb_replica_applied_position gauge
+meterdb_replica_applied_position 4
+# HELP meterdb_replica_applied_stamp_age_seconds Time since the writer of the last applied record stamped it: how far behind this replica is, or, with no lag, the time since the last write anywhere.
+# TYPE meterdb_replica_applied_stamp_age_seconds gauge
+meterdb_replica_applied_stamp_age_seconds 90
+# HELP meterdb_replica_error 1 while the shared log cannot be asked or this replica cannot apply it (it retries), else 0.
+# TYPE meterdb_replica_error gauge
+meterdb_replica_error 0
+# HELP meterdb_replica_lag_records Records of the shared log this replica has still to apply; absent when the log could not be asked.
+# TYPE meterdb_replica_lag_records gauge
+meterdb_replica_lag_records 0
+# HELP meterdb_replica_log_position Newest position of the shared log, as asked at the scrape; absent when the log could not be asked.
+# TYPE meterdb_replica_log_position gauge
+meterdb_replica_log_position 4
+`
+	names := []string{"meterdb_replica_applied_position", "meterdb_replica_applied_stamp_age_seconds",
+		"meterdb_replica_error", "meterdb_replica_lag_records", "meterdb_replica_log_position"}
+	if err := testutil.CollectAndCompare(c, strings.NewReader(want), names...); err != nil {
+		t.Error(err)
+	}
+	problems, err := testutil.CollectAndLint(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range problems {
+		t.Errorf("%s: %s", p.Metric, p.Text)
+	}
+
+	// A log that cannot be asked: the error gauge says so, and the
+	// positions it could not learn are left out.
+	shared.SetAvailable(false)
+	want = `
+# HELP meterdb_replica_error 1 while the shared log cannot be asked or this replica cannot apply it (it retries), else 0.
+# TYPE meterdb_replica_error gauge
+meterdb_replica_error 1
+`
+	if err := testutil.CollectAndCompare(c, strings.NewReader(want), "meterdb_replica_error", "meterdb_replica_lag_records"); err != nil {
+		t.Error(err)
+	}
+	shared.SetAvailable(true)
+
+	local, err := meterdb.Open("", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer local.Close()
+	if n := testutil.CollectAndCount(metrics.NewCollector(local, nil), names...); n != 0 {
+		t.Errorf("a database of one process has %d replica metrics", n)
 	}
 }

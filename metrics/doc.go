@@ -40,12 +40,18 @@
 //	meterdb_durability_info{mode}                  gauge    1; mode: sync, buffered or memory
 //	meterdb_write_failed                           gauge    1 while writes are refused after a write failure, else 0
 //	meterdb_reopens_total                          counter  reopens of the file after a write failure
+//	meterdb_replica_applied_position               gauge    shared log position this replica applied
+//	meterdb_replica_log_position                   gauge    the shared log's newest position at the scrape
+//	meterdb_replica_lag_records                    gauge    records this replica has still to apply
+//	meterdb_replica_applied_stamp_age_seconds      gauge    time since the last applied record was written
+//	meterdb_replica_error                          gauge    1 while the log cannot be asked or applied, else 0
 //	meterdb_http_requests_total{route,code}        counter  responses by route and status code
 //	meterdb_http_request_duration_seconds{route}   histogram time from a request's arrival to its response
 //	meterdb_http_throttled_total                   counter  429 responses (admission and rate limits)
 //	meterdb_stream_events_total{outcome}           counter  meter event stream events: accepted, rejected
 //
 // The file metrics (commit, fsync, checkpoint, log, file) are absent for
-// an in-memory database, and the http and stream metrics without a
-// handler.
+// an in-memory database, the http and stream metrics without a
+// handler, and the replica metrics without Options.Log; the log and lag
+// positions are absent while the shared log cannot be asked.
 package metrics

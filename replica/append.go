@@ -17,6 +17,16 @@ import (
 // message's headers (the message id).
 const headerRoom = 256
 
+// MaxRecord returns the size of the largest record Append takes: the
+// servers' max_payload less room for the message's headers; 0 while it
+// is not known (never connected).
+func (l *Log) MaxRecord() int {
+	if max := l.nc.MaxPayload(); max > headerRoom {
+		return int(max - headerRoom)
+	}
+	return 0
+}
+
 // Append publishes rec on the stream and returns its stream sequence once
 // a quorum of the stream's replicas stored it. rec is not retained.
 //

@@ -83,7 +83,9 @@
 // both; the default 72 h covers a 24 h window, a snapshot interval of up
 // to a day and a day of outage. Disk needed on each of the R servers:
 // MaxAge times the record rate times the record size (a batch of 1,000
-// events is one record), plus two snapshots in the bucket.
+// events is one record, and the batches of concurrent writers of one
+// database are combined into records of up to MaxRecord bytes), plus two
+// snapshots in the bucket.
 //
 // The message id dedupe window (DuplicateWindow, default 2 min) only has
 // to cover Append's own retries (AppendTimeout, default 15 s); meterdb's

@@ -50,3 +50,12 @@ type SnapshotInfo struct {
 	Time time.Time // when it was stored
 	Size int64     // bytes
 }
+
+// Limited is implemented by a Log whose records have a size limit. A
+// writer that combines the records of several callers into one keeps
+// the combined record within it.
+type Limited interface {
+	// MaxRecord returns the size in bytes of the largest record Append
+	// takes, 0 when it is not known now.
+	MaxRecord() int
+}

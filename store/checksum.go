@@ -64,6 +64,9 @@ var (
 	// errMalformed is what the decoders return for a record that does not
 	// decode exactly.
 	errMalformed = fmt.Errorf("%w: %w", ErrCorrupt, errMalformedBody)
+	// errHashesChecksum is what the decoders return for an indexed record
+	// whose identifier hashes fail their own checksum.
+	errHashesChecksum = fmt.Errorf("%w: identifier hashes: %w", ErrCorrupt, errChecksum)
 )
 
 // unseal checks the checksum of a stored value v under key and returns
@@ -83,8 +86,11 @@ func unseal(sc scope, key, v []byte) ([]byte, error) {
 // corrupt returns an ErrCorrupt error naming the damaged record, such as
 // "store: corrupt data: log record 1234: checksum mismatch".
 func corrupt(record string, cause error) error {
-	if errors.Is(cause, errMalformedBody) {
+	switch {
+	case errors.Is(cause, errMalformedBody):
 		cause = errMalformedBody
+	case cause == errHashesChecksum:
+		return fmt.Errorf("%w: %s: identifier hashes: %w", ErrCorrupt, record, errChecksum)
 	}
 	return fmt.Errorf("%w: %s: %w", ErrCorrupt, record, cause)
 }

@@ -59,7 +59,7 @@ func splitIndexed(b []byte) (hashes, rest []byte, err error) {
 	}
 	hashes, rest = b[off:off+8*n], b[off+8*n+crcLen:]
 	if binary.BigEndian.Uint32(b[off+8*n:]) != scopeIDs.sum(nil, hashes) {
-		return nil, nil, errChecksum
+		return nil, nil, errHashesChecksum
 	}
 	if rest[0] != kindEvents {
 		return nil, nil, errMalformed

@@ -6,13 +6,18 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stripe/stripe-go/v85"
 
 	"github.com/meterdb/meterdb/internal/natstest"
@@ -147,4 +152,169 @@ func BenchmarkReplicasHTTPv1(b *testing.B) {
 	wg.Wait()
 	b.StopTimer()
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "req/s")
+}
+
+// BenchmarkReplicasHTTPv1NoKey is BenchmarkReplicasHTTPv1 without
+// Idempotency-Key: a plain net/http client sends the form body with a
+// Bearer key, 16 connections to each of the three meterd. It reports
+// req/s of all three together, the p50 and p99 request latency, and the
+// lag of a remote replica: throughout the load a probe records one event
+// at a time on the first meterd and, once answered, polls the second's
+// summaries (every 0.5 ms) until it counts it.
+func BenchmarkReplicasHTTPv1NoKey(b *testing.B) {
+	const conns = 16
+	c := natstest.StartCluster(b)
+	dir := b.TempDir()
+	var addrs []string
+	for i := range 3 {
+		addrs = append(addrs, startRun(b, "-addr", "127.0.0.1:0", "-metrics-addr", "", "-dashboard=false", "-durability", "buffered",
+			"-db", filepath.Join(dir, fmt.Sprintf("replica%d.db", i)), "-nats", c.ClientURL(i), "-nats-stream", "METERD_BENCH"))
+	}
+	sc := stripe.NewClient("sk_test_x", stripe.WithBackends(stripe.NewBackendsWithConfig(&stripe.BackendConfig{
+		URL: stripe.String("http://" + addrs[0]), MaxNetworkRetries: stripe.Int64(0),
+		LeveledLogger: &stripe.LeveledLogger{Level: stripe.LevelNull},
+	})))
+	m, err := sc.V1BillingMeters.Create(context.Background(), meterParams("calls"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond) // the meter reaches the other replicas
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: conns, MaxConnsPerHost: conns}}
+	var next atomic.Int64
+	lat := make([][]time.Duration, 3*conns)
+	remote := stripe.NewClient("sk_test_x", stripe.WithBackends(stripe.NewBackendsWithConfig(&stripe.BackendConfig{
+		URL: stripe.String("http://" + addrs[1]), MaxNetworkRetries: stripe.Int64(0),
+		LeveledLogger: &stripe.LeveledLogger{Level: stripe.LevelNull},
+	})))
+	probeDone := make(chan struct{})
+	var lags []time.Duration
+	probed := make(chan struct{})
+	seq0 := streamLast(b, c.ClientURL(0), "METERD_BENCH")
+	cpu0 := processCPU()
+	b.ResetTimer()
+	go func() {
+		defer close(probed)
+		ctx := context.Background()
+		hour := time.Now().Truncate(time.Hour)
+		list := &stripe.BillingMeterEventSummaryListParams{ID: stripe.String(m.ID), Customer: stripe.String("cus_probe"),
+			StartTime: stripe.Int64(hour.Add(-time.Hour).Unix()), EndTime: stripe.Int64(hour.Add(2 * time.Hour).Unix())}
+		for k := 1; ; k++ {
+			select {
+			case <-probeDone:
+				return
+			case <-time.After(20 * time.Millisecond):
+			}
+			form := url.Values{"event_name": {"calls"}, "identifier": {fmt.Sprintf("probe-%d", k)},
+				"payload[stripe_customer_id]": {"cus_probe"}, "payload[value]": {"1"}, "timestamp": {fmt.Sprint(time.Now().Unix())}}
+			req, _ := http.NewRequest("POST", "http://"+addrs[0]+"/v1/billing/meter_events", strings.NewReader(form.Encode()))
+			req.Header.Set("Authorization", "Bearer sk_test_x")
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil || resp.StatusCode != http.StatusOK {
+				b.Errorf("probe: %v", err)
+				return
+			}
+			resp.Body.Close()
+			acked := time.Now()
+			for {
+				var sum float64
+				for s, err := range remote.V1BillingMeterEventSummaries.List(ctx, list).All(ctx) {
+					if err != nil {
+						b.Errorf("probe: %v", err)
+						return
+					}
+					sum += s.AggregatedValue
+				}
+				if sum >= float64(k) {
+					break
+				}
+				time.Sleep(500 * time.Microsecond)
+			}
+			lags = append(lags, time.Since(acked))
+		}
+	}()
+	var wg sync.WaitGroup
+	for i, addr := range addrs {
+		for w := range conns {
+			wg.Go(func() {
+				for {
+					n := next.Add(1)
+					if n > int64(b.N) {
+						return
+					}
+					form := url.Values{"event_name": {"calls"}, "identifier": {fmt.Sprintf("r%d-w%d-%d", i, w, n)},
+						"payload[stripe_customer_id]": {fmt.Sprintf("cus_%d", n%100)}, "payload[value]": {"1"}}
+					req, _ := http.NewRequest("POST", "http://"+addr+"/v1/billing/meter_events", strings.NewReader(form.Encode()))
+					req.Header.Set("Authorization", "Bearer sk_test_x")
+					req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+					start := time.Now()
+					resp, err := client.Do(req)
+					if err != nil {
+						b.Error(err)
+						return
+					}
+					io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					if resp.StatusCode != http.StatusOK {
+						b.Errorf("status %d", resp.StatusCode)
+						return
+					}
+					lat[i*conns+w] = append(lat[i*conns+w], time.Since(start))
+				}
+			})
+		}
+	}
+	wg.Wait()
+	b.StopTimer()
+	cpu := processCPU() - cpu0
+	close(probeDone)
+	<-probed
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "req/s")
+	b.ReportMetric(float64(cpu.Microseconds())/float64(b.N), "cpu-us/req")
+	// Records on the stream per request, the probe's included.
+	b.ReportMetric(float64(streamLast(b, c.ClientURL(0), "METERD_BENCH")-seq0)/float64(b.N), "records/req")
+	if len(lags) > 0 {
+		slices.Sort(lags)
+		b.ReportMetric(float64(lags[len(lags)/2].Microseconds())/1000, "lag-p50-ms")
+		b.ReportMetric(float64(lags[len(lags)*99/100].Microseconds())/1000, "lag-p99-ms")
+		b.ReportMetric(float64(len(lags)), "lag-probes")
+	}
+	var all []time.Duration
+	for _, l := range lat {
+		all = append(all, l...)
+	}
+	if len(all) > 0 {
+		slices.Sort(all)
+		b.ReportMetric(float64(all[len(all)/2].Microseconds())/1000, "p50-ms")
+		b.ReportMetric(float64(all[len(all)*99/100].Microseconds())/1000, "p99-ms")
+	}
+}
+
+// processCPU returns the user and system CPU time of this process so far.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// streamLast returns the last sequence of the stream name.
+func streamLast(b *testing.B, url, name string) uint64 {
+	nc, err := nats.Connect(url)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		b.Fatal(err)
+	}
+	st, err := js.Stream(context.Background(), name)
+	if err != nil {
+		b.Fatal(err)
+	}
+	info, err := st.Info(context.Background())
+	if err != nil {
+		b.Fatal(err)
+	}
+	return info.State.LastSeq
 }

@@ -397,23 +397,53 @@ func (e *Engine) Cancel(ctx context.Context, eventName, identifier string) error
 		return err
 	}
 
-	// abort undoes the cancellation's claim after its write failed.
+	c, finish, err := e.logCancel(st, m, found, now, nil)
+	if err != nil {
+		return e.failed(st, fmt.Errorf("meterdb: recording cancellation: %w", err))
+	}
+	select {
+	case <-c.done():
+		if err := finish(); err != nil {
+			return e.failed(st, fmt.Errorf("meterdb: recording cancellation: %w", err))
+		}
+		return nil
+	case <-ctx.Done():
+		handedOff = true
+		go func() {
+			defer e.life.RUnlock()
+			<-c.done()
+			if err := finish(); err != nil {
+				e.failed(st, err)
+			}
+		}()
+		return ctxErr(ctx)
+	}
+}
+
+// logCancel appends the cancellation of found, claimed by claimCancel, to
+// the log with kvs, received at now, and holds the apply lock's read side
+// from the append on. finish, called once the commit is done, removes the
+// event from the aggregates or, when the commit failed, undoes the claim
+// and returns the error; either way it releases the apply lock. When the
+// append itself fails, the claim is undone, the lock released, and the
+// error returned.
+func (e *Engine) logCancel(st *state, m *meter.Meter, found *store.Event, now int64, kvs []store.KVWrite) (c commit, finish func() error, err error) {
 	abort := func(err error) error {
 		st.applyMu.RUnlock()
 		st.cancelMu.Lock()
 		delete(st.cancelled, found.Seq)
 		st.cancelMu.Unlock()
-		return e.failed(st, fmt.Errorf("meterdb: recording cancellation: %w", err))
+		return err
 	}
 	st.applyMu.RLock()
-	c, err := st.log.Append(&store.Group{Cancels: []store.Cancel{{
+	c, err = st.log.Append(&store.Group{Cancels: []store.Cancel{{
 		Seq: found.Seq, Received: now, Meter: found.Meter, Customer: found.Customer,
 		Value: found.Value, Timestamp: found.Timestamp,
-	}}}, nil)
+	}}}, kvs)
 	if err != nil {
-		return abort(err)
+		return c, nil, abort(err)
 	}
-	finish := func() error {
+	finish = func() error {
 		loc, err := c.result()
 		if err != nil {
 			return abort(err)
@@ -428,18 +458,7 @@ func (e *Engine) Cancel(ctx context.Context, eventName, identifier string) error
 		e.maintain(st, now, loc)
 		return nil
 	}
-	select {
-	case <-c.done():
-		return finish()
-	case <-ctx.Done():
-		handedOff = true
-		go func() {
-			defer e.life.RUnlock()
-			<-c.done()
-			finish()
-		}()
-		return ctxErr(ctx)
-	}
+	return c, finish, nil
 }
 
 // cancelNotFound is the error of a cancellation that names no event.

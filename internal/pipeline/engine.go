@@ -51,6 +51,9 @@ type Config struct {
 	// snapshot to it.
 	Shared           sharedlog.Log
 	SnapshotInterval time.Duration
+	// SharedInflight is how many events records a replica appends to the
+	// shared log at once (replica_combine.go); 0 means 2.
+	SharedInflight int
 
 	// wrapLog, when set, wraps the memory log of an in-memory database:
 	// the package's tests inject failures and delays with it.
@@ -128,7 +131,7 @@ func Open(cfg Config) (*Engine, error) {
 			return nil, errors.New("meterdb: a replica of a shared log cannot be opened read-only")
 		}
 		e.cfg.Store.Durability = store.DurabilityBuffered
-		e.repl = newReplicator(cfg.Shared)
+		e.repl = newReplicator(cfg.Shared, cfg.SharedInflight)
 		if err := e.bootstrapNew(); err != nil {
 			return nil, err
 		}
@@ -461,7 +464,7 @@ func (e *Engine) kvShared(ctx context.Context, ws []store.KVWrite) error {
 	if len(ws) == 0 {
 		return nil
 	}
-	_, err := e.do(ctx, kvRecord(ws, e.cfg.Now()))
+	_, err := e.do(ctx, kvRecord(ws, e.cfg.Now()), nil)
 	return err
 }
 

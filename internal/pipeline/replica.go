@@ -6,8 +6,13 @@ package pipeline
 // state reads the shared log in order and applies every record, its own
 // and other writers', through the stages of commit.go:
 //
-//	writer:  validate -> append to the shared log -> wait for the outcome
+//	writer:  validate -> combine -> append to the shared log -> wait for the outcome
 //	applier: read -> reserve identifiers -> sequence -> local log -> apply -> outcome
+//
+// Events records are combined (replica_combine.go): while
+// Config.SharedInflight records of this process are being appended, the
+// events of writers that arrive queue, and the next append carries all of
+// them as one record.
 //
 // Its invariants, on top of commit.go's:
 //
@@ -32,6 +37,14 @@ package pipeline
 //  4. The applier is the only writer of a replicated state; it holds no
 //     lifecycle lock (Close stops it before it closes the state), and
 //     writers hold none while they wait for it.
+//  5. A combined record holds whole writers' batches, each one's events
+//     contiguous and in the writer's order, and is applied in one local
+//     commit: a writer's batch is applied entirely or not at all, as a
+//     record of its own would be. Each writer answers from the outcomes
+//     of its own events only; a failed append fails every writer of the
+//     record with the error a record of its own would have had.
+//     Records are cut between batches to stay within the log's record
+//     limit (sharedlog.Limited); a batch above it alone fails.
 
 import (
 	"context"
@@ -48,7 +61,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/meterdb/meterdb/aggregate"
 	"github.com/meterdb/meterdb/event"
 	"github.com/meterdb/meterdb/internal/record"
 	"github.com/meterdb/meterdb/meter"
@@ -68,7 +80,8 @@ type replicator struct {
 	origin uint64        // this process's records carry it
 	nonce  atomic.Uint64 // the last nonce given to a record
 
-	mu       sync.Mutex // guards the fields below
+	mu       sync.Mutex // guards the fields below and comb's
+	comb     combiner
 	waiters  map[uint64]chan outcome
 	notify   chan struct{} // closed when applied advances; nil while nobody waits
 	applyErr error         // why the applier is stuck, nil while it is not
@@ -93,10 +106,14 @@ type outcome struct {
 	lost error
 }
 
-func newReplicator(l sharedlog.Log) *replicator {
+func newReplicator(l sharedlog.Log, inflight int) *replicator {
 	var b [8]byte
 	rand.Read(b[:])
-	return &replicator{log: l, origin: binary.BigEndian.Uint64(b[:]), waiters: map[uint64]chan outcome{}, closed: make(chan struct{})}
+	if inflight <= 0 {
+		inflight = defaultInflight
+	}
+	return &replicator{log: l, origin: binary.BigEndian.Uint64(b[:]), comb: combiner{inflight: inflight},
+		waiters: map[uint64]chan outcome{}, closed: make(chan struct{})}
 }
 
 // replState is the applier's state, one per state.
@@ -109,9 +126,10 @@ type replState struct {
 }
 
 // do appends rec to the shared log and waits until the local applier
-// applied it. An error means the record may or may not apply; one
-// wrapping store.ErrUnavailable means the shared log could not be reached.
-func (e *Engine) do(ctx context.Context, rec *record.Record) (outcome, error) {
+// applied it; appended, when not nil, is called once the append returned.
+// An error means the record may or may not apply; one wrapping
+// store.ErrUnavailable means the shared log could not be reached.
+func (e *Engine) do(ctx context.Context, rec *record.Record, appended func()) (outcome, error) {
 	r := e.repl
 	rec.Origin = r.origin
 	rec.Nonce = r.nonce.Add(1)
@@ -124,7 +142,11 @@ func (e *Engine) do(ctx context.Context, rec *record.Record) (outcome, error) {
 		delete(r.waiters, rec.Nonce)
 		r.mu.Unlock()
 	}()
-	if _, err := r.log.Append(ctx, record.Append(nil, rec)); err != nil {
+	_, err := r.log.Append(ctx, record.Append(nil, rec))
+	if appended != nil {
+		appended()
+	}
+	if err != nil {
 		if errors.Is(err, sharedlog.ErrUnavailable) {
 			return outcome{}, fmt.Errorf("meterdb: appending to the shared log: %w: %w", store.ErrUnavailable, err)
 		}
@@ -137,7 +159,7 @@ func (e *Engine) do(ctx context.Context, rec *record.Record) (outcome, error) {
 	case o := <-ch:
 		return o, o.lost
 	case <-ctx.Done():
-		return outcome{}, fmt.Errorf("meterdb: stopped waiting for the shared log's apply (the write may still be recorded): %w", ctx.Err())
+		return outcome{}, waitErr(ctx)
 	case <-r.closed:
 		return outcome{}, ErrClosed
 	}
@@ -411,34 +433,14 @@ func (e *Engine) applyCancel(st *state, r *record.Record, at int64, pkv []store.
 		}
 		return nil, err
 	}
-	abort := func(err error) error {
-		st.applyMu.RUnlock()
-		st.cancelMu.Lock()
-		delete(st.cancelled, found.Seq)
-		st.cancelMu.Unlock()
-		return fmt.Errorf("meterdb: applying a cancellation: %w", err)
+	c, finish, err := e.logCancel(st, m, found, at, pkv)
+	if err == nil {
+		<-c.done()
+		err = finish()
 	}
-	st.applyMu.RLock()
-	c, err := st.log.Append(&store.Group{Cancels: []store.Cancel{{
-		Seq: found.Seq, Received: at, Meter: found.Meter, Customer: found.Customer,
-		Value: found.Value, Timestamp: found.Timestamp,
-	}}}, pkv)
 	if err != nil {
-		return nil, abort(err)
+		return nil, fmt.Errorf("meterdb: applying a cancellation: %w", err)
 	}
-	<-c.done()
-	loc, err := c.result()
-	if err != nil {
-		return nil, abort(err)
-	}
-	mode := aggregate.ModeOf(string(m.Formula), string(m.EventTimeWindow))
-	if !st.table.Cancel(aggregate.Key{Meter: m.Seq, Customer: found.Customer}, mode,
-		aggregate.Entry{Seq: found.Seq, Timestamp: found.Timestamp, Value: found.Value}) {
-		panic(fmt.Sprintf("meterdb: cancelled event %d is missing from the aggregates", found.Seq))
-	}
-	st.applyMu.RUnlock()
-	e.stats.meters.Get(m.Seq).Cancelled.Add(1)
-	e.maintain(st, at, loc)
 	return nil, nil
 }
 
@@ -487,14 +489,14 @@ func (e *Engine) recordShared(ctx context.Context, st *state, b *Batch, now time
 		}
 		// Rejections are counted here, duplicates by the applier.
 		e.countRejected(st, b, errs)
-		o, err := e.do(ctx, rec)
+		oerrs, err := e.doEvents(ctx, rec)
 		if err != nil {
 			return nil, err
 		}
 		accepted := false
 		for k, c := range sc.cands {
-			if o.errs[k] != nil {
-				errs[c.i] = o.errs[k]
+			if oerrs[k] != nil {
+				errs[c.i] = oerrs[k]
 				continue
 			}
 			accepted = true
@@ -509,7 +511,7 @@ func (e *Engine) recordShared(ctx context.Context, st *state, b *Batch, now time
 				return nil, err
 			}
 			if len(kvs) > 0 {
-				if _, err := e.do(ctx, kvRecord(kvs, now)); err != nil {
+				if _, err := e.do(ctx, kvRecord(kvs, now), nil); err != nil {
 					return nil, err
 				}
 			}
@@ -532,7 +534,7 @@ func kvRecord(ws []store.KVWrite, now time.Time) *record.Record {
 // cancelShared is Cancel's replicated path.
 func (e *Engine) cancelShared(ctx context.Context, m *meter.Meter, identifier string) error {
 	o, err := e.do(ctx, &record.Record{Kind: record.KindCancel, Stamp: e.cfg.Now().Unix(),
-		Cancel: record.Cancel{Meter: m.Seq, Identifier: identifier}})
+		Cancel: record.Cancel{Meter: m.Seq, Identifier: identifier}}, nil)
 	if err != nil {
 		return err
 	}
@@ -546,7 +548,7 @@ func (e *Engine) meterShared(ctx context.Context, rec *record.Record) (meter.Met
 		return meter.Meter{}, err
 	}
 	rec.Stamp = e.cfg.Now().Unix()
-	o, err := e.do(ctx, rec)
+	o, err := e.do(ctx, rec, nil)
 	if err != nil {
 		return meter.Meter{}, err
 	}
@@ -575,7 +577,7 @@ func (e *Engine) ClaimKV(ctx context.Context, ns, key string, value []byte, expi
 		}
 		now := e.cfg.Now()
 		o, err := e.do(ctx, &record.Record{Kind: record.KindClaim, Stamp: now.Unix(),
-			KV: []record.KV{{NS: ns, Key: key, Value: value, Expires: expires}}})
+			KV: []record.KV{{NS: ns, Key: key, Value: value, Expires: expires}}}, nil)
 		if err != nil {
 			return nil, false, err
 		}

@@ -9,7 +9,9 @@
 // failure cases the contract names: Truncate drops old records (a Read that
 // needs them fails with sharedlog.ErrTruncated), SetAvailable(false) makes
 // Append, Last and the snapshot methods fail with sharedlog.ErrUnavailable
-// while Reads wait, as a client cut off from its servers does.
+// while Reads wait, as a client cut off from its servers does. Hold and
+// Release keep Appends in flight; SetMaxRecord sets a record limit that
+// the clients state (sharedlog.Limited) and enforce.
 //
 // # Ownership and concurrency
 //

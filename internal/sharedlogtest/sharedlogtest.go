@@ -3,6 +3,7 @@ package sharedlogtest
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"sync"
@@ -20,6 +21,10 @@ type Shared struct {
 	info    sharedlog.SnapshotInfo
 	down    bool
 	changed chan struct{} // closed and replaced on every change
+
+	gate      chan struct{} // while not nil, Appends wait until it closes
+	appends   int           // Append calls
+	maxRecord int           // MaxRecord's answer; 0: no limit stated
 }
 
 // New returns an empty, available log.
@@ -63,6 +68,44 @@ func (s *Shared) Last() uint64 {
 	return s.base + uint64(len(s.recs)) - 1
 }
 
+// Hold makes every Append wait, once it counted itself, until Release:
+// a test sees what writers do while appends are in flight.
+func (s *Shared) Hold() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.gate == nil {
+		s.gate = make(chan struct{})
+	}
+}
+
+// Release lets the Appends held since Hold go on.
+func (s *Shared) Release() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.gate != nil {
+		close(s.gate)
+		s.gate = nil
+	}
+}
+
+// Appends returns how many times Append was called, on any client.
+func (s *Shared) Appends() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.appends
+}
+
+// SetMaxRecord sets the record limit the clients state (MaxRecord) and
+// enforce: a larger record fails Append. 0 states no limit.
+func (s *Shared) SetMaxRecord(n int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.maxRecord = n
+}
+
+// ErrTooLarge is Append's error for a record above SetMaxRecord's limit.
+var ErrTooLarge = errors.New("sharedlogtest: record larger than the limit")
+
 // client is one process's handle.
 type client struct {
 	s         *Shared
@@ -90,13 +133,34 @@ func (c *client) Append(ctx context.Context, rec []byte) (uint64, error) {
 	}
 	s := c.s
 	s.mu.Lock()
+	s.appends++
+	gate := s.gate
+	s.mu.Unlock()
+	if gate != nil {
+		select {
+		case <-gate:
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		}
+	}
+	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err := c.checkLocked(); err != nil {
 		return 0, err
 	}
+	if s.maxRecord > 0 && len(rec) > s.maxRecord {
+		return 0, fmt.Errorf("%w: %d bytes, the limit is %d", ErrTooLarge, len(rec), s.maxRecord)
+	}
 	s.recs = append(s.recs, bytes.Clone(rec))
 	s.changedLocked()
 	return s.base + uint64(len(s.recs)) - 1, nil
+}
+
+// MaxRecord states the limit set by SetMaxRecord (sharedlog.Limited).
+func (c *client) MaxRecord() int {
+	c.s.mu.Lock()
+	defer c.s.mu.Unlock()
+	return c.s.maxRecord
 }
 
 func (c *client) Read(ctx context.Context, after uint64, fn func(pos uint64, rec []byte) error) error {
