@@ -16,6 +16,7 @@ import (
 	"github.com/meterdb/meterdb/event"
 	"github.com/meterdb/meterdb/internal/sharedlogtest"
 	"github.com/meterdb/meterdb/meter"
+	"github.com/meterdb/meterdb/sharedlog"
 )
 
 // This file runs model_test.go's state machine against several replicas
@@ -24,13 +25,41 @@ import (
 // (reopened from their file, crashed, bootstrapped fresh from a snapshot
 // after the log was truncated, cut off from the log). Replicas use
 // ConsistentReads, so that the model, which sees the acknowledged
-// operations in order, is exact for every replica at every step.
+// operations in order, is exact for every replica at every step. The
+// shared log is a modelLog: the in-process one of sharedlogtest here,
+// a JetStream stream in replica_nats_model_test.go.
+
+// modelLog is the shared log the replica model runs on.
+type modelLog interface {
+	// client opens a handle on the log, as one process would.
+	client(t *rapid.T) sharedlog.Log
+	// truncate drops the records before position pos.
+	truncate(t *rapid.T, pos uint64)
+	// last returns the position of the newest record.
+	last(t *rapid.T) uint64
+	// actions returns the actions on the log itself (an outage, a node
+	// killed), beside the model's.
+	actions(s *replicaMachine) map[string]func(*rapid.T)
+	// close releases what the log holds for one check.
+	close()
+}
+
+// memLog is the in-process shared log.
+type memLog struct{ *sharedlogtest.Shared }
+
+func (l memLog) client(*rapid.T) sharedlog.Log   { return l.Client() }
+func (l memLog) truncate(_ *rapid.T, pos uint64) { l.Truncate(pos) }
+func (l memLog) last(*rapid.T) uint64            { return l.Last() }
+func (l memLog) close()                          {}
+func (l memLog) actions(s *replicaMachine) map[string]func(*rapid.T) {
+	return map[string]func(*rapid.T){"Outage": func(t *rapid.T) { s.outage(t, l.Shared) }}
+}
 
 // replicaMachine is the model test's machine whose db is the replica the
 // current action runs at.
 type replicaMachine struct {
 	*machine
-	shared *sharedlogtest.Shared
+	log    modelLog
 	dir    string
 	reps   []*modelReplica
 	opened int // replicas ever opened, for names
@@ -38,10 +67,11 @@ type replicaMachine struct {
 
 type modelReplica struct {
 	db   *meterdb.DB
-	path string // "" in memory
+	log  sharedlog.Log // db's handle on the shared log
+	path string        // "" in memory
 }
 
-func newReplicaMachine(t *rapid.T) *replicaMachine {
+func newReplicaMachine(t *rapid.T, log modelLog) *replicaMachine {
 	t0 := time.Date(2026, 3, 10, 0, 0, 0, 0, time.UTC).
 		Add(time.Duration(rapid.Int64Range(0, secDay-1).Draw(t, "t0_offset_s")) * time.Second)
 	window := rapid.SampledFrom([]time.Duration{0, time.Hour, 30 * time.Hour}).Draw(t, "dedupe_window")
@@ -50,7 +80,7 @@ func newReplicaMachine(t *rapid.T) *replicaMachine {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &replicaMachine{machine: &machine{ctx: bg, clock: newTestClock(t0), t0: t0}, shared: sharedlogtest.New(), dir: dir}
+	s := &replicaMachine{machine: &machine{ctx: bg, clock: newTestClock(t0), t0: t0}, log: log, dir: dir}
 	s.opts = meterdb.Options{Now: s.clock.Now, DedupeWindow: window, Shards: shards, ConsistentReads: true, NoFsync: true,
 		SnapshotInterval: time.Hour, FlushInterval: time.Millisecond}
 	if window == 0 {
@@ -74,21 +104,25 @@ func (s *replicaMachine) add(t *rapid.T, file bool) *modelReplica {
 		s.opened++
 		r.path = filepath.Join(s.dir, fmt.Sprintf("r%d.db", s.opened))
 	}
-	r.db = s.open(t, r.path)
+	s.open(t, r)
 	s.reps = append(s.reps, r)
 	return r
 }
 
-func (s *replicaMachine) open(t *rapid.T, path string) *meterdb.DB {
+// open opens r's database at r.path with a new handle on the log.
+func (s *replicaMachine) open(t *rapid.T, r *modelReplica) {
 	o := s.opts
-	o.Log = s.shared.Client()
-	return openDB(t, path, &o)
+	o.Log = s.log.client(t)
+	r.log = o.Log
+	r.db = openDB(t, r.path, &o)
 }
 
 func (s *replicaMachine) close() {
 	for _, r := range s.reps {
 		r.db.Close()
+		r.log.Close()
 	}
+	s.log.close()
 	os.RemoveAll(s.dir)
 }
 
@@ -120,7 +154,8 @@ func (s *replicaMachine) Reopen(t *rapid.T) {
 	if err := r.db.Close(); err != nil {
 		t.Fatalf("Close: %v", err)
 	}
-	r.db = s.open(t, r.path)
+	r.log.Close()
+	s.open(t, r)
 }
 
 // Crash ends a file-backed replica without its final checkpoint and
@@ -130,7 +165,8 @@ func (s *replicaMachine) Crash(t *rapid.T) {
 	if err := meterdb.CrashForTest(r.db); err != nil {
 		t.Fatalf("crash: %v", err)
 	}
-	r.db = s.open(t, r.path)
+	r.log.Close()
+	s.open(t, r)
 }
 
 // Checkpoint checkpoints a file-backed replica.
@@ -151,26 +187,27 @@ func (s *replicaMachine) Bootstrap(t *rapid.T) {
 	}
 	// The snapshot covers the last record that changed the replica's
 	// state; records after it changed nothing.
-	if pos == 0 || pos > s.shared.Last() {
-		t.Fatalf("snapshot covers %d, the log ends at %d", pos, s.shared.Last())
+	if last := s.log.last(t); pos == 0 || pos > last {
+		t.Fatalf("snapshot covers %d, the log ends at %d", pos, last)
 	}
 	if rapid.Bool().Draw(t, "truncate") {
-		s.shared.Truncate(pos + 1 - uint64(rapid.IntRange(0, 1).Draw(t, "keep_last")))
+		s.log.truncate(t, pos+1-uint64(rapid.IntRange(0, 1).Draw(t, "keep_last")))
 	}
 	s.add(t, rapid.Bool().Draw(t, "file_backed"))
 	if len(s.reps) > 4 {
 		i := rapid.IntRange(0, len(s.reps)-2).Draw(t, "drop")
 		s.reps[i].db.Close()
+		s.reps[i].log.Close()
 		s.reps = append(s.reps[:i], s.reps[i+1:]...)
 	}
 }
 
-// Outage cuts the log off: a write fails with ErrUnavailable and changes
-// nothing, a read without ConsistentReads keeps working.
-func (s *replicaMachine) Outage(t *rapid.T) {
+// outage cuts the in-process log off: a write fails with ErrUnavailable
+// and changes nothing, a read without ConsistentReads keeps working.
+func (s *replicaMachine) outage(t *rapid.T, shared *sharedlogtest.Shared) {
 	r := s.reps[rapid.IntRange(0, len(s.reps)-1).Draw(t, "replica")]
-	s.shared.SetAvailable(false)
-	defer s.shared.SetAvailable(true)
+	shared.SetAvailable(false)
+	defer shared.SetAvailable(true)
 	if len(s.m.meters) > 0 {
 		mt := s.m.meters[0]
 		_, err := r.db.Record(bg, event.Event{Name: mt.EventName, Identifier: "outage",
@@ -230,7 +267,9 @@ func (s *replicaMachine) actions() map[string]func(*rapid.T) {
 	a["Crash"] = s.Crash
 	a["Checkpoint"] = s.Checkpoint
 	a["Bootstrap"] = s.Bootstrap
-	a["Outage"] = s.Outage
+	for name, f := range s.log.actions(s) {
+		a[name] = f
+	}
 	return a
 }
 
@@ -246,7 +285,7 @@ func TestReplicaModel(t *testing.T) {
 		defer f.Value.Set(rapidDefaults[0].value)
 	}
 	rapid.Check(t, func(t *rapid.T) {
-		s := newReplicaMachine(t)
+		s := newReplicaMachine(t, memLog{sharedlogtest.New()})
 		defer s.close()
 		t.Repeat(s.actions())
 	})

@@ -18,7 +18,8 @@
 // finds no leader is sent again with the same id, so the stream's dedupe
 // window stores it once. Read delivers the records after a position
 // through an ordered consumer and checks every sequence (no repeat, no
-// hole); Last is the stream's last sequence from its leader. Snapshots
+// hole); Last is the stream's last sequence from its leader, asked again
+// like a publish while the stream has no leader. Snapshots
 // are objects of the bucket, named by the position they cover, with the
 // position and the time in their metadata; the newest wins. They are
 // listed and read through the leader of the bucket's stream, so a

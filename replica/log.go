@@ -51,9 +51,11 @@ var _ sharedlog.Log = (*Log)(nil)
 
 // Open connects to the NATS servers in o.URLs, creates the stream and the
 // snapshot bucket if they are missing (or checks the stream that exists)
-// and returns the Log. It fails with an error wrapping
-// sharedlog.ErrUnavailable when no server answers, ErrOptions for invalid
-// Options and ErrStream for a stream it cannot use.
+// and returns the Log. While the stream or the bucket has no leader (an
+// election), it asks again until AppendTimeout has passed. It fails with
+// an error wrapping sharedlog.ErrUnavailable when no server answers,
+// ErrOptions for invalid Options and ErrStream for a stream it cannot
+// use.
 func Open(ctx context.Context, o Options) (*Log, error) {
 	o, err := o.withDefaults()
 	if err != nil {
@@ -107,9 +109,23 @@ func Open(ctx context.Context, o Options) (*Log, error) {
 		l.nc.Close()
 		return nil, fmt.Errorf("replica: %w", err)
 	}
-	if err := l.setup(ctx); err != nil {
-		l.nc.Close()
-		return nil, err
+	// The stream or the bucket may have no leader for a few seconds (its
+	// leader's server just died): ask again, as Append does.
+	deadline := time.Now().Add(o.AppendTimeout)
+	for {
+		err := l.setup(ctx)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, sharedlog.ErrUnavailable) || ctx.Err() != nil || time.Now().After(deadline) {
+			l.nc.Close()
+			return nil, err
+		}
+		l.log.Warn("replica: the stream cannot be reached yet; asking again", "err", err)
+		select {
+		case <-ctx.Done():
+		case <-time.After(250 * time.Millisecond):
+		}
 	}
 	l.ctx, l.cancel = context.WithCancel(context.Background())
 	return l, nil
@@ -194,20 +210,53 @@ func (l *Log) check(c jetstream.StreamConfig) error {
 
 // Last returns the stream's last sequence, 0 when it is empty. The
 // stream leader answers, so Last covers every record acknowledged before
-// the call. Last does not retry: while the stream has no leader (a few
-// seconds after its leader's server died) it returns an error wrapping
-// sharedlog.ErrUnavailable.
+// the call. Each attempt waits at most AttemptTimeout for its answer (a
+// request in flight when its server died is never answered); an attempt
+// that fails for want of a connection, a responder or a stream leader
+// (a leader election takes a few seconds after the leader's server died)
+// is made again until AppendTimeout has passed since the call began, and
+// Last then returns an error wrapping sharedlog.ErrUnavailable. When ctx
+// ends first it returns an error wrapping ctx.Err(), and also
+// sharedlog.ErrUnavailable when the last attempt failed so; after Close
+// ErrClosed.
 func (l *Log) Last(ctx context.Context) (uint64, error) {
 	ctx, done, err := l.enter(ctx)
 	if err != nil {
 		return 0, err
 	}
 	defer done()
-	si, err := l.stream.Info(ctx)
-	if err != nil {
-		return 0, l.errorf("last", ctx, err)
+	deadline := time.Now().Add(l.opts.AppendTimeout)
+	wait := 20 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		actx, cancel := context.WithTimeout(ctx, max(min(l.opts.AttemptTimeout, time.Until(deadline)), 50*time.Millisecond))
+		si, err := l.stream.Info(actx)
+		cancel()
+		if err == nil {
+			return si.State.LastSeq, nil
+		}
+		// ended is the error once ctx ended after the failed attempt.
+		ended := func() error {
+			if l.ctx.Err() == nil && retryable(err) {
+				return fmt.Errorf("replica: last: %w: %w after %d attempts: %w", ctx.Err(), sharedlog.ErrUnavailable, attempt, err)
+			}
+			return l.errorf("last", ctx, err)
+		}
+		if ctx.Err() != nil {
+			return 0, ended()
+		}
+		if !retryable(err) {
+			return 0, l.errorf("last", ctx, err)
+		}
+		if !time.Now().Add(wait).Before(deadline) {
+			return 0, fmt.Errorf("replica: last: %w after %d attempts in %v: %w", sharedlog.ErrUnavailable, attempt, l.opts.AppendTimeout, err)
+		}
+		select {
+		case <-ctx.Done():
+			return 0, ended()
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 500*time.Millisecond)
 	}
-	return si.State.LastSeq, nil
 }
 
 // Close stops the Reads and Appends in flight (they return ErrClosed),

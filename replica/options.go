@@ -42,14 +42,16 @@ type Options struct {
 	DuplicateWindow time.Duration
 
 	// AppendTimeout bounds how long one Append keeps retrying a record
-	// (same message id) through a lost connection or a leader election
-	// before it returns an error wrapping sharedlog.ErrUnavailable;
+	// (same message id), and one Last its question, through a lost
+	// connection or a leader election before it returns an error
+	// wrapping sharedlog.ErrUnavailable;
 	// default 15 s, which covers one JetStream leader election (4 to 9 s
 	// in nats-server).
 	AppendTimeout time.Duration
 
 	// AttemptTimeout bounds one publish attempt's wait for its
-	// acknowledgement; default 2 s.
+	// acknowledgement, and one attempt of Last its wait for an answer;
+	// default 2 s.
 	AttemptTimeout time.Duration
 
 	// CredsFile is a NATS credentials file (JWT and NKey seed), passed to

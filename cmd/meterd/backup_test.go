@@ -46,7 +46,7 @@ func TestBackupAndVerify(t *testing.T) {
 		t.Skip("builds and runs meterd")
 	}
 	dir := t.TempDir()
-	bin := buildMeterd(t, dir)
+	bin := buildMeterd(t)
 	dbPath := filepath.Join(dir, "live.db")
 	ctx := context.Background()
 	d := startDaemon(t, bin, dbPath)

@@ -93,7 +93,7 @@ func TestExportCommand(t *testing.T) {
 		t.Skip("builds and runs meterd")
 	}
 	dir := t.TempDir()
-	bin := buildMeterd(t, dir)
+	bin := buildMeterd(t)
 	path, m, today := exportFixture(t, dir)
 	from, to := today.Add(-2*24*time.Hour), today.Add(24*time.Hour)
 	run := func(args ...string) (stdout, stderr string, code int) {

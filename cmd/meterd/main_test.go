@@ -6,7 +6,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -198,10 +197,12 @@ type daemon struct {
 	exited chan error
 }
 
-func startDaemon(t *testing.T, bin, dbPath string) *daemon {
+// startDaemon starts meterd on dbPath with the API keys sk_test_e2e and
+// sk_live_e2e and the flags in extra, and waits until it listens.
+func startDaemon(t *testing.T, bin, dbPath string, extra ...string) *daemon {
 	t.Helper()
 	d := &daemon{exited: make(chan error, 1)}
-	d.cmd = exec.Command(bin, "-addr", "127.0.0.1:0", "-db", dbPath, "-api-key", "sk_test_e2e,sk_live_e2e")
+	d.cmd = exec.Command(bin, append([]string{"-addr", "127.0.0.1:0", "-db", dbPath, "-api-key", "sk_test_e2e,sk_live_e2e"}, extra...)...)
 	stderr, err := d.cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -286,15 +287,7 @@ func TestEndToEndRestart(t *testing.T) {
 		t.Skip("builds and runs meterd")
 	}
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "meterd")
-	gobin, err := exec.LookPath("go")
-	if err != nil {
-		gobin = filepath.Join(os.Getenv("GOROOT"), "bin", "go")
-	}
-	build := exec.Command(gobin, "build", "-o", bin, ".")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := buildMeterd(t)
 	dbPath := filepath.Join(dir, "meters.db")
 	ctx := context.Background()
 

@@ -199,8 +199,7 @@ func TestConnectionFlood(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs meterd")
 	}
-	dir := t.TempDir()
-	bin := buildMeterd(t, dir)
+	bin := buildMeterd(t)
 	cmd := exec.Command("sh", "-c", `ulimit -n 256 && exec "$0" "$@"`, bin, "-addr", "127.0.0.1:0", "-db", "")
 	stderr, err := cmd.StderrPipe()
 	if err != nil {

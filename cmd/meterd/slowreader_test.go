@@ -45,7 +45,7 @@ func TestNonReadingClientsOfBigLists(t *testing.T) {
 		t.Skip("builds and runs meterd")
 	}
 	dir := t.TempDir()
-	bin := buildMeterd(t, dir)
+	bin := buildMeterd(t)
 	d := startDaemon(t, bin, filepath.Join(dir, "lists.db"))
 	defer d.stop(t)
 	ctx := context.Background()

@@ -13,20 +13,48 @@ import (
 	"time"
 
 	"github.com/stripe/stripe-go/v85"
+
+	"github.com/meterdb/meterdb/internal/natstest"
 )
 
-// buildMeterd builds the meterd binary into dir.
-func buildMeterd(t *testing.T, dir string) string {
+var meterdBuild struct {
+	once sync.Once
+	dir  string
+	bin  string
+	err  error
+}
+
+// buildMeterd builds the meterd binary once per test binary and returns
+// its path; TestMain removes it.
+func buildMeterd(t testing.TB) string {
 	t.Helper()
-	bin := filepath.Join(dir, "meterd")
-	gobin, err := exec.LookPath("go")
-	if err != nil {
-		gobin = filepath.Join(os.Getenv("GOROOT"), "bin", "go")
+	meterdBuild.once.Do(func() {
+		meterdBuild.dir, meterdBuild.err = os.MkdirTemp("", "meterd-test-")
+		if meterdBuild.err != nil {
+			return
+		}
+		meterdBuild.bin = filepath.Join(meterdBuild.dir, "meterd")
+		gobin, err := exec.LookPath("go")
+		if err != nil {
+			gobin = filepath.Join(os.Getenv("GOROOT"), "bin", "go")
+		}
+		if out, err := exec.Command(gobin, "build", "-o", meterdBuild.bin, ".").CombinedOutput(); err != nil {
+			meterdBuild.err = fmt.Errorf("go build: %w\n%s", err, out)
+		}
+	})
+	if meterdBuild.err != nil {
+		t.Fatal(meterdBuild.err)
 	}
-	if out, err := exec.Command(gobin, "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
+	return meterdBuild.bin
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if meterdBuild.dir != "" {
+		os.RemoveAll(meterdBuild.dir)
 	}
-	return bin
+	natstest.Cleanup()
+	os.Exit(code)
 }
 
 // streamRequest is request r of worker w: 100 events of customer cus_w
@@ -55,7 +83,7 @@ func TestStreamKillRestart(t *testing.T) {
 		t.Skip("builds and runs meterd")
 	}
 	dir := t.TempDir()
-	bin := buildMeterd(t, dir)
+	bin := buildMeterd(t)
 	dbPath := filepath.Join(dir, "stream.db")
 	ctx := context.Background()
 
