@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -17,6 +18,17 @@ const (
 	readExpiry    = 5 * time.Second
 	readHeartbeat = time.Second
 )
+
+// readStall is how long a read may go without delivering while the stream
+// holds a record for it (or dropped that record) before Read replaces its
+// consumer (or returns ErrTruncated): the client library recreates a lost
+// ordered consumer on its own, and keeps trying for ever when the record
+// it resumes at was dropped meanwhile.
+var readStall = 5 * time.Second
+
+// errStalled ends a consumer that delivered nothing for readStall while
+// records were waiting; Read starts a new one.
+var errStalled = errors.New("replica: read stalled: records wait but none arrives")
 
 // Read calls fn with every record after position after, in stream order,
 // then waits for new records, until ctx ends (Read returns ctx.Err()), fn
@@ -32,7 +44,10 @@ const (
 // deleted) ends Read with an error wrapping sharedlog.ErrTruncated, never
 // a silent gap. It returns such an error at once when the stream's first
 // sequence is above after+1, or its last sequence below after (the
-// stream was recreated).
+// stream was recreated). A consumer that delivers nothing for readStall
+// (5 s) while the stream holds the record due, and the callback is not
+// running, is replaced; when the stream dropped that record meanwhile,
+// Read returns an error wrapping sharedlog.ErrTruncated.
 //
 // The record passed to fn is valid only during the call.
 func (l *Log) Read(ctx context.Context, after uint64, fn func(pos uint64, rec []byte) error) error {
@@ -105,10 +120,27 @@ func (l *Log) readFrom(ctx context.Context, next *uint64, fn func(uint64, []byte
 			}(info.Name)
 		}
 	}()
+	var (
+		due     atomic.Uint64 // *next, for the watch
+		busy    atomic.Bool   // fn is running: not a stall
+		stalled = make(chan error, 1)
+	)
+	due.Store(*next)
+	wctx, endWatch := context.WithCancel(ctx)
+	defer endWatch()
+	go l.watch(wctx, &due, &busy, func(err error) {
+		stalled <- err
+		it.Stop()
+	})
 	for {
 		msg, err := it.Next()
 		if err != nil {
-			return err
+			select {
+			case serr := <-stalled:
+				return serr
+			default:
+				return err
+			}
 		}
 		md, err := msg.Metadata()
 		if err != nil {
@@ -121,28 +153,70 @@ func (l *Log) readFrom(ctx context.Context, next *uint64, fn func(uint64, []byte
 		if seq > *next {
 			return l.gap(ctx, *next, seq)
 		}
-		if err := fn(seq, msg.Data()); err != nil {
+		busy.Store(true)
+		err = fn(seq, msg.Data())
+		busy.Store(false)
+		if err != nil {
 			return fnError{err}
 		}
 		*next = seq + 1
+		due.Store(*next)
+	}
+}
+
+// watch checks, every readStall, a read that delivered nothing since the
+// last check while fn was not running: when the stream dropped the record
+// due, or holds it, it calls stop once with the error that ends the read
+// (ErrTruncated, or errStalled to start a new consumer).
+func (l *Log) watch(ctx context.Context, due *atomic.Uint64, busy *atomic.Bool, stop func(error)) {
+	t := time.NewTicker(readStall)
+	defer t.Stop()
+	last := due.Load()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		n := due.Load()
+		if n != last || busy.Load() {
+			last = n
+			continue
+		}
+		held, err := l.held(ctx, n)
+		switch {
+		case errors.Is(err, sharedlog.ErrTruncated):
+			stop(err)
+			return
+		case err == nil && held:
+			stop(errStalled)
+			return
+		}
 	}
 }
 
 // checkHeld returns an error wrapping sharedlog.ErrTruncated when the
 // stream no longer holds the record at next.
 func (l *Log) checkHeld(ctx context.Context, next uint64) error {
+	_, err := l.held(ctx, next)
+	return err
+}
+
+// held reports whether the stream holds the record at next, and returns an
+// error wrapping sharedlog.ErrTruncated when it dropped it.
+func (l *Log) held(ctx context.Context, next uint64) (bool, error) {
 	si, err := l.stream.Info(ctx)
 	if err != nil {
-		return err
+		return false, err
 	}
 	st := si.State
 	if next < st.FirstSeq {
-		return fmt.Errorf("replica: read from %d: %w: the stream starts at %d", next, sharedlog.ErrTruncated, st.FirstSeq)
+		return false, fmt.Errorf("replica: read from %d: %w: the stream starts at %d", next, sharedlog.ErrTruncated, st.FirstSeq)
 	}
 	if next > st.LastSeq+1 {
-		return fmt.Errorf("replica: read from %d: %w: the stream ends at %d (was it recreated?)", next, sharedlog.ErrTruncated, st.LastSeq)
+		return false, fmt.Errorf("replica: read from %d: %w: the stream ends at %d (was it recreated?)", next, sharedlog.ErrTruncated, st.LastSeq)
 	}
-	return nil
+	return next <= st.LastSeq, nil
 }
 
 // gap reports that the consumer delivered seq when next was due.
