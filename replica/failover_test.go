@@ -20,7 +20,17 @@ import (
 // and a third Log tails the stream: no
 // acknowledged record is lost, the tail reads no record twice, out of
 // order or after a hole, and the time writes were unavailable is logged.
+//
+// CI keeps to three node kills over all packages (each election costs
+// seconds): TestConsistentReadsThroughElection stops an in-process
+// leader, TestReplicaModelNATS (root package) a node of its cluster, and
+// TestReplicaProcessesKill (cmd/meterd) SIGKILLs a leader process under
+// load, so this test and TestProcessClusterLeaderKill run with
+// -nats-all-kills.
 func TestClusterLeaderKill(t *testing.T) {
+	if !*allKills {
+		t.Skip("runs with -nats-all-kills")
+	}
 	c := natstest.StartCluster(t)
 	killLeaderUnderLoad(t, c, false)
 }
@@ -29,6 +39,9 @@ func TestClusterLeaderKill(t *testing.T) {
 // the stream leader's process gets SIGKILL, and is restarted while the
 // load goes on.
 func TestProcessClusterLeaderKill(t *testing.T) {
+	if !*allKills {
+		t.Skip("runs with -nats-all-kills")
+	}
 	c := natstest.StartProcessCluster(t)
 	killLeaderUnderLoad(t, c, true)
 }

@@ -3,6 +3,7 @@ package replica
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"os"
 	"slices"
@@ -16,6 +17,10 @@ import (
 
 	"github.com/meterdb/meterdb/internal/natstest"
 )
+
+// allKills runs the node-kill tests that CI leaves out (see
+// TestClusterLeaderKill).
+var allKills = flag.Bool("nats-all-kills", false, "run every node-kill test, not only the three CI runs")
 
 func TestMain(m *testing.M) {
 	code := m.Run()

@@ -2,6 +2,7 @@ package natstest
 
 import (
 	"context"
+	"flag"
 	"os"
 	"strings"
 	"testing"
@@ -10,6 +11,11 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
+
+// allKills runs the node kills of this package's tests too: CI keeps to
+// three node kills over all packages (each costs seconds), made by the
+// replica and meterd tests, so these tests start clusters only.
+var allKills = flag.Bool("nats-all-kills", false, "also kill and restart a follower in TestCluster and TestProcessCluster")
 
 func TestMain(m *testing.M) {
 	code := m.Run()
@@ -43,6 +49,10 @@ func TestProcessCluster(t *testing.T) {
 // killFollower stops a follower of a new R3 stream, publishes, restarts
 // the follower and waits for the stream's replicas to be current.
 func killFollower(t *testing.T, c *Cluster) {
+	if !*allKills {
+		t.Log("follower kill skipped: it runs with -nats-all-kills")
+		return
+	}
 	js := connect(t, c)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
