@@ -26,16 +26,19 @@ import (
 // TestReplicasOnNATS runs three meterd, each with its own -db file and
 // another node of a three-node NATS cluster as -nats, with
 // -consistent-reads: a meter created on one is listed and used on the
-// others, an event recorded on one is a duplicate on another, and the
-// summaries agree on all three.
+// others, an event recorded on one is a duplicate on another, an
+// Idempotency-Key used on one replays on another, a v2 session created on
+// one streams to another, and the summaries agree on all three.
 func TestReplicasOnNATS(t *testing.T) {
 	c := natstest.StartCluster(t)
 	dir := t.TempDir()
 	var scs []*stripe.Client
+	var startedAddrs []string
 	for i := range 3 {
 		addr := startRun(t, "-addr", "127.0.0.1:0", "-metrics-addr", "", "-db", filepath.Join(dir, fmt.Sprintf("replica%d.db", i)),
 			"-nats", c.ClientURL(i), "-nats-stream", "METERD_E2E", "-consistent-reads")
 		scs = append(scs, client(addr, "sk_test_x"))
+		startedAddrs = append(startedAddrs, addr)
 	}
 	ctx := context.Background()
 	m, err := scs[0].V1BillingMeters.Create(ctx, meterParams("calls"))
@@ -62,6 +65,36 @@ func TestReplicasOnNATS(t *testing.T) {
 	if _, err := scs[0].V1BillingMeterEvents.Create(ctx, event("e2", "5")); err != nil {
 		t.Fatal(err)
 	}
+	// An Idempotency-Key used on replica 0 replays on replica 2: the same
+	// event back, recorded once.
+	keyed := event("e3", "100")
+	keyed.SetIdempotencyKey("idem-across-replicas")
+	first, err := scs[0].V1BillingMeterEvents.Create(ctx, keyed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again := event("e3", "100")
+	again.SetIdempotencyKey("idem-across-replicas")
+	replay, err := scs[2].V1BillingMeterEvents.Create(ctx, again)
+	if err != nil || replay.Identifier != first.Identifier || replay.Created != first.Created {
+		t.Fatalf("the Idempotency-Key of replica 0 on replica 2: %+v, %v; want the replay of %+v", replay, err, first)
+	}
+	if replay.LastResponse == nil || replay.LastResponse.Header.Get("Idempotent-Replayed") != "true" {
+		t.Errorf("replica 2 answered the key used on replica 0 without Idempotent-Replayed: true")
+	}
+	// A v2 session created on replica 1 streams to replica 0.
+	sess, err := scs[1].V2BillingMeterEventSessions.Create(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stream := client(startedAddrs[0], sess.AuthenticationToken)
+	if err := stream.V2BillingMeterEventStreams.Create(ctx, &stripe.V2BillingMeterEventStreamCreateParams{
+		Events: []*stripe.V2BillingMeterEventStreamCreateEventParams{{
+			EventName: stripe.String("calls"), Identifier: stripe.String("s1"), Timestamp: stripe.Time(now),
+			Payload: map[string]string{"stripe_customer_id": "cus_1", "value": "1000"},
+		}}}); err != nil {
+		t.Fatalf("streaming with replica 1's session to replica 0: %v", err)
+	}
 	hour := now.Truncate(time.Hour)
 	for i, sc := range scs {
 		var values []float64
@@ -74,8 +107,9 @@ func TestReplicasOnNATS(t *testing.T) {
 			}
 			values = append(values, s.AggregatedValue)
 		}
-		if fmt.Sprint(values) != "[12]" {
-			t.Errorf("replica %d summarizes %v, want [12]", i, values)
+		// e1 7 (once), e2 5, e3 100 (once), s1 1000 (streamed).
+		if fmt.Sprint(values) != "[1112]" {
+			t.Errorf("replica %d summarizes %v, want [1112]", i, values)
 		}
 	}
 }
