@@ -23,10 +23,9 @@ import (
 //
 // CI keeps to three node kills over all packages (each election costs
 // seconds): TestConsistentReadsThroughElection stops an in-process
-// leader, TestReplicaModelNATS (root package) a node of its cluster, and
-// TestReplicaProcessesKill (cmd/meterd) SIGKILLs a leader process under
-// load, so this test and TestProcessClusterLeaderKill run with
-// -nats-all-kills.
+// leader, TestProcessClusterLeaderKill SIGKILLs a leader process, and
+// TestReplicaProcessesKill (cmd/meterd) SIGKILLs one under meterd's load,
+// so this test runs with -nats-all-kills.
 func TestClusterLeaderKill(t *testing.T) {
 	if !*allKills {
 		t.Skip("runs with -nats-all-kills")
@@ -39,9 +38,6 @@ func TestClusterLeaderKill(t *testing.T) {
 // the stream leader's process gets SIGKILL, and is restarted while the
 // load goes on.
 func TestProcessClusterLeaderKill(t *testing.T) {
-	if !*allKills {
-		t.Skip("runs with -nats-all-kills")
-	}
 	c := natstest.StartProcessCluster(t)
 	killLeaderUnderLoad(t, c, true)
 }
