@@ -15,7 +15,7 @@ import (
 	"github.com/meterdb/meterdb/aggregate"
 )
 
-// freezeEntry is one applied, uncancelled entry of the model.
+// freezeEntry is one applied, uncancelled entry of a model.
 type freezeEntry struct {
 	k aggregate.Key
 	e aggregate.Entry

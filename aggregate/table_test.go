@@ -297,11 +297,7 @@ func TestTableModel(t *testing.T) {
 		keys := []aggregate.Key{{Meter: 1, Customer: "a"}, {Meter: 1, Customer: "b"}, {Meter: 2, Customer: "a"}}
 		// Around the epoch too: floors of negative times.
 		base := rapid.SampledFrom([]int64{d0, 0, -day}).Draw(t, "base")
-		type live struct {
-			k aggregate.Key
-			e aggregate.Entry
-		}
-		var entries []live
+		var entries []freezeEntry
 		var seq uint64
 		genTS := rapid.Custom(func(t *rapid.T) int64 {
 			return base + rapid.Int64Range(-1, 2).Draw(t, "day")*day + rapid.SampledFrom([]int64{0, 1, 23}).Draw(t, "hour")*hour +
@@ -319,7 +315,7 @@ func TestTableModel(t *testing.T) {
 					}
 					items[i] = aggregate.Item{Key: rapid.SampledFrom(keys).Draw(t, "key"), Mode: mode,
 						Entry: aggregate.Entry{Seq: seq, Timestamp: genTS.Draw(t, "ts"), Value: v}}
-					entries = append(entries, live{items[i].Key, items[i].Entry})
+					entries = append(entries, freezeEntry{items[i].Key, items[i].Entry})
 				}
 				tb.ApplyBatch(items)
 			},
@@ -343,73 +339,10 @@ func TestTableModel(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				// Brute force: the live entries that count, then windows.
-				var in []aggregate.Entry
-				winners := map[int64]aggregate.Entry{}
-				for _, l := range entries {
-					if l.k != k {
-						continue
-					}
-					if mode.Window == 0 {
-						in = append(in, l.e)
-						continue
-					}
-					w := floorTo(l.e.Timestamp, mode.Window)
-					if o, ok := winners[w]; !ok || l.e.Timestamp > o.Timestamp || l.e.Timestamp == o.Timestamp && l.e.Seq > o.Seq {
-						winners[w] = l.e
-					}
-				}
-				for _, e := range winners {
-					in = append(in, e)
-				}
-				type acc struct {
-					n    int64
-					sum  *big.Int
-					last aggregate.Entry
-				}
-				groups := map[int64]*acc{}
-				if g == aggregate.Total {
-					groups[start] = &acc{sum: new(big.Int)}
-				}
-				for _, e := range in {
-					if e.Timestamp < start || e.Timestamp >= end {
-						continue
-					}
-					w := start
-					if g != aggregate.Total {
-						w = floorTo(e.Timestamp, unit)
-					}
-					a := groups[w]
-					if a == nil {
-						a = &acc{sum: new(big.Int)}
-						groups[w] = a
-					}
-					if a.n == 0 || e.Timestamp > a.last.Timestamp || e.Timestamp == a.last.Timestamp && e.Seq > a.last.Seq {
-						a.last = e
-					}
-					a.n++
-					a.sum.Add(a.sum, big.NewInt(e.Value))
-				}
-				var want []string
-				for w, a := range groups {
-					wEnd := w + unit
-					if g == aggregate.Total {
-						wEnd = end
-					}
-					s := fmt.Sprintf("%d+%d=%d/%s", w-d0, wEnd-w, a.n, a.sum)
-					if a.n > 0 && formula == "last" {
-						s += fmt.Sprintf("/%d", a.last.Value)
-					}
-					want = append(want, s)
-				}
-				slices.SortFunc(want, func(a, b string) int {
-					var x, y int64
-					fmt.Sscan(strings.Split(a, "+")[0], &x)
-					fmt.Sscan(strings.Split(b, "+")[0], &y)
-					return int(y - x)
-				})
-				if got := windowsLast(ws, formula == "last"); got != strings.Join(want, " ") {
-					t.Fatalf("Query(%+v, [%d, %d), %d) = %s\nwant %s", k, start-d0, end-d0, g, got, strings.Join(want, " "))
+				// Brute force over the live entries.
+				want := expectWindows(entries, k, mode, formula, start, end, g)
+				if got := windowsLast(ws, formula == "last"); got != want {
+					t.Fatalf("Query(%+v, [%d, %d), %d) = %s\nwant %s", k, start-d0, end-d0, g, got, want)
 				}
 			},
 		})
