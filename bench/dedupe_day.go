@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"math"
 	"os"
-	"path/filepath"
 	"runtime"
 	"runtime/pprof"
 	"strconv"
@@ -71,15 +70,11 @@ func (r *runner) runDedupeDay(spec TargetSpec) ([]Result, error) {
 	cell := fmt.Sprintf("ids=%d hours=%d batch=%d", p.ids, p.hours, p.batch)
 	row := Result{Cell: cell, Target: spec.Name, Batch: p.batch, Workers: 2, API: "typed", Metrics: map[string]float64{}}
 	runtime.MemProfileRate = 64 << 10
-	path := ""
-	if spec.Name == "meterdb-file" {
-		dir, err := os.MkdirTemp("", "meterdb-dedupe-day-")
-		if err != nil {
-			return nil, err
-		}
-		defer os.RemoveAll(dir)
-		path = filepath.Join(dir, "day.db")
+	path, cleanup, err := scenarioPath(spec, "day.db")
+	if err != nil {
+		return nil, err
 	}
+	defer cleanup()
 	t0 := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
 	var clock atomic.Int64
 	clock.Store(t0.UnixNano())

@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
-	"os"
-	"path/filepath"
 	"runtime"
 	"strconv"
 	"sync"
@@ -46,15 +44,11 @@ func (r *runner) runHistory(spec TargetSpec) ([]Result, error) {
 	if spec.Name == "meterdb-file" && cfg.HistoryFileCustomers > 0 {
 		customers = cfg.HistoryFileCustomers
 	}
-	path := ""
-	if spec.Name == "meterdb-file" {
-		dir, err := os.MkdirTemp("", "meterdb-history-")
-		if err != nil {
-			return nil, err
-		}
-		defer os.RemoveAll(dir)
-		path = filepath.Join(dir, "history.db")
+	path, cleanup, err := scenarioPath(spec, "history.db")
+	if err != nil {
+		return nil, err
 	}
+	defer cleanup()
 	start := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
 	var clock atomic.Int64
 	clock.Store(start.UnixNano())

@@ -8,6 +8,7 @@ import (
 	"io"
 	"maps"
 	"os"
+	"path/filepath"
 	"runtime/debug"
 	"slices"
 	"time"
@@ -328,6 +329,20 @@ func measureGenerator(w *Workload, api string) float64 {
 		return float64(cpu) / float64(n)
 	}
 	return float64(time.Since(t0).Nanoseconds()) / float64(n)
+}
+
+// scenarioPath returns the database path of a scenario that opens
+// meterdb itself: "" (in memory) unless spec is meterdb-file, for which it
+// is file in a new temporary directory that cleanup removes.
+func scenarioPath(spec TargetSpec, file string) (path string, cleanup func(), err error) {
+	if spec.Name != "meterdb-file" {
+		return "", func() {}, nil
+	}
+	dir, err := os.MkdirTemp("", "meterdb-bench-"+spec.Name+"-")
+	if err != nil {
+		return "", nil, err
+	}
+	return filepath.Join(dir, file), func() { os.RemoveAll(dir) }, nil
 }
 
 // openTarget opens a fresh target in a new temporary directory. The
