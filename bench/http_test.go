@@ -2,9 +2,6 @@ package main
 
 import (
 	"bytes"
-	"encoding/json"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -12,23 +9,9 @@ import (
 // TestRunHTTP runs the http-v1 and http-v2 scenarios on a tiny workload:
 // every HTTP row must be measured (not skipped) and verified.
 func TestRunHTTP(t *testing.T) {
-	dir := t.TempDir()
-	var stdout, stderr bytes.Buffer
-	args := []string{"-scenario", "http-v1,http-v2", "-duration", "200ms", "-customers", "50",
-		"-progress=false", "-json", filepath.Join(dir, "r.json")}
-	if code := run(args, &stdout, &stderr); code != 0 {
-		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, stdout.String(), stderr.String())
-	}
-	if out := stdout.String(); !strings.Contains(out, "== http-v1") || !strings.Contains(out, "== http-v2") {
+	rep, out := runReport(t, "-scenario", "http-v1,http-v2", "-duration", "200ms", "-customers", "50", "-progress=false")
+	if !strings.Contains(out, "== http-v1") || !strings.Contains(out, "== http-v2") {
 		t.Errorf("report lacks an HTTP scenario:\n%s", out)
-	}
-	b, err := os.ReadFile(filepath.Join(dir, "r.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var rep Report
-	if err := json.Unmarshal(b, &rep); err != nil {
-		t.Fatal(err)
 	}
 	cells := map[string]int{}
 	for _, r := range rep.Results {
@@ -59,25 +42,13 @@ func TestRunExternal(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds meterd")
 	}
-	dir := t.TempDir()
-	var stdout, stderr bytes.Buffer
 	args := []string{"-scenario", "http-v1,http-v2", "-external", "-conns", "4", "-duration", "300ms", "-customers", "50",
-		"-progress=false", "-json", filepath.Join(dir, "r.json")}
+		"-progress=false"}
 	if lookStripeMock() == "" {
 		// Without stripe-mock installed, do not let the test install it.
 		args = append(args, "-targets", "meterd-mem,meterd-file")
 	}
-	if code := run(args, &stdout, &stderr); code != 0 {
-		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, stdout.String(), stderr.String())
-	}
-	b, err := os.ReadFile(filepath.Join(dir, "r.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var rep Report
-	if err := json.Unmarshal(b, &rep); err != nil {
-		t.Fatal(err)
-	}
+	rep, out := runReport(t, args...)
 	mock := false
 	rows := map[string]Result{}
 	for _, r := range rep.Results {
@@ -98,8 +69,8 @@ func TestRunExternal(t *testing.T) {
 			}
 		}
 	}
-	if !strings.Contains(stdout.String(), "server CPU/req") {
-		t.Errorf("table lacks the server CPU column:\n%s", stdout.String())
+	if !strings.Contains(out, "server CPU/req") {
+		t.Errorf("table lacks the server CPU column:\n%s", out)
 	}
 }
 

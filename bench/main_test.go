@@ -246,16 +246,16 @@ func TestWorkloadFills(t *testing.T) {
 // targets from outside a scenario's own list: every row of a target with a
 // typed path is measured and verified, meterdb's rows are compared with
 // their baselines.
-func TestRunTyped(t *testing.T) {
-	dir := t.TempDir()
+// runReport runs the load generator with args and a -json report, fails
+// t unless it exits 0, and returns the report and the standard output.
+func runReport(t *testing.T, args ...string) (Report, string) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "r.json")
 	var stdout, stderr bytes.Buffer
-	args := []string{"-scenario", "ingest,durable", "-api", "typed", "-targets", "meterdb-mem,mutexmap,meterdb-file,bbolt",
-		"-duration", "100ms", "-customers", "30", "-workers", "2", "-batches", "1,10", "-id-len", "36",
-		"-progress=false", "-json", filepath.Join(dir, "r.json")}
-	if code := run(args, &stdout, &stderr); code != 0 {
+	if code := run(append(args, "-json", path), &stdout, &stderr); code != 0 {
 		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, stdout.String(), stderr.String())
 	}
-	b, err := os.ReadFile(filepath.Join(dir, "r.json"))
+	b, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -263,6 +263,13 @@ func TestRunTyped(t *testing.T) {
 	if err := json.Unmarshal(b, &rep); err != nil {
 		t.Fatal(err)
 	}
+	return rep, stdout.String()
+}
+
+func TestRunTyped(t *testing.T) {
+	rep, _ := runReport(t, "-scenario", "ingest,durable", "-api", "typed", "-targets", "meterdb-mem,mutexmap,meterdb-file,bbolt",
+		"-duration", "100ms", "-customers", "30", "-workers", "2", "-batches", "1,10", "-id-len", "36",
+		"-progress=false")
 	rows := map[string]int{}
 	for _, r := range rep.Results {
 		if r.Skipped != "" {
@@ -307,21 +314,8 @@ func TestMedianRounds(t *testing.T) {
 // the fresh identifiers refused, the index's memory and the Open time
 // reported.
 func TestRunDedupeDay(t *testing.T) {
-	dir := t.TempDir()
-	var stdout, stderr bytes.Buffer
-	args := []string{"-scenario", "dedupe-day", "-targets", "meterdb-file,meterdb-mem", "-dedupe-ids", "200000",
-		"-progress=false", "-json", filepath.Join(dir, "r.json")}
-	if code := run(args, &stdout, &stderr); code != 0 {
-		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, stdout.String(), stderr.String())
-	}
-	b, err := os.ReadFile(filepath.Join(dir, "r.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var rep Report
-	if err := json.Unmarshal(b, &rep); err != nil {
-		t.Fatal(err)
-	}
+	rep, _ := runReport(t, "-scenario", "dedupe-day", "-targets", "meterdb-file,meterdb-mem", "-dedupe-ids", "200000",
+		"-progress=false")
 	if len(rep.Results) != 2 {
 		t.Fatalf("%d rows, want 2", len(rep.Results))
 	}
