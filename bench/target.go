@@ -178,22 +178,16 @@ func (t *meterDB) Record(ctx context.Context, ev *event.Event) error {
 }
 
 func (t *meterDB) RecordBatch(ctx context.Context, evs []event.Event) (int, error) {
-	errs, err := t.db.RecordBatch(ctx, evs)
-	if err != nil {
-		return 0, err
-	}
-	n := 0
-	for _, e := range errs {
-		if e != nil {
-			n++
-		}
-	}
-	return n, nil
+	return rejected(t.db.RecordBatch(ctx, evs))
 }
 
 // RecordUsage records us through DB.RecordUsage, the typed path.
 func (t *meterDB) RecordUsage(ctx context.Context, us []event.Usage) (int, error) {
-	errs, err := t.db.RecordUsage(ctx, us)
+	return rejected(t.db.RecordUsage(ctx, us))
+}
+
+// rejected counts the inputs a batch refused, from its per-input errors.
+func rejected(errs []error, err error) (int, error) {
 	if err != nil {
 		return 0, err
 	}
