@@ -24,7 +24,7 @@ const (
 // consumer (or returns ErrTruncated): the client library recreates a lost
 // ordered consumer on its own, and keeps trying for ever when the record
 // it resumes at was dropped meanwhile.
-var readStall = 5 * time.Second
+const readStall = 5 * time.Second
 
 // errStalled ends a consumer that delivered nothing for readStall while
 // records were waiting; Read starts a new one.
