@@ -210,3 +210,46 @@ var ids, customers = func() ([]string, []string) {
 	}
 	return ids, cs
 }()
+
+// TestConcurrentPrunes runs writers whose clock moves a minute and more
+// between reads, so that several of them win the right to prune at once
+// and an in-memory database freezes days while others do: under -race it
+// checks that prunes, and the freezes they run, are serialized.
+func TestConcurrentPrunes(t *testing.T) {
+	var clock atomic.Int64
+	clock.Store(now0.Unix())
+	now := func() time.Time { return time.Unix(clock.Add(61), 0) }
+	e, err := Open(Config{Shards: 4, DedupeWindow: 24 * time.Hour, CancelWindow: 24 * time.Hour,
+		CheckpointInterval: time.Hour, Now: now, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	if _, err := e.CreateMeter(context.Background(), meter.Params{DisplayName: "calls", EventName: "calls", Formula: meter.Sum}); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for w := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 1000 {
+				u := usage(fmt.Sprintf("w%d-%d", w, i), customers[i%len(customers)], 1)
+				if errs, err := e.Record(context.Background(), &Batch{Usages: []event.Usage{u}}); err != nil || errs[0] != nil {
+					t.Error(errs, err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	// 4,000 records move the clock by more than 60 days: days froze.
+	_, table, err := e.Enter()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Exit()
+	if h := table.Horizon(); h <= now0.Unix()-freezeAge {
+		t.Fatalf("freeze horizon %d did not move past %d", h, now0.Unix()-freezeAge)
+	}
+}

@@ -106,7 +106,7 @@ type state struct {
 	ckpt    *checkpointer
 	// freezeAgain is set when the last freeze skipped chunks waiting for
 	// a checkpoint (freeze.go). File-backed: guarded by ckpt.mu; in memory:
-	// by the prune that runs it.
+	// by pruneMu.
 	freezeAgain bool
 
 	// rs is the applier's state of a replicated database; nil otherwise.
@@ -121,6 +121,9 @@ type state struct {
 	marks     []mark     // receipt-time marks, oldest first, for pruning
 	lastMark  atomic.Int64
 	lastPrune atomic.Int64
+	// pruneMu serializes prune: two writers whose clocks read a minute
+	// apart can both win lastPrune, and an in-memory prune freezes.
+	pruneMu sync.Mutex
 }
 
 // Open opens the database cfg describes.

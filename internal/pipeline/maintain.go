@@ -26,6 +26,8 @@ func (e *Engine) maintain(st *state, now int64, loc uint64) {
 // prune drops log groups, dedupe slots and cancellation records that
 // everything received before now minus the retention window needs no more.
 func (e *Engine) prune(st *state, now int64) {
+	st.pruneMu.Lock()
+	defer st.pruneMu.Unlock()
 	const margin = 60 // seconds
 	cutoff := now - e.retention() - 2*margin
 	st.cancelMu.Lock()
