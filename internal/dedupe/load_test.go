@@ -1,6 +1,7 @@
 package dedupe
 
 import (
+	"encoding/binary"
 	"fmt"
 	"testing"
 )
@@ -29,10 +30,15 @@ func TestLoaders(t *testing.T) {
 			l := x.PlannedLoader(parts)
 			for k := range 3 {
 				for i := bounds[k]; i < bounds[k+1]; i++ {
-					l.Add(k, []byte(ids[i]), uint64(i/perLoc+1))
+					l.Count(k, hashTable(ids[i]))
 				}
 			}
-			l.Finish(2)
+			for k := range 3 {
+				for i := bounds[k]; i < bounds[k+1]; i++ {
+					l.Fill(k, hashTable(ids[i]), uint64(i/perLoc+1))
+				}
+			}
+			l.Finish()
 		},
 	}
 	for name, fill := range load {
@@ -118,4 +124,13 @@ func TestCoarseOffsets(t *testing.T) {
 			t.Fatalf("%s reserved again", id)
 		}
 	}
+}
+
+// hashTable returns the hashes of ids as a format 3 log record keeps them.
+func hashTable(ids ...string) []byte {
+	var b []byte
+	for _, id := range ids {
+		b = binary.BigEndian.AppendUint64(b, IdentHash(id))
+	}
+	return b
 }
