@@ -455,18 +455,6 @@ func (e *epoch) place(lo, t, off uint32) {
 	}
 }
 
-// used returns the number of slots a bucket holds: its slots before the
-// first empty one.
-func used(bs []uint32) int {
-	n := 0
-	for _, v := range bs {
-		if v != 0 {
-			n++
-		}
-	}
-	return n
-}
-
 // put stores s in a free slot of bucket b, if there is one.
 func (e *epoch) put(b uint64, s uint32) bool {
 	bs := e.slots[b*bucketSlots : b*bucketSlots+bucketSlots]
