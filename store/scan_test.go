@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/meterdb/meterdb/internal/dedupe"
 )
 
 // scanGroup is an events record of n events received at received, with
@@ -137,5 +139,21 @@ func TestScanCorrupt(t *testing.T) {
 	}
 	if err := s.ReplayAfter(1, func(uint64, *Group) error { return nil }); !errors.Is(err, ErrCorrupt) {
 		t.Errorf("ReplayAfter over a damaged record: %v", err)
+	}
+}
+
+// The dedupe index derives its hashes from the ones format 3 stores: both
+// packages compute the same FNV-1a of an identifier.
+func TestIdentHashMatchesDedupe(t *testing.T) {
+	for _, id := range []string{"", "a", "evt_0123456789abcdef0123456789abcdef", strings.Repeat("\xff", 100)} {
+		if got, want := dedupe.IdentHash(id), identHash(id); got != want {
+			t.Errorf("dedupe.IdentHash(%q) = %x, store %x", id, got, want)
+		}
+		if got, want := dedupe.IdentHash([]byte(id)), identHash(id); got != want {
+			t.Errorf("dedupe.IdentHash([]byte(%q)) = %x, store %x", id, got, want)
+		}
+	}
+	if identHash("a") != 0xaf63dc4c8601ec8c { // FNV-1a 64 of "a"
+		t.Errorf("identHash(a) = %x, not FNV-1a", identHash("a"))
 	}
 }
