@@ -134,3 +134,36 @@ func hashTable(ids ...string) []byte {
 	}
 	return b
 }
+
+// A PlannedLoader given more identifiers than were counted (a log that
+// grew between the passes would do it) still finds every one: the extra
+// ones go straight into the tables.
+func TestPlannedLoaderUncounted(t *testing.T) {
+	const n = 4000
+	x, j := New(), newJournal()
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = fmt.Sprint("id-", i)
+		j.put(uint64(i/10+1), ids[i])
+	}
+	parts := []LoadPart{{First: 1, Last: n / 20, Count: n / 2}, {First: n/20 + 1, Last: n / 10, Count: n / 2}}
+	l := x.PlannedLoader(parts)
+	for i, id := range ids {
+		if i%3 != 0 { // a third are never counted
+			l.Count(i*2/n, hashTable(id))
+		}
+	}
+	for i, id := range ids {
+		l.Fill(i*2/n, hashTable(id), uint64(i/10+1))
+	}
+	l.Build(0)
+	l.Finish()
+	if s := x.Stats(); s.Used != n {
+		t.Fatalf("%d identifiers loaded, want %d", s.Used, n)
+	}
+	for i, id := range ids {
+		if loc, found, _ := x.Find(id, j.confirm(id)); !found || loc != uint64(i/10+1) {
+			t.Fatalf("Find(%s) = %d, %v", id, loc, found)
+		}
+	}
+}
