@@ -64,6 +64,6 @@ func (e *Engine) checkpoint(st *state) error {
 		return err
 	}
 	st.ckpt.retry = nil
-	e.freeze(st, e.cfg.Now().Unix())
+	e.freeze(st, e.applyNow(st))
 	return nil
 }

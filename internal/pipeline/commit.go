@@ -184,9 +184,8 @@ func (e *Engine) validate(st *state, b *Batch, now time.Time, sc *batchScratch, 
 			v, err = event.Validate(ev, m, now)
 			id = ev.Identifier
 		}
-		if err == nil && st.tooOld(v.Timestamp) {
-			err = &event.Error{Code: event.CodeTooFarInPast, Param: "timestamp", Err: event.ErrTooFarInPast,
-				Message: "The timestamp lies in a day whose usage is final (the clock went back)."}
+		if err == nil && st.tooOld(v.Timestamp, now.Unix()) {
+			err = tooOldError()
 		}
 		if err != nil {
 			errs[i] = err
@@ -488,7 +487,7 @@ func (e *Engine) claimCancel(st *state, m *meter.Meter, identifier string, now i
 	if found == nil {
 		return nil, cancelNotFound(m.EventName, identifier)
 	}
-	if now-found.Received >= int64(e.cfg.CancelWindow/time.Second) || st.tooOld(found.Timestamp) {
+	if now-found.Received >= int64(e.cfg.CancelWindow/time.Second) || st.tooOld(found.Timestamp, now) {
 		return nil, &event.Error{Code: event.CodeCancelExpired, Param: "cancel[identifier]", Err: event.ErrCancelExpired,
 			Message: fmt.Sprintf("The meter event %q was received more than 24 hours ago and can no longer be cancelled.", identifier)}
 	}

@@ -34,11 +34,19 @@ import (
 
 // # Replicas
 //
-// A replica (a shared log) does not freeze yet: it applies other writers'
-// records, validated against their clocks, and replays a backlog of any
-// age after a bootstrap, so its horizon would have to follow the log's
-// stamps, not its own clock. Its memory grows with its history as it did
-// before.
+// A replica (a shared log) freezes by its apply time, the greatest writer
+// stamp of the prefix it applied (invariant 1 of replica.go), never by its
+// own clock: the horizon follows the log. Its applier refuses, as too far
+// in the past, an event or cancellation whose timestamp lies before
+// horizonAt(apply time) of its record: a rule of the record and the prefix
+// only, so every replica decides alike, whenever each froze. The table's
+// own horizon never passes that bound (it is computed from an earlier or
+// equal apply time), so what the rule lets through never reaches a frozen
+// day. Writers' stamps within an hour of each other make the rule refuse
+// nothing that the writer accepted: the writer took the event within
+// event.MaxPast of its stamp, and the horizon lies a day and an hour
+// further back. Open after a restart or a bootstrap freezes by the apply
+// time its file records (readPosition).
 
 // freezeAge is how old the end of a day must be before it freezes: the
 // oldest timestamp an event may carry, plus the cancel window, plus an
@@ -61,9 +69,6 @@ func horizonAt(now int64) int64 {
 // checkpointer.mu; skipped reports that some series still had changes
 // waiting for a checkpoint, so the next one should freeze again.
 func (e *Engine) freeze(st *state, now int64) (fs aggregate.FreezeStats) {
-	if e.repl != nil {
-		return fs // see "Replicas" above
-	}
 	h := horizonAt(now)
 	if h <= st.table.Horizon() && !st.freezeAgain {
 		return fs
@@ -77,5 +82,19 @@ func (e *Engine) freeze(st *state, now int64) (fs aggregate.FreezeStats) {
 	return fs
 }
 
-// tooOld reports whether ts (unix seconds) lies before the frozen horizon.
-func (st *state) tooOld(ts int64) bool { return ts < st.table.Horizon() }
+// tooOld reports whether ts (unix seconds) lies before the frozen horizon
+// for a decision at now: the table's horizon, or on a replica the horizon
+// of now, the apply time (see "Replicas" above).
+func (st *state) tooOld(ts, now int64) bool {
+	if st.rs != nil {
+		return ts < horizonAt(now)
+	}
+	return ts < st.table.Horizon()
+}
+
+// tooOldError is the refusal of an event whose timestamp lies before the
+// frozen horizon.
+func tooOldError() error {
+	return &event.Error{Code: event.CodeTooFarInPast, Param: "timestamp", Err: event.ErrTooFarInPast,
+		Message: "The timestamp lies in a day whose usage is final (the clock went back, or the writer's clock lags the shared log's)."}
+}

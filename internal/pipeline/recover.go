@@ -37,12 +37,11 @@ func (e *Engine) load(st *state, sdb *store.DB, now int64) (err error) {
 	}
 	// The freeze horizon (freeze.go) that the log still to replay cannot
 	// reach: every event in it was received at or after the first record's
-	// receipt, so its timestamp lies after that minus event.MaxPast. A
-	// replica does not freeze (freeze.go): math.MinInt64 turns it off.
+	// receipt, so its timestamp lies after that minus event.MaxPast. (A
+	// replica's now is the apply time its file records; the shared log
+	// after it refuses what lies before its records' horizons.)
 	horizon := horizonAt(now)
-	if e.repl != nil {
-		horizon = math.MinInt64
-	} else if g, err := sdb.Group(ckMark.Loc + 1); err != nil {
+	if g, err := sdb.Group(ckMark.Loc + 1); err != nil {
 		return err
 	} else if g != nil {
 		for _, ev := range g.Events {

@@ -388,6 +388,11 @@ func (e *Engine) applyEvents(st *state, r *record.Record, at int64, pkv []store.
 		if !ok {
 			return nil, fmt.Errorf("%w: shared log event names meter %d, which does not exist", store.ErrCorrupt, ev.Meter)
 		}
+		if st.tooOld(ev.Timestamp, at) { // the writer's clock lagged the log's by over an hour (freeze.go)
+			errs[i] = tooOldError()
+			e.stats.meters.Get(m.Seq).Reject(rejectCode(event.CodeTooFarInPast))
+			continue
+		}
 		sc.cands = append(sc.cands, candidate{i: i, m: m, v: event.Validated{Customer: ev.Customer, Value: ev.Value, Timestamp: ev.Timestamp}})
 		sc.ids = append(sc.ids, ev.Identifier)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -86,5 +87,68 @@ func TestApplyForeignRecords(t *testing.T) {
 	}
 	if _, ok, _ := e.GetKV("n", "k"); ok {
 		t.Fatal("the damaged record was applied")
+	}
+}
+
+// TestReplicaFreezesByLogTime checks that replicas freeze by the apply
+// time, the greatest writer stamp of the log, and that the refusal of an
+// event whose day that time has made final is a rule of the log: a
+// writer whose clock lags by days sends one, and a replica that froze the
+// day (in memory: at its prune) and one that did not yet (with a file: at
+// its next checkpoint) both refuse it.
+func TestReplicaFreezesByLogTime(t *testing.T) {
+	ctx := context.Background()
+	shared := sharedlogtest.New()
+	mem := newReplica(t, shared)
+	file, err := Open(Config{Path: filepath.Join(t.TempDir(), "replica.db"), Shards: 4, DedupeWindow: 24 * time.Hour,
+		CancelWindow: 24 * time.Hour, CheckpointInterval: time.Hour, Now: func() time.Time { return now0 },
+		Logger: slog.New(slog.DiscardHandler), Shared: shared.Client(), SnapshotInterval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer file.Close()
+	if _, err := mem.CreateMeter(ctx, meter.Params{DisplayName: "calls", EventName: "calls", Formula: meter.Sum}); err != nil {
+		t.Fatal(err)
+	}
+	other := shared.Client()
+	appendEvent := func(nonce uint64, stamp time.Time, id string, ts time.Time) {
+		t.Helper()
+		rec := record.Append(nil, &record.Record{Kind: record.KindEvents, Origin: 7, Nonce: nonce, Stamp: stamp.Unix(),
+			Events: []record.Event{{Meter: 1, Customer: "cus", Identifier: id, Value: 1, Timestamp: ts.Unix()}}})
+		if _, err := other.Append(ctx, rec); err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range []*Engine{mem, file} {
+			if err := e.WaitApplied(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	appendEvent(1, now0, "old", now0.Add(-time.Hour))
+	later := now0.Add(40 * 24 * time.Hour)
+	appendEvent(2, later, "new", later)
+	if got, want := mem.Stats().FrozenBefore, horizonAt(later.Unix()); got != want {
+		t.Fatalf("in-memory replica frozen before %v, want %v (the horizon of the log's time)", time.Unix(got, 0).UTC(), time.Unix(want, 0).UTC())
+	}
+	if got := file.Stats().FrozenBefore; got >= horizonAt(later.Unix()) {
+		t.Fatalf("file-backed replica frozen before %v before a checkpoint", time.Unix(got, 0).UTC())
+	}
+	// A writer whose clock lags the log's by 39 days: by its clock the
+	// event is 35 days old at most, by the log's its day is final.
+	lagging := now0.Add(24 * time.Hour)
+	appendEvent(3, lagging, "late", now0)
+	for name, e := range map[string]*Engine{"in memory": mem, "with a file": file} {
+		s := e.Stats()
+		if s.Accepted != 2 || s.Rejected != 1 {
+			t.Errorf("replica %s: accepted %d rejected %d, want 2 and 1", name, s.Accepted, s.Rejected)
+		}
+	}
+	// The file-backed replica freezes at its checkpoint, by the log's
+	// time too.
+	if err := file.Checkpoint(); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := file.Stats().FrozenBefore, horizonAt(later.Unix()); got != want {
+		t.Fatalf("file-backed replica frozen before %v after a checkpoint, want %v", time.Unix(got, 0).UTC(), time.Unix(want, 0).UTC())
 	}
 }
