@@ -455,17 +455,22 @@ func (e *epoch) place(lo, t, off uint32) {
 	}
 }
 
-// put stores s in a free slot of bucket b, if there is one.
+// put stores s in a free slot of bucket b, if there is one. Slots fill a
+// bucket from its start and are never removed, so the bucket's first
+// free slot is the count of its used ones, found without a branch per
+// slot.
 func (e *epoch) put(b uint64, s uint32) bool {
-	bs := e.slots[b*bucketSlots : b*bucketSlots+bucketSlots]
-	for i, v := range bs {
-		if v == 0 {
-			bs[i] = s
-			return true
-		}
+	bs := e.slots[b*bucketSlots : b*bucketSlots+bucketSlots : b*bucketSlots+bucketSlots]
+	n := nonzero(bs[0]) + nonzero(bs[1]) + nonzero(bs[2]) + nonzero(bs[3])
+	if n == bucketSlots {
+		return false
 	}
-	return false
+	bs[n] = s
+	return true
 }
+
+// nonzero returns 1 if v is not zero, else 0.
+func nonzero(v uint32) int { return int((uint64(v) + 0xFFFFFFFF) >> 32) }
 
 // bytes is the memory e holds.
 func (e *epoch) bytes() int64 {
