@@ -610,6 +610,34 @@ func TestUpgradeV2(t *testing.T) {
 	if len(got) != len(want)+1 || !reflect.DeepEqual(got[last], want[last]) || got[loc].Events[1].Identifier != "v3-b" {
 		t.Fatalf("log after the upgrade: %d records (want %d), last format 2 record %+v", len(got), len(want)+1, got[last])
 	}
+	// ScanHashes gives the hashes of both kinds of records: stored in the
+	// format 3 one, computed from the identifiers of the format 2 ones.
+	scanned, first := 0, loc
+	for l := range got {
+		first = min(first, l)
+	}
+	err = s.ScanHashes(first, loc, 2, func(pass int, l uint64, received int64, hashes []byte) {
+		g := got[l]
+		if g == nil || len(hashes) != 8*len(g.Events) || received != g.Events[0].Received {
+			t.Fatalf("ScanHashes at %d: %d hashes received %d, record %+v", l, len(hashes)/8, received, g)
+		}
+		for i := range g.Events {
+			if h := binary.BigEndian.Uint64(hashes[8*i:]); h != identHash(g.Events[i].Identifier) {
+				t.Errorf("ScanHashes at %d: hash %d is %x, want the FNV-1a of %s", l, i, h, g.Events[i].Identifier)
+			}
+		}
+		scanned += len(g.Events)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	total := 0
+	for _, g := range got {
+		total += len(g.Events)
+	}
+	if scanned != 2*total {
+		t.Errorf("ScanHashes scanned %d identifiers in two passes, the log holds %d", scanned, total)
+	}
 	for _, c := range []struct {
 		loc   uint64
 		id    string

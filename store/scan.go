@@ -3,7 +3,6 @@ package store
 import (
 	"encoding/binary"
 	"fmt"
-	"sync"
 
 	bolt "go.etcd.io/bbolt"
 
@@ -22,8 +21,7 @@ type RecordHeader struct {
 // Headers calls fn with the header of every log record at or before upTo,
 // in location order, reading only each record's first bytes, and checks
 // the log's continuity as Replay does. Checksums are not checked here:
-// ScanIdentifiers, Group and ReplayAfter check those of the records they
-// read. It also sets the log's record and byte counts (Stats) when upTo
+// ScanHashes, Group and ReplayAfter check those of the records they read. It also sets the log's record and byte counts (Stats) when upTo
 // covers the whole log.
 func (s *DB) Headers(upTo uint64, fn func(RecordHeader) error) error {
 	var records, bytes int64
@@ -97,72 +95,6 @@ func readHeader(loc uint64, v []byte) (RecordHeader, error) {
 	return h, nil
 }
 
-// ScanIdentifiers calls ident with every identifier of the events records
-// at locations [r[0], r[1]] of each range r of ranges, and its record's
-// location and receipt time, checking each record's checksum. The ranges
-// are scanned on up to workers goroutines, each range by one goroutine in
-// its own read transaction, in location order; ident receives the range's
-// index and must be safe for concurrent calls with different indexes. id
-// is valid during the call only. Cancellation records are skipped; a
-// location missing from a range is ErrCorrupt.
-func (s *DB) ScanIdentifiers(ranges [][2]uint64, workers int, ident func(r int, loc uint64, received int64, id []byte)) error {
-	next := make(chan int, len(ranges))
-	for i := range ranges {
-		next <- i
-	}
-	close(next)
-	var (
-		wg    sync.WaitGroup
-		mu    sync.Mutex
-		first error
-	)
-	for range max(1, min(workers, len(ranges))) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range next {
-				if err := s.scanRange(i, ranges[i], ident); err != nil {
-					mu.Lock()
-					if first == nil {
-						first = err
-					}
-					mu.Unlock()
-					return
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	return first
-}
-
-func (s *DB) scanRange(i int, r [2]uint64, ident func(r int, loc uint64, received int64, id []byte)) error {
-	return s.view(func(tx *bolt.Tx) error {
-		c := tx.Bucket(bucketLog).Cursor()
-		want := r[0]
-		var seek [8]byte
-		binary.BigEndian.PutUint64(seek[:], r[0])
-		for k, v := c.Seek(seek[:]); want <= r[1]; k, v = c.Next() {
-			if len(k) != 8 || binary.BigEndian.Uint64(k) != want {
-				return corrupt(logName(want), errMissing)
-			}
-			loc := want
-			want++
-			if !isEvents(v) {
-				continue
-			}
-			body, err := s.open(scopeLog, k, v, func() string { return logName(loc) })
-			if err != nil {
-				return err
-			}
-			if err := scanIdentifiers(body, func(received int64, id []byte) { ident(i, loc, received, id) }); err != nil {
-				return corrupt(logName(loc), err)
-			}
-		}
-		return nil
-	})
-}
-
 // ReplayAfter decodes every log record after location after, in location
 // order, and passes it to full, checking checksums and continuity (the
 // first record must be after+1 unless the log ends before it). It is
@@ -188,6 +120,72 @@ func (s *DB) ReplayAfter(after uint64, full func(loc uint64, g *Group) error) er
 			}
 			if err := full(loc, g); err != nil {
 				return err
+			}
+		}
+		return nil
+	})
+}
+
+// ScanHashes reads the identifier hashes of the events records at
+// locations [first, last], passes times over the range in one read
+// transaction: fn receives the pass (0, 1, …), each events record's
+// location and receipt time, and hashes, the FNV-1a hashes of its
+// identifiers, 8 bytes big-endian per event in event order, as format 3
+// keeps them (for a record written before format 3 they are computed from
+// its identifiers). The first pass checks every record's checksum and the
+// range's continuity (a missing location is ErrCorrupt); later passes
+// read the same bytes again and check only the hashes' own checksum.
+// Cancellation records are skipped. hashes is valid during the call only.
+// Different ranges can be scanned by concurrent calls.
+func (s *DB) ScanHashes(first, last uint64, passes int, fn func(pass int, loc uint64, received int64, hashes []byte)) error {
+	var scratch []byte // hashes of records written before format 3
+	return s.view(func(tx *bolt.Tx) error {
+		var seek [8]byte
+		binary.BigEndian.PutUint64(seek[:], first)
+		for pass := range passes {
+			c := tx.Bucket(bucketLog).Cursor()
+			want := first
+			for k, v := c.Seek(seek[:]); want <= last; k, v = c.Next() {
+				if len(k) != 8 || binary.BigEndian.Uint64(k) != want {
+					return corrupt(logName(want), errMissing)
+				}
+				loc := want
+				want++
+				if !isEvents(v) {
+					continue
+				}
+				if pass == 0 {
+					if _, err := s.open(scopeLog, k, v, func() string { return logName(loc) }); err != nil {
+						return err
+					}
+				}
+				h, err := readHeader(loc, v)
+				if err != nil {
+					return err
+				}
+				if h.Events == 0 {
+					continue
+				}
+				if v[0] == kindIndexed {
+					hashes, _, err := splitIndexed(v[:len(v)-crcLen])
+					if err != nil {
+						return corrupt(logName(loc), err)
+					}
+					fn(pass, loc, h.Received, hashes)
+					continue
+				}
+				body, err := s.open(scopeLog, k, v, func() string { return logName(loc) })
+				if err != nil {
+					return err
+				}
+				scratch = scratch[:0]
+				err = scanIdentifiers(body, func(_ int64, id []byte) {
+					scratch = binary.BigEndian.AppendUint64(scratch, identHash(id))
+				})
+				if err != nil {
+					return corrupt(logName(loc), err)
+				}
+				fn(pass, loc, h.Received, scratch)
 			}
 		}
 		return nil

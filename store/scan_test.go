@@ -1,6 +1,7 @@
 package store
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"strings"
@@ -8,6 +9,8 @@ import (
 	"testing"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/meterdb/meterdb/internal/dedupe"
 )
 
 // scanGroup is an events record of n events received at received, with
@@ -21,9 +24,9 @@ func scanGroup(loc uint64, n int, received int64) *Group {
 	return g
 }
 
-// Headers, ScanIdentifiers and ReplayAfter together read what Replay
-// reads: headers of every record, the identifiers of ranges in
-// parallel, and the records after a location in full.
+// Headers, ScanHashes and ReplayAfter together read what Replay reads:
+// headers of every record, the identifier hashes of ranges in parallel,
+// and the records after a location in full.
 func TestScan(t *testing.T) {
 	s, _ := openTemp(t, nil)
 	for loc := uint64(1); loc <= 30; loc++ {
@@ -42,20 +45,32 @@ func TestScan(t *testing.T) {
 	if len(hs) != 20 || hs[6] != (RecordHeader{Loc: 7, Cancels: true}) || hs[4] != (RecordHeader{Loc: 5, Events: 1, Received: 1005}) || hs[3].Events != 0 {
 		t.Fatalf("headers %+v", hs)
 	}
+	// Two passes over each range, the ranges in parallel: the same hashes,
+	// the identifiers' FNV-1a in event order, at their records.
 	var mu sync.Mutex
-	got := map[string]uint64{}
+	got := [2]map[uint64]uint64{{}, {}} // by pass: hash -> location
 	ranges := [][2]uint64{{1, 6}, {7, 13}, {14, 20}}
-	err := s.ScanIdentifiers(ranges, 2, func(r int, loc uint64, received int64, id []byte) {
-		if loc < ranges[r][0] || loc > ranges[r][1] || received != int64(1000+loc) {
-			t.Errorf("range %d: identifier %s at %d received %d", r, id, loc, received)
-		}
-		mu.Lock()
-		got[string(id)] = loc
-		mu.Unlock()
-	})
-	if err != nil {
-		t.Fatal(err)
+	var wg sync.WaitGroup
+	for r := range ranges {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			err := s.ScanHashes(ranges[r][0], ranges[r][1], 2, func(pass int, loc uint64, received int64, hashes []byte) {
+				if loc < ranges[r][0] || loc > ranges[r][1] || received != int64(1000+loc) || len(hashes) != 8*int(loc%4) {
+					t.Errorf("range %d pass %d: %d hashes at %d received %d", r, pass, len(hashes)/8, loc, received)
+				}
+				mu.Lock()
+				for k := 0; k+8 <= len(hashes); k += 8 {
+					got[pass][binary.BigEndian.Uint64(hashes[k:])] = loc
+				}
+				mu.Unlock()
+			})
+			if err != nil {
+				t.Error(err)
+			}
+		}()
 	}
+	wg.Wait()
 	want := 0
 	for loc := uint64(1); loc <= 20; loc++ {
 		if loc == 7 {
@@ -63,13 +78,14 @@ func TestScan(t *testing.T) {
 		}
 		for i := range int(loc % 4) {
 			want++
-			if got[fmt.Sprintf("%d-%d", loc, i)] != loc {
-				t.Errorf("identifier %d-%d not scanned at %d", loc, i, loc)
+			h := identHash(fmt.Sprintf("%d-%d", loc, i))
+			if got[0][h] != loc || got[1][h] != loc {
+				t.Errorf("hash of identifier %d-%d not scanned at %d in both passes", loc, i, loc)
 			}
 		}
 	}
-	if len(got) != want {
-		t.Errorf("%d identifiers scanned, want %d", len(got), want)
+	if len(got[0]) != want || len(got[1]) != want {
+		t.Errorf("%d and %d hashes scanned, want %d", len(got[0]), len(got[1]), want)
 	}
 	var after []uint64
 	if err := s.ReplayAfter(20, func(loc uint64, g *Group) error { after = append(after, loc); return nil }); err != nil {
@@ -110,9 +126,9 @@ func TestScanCorrupt(t *testing.T) {
 		r    [2]uint64
 		want string
 	}{{[2]uint64{1, 3}, "log record 2"}, {[2]uint64{4, 6}, "log record 5"}, {[2]uint64{6, 9}, "log record 7"}} {
-		err := s.ScanIdentifiers([][2]uint64{tc.r}, 1, nop)
+		err := s.ScanHashes(tc.r[0], tc.r[1], 2, nop)
 		if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), tc.want) {
-			t.Errorf("ScanIdentifiers(%v) = %v, want ErrCorrupt naming %s", tc.r, err, tc.want)
+			t.Errorf("ScanHashes(%v) = %v, want ErrCorrupt naming %s", tc.r, err, tc.want)
 		}
 	}
 	if err := s.Headers(9, func(RecordHeader) error { return nil }); !errors.Is(err, ErrCorrupt) {
@@ -123,5 +139,21 @@ func TestScanCorrupt(t *testing.T) {
 	}
 	if err := s.ReplayAfter(1, func(uint64, *Group) error { return nil }); !errors.Is(err, ErrCorrupt) {
 		t.Errorf("ReplayAfter over a damaged record: %v", err)
+	}
+}
+
+// The dedupe index derives its hashes from the ones format 3 stores: both
+// packages compute the same FNV-1a of an identifier.
+func TestIdentHashMatchesDedupe(t *testing.T) {
+	for _, id := range []string{"", "a", "evt_0123456789abcdef0123456789abcdef", strings.Repeat("\xff", 100)} {
+		if got, want := dedupe.IdentHash(id), identHash(id); got != want {
+			t.Errorf("dedupe.IdentHash(%q) = %x, store %x", id, got, want)
+		}
+		if got, want := dedupe.IdentHash([]byte(id)), identHash(id); got != want {
+			t.Errorf("dedupe.IdentHash([]byte(%q)) = %x, store %x", id, got, want)
+		}
+	}
+	if identHash("a") != 0xaf63dc4c8601ec8c { // FNV-1a 64 of "a"
+		t.Errorf("identHash(a) = %x, not FNV-1a", identHash("a"))
 	}
 }

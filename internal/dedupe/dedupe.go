@@ -1,8 +1,8 @@
 package dedupe
 
 import (
-	"hash/maphash"
 	"math"
+	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 )
@@ -34,7 +34,7 @@ type Options struct {
 // Index is a set of identifiers with their locations. The zero value is
 // not usable; call New.
 type Index struct {
-	seed     maphash.Seed
+	seed     uint64 // mixed into every identifier's hash (mix)
 	minEpoch int
 	minLoc   atomic.Uint64 // locations below it are outside the window
 	epoch    atomic.Uint64 // the current epoch number (SetEpoch)
@@ -81,15 +81,43 @@ func New() *Index { return NewWith(Options{}) }
 
 // NewWith returns an empty index tuned by o.
 func NewWith(o Options) *Index {
-	x := &Index{seed: maphash.MakeSeed(), minEpoch: o.MinEpoch}
+	x := &Index{seed: rand.Uint64(), minEpoch: o.MinEpoch}
 	if x.minEpoch <= 0 {
 		x.minEpoch = DefaultMinEpoch
 	}
 	return x
 }
 
-// hashOf returns id's 64-bit hash.
-func (x *Index) hashOf(id string) uint64 { return maphash.String(x.seed, id) }
+// hashOf returns id's 64-bit hash in the index.
+func (x *Index) hashOf(id string) uint64 { return x.mix(IdentHash(id)) }
+
+// IdentHash is the 64-bit FNV-1a hash of an identifier: the hash that
+// store format 3 keeps of every event's identifier, stable across
+// processes, from which the index derives its own (mix), so that Open
+// rebuilds the index from the stored hashes without the identifiers.
+func IdentHash[S string | []byte](id S) uint64 {
+	h := uint64(14695981039346656037)
+	for i := 0; i < len(id); i++ {
+		h ^= uint64(id[i])
+		h *= 1099511628211
+	}
+	return h
+}
+
+// mix returns the index's hash of an identifier whose IdentHash is f:
+// f xor the index's seed through the finalizer of MurmurHash3, a bijection
+// whose every output bit depends on every input bit, so that the shard,
+// tag and bucket bits are evenly spread whatever FNV-1a leaves in its low
+// bits, and differ between processes.
+func (x *Index) mix(f uint64) uint64 {
+	h := f ^ x.seed
+	h ^= h >> 33
+	h *= 0xff51afd7ed558ccd
+	h ^= h >> 33
+	h *= 0xc4ceb9fe1a85ec53
+	h ^= h >> 33
+	return h
+}
 
 // shardOf returns the shard of hash h: its top bits.
 func (x *Index) shardOf(h uint64) *shard { return &x.shards[h>>(64-shardBits)] }
@@ -382,10 +410,16 @@ func (e *epoch) insert(h, loc uint64) {
 		e.first, e.last = loc, loc
 	}
 	e.first, e.last = min(e.first, loc), max(e.last, loc)
+	e.place(uint32(h), tagOf(h), uint32((loc-e.base)>>e.shift))
+}
+
+// place stores the slot of an identifier whose hash has low 32 bits lo
+// and tag t, at offset off, and counts it; first and last are the
+// caller's.
+func (e *epoch) place(lo, t, off uint32) {
 	e.count++
-	t := tagOf(h)
-	s := t<<offBits | uint32((loc-e.base)>>e.shift)
-	b := e.bucket(h)
+	s := t<<offBits | off
+	b := uint64(lo) * e.nb >> 32 // e.bucket
 	if e.put(b, s) {
 		return
 	}
@@ -394,6 +428,16 @@ func (e *epoch) insert(h, loc uint64) {
 		return
 	}
 	for range maxKicks {
+		// A slot of b whose other bucket has room moves there and s takes
+		// its place: one step of lookahead, which shortens the random
+		// walk of a nearly full table.
+		bs := e.slots[b*bucketSlots : b*bucketSlots+bucketSlots : b*bucketSlots+bucketSlots]
+		for i, v := range bs {
+			if e.put(e.alt(b, v>>offBits), v) {
+				bs[i] = s
+				return
+			}
+		}
 		// xorshift32 picks the victim
 		e.rnd ^= e.rnd << 13
 		e.rnd ^= e.rnd >> 17
@@ -411,17 +455,22 @@ func (e *epoch) insert(h, loc uint64) {
 	}
 }
 
-// put stores s in a free slot of bucket b, if there is one.
+// put stores s in a free slot of bucket b, if there is one. Slots fill a
+// bucket from its start and are never removed, so the bucket's first
+// free slot is the count of its used ones, found without a branch per
+// slot.
 func (e *epoch) put(b uint64, s uint32) bool {
-	bs := e.slots[b*bucketSlots : b*bucketSlots+bucketSlots]
-	for i, v := range bs {
-		if v == 0 {
-			bs[i] = s
-			return true
-		}
+	bs := e.slots[b*bucketSlots : b*bucketSlots+bucketSlots : b*bucketSlots+bucketSlots]
+	n := nonzero(bs[0]) + nonzero(bs[1]) + nonzero(bs[2]) + nonzero(bs[3])
+	if n == bucketSlots {
+		return false
 	}
-	return false
+	bs[n] = s
+	return true
 }
+
+// nonzero returns 1 if v is not zero, else 0.
+func nonzero(v uint32) int { return int((uint64(v) + 0xFFFFFFFF) >> 32) }
 
 // bytes is the memory e holds.
 func (e *epoch) bytes() int64 {

@@ -29,11 +29,24 @@
 // hash already computed), which is what makes two concurrent events with
 // one identifier collide.
 //
+// An identifier's hash is its IdentHash (64-bit FNV-1a, which store format
+// 3 keeps of every event) mixed with a random seed of the Index: shard,
+// tag and buckets come from the mixed hash, so they differ between
+// processes, yet Open can rebuild the index from the stored hashes without
+// reading a single identifier. FNV-1a has no key: identifiers crafted to
+// share one FNV-1a hash share their buckets and tag in every process, and
+// a flood of them fills stashes and starts small epochs (slower lookups,
+// more confirmation reads), never a wrong answer.
+//
 // Open rebuilds the index with a PlannedLoader: the log's record headers
-// give the identifiers per location range, every range becomes one epoch
-// per shard, and each table is filled from its own queue, sized for exactly
-// its identifiers. A Loader does the same without a plan, cutting each
-// shard's identifiers into LoadEpochs epochs of equal counts.
+// give the identifiers per location range, and every range becomes one
+// epoch per shard. A range is read twice, in parallel with the others:
+// the first pass counts its identifiers per shard from the stored hashes,
+// the second sorts them by shard into a reused buffer of 8 bytes each
+// (slot and bucket bits); each shard's table, sized for exactly its
+// identifiers, is then filled from its run of the buffer while it fits
+// in the cache. A Loader does the same from identifiers, without a plan,
+// cutting each shard's identifiers into LoadEpochs epochs of equal counts.
 //
 // Concurrency. Index is striped over 64 shards by the top bits of the
 // hash and is safe for concurrent use; the confirm callbacks run under a

@@ -1,6 +1,7 @@
 package dedupe
 
 import (
+	"encoding/binary"
 	"fmt"
 	"testing"
 )
@@ -29,10 +30,15 @@ func TestLoaders(t *testing.T) {
 			l := x.PlannedLoader(parts)
 			for k := range 3 {
 				for i := bounds[k]; i < bounds[k+1]; i++ {
-					l.Add(k, []byte(ids[i]), uint64(i/perLoc+1))
+					l.Count(k, hashTable(ids[i]))
 				}
 			}
-			l.Finish(2)
+			for k := range 3 {
+				for i := bounds[k]; i < bounds[k+1]; i++ {
+					l.Fill(k, hashTable(ids[i]), uint64(i/perLoc+1))
+				}
+			}
+			l.Finish()
 		},
 	}
 	for name, fill := range load {
@@ -116,6 +122,48 @@ func TestCoarseOffsets(t *testing.T) {
 		}
 		if ok, _ := x.Reserve(id, j.confirm(id)); ok {
 			t.Fatalf("%s reserved again", id)
+		}
+	}
+}
+
+// hashTable returns the hashes of ids as a format 3 log record keeps them.
+func hashTable(ids ...string) []byte {
+	var b []byte
+	for _, id := range ids {
+		b = binary.BigEndian.AppendUint64(b, IdentHash(id))
+	}
+	return b
+}
+
+// A PlannedLoader given more identifiers than were counted (a log that
+// grew between the passes would do it) still finds every one: the extra
+// ones go straight into the tables.
+func TestPlannedLoaderUncounted(t *testing.T) {
+	const n = 4000
+	x, j := New(), newJournal()
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = fmt.Sprint("id-", i)
+		j.put(uint64(i/10+1), ids[i])
+	}
+	parts := []LoadPart{{First: 1, Last: n / 20, Count: n / 2}, {First: n/20 + 1, Last: n / 10, Count: n / 2}}
+	l := x.PlannedLoader(parts)
+	for i, id := range ids {
+		if i%3 != 0 { // a third are never counted
+			l.Count(i*2/n, hashTable(id))
+		}
+	}
+	for i, id := range ids {
+		l.Fill(i*2/n, hashTable(id), uint64(i/10+1))
+	}
+	l.Build(0)
+	l.Finish()
+	if s := x.Stats(); s.Used != n {
+		t.Fatalf("%d identifiers loaded, want %d", s.Used, n)
+	}
+	for i, id := range ids {
+		if loc, found, _ := x.Find(id, j.confirm(id)); !found || loc != uint64(i/10+1) {
+			t.Fatalf("Find(%s) = %d, %v", id, loc, found)
 		}
 	}
 }

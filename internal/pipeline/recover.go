@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"runtime"
+	"sync"
 	"time"
 
 	"github.com/meterdb/meterdb/aggregate"
@@ -144,8 +145,9 @@ func (e *Engine) load(st *state, sdb *store.DB, now int64) (err error) {
 // loadIdentifiers rebuilds the dedupe index from the log records at or
 // before the checkpoint at ck: a pass over the records' headers counts the
 // identifiers received since cutoff and cuts them into dedupe.LoadEpochs
-// location ranges of equal counts; the ranges are then scanned in
-// parallel, every identifier going straight into its epoch's table.
+// location ranges of equal counts; the ranges are then loaded in
+// parallel from the identifier hashes the records keep (format 3), each
+// in two passes (count per dedupe shard, then fill tables of that size).
 // Cancellation records are decoded and passed to full. It returns the
 // number of identifiers indexed.
 func (e *Engine) loadIdentifiers(st *state, sdb *store.DB, ck uint64, cutoff int64,
@@ -226,19 +228,68 @@ func (e *Engine) loadIdentifiers(st *state, sdb *store.DB, ck uint64, cutoff int
 	}
 	l := st.idx.PlannedLoader(parts)
 	counts := make([]int, len(parts))
-	err = sdb.ScanIdentifiers(ranges, runtime.GOMAXPROCS(0), func(i int, loc uint64, received int64, id []byte) {
-		if i < len(parts) && received >= cutoff {
-			l.Add(i, id, loc)
-			counts[i]++
+	err = scanParallel(len(ranges), runtime.GOMAXPROCS(0), func(i int) error {
+		r := ranges[i]
+		if i >= len(parts) {
+			return sdb.ScanHashes(r[0], r[1], 1, func(int, uint64, int64, []byte) {})
 		}
+		// Two passes over the part's hash tables: count per shard, then
+		// sort by shard; the build fills tables of exactly that size.
+		err := sdb.ScanHashes(r[0], r[1], 2, func(pass int, loc uint64, received int64, hashes []byte) {
+			switch {
+			case received < cutoff:
+			case pass == 0:
+				l.Count(i, hashes)
+			default:
+				l.Fill(i, hashes, loc)
+				counts[i] += len(hashes) / 8
+			}
+		})
+		if err == nil {
+			l.Build(i)
+		}
+		return err
 	})
 	if err != nil {
 		return 0, err
 	}
-	l.Finish(runtime.GOMAXPROCS(0))
+	l.Finish()
 	n := 0
 	for _, c := range counts {
 		n += c
 	}
 	return n, nil
+}
+
+// scanParallel calls scan(i) for every i in [0, n) on up to workers
+// goroutines and returns the first error.
+func scanParallel(n, workers int, scan func(i int) error) error {
+	next := make(chan int, n)
+	for i := range n {
+		next <- i
+	}
+	close(next)
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		first error
+	)
+	for range max(1, min(workers, n)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				if err := scan(i); err != nil {
+					mu.Lock()
+					if first == nil {
+						first = err
+					}
+					mu.Unlock()
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return first
 }
