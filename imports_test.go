@@ -27,12 +27,13 @@ func TestImportRules(t *testing.T) {
 		"meter":             {},
 		"event":             {"meter"},
 		"aggregate":         {"internal/binread"},
-		"store":             {"meter", "internal/binread", "internal/stats"},
+		"store":             {"meter", "internal/binread", "internal/idhash", "internal/stats"},
 		"internal/binread":  {},
-		"internal/dedupe":   {},
+		"internal/dedupe":   {"internal/idhash"},
+		"internal/idhash":   {},
 		"internal/stats":    {},
 		"internal/lazyfs":   {}, // for tests only: nothing of the library imports it (go-fuse is banned below)
-		"internal/pipeline": {"meter", "event", "aggregate", "store", "internal/dedupe", "internal/stats", "internal/record", "sharedlog"},
+		"internal/pipeline": {"meter", "event", "aggregate", "store", "internal/dedupe", "internal/idhash", "internal/stats", "internal/record", "sharedlog"},
 		// The shared log's interface imports nothing; its record codec and
 		// its in-process implementation for tests little.
 		"sharedlog":              {},

@@ -3,6 +3,8 @@ package store
 import (
 	"fmt"
 	"testing"
+
+	"github.com/meterdb/meterdb/internal/idhash"
 )
 
 // BenchmarkChecksum measures what format 2 adds to a commit and to a read:
@@ -14,7 +16,7 @@ func BenchmarkChecksum(b *testing.B) {
 			g.Events[i] = Event{Seq: uint64(i + 1), Meter: 1, Customer: fmt.Sprintf("cus_%06d", i%1000),
 				Identifier: fmt.Sprintf("evt_%016d", i), Value: int64(i % 977), Timestamp: 1_700_000_000, Received: 1_700_000_000}
 		}
-		body := appendGroup(nil, g)
+		body := appendGroup(nil, g, idhash.Key{})
 		key := u64(12345)
 		v := seal(scopeLog, key, append(make([]byte, 0, len(body)+crcLen), body...))
 		if _, err := unseal(scopeLog, key, v); err != nil {

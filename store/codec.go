@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 
 	"github.com/meterdb/meterdb/internal/binread"
+	"github.com/meterdb/meterdb/internal/idhash"
 )
 
 // Log record layout (see FORMAT.md): a kind byte, then
@@ -21,23 +22,13 @@ const (
 	kindCancels = 2
 	// kindIndexed (format 3) is an events record preceded by the 64-bit
 	// hashes of its identifiers: kind 3, uvarint n, n 8-byte big-endian
-	// FNV-1a hashes in event order, a 4-byte CRC-32C of "ids\0" and the
+	// keyed hashes (internal/idhash, under the file's key) in event order, a 4-byte CRC-32C of "ids\0" and the
 	// hashes, then the kind 1 record of the same events.
 	kindIndexed = 3
 )
 
 // scopeIDs is the checksum scope of an indexed record's hashes.
 var scopeIDs = newScope("ids")
-
-// identHash is the FNV-1a hash of an identifier, stable across processes.
-func identHash[S string | []byte](id S) uint64 {
-	h := uint64(14695981039346656037)
-	for i := 0; i < len(id); i++ {
-		h ^= uint64(id[i])
-		h *= 1099511628211
-	}
-	return h
-}
 
 // isEvents reports whether the log record v holds events.
 func isEvents(v []byte) bool { return len(v) > 0 && (v[0] == kindEvents || v[0] == kindIndexed) }
@@ -67,9 +58,8 @@ func splitIndexed(b []byte) (hashes, rest []byte, err error) {
 	return hashes, rest, nil
 }
 
-// mayHold reports whether an indexed record's hash table holds id's hash.
-func mayHold(hashes []byte, id string) bool {
-	h := identHash(id)
+// mayHold reports whether an indexed record's hash table holds h.
+func mayHold(hashes []byte, h uint64) bool {
 	for i := 0; i+8 <= len(hashes); i += 8 {
 		if binary.BigEndian.Uint64(hashes[i:]) == h {
 			return true
@@ -78,8 +68,9 @@ func mayHold(hashes []byte, id string) bool {
 	return false
 }
 
-// appendGroup encodes g. A group holds events or cancellations, not both.
-func appendGroup(b []byte, g *Group) []byte {
+// appendGroup encodes g, its identifiers hashed under key. A group holds
+// events or cancellations, not both.
+func appendGroup(b []byte, g *Group, key idhash.Key) []byte {
 	if len(g.Cancels) > 0 {
 		b = append(b, kindCancels)
 		b = binary.AppendUvarint(b, uint64(len(g.Cancels)))
@@ -98,7 +89,7 @@ func appendGroup(b []byte, g *Group) []byte {
 		b = binary.AppendUvarint(b, uint64(len(g.Events)))
 		start := len(b)
 		for i := range g.Events {
-			b = binary.BigEndian.AppendUint64(b, identHash(g.Events[i].Identifier))
+			b = binary.BigEndian.AppendUint64(b, idhash.Sum(key, g.Events[i].Identifier))
 		}
 		b = binary.BigEndian.AppendUint32(b, scopeIDs.sum(nil, b[start:]))
 	}

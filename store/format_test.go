@@ -20,6 +20,7 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/meterdb/meterdb/internal/idhash"
 	"github.com/meterdb/meterdb/meter"
 )
 
@@ -622,8 +623,8 @@ func TestUpgradeV2(t *testing.T) {
 			t.Fatalf("ScanHashes at %d: %d hashes received %d, record %+v", l, len(hashes)/8, received, g)
 		}
 		for i := range g.Events {
-			if h := binary.BigEndian.Uint64(hashes[8*i:]); h != identHash(g.Events[i].Identifier) {
-				t.Errorf("ScanHashes at %d: hash %d is %x, want the FNV-1a of %s", l, i, h, g.Events[i].Identifier)
+			if h := binary.BigEndian.Uint64(hashes[8*i:]); h != idhash.Sum(s.idKey, g.Events[i].Identifier) {
+				t.Errorf("ScanHashes at %d: hash %d is %x, want the keyed hash of %s", l, i, h, g.Events[i].Identifier)
 			}
 		}
 		scanned += len(g.Events)

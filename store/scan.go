@@ -7,6 +7,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/meterdb/meterdb/internal/binread"
+	"github.com/meterdb/meterdb/internal/idhash"
 )
 
 // RecordHeader is what the first bytes of a log record tell: enough to
@@ -129,7 +130,7 @@ func (s *DB) ReplayAfter(after uint64, full func(loc uint64, g *Group) error) er
 // ScanHashes reads the identifier hashes of the events records at
 // locations [first, last], passes times over the range in one read
 // transaction: fn receives the pass (0, 1, …), each events record's
-// location and receipt time, and hashes, the FNV-1a hashes of its
+// location and receipt time, and hashes, the keyed hashes of its
 // identifiers, 8 bytes big-endian per event in event order, as format 3
 // keeps them (for a record written before format 3 they are computed from
 // its identifiers). The first pass checks every record's checksum and the
@@ -180,7 +181,7 @@ func (s *DB) ScanHashes(first, last uint64, passes int, fn func(pass int, loc ui
 				}
 				scratch = scratch[:0]
 				err = scanIdentifiers(body, func(_ int64, id []byte) {
-					scratch = binary.BigEndian.AppendUint64(scratch, identHash(id))
+					scratch = binary.BigEndian.AppendUint64(scratch, idhash.Sum(s.idKey, id))
 				})
 				if err != nil {
 					return corrupt(logName(loc), err)

@@ -10,7 +10,7 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
-	"github.com/meterdb/meterdb/internal/dedupe"
+	"github.com/meterdb/meterdb/internal/idhash"
 )
 
 // scanGroup is an events record of n events received at received, with
@@ -46,7 +46,7 @@ func TestScan(t *testing.T) {
 		t.Fatalf("headers %+v", hs)
 	}
 	// Two passes over each range, the ranges in parallel: the same hashes,
-	// the identifiers' FNV-1a in event order, at their records.
+	// the identifiers' keyed hashes in event order, at their records.
 	var mu sync.Mutex
 	got := [2]map[uint64]uint64{{}, {}} // by pass: hash -> location
 	ranges := [][2]uint64{{1, 6}, {7, 13}, {14, 20}}
@@ -78,7 +78,7 @@ func TestScan(t *testing.T) {
 		}
 		for i := range int(loc % 4) {
 			want++
-			h := identHash(fmt.Sprintf("%d-%d", loc, i))
+			h := idhash.Sum(s.idKey, fmt.Sprintf("%d-%d", loc, i))
 			if got[0][h] != loc || got[1][h] != loc {
 				t.Errorf("hash of identifier %d-%d not scanned at %d in both passes", loc, i, loc)
 			}
@@ -142,18 +142,49 @@ func TestScanCorrupt(t *testing.T) {
 	}
 }
 
-// The dedupe index derives its hashes from the ones format 3 stores: both
-// packages compute the same FNV-1a of an identifier.
-func TestIdentHashMatchesDedupe(t *testing.T) {
-	for _, id := range []string{"", "a", "evt_0123456789abcdef0123456789abcdef", strings.Repeat("\xff", 100)} {
-		if got, want := dedupe.IdentHash(id), identHash(id); got != want {
-			t.Errorf("dedupe.IdentHash(%q) = %x, store %x", id, got, want)
-		}
-		if got, want := dedupe.IdentHash([]byte(id)), identHash(id); got != want {
-			t.Errorf("dedupe.IdentHash([]byte(%q)) = %x, store %x", id, got, want)
-		}
+// Every file has its own secret key of identifier hashes, kept across
+// reopens; the records keep the identifiers' hashes under it (the dedupe
+// index loads them with the same key); a format 3 file without its key is
+// damaged.
+func TestIdentKey(t *testing.T) {
+	a, path := openTemp(t, nil)
+	b, _ := openTemp(t, nil)
+	ka, kb := a.IdentKey(), b.IdentKey()
+	if ka == kb || ka == [idhash.Size]byte{} {
+		t.Fatalf("two new files have keys %x and %x", ka, kb)
 	}
-	if identHash("a") != 0xaf63dc4c8601ec8c { // FNV-1a 64 of "a"
-		t.Errorf("identHash(a) = %x, not FNV-1a", identHash("a"))
+	g := sampleGroup(1)
+	loc, err := a.Append(g)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.Close()
+	a, err = Open(path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.IdentKey() != ka {
+		t.Fatalf("key %x after a reopen, was %x", a.IdentKey(), ka)
+	}
+	key, _ := idhash.Parse(ka[:])
+	err = a.ScanHashes(loc, loc, 1, func(_ int, _ uint64, _ int64, hashes []byte) {
+		for i := range g.Events {
+			if h := binary.BigEndian.Uint64(hashes[8*i:]); h != idhash.Sum(key, g.Events[i].Identifier) {
+				t.Errorf("stored hash %d is %x, want the keyed hash of %s", i, h, g.Events[i].Identifier)
+			}
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.Close()
+	db, err := bolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketMeta).Delete(keyIdentKey) })
+	db.Close()
+	if _, err := Open(path, nil); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("Open of a format 3 file without its key: %v, want ErrCorrupt", err)
 	}
 }

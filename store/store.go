@@ -16,6 +16,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 	bolterrors "go.etcd.io/bbolt/errors"
 
+	"github.com/meterdb/meterdb/internal/idhash"
 	"github.com/meterdb/meterdb/meter"
 )
 
@@ -31,17 +32,19 @@ var (
 	bucketKV     = []byte("aux")
 
 	keyFormat     = []byte("format")
-	keyCheckpoint = []byte("checkpoint") // 8-byte location covered by the aggregate checkpoint
-	keyLastSeq    = []byte("last_seq")   // 8-byte last event sequence at the checkpoint
-	keyLastLoc    = []byte("last_loc")   // 8-byte last log location at the checkpoint
+	keyIdentKey   = []byte("ident_hash_key") // the 16-byte secret key of the identifier hashes in format 3 records (internal/idhash)
+	keyCheckpoint = []byte("checkpoint")     // 8-byte location covered by the aggregate checkpoint
+	keyLastSeq    = []byte("last_seq")       // 8-byte last event sequence at the checkpoint
+	keyLastLoc    = []byte("last_loc")       // 8-byte last log location at the checkpoint
 )
 
 // DB is an open store file.
 type DB struct {
 	opts   Options
 	bolt   *bolt.DB
-	path   string // the file's path; bbolt's own is cleared by Close
-	format uint64 // of the file: FormatVersion, or 1 for a format 1 file opened read-only (no checksums)
+	path   string     // the file's path; bbolt's own is cleared by Close
+	format uint64     // of the file: FormatVersion, or 1 for a format 1 file opened read-only (no checksums)
+	idKey  idhash.Key // of the identifier hashes (keyIdentKey)
 
 	wake chan struct{} // tells the committer that work is queued (capacity 1)
 
@@ -202,6 +205,9 @@ func create(path string, o *Options) error {
 		if err := meta.Put(keyFormat, u64(FormatVersion)); err != nil {
 			return err
 		}
+		if err := meta.Put(keyIdentKey, seal(scopeMeta, keyIdentKey, idhash.New().Bytes())); err != nil {
+			return err
+		}
 		return createBuckets(tx)
 	})
 	if cerr := bdb.Close(); err == nil {
@@ -261,12 +267,16 @@ func (s *DB) init(path string) error {
 			if err := meta.Put(keyFormat, u64(FormatVersion)); err != nil {
 				return err
 			}
+			if err := meta.Put(keyIdentKey, seal(scopeMeta, keyIdentKey, idhash.New().Bytes())); err != nil {
+				return err
+			}
 		}
 		v := meta.Get(keyFormat)
 		if len(v) != 8 {
 			return fmt.Errorf("%w: missing format version", ErrNotStore)
 		}
-		switch ver := binary.BigEndian.Uint64(v); {
+		ver := binary.BigEndian.Uint64(v)
+		switch {
 		case ver == FormatVersion:
 			s.format = ver
 		case (ver == 1 || ver == 2) && s.opts.ReadOnly:
@@ -290,6 +300,9 @@ func (s *DB) init(path string) error {
 				"records", n, "took", time.Since(start))
 		default:
 			return fmt.Errorf("%w: file has format %d, this build reads formats 1 to %d", ErrVersion, ver, FormatVersion)
+		}
+		if err := s.loadIdentKey(meta, ver == FormatVersion); err != nil {
+			return err
 		}
 		if !s.opts.ReadOnly {
 			if err := createBuckets(tx); err != nil {
@@ -316,6 +329,36 @@ func (s *DB) init(path string) error {
 		return nil
 	})
 }
+
+// loadIdentKey reads the key of the identifier hashes, which every
+// format 3 file has (hashed). A file of an older format gets one as it is
+// upgraded; read as it is, it is given a random one, which no record needs.
+func (s *DB) loadIdentKey(meta *bolt.Bucket, hashed bool) error {
+	v := meta.Get(keyIdentKey)
+	if v == nil {
+		if hashed {
+			return fmt.Errorf("%w: %s is missing", ErrCorrupt, metaName(keyIdentKey))
+		}
+		s.idKey = idhash.New()
+		if s.opts.ReadOnly {
+			return nil
+		}
+		return meta.Put(keyIdentKey, seal(scopeMeta, keyIdentKey, s.idKey.Bytes()))
+	}
+	body, err := s.open(scopeMeta, keyIdentKey, v, func() string { return metaName(keyIdentKey) })
+	if err != nil {
+		return err
+	}
+	if s.idKey, err = idhash.Parse(body); err != nil {
+		return corrupt(metaName(keyIdentKey), errMalformedBody)
+	}
+	return nil
+}
+
+// IdentKey returns the secret key under which the file hashes identifiers
+// (internal/idhash; format 3 records keep those hashes): a dedupe index
+// built with it can load the stored hashes. It must not leave the process.
+func (s *DB) IdentKey() [idhash.Size]byte { return [idhash.Size]byte(s.idKey.Bytes()) }
 
 func hasBuckets(tx *bolt.Tx) bool {
 	found := false
@@ -381,7 +424,7 @@ func (s *DB) Append(g *Group) (uint64, error) {
 // later can succeed. g and the values of kvs must not be modified
 // afterwards.
 func (s *DB) AppendWith(g *Group, kvs []KVWrite) (Pending, error) {
-	data := appendGroup(make([]byte, 0, 16+crcLen+48*len(g.Events)+48*len(g.Cancels)), g)
+	data := appendGroup(make([]byte, 0, 16+crcLen+48*len(g.Events)+48*len(g.Cancels)), g, s.idKey)
 	it := &item{data: data, nev: len(g.Events) + len(g.Cancels), group: g}
 	for _, w := range kvs {
 		it.kvs = append(it.kvs, w.record())
@@ -689,7 +732,7 @@ func (s *DB) FindEvent(loc uint64, id string) (ev Event, found bool, err error) 
 			if err != nil {
 				return corrupt(logName(loc), err)
 			}
-			if !mayHold(hashes, id) {
+			if !mayHold(hashes, idhash.Sum(s.idKey, id)) {
 				return nil
 			}
 		}

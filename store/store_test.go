@@ -13,6 +13,7 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/meterdb/meterdb/internal/idhash"
 	"github.com/meterdb/meterdb/meter"
 )
 
@@ -324,8 +325,8 @@ func FuzzDecodeGroup(f *testing.F) {
 	// read back as decodeGroup decodes the body, and any flipped bit of it,
 	// or the same value under another key, must be ErrCorrupt naming the
 	// record.
-	f.Add(appendGroup(nil, sampleGroup(1)), uint64(1), uint(0))
-	f.Add(appendGroup(nil, &Group{Cancels: []Cancel{{Seq: 1, Customer: "c"}}}), uint64(7), uint(13))
+	f.Add(appendGroup(nil, sampleGroup(1), idhash.Key{}), uint64(1), uint(0))
+	f.Add(appendGroup(nil, &Group{Cancels: []Cancel{{Seq: 1, Customer: "c"}}}, idhash.Key{}), uint64(7), uint(13))
 	f.Add([]byte{kindEvents, 0}, uint64(1<<40), uint(3))
 	f.Add([]byte{kindEvents, 255, 255, 255, 255, 15}, uint64(2), uint(47))
 	f.Fuzz(func(t *testing.T, b []byte, loc uint64, bit uint) {
@@ -377,7 +378,7 @@ func FuzzDecodeGroup(f *testing.F) {
 			return
 		}
 		// What decodes re-encodes to a record that decodes the same.
-		g2, err := decodeGroup(appendGroup(nil, g))
+		g2, err := decodeGroup(appendGroup(nil, g, idhash.Key{}))
 		if err != nil || !reflect.DeepEqual(g, g2) {
 			t.Fatalf("round trip: %+v, %v; want %+v", g2, err, g)
 		}

@@ -2,9 +2,10 @@ package dedupe
 
 import (
 	"math"
-	"math/rand/v2"
 	"sync"
 	"sync/atomic"
+
+	"github.com/meterdb/meterdb/internal/idhash"
 )
 
 const (
@@ -29,12 +30,16 @@ type Options struct {
 	// shard holds (0: DefaultMinEpoch). Tests make it tiny so that
 	// epochs roll after a few identifiers.
 	MinEpoch int
+	// Key is the key of the identifier hashes (idhash): a file-backed
+	// database passes its store's, whose records keep those hashes, so
+	// that Open loads them; the zero Key draws a random one.
+	Key idhash.Key
 }
 
 // Index is a set of identifiers with their locations. The zero value is
 // not usable; call New.
 type Index struct {
-	seed     uint64 // mixed into every identifier's hash (mix)
+	key      idhash.Key // of every identifier's hash
 	minEpoch int
 	minLoc   atomic.Uint64 // locations below it are outside the window
 	epoch    atomic.Uint64 // the current epoch number (SetEpoch)
@@ -81,43 +86,20 @@ func New() *Index { return NewWith(Options{}) }
 
 // NewWith returns an empty index tuned by o.
 func NewWith(o Options) *Index {
-	x := &Index{seed: rand.Uint64(), minEpoch: o.MinEpoch}
+	x := &Index{key: o.Key, minEpoch: o.MinEpoch}
+	if x.key.IsZero() {
+		x.key = idhash.New()
+	}
 	if x.minEpoch <= 0 {
 		x.minEpoch = DefaultMinEpoch
 	}
 	return x
 }
 
-// hashOf returns id's 64-bit hash in the index.
-func (x *Index) hashOf(id string) uint64 { return x.mix(IdentHash(id)) }
-
-// IdentHash is the 64-bit FNV-1a hash of an identifier: the hash that
-// store format 3 keeps of every event's identifier, stable across
-// processes, from which the index derives its own (mix), so that Open
-// rebuilds the index from the stored hashes without the identifiers.
-func IdentHash[S string | []byte](id S) uint64 {
-	h := uint64(14695981039346656037)
-	for i := 0; i < len(id); i++ {
-		h ^= uint64(id[i])
-		h *= 1099511628211
-	}
-	return h
-}
-
-// mix returns the index's hash of an identifier whose IdentHash is f:
-// f xor the index's seed through the finalizer of MurmurHash3, a bijection
-// whose every output bit depends on every input bit, so that the shard,
-// tag and bucket bits are evenly spread whatever FNV-1a leaves in its low
-// bits, and differ between processes.
-func (x *Index) mix(f uint64) uint64 {
-	h := f ^ x.seed
-	h ^= h >> 33
-	h *= 0xff51afd7ed558ccd
-	h ^= h >> 33
-	h *= 0xc4ceb9fe1a85ec53
-	h ^= h >> 33
-	return h
-}
+// hashOf returns id's 64-bit hash: its keyed hash (idhash), the hash
+// store format 3 keeps of every event's identifier, so that Open rebuilds
+// the index from the stored hashes without the identifiers.
+func hashOf[S string | []byte](x *Index, id S) uint64 { return idhash.Sum(x.key, id) }
 
 // shardOf returns the shard of hash h: its top bits.
 func (x *Index) shardOf(h uint64) *shard { return &x.shards[h>>(64-shardBits)] }
@@ -207,7 +189,7 @@ func (x *Index) Reserve(id string, confirm func(loc uint64) (bool, error)) (bool
 // which. Pending identifiers are not found. Candidates are offered newest
 // epoch first.
 func (x *Index) Find(id string, confirm func(loc uint64) (bool, error)) (loc uint64, found bool, err error) {
-	h := x.hashOf(id)
+	h := hashOf(x, id)
 	sh := x.shardOf(h)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
@@ -303,7 +285,7 @@ func (x *Index) Release(id string) {
 
 // Add records id at loc without a reservation, as replay after a restart does.
 func (x *Index) Add(id string, loc uint64) {
-	h := x.hashOf(id)
+	h := hashOf(x, id)
 	sh := x.shardOf(h)
 	sh.mu.Lock()
 	x.insertLocked(sh, h, loc)

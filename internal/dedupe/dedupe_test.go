@@ -95,7 +95,7 @@ func TestReserveCommitRelease(t *testing.T) {
 func TestFingerprintCollisions(t *testing.T) {
 	x, j := New(), newJournal()
 	const id = "the-identifier"
-	h := x.hashOf(id)
+	h := hashOf(x, id)
 	sh := x.shardOf(h)
 	// Forty other identifiers with id's hash, as far as the index can
 	// tell: slots with its tag in its buckets at locations that hold

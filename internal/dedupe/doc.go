@@ -29,15 +29,12 @@
 // hash already computed), which is what makes two concurrent events with
 // one identifier collide.
 //
-// An identifier's hash is its IdentHash (64-bit FNV-1a, which store format
-// 3 keeps of every event) mixed with a random seed of the Index: shard,
-// tag and buckets come from the mixed hash, so they differ between
-// processes, yet Open can rebuild the index from the stored hashes without
-// reading a single identifier. FNV-1a has no key: identifiers crafted to
-// share one FNV-1a hash share their buckets and tag in every process, and
-// a flood of them fills stashes and starts small epochs (slower lookups,
-// more confirmation reads), never a wrong answer.
-//
+// An identifier's hash is its keyed hash (internal/idhash: SipHash-1-3
+// under Options.Key), which store format 3 keeps of every event under the
+// same key, the file's: Open rebuilds the index from the stored hashes
+// without reading a single identifier. Shard, tag and buckets come from
+// the hash; without the key nobody can make identifiers share them.
+
 // Open rebuilds the index with a PlannedLoader: the log's record headers
 // give the identifiers per location range, and every range becomes one
 // epoch per shard. A range is read twice, in parallel with the others:

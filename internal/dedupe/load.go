@@ -36,7 +36,7 @@ func (x *Index) Loader() *Loader { return &Loader{x: x} }
 // Add queues id at loc. id is not retained. Identifiers are expected in
 // location order, as the log replays them.
 func (l *Loader) Add(id []byte, loc uint64) {
-	h := l.x.mix(IdentHash(id))
+	h := hashOf(l.x, id)
 	s := h >> (64 - shardBits)
 	cs := l.chunks[s]
 	if n := len(cs); n == 0 || len(cs[n-1]) == cap(cs[n-1]) {
@@ -161,7 +161,7 @@ type LoadPart struct {
 }
 
 // PlannedLoader rebuilds the index from the hashes of the identifiers that
-// the log keeps (IdentHash, store format 3), when the number of
+// the log keeps (their keyed hash, store format 3), when the number of
 // identifiers in each location range is known beforehand (from the log
 // records' headers): every part becomes one epoch in every shard.
 //
@@ -208,14 +208,14 @@ func (x *Index) PlannedLoader(parts []LoadPart) *PlannedLoader {
 	return l
 }
 
-// Count counts identifiers of part i: hashes holds their IdentHash
-// values, 8 bytes each, big-endian, as a format 3 log record keeps them.
+// Count counts identifiers of part i: hashes holds their keyed hashes
+// (under the index's Key), 8 bytes each, big-endian, as a format 3 log record keeps them.
 // Every identifier that Fill will add to part i must be counted first.
 // hashes is not retained.
 func (l *PlannedLoader) Count(i int, hashes []byte) {
 	c := &l.loads[i].counts
 	for k := 0; k+8 <= len(hashes); k += 8 {
-		c[l.x.mix(binary.BigEndian.Uint64(hashes[k:]))>>(64-shardBits)]++
+		c[binary.BigEndian.Uint64(hashes[k:])>>(64-shardBits)]++
 	}
 }
 
@@ -229,7 +229,7 @@ func (l *PlannedLoader) Fill(i int, hashes []byte, loc uint64) {
 	}
 	buf := *pl.buf
 	for k := 0; k+8 <= len(hashes); k += 8 {
-		h := l.x.mix(binary.BigEndian.Uint64(hashes[k:]))
+		h := binary.BigEndian.Uint64(hashes[k:])
 		s := h >> (64 - shardBits)
 		e := pl.epochs[s]
 		if pl.next[s] == pl.end[s] {

@@ -30,12 +30,12 @@ func TestLoaders(t *testing.T) {
 			l := x.PlannedLoader(parts)
 			for k := range 3 {
 				for i := bounds[k]; i < bounds[k+1]; i++ {
-					l.Count(k, hashTable(ids[i]))
+					l.Count(k, hashTable(x, ids[i]))
 				}
 			}
 			for k := range 3 {
 				for i := bounds[k]; i < bounds[k+1]; i++ {
-					l.Fill(k, hashTable(ids[i]), uint64(i/perLoc+1))
+					l.Fill(k, hashTable(x, ids[i]), uint64(i/perLoc+1))
 				}
 			}
 			l.Finish()
@@ -126,11 +126,12 @@ func TestCoarseOffsets(t *testing.T) {
 	}
 }
 
-// hashTable returns the hashes of ids as a format 3 log record keeps them.
-func hashTable(ids ...string) []byte {
+// hashTable returns the hashes of ids under x's key, as a format 3 log
+// record keeps them.
+func hashTable(x *Index, ids ...string) []byte {
 	var b []byte
 	for _, id := range ids {
-		b = binary.BigEndian.AppendUint64(b, IdentHash(id))
+		b = binary.BigEndian.AppendUint64(b, hashOf(x, id))
 	}
 	return b
 }
@@ -150,11 +151,11 @@ func TestPlannedLoaderUncounted(t *testing.T) {
 	l := x.PlannedLoader(parts)
 	for i, id := range ids {
 		if i%3 != 0 { // a third are never counted
-			l.Count(i*2/n, hashTable(id))
+			l.Count(i*2/n, hashTable(x, id))
 		}
 	}
 	for i, id := range ids {
-		l.Fill(i*2/n, hashTable(id), uint64(i/10+1))
+		l.Fill(i*2/n, hashTable(x, id), uint64(i/10+1))
 	}
 	l.Build(0)
 	l.Finish()

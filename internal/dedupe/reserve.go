@@ -164,7 +164,7 @@ func (x *Index) hash(r *Reservation, ids []string) {
 	}
 	clear(r.Reserved)
 	for i, id := range ids {
-		r.hs[i] = x.hashOf(id)
+		r.hs[i] = hashOf(x, id)
 	}
 	if len(ids) > smallBatch {
 		r.group()

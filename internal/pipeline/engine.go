@@ -13,6 +13,7 @@ import (
 
 	"github.com/meterdb/meterdb/aggregate"
 	"github.com/meterdb/meterdb/internal/dedupe"
+	"github.com/meterdb/meterdb/internal/idhash"
 	"github.com/meterdb/meterdb/internal/record"
 	"github.com/meterdb/meterdb/internal/stats"
 	"github.com/meterdb/meterdb/meter"
@@ -185,6 +186,12 @@ func (e *Engine) openState() (*state, error) {
 	if err != nil {
 		return nil, fmt.Errorf("meterdb: %w", err)
 	}
+	// The index hashes identifiers under the file's key, under which its
+	// records keep their hashes: Open loads those.
+	k := sdb.IdentKey()
+	key, _ := idhash.Parse(k[:])
+	st.idx = dedupe.NewWith(dedupe.Options{MinEpoch: e.cfg.DedupeMinEpoch, Key: key})
+	st.idx.SetEpoch(e.epochOf(e.cfg.Now().Unix()))
 	st.table.SetMinuteReader(func(k aggregate.Key, start int64) ([]byte, error) {
 		return sdb.ReadAggregate(k.Meter, k.Customer, start)
 	})
