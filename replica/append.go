@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -52,36 +51,23 @@ func (l *Log) Append(ctx context.Context, rec []byte) (uint64, error) {
 	msg := &nats.Msg{Subject: l.subject, Data: rec, Header: nats.Header{}}
 	msg.Header.Set(jetstream.MsgIDHeader, l.idPrefix+strconv.FormatUint(l.idSeq.Add(1), 10))
 
-	deadline := time.Now().Add(l.opts.AppendTimeout)
-	wait := 20 * time.Millisecond
-	for attempt := 1; ; attempt++ {
-		actx, cancel := context.WithTimeout(ctx, max(min(l.opts.AttemptTimeout, time.Until(deadline)), 50*time.Millisecond))
+	var seq uint64
+	attempts, err := l.retry(ctx, "append", func(actx context.Context) error {
 		ack, err := l.js.PublishMsg(actx, msg, jetstream.WithRetryAttempts(0))
-		cancel()
+		if err == nil && ack.Sequence == 0 {
+			// Not expected of a server; never return position 0.
+			err = errors.New("acknowledgement without a sequence")
+		}
 		if err == nil {
-			if ack.Sequence == 0 {
-				// Not expected of a server; never return position 0.
-				err = errors.New("acknowledgement without a sequence")
-			} else {
-				if attempt > 1 {
-					l.log.Info("replica: append acknowledged after retries", "attempts", attempt, "seq", ack.Sequence, "duplicate", ack.Duplicate)
-				}
-				return ack.Sequence, nil
-			}
+			seq = ack.Sequence
 		}
-		if ctx.Err() != nil || !retryable(err) {
-			return 0, l.errorf("append", ctx, err)
-		}
-		if !time.Now().Add(wait).Before(deadline) {
-			l.log.Warn("replica: append gives up", "attempts", attempt, "err", err)
-			return 0, fmt.Errorf("replica: append: %w after %d attempts in %v: %w", sharedlog.ErrUnavailable, attempt, l.opts.AppendTimeout, err)
-		}
-		l.log.Debug("replica: append retries", "attempt", attempt, "err", err)
-		select {
-		case <-ctx.Done():
-			return 0, l.errorf("append", ctx, ctx.Err())
-		case <-time.After(wait):
-		}
-		wait = min(2*wait, 500*time.Millisecond)
+		return err
+	})
+	switch {
+	case err != nil && errors.Is(err, sharedlog.ErrUnavailable) && ctx.Err() == nil:
+		l.log.Warn("replica: append gives up", "attempts", attempts, "err", err)
+	case err == nil && attempts > 1:
+		l.log.Info("replica: append acknowledged after retries", "attempts", attempts, "seq", seq)
 	}
+	return seq, err
 }

@@ -210,49 +210,68 @@ func (l *Log) check(c jetstream.StreamConfig) error {
 
 // Last returns the stream's last sequence, 0 when it is empty. The
 // stream leader answers, so Last covers every record acknowledged before
-// the call. Each attempt waits at most AttemptTimeout for its answer (a
-// request in flight when its server died is never answered); an attempt
-// that fails for want of a connection, a responder or a stream leader
-// (a leader election takes a few seconds after the leader's server died)
-// is made again until AppendTimeout has passed since the call began, and
-// Last then returns an error wrapping sharedlog.ErrUnavailable. When ctx
-// ends first it returns an error wrapping ctx.Err(), and also
-// sharedlog.ErrUnavailable when the last attempt failed so; after Close
-// ErrClosed.
+// the call. It asks as retry describes: each attempt waits at most
+// AttemptTimeout, and attempts go on through a lost connection or a
+// leader election until AppendTimeout has passed (an error wrapping
+// sharedlog.ErrUnavailable).
 func (l *Log) Last(ctx context.Context) (uint64, error) {
 	ctx, done, err := l.enter(ctx)
 	if err != nil {
 		return 0, err
 	}
 	defer done()
+	var last uint64
+	_, err = l.retry(ctx, "last", func(actx context.Context) error {
+		si, err := l.stream.Info(actx)
+		if err == nil {
+			last = si.State.LastSeq
+		}
+		return err
+	})
+	return last, err
+}
+
+// retry is how every request to the servers is made. It calls f with a
+// context that ends after AttemptTimeout (a request in flight when its
+// server died is never answered, and would otherwise wait as long as
+// ctx). An attempt that fails for want of a connection, a responder or a
+// stream leader (an election takes a few seconds after the leader's
+// server died) is made again, 20 ms to 500 ms later, until AppendTimeout
+// has passed since the call began; retry then returns an error wrapping
+// sharedlog.ErrUnavailable. Another error of f ends retry at once. When
+// ctx ends first, retry returns an error wrapping ctx.Err() (and also
+// sharedlog.ErrUnavailable when the last attempt failed so); after Close,
+// ErrClosed. It returns the number of attempts made.
+func (l *Log) retry(ctx context.Context, op string, f func(context.Context) error) (int, error) {
 	deadline := time.Now().Add(l.opts.AppendTimeout)
 	wait := 20 * time.Millisecond
 	for attempt := 1; ; attempt++ {
 		actx, cancel := context.WithTimeout(ctx, max(min(l.opts.AttemptTimeout, time.Until(deadline)), 50*time.Millisecond))
-		si, err := l.stream.Info(actx)
+		err := f(actx)
 		cancel()
 		if err == nil {
-			return si.State.LastSeq, nil
+			return attempt, nil
 		}
 		// ended is the error once ctx ended after the failed attempt.
 		ended := func() error {
 			if l.ctx.Err() == nil && retryable(err) {
-				return fmt.Errorf("replica: last: %w: %w after %d attempts: %w", ctx.Err(), sharedlog.ErrUnavailable, attempt, err)
+				return fmt.Errorf("replica: %s: %w: %w after %d attempts: %w", op, ctx.Err(), sharedlog.ErrUnavailable, attempt, err)
 			}
-			return l.errorf("last", ctx, err)
+			return l.errorf(op, ctx, err)
 		}
 		if ctx.Err() != nil {
-			return 0, ended()
+			return attempt, ended()
 		}
 		if !retryable(err) {
-			return 0, l.errorf("last", ctx, err)
+			return attempt, l.errorf(op, ctx, err)
 		}
 		if !time.Now().Add(wait).Before(deadline) {
-			return 0, fmt.Errorf("replica: last: %w after %d attempts in %v: %w", sharedlog.ErrUnavailable, attempt, l.opts.AppendTimeout, err)
+			return attempt, fmt.Errorf("replica: %s: %w after %d attempts in %v: %w", op, sharedlog.ErrUnavailable, attempt, l.opts.AppendTimeout, err)
 		}
+		l.log.Debug("replica: request retries", "op", op, "attempt", attempt, "err", err)
 		select {
 		case <-ctx.Done():
-			return 0, ended()
+			return attempt, ended()
 		case <-time.After(wait):
 		}
 		wait = min(2*wait, 500*time.Millisecond)

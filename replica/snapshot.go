@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/meterdb/meterdb/sharedlog"
@@ -74,9 +75,13 @@ func (l *Log) PutSnapshot(ctx context.Context, pos uint64, r io.Reader) error {
 }
 
 // Snapshot returns the newest snapshot and a reader of it; the caller
-// closes the reader, which fails after Close. The reader's Read returns
-// an error at the end when the data does not match the stored digest.
+// closes the reader, which fails after Close or once ctx ends. Each chunk
+// is asked for as retry describes (an attempt waits at most
+// AttemptTimeout, attempts go on through an election until AppendTimeout).
+// The reader's Read returns an error at the end when the data does not
+// match the stored digest.
 func (l *Log) Snapshot(ctx context.Context) (sharedlog.SnapshotInfo, io.ReadCloser, error) {
+	rctx := ctx
 	ctx, done, err := l.enter(ctx)
 	if err != nil {
 		return sharedlog.SnapshotInfo{}, nil, err
@@ -86,7 +91,7 @@ func (l *Log) Snapshot(ctx context.Context) (sharedlog.SnapshotInfo, io.ReadClos
 	if err != nil {
 		return sharedlog.SnapshotInfo{}, nil, err
 	}
-	return info.SnapshotInfo, &chunkReader{l: l, subject: "$O." + l.bucket + ".C." + info.nuid, left: info.chunks, seq: 1,
+	return info.SnapshotInfo, &chunkReader{l: l, ctx: rctx, subject: "$O." + l.bucket + ".C." + info.nuid, left: info.chunks, seq: 1,
 		digest: sha256.New(), want: info.digest, name: info.name}, nil
 }
 
@@ -97,6 +102,7 @@ func (l *Log) Snapshot(ctx context.Context) (sharedlog.SnapshotInfo, io.ReadClos
 // before the end (a digest mismatch).
 type chunkReader struct {
 	l       *Log
+	ctx     context.Context // Snapshot's: ends the reads
 	name    string
 	subject string
 	seq     uint64 // where the next chunk is looked for
@@ -119,7 +125,15 @@ func (r *chunkReader) Read(p []byte) (int, error) {
 			}
 			continue
 		}
-		seq, data, err := r.l.nextMsg(r.l.ctx, r.subject, r.seq)
+		ctx, done, err := r.l.enter(r.ctx)
+		var (
+			seq  uint64
+			data []byte
+		)
+		if err == nil {
+			seq, data, err = r.l.nextMsg(ctx, r.subject, r.seq)
+			done()
+		}
 		if err != nil {
 			r.err = fmt.Errorf("replica: snapshot %s: chunk after %d: %w", r.name, r.seq, err)
 			continue
@@ -170,9 +184,16 @@ func (l *Log) nextMsg(ctx context.Context, subject string, seq uint64) (uint64, 
 	return l.msgGet(ctx, map[string]any{"next_by_subj": subject, "seq": seq})
 }
 
+// msgGet asks the bucket stream's leader for one message, as retry
+// describes: an attempt waits at most AttemptTimeout.
 func (l *Log) msgGet(ctx context.Context, q map[string]any) (uint64, []byte, error) {
 	req, _ := json.Marshal(q)
-	msg, err := l.nc.RequestWithContext(ctx, "$JS.API.STREAM.MSG.GET."+l.objStream.CachedInfo().Config.Name, req)
+	var msg *nats.Msg
+	_, err := l.retry(ctx, "snapshot message", func(actx context.Context) error {
+		var err error
+		msg, err = l.nc.RequestWithContext(actx, "$JS.API.STREAM.MSG.GET."+l.objStream.CachedInfo().Config.Name, req)
+		return err
+	})
 	if err != nil {
 		return 0, nil, err
 	}
