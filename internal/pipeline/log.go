@@ -1,12 +1,16 @@
 package pipeline
 
 import (
+	"encoding/binary"
 	"hash/maphash"
 	"slices"
+	"sort"
 	"sync"
 	"sync/atomic"
 	"unsafe"
 
+	"github.com/meterdb/meterdb/internal/dedupe"
+	"github.com/meterdb/meterdb/internal/idhash"
 	"github.com/meterdb/meterdb/meter"
 	"github.com/meterdb/meterdb/store"
 )
@@ -24,7 +28,8 @@ type Log interface {
 	// (its Identifier left empty), or false when there is none or loc was
 	// pruned. It is how dedupe confirms a candidate and Cancel finds its
 	// event: it should read as little as it can and allocate nothing
-	// unless the event is found.
+	// unless the event is found. The memory log's locations here are its
+	// event indexes, not its record locations: see memLog.
 	FindEvent(loc uint64, id string) (store.Event, bool, error)
 	// Prune lets the log drop groups below loc and key-value records
 	// expired at now (unix seconds).
@@ -79,14 +84,26 @@ func (c commit) result() (uint64, error) {
 var closed = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
 
 // memLog is the log of an in-memory database. It keeps no events: of
-// each event of the retention window, the 128-bit fingerprint of its
-// identifier (for dedupe confirmation and Cancel's lookup) and what a
-// cancellation needs (sequence, meter, customer, value, timestamp), in
-// blocks of memBlock entries: appending never copies what is kept, and
-// pruning drops whole blocks. Cancellation records keep nothing: nothing
-// looks them up.
+// each event of the retention window, 15 bytes of its identifier's
+// 128-bit fingerprint (for dedupe confirmation and Cancel's lookup) and
+// what a cancellation needs (sequence, meter, customer, value,
+// timestamp), in blocks of memBlock entries: appending never copies what
+// is kept, and pruning drops whole blocks. Cancellation records keep
+// nothing: nothing looks them up.
+//
+// An event's location for FindEvent is its absolute index (the dedupe
+// index keeps one location per identifier: Options.EventLocs), so a
+// candidate is compared with one event only: the one whose slot named
+// it. The fingerprint is the dedupe index's 64-bit hash of the
+// identifier and a second, independent one (maphash); the log keeps the
+// low 56 bits of the first and all of the second. The top 8 bits of the
+// first are among the dedupe.ImpliedBits that a candidate shares with the
+// event whose slot named it, so FindEvent called with the index's
+// candidates compares all 128 bits.
 type memLog struct {
-	seeds [2]maphash.Seed // of the fingerprints
+	key    idhash.Key   // of the dedupe index's hash
+	seed   maphash.Seed // of the second hash
+	hashFn func(id string) (uint64, uint64)
 
 	mu      sync.Mutex // guards the fields below
 	base    uint64     // location of groups[0]
@@ -94,7 +111,24 @@ type memLog struct {
 	recBase int64 // absolute index of blocks[0][0], a multiple of memBlock
 	recN    int64 // absolute index of the next entry
 	blocks  [][]memEvent
+	fps     []*[memBlock]memFP // the fingerprints of blocks[i]'s events
 	kv      map[[2]string]kvValue
+}
+
+// memFP is what the memory log keeps of an event's fingerprint: the low
+// 56 bits of the index hash, then the second hash, little-endian.
+type memFP [15]byte
+
+// The index's slots imply the index hash's bits that memFP leaves out.
+var _ [56 - (64 - dedupe.ImpliedBits)]struct{}
+
+func makeFP(h1, h2 uint64) memFP {
+	var f memFP
+	binary.LittleEndian.PutUint64(f[7:], h2)
+	var b [8]byte
+	binary.LittleEndian.PutUint64(b[:], h1)
+	copy(f[:7], b[:7])
+	return f
 }
 
 // memGroup is what the memory log keeps of one log record.
@@ -104,10 +138,9 @@ type memGroup struct {
 	received int64
 }
 
-// memEvent is what the memory log keeps of one event: 64 bytes, and the
-// customer string, shared with the aggregates.
+// memEvent is what the memory log keeps of one event for a cancellation:
+// 48 bytes, and the customer string, shared with the aggregates.
 type memEvent struct {
-	fp        [2]uint64
 	seq       uint64
 	meter     uint64
 	customer  string
@@ -128,13 +161,28 @@ type kvValue struct {
 	expires int64
 }
 
-func newMemLog() *memLog {
-	return &memLog{base: 1, kv: map[[2]string]kvValue{}, seeds: [2]maphash.Seed{maphash.MakeSeed(), maphash.MakeSeed()}}
+// newMemLog returns an empty memory log whose fingerprints start with the
+// dedupe index's hash under key. hashes, when set, replaces both hashes
+// (tests).
+func newMemLog(key idhash.Key, hashes func(id string) (uint64, uint64)) *memLog {
+	return &memLog{base: 1, kv: map[[2]string]kvValue{}, key: key, seed: maphash.MakeSeed(), hashFn: hashes}
 }
 
-// fingerprint is id's 128-bit fingerprint: two independent 64-bit hashes.
-func (j *memLog) fingerprint(id string) [2]uint64 {
-	return [2]uint64{maphash.String(j.seeds[0], id), maphash.String(j.seeds[1], id)}
+// hashes returns id's index hash and second hash.
+func (j *memLog) hashes(id string) (uint64, uint64) {
+	if j.hashFn != nil {
+		return j.hashFn(id)
+	}
+	return idhash.Sum(j.key, id), maphash.String(j.seed, id)
+}
+
+// hash2 returns id's second hash.
+func (j *memLog) hash2(id string) uint64 {
+	if j.hashFn != nil {
+		_, h2 := j.hashFn(id)
+		return h2
+	}
+	return maphash.String(j.seed, id)
 }
 
 func (j *memLog) Append(g *store.Group, kvs []store.KVWrite) (commit, error) {
@@ -149,9 +197,13 @@ func (j *memLog) Append(g *store.Group, kvs []store.KVWrite) (commit, error) {
 		ev := &g.Events[i]
 		if k := len(j.blocks); k == 0 || len(j.blocks[k-1]) == memBlock {
 			j.blocks = append(j.blocks, make([]memEvent, 0, memBlock))
+			j.fps = append(j.fps, new([memBlock]memFP))
 		}
-		b := &j.blocks[len(j.blocks)-1]
-		*b = append(*b, memEvent{fp: j.fingerprint(ev.Identifier), seq: ev.Seq, meter: ev.Meter,
+		k := len(j.blocks) - 1
+		b := &j.blocks[k]
+		h1, h2 := j.hashes(ev.Identifier)
+		j.fps[k][len(*b)] = makeFP(h1, h2)
+		*b = append(*b, memEvent{seq: ev.Seq, meter: ev.Meter,
 			customer: ev.Customer, value: ev.Value, timestamp: ev.Timestamp})
 		j.recN++
 	}
@@ -162,22 +214,48 @@ func (j *memLog) Append(g *store.Group, kvs []store.KVWrite) (commit, error) {
 	return commit{loc: loc}, nil
 }
 
-// FindEvent compares id's fingerprint with those of the events at loc.
+// FindEvent compares the kept fingerprint bits of the event whose index
+// is loc with id's.
 func (j *memLog) FindEvent(loc uint64, id string) (store.Event, bool, error) {
-	fp := j.fingerprint(id)
+	h1, _ := j.hashes(id)
+	ev, ok := j.find(loc, h1, id)
+	return ev, ok, nil
+}
+
+// find is FindEvent for an identifier whose index hash h1 is known.
+func (j *memLog) find(loc, h1 uint64, id string) (store.Event, bool) {
+	fp := makeFP(h1, j.hash2(id))
+	a := int64(loc)
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	if loc < j.base || loc-j.base >= uint64(len(j.groups)) {
-		return store.Event{}, false, nil
+	if len(j.groups) == 0 || a < j.groups[0].start || a >= j.recN || a < 0 {
+		return store.Event{}, false
 	}
-	g := j.groups[loc-j.base]
-	for a := g.start; a < g.start+int64(g.n); a++ {
-		if r := j.rec(a); r.fp == fp {
-			return store.Event{Seq: r.seq, Meter: r.meter, Customer: r.customer, Value: r.value,
-				Timestamp: r.timestamp, Received: g.received}, true, nil
-		}
+	i := a - j.recBase
+	if j.fps[i/memBlock][i%memBlock] != fp {
+		return store.Event{}, false
 	}
-	return store.Event{}, false, nil
+	// The group of the event: the last one that starts at or before it
+	// (the cancellations before a group start where it does).
+	k := sort.Search(len(j.groups), func(k int) bool { return j.groups[k].start > a }) - 1
+	r := j.rec(a)
+	return store.Event{Seq: r.seq, Meter: r.meter, Customer: r.customer, Value: r.value,
+		Timestamp: r.timestamp, Received: j.groups[k].received}, true
+}
+
+// firstEvent returns the index of the first event of the record at loc,
+// or of the next event appended when loc is past the last record (0 for
+// pruned records).
+func (j *memLog) firstEvent(loc uint64) uint64 {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	switch {
+	case loc < j.base:
+		return 0
+	case loc-j.base >= uint64(len(j.groups)):
+		return uint64(j.recN)
+	}
+	return uint64(j.groups[loc-j.base].start)
 }
 
 func (j *memLog) Prune(loc uint64, now int64) {
@@ -199,8 +277,8 @@ func (j *memLog) Prune(loc uint64, now int64) {
 		live = j.groups[0].start
 	}
 	for len(j.blocks) > 0 && j.recBase+memBlock <= live && len(j.blocks[0]) == memBlock {
-		j.blocks[0] = nil
-		j.blocks = j.blocks[1:]
+		j.blocks[0], j.fps[0] = nil, nil
+		j.blocks, j.fps = j.blocks[1:], j.fps[1:]
 		j.recBase += memBlock
 	}
 	if len(j.groups)*2 < cap(j.groups) {
@@ -268,13 +346,14 @@ func (j *memLog) ListKV(ns, after string, now int64, fn func(key string, value [
 	return nil
 }
 
-// MemoryBytes counts the slices of fingerprints and cancellation data,
+// MemoryBytes counts the blocks of fingerprints and cancellation data,
 // and the group headers; customer strings are shared with the aggregates
 // and are not counted.
 func (j *memLog) MemoryBytes() int64 {
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	return int64(len(j.blocks))*memBlock*int64(unsafe.Sizeof(memEvent{})) + int64(cap(j.groups))*int64(unsafe.Sizeof(memGroup{}))
+	per := int64(unsafe.Sizeof(memEvent{}) + unsafe.Sizeof(memFP{}))
+	return int64(len(j.blocks))*memBlock*per + int64(cap(j.groups))*int64(unsafe.Sizeof(memGroup{}))
 }
 
 func (j *memLog) SaveMeter(meter.Meter) error { return nil }
