@@ -148,7 +148,9 @@ type memEvent struct {
 	timestamp int64
 }
 
-const memBlock = 4096 // entries per block of the memory log
+// memBlock is the number of entries per block of the memory log: a block
+// of fingerprints, 15 bytes each, is then a whole number of 8 KiB pages.
+const memBlock = 8192
 
 // rec returns the entry at absolute index a.
 func (j *memLog) rec(a int64) *memEvent {
@@ -190,6 +192,12 @@ func (j *memLog) Append(g *store.Group, kvs []store.KVWrite) (commit, error) {
 	if len(g.Events) > 0 {
 		received = g.Events[0].Received
 	}
+	// The fingerprints are hashed before the lock is taken.
+	fpp := fpPool.Get().(*[]memFP)
+	fps := (*fpp)[:0]
+	for i := range g.Events {
+		fps = append(fps, makeFP(j.hashes(g.Events[i].Identifier)))
+	}
 	j.mu.Lock()
 	loc := j.base + uint64(len(j.groups))
 	j.groups = append(j.groups, memGroup{start: j.recN, n: int32(len(g.Events)), received: received})
@@ -201,8 +209,7 @@ func (j *memLog) Append(g *store.Group, kvs []store.KVWrite) (commit, error) {
 		}
 		k := len(j.blocks) - 1
 		b := &j.blocks[k]
-		h1, h2 := j.hashes(ev.Identifier)
-		j.fps[k][len(*b)] = makeFP(h1, h2)
+		j.fps[k][len(*b)] = fps[i]
 		*b = append(*b, memEvent{seq: ev.Seq, meter: ev.Meter,
 			customer: ev.Customer, value: ev.Value, timestamp: ev.Timestamp})
 		j.recN++
@@ -211,8 +218,15 @@ func (j *memLog) Append(g *store.Group, kvs []store.KVWrite) (commit, error) {
 		j.writeLocked(w)
 	}
 	j.mu.Unlock()
+	if cap(fps) <= 1<<16 {
+		*fpp = fps[:0]
+		fpPool.Put(fpp)
+	}
 	return commit{loc: loc}, nil
 }
+
+// fpPool holds Append's fingerprint buffers.
+var fpPool = sync.Pool{New: func() any { return new([]memFP) }}
 
 // FindEvent compares the kept fingerprint bits of the event whose index
 // is loc with id's.
