@@ -84,20 +84,21 @@ func (c commit) result() (uint64, error) {
 var closed = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
 
 // memLog is the log of an in-memory database. It keeps no events: of
-// each event of the retention window, 15 bytes of its identifier's
-// 128-bit fingerprint (for dedupe confirmation and Cancel's lookup) and
-// what a cancellation needs (sequence, meter, customer, value,
-// timestamp), in blocks of memBlock entries: appending never copies what
-// is kept, and pruning drops whole blocks. Cancellation records keep
-// nothing: nothing looks them up.
+// each event of the retention window, 115 bits of its identifier's
+// 128-bit fingerprint (for dedupe confirmation and Cancel's lookup), in
+// blocks of fpBlock, and what a cancellation needs (sequence, meter,
+// customer, value, timestamp), in blocks of memBlock: appending never
+// copies what is kept (but the last fingerprint block, which grows to its
+// size by doubling), and pruning drops whole blocks. Cancellation records
+// keep nothing: nothing looks them up.
 //
 // An event's location for FindEvent is its absolute index (the dedupe
 // index keeps one location per identifier: Options.EventLocs), so a
 // candidate is compared with one event only: the one whose slot named
 // it. The fingerprint is the dedupe index's 64-bit hash of the
 // identifier and a second, independent one (maphash); the log keeps the
-// low 56 bits of the first and all of the second. The top 8 bits of the
-// first are among the dedupe.ImpliedBits that a candidate shares with the
+// low fpLowBits bits of the first and all of the second. The first's
+// other bits are the dedupe.ImpliedBits that a candidate shares with the
 // event whose slot named it, so FindEvent called with the index's
 // candidates compares all 128 bits.
 type memLog struct {
@@ -111,24 +112,78 @@ type memLog struct {
 	recBase int64 // absolute index of blocks[0][0], a multiple of memBlock
 	recN    int64 // absolute index of the next entry
 	blocks  [][]memEvent
-	fps     []*[memBlock]memFP // the fingerprints of blocks[i]'s events
+	fpBase  int64 // absolute index of fps[0]'s first entry, a multiple of fpBlock
+	fps     []*memFPs
 	kv      map[[2]string]kvValue
 }
 
-// memFP is what the memory log keeps of an event's fingerprint: the low
-// 56 bits of the index hash, then the second hash, little-endian.
-type memFP [15]byte
+const (
+	// fpLowBits is how many low bits of the index hash the log keeps of
+	// an event; dedupe.ImpliedBits imply the others.
+	fpLowBits = 51
+	// fpBlock is the number of fingerprints per block: 64 Ki make both
+	// of a full block's arrays whole 8 KiB pages (512 KiB of second
+	// hashes, 51 pages of index hash bits), 14.375 bytes per event.
+	fpBlock = 1 << 16
+)
 
-// The index's slots imply the index hash's bits that memFP leaves out.
-var _ [56 - (64 - dedupe.ImpliedBits)]struct{}
+// The index's slots imply the index hash's bits that the log leaves out.
+var _ [fpLowBits + dedupe.ImpliedBits - 64]struct{}
 
-func makeFP(h1, h2 uint64) memFP {
-	var f memFP
-	binary.LittleEndian.PutUint64(f[7:], h2)
-	var b [8]byte
-	binary.LittleEndian.PutUint64(b[:], h1)
-	copy(f[:7], b[:7])
-	return f
+// memFPs is a block of fingerprints: entry i is h2[i] and the fpLowBits
+// bits of low from bit i*fpLowBits on (little-endian).
+type memFPs struct {
+	h2  []uint64
+	low []byte
+	n   int // entries used
+}
+
+// add appends the fingerprint (h1, h2), growing the block by doubling
+// up to fpBlock entries.
+func (b *memFPs) add(h1, h2 uint64) {
+	if b.n == len(b.h2) {
+		n := min(max(2*len(b.h2), 1024), fpBlock) // a multiple of 8: whole bytes of low
+		h2s, low := make([]uint64, n), make([]byte, n*fpLowBits/8)
+		copy(h2s, b.h2)
+		copy(low, b.low)
+		b.h2, b.low = h2s, low
+	}
+	b.h2[b.n] = h2
+	bit := b.n * fpLowBits
+	const mask = 1<<fpLowBits - 1
+	w := load64(b.low, bit/8)
+	store64(b.low, bit/8, w&^(mask<<(bit%8))|(h1&mask)<<(bit%8))
+	b.n++
+}
+
+// is reports whether entry i is the fingerprint (h1, h2), but for the
+// bits of h1 above fpLowBits.
+func (b *memFPs) is(i int, h1, h2 uint64) bool {
+	bit := i * fpLowBits
+	return b.h2[i] == h2 && (load64(b.low, bit/8)>>(bit%8)^h1)&(1<<fpLowBits-1) == 0
+}
+
+// load64 reads 8 bytes of p from off, little-endian, those past its end
+// as zeros.
+func load64(p []byte, off int) uint64 {
+	if off+8 <= len(p) {
+		return binary.LittleEndian.Uint64(p[off:])
+	}
+	var w [8]byte
+	copy(w[:], p[off:])
+	return binary.LittleEndian.Uint64(w[:])
+}
+
+// store64 writes v's 8 bytes to p from off, little-endian, dropping those
+// past its end.
+func store64(p []byte, off int, v uint64) {
+	if off+8 <= len(p) {
+		binary.LittleEndian.PutUint64(p[off:], v)
+		return
+	}
+	var w [8]byte
+	binary.LittleEndian.PutUint64(w[:], v)
+	copy(p[off:], w[:])
 }
 
 // memGroup is what the memory log keeps of one log record.
@@ -148,9 +203,7 @@ type memEvent struct {
 	timestamp int64
 }
 
-// memBlock is the number of entries per block of the memory log: a block
-// of fingerprints, 15 bytes each, is then a whole number of 8 KiB pages.
-const memBlock = 8192
+const memBlock = 4096 // entries per block of the memory log
 
 // rec returns the entry at absolute index a.
 func (j *memLog) rec(a int64) *memEvent {
@@ -193,10 +246,11 @@ func (j *memLog) Append(g *store.Group, kvs []store.KVWrite) (commit, error) {
 		received = g.Events[0].Received
 	}
 	// The fingerprints are hashed before the lock is taken.
-	fpp := fpPool.Get().(*[]memFP)
+	fpp := fpPool.Get().(*[][2]uint64)
 	fps := (*fpp)[:0]
 	for i := range g.Events {
-		fps = append(fps, makeFP(j.hashes(g.Events[i].Identifier)))
+		h1, h2 := j.hashes(g.Events[i].Identifier)
+		fps = append(fps, [2]uint64{h1, h2})
 	}
 	j.mu.Lock()
 	loc := j.base + uint64(len(j.groups))
@@ -205,11 +259,12 @@ func (j *memLog) Append(g *store.Group, kvs []store.KVWrite) (commit, error) {
 		ev := &g.Events[i]
 		if k := len(j.blocks); k == 0 || len(j.blocks[k-1]) == memBlock {
 			j.blocks = append(j.blocks, make([]memEvent, 0, memBlock))
-			j.fps = append(j.fps, new([memBlock]memFP))
 		}
-		k := len(j.blocks) - 1
-		b := &j.blocks[k]
-		j.fps[k][len(*b)] = fps[i]
+		if k := len(j.fps); k == 0 || j.fps[k-1].n == fpBlock {
+			j.fps = append(j.fps, new(memFPs))
+		}
+		j.fps[len(j.fps)-1].add(fps[i][0], fps[i][1])
+		b := &j.blocks[len(j.blocks)-1]
 		*b = append(*b, memEvent{seq: ev.Seq, meter: ev.Meter,
 			customer: ev.Customer, value: ev.Value, timestamp: ev.Timestamp})
 		j.recN++
@@ -226,7 +281,7 @@ func (j *memLog) Append(g *store.Group, kvs []store.KVWrite) (commit, error) {
 }
 
 // fpPool holds Append's fingerprint buffers.
-var fpPool = sync.Pool{New: func() any { return new([]memFP) }}
+var fpPool = sync.Pool{New: func() any { return new([][2]uint64) }}
 
 // FindEvent compares the kept fingerprint bits of the event whose index
 // is loc with id's.
@@ -238,15 +293,15 @@ func (j *memLog) FindEvent(loc uint64, id string) (store.Event, bool, error) {
 
 // find is FindEvent for an identifier whose index hash h1 is known.
 func (j *memLog) find(loc, h1 uint64, id string) (store.Event, bool) {
-	fp := makeFP(h1, j.hash2(id))
+	h2 := j.hash2(id)
 	a := int64(loc)
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	if len(j.groups) == 0 || a < j.groups[0].start || a >= j.recN || a < 0 {
 		return store.Event{}, false
 	}
-	i := a - j.recBase
-	if j.fps[i/memBlock][i%memBlock] != fp {
+	i := a - j.fpBase
+	if !j.fps[i/fpBlock].is(int(i%fpBlock), h1, h2) {
 		return store.Event{}, false
 	}
 	// The group of the event: the last one that starts at or before it
@@ -291,9 +346,14 @@ func (j *memLog) Prune(loc uint64, now int64) {
 		live = j.groups[0].start
 	}
 	for len(j.blocks) > 0 && j.recBase+memBlock <= live && len(j.blocks[0]) == memBlock {
-		j.blocks[0], j.fps[0] = nil, nil
-		j.blocks, j.fps = j.blocks[1:], j.fps[1:]
+		j.blocks[0] = nil
+		j.blocks = j.blocks[1:]
 		j.recBase += memBlock
+	}
+	for len(j.fps) > 0 && j.fpBase+fpBlock <= live && j.fps[0].n == fpBlock {
+		j.fps[0] = nil
+		j.fps = j.fps[1:]
+		j.fpBase += fpBlock
 	}
 	if len(j.groups)*2 < cap(j.groups) {
 		j.groups = append([]memGroup(nil), j.groups...)
@@ -366,8 +426,11 @@ func (j *memLog) ListKV(ns, after string, now int64, fn func(key string, value [
 func (j *memLog) MemoryBytes() int64 {
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	per := int64(unsafe.Sizeof(memEvent{}) + unsafe.Sizeof(memFP{}))
-	return int64(len(j.blocks))*memBlock*per + int64(cap(j.groups))*int64(unsafe.Sizeof(memGroup{}))
+	n := int64(len(j.blocks))*memBlock*int64(unsafe.Sizeof(memEvent{})) + int64(cap(j.groups))*int64(unsafe.Sizeof(memGroup{}))
+	for _, b := range j.fps {
+		n += int64(len(b.h2))*8 + int64(len(b.low))
+	}
+	return n
 }
 
 func (j *memLog) SaveMeter(meter.Meter) error { return nil }
