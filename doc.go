@@ -150,9 +150,9 @@
 // its cancel window. Stats.FrozenDays, FrozenBytes and FrozenBefore report
 // it. The dedupe index keeps about 4.7 bytes per identifier of the window; a file-backed database confirms the index's matches
 // against the identifiers in its log. An in-memory database keeps no
-// events: per event of the window, 115 bits (14.4 bytes) of the 128-bit
+// events: per event of the window, 114 bits (14.25 bytes) of the 128-bit
 // fingerprint of its identifier, which confirm matches (the index slot
-// that names the event implies the other 13), and what Cancel needs (48
+// that names the event implies the other 14), and what Cancel needs (48
 // bytes and the customer string).
 //
 // # Concurrency

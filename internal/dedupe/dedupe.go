@@ -17,10 +17,10 @@ const (
 	offBits = 18
 	offMask = 1<<offBits - 1
 	// The slots of an index whose locations name single events
-	// (Options.EventLocs): an 8-bit tag and a 24-bit offset counted in
+	// (Options.EventLocs): a 9-bit tag and a 23-bit offset counted in
 	// locations, never coarse.
-	memTagBits = 8
-	memOffBits = 24
+	memTagBits = 9
+	memOffBits = 23
 	// ImpliedBits is how many top bits of an identifier's hash a candidate
 	// of an EventLocs index shares with the identifier whose slot named
 	// the location: the shard bits and the tag's, except the tag's lowest
@@ -49,7 +49,7 @@ type Options struct {
 	Key idhash.Key
 	// EventLocs declares that a location names exactly one event (the
 	// in-memory log's event index), which confirm compares alone. Slots
-	// are then an 8-bit tag and a 24-bit offset counted in locations, and
+	// are then a 9-bit tag and a 23-bit offset counted in locations, and
 	// a shard's epoch ends when its offsets run out; the candidate's top
 	// ImpliedBits hash bits are those of the identifier stored at the
 	// location, so the caller need not keep them.

@@ -321,11 +321,11 @@ func BenchmarkReserveFresh(b *testing.B) {
 }
 
 // An EventLocs index keeps one exact location per identifier: a shard's
-// epoch ends when its 24-bit offsets run out, and every identifier is
+// epoch ends when its 23-bit offsets run out, and every identifier is
 // found at its own location, never at a neighbour's.
 func TestEventLocs(t *testing.T) {
 	x, j := NewWith(Options{EventLocs: true}), newJournal()
-	const n, gap = 2000, 1 << 18 // 64 locations per epoch's offsets in a shard
+	const n, gap = 2000, 1 << 18 // 32 batches per epoch's offsets in a shard
 	var r Reservation
 	for i := range n / 4 {
 		ids := make([]string, 5)
@@ -363,7 +363,7 @@ func TestEventLocs(t *testing.T) {
 		}
 	}
 	// 500 batches over 500<<18 locations: every epoch's offsets count
-	// single locations and reach at most 1<<24 of them.
+	// single locations and reach at most 1<<memOffBits of them.
 	epochs := 0
 	for i := range x.shards {
 		for _, e := range x.shards[i].epochs {

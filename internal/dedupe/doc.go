@@ -11,16 +11,17 @@
 //
 // With Options.EventLocs (the in-memory database) a location names one
 // event (the memory log's event index) and CommitEach gives each
-// identifier of a batch its own. Slots are then an 8-bit tag and a 24-bit
+// identifier of a batch its own. Slots are then a 9-bit tag and a 23-bit
 // offset counted in single locations, never coarse: a shard's epoch ends
-// when its offsets run out (1<<24 locations), and an epoch is sized for no
+// when its offsets run out (1<<23 locations: 131 k identifiers of a
+// shard, 8.4 M of the index), and an epoch is sized for no
 // more identifiers than its offsets are expected to reach. A candidate's
 // slot belongs to exactly one identifier, whose shard and tag it shares,
 // so the top ImpliedBits bits of its hash are those of the candidate: the
 // caller keeps only the rest and still compares whole fingerprints. The
-// 8-bit tag makes about a quarter of fresh identifiers meet a candidate
-// (eight slots in each of about thirteen live epochs, 1 in 255 of them
-// matching): each an in-memory comparison with one event.
+// 9-bit tag gives a fresh identifier about 0.2 candidates (eight slots
+// in each of about thirteen live epochs, 1 in 511 of them matching): each
+// an in-memory comparison with one event.
 //
 // Data flow. Identifiers are inserted into the epoch being filled. An
 // epoch is a table sized when it starts, for as many identifiers as the

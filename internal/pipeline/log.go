@@ -84,7 +84,7 @@ func (c commit) result() (uint64, error) {
 var closed = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
 
 // memLog is the log of an in-memory database. It keeps no events: of
-// each event of the retention window, 115 bits of its identifier's
+// each event of the retention window, 114 bits of its identifier's
 // 128-bit fingerprint (for dedupe confirmation and Cancel's lookup), in
 // blocks of fpBlock, and what a cancellation needs (sequence, meter,
 // customer, value, timestamp), in blocks of memBlock: appending never
@@ -120,10 +120,10 @@ type memLog struct {
 const (
 	// fpLowBits is how many low bits of the index hash the log keeps of
 	// an event; dedupe.ImpliedBits imply the others.
-	fpLowBits = 51
+	fpLowBits = 50
 	// fpBlock is the number of fingerprints per block: 64 Ki make both
 	// of a full block's arrays whole 8 KiB pages (512 KiB of second
-	// hashes, 51 pages of index hash bits), 14.375 bytes per event.
+	// hashes, 50 pages of index hash bits), 14.25 bytes per event.
 	fpBlock = 1 << 16
 )
 

@@ -14,18 +14,18 @@ import (
 // TestMemoryConfirmComparesAllBits checks that an in-memory database
 // confirms a dedupe candidate on all 128 bits of the fingerprint of the
 // one event the candidate's slot names, although the memory log keeps
-// only 115 of them: identifiers that share every kept bit with a
+// only 114 of them: identifiers that share every kept bit with a
 // recorded one, but differ from it in a bit its slot implies (tag or
 // shard), are new events; one that differs in a kept bit of either hash
 // is new too; one with both hashes equal is a duplicate.
 func TestMemoryConfirmComparesAllBits(t *testing.T) {
-	const a, b = 0x9E3779B97F4A7C15, 0xD1B54A32D192ED03 // tag bits 0x8d, shard 0x27
+	const a, b = 0x9E3779B97F4A7C15, 0xD1B54A32D192ED03 // tag bits 0x11b, shard 0x27
 	hashes := map[string][2]uint64{
 		"a":        {a, b},
-		"tag-bit":  {a ^ 1<<57, b}, // the top bit of the 8-bit tag: not kept by the log
+		"tag-bit":  {a ^ 1<<57, b}, // the top bit of the 9-bit tag: not kept by the log
 		"tag-bit2": {a ^ 1<<56, b}, // the next one: not kept either
-		"tag-bit6": {a ^ 1<<51, b}, // the lowest bit of the tag the log does not keep
-		"tag-bit7": {a ^ 1<<50, b}, // the tag's lowest bit, which the log keeps
+		"tag-bit6": {a ^ 1<<50, b}, // the lowest bit of the tag the log does not keep
+		"tag-bit7": {a ^ 1<<49, b}, // the tag's lowest bit, which the log keeps
 		"shard":    {a ^ 1<<63, b}, // the top shard bit
 		"low-bit":  {a ^ 1<<40, b}, // a kept bit of the index hash, outside the bucket bits
 		"second":   {a, b ^ 1<<63}, // a bit of the second hash
@@ -89,7 +89,7 @@ func TestMemoryConfirmComparesAllBits(t *testing.T) {
 
 // TestMemFPs checks the packing of a fingerprint block: every entry reads
 // back whatever its neighbours, across the block's growth up to its last
-// entry, and any flipped bit of the kept 115 tells fingerprints apart.
+// entry, and any flipped bit of the kept 114 tells fingerprints apart.
 func TestMemFPs(t *testing.T) {
 	var b memFPs
 	fp := func(i int) (uint64, uint64) {
