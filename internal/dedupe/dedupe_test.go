@@ -348,19 +348,14 @@ func TestEventLocs(t *testing.T) {
 	for i := range n {
 		id := fmt.Sprint("id-", i)
 		want := uint64(i/4)*gap + uint64(i%4)
-		var offered []uint64
-		loc, found, err := x.Find(id, func(l uint64) (bool, error) {
-			offered = append(offered, l)
-			return j.confirm(id)(l)
-		})
+		loc, found, err := x.Find(id, j.confirm(id))
 		if err != nil || !found || loc != want {
 			t.Fatalf("Find(%s) = %d, %v, %v; want %d", id, loc, found, err, want)
 		}
-		for _, l := range offered {
-			if l != want && j.locs[l][id] {
-				t.Fatalf("%s offered at %d", id, l)
-			}
-		}
+	}
+	// A candidate stands for one location, never a range.
+	if s := x.Stats(); s.ConfirmReads != s.Candidates {
+		t.Errorf("%d confirm calls for %d candidates", s.ConfirmReads, s.Candidates)
 	}
 	// 500 batches over 500<<18 locations: every epoch's offsets count
 	// single locations and reach at most 1<<memOffBits of them.
@@ -373,7 +368,7 @@ func TestEventLocs(t *testing.T) {
 			}
 		}
 	}
-	if epochs < 64*(n/4*gap>>24)/2 {
+	if epochs < 64*(n/4*gap>>memOffBits)/2 {
 		t.Errorf("%d epochs for %d locations: offsets cannot reach that far", epochs, n/4*gap)
 	}
 	if ok, err := x.Reserve("id-7", j.confirm("id-7")); ok || err != nil {
