@@ -24,8 +24,6 @@ import (
 // that kills a node and one that restarts it; at most one node is down at
 // once, so the stream keeps its quorum.
 
-var natsModel = flag.Bool("replica-model-nats", false, "run TestReplicaModelNATS (off by default: a run can hang; see its doc comment)")
-
 var natsModelKills = flag.Int("replica-model-kills", 1, "TestReplicaModelNATS: NATS nodes killed at most, over all checks "+
 	"(each kill of the stream's leader costs an election; CI keeps to three node kills over all packages)")
 
@@ -141,17 +139,16 @@ func (l *natsLog) close() {
 }
 
 // TestReplicaModelNATS checks replicas on a JetStream stream against the
-// brute-force model, killing and restarting nodes of the cluster: with
-// -replica-model-nats, 3 checks with at most one node kill; RAPID_CHECKS
-// or -rapid.checks and -replica-model-kills set more. It is off by
-// default because a run can still hang: one of five runs of 10 checks
-// with 10 kills under -race did not end within 400 s (after replica.Log's
-// Read learned to replace a stalled consumer, which ended the hangs seen
-// before; see "Kill tests and the model on JetStream" in
-// bench/BENCHMARKS.md).
+// brute-force model, killing and restarting nodes of the cluster: 3
+// checks with at most one node kill by default (CI keeps to three node
+// kills over all packages: this one, TestConsistentReadsThroughElection
+// and TestReplicaProcessesKill in cmd/meterd); RAPID_CHECKS or
+// -rapid.checks and -replica-model-kills set more (see "Kill tests and
+// the model on JetStream" in bench/BENCHMARKS.md for the long runs).
+// -short skips it.
 func TestReplicaModelNATS(t *testing.T) {
-	if !*natsModel {
-		t.Skip("runs with -replica-model-nats (off by default: a run can hang; see the doc comment)")
+	if testing.Short() {
+		t.Skip("starts a NATS cluster and kills a node")
 	}
 	f := flag.Lookup("rapid.checks")
 	if _, env := os.LookupEnv("RAPID_CHECKS"); !env && f.Value.String() == rapidDefaults[0].value {

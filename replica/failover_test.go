@@ -23,9 +23,9 @@ import (
 //
 // CI keeps to three node kills over all packages (each election costs
 // seconds): TestConsistentReadsThroughElection stops an in-process
-// leader, TestProcessClusterLeaderKill SIGKILLs a leader process, and
-// TestReplicaProcessesKill (cmd/meterd) SIGKILLs one under meterd's load,
-// so this test runs with -nats-all-kills.
+// leader, TestReplicaModelNATS (root package) kills one node, and
+// TestReplicaProcessesKill (cmd/meterd) SIGKILLs a leader process under
+// meterd's load, so this test runs with -nats-all-kills.
 func TestClusterLeaderKill(t *testing.T) {
 	if !*allKills {
 		t.Skip("runs with -nats-all-kills")
@@ -36,8 +36,11 @@ func TestClusterLeaderKill(t *testing.T) {
 
 // TestProcessClusterLeaderKill does the same with nats-server processes:
 // the stream leader's process gets SIGKILL, and is restarted while the
-// load goes on.
+// load goes on. It runs with -nats-all-kills, as TestClusterLeaderKill.
 func TestProcessClusterLeaderKill(t *testing.T) {
+	if !*allKills {
+		t.Skip("runs with -nats-all-kills")
+	}
 	c := natstest.StartProcessCluster(t)
 	killLeaderUnderLoad(t, c, true)
 }

@@ -51,8 +51,10 @@ var _ sharedlog.Log = (*Log)(nil)
 
 // Open connects to the NATS servers in o.URLs, creates the stream and the
 // snapshot bucket if they are missing (or checks the stream that exists)
-// and returns the Log. While the stream or the bucket has no leader (an
-// election), it asks again until AppendTimeout has passed. It fails with
+// and returns the Log. Each request waits at most AttemptTimeout; while
+// the stream or the bucket has no leader (an election), or a server the
+// stream needs is offline (a new stream cannot be placed), it asks again
+// until AppendTimeout has passed. It fails with
 // an error wrapping sharedlog.ErrUnavailable when no server answers,
 // ErrOptions for invalid Options and ErrStream for a stream it cannot
 // use.
@@ -131,7 +133,9 @@ func Open(ctx context.Context, o Options) (*Log, error) {
 	return l, nil
 }
 
-// setup creates or checks the stream and the snapshot bucket.
+// setup creates or checks the stream and the snapshot bucket. Each
+// request waits at most AttemptTimeout for its answer: one in flight when
+// its server died is never answered, and Open asks again.
 func (l *Log) setup(ctx context.Context) error {
 	o := l.opts
 	want := jetstream.StreamConfig{
@@ -149,9 +153,9 @@ func (l *Log) setup(ctx context.Context) error {
 		DenyDelete: true,
 	}
 	for {
-		s, err := l.js.Stream(ctx, o.Stream)
+		s, err := attempt(ctx, o.AttemptTimeout, func(c context.Context) (jetstream.Stream, error) { return l.js.Stream(c, o.Stream) })
 		if errors.Is(err, jetstream.ErrStreamNotFound) {
-			s, err = l.js.CreateStream(ctx, want)
+			s, err = attempt(ctx, o.AttemptTimeout, func(c context.Context) (jetstream.Stream, error) { return l.js.CreateStream(c, want) })
 			if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
 				continue // created by another process meanwhile
 			}
@@ -167,27 +171,37 @@ func (l *Log) setup(ctx context.Context) error {
 		l.stream = s
 		break
 	}
-	obs, err := l.js.ObjectStore(ctx, l.bucket)
+	bucket := func(c context.Context) (jetstream.ObjectStore, error) { return l.js.ObjectStore(c, l.bucket) }
+	obs, err := attempt(ctx, o.AttemptTimeout, bucket)
 	if errors.Is(err, jetstream.ErrBucketNotFound) {
-		obs, err = l.js.CreateObjectStore(ctx, jetstream.ObjectStoreConfig{
-			Bucket:      l.bucket,
-			Description: "meterdb snapshots of " + o.Stream,
-			Storage:     jetstream.FileStorage,
-			Replicas:    o.Replicas,
+		obs, err = attempt(ctx, o.AttemptTimeout, func(c context.Context) (jetstream.ObjectStore, error) {
+			return l.js.CreateObjectStore(c, jetstream.ObjectStoreConfig{
+				Bucket:      l.bucket,
+				Description: "meterdb snapshots of " + o.Stream,
+				Storage:     jetstream.FileStorage,
+				Replicas:    o.Replicas,
+			})
 		})
 		if errors.Is(err, jetstream.ErrBucketExists) || errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
-			obs, err = l.js.ObjectStore(ctx, l.bucket)
+			obs, err = attempt(ctx, o.AttemptTimeout, bucket)
 		}
 	}
 	if err != nil {
 		return l.errorf("snapshot bucket", ctx, err)
 	}
 	l.obs = obs
-	if l.objStream, err = l.js.Stream(ctx, "OBJ_"+l.bucket); err != nil {
+	if l.objStream, err = attempt(ctx, o.AttemptTimeout, func(c context.Context) (jetstream.Stream, error) { return l.js.Stream(c, "OBJ_"+l.bucket) }); err != nil {
 		return l.errorf("snapshot bucket stream", ctx, err)
 	}
 	l.metaSubjects = "$O." + l.bucket + ".M.>"
 	return nil
+}
+
+// attempt calls f with ctx bounded by d.
+func attempt[T any](ctx context.Context, d time.Duration, f func(context.Context) (T, error)) (T, error) {
+	ctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	return f(ctx)
 }
 
 // check refuses a stream the log cannot use and warns of one configured
@@ -339,7 +353,8 @@ func retryable(err error) bool {
 	var apiErr *jetstream.APIError
 	if errors.As(err, &apiErr) {
 		switch apiErr.ErrorCode {
-		case 10008, // cluster temporarily unavailable
+		case 10005, // no suitable peers for placement: a server is offline
+			10008, // cluster temporarily unavailable
 			10118, // stream offline
 			10158: // duplicate message id in process
 			return true

@@ -95,9 +95,11 @@ func (l *Log) readFrom(ctx context.Context, next *uint64, fn func(uint64, []byte
 	if err := l.checkHeld(ctx, *next); err != nil {
 		return err
 	}
-	cons, err := l.js.OrderedConsumer(ctx, l.opts.Stream, jetstream.OrderedConsumerConfig{
-		DeliverPolicy: jetstream.DeliverByStartSequencePolicy,
-		OptStartSeq:   *next,
+	cons, err := attempt(ctx, l.opts.AttemptTimeout, func(c context.Context) (jetstream.Consumer, error) {
+		return l.js.OrderedConsumer(c, l.opts.Stream, jetstream.OrderedConsumerConfig{
+			DeliverPolicy: jetstream.DeliverByStartSequencePolicy,
+			OptStartSeq:   *next,
+		})
 	})
 	if err != nil {
 		return err
@@ -205,7 +207,7 @@ func (l *Log) checkHeld(ctx context.Context, next uint64) error {
 // held reports whether the stream holds the record at next, and returns an
 // error wrapping sharedlog.ErrTruncated when it dropped it.
 func (l *Log) held(ctx context.Context, next uint64) (bool, error) {
-	si, err := l.stream.Info(ctx)
+	si, err := attempt(ctx, l.opts.AttemptTimeout, func(c context.Context) (*jetstream.StreamInfo, error) { return l.stream.Info(c) })
 	if err != nil {
 		return false, err
 	}

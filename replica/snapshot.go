@@ -54,21 +54,23 @@ func (l *Log) PutSnapshot(ctx context.Context, pos uint64, r io.Reader) error {
 	}
 	snaps, err := l.snapshots(ctx)
 	if err != nil {
-		return l.errorf("list snapshots", ctx, err)
+		return err
 	}
 	// Keep the newest two (this one, unless a newer one came meanwhile,
 	// and the one before). The tombstone a delete leaves is purged, so
 	// that the listing stays as short as what is stored.
 	for i := 0; i+2 < len(snaps); i++ {
-		err := l.obs.Delete(ctx, snaps[i].name)
+		_, err := l.retry(ctx, "delete snapshot", func(actx context.Context) error { return l.obs.Delete(actx, snaps[i].name) })
 		if errors.Is(err, jetstream.ErrObjectNotFound) {
-			continue // the replica that answered lags, or another put deleted it: the next put tries again
+			continue // the replica that answered lags, or another put (or an attempt whose answer was lost) deleted it: the next put tries again
 		}
 		if err != nil {
-			return l.errorf("delete snapshot", ctx, err)
+			return err
 		}
-		if err := l.objStream.Purge(ctx, jetstream.WithPurgeSubject(snaps[i].subject)); err != nil {
-			return l.errorf("purge deleted snapshot", ctx, err)
+		if _, err := l.retry(ctx, "purge deleted snapshot", func(actx context.Context) error {
+			return l.objStream.Purge(actx, jetstream.WithPurgeSubject(snaps[i].subject))
+		}); err != nil {
+			return err
 		}
 	}
 	return nil
@@ -224,7 +226,12 @@ func (l *Log) msgGet(ctx context.Context, q map[string]any) (uint64, []byte, err
 // consumer on any replica of the stream, which may lag, and a snapshot
 // just stored must be seen by the next reader.
 func (l *Log) snapshots(ctx context.Context) ([]snapshot, error) {
-	si, err := l.objStream.Info(ctx, jetstream.WithSubjectFilter(l.metaSubjects))
+	var si *jetstream.StreamInfo
+	_, err := l.retry(ctx, "list snapshots", func(actx context.Context) error {
+		var err error
+		si, err = l.objStream.Info(actx, jetstream.WithSubjectFilter(l.metaSubjects))
+		return err
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -269,7 +276,7 @@ func (l *Log) snapshots(ctx context.Context) ([]snapshot, error) {
 func (l *Log) newest(ctx context.Context) (snapshot, error) {
 	snaps, err := l.snapshots(ctx)
 	if err != nil {
-		return snapshot{}, l.errorf("list snapshots", ctx, err)
+		return snapshot{}, err
 	}
 	if len(snaps) == 0 {
 		return snapshot{}, fmt.Errorf("replica: %w in bucket %s", sharedlog.ErrNoSnapshot, l.bucket)
