@@ -29,8 +29,9 @@ type DB struct {
 // gives a database that lives in memory only and is lost on Close; it suits
 // tests and short-lived processes. It keeps no events: for each event of
 // the retention window (the dedupe window or 24 hours, whichever is
-// longer), the 128-bit fingerprint of its identifier (16 bytes, which the
-// dedupe index's ≈ 4.7 bytes point to) and what Cancel needs of it
+// longer), 114 bits (14.25 bytes) of the 128-bit fingerprint of its
+// identifier (the dedupe index's ≈ 4.7 bytes point to that one event, and
+// the slot that does implies the fingerprint's other 14 bits) and what Cancel needs of it
 // (sequence, meter, value and timestamp, 48 bytes, and the customer string
 // shared with the aggregates). A fingerprint match is taken as the same
 // identifier: two identifiers collide with probability 2^-128. A database

@@ -150,9 +150,10 @@
 // its cancel window. Stats.FrozenDays, FrozenBytes and FrozenBefore report
 // it. The dedupe index keeps about 4.7 bytes per identifier of the window; a file-backed database confirms the index's matches
 // against the identifiers in its log. An in-memory database keeps no
-// events: per event of the window, the 128-bit fingerprint of its
-// identifier (16 bytes), which confirms matches, and what Cancel needs
-// (48 bytes and the customer string).
+// events: per event of the window, 114 bits (14.25 bytes) of the 128-bit
+// fingerprint of its identifier, which confirm matches (the index slot
+// that names the event implies the other 14), and what Cancel needs (48
+// bytes and the customer string).
 //
 // # Concurrency
 //

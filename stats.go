@@ -37,7 +37,8 @@ type Stats struct {
 	// DedupeConfirmReads counts the reads that confirmed or refuted a
 	// candidate location of an identifier; DedupeFreshConfirmed counts the
 	// identifiers accepted as new that paid at least one (a false match of
-	// the index's 14-bit tag).
+	// the index's tag: 14 bits with a file, where a read is a disk read; 9
+	// bits in memory, where it compares one event's fingerprint).
 	DedupeConfirmReads   int64
 	DedupeFreshConfirmed int64
 	// Reopens counts the times the database reopened its file after a

@@ -251,6 +251,11 @@ func (r *runner) runDedupeDay(spec TargetSpec) ([]Result, error) {
 			return []Result{row}, err
 		}
 		row.Metrics["memory log B/identifier (profile)"] = float64(logHeap) / inWindow
+		// The part of it that dedupe confirms against, where the log
+		// keeps it in blocks of its own.
+		if fpHeap, _, err := heapInuse("internal/pipeline.(*memFPs)"); err == nil && fpHeap > 0 {
+			row.Metrics["memory log fingerprints B/identifier (profile)"] = float64(fpHeap) / inWindow
+		}
 	}
 	row.Metrics["index identifiers"] = float64(st.DedupeIdentities)
 	row.Metrics["confirm reads per fresh identifier"] = float64(st.DedupeConfirmReads-caught.Load()) / float64(accepted.Load())

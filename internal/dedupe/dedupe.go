@@ -9,10 +9,23 @@ import (
 )
 
 const (
-	shardBits   = 6
-	tagBits     = 14 // of a slot: the identifier's tag, never zero
-	offBits     = 18 // of a slot: the location's offset from its epoch's base
-	offMask     = 1<<offBits - 1
+	shardBits = 6
+	// The slots of a file-backed database's index: the identifier's tag,
+	// never zero, and the location's offset from its epoch's base, in
+	// units of 1<<shift locations.
+	tagBits = 14
+	offBits = 18
+	offMask = 1<<offBits - 1
+	// The slots of an index whose locations name single events
+	// (Options.EventLocs): a 9-bit tag and a 23-bit offset counted in
+	// locations, never coarse.
+	memTagBits = 9
+	memOffBits = 23
+	// ImpliedBits is how many top bits of an identifier's hash a candidate
+	// of an EventLocs index shares with the identifier whose slot named
+	// the location: the shard bits and the tag's, except the tag's lowest
+	// bit (tag 0 is stored as tag 1).
+	ImpliedBits = shardBits + memTagBits - 1
 	bucketSlots = 4
 	// An epoch's table is full at 96 % load; four-slot cuckoo buckets
 	// place keys reliably up to about 95 %.
@@ -34,12 +47,25 @@ type Options struct {
 	// database passes its store's, whose records keep those hashes, so
 	// that Open loads them; the zero Key draws a random one.
 	Key idhash.Key
+	// EventLocs declares that a location names exactly one event (the
+	// in-memory log's event index), which confirm compares alone. Slots
+	// are then a 9-bit tag and a 23-bit offset counted in locations, and
+	// a shard's epoch ends when its offsets run out; the candidate's top
+	// ImpliedBits hash bits are those of the identifier stored at the
+	// location, so the caller need not keep them.
+	EventLocs bool
+	// Hash, when set, replaces the keyed hash of identifiers: tests use
+	// it to make identifiers share hash bits.
+	Hash func(id string) uint64
 }
 
 // Index is a set of identifiers with their locations. The zero value is
 // not usable; call New.
 type Index struct {
 	key      idhash.Key // of every identifier's hash
+	hashFn   func(string) uint64
+	ob       uint8 // offset bits of a slot: offBits, or memOffBits with eventLocs
+	events   bool  // Options.EventLocs
 	minEpoch int
 	minLoc   atomic.Uint64 // locations below it are outside the window
 	epoch    atomic.Uint64 // the current epoch number (SetEpoch)
@@ -59,13 +85,14 @@ type shard struct {
 	_                            [64]byte
 }
 
-// epoch is one cuckoo table of 32-bit slots: 14 bits of tag, 18 bits of
-// location offset (in units of 1<<shift locations from base). Buckets
-// hold four slots; a slot of zero is empty.
+// epoch is one cuckoo table of 32-bit slots: a tag in the top 32-ob
+// bits, a location offset (in units of 1<<shift locations from base) in
+// the low ob bits. Buckets hold four slots; a slot of zero is empty.
 type epoch struct {
 	n           uint64 // epoch number at creation
 	base        uint64
 	shift       uint8
+	ob          uint8  // offset bits
 	first, last uint64 // smallest and greatest location inserted
 	nb          uint64 // buckets
 	slots       []uint32
@@ -86,7 +113,10 @@ func New() *Index { return NewWith(Options{}) }
 
 // NewWith returns an empty index tuned by o.
 func NewWith(o Options) *Index {
-	x := &Index{key: o.Key, minEpoch: o.MinEpoch}
+	x := &Index{key: o.Key, hashFn: o.Hash, ob: offBits, events: o.EventLocs, minEpoch: o.MinEpoch}
+	if x.events {
+		x.ob = memOffBits
+	}
 	if x.key.IsZero() {
 		x.key = idhash.New()
 	}
@@ -99,14 +129,21 @@ func NewWith(o Options) *Index {
 // hashOf returns id's 64-bit hash: its keyed hash (idhash), the hash
 // store format 3 keeps of every event's identifier, so that Open rebuilds
 // the index from the stored hashes without the identifiers.
-func hashOf[S string | []byte](x *Index, id S) uint64 { return idhash.Sum(x.key, id) }
+func hashOf[S string | []byte](x *Index, id S) uint64 {
+	if x.hashFn != nil {
+		return x.hashFn(string(id))
+	}
+	return idhash.Sum(x.key, id)
+}
 
 // shardOf returns the shard of hash h: its top bits.
 func (x *Index) shardOf(h uint64) *shard { return &x.shards[h>>(64-shardBits)] }
 
-// tagOf returns the nonzero tag of hash h.
-func tagOf(h uint64) uint32 {
-	t := uint32(h>>(64-shardBits-tagBits)) & (1<<tagBits - 1)
+// tagOf returns the nonzero tag of hash h for slots of ob offset bits:
+// the 32-ob bits below the shard bits.
+func tagOf(h uint64, ob uint8) uint32 {
+	tb := 32 - ob
+	t := uint32(h>>(64-shardBits-tb)) & (1<<tb - 1)
 	if t == 0 {
 		t = 1
 	}
@@ -193,7 +230,7 @@ func (x *Index) Find(id string, confirm func(loc uint64) (bool, error)) (loc uin
 	sh := x.shardOf(h)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	_, err = sh.findLocked(h, x.minLoc.Load(), func(l uint64) (bool, error) {
+	_, err = sh.findLocked(h, x.minLoc.Load(), x.ob, func(l uint64) (bool, error) {
 		ok, err := confirm(l)
 		if ok {
 			loc, found = l, true
@@ -209,11 +246,12 @@ func (x *Index) Find(id string, confirm func(loc uint64) (bool, error)) (loc uin
 // A fresh identifier (the common case) matches nothing, yet probes two
 // buckets in every live epoch: the probe of an epoch is written without
 // data-dependent branches (the smallest XOR of a slot with the tag is
-// below 1<<offBits exactly when a tag matches), so that the processor
-// overlaps the cache misses of successive epochs.
-func (sh *shard) findLocked(h, minLoc uint64, confirm func(uint64) (bool, error)) (bool, error) {
-	t := tagOf(h)
-	tt := t << offBits
+// below 1<<ob exactly when a tag matches), so that the processor
+// overlaps the cache misses of successive epochs. ob is the index's
+// offset bits.
+func (sh *shard) findLocked(h, minLoc uint64, ob uint8, confirm func(uint64) (bool, error)) (bool, error) {
+	t := tagOf(h, ob)
+	tt, mask := t<<ob, uint32(1)<<ob-1
 	for k := len(sh.epochs) - 1; k >= 0; k-- {
 		e := sh.epochs[k]
 		if e.count == 0 || e.last < minLoc {
@@ -224,10 +262,10 @@ func (sh *shard) findLocked(h, minLoc uint64, confirm func(uint64) (bool, error)
 		p := e.slots[b1*bucketSlots : b1*bucketSlots+bucketSlots : b1*bucketSlots+bucketSlots]
 		q := e.slots[b2*bucketSlots : b2*bucketSlots+bucketSlots : b2*bucketSlots+bucketSlots]
 		m := min(p[0]^tt, p[1]^tt, p[2]^tt, p[3]^tt, q[0]^tt, q[1]^tt, q[2]^tt, q[3]^tt)
-		if m <= offMask {
+		if m <= mask {
 			for _, b := range [2]uint64{b1, b2} {
 				for _, s := range e.slots[b*bucketSlots : b*bucketSlots+bucketSlots] {
-					if s>>offBits != t {
+					if s>>ob != t {
 						continue
 					}
 					if ok, err := sh.confirmRange(e, s, minLoc, confirm); ok || err != nil {
@@ -240,7 +278,7 @@ func (sh *shard) findLocked(h, minLoc uint64, confirm func(uint64) (bool, error)
 			}
 		}
 		for _, st := range e.stash {
-			if st.slot>>offBits != t || (uint64(st.bucket) != b1 && uint64(st.bucket) != b2) {
+			if st.slot>>ob != t || (uint64(st.bucket) != b1 && uint64(st.bucket) != b2) {
 				continue
 			}
 			if ok, err := sh.confirmRange(e, st.slot, minLoc, confirm); ok || err != nil {
@@ -255,7 +293,7 @@ func (sh *shard) findLocked(h, minLoc uint64, confirm func(uint64) (bool, error)
 // one location, or 1<<e.shift of them, within the epoch and the window.
 func (sh *shard) confirmRange(e *epoch, s uint32, minLoc uint64, confirm func(uint64) (bool, error)) (bool, error) {
 	sh.candidates++
-	lo := e.base + uint64(s&offMask)<<e.shift
+	lo := e.base + uint64(s&(1<<e.ob-1))<<e.shift
 	hi := lo + 1<<e.shift - 1
 	lo, hi = max(lo, e.first, minLoc), min(hi, e.last)
 	for loc := lo; loc <= hi; loc++ {
@@ -358,7 +396,17 @@ func (x *Index) epochFor(sh *shard, loc uint64) *epoch {
 	if cur != nil && cur.count > 0 {
 		span = (cur.last - cur.first + 1) * uint64(target) / uint64(cur.count)
 	}
-	e := newEpoch(n, loc, shiftFor(2*span+1024), target)
+	shift := shiftFor(2*span + 1024)
+	if x.events {
+		// Offsets are never coarse: an epoch takes no more identifiers
+		// than its offsets are expected to reach.
+		shift = 0
+		if cur != nil && cur.count > 0 {
+			room := float64(uint64(1)<<memOffBits) * float64(cur.count) / float64(cur.last-cur.first+1)
+			target = max(min(target, int(room-2*math.Sqrt(room))), x.minEpoch/4)
+		}
+	}
+	e := newEpoch(n, loc, shift, x.ob, target)
 	sh.epochs = append(sh.epochs, e)
 	return e
 }
@@ -373,18 +421,19 @@ func shiftFor(span uint64) uint8 {
 	return s
 }
 
-// newEpoch returns an empty epoch for target identifiers from base.
-func newEpoch(n, base uint64, shift uint8, target int) *epoch {
+// newEpoch returns an empty epoch for target identifiers from base, of
+// slots with ob offset bits.
+func newEpoch(n, base uint64, shift, ob uint8, target int) *epoch {
 	nb := uint64(max(1, (target*loadDen/loadNum+bucketSlots-1)/bucketSlots))
 	return &epoch{
-		n: n, base: base, shift: shift, first: base, last: base,
+		n: n, base: base, shift: shift, ob: ob, first: base, last: base,
 		nb: nb, slots: make([]uint32, nb*bucketSlots),
 		limit: int(nb * bucketSlots * loadNum / loadDen), rnd: uint32(base) | 1,
 	}
 }
 
 // fits reports whether e's offsets can express loc (at or above base).
-func (e *epoch) fits(loc uint64) bool { return (loc-e.base)>>e.shift <= offMask }
+func (e *epoch) fits(loc uint64) bool { return (loc-e.base)>>e.shift < 1<<e.ob }
 
 // insert adds hash h at loc, which e fits.
 func (e *epoch) insert(h, loc uint64) {
@@ -392,7 +441,7 @@ func (e *epoch) insert(h, loc uint64) {
 		e.first, e.last = loc, loc
 	}
 	e.first, e.last = min(e.first, loc), max(e.last, loc)
-	e.place(uint32(h), tagOf(h), uint32((loc-e.base)>>e.shift))
+	e.place(uint32(h), tagOf(h, e.ob), uint32((loc-e.base)>>e.shift))
 }
 
 // place stores the slot of an identifier whose hash has low 32 bits lo
@@ -400,7 +449,7 @@ func (e *epoch) insert(h, loc uint64) {
 // caller's.
 func (e *epoch) place(lo, t, off uint32) {
 	e.count++
-	s := t<<offBits | off
+	s := t<<e.ob | off
 	b := uint64(lo) * e.nb >> 32 // e.bucket
 	if e.put(b, s) {
 		return
@@ -415,7 +464,7 @@ func (e *epoch) place(lo, t, off uint32) {
 		// walk of a nearly full table.
 		bs := e.slots[b*bucketSlots : b*bucketSlots+bucketSlots : b*bucketSlots+bucketSlots]
 		for i, v := range bs {
-			if e.put(e.alt(b, v>>offBits), v) {
+			if e.put(e.alt(b, v>>e.ob), v) {
 				bs[i] = s
 				return
 			}
@@ -426,7 +475,7 @@ func (e *epoch) place(lo, t, off uint32) {
 		e.rnd ^= e.rnd << 5
 		j := b*bucketSlots + uint64(e.rnd%bucketSlots)
 		s, e.slots[j] = e.slots[j], s
-		b = e.alt(b, s>>offBits)
+		b = e.alt(b, s>>e.ob)
 		if e.put(b, s) {
 			return
 		}

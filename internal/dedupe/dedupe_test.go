@@ -319,3 +319,59 @@ func BenchmarkReserveFresh(b *testing.B) {
 		})
 	}
 }
+
+// An EventLocs index keeps one exact location per identifier: a shard's
+// epoch ends when its 23-bit offsets run out, and every identifier is
+// found at its own location, never at a neighbour's.
+func TestEventLocs(t *testing.T) {
+	x, j := NewWith(Options{EventLocs: true}), newJournal()
+	const n, gap = 2000, 1 << 18 // 32 batches per epoch's offsets in a shard
+	var r Reservation
+	for i := range n / 4 {
+		ids := make([]string, 5)
+		for k := range ids {
+			ids[k] = fmt.Sprint("id-", 4*i+min(k, 3))
+		}
+		if err := x.ReserveBatch(&r, ids, func(int, uint64) (bool, error) { return false, nil }); err != nil {
+			t.Fatal(err)
+		}
+		if !r.Reserved[3] || r.Reserved[4] {
+			t.Fatalf("reserved %v: the repeated identifier must be reserved once", r.Reserved)
+		}
+		// The four reserved identifiers take consecutive locations.
+		first := uint64(i) * gap
+		for k := range 4 {
+			j.put(first+uint64(k), ids[k])
+		}
+		x.CommitEach(&r, first)
+	}
+	for i := range n {
+		id := fmt.Sprint("id-", i)
+		want := uint64(i/4)*gap + uint64(i%4)
+		loc, found, err := x.Find(id, j.confirm(id))
+		if err != nil || !found || loc != want {
+			t.Fatalf("Find(%s) = %d, %v, %v; want %d", id, loc, found, err, want)
+		}
+	}
+	// A candidate stands for one location, never a range.
+	if s := x.Stats(); s.ConfirmReads != s.Candidates {
+		t.Errorf("%d confirm calls for %d candidates", s.ConfirmReads, s.Candidates)
+	}
+	// 500 batches over 500<<18 locations: every epoch's offsets count
+	// single locations and reach at most 1<<memOffBits of them.
+	epochs := 0
+	for i := range x.shards {
+		for _, e := range x.shards[i].epochs {
+			epochs++
+			if e.shift != 0 || e.ob != memOffBits || e.last-e.base >= 1<<memOffBits {
+				t.Fatalf("epoch from %d to %d: shift %d, %d offset bits", e.base, e.last, e.shift, e.ob)
+			}
+		}
+	}
+	if epochs < 64*(n/4*gap>>memOffBits)/2 {
+		t.Errorf("%d epochs for %d locations: offsets cannot reach that far", epochs, n/4*gap)
+	}
+	if ok, err := x.Reserve("id-7", j.confirm("id-7")); ok || err != nil {
+		t.Errorf("Reserve of a stored identifier = %v, %v", ok, err)
+	}
+}

@@ -9,6 +9,20 @@
 // location, so a collision costs one read and never drops a real event,
 // and a duplicate is always caught.
 //
+// With Options.EventLocs (the in-memory database) a location names one
+// event (the memory log's event index) and CommitEach gives each
+// identifier of a batch its own. Slots are then a 9-bit tag and a 23-bit
+// offset counted in single locations, never coarse: a shard's epoch ends
+// when its offsets run out (1<<23 locations: 131 k identifiers of a
+// shard, 8.4 M of the index), and an epoch is sized for no
+// more identifiers than its offsets are expected to reach. A candidate's
+// slot belongs to exactly one identifier, whose shard and tag it shares,
+// so the top ImpliedBits bits of its hash are those of the candidate: the
+// caller keeps only the rest and still compares whole fingerprints. The
+// 9-bit tag gives a fresh identifier about 0.2 candidates (eight slots
+// in each of about thirteen live epochs, 1 in 511 of them matching): each
+// an in-memory comparison with one event.
+//
 // Data flow. Identifiers are inserted into the epoch being filled. An
 // epoch is a table sized when it starts, for as many identifiers as the
 // previous epoch received (the database starts a new epoch number a few
@@ -34,10 +48,10 @@
 // same key, the file's: Open rebuilds the index from the stored hashes
 // without reading a single identifier. Shard, tag and buckets come from
 // the hash; without the key nobody can make identifiers share them.
-
+//
 // Open rebuilds the index with a PlannedLoader: the log's record headers
 // give the identifiers per location range, and every range becomes one
-// epoch per shard. A range is read twice, in parallel with the others:
+// epoch per shard (file-backed indexes only). A range is read twice, in parallel with the others:
 // the first pass counts its identifiers per shard from the stored hashes,
 // the second sorts them by shard into a reused buffer of 8 bytes each
 // (slot and bucket bits); each shard's table, sized for exactly its

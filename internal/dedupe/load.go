@@ -128,13 +128,13 @@ func (x *Index) loadLocked(sh *shard, chunks [][]loadEntry) {
 		if len(es) > 0 {
 			// A closed epoch: a table for exactly its identifiers, offsets
 			// for exactly its locations.
-			e = newEpoch(0, first, shiftFor(last-first), c)
+			e = newEpoch(0, first, shiftFor(last-first), offBits, c)
 		} else {
 			// The epoch being filled: room for a full epoch or a quarter
 			// more, and offsets for twice the locations per identifier.
 			target := max(size, c+c/4+16)
 			span := (last - first + 1) * uint64(target) / uint64(c)
-			e = newEpoch(n, first, shiftFor(2*span+1024), target)
+			e = newEpoch(n, first, shiftFor(2*span+1024), offBits, target)
 		}
 		for _, le := range chunk {
 			e.insert(le.h, le.loc)
@@ -242,7 +242,7 @@ func (l *PlannedLoader) Fill(i int, hashes []byte, loc uint64) {
 		}
 		pl.last[s] = loc
 		off := (loc - e.base) >> e.shift
-		buf[pl.next[s]] = uint64(uint32(h)) | uint64(tagOf(h))<<32 | off<<(32+tagBits)
+		buf[pl.next[s]] = uint64(uint32(h)) | uint64(tagOf(h, offBits))<<32 | off<<(32+tagBits)
 		pl.next[s]++
 	}
 }
@@ -260,7 +260,7 @@ func (l *PlannedLoader) start(i int) {
 		pl.end[s] = total
 		switch {
 		case !last:
-			pl.epochs[s] = newEpoch(0, p.First, shiftFor(p.Last-p.First), count)
+			pl.epochs[s] = newEpoch(0, p.First, shiftFor(p.Last-p.First), offBits, count)
 		default:
 			// The epoch being filled: room for a shard's share of a full
 			// part or a quarter more, offsets for twice its locations per
@@ -268,7 +268,7 @@ func (l *PlannedLoader) start(i int) {
 			mean := float64(l.full) / (1 << shardBits)
 			target := max(l.x.minEpoch, count+count/4+16, int(mean+2*math.Sqrt(mean))+16)
 			span := 2*(p.Last-p.First+1)*uint64(target)/uint64(max(1, count)) + 1024
-			pl.epochs[s] = newEpoch(l.n, p.First, shiftFor(span), target)
+			pl.epochs[s] = newEpoch(l.n, p.First, shiftFor(span), offBits, target)
 		}
 	}
 	pl.buf, _ = l.bufs.Get().(*[]uint64)

@@ -100,6 +100,7 @@ type Reservation struct {
 	// Small batches take their identifiers one at a time.
 	order  []int32
 	starts []int32
+	locs   []uint64 // CommitEach's, per identifier
 	// storage for small batches, so that a Reservation on the caller's
 	// stack needs no allocation
 	hsBuf       [smallBatch]uint64
@@ -129,7 +130,7 @@ func (x *Index) ReserveBatch(r *Reservation, ids []string, confirm func(i int, l
 		}
 		reads := sh.reads
 		var found bool
-		found, err = sh.findLocked(h, minLoc, func(loc uint64) (bool, error) { return confirm(int(i), loc) })
+		found, err = sh.findLocked(h, minLoc, x.ob, func(loc uint64) (bool, error) { return confirm(int(i), loc) })
 		if err != nil {
 			return false
 		}
@@ -180,6 +181,31 @@ func (x *Index) CommitBatch(r *Reservation, loc uint64) {
 		return true
 	})
 }
+
+// CommitEach records that the reserved identifiers of r were stored at
+// one location each, in their order in the batch: the first at first,
+// the next at first+1, and so on. An EventLocs index is committed so.
+func (x *Index) CommitEach(r *Reservation, first uint64) {
+	if cap(r.locs) < len(r.ids) {
+		r.locs = make([]uint64, len(r.ids))
+	}
+	locs := r.locs[:len(r.ids)]
+	next := first
+	for i, ok := range r.Reserved {
+		if ok {
+			locs[i] = next
+			next++
+		}
+	}
+	x.eachShard(r, true, func(sh *shard, i int32) bool {
+		sh.pend.remove(r.hs[i], r.ids[i])
+		x.insertLocked(sh, r.hs[i], locs[i])
+		return true
+	})
+}
+
+// Hash returns the hash of the i-th identifier of r.
+func (r *Reservation) Hash(i int) uint64 { return r.hs[i] }
 
 // ReleaseBatch drops the reservations of r.
 func (x *Index) ReleaseBatch(r *Reservation) {
@@ -267,4 +293,5 @@ func (r *Reservation) Detach() {
 	r.ids = append([]string(nil), r.ids...)
 	r.order = append([]int32(nil), r.order...)
 	r.starts = append([]int32(nil), r.starts...)
+	r.locs = nil
 }

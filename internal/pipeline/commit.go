@@ -227,6 +227,11 @@ func (st *state) reserve(res *dedupe.Reservation, ids []string, now int64, windo
 			received, found := read.byID[ids[i]]
 			return found && now-received < win, nil
 		}
+		if st.mem != nil {
+			// loc names one event; the index's hash is at hand.
+			ev, found := st.mem.find(loc, res.Hash(i), ids[i])
+			return found && now-ev.Received < win, nil
+		}
 		read.loc, read.byID = loc, nil
 		ev, found, err := st.log.FindEvent(loc, ids[i])
 		return found && now-ev.Received < win, err
@@ -287,7 +292,12 @@ func (e *Engine) finishRecord(st *state, c commit, res *dedupe.Reservation, item
 	// Apply, then acknowledge.
 	st.table.ApplyBatch(items)
 	st.applyMu.RUnlock()
-	st.idx.CommitBatch(res, loc)
+	if st.mem != nil {
+		// One location per event: the memory log's event index.
+		st.idx.CommitEach(res, st.mem.firstEvent(loc))
+	} else {
+		st.idx.CommitBatch(res, loc)
+	}
 	e.countAccepted(items)
 	e.maintain(st, now, loc)
 	return nil

@@ -59,6 +59,10 @@ type Config struct {
 	// wrapLog, when set, wraps the memory log of an in-memory database:
 	// the package's tests inject failures and delays with it.
 	wrapLog func(Log) Log
+	// idHashes, when set, replaces the two hashes of an identifier in an
+	// in-memory database (the dedupe index's and the memory log's second
+	// one): the package's tests make identifiers share hash bits with it.
+	idHashes func(id string) (uint64, uint64)
 }
 
 // Engine is an open database: its state and its write pipeline.
@@ -92,6 +96,7 @@ type state struct {
 	idx   *dedupe.Index
 	log   Log
 	file  *fileLog // nil for an in-memory database
+	mem   *memLog  // the memory log of an in-memory database, else nil
 	down  error    // set when a reopen failed: writes are refused, reads served
 	// readOnly is set for a file opened with Config.Store.ReadOnly: writes
 	// are refused with ErrReadOnly and nothing is checkpointed.
@@ -162,12 +167,21 @@ func (e *Engine) openState() (*state, error) {
 	st := &state{
 		reg:       reg,
 		table:     aggregate.NewTable(e.cfg.Shards),
-		idx:       dedupe.NewWith(dedupe.Options{MinEpoch: e.cfg.DedupeMinEpoch}),
-		log:       newMemLog(),
 		cancelled: map[uint64]int64{},
 	}
-	st.idx.SetEpoch(e.epochOf(e.cfg.Now().Unix()))
 	if e.path == "" {
+		// The index's locations are the memory log's event indexes, and
+		// the log keeps of each event the hash bits the index's slots do
+		// not imply.
+		key := idhash.New()
+		o := dedupe.Options{MinEpoch: e.cfg.DedupeMinEpoch, Key: key, EventLocs: true}
+		if h := e.cfg.idHashes; h != nil {
+			o.Hash = func(id string) uint64 { h1, _ := h(id); return h1 }
+		}
+		st.idx = dedupe.NewWith(o)
+		st.idx.SetEpoch(e.epochOf(e.cfg.Now().Unix()))
+		st.mem = newMemLog(key, e.cfg.idHashes)
+		st.log = st.mem
 		// No file to read frozen minute cells from: the frozen days keep
 		// them, packed.
 		if e.cfg.wrapLog != nil {

@@ -1,12 +1,16 @@
 package pipeline
 
 import (
+	"encoding/binary"
 	"hash/maphash"
 	"slices"
+	"sort"
 	"sync"
 	"sync/atomic"
 	"unsafe"
 
+	"github.com/meterdb/meterdb/internal/dedupe"
+	"github.com/meterdb/meterdb/internal/idhash"
 	"github.com/meterdb/meterdb/meter"
 	"github.com/meterdb/meterdb/store"
 )
@@ -24,7 +28,8 @@ type Log interface {
 	// (its Identifier left empty), or false when there is none or loc was
 	// pruned. It is how dedupe confirms a candidate and Cancel finds its
 	// event: it should read as little as it can and allocate nothing
-	// unless the event is found.
+	// unless the event is found. The memory log's locations here are its
+	// event indexes, not its record locations: see memLog.
 	FindEvent(loc uint64, id string) (store.Event, bool, error)
 	// Prune lets the log drop groups below loc and key-value records
 	// expired at now (unix seconds).
@@ -79,14 +84,27 @@ func (c commit) result() (uint64, error) {
 var closed = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
 
 // memLog is the log of an in-memory database. It keeps no events: of
-// each event of the retention window, the 128-bit fingerprint of its
-// identifier (for dedupe confirmation and Cancel's lookup) and what a
-// cancellation needs (sequence, meter, customer, value, timestamp), in
-// blocks of memBlock entries: appending never copies what is kept, and
-// pruning drops whole blocks. Cancellation records keep nothing: nothing
-// looks them up.
+// each event of the retention window, 114 bits of its identifier's
+// 128-bit fingerprint (for dedupe confirmation and Cancel's lookup), in
+// blocks of fpBlock, and what a cancellation needs (sequence, meter,
+// customer, value, timestamp), in blocks of memBlock: appending never
+// copies what is kept (but the last fingerprint block, which grows to its
+// size by doubling), and pruning drops whole blocks. Cancellation records
+// keep nothing: nothing looks them up.
+//
+// An event's location for FindEvent is its absolute index (the dedupe
+// index keeps one location per identifier: Options.EventLocs), so a
+// candidate is compared with one event only: the one whose slot named
+// it. The fingerprint is the dedupe index's 64-bit hash of the
+// identifier and a second, independent one (maphash); the log keeps the
+// low fpLowBits bits of the first and all of the second. The first's
+// other bits are the dedupe.ImpliedBits that a candidate shares with the
+// event whose slot named it, so FindEvent called with the index's
+// candidates compares all 128 bits.
 type memLog struct {
-	seeds [2]maphash.Seed // of the fingerprints
+	key    idhash.Key   // of the dedupe index's hash
+	seed   maphash.Seed // of the second hash
+	hashFn func(id string) (uint64, uint64)
 
 	mu      sync.Mutex // guards the fields below
 	base    uint64     // location of groups[0]
@@ -94,7 +112,78 @@ type memLog struct {
 	recBase int64 // absolute index of blocks[0][0], a multiple of memBlock
 	recN    int64 // absolute index of the next entry
 	blocks  [][]memEvent
+	fpBase  int64 // absolute index of fps[0]'s first entry, a multiple of fpBlock
+	fps     []*memFPs
 	kv      map[[2]string]kvValue
+}
+
+const (
+	// fpLowBits is how many low bits of the index hash the log keeps of
+	// an event; dedupe.ImpliedBits imply the others.
+	fpLowBits = 50
+	// fpBlock is the number of fingerprints per block: 64 Ki make both
+	// of a full block's arrays whole 8 KiB pages (512 KiB of second
+	// hashes, 50 pages of index hash bits), 14.25 bytes per event.
+	fpBlock = 1 << 16
+)
+
+// The index's slots imply the index hash's bits that the log leaves out.
+var _ [fpLowBits + dedupe.ImpliedBits - 64]struct{}
+
+// memFPs is a block of fingerprints: entry i is h2[i] and the fpLowBits
+// bits of low from bit i*fpLowBits on (little-endian).
+type memFPs struct {
+	h2  []uint64
+	low []byte
+	n   int // entries used
+}
+
+// add appends the fingerprint (h1, h2), growing the block by doubling
+// up to fpBlock entries.
+func (b *memFPs) add(h1, h2 uint64) {
+	if b.n == len(b.h2) {
+		n := min(max(2*len(b.h2), 1024), fpBlock) // a multiple of 8: whole bytes of low
+		h2s, low := make([]uint64, n), make([]byte, n*fpLowBits/8)
+		copy(h2s, b.h2)
+		copy(low, b.low)
+		b.h2, b.low = h2s, low
+	}
+	b.h2[b.n] = h2
+	bit := b.n * fpLowBits
+	const mask = 1<<fpLowBits - 1
+	w := load64(b.low, bit/8)
+	store64(b.low, bit/8, w&^(mask<<(bit%8))|(h1&mask)<<(bit%8))
+	b.n++
+}
+
+// is reports whether entry i is the fingerprint (h1, h2), but for the
+// bits of h1 above fpLowBits.
+func (b *memFPs) is(i int, h1, h2 uint64) bool {
+	bit := i * fpLowBits
+	return b.h2[i] == h2 && (load64(b.low, bit/8)>>(bit%8)^h1)&(1<<fpLowBits-1) == 0
+}
+
+// load64 reads 8 bytes of p from off, little-endian, those past its end
+// as zeros.
+func load64(p []byte, off int) uint64 {
+	if off+8 <= len(p) {
+		return binary.LittleEndian.Uint64(p[off:])
+	}
+	var w [8]byte
+	copy(w[:], p[off:])
+	return binary.LittleEndian.Uint64(w[:])
+}
+
+// store64 writes v's 8 bytes to p from off, little-endian, dropping those
+// past its end.
+func store64(p []byte, off int, v uint64) {
+	if off+8 <= len(p) {
+		binary.LittleEndian.PutUint64(p[off:], v)
+		return
+	}
+	var w [8]byte
+	binary.LittleEndian.PutUint64(w[:], v)
+	copy(p[off:], w[:])
 }
 
 // memGroup is what the memory log keeps of one log record.
@@ -104,10 +193,9 @@ type memGroup struct {
 	received int64
 }
 
-// memEvent is what the memory log keeps of one event: 64 bytes, and the
-// customer string, shared with the aggregates.
+// memEvent is what the memory log keeps of one event for a cancellation:
+// 48 bytes, and the customer string, shared with the aggregates.
 type memEvent struct {
-	fp        [2]uint64
 	seq       uint64
 	meter     uint64
 	customer  string
@@ -128,19 +216,41 @@ type kvValue struct {
 	expires int64
 }
 
-func newMemLog() *memLog {
-	return &memLog{base: 1, kv: map[[2]string]kvValue{}, seeds: [2]maphash.Seed{maphash.MakeSeed(), maphash.MakeSeed()}}
+// newMemLog returns an empty memory log whose fingerprints start with the
+// dedupe index's hash under key. hashes, when set, replaces both hashes
+// (tests).
+func newMemLog(key idhash.Key, hashes func(id string) (uint64, uint64)) *memLog {
+	return &memLog{base: 1, kv: map[[2]string]kvValue{}, key: key, seed: maphash.MakeSeed(), hashFn: hashes}
 }
 
-// fingerprint is id's 128-bit fingerprint: two independent 64-bit hashes.
-func (j *memLog) fingerprint(id string) [2]uint64 {
-	return [2]uint64{maphash.String(j.seeds[0], id), maphash.String(j.seeds[1], id)}
+// hashes returns id's index hash and second hash.
+func (j *memLog) hashes(id string) (uint64, uint64) {
+	if j.hashFn != nil {
+		return j.hashFn(id)
+	}
+	return idhash.Sum(j.key, id), maphash.String(j.seed, id)
+}
+
+// hash2 returns id's second hash.
+func (j *memLog) hash2(id string) uint64 {
+	if j.hashFn != nil {
+		_, h2 := j.hashFn(id)
+		return h2
+	}
+	return maphash.String(j.seed, id)
 }
 
 func (j *memLog) Append(g *store.Group, kvs []store.KVWrite) (commit, error) {
 	var received int64
 	if len(g.Events) > 0 {
 		received = g.Events[0].Received
+	}
+	// The fingerprints are hashed before the lock is taken.
+	fpp := fpPool.Get().(*[][2]uint64)
+	fps := (*fpp)[:0]
+	for i := range g.Events {
+		h1, h2 := j.hashes(g.Events[i].Identifier)
+		fps = append(fps, [2]uint64{h1, h2})
 	}
 	j.mu.Lock()
 	loc := j.base + uint64(len(j.groups))
@@ -150,8 +260,12 @@ func (j *memLog) Append(g *store.Group, kvs []store.KVWrite) (commit, error) {
 		if k := len(j.blocks); k == 0 || len(j.blocks[k-1]) == memBlock {
 			j.blocks = append(j.blocks, make([]memEvent, 0, memBlock))
 		}
+		if k := len(j.fps); k == 0 || j.fps[k-1].n == fpBlock {
+			j.fps = append(j.fps, new(memFPs))
+		}
+		j.fps[len(j.fps)-1].add(fps[i][0], fps[i][1])
 		b := &j.blocks[len(j.blocks)-1]
-		*b = append(*b, memEvent{fp: j.fingerprint(ev.Identifier), seq: ev.Seq, meter: ev.Meter,
+		*b = append(*b, memEvent{seq: ev.Seq, meter: ev.Meter,
 			customer: ev.Customer, value: ev.Value, timestamp: ev.Timestamp})
 		j.recN++
 	}
@@ -159,25 +273,58 @@ func (j *memLog) Append(g *store.Group, kvs []store.KVWrite) (commit, error) {
 		j.writeLocked(w)
 	}
 	j.mu.Unlock()
+	if cap(fps) <= 1<<16 {
+		*fpp = fps[:0]
+		fpPool.Put(fpp)
+	}
 	return commit{loc: loc}, nil
 }
 
-// FindEvent compares id's fingerprint with those of the events at loc.
+// fpPool holds Append's fingerprint buffers.
+var fpPool = sync.Pool{New: func() any { return new([][2]uint64) }}
+
+// FindEvent compares the kept fingerprint bits of the event whose index
+// is loc with id's.
 func (j *memLog) FindEvent(loc uint64, id string) (store.Event, bool, error) {
-	fp := j.fingerprint(id)
+	h1, _ := j.hashes(id)
+	ev, ok := j.find(loc, h1, id)
+	return ev, ok, nil
+}
+
+// find is FindEvent for an identifier whose index hash h1 is known.
+func (j *memLog) find(loc, h1 uint64, id string) (store.Event, bool) {
+	h2 := j.hash2(id)
+	a := int64(loc)
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	if loc < j.base || loc-j.base >= uint64(len(j.groups)) {
-		return store.Event{}, false, nil
+	if len(j.groups) == 0 || a < j.groups[0].start || a >= j.recN || a < 0 {
+		return store.Event{}, false
 	}
-	g := j.groups[loc-j.base]
-	for a := g.start; a < g.start+int64(g.n); a++ {
-		if r := j.rec(a); r.fp == fp {
-			return store.Event{Seq: r.seq, Meter: r.meter, Customer: r.customer, Value: r.value,
-				Timestamp: r.timestamp, Received: g.received}, true, nil
-		}
+	i := a - j.fpBase
+	if !j.fps[i/fpBlock].is(int(i%fpBlock), h1, h2) {
+		return store.Event{}, false
 	}
-	return store.Event{}, false, nil
+	// The group of the event: the last one that starts at or before it
+	// (the cancellations before a group start where it does).
+	k := sort.Search(len(j.groups), func(k int) bool { return j.groups[k].start > a }) - 1
+	r := j.rec(a)
+	return store.Event{Seq: r.seq, Meter: r.meter, Customer: r.customer, Value: r.value,
+		Timestamp: r.timestamp, Received: j.groups[k].received}, true
+}
+
+// firstEvent returns the index of the first event of the record at loc,
+// or of the next event appended when loc is past the last record (0 for
+// pruned records).
+func (j *memLog) firstEvent(loc uint64) uint64 {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	switch {
+	case loc < j.base:
+		return 0
+	case loc-j.base >= uint64(len(j.groups)):
+		return uint64(j.recN)
+	}
+	return uint64(j.groups[loc-j.base].start)
 }
 
 func (j *memLog) Prune(loc uint64, now int64) {
@@ -202,6 +349,11 @@ func (j *memLog) Prune(loc uint64, now int64) {
 		j.blocks[0] = nil
 		j.blocks = j.blocks[1:]
 		j.recBase += memBlock
+	}
+	for len(j.fps) > 0 && j.fpBase+fpBlock <= live && j.fps[0].n == fpBlock {
+		j.fps[0] = nil
+		j.fps = j.fps[1:]
+		j.fpBase += fpBlock
 	}
 	if len(j.groups)*2 < cap(j.groups) {
 		j.groups = append([]memGroup(nil), j.groups...)
@@ -268,13 +420,17 @@ func (j *memLog) ListKV(ns, after string, now int64, fn func(key string, value [
 	return nil
 }
 
-// MemoryBytes counts the slices of fingerprints and cancellation data,
+// MemoryBytes counts the blocks of fingerprints and cancellation data,
 // and the group headers; customer strings are shared with the aggregates
 // and are not counted.
 func (j *memLog) MemoryBytes() int64 {
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	return int64(len(j.blocks))*memBlock*int64(unsafe.Sizeof(memEvent{})) + int64(cap(j.groups))*int64(unsafe.Sizeof(memGroup{}))
+	n := int64(len(j.blocks))*memBlock*int64(unsafe.Sizeof(memEvent{})) + int64(cap(j.groups))*int64(unsafe.Sizeof(memGroup{}))
+	for _, b := range j.fps {
+		n += int64(len(b.h2))*8 + int64(len(b.low))
+	}
+	return n
 }
 
 func (j *memLog) SaveMeter(meter.Meter) error { return nil }

@@ -59,7 +59,11 @@ func (e *Engine) prune(st *state, now int64) {
 	}
 	st.marksMu.Unlock()
 	if loc > 0 {
-		st.idx.SetMinLoc(loc)
+		if st.mem != nil {
+			st.idx.SetMinLoc(st.mem.firstEvent(loc)) // the index's locations are event indexes
+		} else {
+			st.idx.SetMinLoc(loc)
+		}
 	}
 	st.log.Prune(loc, now)
 	if st.file == nil {
