@@ -37,8 +37,13 @@
 //
 // # Errors
 //
-// Errors a later retry may overcome (no connection, no responders, no
-// stream leader, a timeout) wrap sharedlog.ErrUnavailable; a ctx that
+// Every request to the servers waits at most Options.AttemptTimeout for
+// its answer, whatever ctx allows: a request in flight when its server
+// died is never answered. Requests that fail so, or for want of a
+// connection, a responder or a stream leader, are made again until
+// Options.AppendTimeout has passed since the call began. Errors a later
+// retry may overcome (no connection, no responders, no stream leader, a
+// server offline, a timeout) wrap sharedlog.ErrUnavailable; a ctx that
 // ends gives an error wrapping ctx.Err(); a stream that dropped records a
 // reader needs gives sharedlog.ErrTruncated.
 //
