@@ -229,7 +229,7 @@ func (st *state) reserve(res *dedupe.Reservation, ids []string, now int64, windo
 		}
 		if st.mem != nil {
 			// loc names one event; the index's hash is at hand.
-			ev, found := st.mem.find(loc, res.Hash(i), ids[i])
+			ev, found := st.mem.find(loc, res.Hash(i), st.mem.hash2(ids[i]))
 			return found && now-ev.Received < win, nil
 		}
 		read.loc, read.byID = loc, nil

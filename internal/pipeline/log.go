@@ -286,14 +286,14 @@ var fpPool = sync.Pool{New: func() any { return new([][2]uint64) }}
 // FindEvent compares the kept fingerprint bits of the event whose index
 // is loc with id's.
 func (j *memLog) FindEvent(loc uint64, id string) (store.Event, bool, error) {
-	h1, _ := j.hashes(id)
-	ev, ok := j.find(loc, h1, id)
+	h1, h2 := j.hashes(id)
+	ev, ok := j.find(loc, h1, h2)
 	return ev, ok, nil
 }
 
-// find is FindEvent for an identifier whose index hash h1 is known.
-func (j *memLog) find(loc, h1 uint64, id string) (store.Event, bool) {
-	h2 := j.hash2(id)
+// find is FindEvent for an identifier whose index hash h1 and second hash
+// h2 are known.
+func (j *memLog) find(loc, h1, h2 uint64) (store.Event, bool) {
 	a := int64(loc)
 	j.mu.Lock()
 	defer j.mu.Unlock()
