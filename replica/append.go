@@ -64,7 +64,7 @@ func (l *Log) Append(ctx context.Context, rec []byte) (uint64, error) {
 		return err
 	})
 	switch {
-	case err != nil && errors.Is(err, sharedlog.ErrUnavailable) && ctx.Err() == nil:
+	case errors.Is(err, sharedlog.ErrUnavailable) && ctx.Err() == nil:
 		l.log.Warn("replica: append gives up", "attempts", attempts, "err", err)
 	case err == nil && attempts > 1:
 		l.log.Info("replica: append acknowledged after retries", "attempts", attempts, "seq", seq)
