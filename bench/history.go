@@ -34,6 +34,7 @@ type historyMeasure struct {
 	heapAlloc, heapInuse     uint64
 	memoryBytes, frozenBytes int64
 	frozenDays, hourBuckets  int64
+	storedBlocks             int64
 	rss                      int64
 }
 
@@ -96,9 +97,9 @@ func (r *runner) runHistory(spec TargetSpec) ([]Result, error) {
 		runtime.ReadMemStats(&ms)
 		st := db.Stats()
 		measures = append(measures, historyMeasure{day: day, heapAlloc: ms.HeapAlloc, heapInuse: ms.HeapInuse,
-			memoryBytes: st.MemoryBytes, frozenBytes: st.FrozenBytes, frozenDays: st.FrozenDays, hourBuckets: st.HourBuckets, rss: rssBytes()})
-		r.prog.note("history  %-14s day %d: heap %.1f MiB, MemoryBytes %.1f MiB, frozen %.1f MiB in %d days",
-			spec.Name, day, float64(ms.HeapAlloc)/(1<<20), float64(st.MemoryBytes)/(1<<20), float64(st.FrozenBytes)/(1<<20), st.FrozenDays)
+			memoryBytes: st.MemoryBytes, frozenBytes: st.FrozenBytes, frozenDays: st.FrozenDays, hourBuckets: st.HourBuckets, storedBlocks: st.FrozenStoredBlocks, rss: rssBytes()})
+		r.prog.note("history  %-14s day %d: heap %.1f MiB, MemoryBytes %.1f MiB, frozen %.1f MiB in %d days, %d stored blocks",
+			spec.Name, day, float64(ms.HeapAlloc)/(1<<20), float64(st.MemoryBytes)/(1<<20), float64(st.FrozenBytes)/(1<<20), st.FrozenDays, st.FrozenStoredBlocks)
 	}
 	t0 := time.Now()
 	for d := range days {
@@ -235,6 +236,7 @@ func (r *runner) runHistory(spec TargetSpec) ([]Result, error) {
 		mem.Metrics[pre+"MemoryBytes"] = float64(m.memoryBytes)
 		mem.Metrics[pre+"FrozenBytes"] = float64(m.frozenBytes)
 		mem.Metrics[pre+"frozen days"] = float64(m.frozenDays)
+		mem.Metrics[pre+"stored blocks"] = float64(m.storedBlocks)
 		mem.Metrics[pre+"hour buckets"] = float64(m.hourBuckets)
 		mem.Metrics[pre+"RSS B"] = float64(m.rss)
 	}
@@ -258,7 +260,8 @@ func (r *runner) runHistory(spec TargetSpec) ([]Result, error) {
 	err = db.Close()
 	db = nil
 	if err == nil && path != "" {
-		// Open reads the whole checkpoint and freezes as it goes.
+		// Open reads the stored blocks and the checkpoint after them, and
+		// freezes as it goes.
 		t := time.Now()
 		db, err = meterdb.Open(path, &meterdb.Options{Now: now, Durability: meterdb.DurabilityBuffered, NoFsync: true})
 		if err != nil {
