@@ -1,6 +1,7 @@
 package aggregate
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
 	"math/bits"
@@ -115,7 +116,8 @@ type frozenBlock struct {
 // dayCells returns the stored form of a block's whole encoding: the same
 // day headers, each body cut to the day's cell.
 func dayCells(data []byte) []byte {
-	out := make([]byte, 0, len(data)/4)
+	var buf [blockDays * 32]byte
+	out := buf[:0]
 	for i := 0; i < len(data); {
 		delta := uvarint(data, &i)
 		n := int(uvarint(data, &i))
@@ -126,7 +128,7 @@ func dayCells(data []byte) []byte {
 		out = append(out, data[i:j]...)
 		i += n
 	}
-	return out
+	return bytes.Clone(out)
 }
 
 // appendCell encodes c.
