@@ -17,6 +17,7 @@ import (
 	"github.com/meterdb/meterdb"
 	"github.com/meterdb/meterdb/event"
 	"github.com/meterdb/meterdb/meter"
+	"github.com/meterdb/meterdb/store"
 )
 
 // Days more than 37 days old freeze; when the clock goes back, an event
@@ -197,8 +198,38 @@ func TestUpgradeV3History(t *testing.T) {
 	if err := db.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if r, err := meterdb.Verify(path, nil); err != nil {
-		t.Fatalf("%v\n%+v", err, r)
+	if r, err := meterdb.Verify(path, nil); err != nil || r.FrozenBlocks != 12 {
+		t.Fatalf("Verify: %v, %d frozen blocks compared, want 12\n%s", err, r.FrozenBlocks, r.String())
+	}
+	// A stored block that does not hold what its days' records do (a
+	// block of another customer, under a valid checksum) is a problem
+	// Verify reports.
+	sdb, err := store.Open(path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var bs []store.FrozenBlock
+	if err := sdb.LoadFrozen(func(b *store.FrozenBlock) error {
+		bs = append(bs, store.FrozenBlock{Meter: b.Meter, Customer: b.Customer, First: b.First, Data: slices.Clone(b.Data)})
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	swapped := bs[0]
+	for _, b := range bs {
+		if b.Meter == swapped.Meter && b.First == swapped.First && b.Customer != swapped.Customer {
+			swapped.Data = b.Data
+		}
+	}
+	if err := sdb.PutFrozen([]store.FrozenBlock{swapped}, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := sdb.Close(); err != nil {
+		t.Fatal(err)
+	}
+	r, err := meterdb.Verify(path, nil)
+	if !errors.Is(err, store.ErrCorrupt) || len(r.Problems) != 2 || !strings.Contains(r.Problems[0], "frozen block of meter") || !strings.Contains(r.Problems[1], "frozen block of meter") {
+		t.Fatalf("Verify of a file with a wrong block: %v\n%s", err, r.String())
 	}
 }
 

@@ -55,6 +55,10 @@ const blockDays = 32
 // blockSpan is the length in seconds of a block's span.
 const blockSpan = blockDays * daySecs
 
+// BlockSpan is the length in seconds of the span of a frozen block: 32
+// days. Spans start at multiples of it since 1970-01-01 UTC.
+const BlockSpan = blockSpan
+
 // spanOf returns the start of the block span that holds t.
 func spanOf(t int64) int64 { return floorTo(t, blockSpan) }
 
