@@ -15,7 +15,7 @@ import (
 type FrozenBlock struct {
 	Meter    uint64
 	Customer string
-	First    int64 // unix seconds: the start of the block's first day
+	First    int64 // unix seconds: the start of the block's span of 32 days (aggregate.BlockSpan)
 	Data     []byte
 }
 
