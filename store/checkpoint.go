@@ -253,13 +253,19 @@ func (s *DB) loadAggregates(tx *bolt.Tx, from int64, fn func(r *AggRecord) error
 // which they no longer keep in memory.
 func (s *DB) ReadAggregate(meter uint64, customer string, start int64) ([]byte, error) {
 	k := aggKey(&AggRecord{Meter: meter, Customer: customer, Start: start})
+	return s.readAgg(k, func() string { return aggName(k) })
+}
+
+// readAgg returns a copy of the body of the agg record k, or nil when
+// there is none; name names it in an error.
+func (s *DB) readAgg(k []byte, name func() string) ([]byte, error) {
 	var out []byte
 	err := s.view(func(tx *bolt.Tx) error {
 		v := tx.Bucket(bucketAgg).Get(k)
 		if v == nil {
 			return nil
 		}
-		state, err := s.open(scopeAgg, k, v, func() string { return aggName(k) })
+		state, err := s.open(scopeAgg, k, v, name)
 		if err != nil {
 			return err
 		}

@@ -320,16 +320,23 @@ func TestPermissionDenied(t *testing.T) {
 
 // v1File copies testdata/v1.db into a temp dir.
 func v1File(t *testing.T) string {
+	path, _ := fixtureCopy(t, "v1.db")
+	return path
+}
+
+// fixtureCopy copies testdata/name into a temp dir and returns the copy's
+// path and the fixture's bytes.
+func fixtureCopy(t *testing.T, name string) (string, []byte) {
 	t.Helper()
-	data, err := os.ReadFile("testdata/v1.db")
+	data, err := os.ReadFile(filepath.Join("testdata", name))
 	if err != nil {
 		t.Fatal(err)
 	}
-	path := filepath.Join(t.TempDir(), "v1.db")
+	path := filepath.Join(t.TempDir(), name)
 	if err := os.WriteFile(path, data, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	return path
+	return path, data
 }
 
 // v1Contents is what a format 1 file holds, read with bbolt alone.
@@ -573,14 +580,7 @@ func TestBackupDuringWrites(t *testing.T) {
 // records of format 2 read as before, new event records carry the hashes
 // of their identifiers, and FindEvent finds identifiers in both kinds.
 func TestUpgradeV2(t *testing.T) {
-	data, err := os.ReadFile("testdata/v2.db")
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(t.TempDir(), "v2.db")
-	if err := os.WriteFile(path, data, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	path, _ := fixtureCopy(t, "v2.db")
 	ro, err := Open(path, &Options{ReadOnly: true})
 	if err != nil {
 		t.Fatal(err)
@@ -746,14 +746,7 @@ func readContents(t *testing.T, s *DB) v3Contents {
 // reads as a read-only Open of the format 3 file gives it (which leaves
 // the file as it was), and frozen blocks can be written afterwards.
 func TestUpgradeV3(t *testing.T) {
-	orig, err := os.ReadFile("testdata/v3.db")
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(t.TempDir(), "v3.db")
-	if err := os.WriteFile(path, orig, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	path, orig := fixtureCopy(t, "v3.db")
 	ro, err := Open(path, &Options{ReadOnly: true})
 	if err != nil {
 		t.Fatal(err)

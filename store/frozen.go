@@ -101,25 +101,12 @@ func (s *DB) frozenThrough(meta *bolt.Bucket) (int64, error) {
 }
 
 // ReadFrozen returns a copy of the Data of the stored block of (meter,
-// customer) whose first day starts at first, or nil when there is none.
-// A block whose checksum fails is an error wrapping ErrCorrupt that names
+// customer) whose span starts at first, or nil when there is none. A
+// block whose checksum fails is an error wrapping ErrCorrupt that names
 // it.
 func (s *DB) ReadFrozen(meter uint64, customer string, first int64) ([]byte, error) {
 	k := frozenKey(meter, customer, first)
-	var out []byte
-	err := s.view(func(tx *bolt.Tx) error {
-		v := tx.Bucket(bucketAgg).Get(k)
-		if v == nil {
-			return nil
-		}
-		data, err := s.open(scopeAgg, k, v, func() string { return frozenName(k) })
-		if err != nil {
-			return err
-		}
-		out = append(make([]byte, 0, len(data)), data...)
-		return nil
-	})
-	return out, err
+	return s.readAgg(k, func() string { return frozenName(k) })
 }
 
 // LoadFrozen calls fn with every stored frozen block, by meter, then

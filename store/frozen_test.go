@@ -2,6 +2,7 @@ package store
 
 import (
 	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
 	"math"
@@ -278,7 +279,7 @@ func TestLoadAggregatesFromProperty(t *testing.T) {
 		}
 		slices.SortFunc(all, func(a, b AggRecord) int {
 			if a.Meter != b.Meter {
-				return compare(a.Meter, b.Meter)
+				return cmp.Compare(a.Meter, b.Meter)
 			}
 			if a.Day != b.Day {
 				if a.Day {
@@ -287,7 +288,7 @@ func TestLoadAggregatesFromProperty(t *testing.T) {
 				return 1
 			}
 			if a.Start != b.Start {
-				return compare(a.Start, b.Start)
+				return cmp.Compare(a.Start, b.Start)
 			}
 			return strings.Compare(a.Customer, b.Customer)
 		})
@@ -318,16 +319,6 @@ func TestLoadAggregatesFromProperty(t *testing.T) {
 			}
 		}
 	})
-}
-
-func compare[T int64 | uint64](a, b T) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // equalRecs compares record lists, nil and empty alike.
