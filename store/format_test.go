@@ -324,6 +324,40 @@ func v1File(t *testing.T) string {
 	return path
 }
 
+// openUpgraded opens the file at path, which has format from, and checks
+// that Open logged its upgrade to FormatVersion (with no record
+// rewritten, when noRewrite).
+func openUpgraded(t *testing.T, path string, from int, noRewrite bool) *DB {
+	t.Helper()
+	var logged bytes.Buffer
+	s, err := Open(path, &Options{Logger: slog.New(slog.NewTextHandler(&logged, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := fmt.Sprintf("from_format=%d to_format=%d", from, FormatVersion)
+	if noRewrite {
+		want += " records=0"
+	}
+	if !strings.Contains(logged.String(), "store upgraded") || !strings.Contains(logged.String(), want) {
+		t.Fatalf("log: %q, want %q", logged.String(), want)
+	}
+	return s
+}
+
+// openNotUpgraded opens the file at path, which must need no upgrade.
+func openNotUpgraded(t *testing.T, path string) *DB {
+	t.Helper()
+	var logged bytes.Buffer
+	s, err := Open(path, &Options{Logger: slog.New(slog.NewTextHandler(&logged, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(logged.String(), "upgraded") {
+		t.Fatalf("second Open upgraded again: %q", logged.String())
+	}
+	return s
+}
+
 // fixtureCopy copies testdata/name into a temp dir and returns the copy's
 // path and the fixture's bytes.
 func fixtureCopy(t *testing.T, name string) (string, []byte) {
@@ -410,14 +444,7 @@ func TestUpgradeV1(t *testing.T) {
 	}
 	ro.Close()
 
-	var logged bytes.Buffer
-	s, err := Open(path, &Options{Logger: slog.New(slog.NewTextHandler(&logged, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !strings.Contains(logged.String(), "store upgraded") || !strings.Contains(logged.String(), fmt.Sprintf("from_format=1 to_format=%d", FormatVersion)) {
-		t.Fatalf("log: %q", logged.String())
-	}
+	s := openUpgraded(t, path, 1, false)
 	check := func(s *DB) {
 		t.Helper()
 		n, err := s.CheckRecords(func(err error) { t.Errorf("upgraded file: %v", err) })
@@ -460,15 +487,8 @@ func TestUpgradeV1(t *testing.T) {
 	}
 	s.Close()
 	want.groups[next] = sampleGroup(10_000)
-	logged.Reset()
-	s, err = Open(path, &Options{Logger: slog.New(slog.NewTextHandler(&logged, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s = openNotUpgraded(t, path)
 	defer s.Close()
-	if strings.Contains(logged.String(), "upgraded") {
-		t.Fatalf("second Open upgraded again: %q", logged.String())
-	}
 	check(s)
 }
 
@@ -599,14 +619,7 @@ func TestUpgradeV2(t *testing.T) {
 		t.Fatalf("last record of the format 2 file: %+v", g)
 	}
 
-	var logged bytes.Buffer
-	s, err := Open(path, &Options{Logger: slog.New(slog.NewTextHandler(&logged, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !strings.Contains(logged.String(), fmt.Sprintf("from_format=2 to_format=%d", FormatVersion)) {
-		t.Fatalf("log: %q", logged.String())
-	}
+	s := openUpgraded(t, path, 2, false)
 	if n, err := s.CheckRecords(func(err error) { t.Errorf("upgraded file: %v", err) }); err != nil || n.Format != FormatVersion || n.Log != len(want) {
 		t.Fatalf("CheckRecords after the upgrade: %+v, %v", n, err)
 	}
@@ -776,14 +789,7 @@ func TestUpgradeV3(t *testing.T) {
 			want.counts, len(want.meters), len(want.groups), days, hours, len(want.kv), want.mark)
 	}
 
-	var logged bytes.Buffer
-	s, err := Open(path, &Options{Logger: slog.New(slog.NewTextHandler(&logged, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !strings.Contains(logged.String(), "store upgraded") || !strings.Contains(logged.String(), fmt.Sprintf("from_format=3 to_format=%d records=0", FormatVersion)) {
-		t.Fatalf("log: %q", logged.String())
-	}
+	s := openUpgraded(t, path, 3, true)
 	check := func(s *DB) {
 		t.Helper()
 		got := readContents(t, s)
@@ -809,15 +815,8 @@ func TestUpgradeV3(t *testing.T) {
 	}
 	check(s)
 	s.Close()
-	logged.Reset()
-	s, err = Open(path, &Options{Logger: slog.New(slog.NewTextHandler(&logged, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s = openNotUpgraded(t, path)
 	defer s.Close()
-	if strings.Contains(logged.String(), "upgraded") {
-		t.Fatalf("second Open upgraded again: %q", logged.String())
-	}
 	check(s)
 
 	// A frozen block of the day of the last record, which is an hour record.
