@@ -270,3 +270,63 @@ func (l *logRecorder) int(msg, key string) int64 {
 	}
 	return -1
 }
+
+// Days before the stored blocks' mark stay final after a restart with the
+// clock gone back: an event dated in one is refused as too far in the
+// past, for a customer whose block holds that day (Apply would otherwise
+// reach a frozen day) and for one without any block there (its record
+// would otherwise lie before the mark, which the next Open does not read).
+func TestClockBackAfterStoredBlocks(t *testing.T) {
+	for _, cus := range []string{"cus", "other"} {
+		t.Run(cus, func(t *testing.T) {
+			ctx := context.Background()
+			t0 := time.Date(2026, 3, 10, 12, 0, 0, 0, time.UTC)
+			clock := newTestClock(t0)
+			path := filepath.Join(t.TempDir(), "f.db")
+			opts := &meterdb.Options{Now: clock.Now, NoFsync: true}
+			db := openDB(t, path, opts)
+			defer func() { db.Close() }()
+			m, err := db.CreateMeter(ctx, meter.Params{DisplayName: "n", EventName: "n", Formula: meter.Sum})
+			if err != nil {
+				t.Fatal(err)
+			}
+			record := func(id, cus string, ts time.Time) error {
+				_, err := db.Record(ctx, event.Event{Name: "n", Identifier: id, Timestamp: ts,
+					Payload: map[string]string{"stripe_customer_id": cus, "value": "3"}})
+				return err
+			}
+			old := t0.Add(-34 * 24 * time.Hour) // 2026-02-04: its block (spans of 32 days) ends 2026-02-28
+			if err := record("a", "cus", old); err != nil {
+				t.Fatal(err)
+			}
+			clock.Add(50 * 24 * time.Hour)
+			if err := record("b", "cus", time.Time{}); err != nil {
+				t.Fatal(err)
+			}
+			if err := meterdb.CheckpointForTest(db); err != nil {
+				t.Fatal(err)
+			}
+			if st := db.Stats(); st.FrozenStoredBlocks != 1 {
+				t.Fatalf("stored blocks: %d, want 1", st.FrozenStoredBlocks)
+			}
+			if err := db.Close(); err != nil {
+				t.Fatal(err)
+			}
+			clock.Set(t0.Add(time.Hour)) // back by 50 days: 2026-02-10 is within 35 days again
+			db = openDB(t, path, opts)
+			ts := time.Date(2026, 2, 10, 12, 0, 0, 0, time.UTC)
+			if err := record("c", cus, ts); !errors.Is(err, event.ErrTooFarInPast) {
+				t.Fatalf("an event of a day before the stored blocks' mark after the clock went back: %v, want ErrTooFarInPast", err)
+			}
+			if err := db.Close(); err != nil {
+				t.Fatal(err)
+			}
+			db = openDB(t, path, opts)
+			day := old.Truncate(24 * time.Hour)
+			ss, err := db.Summaries(ctx, meterdb.SummaryParams{Meter: m.ID, Customer: "cus", Start: day, End: day.Add(24 * time.Hour), Grouping: meterdb.GroupHour})
+			if err != nil || len(ss) != 1 || ss[0].Value != meterdb.Int128Of(3) {
+				t.Fatalf("the stored day after two Opens: %+v, %v", ss, err)
+			}
+		})
+	}
+}

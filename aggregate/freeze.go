@@ -379,7 +379,7 @@ func (f *frozenSeries) daysDesc(a, b int64, stored func(bl *frozenBlock) bool, f
 		} else if !blockDaysDesc(spanOf(bl.first), bl.data, bl.stored, a, b, fn) {
 			return
 		}
-		if bl.first < a {
+		if bl.first <= a { // earlier blocks hold only days before a
 			return
 		}
 	}
@@ -436,6 +436,16 @@ func (t *Table) SetMinuteReader(r MinuteReader) { t.minutes = r }
 // given an entry before it (a frozen day never changes).
 func (t *Table) Horizon() int64 { return t.horizon.Load() }
 
+// raiseHorizon makes the horizon at least h.
+func (t *Table) raiseHorizon(h int64) {
+	for {
+		old := t.horizon.Load()
+		if h <= old || t.horizon.CompareAndSwap(old, h) {
+			return
+		}
+	}
+}
+
 // FreezeStats says what a Freeze call did.
 type FreezeStats struct {
 	Days, Hours int64 // frozen by the call
@@ -465,12 +475,7 @@ func (t *Table) freeze(horizon int64, oneMeter bool, meter uint64) FreezeStats {
 	if horizon%daySecs != 0 {
 		panic(fmt.Sprintf("aggregate: freeze horizon %d is not a UTC midnight", horizon))
 	}
-	for {
-		old := t.horizon.Load()
-		if horizon <= old || t.horizon.CompareAndSwap(old, horizon) {
-			break
-		}
-	}
+	t.raiseHorizon(horizon)
 	fs := FreezeStats{minStop: horizon}
 	for i := range t.shards {
 		sh := &t.shards[i]

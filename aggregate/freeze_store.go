@@ -149,7 +149,9 @@ func (f *frozenSeries) blockAt(span int64) int {
 // RestoreBlock loads a stored block of series k, as TakeFrozen handed it
 // out, for Open: the series' blocks in span order, before any record of
 // the series after them (Restore). The table keeps the block's day cells
-// only, and reads the rest back through its BlockReader.
+// only, and reads the rest back through its BlockReader. The horizon
+// becomes at least the end of the block's span: its days were final
+// when it was stored, in every series, and stay so.
 func (t *Table) RestoreBlock(k Key, span int64, data []byte) error {
 	if spanOf(span) != span {
 		return fmt.Errorf("%w: frozen block at %d is not a block span", ErrCorrupt, span)
@@ -183,6 +185,7 @@ func (t *Table) RestoreBlock(k Key, span int64, data []byte) error {
 	f.saved++
 	f.days += n
 	f.end = max(f.end, span+blockSpan)
+	t.raiseHorizon(span + blockSpan)
 	// Counts of what the block holds, as freezeChunk keeps them.
 	hours := int64(0)
 	blockDaysAsc(span, data, false, span, span+blockSpan, func(d frozenDay) bool {

@@ -71,6 +71,14 @@ func (e *Engine) load(st *state, sdb *store.DB, now int64) (err error) {
 	if err != nil {
 		return err
 	}
+	// Every day before the mark was final when it was stored, also in
+	// series without a block there: the horizon never goes back past it,
+	// even when the clock did (an event of such a day is refused as too
+	// far in the past, not lost to the next Open, which reads no record
+	// before the mark).
+	if st.storedThrough > 0 {
+		st.table.Freeze(st.storedThrough)
+	}
 	// Records come by meter, then by start: each meter's days before the
 	// horizon freeze as soon as its records have moved past them, so that
 	// Open never holds the whole history unfrozen.
