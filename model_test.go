@@ -577,6 +577,9 @@ func (s *machine) Check(t *rapid.T) {
 		frozen = st.FrozenBefore.Unix()
 		coverage.frozen.Add(1)
 	}
+	if st.FrozenStoredBlocks > 0 {
+		coverage.stored.Add(1)
+	}
 	series, minutes, hours, days, raw, rawFrozen := s.m.sizes(frozen)
 	// Frozen days drop their raw entries; a day before the horizon that a
 	// checkpoint has not covered yet still holds them.
@@ -1241,7 +1244,7 @@ func (s *machine) actions() map[string]func(*rapid.T) {
 var coverage struct {
 	checks, reopens, crashes, accepted, rejected, duplicates, reaccepted, cancels, cancelErrors, expired, queries, nonEmpty atomic.Int64
 	crossQueries, crossNonEmpty                                                                                             atomic.Int64
-	far, frozen                                                                                                             atomic.Int64 // clock jumps past the 35 days; checks with frozen days
+	far, frozen, stored                                                                                                     atomic.Int64 // clock jumps past the 35 days; checks with frozen days; with stored blocks of them
 	edgeInside, edgeOutside                                                                                                 atomic.Int64 // ResendAtEdge
 }
 
@@ -1255,10 +1258,10 @@ func TestModel(t *testing.T) {
 	c := &coverage
 	t.Logf("checks %d, reopens %d, crashes %d: events accepted %d, rejected %d, duplicates %d, identifiers accepted again after the window %d; "+
 		"cancels %d, failed cancels %d (expired %d); queries %d (%d with events); cross-customer queries %d (%d with customers); "+
-		"jumps of weeks %d, checks with frozen days %d",
+		"jumps of weeks %d, checks with frozen days %d (with stored blocks %d)",
 		c.checks.Load(), c.reopens.Load(), c.crashes.Load(), c.accepted.Load(), c.rejected.Load(), c.duplicates.Load(), c.reaccepted.Load(),
 		c.cancels.Load(), c.cancelErrors.Load(), c.expired.Load(), c.queries.Load(), c.nonEmpty.Load(),
-		c.crossQueries.Load(), c.crossNonEmpty.Load(), c.far.Load(), c.frozen.Load())
+		c.crossQueries.Load(), c.crossNonEmpty.Load(), c.far.Load(), c.frozen.Load(), c.stored.Load())
 	t.Logf("resends at the dedupe window's edge: %d inside, %d outside", c.edgeInside.Load(), c.edgeOutside.Load())
 }
 

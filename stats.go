@@ -28,12 +28,16 @@ type Stats struct {
 	// the memory that form takes (part of MemoryBytes), and FrozenBefore
 	// the UTC midnight before which every day is frozen or due to freeze
 	// (zero before the first freeze). See "Memory" in the package doc.
-	FrozenDays       int64
-	FrozenBytes      int64
-	FrozenBefore     time.Time
-	DedupeSlots      int64 // 4 bytes each
-	DedupeIdentities int64 // identifiers remembered
-	DedupeBytes      int64 // memory of the dedupe index: its tables and pending sets
+	FrozenDays   int64
+	FrozenBytes  int64
+	FrozenBefore time.Time
+	// FrozenStoredBlocks counts the blocks of 32 frozen days of a series
+	// that a file-backed database keeps in its file, only their day cells
+	// in memory.
+	FrozenStoredBlocks int64
+	DedupeSlots        int64 // 4 bytes each
+	DedupeIdentities   int64 // identifiers remembered
+	DedupeBytes        int64 // memory of the dedupe index: its tables and pending sets
 	// DedupeConfirmReads counts the reads that confirmed or refuted a
 	// candidate location of an identifier; DedupeFreshConfirmed counts the
 	// identifiers accepted as new that paid at least one (a false match of
@@ -174,7 +178,8 @@ func (s Stats) Sub(o Stats) Stats {
 		DayBuckets: s.DayBuckets - o.DayBuckets, MinuteCells: s.MinuteCells - o.MinuteCells,
 		RawEntries: s.RawEntries - o.RawEntries, DedupeSlots: s.DedupeSlots - o.DedupeSlots,
 		FrozenDays: s.FrozenDays - o.FrozenDays, FrozenBytes: s.FrozenBytes - o.FrozenBytes, FrozenBefore: s.FrozenBefore,
-		DedupeIdentities: s.DedupeIdentities - o.DedupeIdentities, DedupeBytes: s.DedupeBytes - o.DedupeBytes,
+		FrozenStoredBlocks: s.FrozenStoredBlocks - o.FrozenStoredBlocks,
+		DedupeIdentities:   s.DedupeIdentities - o.DedupeIdentities, DedupeBytes: s.DedupeBytes - o.DedupeBytes,
 		DedupeConfirmReads: s.DedupeConfirmReads - o.DedupeConfirmReads, DedupeFreshConfirmed: s.DedupeFreshConfirmed - o.DedupeFreshConfirmed,
 		MemoryBytes: s.MemoryBytes - o.MemoryBytes,
 		Reopens:     s.Reopens - o.Reopens,
@@ -219,7 +224,7 @@ func (db *DB) Stats() Stats {
 		EventsDuplicate: es.Duplicates, EventsCancelled: es.Cancels,
 		Meters: es.Meters, Series: t.Series, HourBuckets: t.HourBuckets,
 		DayBuckets: t.DayBuckets, MinuteCells: t.MinuteCells, RawEntries: t.RawEntries,
-		FrozenDays: t.FrozenDays, FrozenBytes: t.FrozenBytes,
+		FrozenDays: t.FrozenDays, FrozenBytes: t.FrozenBytes, FrozenStoredBlocks: t.StoredBlocks,
 		DedupeSlots: d.Slots, DedupeIdentities: d.Used, DedupeBytes: d.Bytes,
 		DedupeConfirmReads: d.ConfirmReads, DedupeFreshConfirmed: d.FreshConfirmed,
 		MemoryBytes: t.Bytes + d.Bytes + es.LogMemory,

@@ -104,7 +104,7 @@ func (db *DB) AppendSummaries(ctx context.Context, dst []Summary, p SummaryParam
 			out = append(out, s)
 		})
 	if err != nil {
-		return dst, err // unreachable: the parameters were checked
+		return dst, err // the parameters were checked: a stored block of frozen days that does not read
 	}
 	return out, nil
 }

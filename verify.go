@@ -35,6 +35,9 @@ type VerifyReport struct {
 	ComparedFrom time.Time
 	// ComparedWindows counts the hour and day windows compared.
 	ComparedWindows int
+	// FrozenBlocks counts the stored blocks of frozen days, each compared
+	// with the aggregate records of its days.
+	FrozenBlocks int
 	// Problems describes each damaged record, log gap and aggregate
 	// mismatch found; empty when the file is clean.
 	Problems []string
@@ -55,6 +58,9 @@ func (r *VerifyReport) String() string {
 	} else {
 		fmt.Fprintf(&b, "aggregates: %d windows compared (from %s; older ones were pruned from the log)\n",
 			r.ComparedWindows, r.ComparedFrom.Format(time.RFC3339))
+	}
+	if r.FrozenBlocks > 0 {
+		fmt.Fprintf(&b, "frozen blocks: %d compared with the aggregate records of their days\n", r.FrozenBlocks)
 	}
 	if r.OK() {
 		b.WriteString("ok\n")
@@ -89,7 +95,12 @@ func (r *VerifyReport) String() string {
 //     or after R + 1 hour (rounded up to the window) hold stored events
 //     only, and those are compared. Two windows agree when their event
 //     count, their sum and, for last meters, their newest entry (sequence,
-//     timestamp, value) are equal.
+//     timestamp, value) are equal;
+//  4. that every stored block of frozen days (a file-backed database keeps
+//     them so that memory holds only their day cells) agrees with table
+//     A on every hour and day of its 32 days: event count, sum and, for
+//     last meters, the last value (a frozen cell keeps no sequence or
+//     timestamp).
 //
 // The report lists every problem found; when there is any, the error
 // wraps store.ErrCorrupt. Other errors (the file missing, locked, not a
@@ -122,7 +133,7 @@ func Verify(path string, opts *VerifyOptions) (VerifyReport, error) {
 		if err != nil {
 			return r, fmt.Errorf("meterdb: verify: %w", err)
 		}
-		r.Events, r.Cancels, r.CompleteLog, r.ComparedWindows = c.Events, c.Cancels, c.CompleteLog, c.Compared
+		r.Events, r.Cancels, r.CompleteLog, r.ComparedWindows, r.FrozenBlocks = c.Events, c.Cancels, c.CompleteLog, c.Compared, c.FrozenBlocks
 		if !c.CompleteLog && c.From != 0 {
 			r.ComparedFrom = time.Unix(c.From, 0).UTC()
 		}

@@ -403,9 +403,10 @@ func TestBackupDuringWrites(t *testing.T) {
 	}
 }
 
-// A format 2 file (store/testdata/v2.db) opens as format 3: identifiers of
-// its format 2 records and of the format 1 records before them are still
-// taken, new identifiers are accepted, and the file verifies.
+// A format 2 file (store/testdata/v2.db) opens as the current format:
+// identifiers of its format 2 records and of the format 1 records before
+// them are still taken, new identifiers are accepted, and the file
+// verifies.
 func TestUpgradeV2Dedupe(t *testing.T) {
 	data, err := os.ReadFile("store/testdata/v2.db")
 	if err != nil {
@@ -445,7 +446,7 @@ func TestUpgradeV2Dedupe(t *testing.T) {
 		}
 	}
 	db.Close()
-	if r, err := meterdb.Verify(path, nil); err != nil || r.Format != 3 || !r.OK() {
+	if r, err := meterdb.Verify(path, nil); err != nil || r.Format != store.FormatVersion || !r.OK() {
 		t.Fatalf("Verify of the upgraded file: %v\n%s", err, r.String())
 	}
 }

@@ -143,13 +143,17 @@ func readRaw(r *binread.Reader) []Entry {
 
 // Restore loads one encoded bucket of series k, whose meter aggregates
 // under mode m, as TakeDirty produced it. Restoring the same bucket twice
-// is an error; buckets may come in any order.
+// is an error; buckets may come in any order. A bucket of a day that a
+// stored block restored before it holds (RestoreBlock) is skipped.
 func (t *Table) Restore(k Key, m Mode, start int64, day bool, state []byte) error {
 	sh, hash := t.shard(k)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	s := sh.seriesLocked(hash, k)
-	if s.fz != nil && start < s.fz.end {
+	if f := s.fz; f != nil && start < f.end {
+		if f.saved > 0 && start < spanOf(f.blocks[f.saved-1].first)+blockSpan {
+			return nil // a day of a stored block (RestoreBlock), which holds it
+		}
 		return fmt.Errorf("%w: record at %d restored into a frozen day (frozen before %d)", ErrCorrupt, start, s.fz.end)
 	}
 	r := binread.New(state)

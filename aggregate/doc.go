@@ -38,7 +38,12 @@
 // Queries split their range at the frozen end of each series. The minute
 // cells of frozen hours are packed too, or, when the table has a
 // MinuteReader, read back from the caller's checkpointed hour records
-// after the query released the shard lock.
+// after the query released the shard lock. Frozen days are grouped in
+// blocks of 32 aligned days; a table with a BlockReader hands complete
+// blocks to its caller to store (TakeFrozen, Stored), keeps only their
+// day cells, and reads a block back, through a small cache and after the
+// shard lock is released, when a query needs the hours of its days
+// (freeze_store.go).
 //
 // Every method of Table is safe for concurrent use.
 package aggregate

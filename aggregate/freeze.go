@@ -1,6 +1,7 @@
 package aggregate
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
 	"math/bits"
@@ -30,29 +31,69 @@ import (
 // each side from its own form. The frozen form is immutable but for
 // appends by Freeze under the shard lock; minute reads through the
 // MinuteReader happen after the query released the lock.
+//
+// # Stored blocks
+//
+// Frozen days are grouped in blocks of blockDays aligned days (the span of
+// a block starts at a multiple of blockDays days since 1970-01-01). A
+// table with a BlockReader (a file-backed database) keeps a complete block
+// (its span ended before the series' frozen end, so it can gain no day)
+// in memory only until its caller has stored it: TakeFrozen hands out the
+// complete blocks not yet stored, the caller writes them and calls Stored,
+// and from then on the block holds only its days' cells. A query that
+// needs the hours of a stored day reads the whole block back through the
+// BlockReader, after it released the shard lock (pending, deferredBlock),
+// and through a small cache of recently read blocks. A stored block never
+// changes again; the open block (the last, whose span has not ended) stays
+// whole in memory.
 
 // blockDays is the number of days in a frozen block: the unit of the
-// binary search that finds a day, and of the growth of the packed bytes.
+// binary search that finds a day, of the growth of the packed bytes and of
+// what a table with a BlockReader stores (see "Stored blocks").
 const blockDays = 32
+
+// blockSpan is the length in seconds of a block's span.
+const blockSpan = blockDays * daySecs
+
+// BlockSpan is the length in seconds of the span of a frozen block: 32
+// days. Spans start at multiples of it since 1970-01-01 UTC.
+const BlockSpan = blockSpan
+
+// spanOf returns the start of the block span that holds t.
+func spanOf(t int64) int64 { return floorTo(t, blockSpan) }
 
 // frozenSeries holds the frozen days of a series, oldest first, in blocks.
 type frozenSeries struct {
 	end     int64 // day aligned: every frozen day starts before it, every live chunk at or after it
 	days    int32 // frozen days with entries
+	saved   int32 // the blocks, a prefix of blocks, that are stored (only their day cells are in memory)
 	minutes bool  // the days hold their minute cells (the table has no MinuteReader)
+	queued  bool  // in its shard's toStore list
 	blocks  []frozenBlock
+}
+
+// complete returns the number of blocks whose span ended at or before f.end:
+// a prefix of f.blocks.
+func (f *frozenSeries) complete() int32 {
+	n := int32(len(f.blocks))
+	if n > 0 && spanOf(f.blocks[n-1].first)+blockSpan > f.end {
+		n--
+	}
+	return n
 }
 
 // frozenBlock is up to blockDays frozen days. Each day is encoded as
 //
-//	uvarint days since the previous day of the block (0 for the first)
+//	uvarint days since the previous day of the block (for the first: since
+//	        the start of the block's span)
 //	uvarint length of the body
 //	body: the day's cell,
 //	      3 bytes: the mask of the hours with entries (bit i: hour i),
 //	      the cell of each of those hours, in hour order,
-//	      [minute cells, when the table keeps them: per hour with entries,
+//	      when the table keeps minute cells: per hour with entries,
 //	       0x80 | the minute offset (0-59) when one minute has entries, or
-//	       a byte n, n bytes of minute offsets and the n minute cells]
+//	       a byte n, n bytes of minute offsets and the n minute cells;
+//	      otherwise: uvarint the number of the day's minute cells
 //
 // and a cell as uvarint count<<3 | hasHi<<2 | sumIsCount<<1 | hasLast;
 // unless sumIsCount (every value 1, as in count meters), varint of the low
@@ -60,15 +101,38 @@ type frozenSeries struct {
 // when hasLast and the count is not 1 (the value is then the sum), varint
 // the last entry's value.
 //
+// A stored block (see "Stored blocks") holds the same day headers, each
+// day's body being only its cell; the BlockReader returns the whole
+// encoding.
+//
 // A frozen cell keeps its last entry's value, not its sequence or its
 // timestamp: the timestamp reads as the start of the cell's minute, hour
 // or day. Frozen cells cover disjoint times, and a query merges a cell
 // only with cells of other times (live, frozen, or minute cells read from
 // the store), so those starts order them as the real timestamps would.
 type frozenBlock struct {
-	first, last int64 // start of the block's first and last day
+	first, last int64 // start of the block's first and last day; spanOf(first) is the block's span
 	n           int32 // days in the block
+	stored      bool  // data holds the day cells only; the whole encoding is in the store
 	data        []byte
+}
+
+// dayCells returns the stored form of a block's whole encoding: the same
+// day headers, each body cut to the day's cell.
+func dayCells(data []byte) []byte {
+	var buf [blockDays * 32]byte
+	out := buf[:0]
+	for i := 0; i < len(data); {
+		delta := uvarint(data, &i)
+		n := int(uvarint(data, &i))
+		j := i
+		skipCell(data, &j)
+		out = binary.AppendUvarint(out, delta)
+		out = binary.AppendUvarint(out, uint64(j-i))
+		out = append(out, data[i:j]...)
+		i += n
+	}
+	return bytes.Clone(out)
 }
 
 // appendCell encodes c.
@@ -159,10 +223,12 @@ func skipCell(b []byte, i *int) {
 	}
 }
 
-// frozenDay is one decoded day header: its start and body.
+// frozenDay is one decoded day header: its start and body. The body of
+// a day of a stored block is only its cell (stored).
 type frozenDay struct {
-	start int64
-	body  []byte
+	start  int64
+	body   []byte
+	stored bool
 }
 
 // cell returns the day's cell.
@@ -171,13 +237,21 @@ func (d frozenDay) cell() Cell {
 	return readCell(d.body, &i, d.start)
 }
 
+// hourMask returns the day's mask of hours with entries and the offset of
+// its first hour cell.
+func (d frozenDay) hourMask() (mask uint32, i int) {
+	if d.stored {
+		panic("aggregate: the hours of a stored frozen day read from memory")
+	}
+	skipCell(d.body, &i)
+	mask = uint32(d.body[i]) | uint32(d.body[i+1])<<8 | uint32(d.body[i+2])<<16
+	return mask, i + 3
+}
+
 // hours calls fn with the start and cell of each hour of the day with
 // entries in [a, b), in hour order.
 func (d frozenDay) hours(a, b int64, fn func(start int64, c Cell)) {
-	i := 0
-	skipCell(d.body, &i)
-	mask := uint32(d.body[i]) | uint32(d.body[i+1])<<8 | uint32(d.body[i+2])<<16
-	i += 3
+	mask, i := d.hourMask()
 	for m := mask; m != 0; m &= m - 1 {
 		h := bits.TrailingZeros32(m)
 		hs := d.start + int64(h)*hourSecs
@@ -194,10 +268,7 @@ func (d frozenDay) hours(a, b int64, fn func(start int64, c Cell)) {
 // minutes merges into c the minute cells of the hour at hs within [a, b);
 // the day must hold packed minute cells.
 func (d frozenDay) minutes(hs, a, b int64, c *Cell) {
-	i := 0
-	skipCell(d.body, &i)
-	mask := uint32(d.body[i]) | uint32(d.body[i+1])<<8 | uint32(d.body[i+2])<<16
-	i += 3
+	mask, i := d.hourMask()
 	want := int((hs - d.start) / hourSecs)
 	var hourCell Cell
 	for m := mask; m != 0; m &= m - 1 {
@@ -246,8 +317,8 @@ func (d frozenDay) minutes(hs, a, b int64, c *Cell) {
 	}
 }
 
-// days calls fn with each frozen day starting in [a, b), oldest first,
-// until fn returns false.
+// eachDay calls fn with each frozen day starting in [a, b), oldest first,
+// until fn returns false. The days of stored blocks hold their cells only.
 func (f *frozenSeries) eachDay(a, b int64, fn func(d frozenDay) bool) {
 	bs := f.blocks
 	// The last block whose first day is at or before a.
@@ -265,58 +336,80 @@ func (f *frozenSeries) eachDay(a, b int64, fn func(d frozenDay) bool) {
 	}
 	for ; k < len(bs); k++ {
 		bl := &bs[k]
-		if bl.first >= b {
+		if bl.first >= b || !blockDaysAsc(spanOf(bl.first), bl.data, bl.stored, a, b, fn) {
 			return
-		}
-		data, start := bl.data, bl.first
-		for i := 0; i < len(data); {
-			start += int64(uvarint(data, &i)) * daySecs
-			n := int(uvarint(data, &i))
-			if start >= b {
-				return
-			}
-			if start >= a && !fn(frozenDay{start: start, body: data[i : i+n]}) {
-				return
-			}
-			i += n
 		}
 	}
 }
 
+// blockDaysAsc calls fn with each day of a block's encoding (data, of the
+// block whose span starts at span) starting in [a, b), oldest first; it
+// returns false when fn did, or when the block goes on past b.
+func blockDaysAsc(span int64, data []byte, stored bool, a, b int64, fn func(d frozenDay) bool) bool {
+	start := span
+	for i := 0; i < len(data); {
+		start += int64(uvarint(data, &i)) * daySecs
+		n := int(uvarint(data, &i))
+		if start >= b {
+			return false
+		}
+		if start >= a && !fn(frozenDay{start: start, body: data[i : i+n], stored: stored}) {
+			return false
+		}
+		i += n
+	}
+	return true
+}
+
 // daysDesc calls fn with each frozen day starting in [a, b), newest first,
-// until fn returns false. It decodes the days of a block forward and keeps
-// up to blockDays of them on the stack.
-func (f *frozenSeries) daysDesc(a, b int64, fn func(d frozenDay) bool) {
+// until fn returns false. A stored block in range is not decoded: stored
+// gets it instead, when not nil (the days of stored blocks holding their
+// cells only, fn gets them when stored is nil).
+func (f *frozenSeries) daysDesc(a, b int64, stored func(bl *frozenBlock) bool, fn func(d frozenDay) bool) {
 	bs := f.blocks
 	for k := len(bs) - 1; k >= 0; k-- {
 		bl := &bs[k]
 		if bl.first >= b {
 			continue
 		}
-		var buf [blockDays]frozenDay
-		n := 0
-		data, start := bl.data, bl.first
-		for i := 0; i < len(data); {
-			start += int64(uvarint(data, &i)) * daySecs
-			l := int(uvarint(data, &i))
-			if start >= b {
-				break
-			}
-			if start >= a {
-				buf[n] = frozenDay{start: start, body: data[i : i+l]}
-				n++
-			}
-			i += l
-		}
-		for j := n - 1; j >= 0; j-- {
-			if !fn(buf[j]) {
+		if bl.stored && stored != nil {
+			if !stored(bl) {
 				return
 			}
+		} else if !blockDaysDesc(spanOf(bl.first), bl.data, bl.stored, a, b, fn) {
+			return
 		}
-		if bl.first < a {
+		if bl.first <= a { // earlier blocks hold only days before a
 			return
 		}
 	}
+}
+
+// blockDaysDesc is blockDaysAsc newest first: it decodes the days forward
+// and keeps up to blockDays of them on the stack. It returns false when fn
+// did.
+func blockDaysDesc(span int64, data []byte, stored bool, a, b int64, fn func(d frozenDay) bool) bool {
+	var buf [blockDays]frozenDay
+	n := 0
+	start := span
+	for i := 0; i < len(data); {
+		start += int64(uvarint(data, &i)) * daySecs
+		l := int(uvarint(data, &i))
+		if start >= b {
+			break
+		}
+		if start >= a {
+			buf[n] = frozenDay{start: start, body: data[i : i+l], stored: stored}
+			n++
+		}
+		i += l
+	}
+	for j := n - 1; j >= 0; j-- {
+		if !fn(buf[j]) {
+			return false
+		}
+	}
+	return true
 }
 
 // day returns the frozen day starting at dstart.
@@ -343,12 +436,23 @@ func (t *Table) SetMinuteReader(r MinuteReader) { t.minutes = r }
 // given an entry before it (a frozen day never changes).
 func (t *Table) Horizon() int64 { return t.horizon.Load() }
 
+// raiseHorizon makes the horizon at least h.
+func (t *Table) raiseHorizon(h int64) {
+	for {
+		old := t.horizon.Load()
+		if h <= old || t.horizon.CompareAndSwap(old, h) {
+			return
+		}
+	}
+}
+
 // FreezeStats says what a Freeze call did.
 type FreezeStats struct {
 	Days, Hours int64 // frozen by the call
 	// Skipped counts series whose oldest chunk before the horizon was
 	// still waiting for a checkpoint: it freezes with a later call.
 	Skipped int64
+	minStop int64 // the least frozen end of a skipped series
 }
 
 // Freeze packs every day of every series that starts before horizon (UTC
@@ -371,43 +475,48 @@ func (t *Table) freeze(horizon int64, oneMeter bool, meter uint64) FreezeStats {
 	if horizon%daySecs != 0 {
 		panic(fmt.Sprintf("aggregate: freeze horizon %d is not a UTC midnight", horizon))
 	}
-	for {
-		old := t.horizon.Load()
-		if horizon <= old || t.horizon.CompareAndSwap(old, horizon) {
-			break
-		}
-	}
-	var fs FreezeStats
+	t.raiseHorizon(horizon)
+	fs := FreezeStats{minStop: horizon}
 	for i := range t.shards {
 		sh := &t.shards[i]
 		sh.mu.Lock()
 		if oneMeter {
 			if p := sh.meters[meter]; p != nil {
 				for _, s := range p.series {
-					s.freeze(horizon, t.minutes == nil, sh, &fs)
+					s.freeze(horizon, t.minutes == nil, t.blocks != nil, sh, &fs)
 				}
 			}
 		} else {
 			for _, s := range sh.series {
 				for ; s != nil; s = s.next {
-					s.freeze(horizon, t.minutes == nil, sh, &fs)
+					s.freeze(horizon, t.minutes == nil, t.blocks != nil, sh, &fs)
 				}
 			}
 		}
 		sh.mu.Unlock()
+	}
+	if !oneMeter {
+		// Every series now holds frozen every day before minStop.
+		for th := spanOf(fs.minStop); ; {
+			old := t.through.Load()
+			if th <= old || t.through.CompareAndSwap(old, th) {
+				break
+			}
+		}
 	}
 	return fs
 }
 
 // freeze moves the chunks of s before horizon into its frozen form, up to
 // the first that is waiting for a checkpoint.
-func (s *series) freeze(horizon int64, keepMinutes bool, sh *shard, fs *FreezeStats) {
+func (s *series) freeze(horizon int64, keepMinutes, store bool, sh *shard, fs *FreezeStats) {
 	var done []ref
 	stop := horizon
 	s.chunks.AscendLessThan(ref{start: horizon}, func(r ref) bool {
 		if r.c.dirty() != 0 {
 			stop = r.start
 			fs.Skipped++
+			fs.minStop = min(fs.minStop, stop)
 			return false
 		}
 		done = append(done, r)
@@ -428,6 +537,10 @@ func (s *series) freeze(horizon int64, keepMinutes bool, sh *shard, fs *FreezeSt
 		s.forget(r.start, r.c)
 	}
 	f.end = max(f.end, stop)
+	if store && !f.queued && f.complete() > f.saved {
+		f.queued = true
+		sh.toStore = append(sh.toStore, s)
+	}
 	// The day cells of the meter index hold live days only: drop the
 	// frozen ones and take their totals out of the running totals.
 	k := s.dayIndex(f.end)
@@ -509,13 +622,25 @@ func (s *series) freezeChunk(f *frozenSeries, dstart int64, c *chunk, keepMinute
 			body = appendCell(body, mc)
 		})
 	}
-	// Append to the last block, or open one.
-	if n := len(f.blocks); n == 0 || f.blocks[n-1].n == blockDays {
+	if !keepMinutes {
+		body = binary.AppendUvarint(body, uint64(minutes))
+	}
+	// Append to the block of the day's span, or open it.
+	if n := len(f.blocks); n == 0 || spanOf(f.blocks[n-1].first) != spanOf(dstart) {
+		if n > 0 { // the previous block is complete: into an allocation of its size, the growth slack freed
+			prev := &f.blocks[n-1]
+			old := cap(prev.data)
+			prev.data = slices.Clip(append(make([]byte, 0, len(prev.data)), prev.data...))
+			sh.n.frozenBytes += int64(cap(prev.data) - old)
+		}
 		oldCap := cap(f.blocks)
-		f.blocks = append(f.blocks, frozenBlock{first: dstart, last: dstart})
+		f.blocks = append(f.blocks, frozenBlock{first: dstart, last: spanOf(dstart)})
 		sh.n.frozenBytes += int64(cap(f.blocks)-oldCap) * int64(unsafe.Sizeof(frozenBlock{}))
 	}
 	bl := &f.blocks[len(f.blocks)-1]
+	if bl.stored {
+		panic(fmt.Sprintf("aggregate: day %d frozen into a stored block", dstart))
+	}
 	oldCap := cap(bl.data)
 	bl.data = binary.AppendUvarint(bl.data, uint64((dstart-bl.last)/daySecs))
 	bl.data = binary.AppendUvarint(bl.data, uint64(len(body)))
@@ -524,11 +649,6 @@ func (s *series) freezeChunk(f *frozenSeries, dstart int64, c *chunk, keepMinute
 	bl.last = dstart
 	bl.n++
 	f.days++
-	if bl.n == blockDays { // full: into an allocation of its size, the growth slack freed
-		old := cap(bl.data)
-		bl.data = append(make([]byte, 0, len(bl.data)), bl.data...)
-		sh.n.frozenBytes += int64(cap(bl.data) - old)
-	}
 	nh := int64(bits.OnesCount32(mask))
 	sh.n.frozenDays++
 	sh.n.frozenHours += nh

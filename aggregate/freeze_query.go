@@ -10,35 +10,74 @@ import (
 // end: the part before comes from the packed days, the part after from the
 // chunk tree. Minute cells of a frozen hour come from the packed day, or,
 // when the table has a MinuteReader, are left in a pending list that the
-// query resolves after it released the shard lock.
+// query resolves after it released the shard lock; so are the hour cells
+// of a day in a stored block (freeze.go, "Stored blocks").
 
-// pending is the frozen minute detail a query still has to read: at most
-// the two edges of one range per series.
+// pending is the frozen detail a query still has to read, after it
+// released the shard lock: the minute cells of at most the two edges of
+// one range per series, and the hour cells of at most two partial days in
+// stored blocks.
 type pending struct {
-	n     int
+	n, nh int
 	edges [2]pendingEdge
+	hours [2]pendingHours
 }
 
 type pendingEdge struct {
 	key         Key
 	start, a, b int64 // the hour, and the minutes [a, b) of it the range holds
+	stored      bool  // the hour's day is in a stored block: whether the hour has entries is not known
 }
 
-func (p *pending) add(k Key, start, a, b int64) {
+// pendingHours is the hours [a, b) of one day in the stored block of key
+// whose span starts at span.
+type pendingHours struct {
+	key        Key
+	span, a, b int64
+}
+
+func (p *pending) add(k Key, start, a, b int64, stored bool) {
+	if p == nil {
+		panic("aggregate: frozen minute cells needed without a pending list")
+	}
 	if p.n == len(p.edges) {
 		panic("aggregate: more than two frozen minute edges in one range")
 	}
-	p.edges[p.n] = pendingEdge{key: k, start: start, a: a, b: b}
+	p.edges[p.n] = pendingEdge{key: k, start: start, a: a, b: b, stored: stored}
 	p.n++
 }
 
-// resolve reads the pending minute cells through read and merges them
-// into c.
-func (p *pending) resolve(read MinuteReader, c *Cell) error {
+func (p *pending) addHours(k Key, span, a, b int64) {
+	if p == nil {
+		panic("aggregate: stored hour cells needed without a pending list")
+	}
+	if p.nh == len(p.hours) {
+		panic("aggregate: more than two partial stored days in one range")
+	}
+	p.hours[p.nh] = pendingHours{key: k, span: span, a: a, b: b}
+	p.nh++
+}
+
+// waits reports whether p holds anything to read.
+func (p *pending) waits() bool { return p.n > 0 || p.nh > 0 }
+
+// resolve reads the pending minute and hour cells through t's readers
+// and merges them into c.
+func (p *pending) resolve(t *Table, c *Cell) error {
 	for _, e := range p.edges[:p.n] {
-		state, err := read(e.key, e.start)
+		state, err := t.minutes(e.key, e.start)
 		if err != nil {
 			return err
+		}
+		if state == nil && e.stored {
+			// An hour without a record is empty, if its stored day says so.
+			has, err := t.storedHasHour(e.key, e.start)
+			if err != nil {
+				return err
+			}
+			if !has {
+				continue
+			}
 		}
 		if state == nil {
 			return fmt.Errorf("%w: frozen hour %d of meter %d, customer %q has no stored record", ErrCorrupt, e.start, e.key.Meter, e.key.Customer)
@@ -47,8 +86,35 @@ func (p *pending) resolve(read MinuteReader, c *Cell) error {
 			return err
 		}
 	}
-	p.n = 0
+	for _, h := range p.hours[:p.nh] {
+		data, err := t.storedBlock(h.key, h.span)
+		if err != nil {
+			return err
+		}
+		ds := floorTo(h.a, daySecs)
+		blockDaysAsc(h.span, data, false, ds, ds+daySecs, func(d frozenDay) bool {
+			d.hours(h.a, h.b, func(_ int64, hc Cell) { c.merge(hc) })
+			return false
+		})
+	}
+	p.n, p.nh = 0, 0
 	return nil
+}
+
+// storedHasHour reports whether the hour at hs of series k, in a stored
+// block, has entries.
+func (t *Table) storedHasHour(k Key, hs int64) (bool, error) {
+	data, err := t.storedBlock(k, spanOf(hs))
+	if err != nil {
+		return false, err
+	}
+	has := false
+	ds := floorTo(hs, daySecs)
+	blockDaysAsc(spanOf(hs), data, false, ds, ds+daySecs, func(d frozenDay) bool {
+		has = d.hasHour(hs)
+		return false
+	})
+	return has, nil
 }
 
 // mergeMinutes merges into c the minute cells of an encoded hour record
@@ -86,19 +152,25 @@ func (f *frozenSeries) total(k Key, a, b int64, c *Cell, p *pending) {
 	f.minutesIn(k, hB, b, c, p)
 	dA, dB := ceilTo(hA, daySecs), floorTo(hB, daySecs)
 	if dA > dB {
-		f.hoursIn(hA, hB, c)
+		f.hoursIn(k, hA, hB, c, p)
 		return
 	}
-	f.hoursIn(hA, dA, c)
-	f.hoursIn(dB, hB, c)
+	f.hoursIn(k, hA, dA, c, p)
+	f.hoursIn(k, dB, hB, c, p)
 	if dA < dB {
 		f.eachDay(dA, dB, func(d frozenDay) bool { c.merge(d.cell()); return true })
 	}
 }
 
-func (f *frozenSeries) hoursIn(a, b int64, c *Cell) {
+// hoursIn merges the hours [a, b) of one day, or leaves them in p when
+// the day is in a stored block.
+func (f *frozenSeries) hoursIn(k Key, a, b int64, c *Cell, p *pending) {
 	if a < b {
 		f.eachDay(floorTo(a, daySecs), b, func(d frozenDay) bool {
+			if d.stored {
+				p.addHours(k, spanOf(d.start), a, b)
+				return false
+			}
 			d.hours(a, b, func(_ int64, h Cell) { c.merge(h) })
 			return true
 		})
@@ -119,19 +191,14 @@ func (f *frozenSeries) minutesIn(k Key, a, b int64, c *Cell, p *pending) {
 		d.minutes(hs, a, b, c)
 		return
 	}
-	if !d.hasHour(hs) {
+	if !d.stored && !d.hasHour(hs) {
 		return
 	}
-	if p == nil {
-		panic("aggregate: frozen minute cells needed without a pending list")
-	}
-	p.add(k, hs, a, b)
+	p.add(k, hs, a, b, d.stored)
 }
 
 // hasHour reports whether the hour at hs has entries.
 func (d frozenDay) hasHour(hs int64) bool {
-	i := 0
-	skipCell(d.body, &i)
-	mask := uint32(d.body[i]) | uint32(d.body[i+1])<<8 | uint32(d.body[i+2])<<16
+	mask, _ := d.hourMask()
 	return mask&(1<<uint((hs-d.start)/hourSecs)) != 0
 }

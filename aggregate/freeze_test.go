@@ -1,8 +1,11 @@
 package aggregate_test
 
 import (
+	"cmp"
 	"context"
+	"errors"
 	"fmt"
+	"maps"
 	"math/big"
 	"slices"
 	"strconv"
@@ -105,35 +108,88 @@ func TestFreezeModel(t *testing.T) {
 		formula := rapid.SampledFrom([]string{"count", "sum", "last"}).Draw(t, "formula")
 		window := rapid.SampledFrom([]string{"", "", "hour", "day"}).Draw(t, "window")
 		mode := aggregate.ModeOf(formula, window)
-		reader := rapid.Bool().Draw(t, "minute_reader")
-		// records is the checkpoint: what TakeDirty handed out, by key
-		// and hour, as a store would keep it.
+		// Frozen days keep their minute cells ("memory"), read them through
+		// a MinuteReader ("reader"), or also keep complete blocks in a
+		// store ("stored"): the days then spread over three block spans
+		// (d0 lies 10 days into one), so that blocks complete.
+		kind := rapid.SampledFrom([]string{"memory", "reader", "stored", "stored"}).Draw(t, "kind")
+		reader, stored := kind != "memory", kind == "stored"
+		dayOff := []int64{0, 1, 2, 3, 4, 5, 6}
+		queryDays := int64(5)
+		if stored {
+			dayOff = []int64{0, 1, 21, 22, 23, 53, 54}
+			queryDays = 60
+		}
+		// records is the checkpoint: what TakeDirty handed out, by key,
+		// start and kind, as a store would keep it.
 		type recKey struct {
 			k     aggregate.Key
 			start int64
+			day   bool
 		}
 		records := map[recKey][]byte{}
-		reads := 0
-		if reader {
-			tb.TrackDirty()
+		type blockKey struct {
+			k    aggregate.Key
+			span int64
+		}
+		blocks := map[blockKey][]byte{}
+		var through int64 // what the stored blocks cover: records before it are not restored
+		reads, blockReads := 0, 0
+		setReaders := func(tb *aggregate.Table) {
+			if !reader {
+				return
+			}
 			tb.SetMinuteReader(func(k aggregate.Key, start int64) ([]byte, error) {
 				reads++
-				return records[recKey{k, start}], nil
+				return records[recKey{k, start, false}], nil
 			})
+			if stored {
+				tb.SetBlockReader(func(k aggregate.Key, span int64) ([]byte, error) {
+					blockReads++
+					return blocks[blockKey{k, span}], nil
+				}, rapid.SampledFrom([]int{1, 0}).Draw(t, "block_cache"))
+			}
+		}
+		setReaders(tb)
+		if reader {
+			tb.TrackDirty()
 		}
 		keys := []aggregate.Key{{Meter: 1, Customer: "a"}, {Meter: 1, Customer: "b"}, {Meter: 1, Customer: "c"}, {Meter: 2, Customer: "a"}}
 		var entries []freezeEntry
 		var seq uint64
 		horizon := int64(d0) // nothing before it is applied or cancelled
+		genDay := func(t *rapid.T, label string, from int64) int64 {
+			lo := 0
+			for lo < len(dayOff)-1 && d0+dayOff[lo]*day < floorTo(from, day) {
+				lo++
+			}
+			return d0 + dayOff[rapid.IntRange(lo, len(dayOff)-1).Draw(t, label+"_day")]*day
+		}
 		genTS := func(t *rapid.T, label string, from int64) int64 {
-			d := rapid.Int64Range((from-d0)/day, 6).Draw(t, label+"_day")
-			return d0 + d*day + rapid.SampledFrom([]int64{0, 1, 12, 23}).Draw(t, label+"_hour")*hour +
+			return genDay(t, label, from) + rapid.SampledFrom([]int64{0, 1, 12, 23}).Draw(t, label+"_hour")*hour +
 				rapid.SampledFrom([]int64{0, 1, 30, 59}).Draw(t, label+"_minute")*minute + rapid.SampledFrom([]int64{0, 59}).Draw(t, label+"_second")
 		}
 		checkpoint := func() {
 			for _, d := range tb.TakeDirty() {
-				if !d.Day {
-					records[recKey{d.Key, d.Start}] = d.State
+				records[recKey{d.Key, d.Start, d.Day}] = d.State
+			}
+		}
+		// store writes the complete blocks in pieces, as a checkpoint does,
+		// or fails to (they stay whole in memory, and are handed out again).
+		store := func(t *rapid.T) {
+			th := tb.FrozenThrough()
+			for {
+				bs, more := tb.TakeFrozen(rapid.IntRange(1, 4096).Draw(t, "store_bytes"))
+				if rapid.IntRange(0, 9).Draw(t, "store_fails") == 0 {
+					return
+				}
+				for _, b := range bs {
+					blocks[blockKey{b.Key, b.Span}] = slices.Clone(b.Data)
+				}
+				tb.Stored(bs)
+				if !more {
+					through = max(through, th)
+					return
 				}
 			}
 		}
@@ -176,7 +232,7 @@ func TestFreezeModel(t *testing.T) {
 				checkpoint()
 			},
 			"freeze": func(t *rapid.T) {
-				h := d0 + rapid.Int64Range(0, 6).Draw(t, "horizon_day")*day
+				h := d0 + rapid.SampledFrom(dayOff).Draw(t, "horizon_day")*day
 				if h <= horizon {
 					t.Skip("horizon behind")
 				}
@@ -188,13 +244,47 @@ func TestFreezeModel(t *testing.T) {
 				if tb.Horizon() != h {
 					t.Fatalf("Horizon() = %d, want %d", tb.Horizon(), h)
 				}
+				if stored {
+					store(t)
+				}
+			},
+			// reopen loads a new table as Open does: the stored blocks, the
+			// records from through on, then a freeze at the horizon.
+			"reopen": func(t *rapid.T) {
+				if !stored {
+					t.Skip("reopen needs stored blocks")
+				}
+				checkpoint()
+				nt := aggregate.NewTable(rapid.SampledFrom([]int{1, 2, 8}).Draw(t, "shards"))
+				setReaders(nt)
+				bks := slices.Collect(maps.Keys(blocks))
+				slices.SortFunc(bks, func(a, b blockKey) int {
+					return cmp.Or(cmp.Compare(a.k.Meter, b.k.Meter), cmp.Compare(a.span, b.span), strings.Compare(a.k.Customer, b.k.Customer))
+				})
+				for _, b := range bks {
+					if err := nt.RestoreBlock(b.k, b.span, blocks[b]); err != nil {
+						t.Fatal(err)
+					}
+				}
+				rks := slices.Collect(maps.Keys(records))
+				slices.SortFunc(rks, func(a, b recKey) int { return cmp.Compare(a.start, b.start) })
+				for _, r := range rks {
+					if st := records[r]; st != nil && r.start >= through {
+						if err := nt.Restore(r.k, mode, r.start, r.day, st); err != nil {
+							t.Fatal(err)
+						}
+					}
+				}
+				nt.Freeze(horizon)
+				nt.TrackDirty()
+				tb = nt
 			},
 			"query": func(t *rapid.T) {
 				k := rapid.SampledFrom(keys).Draw(t, "key")
 				g := rapid.SampledFrom([]aggregate.Grouping{aggregate.Total, aggregate.Hourly, aggregate.Daily}).Draw(t, "grouping")
 				unit := map[aggregate.Grouping]int64{aggregate.Total: minute, aggregate.Hourly: hour, aggregate.Daily: day}[g]
 				start := floorTo(genTS(t, "start", d0), unit) + rapid.Int64Range(-2, 2).Draw(t, "shift")*unit
-				end := start + rapid.Int64Range(1, 5*day/unit).Draw(t, "units")*unit
+				end := start + rapid.Int64Range(1, queryDays*day/unit).Draw(t, "units")*unit
 				ws, err := tb.Query(k, start, end, g)
 				if err != nil {
 					t.Fatal(err)
@@ -208,7 +298,7 @@ func TestFreezeModel(t *testing.T) {
 				g := rapid.SampledFrom([]aggregate.Grouping{aggregate.Total, aggregate.Hourly, aggregate.Daily}).Draw(t, "grouping")
 				unit := map[aggregate.Grouping]int64{aggregate.Total: minute, aggregate.Hourly: hour, aggregate.Daily: day}[g]
 				start := floorTo(genTS(t, "start", d0), unit) + rapid.Int64Range(-2, 2).Draw(t, "shift")*unit
-				end := start + rapid.Int64Range(1, 5*day/unit).Draw(t, "units")*unit
+				end := start + rapid.Int64Range(1, queryDays*day/unit).Draw(t, "units")*unit
 				ctx := context.Background()
 				// Totals: the sum over the meter's customers of their windows.
 				tot, err := tb.Totals(ctx, 1, start, end, g)
@@ -282,7 +372,7 @@ func TestFreezeModel(t *testing.T) {
 		}
 		t.Repeat(actions)
 		if reader && reads > 0 {
-			t.Logf("%d minute reads", reads)
+			t.Logf("%d minute reads, %d block reads, %d blocks stored", reads, blockReads, len(blocks))
 		}
 		// The counts include frozen days, hours and minutes.
 		st := tb.Stats()
@@ -348,10 +438,12 @@ func must[T any](v T, err error) T {
 // (go test -race): every query sees each series consistent, and when
 // they are done every total equals what was applied.
 func TestFreezeConcurrent(t *testing.T) {
-	for _, reader := range []bool{false, true} {
+	for _, kind := range []string{"memory", "reader", "stored"} {
+		reader := kind != "memory"
 		tb := aggregate.NewTable(4)
-		var mu sync.Mutex // guards records
+		var mu sync.Mutex // guards records and blocks
 		records := map[[2]any][]byte{}
+		blocks := map[[2]any][]byte{}
 		if reader {
 			tb.TrackDirty()
 			tb.SetMinuteReader(func(k aggregate.Key, start int64) ([]byte, error) {
@@ -359,6 +451,29 @@ func TestFreezeConcurrent(t *testing.T) {
 				defer mu.Unlock()
 				return records[[2]any{k, start}], nil
 			})
+		}
+		days := int64(20)
+		if kind == "stored" {
+			days = 60 // two complete blocks
+			tb.SetBlockReader(func(k aggregate.Key, span int64) ([]byte, error) {
+				mu.Lock()
+				defer mu.Unlock()
+				return blocks[[2]any{k, span}], nil
+			}, 4096)
+		}
+		store := func() {
+			for {
+				bs, more := tb.TakeFrozen(1000)
+				mu.Lock()
+				for _, b := range bs {
+					blocks[[2]any{b.Key, b.Span}] = b.Data
+				}
+				mu.Unlock()
+				tb.Stored(bs)
+				if !more {
+					return
+				}
+			}
 		}
 		checkpoint := func() {
 			ds := tb.TakeDirty()
@@ -371,13 +486,13 @@ func TestFreezeConcurrent(t *testing.T) {
 			mu.Unlock()
 		}
 		keys := []aggregate.Key{{Meter: 1, Customer: "a"}, {Meter: 1, Customer: "b"}, {Meter: 1, Customer: "c"}}
-		const days, perDay = 20, 48
+		const perDay = 48
 		var wg sync.WaitGroup
 		wg.Add(3)
 		go func() { // writer: day by day, 48 entries a day per key, one minute apart
 			defer wg.Done()
 			seq := uint64(0)
-			for d := range int64(days) {
+			for d := range days {
 				for i := range int64(perDay) {
 					for _, k := range keys {
 						seq++
@@ -390,6 +505,9 @@ func TestFreezeConcurrent(t *testing.T) {
 				if d >= 3 {
 					h := d0 + (d-2)*day
 					tb.Freeze(h)
+					if kind == "stored" {
+						store()
+					}
 				}
 			}
 		}()
@@ -398,7 +516,7 @@ func TestFreezeConcurrent(t *testing.T) {
 				defer wg.Done()
 				ctx := context.Background()
 				for i := 0; i < 300; i++ {
-					start := d0 + int64(i%days)*day + 7*minute
+					start := d0 + (int64(i)%days)*day + 7*minute
 					for _, k := range keys {
 						ws, err := tb.Query(k, start, start+3*day+11*minute, aggregate.Total)
 						if err != nil || ws[0].Count > 3*perDay+1 { // at most the entries the range can hold
@@ -407,6 +525,15 @@ func TestFreezeConcurrent(t *testing.T) {
 						}
 					}
 					if _, err := tb.Totals(ctx, 1, start, start+5*day, aggregate.Total); err != nil {
+						t.Error(err)
+						return
+					}
+					hs := floorTo(start, hour)
+					if ws, err := tb.Query(keys[i%3], hs, hs+2*day, aggregate.Hourly); err != nil || len(ws) > 48 {
+						t.Errorf("hourly Query: %d windows, %v", len(ws), err)
+						return
+					}
+					if _, err := tb.Totals(ctx, 1, hs, hs+2*day, aggregate.Hourly); err != nil {
 						t.Error(err)
 						return
 					}
@@ -426,23 +553,99 @@ func TestFreezeConcurrent(t *testing.T) {
 			checkpoint()
 		}
 		tb.Freeze(d0 + (days-1)*day)
+		if kind == "stored" {
+			store()
+			if st := tb.Stats(); st.StoredBlocks != 2*int64(len(keys)) {
+				t.Fatalf("%d stored blocks, want %d", st.StoredBlocks, 2*len(keys))
+			}
+		}
 		for _, k := range keys {
-			for _, g := range []aggregate.Grouping{aggregate.Total, aggregate.Daily} {
+			for _, g := range []aggregate.Grouping{aggregate.Total, aggregate.Hourly, aggregate.Daily} {
 				ws := must(tb.Query(k, d0, d0+days*day, g))
 				var n int64
 				for _, w := range ws {
 					n += w.Count
 				}
 				if n != days*perDay {
-					t.Fatalf("reader %v, %v grouping %d: %d entries, want %d", reader, k, g, n, days*perDay)
+					t.Fatalf("%s, %v grouping %d: %d entries, want %d", kind, k, g, n, days*perDay)
 				}
 			}
 			// Minute edges inside frozen hours: 10:07 to 15:07 of day 2
 			// holds the entries at 10:30, 11:00, ... 15:00: 10 of them.
 			ws := must(tb.Query(k, d0+2*day+10*hour+7*minute, d0+2*day+15*hour+7*minute, aggregate.Total))
 			if ws[0].Count != 10 {
-				t.Fatalf("reader %v: %d entries between 10:07 and 15:07 of a frozen day, want 10", reader, ws[0].Count)
+				t.Fatalf("%s: %d entries between 10:07 and 15:07 of a frozen day, want 10", kind, ws[0].Count)
 			}
 		}
+	}
+}
+
+// RestoreBlock checks what it is given: a block cut short or with a byte
+// changed is refused with ErrCorrupt or read as another valid block,
+// never a panic, and a block out of its span or order is refused.
+func TestRestoreBlockDamage(t *testing.T) {
+	tb := aggregate.NewTable(1)
+	tb.TrackDirty()
+	tb.SetMinuteReader(func(aggregate.Key, int64) ([]byte, error) { return nil, nil })
+	tb.SetBlockReader(func(aggregate.Key, int64) ([]byte, error) { return nil, nil }, 0)
+	k := aggregate.Key{Meter: 1, Customer: "a"}
+	mode := aggregate.ModeOf("sum", "")
+	for d := range int64(40) {
+		for h := range int64(24) {
+			tb.Apply(k, mode, aggregate.Entry{Seq: uint64(d*24 + h + 1), Timestamp: d0 + d*day + h*hour + 5*minute, Value: d*100 + h - 50})
+		}
+	}
+	tb.TakeDirty()
+	tb.Freeze(d0 + 39*day)
+	bs, more := tb.TakeFrozen(1 << 20)
+	if len(bs) != 1 || more {
+		t.Fatalf("TakeFrozen: %d blocks, more %v; want the one complete block", len(bs), more)
+	}
+	b := bs[0]
+	restore := func(span int64, data []byte) (err error) {
+		defer func() {
+			if r := recover(); r != nil {
+				t.Fatalf("RestoreBlock panicked on %x: %v", data, r)
+			}
+		}()
+		return aggregate.NewTable(1).RestoreBlock(k, span, data)
+	}
+	if err := restore(b.Span, b.Data); err != nil {
+		t.Fatal(err)
+	}
+	for _, bad := range []struct {
+		span int64
+		data []byte
+	}{{b.Span + day, b.Data}, {b.Span, nil}} {
+		if err := restore(bad.span, bad.data); !errors.Is(err, aggregate.ErrCorrupt) {
+			t.Errorf("RestoreBlock(span %d, %d bytes) = %v, want ErrCorrupt", bad.span-d0, len(bad.data), err)
+		}
+	}
+	refused := 0
+	for n := range len(b.Data) {
+		if err := restore(b.Span, b.Data[:n]); err != nil {
+			refused++
+			if !errors.Is(err, aggregate.ErrCorrupt) {
+				t.Fatalf("cut to %d bytes: %v", n, err)
+			}
+		}
+		for _, x := range []byte{0x01, 0x80, 0xff} {
+			c := slices.Clone(b.Data)
+			c[n] ^= x
+			if err := restore(b.Span, c); err != nil && !errors.Is(err, aggregate.ErrCorrupt) {
+				t.Fatalf("byte %d ^ %#x: %v", n, x, err)
+			}
+		}
+	}
+	if refused < len(b.Data)-22 { // at most one cut per day ends on a day boundary
+		t.Fatalf("%d of %d cuts refused", refused, len(b.Data))
+	}
+	// Out of order: a block before one already restored.
+	nt := aggregate.NewTable(1)
+	if err := nt.RestoreBlock(k, b.Span, b.Data); err != nil {
+		t.Fatal(err)
+	}
+	if err := nt.RestoreBlock(k, b.Span, b.Data); !errors.Is(err, aggregate.ErrCorrupt) {
+		t.Fatalf("the same block twice: %v, want ErrCorrupt", err)
 	}
 }

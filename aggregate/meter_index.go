@@ -243,7 +243,7 @@ func (t *Table) Customers(ctx context.Context, meter uint64, start, end int64, a
 				var pd pending
 				c := s.total(start, end, &pd)
 				switch {
-				case pd.n > 0: // frozen minute cells to read: counted once known
+				case pd.waits(): // frozen cells to read: counted once known
 					waiting = append(waiting, waitingCell{CustomerCell{Customer: s.key.Customer, Cell: c}, pd})
 				case c.Count > 0:
 					out = append(out, CustomerCell{Customer: s.key.Customer, Cell: c})
@@ -297,7 +297,7 @@ func (t *Table) Top(ctx context.Context, meter uint64, start, end int64, n int, 
 					var pd pending
 					c := s.total(start, end, &pd)
 					switch {
-					case pd.n > 0: // frozen minute cells to read: offered once known
+					case pd.waits(): // frozen cells to read: offered once known
 						waiting = append(waiting, waitingCell{CustomerCell{Customer: s.key.Customer, Cell: c}, pd})
 					case c.Count > 0:
 						h.offer(topItem{v: c.Value(formula), cc: CustomerCell{Customer: s.key.Customer, Cell: c}})
@@ -472,7 +472,7 @@ func (t *Table) Totals(ctx context.Context, meter uint64, start, end int64, g Gr
 		err := t.eachSeries(ctx, meter, func(s *series) {
 			var pd pending
 			c := s.total(start, end, &pd)
-			if pd.n > 0 { // frozen minute cells to read: added once known
+			if pd.waits() { // frozen cells to read: added once known
 				waiting = append(waiting, waitingCell{CustomerCell{Customer: s.key.Customer, Cell: c}, pd})
 				return
 			}
@@ -491,6 +491,7 @@ func (t *Table) Totals(ctx context.Context, meter uint64, start, end int64, g Gr
 		return []MeterTotal{w}, nil
 	}
 	acc := newTotalsAcc(start, end, unit)
+	var deferred []deferredBlock // stored blocks whose hours are in range
 	err = t.eachSeries(ctx, meter, func(s *series) {
 		if f := s.fz; f != nil && start < f.end {
 			if g == Daily {
@@ -502,6 +503,12 @@ func (t *Table) Totals(ctx context.Context, meter uint64, start, end int64, g Gr
 				})
 			} else {
 				f.eachDay(floorTo(start, daySecs), min(end, f.end), func(d frozenDay) bool {
+					if d.stored { // read after the lock, once per block
+						if db := (deferredBlock{key: s.key, span: spanOf(d.start)}); len(deferred) == 0 || deferred[len(deferred)-1] != db {
+							deferred = append(deferred, db)
+						}
+						return true
+					}
 					d.hours(start, end, func(hs int64, c Cell) { acc.at(hs).add(c) })
 					return true
 				})
@@ -521,6 +528,19 @@ func (t *Table) Totals(ctx context.Context, meter uint64, start, end int64, g Gr
 	})
 	if err != nil {
 		return nil, err
+	}
+	for _, d := range deferred {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		data, err := t.storedBlock(d.key, d.span)
+		if err != nil {
+			return nil, err
+		}
+		blockDaysAsc(d.span, data, false, floorTo(start, daySecs), end, func(fd frozenDay) bool {
+			fd.hours(start, end, func(hs int64, c Cell) { acc.at(hs).add(c) })
+			return true
+		})
 	}
 	return acc.result(), nil
 }
@@ -612,7 +632,7 @@ type waitingCell struct {
 func (t *Table) resolveWaiting(out []CustomerCell, ws []waitingCell) ([]CustomerCell, error) {
 	for i := range ws {
 		w := &ws[i]
-		if err := w.p.resolve(t.minutes, &w.cc.Cell); err != nil {
+		if err := w.p.resolve(t, &w.cc.Cell); err != nil {
 			return nil, err
 		}
 		if w.cc.Count > 0 {

@@ -38,7 +38,8 @@ func (t *Table) Query(k Key, start, end int64, g Grouping) ([]Window, error) {
 // size, when not nil, with an upper bound of the number of calls to come
 // (bounded by the buckets the series holds, not by the range), so that the
 // caller can allocate its result once. fn and size run under the shard's
-// lock: they must not call back into the table.
+// lock, or after it when they take frozen cells read back from the store:
+// they must not call back into the table.
 func (t *Table) Visit(k Key, start, end int64, g Grouping, size func(n int), fn func(Window)) error {
 	if _, err := checkRange(start, end, g); err != nil {
 		return err
@@ -57,8 +58,8 @@ func (t *Table) Visit(k Key, start, end int64, g Grouping, size func(n int), fn 
 			w.Cell = s.total(start, end, &p)
 		}
 		sh.mu.Unlock()
-		if p.n > 0 {
-			if err := p.resolve(t.minutes, &w.Cell); err != nil {
+		if p.waits() {
+			if err := p.resolve(t, &w.Cell); err != nil {
 				return err
 			}
 		}
@@ -66,7 +67,46 @@ func (t *Table) Visit(k Key, start, end int64, g Grouping, size func(n int), fn 
 		fn(w)
 		return nil
 	}
-	defer sh.mu.Unlock()
+	var deferred []deferredBlock // stored blocks in range, newest first: their hours are read after the lock
+	err := func() error {
+		defer sh.mu.Unlock()
+		return visitLocked(s, start, end, g, size, fn, &deferred)
+	}()
+	if err != nil {
+		return err
+	}
+	for _, d := range deferred {
+		data, err := t.storedBlock(d.key, d.span)
+		if err != nil {
+			return err
+		}
+		blockDaysDesc(d.span, data, false, floorTo(start, daySecs), end, func(fd frozenDay) bool {
+			emitHours(fd, start, end, fn)
+			return true
+		})
+	}
+	return nil
+}
+
+// emitHours calls fn with the windows of the hours of a frozen day in
+// [start, end) with entries, newest first.
+func emitHours(d frozenDay, start, end int64, fn func(Window)) {
+	var ws [hoursPerDay]Window
+	n := 0
+	d.hours(start, end, func(hs int64, c Cell) {
+		if c.Count > 0 {
+			ws[n] = Window{Start: hs, End: hs + hourSecs, Cell: c}
+			n++
+		}
+	})
+	for i := n - 1; i >= 0; i-- {
+		fn(ws[i])
+	}
+}
+
+// visitLocked is Visit for Hourly and Daily under the shard lock; the
+// stored blocks whose hours an Hourly visit needs go to deferred.
+func visitLocked(s *series, start, end int64, g Grouping, size func(int), fn func(Window), deferred *[]deferredBlock) error {
 	var frozenDays int
 	if s != nil && s.fz != nil {
 		frozenDays = int(s.fz.days)
@@ -96,18 +136,11 @@ func (t *Table) Visit(k Key, start, end int64, g Grouping, size func(n int), fn 
 			return true
 		})
 		if f := s.fz; f != nil && start < f.end {
-			f.daysDesc(floorTo(start, daySecs), min(end, f.end), func(d frozenDay) bool {
-				var ws [hoursPerDay]Window
-				n := 0
-				d.hours(start, end, func(hs int64, c Cell) {
-					if c.Count > 0 {
-						ws[n] = Window{Start: hs, End: hs + hourSecs, Cell: c}
-						n++
-					}
-				})
-				for i := n - 1; i >= 0; i-- {
-					fn(ws[i])
-				}
+			f.daysDesc(floorTo(start, daySecs), min(end, f.end), func(bl *frozenBlock) bool {
+				*deferred = append(*deferred, deferredBlock{key: s.key, span: spanOf(bl.first)})
+				return true
+			}, func(d frozenDay) bool {
+				emitHours(d, start, end, fn)
 				return true
 			})
 		}
@@ -120,7 +153,7 @@ func (t *Table) Visit(k Key, start, end int64, g Grouping, size func(n int), fn 
 			return true
 		})
 		if f := s.fz; f != nil && start < f.end {
-			f.daysDesc(start, min(end, f.end), func(d frozenDay) bool {
+			f.daysDesc(start, min(end, f.end), nil, func(d frozenDay) bool {
 				if c := d.cell(); c.Count > 0 {
 					fn(Window{Start: d.start, End: d.start + daySecs, Cell: c})
 				}

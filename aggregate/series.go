@@ -363,7 +363,7 @@ type counts struct {
 	recent                            int64 // allocated arrays of recent chunks
 	// Frozen days (freeze.go): the days, hours and minutes with entries
 	// they hold (not in the counts above), and the bytes of their form.
-	frozenDays, frozenHours, frozenMinutes, frozenBytes int64
+	frozenDays, frozenHours, frozenMinutes, frozenBytes, storedBlocks int64
 }
 
 // find returns the chunk of the day starting at dstart, or nil. It changes

@@ -24,7 +24,10 @@ type Table struct {
 	mask    uint64
 	shards  []shard
 	minutes MinuteReader // nil: frozen days keep their minute cells (freeze.go)
+	blocks  BlockReader  // nil: frozen blocks stay whole in memory (freeze.go, "Stored blocks")
+	cache   blockCache   // stored blocks read back lately
 	horizon atomic.Int64 // the greatest Freeze horizon
+	through atomic.Int64 // every day before it is frozen in every series (a block span start)
 }
 
 type shard struct {
@@ -35,7 +38,8 @@ type shard struct {
 	dirty    []dirtyRef            // changed buckets, each once
 	free     *btree.FreeListG[ref] // tree nodes, shared by the trees of the shard's series
 	meters   map[uint64]*meterPart // the series of each meter, by customer (meter_index.go)
-	_        [128 - (unsafe.Sizeof(sync.Mutex{})+unsafe.Sizeof(map[uint64]*series(nil))+unsafe.Sizeof(counts{})+8+unsafe.Sizeof([]dirtyRef(nil))+8+8)%128]byte
+	toStore  []*series             // series with complete frozen blocks not stored yet (freeze.go)
+	_        [128 - (unsafe.Sizeof(sync.Mutex{})+unsafe.Sizeof(map[uint64]*series(nil))+unsafe.Sizeof(counts{})+8+unsafe.Sizeof([]dirtyRef(nil))+8+8+unsafe.Sizeof([]*series(nil)))%128]byte
 }
 
 // NewTable returns a table with n shards; n must be a power of two.
@@ -250,6 +254,9 @@ type Stats struct {
 	// FrozenBytes the heap their packed form takes (included in Bytes).
 	FrozenDays  int64
 	FrozenBytes int64
+	// StoredBlocks counts the blocks of frozen days kept in the store,
+	// whose hour cells are read back when a query needs them.
+	StoredBlocks int64
 	// Bytes estimates the heap the table holds, from the counts above and
 	// the sizes of its structures (slice and tree slack included roughly).
 	Bytes int64
@@ -285,6 +292,7 @@ func (t *Table) Stats() Stats {
 		recent += sh.n.recent
 		s.FrozenDays += sh.n.frozenDays
 		s.FrozenBytes += sh.n.frozenBytes
+		s.StoredBlocks += sh.n.storedBlocks
 		frozenHours += sh.n.frozenHours
 		frozenMinutes += sh.n.frozenMinutes
 		sh.mu.Unlock()

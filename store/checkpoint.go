@@ -21,17 +21,33 @@ type AggRecord struct {
 	State    []byte
 }
 
+// The kind byte of an agg key (FORMAT.md): it sorts a meter's day
+// records before its frozen blocks, and those before its hour records.
+const (
+	aggKindDay    = 'd'
+	aggKindFrozen = 'f'
+	aggKindHour   = 'h'
+)
+
+// aggKeyLen is the length of an agg key without its customer.
+const aggKeyLen = 17
+
 // aggKey is meter (8 bytes BE) | 'h' or 'd' | start (8 bytes BE) | customer.
 func aggKey(r *AggRecord) []byte {
-	k := make([]byte, 0, 17+len(r.Customer))
-	k = binary.BigEndian.AppendUint64(k, r.Meter)
+	kind := byte(aggKindHour)
 	if r.Day {
-		k = append(k, 'd')
-	} else {
-		k = append(k, 'h')
+		kind = aggKindDay
 	}
-	k = binary.BigEndian.AppendUint64(k, uint64(r.Start))
-	return append(k, r.Customer...)
+	return makeAggKey(r.Meter, kind, r.Start, r.Customer)
+}
+
+// makeAggKey is meter (8 bytes BE) | kind | start (8 bytes BE) | customer.
+func makeAggKey(meter uint64, kind byte, start int64, customer string) []byte {
+	k := make([]byte, 0, aggKeyLen+len(customer))
+	k = binary.BigEndian.AppendUint64(k, meter)
+	k = append(k, kind)
+	k = binary.BigEndian.AppendUint64(k, uint64(start))
+	return append(k, customer...)
 }
 
 type keyedRec struct {
@@ -155,27 +171,79 @@ func (s *DB) LastMark() (Mark, error) {
 	return m, err
 }
 
-// LoadAggregates calls fn with every checkpointed aggregate record. The
-// State slice is valid only during the call. A record whose checksum
-// fails is an error wrapping ErrCorrupt that names it.
+// LoadAggregates calls fn with every checkpointed aggregate record (hour
+// and day records; frozen blocks are LoadFrozen's), by meter, then day
+// records before hour records, then start, then customer. The State slice
+// is valid only during the call. A record whose checksum fails is an error
+// wrapping ErrCorrupt that names it.
 func (s *DB) LoadAggregates(fn func(r *AggRecord) error) error {
+	return s.LoadAggregatesFrom(0, fn)
+}
+
+// LoadAggregatesFrom is LoadAggregates restricted to the records whose
+// Start is at least from (from <= 0: all of them), in the same order and
+// in one read transaction. It does not read the records before from: for
+// each meter and kind it seeks to the first key at from, so the pages of
+// older records are left alone (a caller loading the checkpoint passes
+// FrozenThrough's time, before which every record's day is kept in a
+// frozen block). The State slice is valid only during the call. A record
+// whose checksum fails, or a key of an unknown kind, is an error wrapping
+// ErrCorrupt that names it.
+func (s *DB) LoadAggregatesFrom(from int64, fn func(r *AggRecord) error) error {
 	return s.view(func(tx *bolt.Tx) error {
-		var r AggRecord
-		return tx.Bucket(bucketAgg).ForEach(func(k, v []byte) error {
-			if len(k) < 17 || (k[8] != 'h' && k[8] != 'd') {
-				return fmt.Errorf("%w: aggregate key %x", ErrCorrupt, k)
-			}
-			state, err := s.open(scopeAgg, k, v, func() string { return aggName(k) })
-			if err != nil {
-				return err
-			}
-			r = AggRecord{
-				Meter: binary.BigEndian.Uint64(k), Day: k[8] == 'd',
-				Start: int64(binary.BigEndian.Uint64(k[9:17])), Customer: string(k[17:]), State: state,
-			}
-			return fn(&r)
-		})
+		_, err := s.loadAggregates(tx, from, fn)
+		return err
 	})
+}
+
+// loadAggregates is LoadAggregatesFrom inside tx. It returns the number
+// of keys its cursor visited (for tests: it must not grow with the
+// records before from). The cursor visits the first key of every meter's
+// group of a kind, so an unknown kind is reported, not skipped; frozen
+// blocks are skipped with one seek per meter.
+func (s *DB) loadAggregates(tx *bolt.Tx, from int64, fn func(r *AggRecord) error) (visited int, err error) {
+	all := from <= 0
+	var r AggRecord
+	c := tx.Bucket(bucketAgg).Cursor()
+	for k, v := c.First(); k != nil; {
+		visited++
+		if len(k) < aggKeyLen {
+			return visited, fmt.Errorf("%w: aggregate key %x", ErrCorrupt, k)
+		}
+		kind, start := k[8], binary.BigEndian.Uint64(k[9:aggKeyLen])
+		switch {
+		case kind == aggKindFrozen:
+			// Past this meter's frozen blocks, to its first key of a
+			// later kind (its hour records) or the next meter's first.
+			k, v = c.Seek(makeAggKey(binary.BigEndian.Uint64(k), aggKindFrozen+1, 0, ""))
+			continue
+		case kind != aggKindHour && kind != aggKindDay:
+			return visited, fmt.Errorf("%w: aggregate key %x", ErrCorrupt, k)
+		case all:
+		case start < uint64(from):
+			// Compared as stored (unsigned), so that the seek always
+			// moves forward.
+			k, v = c.Seek(makeAggKey(binary.BigEndian.Uint64(k), kind, from, ""))
+			continue
+		case int64(start) < from:
+			// A negative start, stored after every positive one.
+			k, v = c.Next()
+			continue
+		}
+		state, err := s.open(scopeAgg, k, v, func() string { return aggName(k) })
+		if err != nil {
+			return visited, err
+		}
+		r = AggRecord{
+			Meter: binary.BigEndian.Uint64(k), Day: kind == aggKindDay,
+			Start: int64(start), Customer: string(k[aggKeyLen:]), State: state,
+		}
+		if err := fn(&r); err != nil {
+			return visited, err
+		}
+		k, v = c.Next()
+	}
+	return visited, nil
 }
 
 // ReadAggregate returns a copy of the State of the checkpointed hour
@@ -185,13 +253,19 @@ func (s *DB) LoadAggregates(fn func(r *AggRecord) error) error {
 // which they no longer keep in memory.
 func (s *DB) ReadAggregate(meter uint64, customer string, start int64) ([]byte, error) {
 	k := aggKey(&AggRecord{Meter: meter, Customer: customer, Start: start})
+	return s.readAgg(k, func() string { return aggName(k) })
+}
+
+// readAgg returns a copy of the body of the agg record k, or nil when
+// there is none; name names it in an error.
+func (s *DB) readAgg(k []byte, name func() string) ([]byte, error) {
 	var out []byte
 	err := s.view(func(tx *bolt.Tx) error {
 		v := tx.Bucket(bucketAgg).Get(k)
 		if v == nil {
 			return nil
 		}
-		state, err := s.open(scopeAgg, k, v, func() string { return aggName(k) })
+		state, err := s.open(scopeAgg, k, v, name)
 		if err != nil {
 			return err
 		}

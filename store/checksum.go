@@ -96,8 +96,9 @@ func corrupt(record string, cause error) error {
 }
 
 // The names corrupt gives records.
-func logName(loc uint64) string { return fmt.Sprintf("log record %d", loc) }
-func aggName(k []byte) string   { return fmt.Sprintf("aggregate record %x", k) }
+func logName(loc uint64) string  { return fmt.Sprintf("log record %d", loc) }
+func aggName(k []byte) string    { return fmt.Sprintf("aggregate record %x", k) }
+func frozenName(k []byte) string { return fmt.Sprintf("frozen block %x", k) }
 func meterName(k []byte) string {
 	if len(k) == 8 {
 		return fmt.Sprintf("meter record %d", binary.BigEndian.Uint64(k))

@@ -29,11 +29,14 @@
 // Every stored record carries a CRC-32C checked on every read (see
 // checksum.go and FORMAT.md): damage is an error wrapping ErrCorrupt that
 // names the record, never a different value. Open checks the format
-// version (upgrading a format 1 file), and the caller then loads the meters,
-// the latest checkpoint (LoadAggregates) and the log after it (Replay).
-// Checkpoint writes dirty aggregate records, records the location they
-// cover and deletes the log groups that neither replay nor the retention
-// window needs. Replay also checks that the log has no gap. CheckRecords
+// version (upgrading a file of an older format), and the caller then
+// loads the meters, the frozen blocks (LoadFrozen),
+// the latest checkpoint from the frozen_through time on
+// (LoadAggregatesFrom) and the log after it (Replay). Checkpoint writes
+// dirty aggregate records, records the location they cover and deletes
+// the log groups that neither replay nor the retention window needs;
+// PutFrozen writes blocks of frozen days, once each, and raises
+// frozen_through. Replay also checks that the log has no gap. CheckRecords
 // walks every record for verification; Backup copies the file while it
 // serves writes.
 //

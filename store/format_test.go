@@ -40,7 +40,8 @@ func rewrite(t *testing.T, path string, fn func(tx *bolt.Tx) error) {
 }
 
 // fillStore writes meters, log groups (events and a cancellation), an
-// aggregate checkpoint and key-value records, and closes the store.
+// aggregate checkpoint, a frozen block and key-value records, and closes
+// the store.
 func fillStore(t *testing.T, path string) {
 	t.Helper()
 	s, err := Open(path, nil)
@@ -61,6 +62,9 @@ func fillStore(t *testing.T, path string) {
 	if err := s.Checkpoint(Mark{Loc: 3, LastSeq: 6}, []AggRecord{{Meter: 1, Customer: "cus_a", Start: 3600, State: []byte{1, 2, 3, 4}}}, 0, 0); err != nil {
 		t.Fatal(err)
 	}
+	if err := s.PutFrozen([]FrozenBlock{{Meter: 1, Customer: "cus_a", First: 0, Data: []byte("block")}}, 86400); err != nil {
+		t.Fatal(err)
+	}
 	s.PutKV("idem", "k1", []byte(`{"status":200}`), 1<<40)
 	s.PutKV("sessions", "s1", []byte("token"), 1<<40)
 	if err := s.Close(); err != nil {
@@ -68,9 +72,10 @@ func fillStore(t *testing.T, path string) {
 	}
 }
 
-// A single flipped byte anywhere in a log, key-value, aggregate or meter
-// record is reported as ErrCorrupt naming the record, by every read of it
-// and by CheckRecords; never decoded into something else.
+// A single flipped byte anywhere in a log, key-value, aggregate, frozen
+// block, meter or frozen_through record is reported as ErrCorrupt naming
+// the record, by every read of it and by CheckRecords; never decoded into
+// something else.
 func TestFlippedByteIsCorrupt(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "s.db")
 	fillStore(t, path)
@@ -112,6 +117,19 @@ func TestFlippedByteIsCorrupt(t *testing.T) {
 		target{[]string{"agg"}, aggKey(&AggRecord{Meter: 1, Customer: "cus_a", Start: 3600}), "aggregate record", func(s *DB) error {
 			return s.LoadAggregates(func(*AggRecord) error { return nil })
 		}},
+		target{[]string{"agg"}, frozenKey(1, "cus_a", 0), "frozen block", func(s *DB) error {
+			if err := s.LoadAggregates(func(*AggRecord) error { return nil }); err != nil {
+				return fmt.Errorf("LoadAggregates, which skips frozen blocks: %v", err)
+			}
+			if err := s.LoadFrozen(func(*FrozenBlock) error { return nil }); err == nil {
+				return errors.New("LoadFrozen succeeded")
+			} else if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "frozen block") {
+				return err
+			}
+			_, err := s.ReadFrozen(1, "cus_a", 0)
+			return err
+		}},
+		target{[]string{"meta"}, keyFrozenThrough, `meta record "frozen_through":`, func(s *DB) error { _, err := s.FrozenThrough(); return err }},
 		target{[]string{"meters"}, u64(1), "meter record 1:", func(s *DB) error { _, err := s.Meters(); return err }},
 	)
 	flips := 0
@@ -302,16 +320,57 @@ func TestPermissionDenied(t *testing.T) {
 
 // v1File copies testdata/v1.db into a temp dir.
 func v1File(t *testing.T) string {
+	path, _ := fixtureCopy(t, "v1.db")
+	return path
+}
+
+// openUpgraded opens the file at path, which has format from, and checks
+// that Open logged its upgrade to FormatVersion (with no record
+// rewritten, when noRewrite).
+func openUpgraded(t *testing.T, path string, from int, noRewrite bool) *DB {
 	t.Helper()
-	data, err := os.ReadFile("testdata/v1.db")
+	var logged bytes.Buffer
+	s, err := Open(path, &Options{Logger: slog.New(slog.NewTextHandler(&logged, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
-	path := filepath.Join(t.TempDir(), "v1.db")
+	want := fmt.Sprintf("from_format=%d to_format=%d", from, FormatVersion)
+	if noRewrite {
+		want += " records=0"
+	}
+	if !strings.Contains(logged.String(), "store upgraded") || !strings.Contains(logged.String(), want) {
+		t.Fatalf("log: %q, want %q", logged.String(), want)
+	}
+	return s
+}
+
+// openNotUpgraded opens the file at path, which must need no upgrade.
+func openNotUpgraded(t *testing.T, path string) *DB {
+	t.Helper()
+	var logged bytes.Buffer
+	s, err := Open(path, &Options{Logger: slog.New(slog.NewTextHandler(&logged, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(logged.String(), "upgraded") {
+		t.Fatalf("second Open upgraded again: %q", logged.String())
+	}
+	return s
+}
+
+// fixtureCopy copies testdata/name into a temp dir and returns the copy's
+// path and the fixture's bytes.
+func fixtureCopy(t *testing.T, name string) (string, []byte) {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join("testdata", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), name)
 	if err := os.WriteFile(path, data, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	return path
+	return path, data
 }
 
 // v1Contents is what a format 1 file holds, read with bbolt alone.
@@ -385,14 +444,7 @@ func TestUpgradeV1(t *testing.T) {
 	}
 	ro.Close()
 
-	var logged bytes.Buffer
-	s, err := Open(path, &Options{Logger: slog.New(slog.NewTextHandler(&logged, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !strings.Contains(logged.String(), "store upgraded") || !strings.Contains(logged.String(), fmt.Sprintf("from_format=1 to_format=%d", FormatVersion)) {
-		t.Fatalf("log: %q", logged.String())
-	}
+	s := openUpgraded(t, path, 1, false)
 	check := func(s *DB) {
 		t.Helper()
 		n, err := s.CheckRecords(func(err error) { t.Errorf("upgraded file: %v", err) })
@@ -435,15 +487,8 @@ func TestUpgradeV1(t *testing.T) {
 	}
 	s.Close()
 	want.groups[next] = sampleGroup(10_000)
-	logged.Reset()
-	s, err = Open(path, &Options{Logger: slog.New(slog.NewTextHandler(&logged, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s = openNotUpgraded(t, path)
 	defer s.Close()
-	if strings.Contains(logged.String(), "upgraded") {
-		t.Fatalf("second Open upgraded again: %q", logged.String())
-	}
 	check(s)
 }
 
@@ -549,19 +594,13 @@ func TestBackupDuringWrites(t *testing.T) {
 	}
 }
 
-// Open upgrades a format 2 file (testdata/v2.db, see its README) to format
-// 3 by setting the version: format 3 only adds a log record kind. The
+// Open upgrades a format 2 file (testdata/v2.db, see its README) to the
+// current format by setting the version: format 3 only adds a log record
+// kind, format 4 an aggregate record kind and a meta record. The
 // records of format 2 read as before, new event records carry the hashes
 // of their identifiers, and FindEvent finds identifiers in both kinds.
 func TestUpgradeV2(t *testing.T) {
-	data, err := os.ReadFile("testdata/v2.db")
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(t.TempDir(), "v2.db")
-	if err := os.WriteFile(path, data, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	path, _ := fixtureCopy(t, "v2.db")
 	ro, err := Open(path, &Options{ReadOnly: true})
 	if err != nil {
 		t.Fatal(err)
@@ -580,15 +619,8 @@ func TestUpgradeV2(t *testing.T) {
 		t.Fatalf("last record of the format 2 file: %+v", g)
 	}
 
-	var logged bytes.Buffer
-	s, err := Open(path, &Options{Logger: slog.New(slog.NewTextHandler(&logged, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !strings.Contains(logged.String(), "from_format=2 to_format=3") {
-		t.Fatalf("log: %q", logged.String())
-	}
-	if n, err := s.CheckRecords(func(err error) { t.Errorf("upgraded file: %v", err) }); err != nil || n.Format != 3 || n.Log != len(want) {
+	s := openUpgraded(t, path, 2, false)
+	if n, err := s.CheckRecords(func(err error) { t.Errorf("upgraded file: %v", err) }); err != nil || n.Format != FormatVersion || n.Log != len(want) {
 		t.Fatalf("CheckRecords after the upgrade: %+v, %v", n, err)
 	}
 	loc, err := s.Append(&Group{Events: []Event{
@@ -679,5 +711,130 @@ func TestIndexedRecordDamage(t *testing.T) {
 	}
 	if _, err := s.Group(1); !errors.Is(err, ErrCorrupt) {
 		t.Errorf("Group of a damaged record: %v", err)
+	}
+}
+
+// v3Contents is what a store holds, read through the store's API.
+type v3Contents struct {
+	counts   Counts
+	meters   []meter.Meter
+	groups   map[uint64]*Group
+	aggs     []AggRecord
+	kv       map[string][]byte // ns/key -> value
+	mark     Mark
+	lastLoc  uint64
+	identKey [idhash.Size]byte
+}
+
+func readContents(t *testing.T, s *DB) v3Contents {
+	t.Helper()
+	c := v3Contents{groups: map[uint64]*Group{}, kv: map[string][]byte{}, lastLoc: s.LastLoc(), identKey: s.IdentKey()}
+	var err error
+	if c.counts, err = s.CheckRecords(func(err error) { t.Errorf("CheckRecords: %v", err) }); err != nil {
+		t.Fatal(err)
+	}
+	if c.meters, err = s.Meters(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Replay(0, func(loc uint64, g *Group) error { c.groups[loc] = g; return nil }, nil); err != nil {
+		t.Fatal(err)
+	}
+	c.aggs = loadAggs(t, s, 0)
+	for _, ns := range []string{"idem", "sessions"} {
+		if err := s.ListKV(ns, "", 0, func(key string, v []byte) bool { c.kv[ns+"/"+key] = bytes.Clone(v); return true }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if c.mark, err = s.LastMark(); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// Open upgrades a format 3 file (testdata/v3.db, see its README: written
+// by the format 3 code through the root package, with TestWriteV3Fixture
+// of store/v3fixture_test.go at commit a347852, removed when the format
+// became 4) by setting the version: format 4 adds frozen blocks and
+// frozen_through, and a file without them has stored none. Every record
+// reads as a read-only Open of the format 3 file gives it (which leaves
+// the file as it was), and frozen blocks can be written afterwards.
+func TestUpgradeV3(t *testing.T) {
+	path, orig := fixtureCopy(t, "v3.db")
+	ro, err := Open(path, &Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := readContents(t, ro)
+	if ft, err := ro.FrozenThrough(); ft != 0 || err != nil {
+		t.Fatalf("FrozenThrough of the format 3 file: %d, %v", ft, err)
+	}
+	if got := loadFrozen(t, ro); len(got) != 0 {
+		t.Fatalf("LoadFrozen of the format 3 file: %+v", got)
+	}
+	ro.Close()
+	if data, err := os.ReadFile(path); err != nil || !bytes.Equal(data, orig) {
+		t.Fatalf("a read-only Open changed the format 3 file (%v)", err)
+	}
+	days, hours := 0, 0
+	for _, r := range want.aggs {
+		if r.Day {
+			days++
+		} else {
+			hours++
+		}
+	}
+	if want.counts.Format != 3 || len(want.meters) != 5 || len(want.groups) < 4 || days == 0 || hours == 0 ||
+		len(want.kv) != 2 || want.mark.Loc == 0 || want.counts.Frozen != 0 {
+		t.Fatalf("testdata/v3.db: %+v, %d meters, %d log records, %d day and %d hour records, %d key-value records, %+v",
+			want.counts, len(want.meters), len(want.groups), days, hours, len(want.kv), want.mark)
+	}
+
+	s := openUpgraded(t, path, 3, true)
+	check := func(s *DB) {
+		t.Helper()
+		got := readContents(t, s)
+		w := want
+		w.counts.Format = FormatVersion
+		if !reflect.DeepEqual(got, w) {
+			t.Fatalf("after the upgrade:\n got %+v\nwant %+v", got, w)
+		}
+		if ft, err := s.FrozenThrough(); ft != 0 || err != nil {
+			t.Fatalf("FrozenThrough after the upgrade: %d, %v", ft, err)
+		}
+		if got := loadFrozen(t, s); len(got) != 0 {
+			t.Fatalf("LoadFrozen after the upgrade: %+v", got)
+		}
+		for _, r := range want.aggs {
+			if r.Day {
+				continue
+			}
+			if st, err := s.ReadAggregate(r.Meter, r.Customer, r.Start); err != nil || !bytes.Equal(st, r.State) {
+				t.Fatalf("ReadAggregate(%d, %q, %d) = %x, %v; want %x", r.Meter, r.Customer, r.Start, st, err, r.State)
+			}
+		}
+	}
+	check(s)
+	s.Close()
+	s = openNotUpgraded(t, path)
+	defer s.Close()
+	check(s)
+
+	// A frozen block of the day of the last record, which is an hour record.
+	r := want.aggs[len(want.aggs)-1]
+	first := r.Start / 86400 * 86400
+	if err := s.PutFrozen([]FrozenBlock{{Meter: r.Meter, Customer: r.Customer, First: first, Data: []byte("block")}}, first+86400); err != nil {
+		t.Fatal(err)
+	}
+	if data, err := s.ReadFrozen(r.Meter, r.Customer, first); err != nil || string(data) != "block" {
+		t.Fatalf("ReadFrozen after PutFrozen: %q, %v", data, err)
+	}
+	if ft, err := s.FrozenThrough(); ft != first+86400 || err != nil {
+		t.Fatalf("FrozenThrough after PutFrozen: %d, %v", ft, err)
+	}
+	if got := loadAggs(t, s, 0); !reflect.DeepEqual(got, want.aggs) {
+		t.Fatalf("LoadAggregates after PutFrozen differs")
+	}
+	if n, err := s.CheckRecords(func(err error) { t.Errorf("CheckRecords: %v", err) }); err != nil || n.Frozen != 1 || n.Aggregates != len(want.aggs) {
+		t.Fatalf("CheckRecords after PutFrozen: %+v, %v", n, err)
 	}
 }

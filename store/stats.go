@@ -27,6 +27,7 @@ type Stats struct {
 	CheckpointDuration stats.HistogramSnapshot
 	Checkpoints        int64 // successful Checkpoint calls
 	LastCheckpoint     int64 // the now (unix seconds) of the last successful Checkpoint; 0 before the first
+	FrozenBlocks       int64 // frozen blocks written by successful PutFrozen calls
 	// LogRecords and LogBytes are the log records and their encoded bytes
 	// in the file: counted by Replay, then kept up to date by commits and
 	// checkpoints (zero before a Replay when the file had a log).
@@ -43,6 +44,7 @@ type counters struct {
 	commitEvents, commitDur, syncDur, ckptDur *stats.Histogram
 
 	checkpoints, lastCheckpoint atomic.Int64
+	frozenBlocks                atomic.Int64
 	logRecords, logBytes        atomic.Int64
 }
 
@@ -97,7 +99,7 @@ func (s *DB) Stats() Stats {
 	st := Stats{
 		CommitEvents: c.commitEvents.Snapshot(), CommitDuration: c.commitDur.Snapshot(),
 		SyncDuration: c.syncDur.Snapshot(), CheckpointDuration: c.ckptDur.Snapshot(),
-		Checkpoints: c.checkpoints.Load(), LastCheckpoint: c.lastCheckpoint.Load(),
+		Checkpoints: c.checkpoints.Load(), LastCheckpoint: c.lastCheckpoint.Load(), FrozenBlocks: c.frozenBlocks.Load(),
 		LogRecords: c.logRecords.Load(), LogBytes: c.logBytes.Load(),
 	}
 	st.FileBytes, _ = s.Size()

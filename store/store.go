@@ -22,7 +22,7 @@ import (
 
 // FormatVersion is the version of the layout in FORMAT.md that this code
 // writes and reads.
-const FormatVersion = 3
+const FormatVersion = 4
 
 var (
 	bucketMeta   = []byte("meta")
@@ -36,6 +36,9 @@ var (
 	keyCheckpoint = []byte("checkpoint")     // 8-byte location covered by the aggregate checkpoint
 	keyLastSeq    = []byte("last_seq")       // 8-byte last event sequence at the checkpoint
 	keyLastLoc    = []byte("last_loc")       // 8-byte last log location at the checkpoint
+	// keyFrozenThrough is the 8-byte time (unix seconds) before which
+	// every hour and day record belongs to a day kept in a frozen block.
+	keyFrozenThrough = []byte("frozen_through")
 )
 
 // DB is an open store file.
@@ -102,9 +105,10 @@ var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); retu
 // meterdb store gets ErrNotStore (an empty file too: Open never leaves one
 // behind, see create), one of an unknown format version ErrVersion, a
 // damaged one an error wrapping ErrCorrupt, and one the process may not
-// open an error wrapping fs.ErrPermission. A format 1 file is upgraded to
-// the current format in one transaction (unless opened read-only, when it
-// is read as it is, without checksums).
+// open an error wrapping fs.ErrPermission. A file of an older format (1, 2
+// or 3) is upgraded to the current format in one transaction, unless
+// opened read-only, when it is read as it is (a format 1 file without
+// checksums).
 func Open(path string, opts *Options) (_ *DB, err error) {
 	o, err := opts.withDefaults()
 	if err != nil {
@@ -244,8 +248,8 @@ func createBuckets(tx *bolt.Tx) error {
 	return nil
 }
 
-// init checks the format (upgrading a format 1 file) and finds the next
-// log location.
+// init checks the format (upgrading a file of an older format) and finds
+// the next log location.
 func (s *DB) init(path string) error {
 	run := s.bolt.Update
 	if s.opts.ReadOnly {
@@ -279,16 +283,20 @@ func (s *DB) init(path string) error {
 		switch {
 		case ver == FormatVersion:
 			s.format = ver
-		case (ver == 1 || ver == 2) && s.opts.ReadOnly:
+		case ver >= 1 && ver < FormatVersion && s.opts.ReadOnly:
 			s.format = ver
-		case ver == 2:
-			// Format 3 adds a log record kind: every format 2 record is a
-			// format 3 record, so the upgrade only sets the version.
+		case ver == 2 || ver == 3:
+			// Format 3 adds a log record kind and format 4 an aggregate
+			// record kind (frozen blocks) and a meta record
+			// (frozen_through), absent meaning none: every format 2 or 3
+			// record is a format 4 record, so the upgrade only sets the
+			// version. (A format 2 file gets its identifier hash key
+			// below.)
 			if err := meta.Put(keyFormat, u64(FormatVersion)); err != nil {
 				return err
 			}
 			s.format = FormatVersion
-			s.opts.Logger.Info("store upgraded", "path", path, "from_format", 2, "to_format", FormatVersion, "records", 0)
+			s.opts.Logger.Info("store upgraded", "path", path, "from_format", ver, "to_format", FormatVersion, "records", 0)
 		case ver == 1:
 			start := time.Now()
 			n, err := upgradeV1(tx)
@@ -301,7 +309,7 @@ func (s *DB) init(path string) error {
 		default:
 			return fmt.Errorf("%w: file has format %d, this build reads formats 1 to %d", ErrVersion, ver, FormatVersion)
 		}
-		if err := s.loadIdentKey(meta, ver == FormatVersion); err != nil {
+		if err := s.loadIdentKey(meta, ver >= 3); err != nil {
 			return err
 		}
 		if !s.opts.ReadOnly {
@@ -330,9 +338,10 @@ func (s *DB) init(path string) error {
 	})
 }
 
-// loadIdentKey reads the key of the identifier hashes, which every
-// format 3 file has (hashed). A file of an older format gets one as it is
-// upgraded; read as it is, it is given a random one, which no record needs.
+// loadIdentKey reads the key of the identifier hashes, which every file of
+// format 3 or later has (hashed). A file of an older format gets one as it
+// is upgraded; read as it is, it is given a random one, which no record
+// needs.
 func (s *DB) loadIdentKey(meta *bolt.Bucket, hashed bool) error {
 	v := meta.Get(keyIdentKey)
 	if v == nil {

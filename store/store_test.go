@@ -161,6 +161,12 @@ func TestBadFiles(t *testing.T) {
 	b, _ = bolt.Open(future, 0o600, nil)
 	b.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketMeta).Put(keyFormat, u64(99)) })
 	b.Close()
+	// And of the format after this one.
+	next := filepath.Join(dir, "next.db")
+	b, _ = bolt.Open(next, 0o600, nil)
+	b.Update(func(tx *bolt.Tx) error { _, err := tx.CreateBucket(bucketMeta); return err })
+	b.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketMeta).Put(keyFormat, u64(FormatVersion+1)) })
+	b.Close()
 	// A store cut short.
 	good := filepath.Join(dir, "good.db")
 	s, _ = Open(good, nil)
@@ -179,6 +185,7 @@ func TestBadFiles(t *testing.T) {
 		{"text", write("text.db", []byte("hello, this is not a database\n")), ErrNotStore},
 		{"other application", other, ErrNotStore},
 		{"future format", future, ErrVersion},
+		{"next format", next, ErrVersion},
 		{"truncated", write("truncated.db", data[:len(data)/3]), nil},
 		{"header only", write("header.db", data[:4096]), nil},
 	} {

@@ -39,7 +39,7 @@ func upgradeV1(tx *bolt.Tx) (int, error) {
 			return nil
 		}},
 		{bucketAgg, scopeAgg, func(k, v []byte) error {
-			if len(k) < 17 || (k[8] != 'h' && k[8] != 'd') {
+			if len(k) < aggKeyLen || (k[8] != aggKindHour && k[8] != aggKindDay) {
 				return fmt.Errorf("%w: aggregate key %x", ErrCorrupt, k)
 			}
 			return nil

@@ -20,13 +20,18 @@ type Counts struct {
 	FirstLoc   uint64 // the first and last log location (0 when the log is empty)
 	LastLoc    uint64
 	Checkpoint uint64 // the log location the checkpoint covers
-	Aggregates int    // aggregate records
+	Aggregates int    // aggregate hour and day records
+	Frozen     int    // frozen blocks
 	KV         int    // key-value records, expired ones included
+	// FrozenThrough is the stored frozen_through time (unix seconds; 0
+	// when none is stored).
+	FrozenThrough int64
 }
 
 // CheckRecords reads every record of the file in one read transaction and
-// checks it: each checksum, that log, meter, meta and key-value records
-// decode, that aggregate keys are well formed, and that the log's
+// checks it: each checksum (frozen blocks' included), that log, meter,
+// meta and key-value records decode, that aggregate keys are well formed
+// (an hour, day or frozen block kind), and that the log's
 // locations have no gap (see Replay). It does not stop at the first
 // damaged record: problem is called with one error wrapping ErrCorrupt per
 // damaged record or gap, in bucket and key order. The returned error is
@@ -36,15 +41,18 @@ func (s *DB) CheckRecords(problem func(error)) (Counts, error) {
 	err := s.view(func(tx *bolt.Tx) error {
 		n.Format = s.format
 		meta := tx.Bucket(bucketMeta)
-		for _, k := range [][]byte{keyCheckpoint, keyLastSeq, keyLastLoc} {
+		for _, k := range [][]byte{keyCheckpoint, keyLastSeq, keyLastLoc, keyFrozenThrough} {
 			if meta.Get(k) != nil {
 				n.Meta++
 			}
 			v, err := s.metaU64(meta, k)
-			if err != nil {
+			switch {
+			case err != nil:
 				problem(err)
-			} else if bytes.Equal(k, keyCheckpoint) {
+			case bytes.Equal(k, keyCheckpoint):
 				n.Checkpoint = v
+			case bytes.Equal(k, keyFrozenThrough):
+				n.FrozenThrough = int64(v)
 			}
 		}
 		if b := tx.Bucket(bucketMeters); b != nil {
@@ -87,10 +95,19 @@ func (s *DB) CheckRecords(problem func(error)) (Counts, error) {
 		}
 		if b := tx.Bucket(bucketAgg); b != nil {
 			b.ForEach(func(k, v []byte) error {
-				n.Aggregates++
-				if len(k) < 17 || (k[8] != 'h' && k[8] != 'd') {
+				name := aggName
+				switch {
+				case len(k) < aggKeyLen || (k[8] != aggKindHour && k[8] != aggKindDay && k[8] != aggKindFrozen):
+					n.Aggregates++
 					problem(fmt.Errorf("%w: aggregate key %x", ErrCorrupt, k))
-				} else if _, err := s.open(scopeAgg, k, v, func() string { return aggName(k) }); err != nil {
+					return nil
+				case k[8] == aggKindFrozen:
+					n.Frozen++
+					name = frozenName
+				default:
+					n.Aggregates++
+				}
+				if _, err := s.open(scopeAgg, k, v, func() string { return name(k) }); err != nil {
 					problem(err)
 				}
 				return nil

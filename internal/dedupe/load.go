@@ -1,6 +1,7 @@
 package dedupe
 
 import (
+	"cmp"
 	"encoding/binary"
 	"math"
 	"slices"
@@ -113,8 +114,8 @@ func (x *Index) loadLocked(sh *shard, chunks [][]loadEntry) {
 		}
 		return
 	}
-	if !slices.IsSortedFunc(es, func(a, b loadEntry) int { return cmpLoc(a.loc, b.loc) }) {
-		slices.SortStableFunc(es, func(a, b loadEntry) int { return cmpLoc(a.loc, b.loc) })
+	if !slices.IsSortedFunc(es, func(a, b loadEntry) int { return cmp.Compare(a.loc, b.loc) }) {
+		slices.SortStableFunc(es, func(a, b loadEntry) int { return cmp.Compare(a.loc, b.loc) })
 	}
 	size := max(x.minEpoch, (len(es)+LoadEpochs-1)/LoadEpochs)
 	sh.prevTotal = size
@@ -141,16 +142,6 @@ func (x *Index) loadLocked(sh *shard, chunks [][]loadEntry) {
 		}
 		sh.epochs = append(sh.epochs, e)
 	}
-}
-
-func cmpLoc(a, b uint64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // LoadPart is one epoch of a planned load: the identifiers of the

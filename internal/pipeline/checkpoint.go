@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"errors"
+	"fmt"
 	"sync"
 	"time"
 
@@ -65,5 +66,11 @@ func (e *Engine) checkpoint(st *state) error {
 	}
 	st.ckpt.retry = nil
 	e.freeze(st, e.applyNow(st))
+	if err := storeFrozen(st, st.file.DB); err != nil {
+		if errors.Is(err, store.ErrFailed) {
+			e.reopen()
+		}
+		return fmt.Errorf("storing frozen blocks: %w", err)
+	}
 	return nil
 }

@@ -114,6 +114,9 @@ type state struct {
 	// a checkpoint (freeze.go). File-backed: guarded by ckpt.mu; in memory:
 	// by pruneMu.
 	freezeAgain bool
+	// storedThrough is the store's frozen-through mark (storeFrozen);
+	// guarded like freezeAgain.
+	storedThrough int64
 
 	// rs is the applier's state of a replicated database; nil otherwise.
 	rs *replState
@@ -209,6 +212,9 @@ func (e *Engine) openState() (*state, error) {
 	st.table.SetMinuteReader(func(k aggregate.Key, start int64) ([]byte, error) {
 		return sdb.ReadAggregate(k.Meter, k.Customer, start)
 	})
+	st.table.SetBlockReader(func(k aggregate.Key, span int64) ([]byte, error) {
+		return sdb.ReadFrozen(k.Meter, k.Customer, span)
+	}, 0)
 	now := e.cfg.Now().Unix()
 	var pos uint64
 	if e.repl != nil {

@@ -5,6 +5,7 @@ import (
 
 	"github.com/meterdb/meterdb/aggregate"
 	"github.com/meterdb/meterdb/event"
+	"github.com/meterdb/meterdb/store"
 )
 
 // Frozen history. An event is accepted only when its timestamp lies
@@ -16,7 +17,12 @@ import (
 //
 // A file-backed database freezes after each checkpoint, only what that
 // checkpoint covers: the table reads the minute cells of frozen hours back
-// from the checkpointed records (store.DB.ReadAggregate). Checkpoints are
+// from the checkpointed records (store.DB.ReadAggregate). It then stores
+// the blocks of frozen days that became complete (storeFrozen), after
+// which memory keeps only their day cells and the table reads their hour
+// cells back from the store (store.DB.ReadFrozen); Open reads those blocks
+// and the aggregate records from the store's frozen-through mark on, not
+// the hour records of every day ever recorded. Checkpoints are
 // serialized (checkpointer.mu), so no checkpoint that took a chunk's
 // changes is still unwritten when the chunk freezes. An in-memory database
 // freezes when it prunes (at most once a minute) and keeps packed minute
@@ -97,4 +103,41 @@ func (st *state) tooOld(ts, now int64) bool {
 func tooOldError() error {
 	return &event.Error{Code: event.CodeTooFarInPast, Param: "timestamp", Err: event.ErrTooFarInPast,
 		Message: "The timestamp lies in a day whose usage is final (the clock went back, or the writer's clock lags the shared log's)."}
+}
+
+// storeBatch bounds the bytes of frozen blocks written in one store
+// transaction: after Open upgraded a file, a year of history is stored in
+// pieces of about this size.
+const storeBatch = 16 << 20
+
+// storeFrozen writes the complete frozen blocks that are not stored yet,
+// in transactions of about storeBatch bytes, the last one with the
+// table's frozen-through mark; each written piece leaves memory as it is
+// stored. The caller holds checkpointer.mu (or is Open), so no Freeze runs
+// meanwhile. A failed write leaves the blocks whole in memory, to be
+// written by the next call.
+func storeFrozen(st *state, sdb *store.DB) error {
+	through := st.table.FrozenThrough()
+	for {
+		bs, more := st.table.TakeFrozen(storeBatch)
+		if len(bs) == 0 && !more && through <= st.storedThrough {
+			return nil
+		}
+		recs := make([]store.FrozenBlock, len(bs))
+		for i, b := range bs {
+			recs[i] = store.FrozenBlock{Meter: b.Key.Meter, Customer: b.Key.Customer, First: b.Span, Data: b.Data}
+		}
+		th := int64(0)
+		if !more {
+			th = through
+		}
+		if err := sdb.PutFrozen(recs, th); err != nil {
+			return err
+		}
+		st.table.Stored(bs)
+		if !more {
+			st.storedThrough = max(st.storedThrough, through)
+			return nil
+		}
+	}
 }

@@ -51,13 +51,41 @@ func (e *Engine) load(st *state, sdb *store.DB, now int64) (err error) {
 			horizon = min(horizon, horizonAt(c.Received))
 		}
 	}
+	// The stored blocks of frozen days first (their day cells only stay in
+	// memory), then the records from the frozen-through mark on: every day
+	// before it that has entries is in a stored block (freeze.go).
+	if st.storedThrough, err = sdb.FrozenThrough(); err != nil {
+		return err
+	}
+	blocks := 0
+	err = sdb.LoadFrozen(func(b *store.FrozenBlock) error {
+		if _, ok := modes[b.Meter]; !ok {
+			return fmt.Errorf("%w: frozen block of unknown meter %d", store.ErrCorrupt, b.Meter)
+		}
+		blocks++
+		if err := st.table.RestoreBlock(aggregate.Key{Meter: b.Meter, Customer: b.Customer}, b.First, b.Data); err != nil {
+			return fmt.Errorf("frozen block of meter %d, customer %q at %d: %w", b.Meter, b.Customer, b.First, err)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	// Every day before the mark was final when it was stored, also in
+	// series without a block there: the horizon never goes back past it,
+	// even when the clock did (an event of such a day is refused as too
+	// far in the past, not lost to the next Open, which reads no record
+	// before the mark).
+	if st.storedThrough > 0 {
+		st.table.Freeze(st.storedThrough)
+	}
 	// Records come by meter, then by start: each meter's days before the
 	// horizon freeze as soon as its records have moved past them, so that
 	// Open never holds the whole history unfrozen.
 	restored := 0
 	var fzMeter uint64
 	fzAt := int64(math.MinInt64)
-	err = sdb.LoadAggregates(func(r *store.AggRecord) error {
+	err = sdb.LoadAggregatesFrom(st.storedThrough, func(r *store.AggRecord) error {
 		mode, ok := modes[r.Meter]
 		if !ok {
 			return fmt.Errorf("%w: aggregate record of unknown meter %d", store.ErrCorrupt, r.Meter)
@@ -80,6 +108,11 @@ func (e *Engine) load(st *state, sdb *store.DB, now int64) (err error) {
 		fs = st.table.Freeze(horizon)
 	}
 	if !e.cfg.Store.ReadOnly {
+		// What froze while loading goes to the store now: after a file
+		// of the previous format is upgraded, its whole history.
+		if err := storeFrozen(st, sdb); err != nil {
+			return fmt.Errorf("storing frozen blocks: %w", err)
+		}
 		st.table.TrackDirty()
 	}
 	lastSeq := ckMark.LastSeq
@@ -136,7 +169,7 @@ func (e *Engine) load(st *state, sdb *store.DB, now int64) (err error) {
 		return err
 	}
 	st.seq.Store(lastSeq)
-	e.cfg.Logger.Info("meterdb opened", "meters", len(ms), "aggregate_records", restored, "frozen_days", st.table.Stats().FrozenDays,
+	e.cfg.Logger.Info("meterdb opened", "meters", len(ms), "aggregate_records", restored, "frozen_blocks", blocks, "frozen_days", st.table.Stats().FrozenDays,
 		"frozen_before", time.Unix(horizon, 0).UTC(), "frozen_by_last_pass", fs.Days,
 		"replayed_events", replayed, "indexed_identifiers", indexed, "took", time.Since(start))
 	return nil
