@@ -37,12 +37,8 @@ func TestFrozenDaysRefuseChanges(t *testing.T) {
 				path = filepath.Join(t.TempDir(), "frozen.db")
 			}
 			opts := &meterdb.Options{Now: clock.Now, NoFsync: true}
-			db := openDB(t, path, opts)
+			db, m := openWithSumMeter(t, path, opts)
 			defer func() { db.Close() }()
-			m, err := db.CreateMeter(ctx, meter.Params{DisplayName: "n", EventName: "n", Formula: meter.Sum})
-			if err != nil {
-				t.Fatal(err)
-			}
 			record := func(id string, ts time.Time, v string) error {
 				_, err := db.Record(ctx, event.Event{Name: "n", Identifier: id, Timestamp: ts,
 					Payload: map[string]string{"stripe_customer_id": "cus", "value": v}})
@@ -67,7 +63,7 @@ func TestFrozenDaysRefuseChanges(t *testing.T) {
 			}
 			// The clock goes back to an hour after the first event's receipt.
 			clock.Set(t0.Add(time.Hour))
-			err = record("c", old.Add(time.Minute), "1")
+			err := record("c", old.Add(time.Minute), "1")
 			if !errors.Is(err, event.ErrTooFarInPast) {
 				t.Fatalf("an event in a frozen day after the clock went back: %v, want ErrTooFarInPast", err)
 			}
@@ -284,12 +280,8 @@ func TestClockBackAfterStoredBlocks(t *testing.T) {
 			clock := newTestClock(t0)
 			path := filepath.Join(t.TempDir(), "f.db")
 			opts := &meterdb.Options{Now: clock.Now, NoFsync: true}
-			db := openDB(t, path, opts)
+			db, m := openWithSumMeter(t, path, opts)
 			defer func() { db.Close() }()
-			m, err := db.CreateMeter(ctx, meter.Params{DisplayName: "n", EventName: "n", Formula: meter.Sum})
-			if err != nil {
-				t.Fatal(err)
-			}
 			record := func(id, cus string, ts time.Time) error {
 				_, err := db.Record(ctx, event.Event{Name: "n", Identifier: id, Timestamp: ts,
 					Payload: map[string]string{"stripe_customer_id": cus, "value": "3"}})
@@ -329,4 +321,17 @@ func TestClockBackAfterStoredBlocks(t *testing.T) {
 			}
 		})
 	}
+}
+
+// openWithSumMeter opens the database at path and creates a sum meter
+// recording events named "n".
+func openWithSumMeter(t *testing.T, path string, opts *meterdb.Options) (*meterdb.DB, meter.Meter) {
+	t.Helper()
+	db := openDB(t, path, opts)
+	m, err := db.CreateMeter(context.Background(), meter.Params{DisplayName: "n", EventName: "n", Formula: meter.Sum})
+	if err != nil {
+		db.Close()
+		t.Fatal(err)
+	}
+	return db, m
 }
