@@ -70,6 +70,9 @@ var (
 	descSeries   = desc("meterdb_series", "(meter, customer) pairs with data.")
 	descBuckets  = desc("meterdb_buckets", "Aggregate buckets held in memory, by kind: hour, day, minute (cells), raw (entries kept for last and pre-aggregated meters).", "kind")
 	descMemory   = desc("meterdb_memory_bytes", "Estimated heap held by aggregates, the dedupe index and in-memory events, in bytes.")
+	descFrozen   = desc("meterdb_frozen_day_aggregates", "(meter, customer, day) aggregates frozen: days that can no longer change, kept in a packed read-only form.")
+	descFrozenB  = desc("meterdb_frozen_bytes", "Estimated heap held by frozen days, in bytes (part of meterdb_memory_bytes).")
+	descStored   = desc("meterdb_frozen_stored_blocks", "Blocks of 32 frozen days of a series kept in the database file, only their day cells in memory.")
 	descDurable  = desc("meterdb_durability_info", "Always 1; mode is the durability mode: sync, buffered, or memory for a database without a file.", "mode")
 	descWriteErr = desc("meterdb_write_failed", "1 while the database refuses writes after a write failure (reopening its file, or waiting for disk space), else 0.")
 	descReopens  = desc("meterdb_reopens_total", "Times the database reopened its file after a write failure.")
@@ -88,7 +91,7 @@ var (
 
 var dbDescs = []*prometheus.Desc{descEvents, descRejected, descBatch, descCommitN, descCommit, descFsync, descCkpt,
 	descLastCkpt, descLogRecs, descLogBytes, descFile, descIdents, descSlots, descMeters, descSeries, descBuckets,
-	descMemory, descDurable, descWriteErr, descReopens,
+	descMemory, descFrozen, descFrozenB, descStored, descDurable, descWriteErr, descReopens,
 	descReplApplied, descReplLast, descReplLag, descReplAge, descReplErr}
 
 var httpDescs = []*prometheus.Desc{descRequests, descReqTime, descThrottled, descStream}
@@ -137,6 +140,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	gauge(descBuckets, float64(s.MinuteCells), "minute")
 	gauge(descBuckets, float64(s.RawEntries), "raw")
 	gauge(descMemory, float64(s.MemoryBytes))
+	gauge(descFrozen, float64(s.FrozenDays))
+	gauge(descFrozenB, float64(s.FrozenBytes))
+	gauge(descStored, float64(s.FrozenStoredBlocks))
 	mode := "memory"
 	switch {
 	case s.InMemory:

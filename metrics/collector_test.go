@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -404,5 +405,49 @@ meterdb_replica_error 1
 	defer local.Close()
 	if n := testutil.CollectAndCount(metrics.NewCollector(local, nil), names...); n != 0 {
 		t.Errorf("a database of one process has %d replica metrics", n)
+	}
+}
+
+// The frozen-history gauges report a file-backed database's frozen days,
+// their memory and the blocks it keeps in its file.
+func TestFrozenGauges(t *testing.T) {
+	var clock atomic.Int64
+	t0 := time.Date(2026, 3, 10, 12, 0, 0, 0, time.UTC)
+	clock.Store(t0.Unix())
+	opts := &meterdb.Options{NoFsync: true, Now: func() time.Time { return time.Unix(clock.Load(), 0) }}
+	path := filepath.Join(t.TempDir(), "frozen.db")
+	db, err := meterdb.Open(path, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.CreateMeter(ctx, meter.Params{DisplayName: "n", EventName: "n", Formula: meter.Sum}); err != nil {
+		t.Fatal(err)
+	}
+	for d := range 3 {
+		if _, err := db.Record(ctx, event.Event{Name: "n", Identifier: fmt.Sprint(d), Timestamp: t0.Add(-time.Duration(30+d) * 24 * time.Hour),
+			Payload: map[string]string{"stripe_customer_id": "cus", "value": "2"}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	clock.Add(80 * 86400) // Open freezes the three days and stores their block
+	db, err = meterdb.Open(path, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	s := &server{t: t, db: db, reg: prometheus.NewPedanticRegistry()}
+	s.reg.MustRegister(metrics.NewCollector(db, nil))
+	got := s.gather()
+	st := db.Stats()
+	if st.FrozenDays != 3 || st.FrozenStoredBlocks != 1 || st.FrozenBytes <= 0 {
+		t.Fatalf("stats: %d frozen days, %d stored blocks, %d bytes; want 3, 1 and some", st.FrozenDays, st.FrozenStoredBlocks, st.FrozenBytes)
+	}
+	for name, want := range map[string]int64{"meterdb_frozen_day_aggregates": 3, "meterdb_frozen_stored_blocks": 1, "meterdb_frozen_bytes": st.FrozenBytes} {
+		if got[name] != float64(want) {
+			t.Errorf("%s = %v, want %d", name, got[name], want)
+		}
 	}
 }
