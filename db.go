@@ -43,7 +43,7 @@ func Open(path string, opts *Options) (*DB, error) {
 	}
 	e, err := pipeline.Open(pipeline.Config{
 		Path: path, Shards: o.Shards, DedupeWindow: o.DedupeWindow, CancelWindow: CancelWindow,
-		CheckpointInterval: o.CheckpointInterval, Now: o.Now, Logger: o.Logger,
+		CheckpointInterval: o.CheckpointInterval, HistoryCacheBytes: o.HistoryCacheBytes, Now: o.Now, Logger: o.Logger,
 		DedupeEpoch: o.dedupeEpoch, DedupeMinEpoch: o.dedupeMinEpoch,
 		Shared: o.Log, SnapshotInterval: o.SnapshotInterval,
 		Store: store.Options{

@@ -100,13 +100,13 @@ func dayTotal(t *testing.T, db *meterdb.DB, m meter.Meter, customer string) stri
 }
 
 func TestOpenOptions(t *testing.T) {
-	for _, o := range []*meterdb.Options{{Shards: 3}, {Shards: -4}, {DedupeWindow: -time.Second}} {
+	for _, o := range []*meterdb.Options{{Shards: 3}, {Shards: -4}, {DedupeWindow: -time.Second}, {HistoryCacheBytes: -1}} {
 		if db, err := meterdb.Open("", o); err == nil {
 			db.Close()
 			t.Errorf("Open with %+v succeeded", *o)
 		}
 	}
-	for _, o := range []*meterdb.Options{nil, {}, {Shards: 1}, {Shards: 1024, DedupeWindow: time.Minute}} {
+	for _, o := range []*meterdb.Options{nil, {}, {Shards: 1}, {Shards: 1024, DedupeWindow: time.Minute}, {HistoryCacheBytes: 1 << 20}} {
 		db, err := meterdb.Open("", o)
 		if err != nil {
 			t.Fatalf("Open with %+v: %v", o, err)

@@ -66,6 +66,11 @@ type Options struct {
 	// checkpoint are written, which bounds the log that Open replays and
 	// lets old log records go. Zero means 30 s; Close always checkpoints.
 	CheckpointInterval time.Duration
+	// HistoryCacheBytes bounds the memory of a file-backed database's
+	// cache of blocks of frozen history read back from the file: 32 days
+	// of one series, a couple of kilobytes each, read when a summary needs
+	// the hours of a day older than about two months. Zero means 4 MiB.
+	HistoryCacheBytes int
 	// LockTimeout is how long Open waits for another process holding the
 	// file. Zero means 1 s.
 	LockTimeout time.Duration
@@ -142,6 +147,9 @@ func (o *Options) withDefaults() (Options, error) {
 	}
 	if r.CheckpointInterval == 0 {
 		r.CheckpointInterval = 30 * time.Second
+	}
+	if r.HistoryCacheBytes < 0 { // zero: the engine's default
+		return r, fmt.Errorf("meterdb: Options.HistoryCacheBytes is %d, want a positive size", r.HistoryCacheBytes)
 	}
 	switch {
 	case r.SnapshotInterval < 0:

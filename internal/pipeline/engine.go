@@ -35,6 +35,7 @@ type Config struct {
 	DedupeWindow       time.Duration
 	CancelWindow       time.Duration
 	CheckpointInterval time.Duration
+	HistoryCacheBytes  int // the cache of frozen blocks read back; zero: aggregate.DefaultBlockCache
 	Now                func() time.Time
 	Logger             *slog.Logger
 	Store              store.Options // file-backed databases only
@@ -214,7 +215,7 @@ func (e *Engine) openState() (*state, error) {
 	})
 	st.table.SetBlockReader(func(k aggregate.Key, span int64) ([]byte, error) {
 		return sdb.ReadFrozen(k.Meter, k.Customer, span)
-	}, 0)
+	}, e.cfg.HistoryCacheBytes)
 	now := e.cfg.Now().Unix()
 	var pos uint64
 	if e.repl != nil {
