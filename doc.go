@@ -149,7 +149,7 @@
 // block of 32 days is frozen in every series it is written to the file,
 // and a summary that needs the hours of such a day reads its block back
 // (one read of a couple of kilobytes after the shard lock is released,
-// through a 4 MiB cache). Open reads those blocks and the checkpoint of
+// through a cache of Options.HistoryCacheBytes). Open reads those blocks and the checkpoint of
 // the days after them, not the hour records of the whole history.
 // An event or cancellation
 // dated before the frozen days' end (possible only when Options.Now went
