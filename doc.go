@@ -145,16 +145,16 @@
 // packed in its frozen days instead (a few bytes per minute with events).
 // A file-backed database freezes a day only once a checkpoint holds it,
 // and keeps in memory only the day cells of history older than the
-// current block of 32 days (about 6 bytes a day per series): once a
-// block of 32 days is frozen in every series it is written to the file,
-// and a summary that needs the hours of such a day reads its block back
+// current block of 32 days (about 6 bytes a day per series): once all 32
+// days of a series' block are frozen, the block is written to the file,
+// and a summary that needs the hours of one of its days reads it back
 // (one read of a couple of kilobytes after the shard lock is released,
-// through a cache of Options.HistoryCacheBytes). Open reads those blocks and the checkpoint of
-// the days after them, not the hour records of the whole history.
-// An event or cancellation
-// dated before the frozen days' end (possible only when Options.Now went
-// back by more than an hour) is refused as too far in the past or past
-// its cancel window. Stats.FrozenDays, FrozenBytes, FrozenStoredBlocks
+// through a cache of Options.HistoryCacheBytes). Open reads those blocks
+// and the checkpoint of the days after them, not the hour records of the
+// whole history. An event or cancellation dated before the frozen days'
+// end (possible only when Options.Now went back by more than an hour, or
+// went back across a restart past days already stored in blocks) is
+// refused as too far in the past or past its cancel window. Stats.FrozenDays, FrozenBytes, FrozenStoredBlocks
 // and FrozenBefore report it. The dedupe index keeps about 4.7 bytes per identifier of the window; a file-backed database confirms the index's matches
 // against the identifiers in its log. An in-memory database keeps no
 // events: per event of the window, 114 bits (14.25 bytes) of the 128-bit
