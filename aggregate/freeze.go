@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/bits"
 	"slices"
+	"sync/atomic"
 	"unsafe"
 )
 
@@ -165,23 +166,40 @@ func appendCell(b []byte, c Cell) []byte {
 
 // uvarint and varint decode at b[*i], advancing *i. The packed form is
 // built in memory by appendCell, so a malformed value is a broken
-// invariant.
+// invariant. tryUvarint and tryVarint are the same for bytes read from a
+// store, which checkBlock checks: ok is false when no value decodes there.
 func uvarint(b []byte, i *int) uint64 {
-	v, n := binary.Uvarint(b[*i:])
-	if n <= 0 {
+	v, ok := tryUvarint(b, i)
+	if !ok {
 		panic("aggregate: corrupt frozen history")
 	}
-	*i += n
 	return v
 }
 
 func varint(b []byte, i *int) int64 {
-	v, n := binary.Varint(b[*i:])
-	if n <= 0 {
+	v, ok := tryVarint(b, i)
+	if !ok {
 		panic("aggregate: corrupt frozen history")
 	}
-	*i += n
 	return v
+}
+
+func tryUvarint(b []byte, i *int) (uint64, bool) {
+	v, n := binary.Uvarint(b[*i:])
+	if n <= 0 {
+		return 0, false
+	}
+	*i += n
+	return v, true
+}
+
+func tryVarint(b []byte, i *int) (int64, bool) {
+	v, n := binary.Varint(b[*i:])
+	if n <= 0 {
+		return 0, false
+	}
+	*i += n
+	return v, true
 }
 
 // readCell decodes a cell at b[*i]; start is the start of its minute, hour
@@ -211,16 +229,34 @@ func readCell(b []byte, i *int, start int64) Cell {
 
 // skipCell steps over a cell at b[*i].
 func skipCell(b []byte, i *int) {
-	tag := uvarint(b, i)
+	if !trySkipCell(b, i) {
+		panic("aggregate: corrupt frozen history")
+	}
+}
+
+// trySkipCell is skipCell for bytes read from a store: it reports whether
+// a cell decodes at b[*i].
+func trySkipCell(b []byte, i *int) bool {
+	tag, ok := tryUvarint(b, i)
+	if !ok {
+		return false
+	}
+	vs := 0 // varints after the tag
 	if tag&2 == 0 {
-		varint(b, i)
+		vs++
 		if tag&4 != 0 {
-			varint(b, i)
+			vs++
 		}
 	}
 	if tag&1 != 0 && tag>>3 != 1 {
-		varint(b, i)
+		vs++
 	}
+	for range vs {
+		if _, ok := tryVarint(b, i); !ok {
+			return false
+		}
+	}
+	return true
 }
 
 // frozenDay is one decoded day header: its start and body. The body of
@@ -437,10 +473,13 @@ func (t *Table) SetMinuteReader(r MinuteReader) { t.minutes = r }
 func (t *Table) Horizon() int64 { return t.horizon.Load() }
 
 // raiseHorizon makes the horizon at least h.
-func (t *Table) raiseHorizon(h int64) {
+func (t *Table) raiseHorizon(h int64) { raise(&t.horizon, h) }
+
+// raise makes v at least x.
+func raise(v *atomic.Int64, x int64) {
 	for {
-		old := t.horizon.Load()
-		if h <= old || t.horizon.CompareAndSwap(old, h) {
+		old := v.Load()
+		if x <= old || v.CompareAndSwap(old, x) {
 			return
 		}
 	}
@@ -497,12 +536,7 @@ func (t *Table) freeze(horizon int64, oneMeter bool, meter uint64) FreezeStats {
 	}
 	if !oneMeter {
 		// Every series now holds frozen every day before minStop.
-		for th := spanOf(fs.minStop); ; {
-			old := t.through.Load()
-			if th <= old || t.through.CompareAndSwap(old, th) {
-				break
-			}
-		}
+		raise(&t.through, spanOf(fs.minStop))
 	}
 	return fs
 }
@@ -630,7 +664,7 @@ func (s *series) freezeChunk(f *frozenSeries, dstart int64, c *chunk, keepMinute
 		if n > 0 { // the previous block is complete: into an allocation of its size, the growth slack freed
 			prev := &f.blocks[n-1]
 			old := cap(prev.data)
-			prev.data = slices.Clip(append(make([]byte, 0, len(prev.data)), prev.data...))
+			prev.data = bytes.Clone(prev.data)
 			sh.n.frozenBytes += int64(cap(prev.data) - old)
 		}
 		oldCap := cap(f.blocks)

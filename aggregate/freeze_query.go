@@ -29,11 +29,10 @@ type pendingEdge struct {
 	stored      bool  // the hour's day is in a stored block: whether the hour has entries is not known
 }
 
-// pendingHours is the hours [a, b) of one day in the stored block of key
-// whose span starts at span.
+// pendingHours is the hours [a, b) of one day of key, in a stored block.
 type pendingHours struct {
-	key        Key
-	span, a, b int64
+	key  Key
+	a, b int64
 }
 
 func (p *pending) add(k Key, start, a, b int64, stored bool) {
@@ -47,14 +46,14 @@ func (p *pending) add(k Key, start, a, b int64, stored bool) {
 	p.n++
 }
 
-func (p *pending) addHours(k Key, span, a, b int64) {
+func (p *pending) addHours(k Key, a, b int64) {
 	if p == nil {
 		panic("aggregate: stored hour cells needed without a pending list")
 	}
 	if p.nh == len(p.hours) {
 		panic("aggregate: more than two partial stored days in one range")
 	}
-	p.hours[p.nh] = pendingHours{key: k, span: span, a: a, b: b}
+	p.hours[p.nh] = pendingHours{key: k, a: a, b: b}
 	p.nh++
 }
 
@@ -71,11 +70,11 @@ func (p *pending) resolve(t *Table, c *Cell) error {
 		}
 		if state == nil && e.stored {
 			// An hour without a record is empty, if its stored day says so.
-			has, err := t.storedHasHour(e.key, e.start)
+			d, err := t.storedDay(e.key, e.start)
 			if err != nil {
 				return err
 			}
-			if !has {
+			if !d.hasHour(e.start) {
 				continue
 			}
 		}
@@ -87,34 +86,34 @@ func (p *pending) resolve(t *Table, c *Cell) error {
 		}
 	}
 	for _, h := range p.hours[:p.nh] {
-		data, err := t.storedBlock(h.key, h.span)
+		d, err := t.storedDay(h.key, h.a)
 		if err != nil {
 			return err
 		}
-		ds := floorTo(h.a, daySecs)
-		blockDaysAsc(h.span, data, false, ds, ds+daySecs, func(d frozenDay) bool {
-			d.hours(h.a, h.b, func(_ int64, hc Cell) { c.merge(hc) })
-			return false
-		})
+		d.hours(h.a, h.b, func(_ int64, hc Cell) { c.merge(hc) })
 	}
 	p.n, p.nh = 0, 0
 	return nil
 }
 
-// storedHasHour reports whether the hour at hs of series k, in a stored
-// block, has entries.
-func (t *Table) storedHasHour(k Key, hs int64) (bool, error) {
-	data, err := t.storedBlock(k, spanOf(hs))
+// storedDay returns the whole frozen day of series k that holds time at,
+// which lies in a stored block, read back through the block cache.
+func (t *Table) storedDay(k Key, at int64) (frozenDay, error) {
+	span, ds := spanOf(at), floorTo(at, daySecs)
+	data, err := t.storedBlock(k, span)
 	if err != nil {
-		return false, err
+		return frozenDay{}, err
 	}
-	has := false
-	ds := floorTo(hs, daySecs)
-	blockDaysAsc(spanOf(hs), data, false, ds, ds+daySecs, func(d frozenDay) bool {
-		has = d.hasHour(hs)
+	var out frozenDay
+	found := false
+	blockDaysAsc(span, data, false, ds, ds+daySecs, func(d frozenDay) bool {
+		out, found = d, true
 		return false
 	})
-	return has, nil
+	if !found {
+		return frozenDay{}, fmt.Errorf("%w: frozen day %d of meter %d, customer %q is not in its stored block", ErrCorrupt, ds, k.Meter, k.Customer)
+	}
+	return out, nil
 }
 
 // mergeMinutes merges into c the minute cells of an encoded hour record
@@ -168,7 +167,7 @@ func (f *frozenSeries) hoursIn(k Key, a, b int64, c *Cell, p *pending) {
 	if a < b {
 		f.eachDay(floorTo(a, daySecs), b, func(d frozenDay) bool {
 			if d.stored {
-				p.addHours(k, spanOf(d.start), a, b)
+				p.addHours(k, a, b)
 				return false
 			}
 			d.hours(a, b, func(_ int64, h Cell) { c.merge(h) })

@@ -1,7 +1,6 @@
 package aggregate
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"math/bits"
@@ -156,7 +155,7 @@ func (t *Table) RestoreBlock(k Key, span int64, data []byte) error {
 	if spanOf(span) != span {
 		return fmt.Errorf("%w: frozen block at %d is not a block span", ErrCorrupt, span)
 	}
-	first, last, n, minutes, err := checkBlock(span, data)
+	bi, err := checkBlock(span, data)
 	if err != nil {
 		return err
 	}
@@ -179,117 +178,90 @@ func (t *Table) RestoreBlock(k Key, span int64, data []byte) error {
 	}
 	oldCap := cap(f.blocks)
 	days := dayCells(data)
-	f.blocks = append(f.blocks, frozenBlock{first: first, last: last, n: n, stored: true, data: days})
+	f.blocks = append(f.blocks, frozenBlock{first: bi.first, last: bi.last, n: bi.days, stored: true, data: days})
 	sh.n.frozenBytes += int64(cap(f.blocks)-oldCap)*int64(unsafe.Sizeof(frozenBlock{})) + int64(cap(days))
 	sh.n.storedBlocks++
 	f.saved++
-	f.days += n
+	f.days += bi.days
 	f.end = max(f.end, span+blockSpan)
 	t.raiseHorizon(span + blockSpan)
 	// Counts of what the block holds, as freezeChunk keeps them.
-	hours := int64(0)
-	blockDaysAsc(span, data, false, span, span+blockSpan, func(d frozenDay) bool {
-		m, _ := d.hourMask()
-		hours += int64(bits.OnesCount32(m))
-		return true
-	})
-	sh.n.frozenDays += int64(n)
-	sh.n.frozenHours += hours
-	sh.n.frozenMinutes += minutes
+	sh.n.frozenDays += int64(bi.days)
+	sh.n.frozenHours += bi.hours
+	sh.n.frozenMinutes += bi.minutes
 	return nil
 }
 
 // errBlock is the cause of a malformed block encoding.
 var errBlock = errors.New("malformed frozen block")
 
+// blockInfo is what checkBlock finds in a block: the starts of its first
+// and last days, and the days, hours and minute cells with entries it
+// holds.
+type blockInfo struct {
+	first, last    int64
+	days           int32
+	hours, minutes int64
+}
+
 // checkBlock checks that data is the whole encoding of a block whose span
-// starts at span (freeze.go), without minute cells, and returns the starts
-// of its first and last days, their number and the number of their minute
-// cells.
-func checkBlock(span int64, data []byte) (first, last int64, n int32, minutes int64, err error) {
-	bad := func(why string) error {
-		return fmt.Errorf("%w: %w at span %d: %s", ErrCorrupt, errBlock, span, why)
-	}
-	uv := func(b []byte, i *int) (uint64, bool) {
-		v, m := binary.Uvarint(b[*i:])
-		if m <= 0 {
-			return 0, false
-		}
-		*i += m
-		return v, true
-	}
-	cell := func(b []byte, i *int) bool {
-		tag, ok := uv(b, i)
-		if !ok {
-			return false
-		}
-		vs := 0
-		if tag&2 == 0 {
-			vs++
-			if tag&4 != 0 {
-				vs++
-			}
-		}
-		if tag&1 != 0 && tag>>3 != 1 {
-			vs++
-		}
-		for range vs {
-			if _, m := binary.Varint(b[*i:]); m <= 0 {
-				return false
-			} else {
-				*i += m
-			}
-		}
-		return true
+// starts at span (freeze.go), without minute cells, and says what it
+// holds.
+func checkBlock(span int64, data []byte) (blockInfo, error) {
+	var bi blockInfo
+	bad := func(why string) (blockInfo, error) {
+		return blockInfo{}, fmt.Errorf("%w: %w at span %d: %s", ErrCorrupt, errBlock, span, why)
 	}
 	start := span
 	for i := 0; i < len(data); {
-		delta, ok := uv(data, &i)
-		if !ok || (n > 0 && delta == 0) || delta >= blockDays {
-			return 0, 0, 0, 0, bad("day header")
+		delta, ok := tryUvarint(data, &i)
+		if !ok || (bi.days > 0 && delta == 0) || delta >= blockDays {
+			return bad("day header")
 		}
 		start += int64(delta) * daySecs
-		l, ok := uv(data, &i)
+		l, ok := tryUvarint(data, &i)
 		if !ok || l > uint64(len(data)-i) {
-			return 0, 0, 0, 0, bad("day length")
+			return bad("day length")
 		}
 		if start >= span+blockSpan {
-			return 0, 0, 0, 0, bad("day past the span")
+			return bad("day past the span")
 		}
 		body := data[i : i+int(l)]
 		j := 0
-		if !cell(body, &j) || len(body)-j < 3 {
-			return 0, 0, 0, 0, bad("day cell")
+		if !trySkipCell(body, &j) || len(body)-j < 3 {
+			return bad("day cell")
 		}
 		mask := uint32(body[j]) | uint32(body[j+1])<<8 | uint32(body[j+2])<<16
 		j += 3
 		if mask>>hoursPerDay != 0 {
-			return 0, 0, 0, 0, bad("hour mask")
+			return bad("hour mask")
 		}
-		for range bits.OnesCount32(mask) {
-			if !cell(body, &j) {
-				return 0, 0, 0, 0, bad("hour cell")
+		hours := bits.OnesCount32(mask)
+		for range hours {
+			if !trySkipCell(body, &j) {
+				return bad("hour cell")
 			}
 		}
-		mins, ok := uv(body, &j)
-		if !ok || mins < uint64(bits.OnesCount32(mask)) || mins > 60*hoursPerDay {
-			return 0, 0, 0, 0, bad("minute count")
+		mins, ok := tryUvarint(body, &j)
+		if !ok || mins < uint64(hours) || mins > 60*hoursPerDay {
+			return bad("minute count")
 		}
-		minutes += int64(mins)
 		if j != len(body) {
-			return 0, 0, 0, 0, bad("trailing bytes in a day")
+			return bad("trailing bytes in a day")
 		}
-		if n == 0 {
-			first = start
+		if bi.days == 0 {
+			bi.first = start
 		}
-		last = start
-		n++
+		bi.last = start
+		bi.days++
+		bi.hours += int64(hours)
+		bi.minutes += int64(mins)
 		i += int(l)
 	}
-	if n == 0 {
-		return 0, 0, 0, 0, bad("no day")
+	if bi.days == 0 {
+		return bad("no day")
 	}
-	return first, last, n, minutes, nil
+	return bi, nil
 }
 
 // storedBlock returns the encoding of the stored block of series k whose
@@ -305,7 +277,7 @@ func (t *Table) storedBlock(k Key, span int64) ([]byte, error) {
 	if b == nil {
 		return nil, fmt.Errorf("%w: frozen block at %d of meter %d, customer %q is not stored", ErrCorrupt, span, k.Meter, k.Customer)
 	}
-	if _, _, _, _, err := checkBlock(span, b); err != nil {
+	if _, err := checkBlock(span, b); err != nil {
 		return nil, fmt.Errorf("meter %d, customer %q: %w", k.Meter, k.Customer, err)
 	}
 	t.cache.put(k, span, b)

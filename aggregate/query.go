@@ -67,14 +67,11 @@ func (t *Table) Visit(k Key, start, end int64, g Grouping, size func(n int), fn 
 		fn(w)
 		return nil
 	}
-	var deferred []deferredBlock // stored blocks in range, newest first: their hours are read after the lock
-	err := func() error {
+	// Stored blocks in range, newest first: their hours are read after the lock.
+	deferred := func() []deferredBlock {
 		defer sh.mu.Unlock()
-		return visitLocked(s, start, end, g, size, fn, &deferred)
+		return visitLocked(s, start, end, g, size, fn)
 	}()
-	if err != nil {
-		return err
-	}
 	for _, d := range deferred {
 		data, err := t.storedBlock(d.key, d.span)
 		if err != nil {
@@ -104,9 +101,9 @@ func emitHours(d frozenDay, start, end int64, fn func(Window)) {
 	}
 }
 
-// visitLocked is Visit for Hourly and Daily under the shard lock; the
-// stored blocks whose hours an Hourly visit needs go to deferred.
-func visitLocked(s *series, start, end int64, g Grouping, size func(int), fn func(Window), deferred *[]deferredBlock) error {
+// visitLocked is Visit for Hourly and Daily under the shard lock. It
+// returns the stored blocks whose hours an Hourly visit still needs.
+func visitLocked(s *series, start, end int64, g Grouping, size func(int), fn func(Window)) (deferred []deferredBlock) {
 	var frozenDays int
 	if s != nil && s.fz != nil {
 		frozenDays = int(s.fz.days)
@@ -137,7 +134,7 @@ func visitLocked(s *series, start, end int64, g Grouping, size func(int), fn fun
 		})
 		if f := s.fz; f != nil && start < f.end {
 			f.daysDesc(floorTo(start, daySecs), min(end, f.end), func(bl *frozenBlock) bool {
-				*deferred = append(*deferred, deferredBlock{key: s.key, span: spanOf(bl.first)})
+				deferred = append(deferred, deferredBlock{key: s.key, span: spanOf(bl.first)})
 				return true
 			}, func(d frozenDay) bool {
 				emitHours(d, start, end, fn)
@@ -161,7 +158,7 @@ func visitLocked(s *series, start, end int64, g Grouping, size func(int), fn fun
 			})
 		}
 	}
-	return nil
+	return deferred
 }
 
 // total aggregates the minute-aligned range [a, b): minute cells for the
