@@ -191,6 +191,9 @@ func (t *Table) ApplyBatch(items []Item) {
 		}
 		sh := &t.shards[w]
 		sh.mu.Lock()
+		if end-begin >= warmMin {
+			sh.warmLocked(items, hashes, order[begin:end], sc)
+		}
 		for _, i := range order[begin:end] {
 			it := &items[i]
 			sh.applyLocked(hashes[i], it.Key, it.Mode, it.Entry)
@@ -211,6 +214,10 @@ type batchScratch struct {
 	ends   []int32
 	hashes []uint64
 	order  []int32
+	// warmLocked's series and chunks of the items of one shard
+	warmSeries []*series
+	warmChunks []*chunk
+	warmHours  []*bucket
 }
 
 var batchScratchPool = sync.Pool{New: func() any { return new(batchScratch) }}

@@ -305,7 +305,8 @@ func TestTableModel(t *testing.T) {
 		})
 		t.Repeat(map[string]func(*rapid.T){
 			"apply": func(t *rapid.T) {
-				n := rapid.IntRange(1, 5).Draw(t, "n")
+				// Up to 12: a shard's group of four or more is warmed first (warm.go).
+				n := rapid.IntRange(1, 12).Draw(t, "n")
 				items := make([]aggregate.Item, n)
 				for i := range items {
 					seq++

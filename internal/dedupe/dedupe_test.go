@@ -304,15 +304,18 @@ func BenchmarkReserveFresh(b *testing.B) {
 					x.SetMinLoc(loc - window + 1)
 				}
 			}
-			ids := make([]string, 1000)
-			for i := range ids {
-				ids[i] = fmt.Sprintf("fresh-%08d", i)
+			// Distinct identifiers in every batch (up to 4 Mi of them), so
+			// that a batch finds no slot of the last one in the cache.
+			fresh := make([]string, min(b.N, 4<<20)+1000)
+			for i := range fresh {
+				fresh[i] = fmt.Sprintf("fresh-%08d", i)
 			}
 			var r Reservation
 			no := func(int, uint64) (bool, error) { return false, nil }
 			b.ResetTimer()
-			for i := 0; i < b.N; i += len(ids) {
-				x.ReserveBatch(&r, ids, no)
+			for i := 0; i < b.N; i += 1000 {
+				k := i % (len(fresh) - 999)
+				x.ReserveBatch(&r, fresh[k:k+1000], no)
 				x.ReleaseBatch(&r)
 			}
 			b.ReportMetric(float64(x.Stats().Epochs)/(1<<shardBits), "epochs/shard")

@@ -123,7 +123,7 @@ func (x *Index) ReserveBatch(r *Reservation, ids []string, confirm func(i int, l
 	x.hash(r, ids)
 	minLoc := x.minLoc.Load()
 	var err error
-	x.eachShard(r, false, func(sh *shard, i int32) bool {
+	x.eachShard(r, false, warmFind(x, r), func(sh *shard, i int32) bool {
 		id, h := ids[i], r.hs[i]
 		if sh.pend.has(h, id) {
 			return true
@@ -175,7 +175,7 @@ func (x *Index) hash(r *Reservation, ids []string) {
 // CommitBatch records that the reserved identifiers of r were stored at
 // loc.
 func (x *Index) CommitBatch(r *Reservation, loc uint64) {
-	x.eachShard(r, true, func(sh *shard, i int32) bool {
+	x.eachShard(r, true, warmInsert(r), func(sh *shard, i int32) bool {
 		sh.pend.remove(r.hs[i], r.ids[i])
 		x.insertLocked(sh, r.hs[i], loc)
 		return true
@@ -197,7 +197,7 @@ func (x *Index) CommitEach(r *Reservation, first uint64) {
 			next++
 		}
 	}
-	x.eachShard(r, true, func(sh *shard, i int32) bool {
+	x.eachShard(r, true, warmInsert(r), func(sh *shard, i int32) bool {
 		sh.pend.remove(r.hs[i], r.ids[i])
 		x.insertLocked(sh, r.hs[i], locs[i])
 		return true
@@ -209,7 +209,7 @@ func (r *Reservation) Hash(i int) uint64 { return r.hs[i] }
 
 // ReleaseBatch drops the reservations of r.
 func (x *Index) ReleaseBatch(r *Reservation) {
-	x.eachShard(r, true, func(sh *shard, i int32) bool {
+	x.eachShard(r, true, nil, func(sh *shard, i int32) bool {
 		sh.pend.remove(r.hs[i], r.ids[i])
 		return true
 	})
@@ -217,8 +217,10 @@ func (x *Index) ReleaseBatch(r *Reservation) {
 
 // eachShard calls fn under the shard's lock for every identifier of r (the
 // reserved ones only, if reserved is set), in order within each shard,
-// until fn returns false.
-func (x *Index) eachShard(r *Reservation, reserved bool, fn func(sh *shard, i int32) bool) {
+// until fn returns false. For grouped batches, warm (when set) is called
+// under the lock with each identifier warmAhead identifiers before fn
+// (warm.go).
+func (x *Index) eachShard(r *Reservation, reserved bool, warm func(sh *shard, i int32), fn func(sh *shard, i int32) bool) {
 	if len(r.order) == 0 {
 		for i := range r.ids {
 			if reserved && !r.Reserved[i] {
@@ -236,13 +238,22 @@ func (x *Index) eachShard(r *Reservation, reserved bool, fn func(sh *shard, i in
 	}
 	for s := range x.shards {
 		sh, locked := &x.shards[s], false
-		for _, i := range r.order[r.starts[s]:r.starts[s+1]] {
+		idx := r.order[r.starts[s]:r.starts[s+1]]
+		for k, i := range idx {
 			if reserved && !r.Reserved[i] {
 				continue
 			}
 			if !locked {
 				sh.mu.Lock()
 				locked = true
+				if warm != nil {
+					for _, j := range idx[k:min(k+warmAhead, len(idx))] {
+						warm(sh, j)
+					}
+				}
+			}
+			if warm != nil && k+warmAhead < len(idx) {
+				warm(sh, idx[k+warmAhead])
 			}
 			if !fn(sh, i) {
 				sh.mu.Unlock()
@@ -280,6 +291,13 @@ func (r *Reservation) group() {
 		r.order[next[s]] = int32(i)
 		next[s]++
 	}
+}
+
+// Reset drops r's references to its identifiers and keeps its slices
+// for the next ReserveBatch.
+func (r *Reservation) Reset() {
+	r.ids = nil
+	clear(r.Reserved)
 }
 
 // Detach gives r its own copies of the slices it shares with the value it

@@ -244,7 +244,11 @@ func (st *state) reserve(res *dedupe.Reservation, ids []string, now int64, windo
 // duplicate error.
 func (st *state) sequence(sc *batchScratch, errs []error, now int64) *store.Group {
 	res := &sc.res
-	g := &store.Group{Events: make([]store.Event, 0, len(sc.cands))}
+	g := &sc.group
+	if st.mem == nil || cap(g.Events) < len(sc.cands) {
+		// A file log's queue keeps the group until its commit is written.
+		g = &store.Group{Events: make([]store.Event, 0, len(sc.cands))}
+	}
 	items := sc.items
 	for k, c := range sc.cands {
 		if !res.Reserved[k] {
@@ -334,6 +338,7 @@ type batchScratch struct {
 	ids   []string
 	items []aggregate.Item
 	res   dedupe.Reservation
+	group store.Group // the batch's log record, for a log that does not keep it (the memory log's)
 }
 
 var scratchPool = sync.Pool{New: func() any { return new(batchScratch) }}
@@ -343,6 +348,7 @@ func getScratch(n int) *batchScratch {
 	sc := scratchPool.Get().(*batchScratch)
 	if cap(sc.cands) < n {
 		sc.cands, sc.ids, sc.items = make([]candidate, 0, n), make([]string, 0, n), make([]aggregate.Item, 0, n)
+		sc.group.Events = make([]store.Event, 0, n)
 	}
 	return sc
 }
@@ -355,8 +361,9 @@ func putScratch(sc *batchScratch) {
 	}
 	clear(sc.ids)
 	clear(sc.items)
-	sc.cands, sc.ids, sc.items = sc.cands[:0], sc.ids[:0], sc.items[:0]
-	sc.res = dedupe.Reservation{}
+	clear(sc.group.Events)
+	sc.cands, sc.ids, sc.items, sc.group.Events = sc.cands[:0], sc.ids[:0], sc.items[:0], sc.group.Events[:0]
+	sc.res.Reset()
 	scratchPool.Put(sc)
 }
 

@@ -90,7 +90,9 @@ var closed = func() chan struct{} { c := make(chan struct{}); close(c); return c
 // customer, value, timestamp), in blocks of memBlock: appending never
 // copies what is kept (but the last fingerprint block, which grows to its
 // size by doubling), and pruning drops whole blocks. Cancellation records
-// keep nothing: nothing looks them up.
+// keep nothing: nothing looks them up. Customers are interned (custs):
+// the blocks hold no pointer, so the garbage collector skips them, and a
+// customer's string is kept once while an event of the window names it.
 //
 // An event's location for FindEvent is its absolute index (the dedupe
 // index keeps one location per identifier: Options.EventLocs), so a
@@ -114,7 +116,47 @@ type memLog struct {
 	blocks  [][]memEvent
 	fpBase  int64 // absolute index of fps[0]'s first entry, a multiple of fpBlock
 	fps     []*memFPs
+	custs   custTable
 	kv      map[[2]string]kvValue
+}
+
+// custTable interns the customers of the memory log's events: an event
+// keeps its customer's number, and a number is reused once no kept event
+// names it.
+type custTable struct {
+	ids   map[string]uint32
+	names []string // by number; "" for a free number
+	refs  []int32  // kept events naming each number
+	free  []uint32
+}
+
+// intern returns c's number, counting one more event that names it.
+func (cs *custTable) intern(c string) uint32 {
+	id, ok := cs.ids[c]
+	if !ok {
+		if k := len(cs.free); k > 0 {
+			id, cs.free = cs.free[k-1], cs.free[:k-1]
+			cs.names[id] = c
+		} else {
+			id = uint32(len(cs.names))
+			cs.names, cs.refs = append(cs.names, c), append(cs.refs, 0)
+		}
+		if cs.ids == nil {
+			cs.ids = map[string]uint32{}
+		}
+		cs.ids[c] = id
+	}
+	cs.refs[id]++
+	return id
+}
+
+// release counts one event fewer naming number id.
+func (cs *custTable) release(id uint32) {
+	if cs.refs[id]--; cs.refs[id] == 0 {
+		delete(cs.ids, cs.names[id])
+		cs.names[id] = ""
+		cs.free = append(cs.free, id)
+	}
 }
 
 const (
@@ -194,13 +236,13 @@ type memGroup struct {
 }
 
 // memEvent is what the memory log keeps of one event for a cancellation:
-// 48 bytes, and the customer string, shared with the aggregates.
+// 40 bytes and no pointer.
 type memEvent struct {
 	seq       uint64
 	meter     uint64
-	customer  string
 	value     int64
 	timestamp int64
+	customer  uint32 // its number in memLog.custs
 }
 
 const memBlock = 4096 // entries per block of the memory log
@@ -266,7 +308,7 @@ func (j *memLog) Append(g *store.Group, kvs []store.KVWrite) (commit, error) {
 		j.fps[len(j.fps)-1].add(fps[i][0], fps[i][1])
 		b := &j.blocks[len(j.blocks)-1]
 		*b = append(*b, memEvent{seq: ev.Seq, meter: ev.Meter,
-			customer: ev.Customer, value: ev.Value, timestamp: ev.Timestamp})
+			customer: j.custs.intern(ev.Customer), value: ev.Value, timestamp: ev.Timestamp})
 		j.recN++
 	}
 	for _, w := range kvs {
@@ -308,7 +350,7 @@ func (j *memLog) find(loc, h1, h2 uint64) (store.Event, bool) {
 	// (the cancellations before a group start where it does).
 	k := sort.Search(len(j.groups), func(k int) bool { return j.groups[k].start > a }) - 1
 	r := j.rec(a)
-	return store.Event{Seq: r.seq, Meter: r.meter, Customer: r.customer, Value: r.value,
+	return store.Event{Seq: r.seq, Meter: r.meter, Customer: j.custs.names[r.customer], Value: r.value,
 		Timestamp: r.timestamp, Received: j.groups[k].received}, true
 }
 
@@ -346,6 +388,9 @@ func (j *memLog) Prune(loc uint64, now int64) {
 		live = j.groups[0].start
 	}
 	for len(j.blocks) > 0 && j.recBase+memBlock <= live && len(j.blocks[0]) == memBlock {
+		for i := range j.blocks[0] {
+			j.custs.release(j.blocks[0][i].customer)
+		}
 		j.blocks[0] = nil
 		j.blocks = j.blocks[1:]
 		j.recBase += memBlock
@@ -421,8 +466,8 @@ func (j *memLog) ListKV(ns, after string, now int64, fn func(key string, value [
 }
 
 // MemoryBytes counts the blocks of fingerprints and cancellation data,
-// and the group headers; customer strings are shared with the aggregates
-// and are not counted.
+// the group headers and the interned customers' numbers; their strings
+// are shared with the aggregates and are not counted.
 func (j *memLog) MemoryBytes() int64 {
 	j.mu.Lock()
 	defer j.mu.Unlock()
@@ -430,6 +475,7 @@ func (j *memLog) MemoryBytes() int64 {
 	for _, b := range j.fps {
 		n += int64(len(b.h2))*8 + int64(len(b.low))
 	}
+	n += int64(cap(j.custs.names))*16 + int64(cap(j.custs.refs))*4 + int64(len(j.custs.ids))*24
 	return n
 }
 

@@ -3,12 +3,16 @@ package pipeline
 import (
 	"context"
 	"errors"
+	"fmt"
+	"hash/maphash"
 	"log/slog"
 	"testing"
 	"time"
 
 	"github.com/meterdb/meterdb/event"
+	"github.com/meterdb/meterdb/internal/idhash"
 	"github.com/meterdb/meterdb/meter"
+	"github.com/meterdb/meterdb/store"
 )
 
 // TestMemoryConfirmComparesAllBits checks that an in-memory database
@@ -120,3 +124,76 @@ func TestMemFPs(t *testing.T) {
 		}
 	}
 }
+
+// TestMemLogCustomers checks the memory log's interned customers: every
+// kept event reads back its own customer, pruning a block releases the
+// numbers only its events named, and a released number is reused for a
+// new customer without changing what older events read.
+func TestMemLogCustomers(t *testing.T) {
+	hashes := func(id string) (uint64, uint64) { return maphash.String(seed0, id), maphash.String(seed1, id) }
+	j := newMemLog(idhash.Key{}, hashes)
+	customer := func(i int) string {
+		if i < memBlock {
+			return fmt.Sprintf("early-%d", i%7) // only in the first block
+		}
+		return fmt.Sprintf("late-%d", i%5)
+	}
+	ident := func(i int) string { return fmt.Sprintf("ev-%d", i) }
+	const n = 3 * memBlock
+	for start := 0; start < n; start += 512 {
+		g := &store.Group{}
+		for i := start; i < start+512; i++ {
+			g.Events = append(g.Events, store.Event{Seq: uint64(i + 1), Meter: 1, Customer: customer(i),
+				Identifier: ident(i), Value: int64(i), Timestamp: int64(i), Received: 1})
+		}
+		if _, err := j.Append(g, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	check := func(from int) {
+		t.Helper()
+		for i := from; i < n; i++ {
+			h1, h2 := hashes(ident(i))
+			ev, ok := j.find(uint64(i), h1, h2)
+			if !ok || ev.Customer != customer(i) || ev.Value != int64(i) {
+				t.Fatalf("event %d reads back %+v %v, want customer %q", i, ev, ok, customer(i))
+			}
+		}
+	}
+	check(0)
+	if got := len(j.custs.ids); got != 12 {
+		t.Fatalf("%d customers interned, want 12", got)
+	}
+	// Prune the first block: its seven customers go, the others stay.
+	j.Prune(j.base+memBlock/512, 1)
+	if got := len(j.custs.ids); got != 5 {
+		t.Fatalf("%d customers interned after pruning the first block, want 5", got)
+	}
+	for i := range 7 {
+		if _, ok := j.custs.ids[customer(i)]; ok {
+			t.Fatalf("customer %q of the pruned block is still interned", customer(i))
+		}
+	}
+	check(memBlock)
+	// New customers take the freed numbers.
+	g := &store.Group{}
+	for i := range 7 {
+		g.Events = append(g.Events, store.Event{Seq: uint64(n + i + 1), Meter: 1, Customer: fmt.Sprintf("new-%d", i),
+			Identifier: ident(n + i), Value: 1, Timestamp: 1, Received: 1})
+	}
+	if _, err := j.Append(g, nil); err != nil {
+		t.Fatal(err)
+	}
+	if got := len(j.custs.names); got != 12 {
+		t.Fatalf("%d customer numbers after 7 new customers took the 7 freed ones, want 12", got)
+	}
+	check(memBlock)
+	for i := range 7 {
+		h1, h2 := hashes(ident(n + i))
+		if ev, ok := j.find(uint64(n+i), h1, h2); !ok || ev.Customer != fmt.Sprintf("new-%d", i) {
+			t.Fatalf("new event %d reads back %+v %v", i, ev, ok)
+		}
+	}
+}
+
+var seed0, seed1 = maphash.MakeSeed(), maphash.MakeSeed()

@@ -1,0 +1,103 @@
+package aggregate
+
+import (
+	"unsafe"
+
+	"github.com/meterdb/meterdb/internal/prefetch"
+)
+
+// Warming a batch's cache lines.
+//
+// An event of a backfill lands in an hour that no recent event touched:
+// its series, the series' recent-chunk slot, the day's chunk, the hour's
+// bucket and the day's cell are each a cache line away from the last
+// one, and each load waits for the one before it. Applied one event after
+// the other, a batch pays those latencies end to end. warmLocked walks the
+// items of one shard a step at a time instead: each pass names (prefetch)
+// the line the next pass reads, for every item, so that the misses of
+// different items overlap. The passes change nothing; applyLocked then
+// finds the lines in the cache. A prediction gone stale (an earlier item
+// of the batch moves a chunk's hours) costs a miss, never a wrong answer.
+
+// warmMin is the smallest group worth the passes.
+const warmMin = 4
+
+// warmLocked prefetches, in passes over idx (indices into items), the
+// lines that applying those items reads. sc holds the per-item series
+// and chunks between passes.
+func (sh *shard) warmLocked(items []Item, hashes []uint64, idx []int32, sc *batchScratch) {
+	ss := grow(sc.warmSeries, len(idx))
+	cs := grow(sc.warmChunks, len(idx))
+	// The head of each item's hash chain.
+	for j, i := range idx {
+		s := sh.series[hashes[i]]
+		ss[j] = s
+		if s != nil {
+			prefetch.Line(unsafe.Pointer(s))
+		}
+	}
+	// The series, then its recent slot and the day's cell.
+	for j, i := range idx {
+		s := ss[j]
+		for s != nil && s.key != items[i].Key {
+			s = s.next
+		}
+		ss[j] = s
+		if s == nil {
+			continue
+		}
+		dstart := floorTo(items[i].Entry.Timestamp, daySecs)
+		if s.recent != nil {
+			prefetch.Line(unsafe.Pointer(&s.recent[recentSlot(dstart)]))
+		}
+		if n := len(s.dayCells); n > 0 && s.lastDay.start >= dstart {
+			if g := n - 1 - int((s.lastDay.start-dstart)/daySecs); g >= 0 {
+				prefetch.Line(unsafe.Pointer(&s.dayCells[g]))
+			}
+		}
+	}
+	// The day's chunk.
+	for j, i := range idx {
+		cs[j] = nil
+		s := ss[j]
+		if s == nil {
+			continue
+		}
+		dstart := floorTo(items[i].Entry.Timestamp, daySecs)
+		var c *chunk
+		switch {
+		case s.hot != nil && s.hotStart == dstart:
+			c = s.hot
+		case s.recent != nil:
+			if r := &s.recent[recentSlot(dstart)]; r.start == dstart {
+				c = r.c
+			}
+		}
+		if c != nil {
+			cs[j] = c
+			prefetch.Line(unsafe.Pointer(c))
+		}
+	}
+	// The hour's bucket.
+	hs := grow(sc.warmHours, len(idx))
+	for j, i := range idx {
+		hs[j] = nil
+		if c := cs[j]; c != nil {
+			ts := items[i].Entry.Timestamp
+			if h := c.hourAt(int((ts - floorTo(ts, daySecs)) / hourSecs)); h != nil {
+				hs[j] = h
+				prefetch.Line(unsafe.Pointer(h))
+			}
+		}
+	}
+	// The bucket's extension: its minute cells.
+	for _, h := range hs {
+		if h != nil && h.x != nil {
+			prefetch.Line(unsafe.Pointer(h.x))
+		}
+	}
+	clear(ss)
+	clear(cs)
+	clear(hs)
+	sc.warmSeries, sc.warmChunks, sc.warmHours = ss, cs, hs
+}
