@@ -26,12 +26,13 @@ func TestImportRules(t *testing.T) {
 		"":                  {"internal/pipeline", "meter", "event", "store", "aggregate", "internal/stats", "sharedlog"},
 		"meter":             {},
 		"event":             {"meter"},
-		"aggregate":         {"internal/binread"},
+		"aggregate":         {"internal/binread", "internal/prefetch"},
 		"store":             {"meter", "internal/binread", "internal/idhash", "internal/stats"},
 		"internal/binread":  {},
-		"internal/dedupe":   {"internal/idhash"},
+		"internal/dedupe":   {"internal/idhash", "internal/prefetch"},
 		"internal/idhash":   {},
 		"internal/stats":    {},
+		"internal/prefetch": {},
 		"internal/lazyfs":   {}, // for tests only: nothing of the library imports it (go-fuse is banned below)
 		"internal/pipeline": {"meter", "event", "aggregate", "store", "internal/dedupe", "internal/idhash", "internal/stats", "internal/record", "sharedlog"},
 		// The shared log's interface imports nothing; its record codec and
