@@ -159,8 +159,9 @@
 // against the identifiers in its log. An in-memory database keeps no
 // events: per event of the window, 114 bits (14.25 bytes) of the 128-bit
 // fingerprint of its identifier, which confirm matches (the index slot
-// that names the event implies the other 14), and what Cancel needs (48
-// bytes and the customer string).
+// that names the event implies the other 14), and what Cancel needs (40
+// bytes; each customer is kept once while an event of the window names
+// it).
 //
 // # Concurrency
 //
