@@ -148,6 +148,10 @@ func (s *series) syncDay(start int64, d *bucket) {
 		s.lastDay = dayCell{}
 	case s.cumValid >= n:
 		s.lastDay = s.dayCells[n-1]
+	case found && nc.Count > 0:
+		// A cell changed in place: the last cell's start, which is all
+		// lastDay keeps now, is what it was (and reading it would cost
+		// a cache miss per event).
 	default:
 		s.lastDay.start = s.dayCells[n-1].start // what dayIndex reads; the rest waits for ensureCum
 	}
