@@ -7,6 +7,7 @@ import (
 
 	"github.com/meterdb/meterdb"
 	"github.com/meterdb/meterdb/event"
+	"github.com/meterdb/meterdb/stripeapi/internal/form"
 )
 
 // call is the state of one request as it moves through the pipeline.
@@ -22,8 +23,11 @@ type call struct {
 	matched *route // the route of the method and path, before authentication; nil for none
 	idemKey string // Idempotency-Key of a POST, trimmed; "" when absent
 	// canonical is a deterministic encoding of the decoded parameters,
-	// set by the decoder; idempotency compares it between requests.
+	// set by the decoder; idempotency compares it between requests. A
+	// form decoder leaves it nil and sets formRoot instead: the encoding is
+	// built (params) only for a request with an Idempotency-Key.
 	canonical []byte
+	formRoot  *form.Node
 	// idem, set by the idempotency layer for a request with an
 	// Idempotency-Key, builds the key's record for a successful result v;
 	// a route that records events commits it with them (recordKV) and the

@@ -73,7 +73,7 @@
 // idempotency records) and request reader; an http.ServeMux only matches,
 // and the pipeline answers unknown routes and methods itself. Another
 // API version plugs in as an apiVersion (its error shape), a request
-// reader like formRequest (its decoding, which also sets the canonical
+// reader like formRequest (its decoding, which also gives the canonical
 // parameters that idempotency compares), its rows in the route table and
 // a case in apiFor.
 //

@@ -176,8 +176,16 @@ func fingerprint(c *call) string {
 	h.Write([]byte{0})
 	h.Write([]byte(c.r.URL.EscapedPath()))
 	h.Write([]byte{0})
-	h.Write(c.canonical)
+	h.Write(c.params())
 	return hex.EncodeToString(h.Sum(nil))
+}
+
+// params returns the canonical encoding of c's parameters.
+func (c *call) params() []byte {
+	if c.canonical == nil && c.formRoot != nil {
+		c.canonical = c.formRoot.Canonical()
+	}
+	return c.canonical
 }
 
 // derivedIdentifier returns a meter event identifier derived from the

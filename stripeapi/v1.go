@@ -45,7 +45,7 @@ func formRequest(prepare func(c *call, p *form.Params) (execFunc, error)) func(*
 		if err != nil {
 			return nil, err
 		}
-		c.canonical = root.Canonical()
+		c.formRoot = root
 		p := form.NewParams(root)
 		return prepareParams(c, p, prepare)
 	}
