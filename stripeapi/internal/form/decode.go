@@ -77,20 +77,20 @@ func Decode(root *Node, raw string, pairs *int, maxPairs int) error {
 	return nil
 }
 
-// splitKey splits a[b][c] into a, b, c and a[] into a, "". It reports
-// false for keys that are not in bracket notation.
-func splitKey(k string) ([]string, bool) {
+// splitKey splits a[b][c] into a, b, c and a[] into a, "", appended to
+// segs. It reports false for keys that are not in bracket notation.
+func splitKey(k string, segs []string) ([]string, bool) {
 	if len(k) > MaxKeyLength {
 		return nil, false
 	}
 	i := strings.IndexByte(k, '[')
 	if i < 0 {
-		return []string{k}, k != "" && !strings.Contains(k, "]")
+		return append(segs, k), k != "" && !strings.Contains(k, "]")
 	}
 	if i == 0 || strings.Contains(k[:i], "]") {
 		return nil, false
 	}
-	segs := []string{k[:i]}
+	segs = append(segs, k[:i])
 	for rest := k[i:]; rest != ""; {
 		j := strings.IndexByte(rest, ']')
 		if rest[0] != '[' || j < 0 || strings.Contains(rest[1:j], "[") {
@@ -115,7 +115,8 @@ func bracketName(segs []string) string {
 }
 
 func (root *Node) insert(key, val string) error {
-	segs, ok := splitKey(key)
+	var buf [MaxDepth + 2]string // the name, MaxDepth segments and a trailing []
+	segs, ok := splitKey(key, buf[:0])
 	if !ok {
 		if len(key) > 100 {
 			key = key[:100] + "…"

@@ -253,8 +253,8 @@ func (p *Params) StringList(k string) []string {
 // parameter_unknown, else the first problem recorded by the readers, else
 // nil.
 func (p *Params) Done() error {
-	if name := firstUnused(p.st.root, nil); name != "" {
-		return wire.ErrUnknownParam(name)
+	if anyUnused(p.st.root) {
+		return wire.ErrUnknownParam(firstUnused(p.st.root, nil))
 	}
 	if p.st.First != nil {
 		return p.st.First
@@ -262,6 +262,19 @@ func (p *Params) Done() error {
 	return nil
 }
 
+// anyUnused reports whether a key under n was not read: the common
+// answer, no, without sorting or allocating.
+func anyUnused(n *Node) bool {
+	for _, c := range n.hash {
+		if !c.used || c.kind == formHash && anyUnused(c) {
+			return true
+		}
+	}
+	return false
+}
+
+// firstUnused returns the bracket name of the first key under n, in sorted
+// order, that was not read, or "".
 func firstUnused(n *Node, path []string) string {
 	keys := make([]string, 0, len(n.hash))
 	for k := range n.hash {
