@@ -72,9 +72,19 @@ func (c *call) execute(run execFunc) response {
 // event, so that a crash can keep neither without the other.
 func (c *call) recordKV(ctx context.Context, ev event.Event, result func(rec event.Event) any) (any, error) {
 	evs := [1]event.Event{ev}
+	if c.idem == nil { // nothing to commit with it
+		errs, err := c.h.db.RecordBatch(ctx, evs[:])
+		if err == nil {
+			err = errs[0]
+		}
+		if err != nil {
+			return nil, err
+		}
+		return result(evs[0]), nil
+	}
 	var out any
 	errs, err := c.h.db.RecordBatchKV(ctx, evs[:], func(errs []error) []meterdb.KVWrite {
-		if errs[0] != nil || c.idem == nil {
+		if errs[0] != nil {
 			return nil
 		}
 		out = result(evs[0])
