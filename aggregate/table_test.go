@@ -305,7 +305,7 @@ func TestTableModel(t *testing.T) {
 		})
 		t.Repeat(map[string]func(*rapid.T){
 			"apply": func(t *rapid.T) {
-				// Up to 12: a shard's group of four or more is warmed first (warm.go).
+				// Up to 12: a shard's group of two or more is warmed first (warm.go).
 				n := rapid.IntRange(1, 12).Draw(t, "n")
 				items := make([]aggregate.Item, n)
 				for i := range items {

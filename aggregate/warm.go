@@ -20,7 +20,7 @@ import (
 // of the batch moves a chunk's hours) costs a miss, never a wrong answer.
 
 // warmMin is the smallest group worth the passes.
-const warmMin = 4
+const warmMin = 2
 
 // warmLocked prefetches, in passes over idx (indices into items), the
 // lines that applying those items reads. sc holds the per-item series
