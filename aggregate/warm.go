@@ -23,8 +23,8 @@ import (
 const warmMin = 2
 
 // warmLocked prefetches, in passes over idx (indices into items), the
-// lines that applying those items reads. sc holds the per-item series
-// and chunks between passes.
+// lines that applying those items reads. sc holds the per-item series,
+// chunks and hour buckets between passes.
 func (sh *shard) warmLocked(items []Item, hashes []uint64, idx []int32, sc *batchScratch) {
 	ss := grow(sc.warmSeries, len(idx))
 	cs := grow(sc.warmChunks, len(idx))
