@@ -79,3 +79,38 @@ func TestReserveSmallBatch(t *testing.T) {
 		t.Fatalf("after commit: %+v", st)
 	}
 }
+
+// A Reservation is reusable whatever made its slices: a detached copy
+// (whose slices append made, each rounded up to its own size class)
+// reserves a larger batch after Reset.
+func TestReservationReuseAfterDetach(t *testing.T) {
+	x := New()
+	no := func(int, uint64) (bool, error) { return false, nil }
+	ids := func(p string, n int) []string {
+		s := make([]string, n)
+		for i := range s {
+			s[i] = fmt.Sprint(p, i)
+		}
+		return s
+	}
+	var r Reservation
+	if err := x.ReserveBatch(&r, ids("a", 1025), no); err != nil {
+		t.Fatal(err)
+	}
+	c := r
+	c.Detach()
+	x.ReleaseBatch(&c)
+	c.Reset()
+	b := ids("b", 1160) // between the two copies' capacities (1152 flags, 1184 hashes)
+	if err := x.ReserveBatch(&c, b, no); err != nil {
+		t.Fatal(err)
+	}
+	for i, ok := range c.Reserved {
+		if !ok {
+			t.Fatalf("identifier %d of a fresh batch not reserved", i)
+		}
+	}
+	if len(c.Reserved) != len(b) {
+		t.Fatalf("%d reservations for %d identifiers", len(c.Reserved), len(b))
+	}
+}

@@ -158,7 +158,7 @@ func (x *Index) hash(r *Reservation, ids []string) {
 		r.hs, r.Reserved = r.hsBuf[:len(ids)], r.reservedBuf[:len(ids)]
 		r.order = r.order[:0]
 	} else {
-		if cap(r.hs) < len(ids) || len(r.hs) > 0 && &r.hs[0] == &r.hsBuf[0] {
+		if cap(r.hs) < len(ids) || cap(r.Reserved) < len(ids) || len(r.hs) > 0 && &r.hs[0] == &r.hsBuf[0] {
 			r.hs, r.Reserved = make([]uint64, len(ids)), make([]bool, len(ids))
 		}
 		r.hs, r.Reserved = r.hs[:len(ids)], r.Reserved[:len(ids)]
