@@ -50,10 +50,36 @@ func makeAggKey(meter uint64, kind byte, start int64, customer string) []byte {
 	return append(k, customer...)
 }
 
-type keyedRec struct {
+// keyed is a record of an agg write with its key; i, its place in the
+// caller's slice, breaks ties.
+type keyed[T any] struct {
 	key []byte
-	rec *AggRecord
+	rec *T
 	i   int
+}
+
+// inKeyOrder returns recs with their keys, sorted by key. Writing in key
+// order keeps bbolt's inserts at the end of each leaf; in random order
+// every insert moves the rest of an ever larger leaf. Ties keep their
+// order: a later record for the same key wins.
+func inKeyOrder[T any](recs []T, key func(*T) []byte) []keyed[T] {
+	ks := make([]keyed[T], len(recs))
+	for i := range recs {
+		ks[i] = keyed[T]{key: key(&recs[i]), rec: &recs[i], i: i}
+	}
+	slices.SortFunc(ks, func(a, b keyed[T]) int {
+		if c := bytes.Compare(a.key, b.key); c != 0 {
+			return c
+		}
+		return a.i - b.i
+	})
+	return ks
+}
+
+// putAgg writes body, sealed, under the agg key k.
+func putAgg(agg *bolt.Bucket, k, body []byte) error {
+	v := append(make([]byte, 0, len(body)+crcLen), body...)
+	return agg.Put(k, seal(scopeAgg, k, v))
 }
 
 // Mark is what a checkpoint covers: every log location up to Loc, and the
@@ -80,19 +106,7 @@ func (s *DB) Checkpoint(m Mark, recs []AggRecord, pruneBelow uint64, now int64) 
 		return ErrReadOnly
 	}
 	pruneBelow = min(pruneBelow, m.Loc+1)
-	// Writing in key order keeps bbolt's inserts at the end of each leaf; in
-	// random order every insert moves the rest of an ever larger leaf. Ties
-	// keep their order: a later record for the same key wins.
-	keyed := make([]keyedRec, len(recs))
-	for i := range recs {
-		keyed[i] = keyedRec{key: aggKey(&recs[i]), rec: &recs[i], i: i}
-	}
-	slices.SortFunc(keyed, func(a, b keyedRec) int {
-		if c := bytes.Compare(a.key, b.key); c != 0 {
-			return c
-		}
-		return a.i - b.i
-	})
+	keyed := inKeyOrder(recs, aggKey)
 	var pruned, prunedBytes int64
 	err := s.classify(s.bolt.Update(func(tx *bolt.Tx) error {
 		agg := tx.Bucket(bucketAgg)
@@ -101,8 +115,7 @@ func (s *DB) Checkpoint(m Mark, recs []AggRecord, pruneBelow uint64, now int64) 
 			if k.rec.State == nil {
 				err = agg.Delete(k.key)
 			} else {
-				v := append(make([]byte, 0, len(k.rec.State)+crcLen), k.rec.State...)
-				err = agg.Put(k.key, seal(scopeAgg, k.key, v))
+				err = putAgg(agg, k.key, k.rec.State)
 			}
 			if err != nil {
 				return err

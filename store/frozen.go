@@ -1,11 +1,9 @@
 package store
 
 import (
-	"bytes"
 	"encoding/binary"
 	"fmt"
 	"math"
-	"slices"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -40,29 +38,11 @@ func (s *DB) PutFrozen(blocks []FrozenBlock, through int64) error {
 	if s.opts.ReadOnly {
 		return ErrReadOnly
 	}
-	// In key order, as Checkpoint writes; a later block for the same key
-	// wins.
-	type keyed struct {
-		key []byte
-		b   *FrozenBlock
-		i   int
-	}
-	ks := make([]keyed, len(blocks))
-	for i := range blocks {
-		b := &blocks[i]
-		ks[i] = keyed{key: frozenKey(b.Meter, b.Customer, b.First), b: b, i: i}
-	}
-	slices.SortFunc(ks, func(a, b keyed) int {
-		if c := bytes.Compare(a.key, b.key); c != 0 {
-			return c
-		}
-		return a.i - b.i
-	})
+	ks := inKeyOrder(blocks, func(b *FrozenBlock) []byte { return frozenKey(b.Meter, b.Customer, b.First) })
 	err := s.classify(s.bolt.Update(func(tx *bolt.Tx) error {
 		agg := tx.Bucket(bucketAgg)
 		for _, k := range ks {
-			v := append(make([]byte, 0, len(k.b.Data)+crcLen), k.b.Data...)
-			if err := agg.Put(k.key, seal(scopeAgg, k.key, v)); err != nil {
+			if err := putAgg(agg, k.key, k.rec.Data); err != nil {
 				return err
 			}
 		}
