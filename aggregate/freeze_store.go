@@ -1,6 +1,7 @@
 package aggregate
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"math/bits"
@@ -131,13 +132,7 @@ func (t *Table) Stored(bs []FrozenBlock) {
 // blockAt returns the index of the block whose span starts at span, or -1.
 func (f *frozenSeries) blockAt(span int64) int {
 	k, found := slices.BinarySearchFunc(f.blocks, span, func(bl frozenBlock, t int64) int {
-		switch s := spanOf(bl.first); {
-		case s < t:
-			return -1
-		case s > t:
-			return 1
-		}
-		return 0
+		return cmp.Compare(spanOf(bl.first), t)
 	})
 	if !found {
 		return -1

@@ -162,15 +162,25 @@ func (s *series) syncDay(start int64, d *bucket) {
 // days in between all had usage, before it searches.
 func (s *series) dayIndex(start int64) int {
 	cs := s.dayCells
-	n := len(cs)
-	if n == 0 || s.lastDay.start < start {
-		return n
+	if len(cs) == 0 || s.lastDay.start < start {
+		return len(cs)
 	}
-	if g := n - 1 - int((s.lastDay.start-start)/daySecs); g >= 0 && cs[g].start == start {
+	if g := s.dayGuess(start); g >= 0 && cs[g].start == start {
 		return g
 	}
 	i, _ := slices.BinarySearchFunc(cs, start, func(c dayCell, t int64) int { return cmp.Compare(c.start, t) })
 	return i
+}
+
+// dayGuess returns the index the day cell at start would have if every
+// day between it and the last cell had usage, or -1 when there is no
+// such index (no cells, start after the last, or too far back).
+func (s *series) dayGuess(start int64) int {
+	n := len(s.dayCells)
+	if n == 0 || s.lastDay.start < start {
+		return -1
+	}
+	return max(n-1-int((s.lastDay.start-start)/daySecs), -1)
 }
 
 // daysIn merges the aggregate of the days starting in [a, b).

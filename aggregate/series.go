@@ -369,6 +369,16 @@ type counts struct {
 // find returns the chunk of the day starting at dstart, or nil. It changes
 // nothing.
 func (s *series) find(dstart int64) *chunk {
+	if c := s.cached(dstart); c != nil {
+		return c
+	}
+	r, _ := s.chunks.Get(ref{start: dstart})
+	return r.c
+}
+
+// cached returns the chunk of the day starting at dstart when it is the
+// hot chunk or in its recent slot, else nil: find without the tree.
+func (s *series) cached(dstart int64) *chunk {
 	if s.hot != nil && s.hotStart == dstart {
 		return s.hot
 	}
@@ -377,8 +387,7 @@ func (s *series) find(dstart int64) *chunk {
 			return r.c
 		}
 	}
-	r, _ := s.chunks.Get(ref{start: dstart})
-	return r.c
+	return nil
 }
 
 // chunk returns the chunk of the day starting at dstart, creating it if

@@ -214,7 +214,7 @@ type batchScratch struct {
 	ends   []int32
 	hashes []uint64
 	order  []int32
-	// warmLocked's series and chunks of the items of one shard
+	// warmLocked's series, chunks and hour buckets of the items of one shard
 	warmSeries []*series
 	warmChunks []*chunk
 	warmHours  []*bucket

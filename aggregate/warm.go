@@ -50,10 +50,8 @@ func (sh *shard) warmLocked(items []Item, hashes []uint64, idx []int32, sc *batc
 		if s.recent != nil {
 			prefetch.Line(unsafe.Pointer(&s.recent[recentSlot(dstart)]))
 		}
-		if n := len(s.dayCells); n > 0 && s.lastDay.start >= dstart {
-			if g := n - 1 - int((s.lastDay.start-dstart)/daySecs); g >= 0 {
-				prefetch.Line(unsafe.Pointer(&s.dayCells[g]))
-			}
+		if g := s.dayGuess(dstart); g >= 0 {
+			prefetch.Line(unsafe.Pointer(&s.dayCells[g]))
 		}
 	}
 	// The day's chunk.
@@ -63,17 +61,7 @@ func (sh *shard) warmLocked(items []Item, hashes []uint64, idx []int32, sc *batc
 		if s == nil {
 			continue
 		}
-		dstart := floorTo(items[i].Entry.Timestamp, daySecs)
-		var c *chunk
-		switch {
-		case s.hot != nil && s.hotStart == dstart:
-			c = s.hot
-		case s.recent != nil:
-			if r := &s.recent[recentSlot(dstart)]; r.start == dstart {
-				c = r.c
-			}
-		}
-		if c != nil {
+		if c := s.cached(floorTo(items[i].Entry.Timestamp, daySecs)); c != nil {
 			cs[j] = c
 			prefetch.Line(unsafe.Pointer(c))
 		}
