@@ -32,9 +32,7 @@ func warmFind(x *Index, r *Reservation) func(sh *shard, i int32) {
 	minLoc := x.minLoc.Load()
 	return func(sh *shard, i int32) {
 		h := r.hs[i]
-		if sh.pend.n > 0 {
-			prefetch.Line(unsafe.Pointer(&sh.pend.entries[sh.pend.home(h|1)]))
-		}
+		sh.pend.warm(h)
 		t := tagOf(h, x.ob)
 		for _, e := range sh.epochs {
 			if len(e.slots) < warmSlots || e.count == 0 || e.last < minLoc {
@@ -53,13 +51,18 @@ func warmFind(x *Index, r *Reservation) func(sh *shard, i int32) {
 func warmInsert(r *Reservation) func(sh *shard, i int32) {
 	return func(sh *shard, i int32) {
 		h := r.hs[i]
-		if sh.pend.n > 0 {
-			prefetch.Line(unsafe.Pointer(&sh.pend.entries[sh.pend.home(h|1)]))
-		}
+		sh.pend.warm(h)
 		if k := len(sh.epochs); k > 0 {
 			if e := sh.epochs[k-1]; len(e.slots) >= warmSlots {
 				prefetch.Line(unsafe.Pointer(&e.slots[e.bucket(h)*bucketSlots]))
 			}
 		}
+	}
+}
+
+// warm prefetches the first slot that has, add and remove probe for hash h.
+func (p *pending) warm(h uint64) {
+	if p.n > 0 {
+		prefetch.Line(unsafe.Pointer(&p.entries[p.home(h|1)]))
 	}
 }

@@ -244,8 +244,8 @@ func (st *state) reserve(res *dedupe.Reservation, ids []string, now int64, windo
 // duplicate error.
 func (st *state) sequence(sc *batchScratch, errs []error, now int64) *store.Group {
 	res := &sc.res
-	g := &sc.group
-	if st.mem == nil || cap(g.Events) < len(sc.cands) {
+	g := &sc.group // sized by getScratch
+	if st.mem == nil {
 		// A file log's queue keeps the group until its commit is written.
 		g = &store.Group{Events: make([]store.Event, 0, len(sc.cands))}
 	}
