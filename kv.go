@@ -31,8 +31,11 @@ const (
 // then recorded even when kv's records fail.
 //
 // The values kv returns are not copied: the caller must not modify them
-// afterwards.
+// afterwards. A nil kv makes it RecordBatch.
 func (db *DB) RecordBatchKV(ctx context.Context, evs []event.Event, kv func(errs []error) []KVWrite) ([]error, error) {
+	if kv == nil {
+		return db.RecordBatch(ctx, evs)
+	}
 	if err := db.consistent(ctx); err != nil {
 		return nil, err
 	}

@@ -72,29 +72,23 @@ func (c *call) execute(run execFunc) response {
 // event, so that a crash can keep neither without the other.
 func (c *call) recordKV(ctx context.Context, ev event.Event, result func(rec event.Event) any) (any, error) {
 	evs := [1]event.Event{ev}
-	if c.idem == nil { // nothing to commit with it
-		errs, err := c.h.db.RecordBatch(ctx, evs[:])
-		if err == nil {
-			err = errs[0]
-		}
-		if err != nil {
-			return nil, err
-		}
-		return result(evs[0]), nil
-	}
 	var out any
-	errs, err := c.h.db.RecordBatchKV(ctx, evs[:], func(errs []error) []meterdb.KVWrite {
-		if errs[0] != nil {
-			return nil
+	var kv func(errs []error) []meterdb.KVWrite // nil: no Idempotency-Key, nothing to commit with the event
+	if c.idem != nil {
+		kv = func(errs []error) []meterdb.KVWrite {
+			if errs[0] != nil {
+				return nil
+			}
+			out = result(evs[0])
+			rec, err := c.idem(out)
+			if err != nil {
+				return nil
+			}
+			c.idemStored = true
+			return []meterdb.KVWrite{rec}
 		}
-		out = result(evs[0])
-		rec, err := c.idem(out)
-		if err != nil {
-			return nil
-		}
-		c.idemStored = true
-		return []meterdb.KVWrite{rec}
-	})
+	}
+	errs, err := c.h.db.RecordBatchKV(ctx, evs[:], kv)
 	if err != nil {
 		c.idemStored = false
 		return nil, err
