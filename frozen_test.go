@@ -130,14 +130,7 @@ func TestUpgradeV3History(t *testing.T) {
 	if err := json.Unmarshal(raw, &h); err != nil {
 		t.Fatal(err)
 	}
-	src, err := os.ReadFile("testdata/v3-history.db")
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(t.TempDir(), "v3.db")
-	if err := os.WriteFile(path, src, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	path := copyFixture(t, "testdata/v3-history.db")
 	ctx := context.Background()
 	clock := newTestClock(time.Unix(h.Now, 0))
 	var logs logRecorder

@@ -22,14 +22,15 @@ import (
 	"github.com/meterdb/meterdb/store"
 )
 
-// copyV1 copies store/testdata/v1.db, a file the format 1 code wrote.
-func copyV1(t *testing.T) string {
+// copyFixture copies the file at src (a file an earlier format's code
+// wrote) into a temporary directory and returns the copy's path.
+func copyFixture(t *testing.T, src string) string {
 	t.Helper()
-	data, err := os.ReadFile("store/testdata/v1.db")
+	data, err := os.ReadFile(src)
 	if err != nil {
 		t.Fatal(err)
 	}
-	path := filepath.Join(t.TempDir(), "v1.db")
+	path := filepath.Join(t.TempDir(), filepath.Base(src))
 	if err := os.WriteFile(path, data, 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -40,7 +41,7 @@ func copyV1(t *testing.T) string {
 // records are what the format 1 code answered for it, and the upgraded
 // file verifies clean.
 func TestUpgradeV1Summaries(t *testing.T) {
-	path := copyV1(t)
+	path := copyFixture(t, "store/testdata/v1.db")
 	var golden struct {
 		Now       time.Time
 		Summaries []struct {
@@ -408,14 +409,7 @@ func TestBackupDuringWrites(t *testing.T) {
 // them are still taken, new identifiers are accepted, and the file
 // verifies.
 func TestUpgradeV2Dedupe(t *testing.T) {
-	data, err := os.ReadFile("store/testdata/v2.db")
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(t.TempDir(), "v2.db")
-	if err := os.WriteFile(path, data, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	path := copyFixture(t, "store/testdata/v2.db")
 	now := time.Date(2026, 3, 2, 14, 41, 0, 0, time.UTC)
 	db, err := meterdb.Open(path, &meterdb.Options{Now: func() time.Time { return now }})
 	if err != nil {
