@@ -127,7 +127,7 @@ func visitLocked(s *series, start, end int64, g Grouping, size func(int), fn fun
 					return false
 				}
 				if h := &buckets[c.slot[i]]; h.count > 0 {
-					fn(Window{Start: hs, End: hs + hourSecs, Cell: h.cell()})
+					fn(h.window(hs, hs+hourSecs))
 				}
 			}
 			return true
@@ -145,7 +145,7 @@ func visitLocked(s *series, start, end int64, g Grouping, size func(int), fn fun
 		size(min(int((end-start)/daySecs), s.chunks.Len()+frozenDays))
 		s.chunks.DescendRange(ref{start: end - 1}, ref{start: start - 1}, func(r ref) bool {
 			if d := &r.c.day; r.c.has()&dayBit != 0 && d.count > 0 {
-				fn(Window{Start: r.start, End: r.start + daySecs, Cell: d.cell()})
+				fn(d.window(r.start, r.start+daySecs))
 			}
 			return true
 		})
