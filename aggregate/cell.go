@@ -43,7 +43,7 @@ func (c *Cell) add(e Entry) {
 // sub removes e's count and value; Last is left for the caller to recompute.
 func (c *Cell) sub(e Entry) {
 	c.Count--
-	c.Sum = c.Sum.Add(Int128Of(-e.Value))
+	c.Sum = c.Sum.Add(Int128Of(e.Value).Neg()) // Neg: -e.Value overflows for math.MinInt64
 }
 
 // merge adds o into c.

@@ -182,7 +182,7 @@ func (t *Table) Restore(k Key, m Mode, start int64, day bool, state []byte) erro
 	}
 	h := s.hour(start, true, sh)
 	n := r.Count(7) // a minute cell takes at least seven bytes
-	cells := make([]Cell, 0, n)
+	cells := allocCells(min(n, 60))
 	var hc Cell
 	for i := 0; i < n && !r.Bad(); i++ {
 		off, mc := readMinuteCell(&r)
@@ -200,8 +200,8 @@ func (t *Table) Restore(k Key, m Mode, start int64, day bool, state []byte) erro
 		h.ext(sh).last = hc.Last
 	}
 	if len(cells) > 1 {
-		h.ext(sh).minutes = cells
-		sh.n.minuteSlots += int64(len(cells))
+		h.setMinuteCells(cells)
+		sh.n.minuteSlots += int64(cap(cells))
 	}
 	sh.n.minutes += int64(len(cells))
 	if raw := readRaw(&r); len(raw) > 0 {

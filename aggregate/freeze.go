@@ -596,22 +596,20 @@ func (s *series) freezeChunk(f *frozenSeries, dstart int64, c *chunk, keepMinute
 	// Live counts out.
 	for j := range hs {
 		h := &hs[j]
-		if h.x != nil {
+		if h.xt() != nil {
 			sh.n.exts--
-			sh.n.raw -= int64(len(h.x.raw))
-			if h.x.minutes != nil {
-				sh.n.minuteSlots -= int64(len(h.x.minutes))
-			}
 		}
+		sh.n.raw -= int64(len(h.rawEntries()))
+		sh.n.minuteSlots -= int64(cap(h.minuteCells()))
 		sh.n.minutes -= int64(h.minuteCount())
 	}
 	sh.n.hours -= int64(len(hs))
 	if has&dayBit != 0 {
 		sh.n.days--
-		if c.day.x != nil {
+		if c.day.xt() != nil {
 			sh.n.exts--
-			sh.n.raw -= int64(len(c.day.x.raw))
 		}
+		sh.n.raw -= int64(len(c.day.rawEntries()))
 	}
 	if has&dayBit == 0 || c.day.count == 0 {
 		return // nothing counts in this day

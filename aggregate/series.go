@@ -45,54 +45,85 @@ func ModeOf(formula, window string) Mode {
 
 // A bucket is an hour or a day of a series, in 32 bytes: for an hour,
 // which minutes have entries; the count and the low half of the sum.
-// Everything most buckets of count and sum meters do without lives behind
-// x: the high half of a sum beyond the int64 range, the newest entry (last
-// meters), the minute cells of an hour with entries in several minutes,
-// and raw entries. While only one minute of an hour has entries, the
-// hour's cell is that minute's cell. A bucket's start follows from its
-// place in its chunk.
+// While only one minute of an hour has entries, the hour's cell is that
+// minute's cell. An hour with entries in several minutes keeps their
+// cells in an array that x points to directly (plainBit), so that a count
+// or sum meter's hour is one object for the collector and one line away
+// from its minute cells. Everything else most buckets do without lives in
+// a bucketExt that x points to instead: the high half of a sum beyond the
+// int64 range, the newest entry (last meters), raw entries, and then the
+// minute cells too. A bucket's start follows from its place in its chunk.
 type bucket struct {
-	present uint64 // hours: bit i (0-59) set when minute i has entries; days: the chunk's bits
+	present uint64 // hours: bit i (0-59) set when minute i has entries, bits 60-62 the class of the minute cells' array, plainBit; days: the chunk's bits (60-63 always clear)
 	count   int64
-	sumLo   uint64     // the sum's low 64 bits: its high 64 are their sign extension plus x.sumHi
-	x       *bucketExt // nil while none of its fields is needed
+	sumLo   uint64         // the sum's low 64 bits: its high 64 are their sign extension plus sumHi
+	x       unsafe.Pointer // nil; with plainBit the first of the hour's minute cells; without it the bucket's *bucketExt
 }
 
 type bucketExt struct {
 	sumHi   int64   // what the sum's high half adds to the sign extension of sumLo
 	last    Entry   // last meters: the newest entry of the bucket
-	minutes []Cell  // hours: one per present minute, in minute order; nil while at most one minute is present
+	minutes []Cell  // hours: one per present minute, in minute order, in an array of a minuteCaps length; nil while at most one minute is present
 	raw     []Entry // last meters: every entry of the hour; pre-aggregated meters: every entry of the window
 }
 
-// ext returns h.x, allocating it on first use.
-func (h *bucket) ext(sh *shard) *bucketExt {
-	if h.x == nil {
-		h.x = new(bucketExt)
-		sh.n.exts++
+// The high bits of an hour bucket's present field.
+const (
+	plainBit   = 1 << 63 // x points to the minute cells, not to a bucketExt
+	cellsShift = 60      // bits 60-62: the index in minuteCaps of the minute cells' array length
+	cellsMask  = 7 << cellsShift
+)
+
+// minuteCaps are the lengths a minute cells' array goes through, from two
+// minutes to every minute of the hour: the array's length is known from
+// its class, so that x can point into it.
+var minuteCaps = [6]int{2, 4, 8, 16, 32, 60}
+
+// xt returns the bucket's extension, or nil when it has none.
+func (h *bucket) xt() *bucketExt {
+	if h.present&plainBit != 0 {
+		return nil
 	}
-	return h.x
+	return (*bucketExt)(h.x)
 }
 
-// shrink drops h.x when nothing in it is needed any more.
+// ext returns the bucket's extension, allocating it on first use (the
+// minute cells move into it).
+func (h *bucket) ext(sh *shard) *bucketExt {
+	if x := h.xt(); x != nil {
+		return x
+	}
+	x := &bucketExt{minutes: h.minuteCells()}
+	h.x = unsafe.Pointer(x)
+	h.present &^= plainBit | cellsMask
+	sh.n.exts++
+	return x
+}
+
+// shrink drops h's extension when nothing in it but the minute cells is
+// needed any more.
 func (h *bucket) shrink(keepLast bool, sh *shard) {
-	if x := h.x; x != nil && !keepLast && x.sumHi == 0 && x.minutes == nil && len(x.raw) == 0 {
+	if x := h.xt(); x != nil && !keepLast && x.sumHi == 0 && len(x.raw) == 0 {
 		h.x = nil
 		sh.n.exts--
+		h.setMinuteCells(x.minutes)
 	}
 }
 
 func (h *bucket) sum() Int128 {
 	hi := int64(h.sumLo) >> 63
-	if h.x != nil {
-		hi += h.x.sumHi
+	if x := h.xt(); x != nil {
+		hi += x.sumHi
 	}
 	return Int128{Hi: hi, Lo: h.sumLo}
 }
 
 func (h *bucket) setSum(v Int128, sh *shard) {
 	h.sumLo = v.Lo
-	if d := v.Hi - int64(v.Lo)>>63; d != 0 || h.x != nil {
+	d := v.Hi - int64(v.Lo)>>63
+	if x := h.xt(); x != nil {
+		x.sumHi = d
+	} else if d != 0 {
 		h.ext(sh).sumHi = d
 	}
 }
@@ -109,8 +140,8 @@ func (h *bucket) cell() Cell { return h.window(0, 0).Cell }
 func (h *bucket) window(start, end int64) (w Window) {
 	w.Start, w.End = start, end
 	w.Count, w.Sum = h.count, h.sum()
-	if h.x != nil {
-		w.Last = h.x.last
+	if x := h.xt(); x != nil {
+		w.Last = x.last
 	}
 	return w
 }
@@ -139,24 +170,69 @@ func (h *bucket) merge(c Cell, keepLast bool, sh *shard) {
 // to recompute.
 func (h *bucket) sub(e Entry, sh *shard) {
 	h.count--
-	h.setSum(h.sum().Add(Int128Of(-e.Value)), sh)
+	h.setSum(h.sum().Add(Int128Of(e.Value).Neg()), sh) // Neg: -e.Value overflows for math.MinInt64
 }
 
 // minuteCells returns the cells of the present minutes, or nil while at
-// most one minute is present.
+// most one minute is present. Its capacity is the array's whole length.
 func (h *bucket) minuteCells() []Cell {
-	if h.x == nil {
+	switch {
+	case h.x == nil:
 		return nil
+	case h.present&plainBit != 0:
+		n := bits.OnesCount64(h.present & minuteMask)
+		return unsafe.Slice((*Cell)(h.x), minuteCaps[h.present&cellsMask>>cellsShift])[:n]
+	default:
+		return (*bucketExt)(h.x).minutes
 	}
-	return h.x.minutes
+}
+
+// setMinuteCells makes ms, from minuteCells, insertCell or allocCells and
+// one cell per present minute, or nil, the hour's minute cells.
+func (h *bucket) setMinuteCells(ms []Cell) {
+	switch x := h.xt(); {
+	case x != nil:
+		x.minutes = ms
+	case ms == nil:
+		h.x = nil
+		h.present &^= plainBit | cellsMask
+	default:
+		h.x = unsafe.Pointer(unsafe.SliceData(ms))
+		h.present = h.present&^cellsMask | plainBit | uint64(capClass(cap(ms)))<<cellsShift
+	}
+}
+
+// capClass returns the index in minuteCaps of the smallest length of at
+// least n cells.
+func capClass(n int) int {
+	c := 0
+	for minuteCaps[c] < n {
+		c++
+	}
+	return c
+}
+
+// allocCells returns an array of minute cells for n minutes, of length 0.
+func allocCells(n int) []Cell { return make([]Cell, 0, minuteCaps[capClass(n)]) }
+
+// insertCell inserts an empty cell at i in ms, moving it into an array of
+// the next length when it is full.
+func insertCell(ms []Cell, i int) []Cell {
+	if len(ms) == cap(ms) {
+		ms = append(allocCells(len(ms)+1), ms...)
+	}
+	ms = ms[:len(ms)+1]
+	copy(ms[i+1:], ms[i:])
+	ms[i] = Cell{}
+	return ms
 }
 
 // rawEntries returns the raw entries of h (nil for most meters).
 func (h *bucket) rawEntries() []Entry {
-	if h.x == nil {
-		return nil
+	if x := h.xt(); x != nil {
+		return x.raw
 	}
-	return h.x.raw
+	return nil
 }
 
 const minuteMask = 1<<60 - 1
@@ -218,7 +294,7 @@ const (
 	hourBits    = 1<<hoursPerDay - 1 // has: bit i (0-23) when hour i has a bucket; dirty: changed since the last checkpoint
 	dayBit      = 1 << hoursPerDay   // has: the day bucket exists; dirty: it changed
 	classShift  = 28                 // has: bits 28-29 index hourCaps: the length of the hours array
-	queuedBit   = 1 << 31            // dirty: the chunk is in the shard's dirty list
+	queuedBit   = 1 << 25            // dirty: the chunk is in the shard's dirty list (bits 28-31 of the dirty half stay clear: the day bucket's bits 60-63)
 )
 
 // hourCaps are the lengths the hours array goes through: each an exact
@@ -288,7 +364,7 @@ func (c *chunk) addHour(i int, sh *shard) *bucket {
 func (c *chunk) dropHour(i int, sh *shard) {
 	hs := c.hourSlice()
 	j, last := c.slot[i], uint8(len(hs)-1)
-	if hs[j].x != nil {
+	if hs[j].xt() != nil {
 		sh.n.exts--
 	}
 	c.unset(1 << uint(i))
@@ -366,7 +442,7 @@ func newSeries(k Key, sh *shard) *series {
 type counts struct {
 	series, hours, days, minutes, raw int64
 	chunks                            int64
-	minuteSlots                       int64 // allocated minute cells (minutes counts the minutes with entries)
+	minuteSlots                       int64 // allocated minute cells, whole arrays (minutes counts the minutes with entries)
 	exts                              int64 // allocated bucketExt
 	recent                            int64 // allocated arrays of recent chunks
 	// Frozen days (freeze.go): the days, hours and minutes with entries
@@ -503,20 +579,21 @@ func (s *series) addContribution(e Entry, keepLast bool, sh *shard) {
 		sh.n.minutes++
 	case ms == nil && h.present&bit != 0: // the one minute again
 	case ms == nil: // a second minute: the cells part
-		ms = make([]Cell, 2)
+		ms = allocCells(2)[:2]
 		ms[1-i] = h.cell()
 		ms[i].add(e)
-		h.ext(sh).minutes = ms
+		h.setMinuteCells(ms)
 		h.present |= bit
 		sh.n.minutes++
-		sh.n.minuteSlots += 2
+		sh.n.minuteSlots += int64(cap(ms))
 	default:
 		if h.present&bit == 0 {
-			ms = slices.Insert(ms, i, Cell{})
-			h.x.minutes = ms
+			c := cap(ms)
+			ms = insertCell(ms, i)
+			h.setMinuteCells(ms)
 			h.present |= bit
 			sh.n.minutes++
-			sh.n.minuteSlots++
+			sh.n.minuteSlots += int64(cap(ms) - c)
 		}
 		ms[i].add(e)
 	}
@@ -547,30 +624,29 @@ func (s *series) removeContribution(e Entry, last bool, rawMinute func(h *bucket
 			h.present &^= bit
 			sh.n.minutes--
 		} else if last {
-			h.x.last = rawMinute(h, minute).Last
+			h.xt().last = rawMinute(h, minute).Last
 		}
 	} else {
-		x := h.x
 		mc := &ms[i]
 		mc.sub(e)
 		if mc.Count == 0 {
-			x.minutes = slices.Delete(ms, i, i+1)
+			ms = slices.Delete(ms, i, i+1)
+			h.setMinuteCells(ms)
 			h.present &^= bit
 			sh.n.minutes--
-			sh.n.minuteSlots--
 		} else if last {
 			mc.Last = rawMinute(h, minute).Last
 		}
 		if last && h.count > 0 {
 			var c Cell
-			for j := range x.minutes {
-				c.merge(x.minutes[j])
+			for j := range ms {
+				c.merge(ms[j])
 			}
-			x.last = c.Last
+			h.xt().last = c.Last
 		}
-		if len(x.minutes) == 1 { // one minute left: its cell is the hour cell again
-			x.minutes = nil
-			sh.n.minuteSlots--
+		if len(ms) == 1 { // one minute left: its cell is the hour cell again
+			h.setMinuteCells(nil)
+			sh.n.minuteSlots -= int64(cap(ms))
 		}
 	}
 	h.shrink(last, sh)
@@ -584,7 +660,7 @@ func (s *series) removeContribution(e Entry, last bool, rawMinute func(h *bucket
 		for j := range hs {
 			c.merge(hs[j].cell())
 		}
-		d.x.last = c.Last
+		d.xt().last = c.Last
 	}
 	d.shrink(last, sh)
 	s.dropIfEmpty(true, dstart, d, sh)
@@ -600,7 +676,7 @@ func (s *series) dropIfEmpty(day bool, start int64, b *bucket, sh *shard) {
 	dstart := floorTo(start, daySecs)
 	c := s.find(dstart)
 	if day {
-		if b.x != nil {
+		if b.xt() != nil {
 			sh.n.exts--
 		}
 		c.day.count, c.day.sumLo, c.day.x = 0, 0, nil
@@ -647,7 +723,7 @@ func (s *series) windowRaw(m Mode, ts int64, create bool, sh *shard) *[]Entry {
 	} else {
 		b = s.hour(floorTo(ts, hourSecs), create, sh)
 	}
-	if b == nil || !create && b.x == nil {
+	if b == nil || !create && b.xt() == nil {
 		return nil
 	}
 	return &b.ext(sh).raw
@@ -658,7 +734,7 @@ func (s *series) apply(m Mode, e Entry, sh *shard) {
 	if m.Window == 0 {
 		s.addContribution(e, m.Last, sh)
 		if m.Last {
-			x := s.hour(floorTo(e.Timestamp, hourSecs), false, sh).x // add allocated it
+			x := s.hour(floorTo(e.Timestamp, hourSecs), false, sh).xt() // add allocated it
 			x.raw = append(x.raw, e)
 			sh.n.raw++
 		}
@@ -688,7 +764,7 @@ func (s *series) cancel(m Mode, e Entry, sh *shard) bool {
 	if m.Window == 0 {
 		if m.Last {
 			h := s.hour(hstart, false, sh)
-			if h == nil || h.x == nil || !removeEntry(&h.x.raw, e.Seq) {
+			if h == nil || h.xt() == nil || !removeEntry(&h.xt().raw, e.Seq) {
 				return false
 			}
 			sh.n.raw--

@@ -277,7 +277,7 @@ var (
 	hourBytes   = int64(unsafe.Sizeof(bucket{})) * 9 / 8                                   // growth slack of a chunk's hours
 	extBytes    = int64(unsafe.Sizeof(bucketExt{})) + 16
 	recentBytes = int64(unsafe.Sizeof([recentDays]ref{}))
-	minuteBytes = int64(unsafe.Sizeof(Cell{})) * 5 / 4 // slice growth slack
+	minuteBytes = int64(unsafe.Sizeof(Cell{})) // minuteSlots counts whole arrays
 	rawBytes    = int64(unsafe.Sizeof(Entry{})) * 5 / 4
 )
 

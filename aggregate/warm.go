@@ -78,14 +78,34 @@ func (sh *shard) warmLocked(items []Item, hashes []uint64, idx []int32, sc *batc
 			}
 		}
 	}
-	// The bucket's extension: its minute cells.
-	for _, h := range hs {
-		if h != nil && h.x != nil {
-			prefetch.Line(unsafe.Pointer(h.x))
+	// The hour's minute cell, which a plain hour points to; an extended
+	// one's extension, then its minute cell.
+	for j, i := range idx {
+		if h := hs[j]; h != nil && h.x != nil {
+			if h.present&plainBit != 0 {
+				prefetch.Line(unsafe.Pointer(minuteCellAt(h.minuteCells(), h, items[i].Entry.Timestamp)))
+			} else {
+				prefetch.Line(h.x)
+			}
+		}
+	}
+	for j, i := range idx {
+		if h := hs[j]; h != nil {
+			if x := h.xt(); x != nil && len(x.minutes) > 0 {
+				prefetch.Line(unsafe.Pointer(minuteCellAt(x.minutes, h, items[i].Entry.Timestamp)))
+			}
 		}
 	}
 	clear(ss)
 	clear(cs)
 	clear(hs)
 	sc.warmSeries, sc.warmChunks, sc.warmHours = ss, cs, hs
+}
+
+// minuteCellAt returns the cell of ms (h's minute cells, not empty) that
+// an entry at ts reads: its minute's, or a neighbour's when the minute has
+// no cell yet.
+func minuteCellAt(ms []Cell, h *bucket, ts int64) *Cell {
+	_, k := h.minuteBit(floorTo(ts, hourSecs), ts)
+	return &ms[min(k, len(ms)-1)]
 }
