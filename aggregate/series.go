@@ -74,6 +74,11 @@ const (
 	cellsMask  = 7 << cellsShift
 )
 
+// A day bucket's present field holds the chunk's has and dirty bits,
+// none of which may fall on plainBit or the class bits: this fails to
+// compile when one does.
+var _ = [1]struct{}{}[(uint64(hourBits|dayBit|3<<classShift)|uint64(hourBits|dayBit|queuedBit)<<32)&(plainBit|cellsMask)]
+
 // minuteCaps are the lengths a minute cells' array goes through, from two
 // minutes to every minute of the hour: the array's length is known from
 // its class, so that x can point into it.
