@@ -229,10 +229,7 @@ func insertCell(ms []Cell, i int) []Cell {
 	if len(ms) == cap(ms) {
 		ms = append(allocCells(len(ms)+1), ms...)
 	}
-	ms = ms[:len(ms)+1]
-	copy(ms[i+1:], ms[i:])
-	ms[i] = Cell{}
-	return ms
+	return slices.Insert(ms, i, Cell{}) // in place: there is room
 }
 
 // rawEntries returns the raw entries of h (nil for most meters).
