@@ -19,12 +19,15 @@ func heapAlloc() uint64 {
 	return ms.HeapAlloc
 }
 
-// confirmIn returns a dedupe confirmation for identifier id over ids,
-// where location loc holds ids[(loc-1)*100 : loc*100], as a journal of
-// groups of 100 would.
+// confirmIn returns a dedupe confirmation for identifier id over the
+// committed identifiers ids, where location loc holds
+// ids[(loc-1)*100 : loc*100], as a journal of groups of 100 would. Only
+// what is committed may confirm: an identifier being reserved is not yet
+// stored, and a tag match on an earlier identifier of its own group must
+// not find it there.
 func confirmIn(ids []string, id string) func(loc uint64) (bool, error) {
 	return func(loc uint64) (bool, error) {
-		lo := int(loc-1) * 100
+		lo := min(int(loc-1)*100, len(ids))
 		for _, s := range ids[lo:min(len(ids), lo+100)] {
 			if s == id {
 				return true, nil
@@ -106,7 +109,7 @@ func (r *runner) runMemory(spec TargetSpec) ([]Result, error) {
 		base = heapAlloc()
 		x := dedupe.New()
 		for i := range evs {
-			ok, err := x.Reserve(evs[i].Identifier, confirmIn(ids, evs[i].Identifier))
+			ok, err := x.Reserve(evs[i].Identifier, confirmIn(ids[:i], evs[i].Identifier))
 			if !ok || err != nil {
 				return []Result{row}, &VerifyError{spec.Name, fmt.Sprintf("identifier %d refused: %v", i, err)}
 			}
