@@ -1,6 +1,7 @@
 package aggregate
 
 import (
+	"fmt"
 	"testing"
 	"unsafe"
 )
@@ -43,4 +44,48 @@ func TestChunkSize(t *testing.T) {
 	if n := unsafe.Sizeof(chunk{}); n != 64 {
 		t.Fatalf("a chunk is %d bytes, want 64", n)
 	}
+}
+
+// CheckRecent returns an error naming the first series of tb whose hot
+// chunk or recent array disagrees with its tree: each holds a day's chunk
+// only while the tree holds it for that day. The model tests call it
+// after every step.
+func CheckRecent(tb *Table) error {
+	for i := range tb.shards {
+		sh := &tb.shards[i]
+		for _, head := range sh.series {
+			for s := head; s != nil; s = s.next {
+				if err := s.checkRecent(); err != nil {
+					return fmt.Errorf("series %+v: %w", s.key, err)
+				}
+			}
+		}
+	}
+	return nil
+}
+
+func (s *series) checkRecent() error {
+	if s.hot != nil {
+		if r, _ := s.chunks.Get(ref{start: s.hotStart}); r.c != s.hot {
+			return fmt.Errorf("the hot chunk of day %d is not the tree's", s.hotStart)
+		}
+	}
+	if s.recent == nil {
+		if n := s.chunks.Len(); n > 1 {
+			return fmt.Errorf("%d chunks and no recent array", n)
+		}
+		return nil
+	}
+	for k, r := range s.recent {
+		if r.c == nil {
+			continue
+		}
+		if recentSlot(r.start) != k {
+			return fmt.Errorf("slot %d holds day %d", k, r.start)
+		}
+		if want, _ := s.chunks.Get(ref{start: r.start}); want.c != r.c {
+			return fmt.Errorf("slot %d holds a chunk of day %d that the tree does not", k, r.start)
+		}
+	}
+	return nil
 }

@@ -303,11 +303,21 @@ func TestTableModel(t *testing.T) {
 		// Mostly the edges of an hour; sometimes any minute, so that an hour's
 		// minute cells go through every array length.
 		minuteGen := rapid.OneOf(rapid.SampledFrom([]int64{0, 1, 59}), rapid.SampledFrom([]int64{0, 1, 59}), rapid.Int64Range(0, 59))
+		// Mostly four neighbouring days; sometimes a day about a series'
+		// 64 recent days away, before or after, so that its chunks leave
+		// and enter that span.
+		dayGen := rapid.OneOf(rapid.Int64Range(-1, 2), rapid.Int64Range(-1, 2), rapid.Int64Range(-1, 2),
+			rapid.SampledFrom([]int64{-130, -66, -65, -64, -63, -62, 61, 62, 63, 64, 65, 66, 130}))
 		genTS := rapid.Custom(func(t *rapid.T) int64 {
-			return base + rapid.Int64Range(-1, 2).Draw(t, "day")*day + rapid.SampledFrom([]int64{0, 1, 23}).Draw(t, "hour")*hour +
+			return base + dayGen.Draw(t, "day")*day + rapid.SampledFrom([]int64{0, 1, 23}).Draw(t, "hour")*hour +
 				minuteGen.Draw(t, "minute")*minute + rapid.SampledFrom([]int64{0, 59}).Draw(t, "second")
 		})
 		t.Repeat(map[string]func(*rapid.T){
+			"": func(t *rapid.T) {
+				if err := aggregate.CheckRecent(tb); err != nil {
+					t.Fatal(err)
+				}
+			},
 			"apply": func(t *rapid.T) {
 				// Up to 12: a shard's group of two or more is warmed first (warm.go).
 				n := rapid.IntRange(1, 12).Draw(t, "n")
