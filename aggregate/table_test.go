@@ -1,8 +1,10 @@
 package aggregate_test
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"math/big"
 	"regexp"
@@ -312,9 +314,32 @@ func TestTableModel(t *testing.T) {
 			return base + dayGen.Draw(t, "day")*day + rapid.SampledFrom([]int64{0, 1, 23}).Draw(t, "hour")*hour +
 				minuteGen.Draw(t, "minute")*minute + rapid.SampledFrom([]int64{0, 59}).Draw(t, "second")
 		})
+		// With dirty tracking on, a restore step rebuilds a table from the
+		// records TakeDirty handed out so far and may carry on with it.
+		tracked := rapid.Bool().Draw(t, "tracked")
+		if tracked {
+			tb.TrackDirty()
+		}
+		type recKey struct {
+			k     aggregate.Key
+			start int64
+			day   bool
+		}
+		records := map[recKey][]byte{}
+		genValue := func(t *rapid.T) int64 {
+			if formula == "count" {
+				return 1
+			}
+			// Now and then an extreme: sums leave the int64 range and come back.
+			return rapid.OneOf(rapid.Int64Range(-999999999999999, 999999999999999), rapid.Int64Range(-999999999999999, 999999999999999),
+				rapid.SampledFrom([]int64{math.MaxInt64, math.MinInt64})).Draw(t, "value")
+		}
 		t.Repeat(map[string]func(*rapid.T){
 			"": func(t *rapid.T) {
 				if err := aggregate.CheckRecent(tb); err != nil {
+					t.Fatal(err)
+				}
+				if err := aggregate.CheckBuckets(tb); err != nil {
 					t.Fatal(err)
 				}
 			},
@@ -324,17 +349,71 @@ func TestTableModel(t *testing.T) {
 				items := make([]aggregate.Item, n)
 				for i := range items {
 					seq++
-					v := int64(1)
-					if formula != "count" {
-						// Now and then an extreme: sums leave the int64 range and come back.
-						v = rapid.OneOf(rapid.Int64Range(-999999999999999, 999999999999999), rapid.Int64Range(-999999999999999, 999999999999999),
-							rapid.SampledFrom([]int64{math.MaxInt64, math.MinInt64})).Draw(t, "value")
-					}
 					items[i] = aggregate.Item{Key: rapid.SampledFrom(keys).Draw(t, "key"), Mode: mode,
-						Entry: aggregate.Entry{Seq: seq, Timestamp: genTS.Draw(t, "ts"), Value: v}}
+						Entry: aggregate.Entry{Seq: seq, Timestamp: genTS.Draw(t, "ts"), Value: genValue(t)}}
 					entries = append(entries, freezeEntry{items[i].Key, items[i].Entry})
 				}
 				tb.ApplyBatch(items)
+			},
+			// Many minutes of one hour: its minute cells grow through the
+			// longer arrays, up to every minute of the hour.
+			"dense": func(t *rapid.T) {
+				k := rapid.SampledFrom(keys).Draw(t, "key")
+				hs := floorTo(genTS.Draw(t, "hour_ts"), hour)
+				items := make([]aggregate.Item, rapid.IntRange(1, 90).Draw(t, "n"))
+				for i := range items {
+					seq++
+					items[i] = aggregate.Item{Key: k, Mode: mode,
+						Entry: aggregate.Entry{Seq: seq, Timestamp: hs + rapid.Int64Range(0, hour-1).Draw(t, "offset"), Value: genValue(t)}}
+					entries = append(entries, freezeEntry{k, items[i].Entry})
+				}
+				tb.ApplyBatch(items)
+			},
+			"restore": func(t *rapid.T) {
+				if !tracked {
+					t.Skip("no dirty tracking")
+				}
+				for _, d := range tb.TakeDirty() {
+					records[recKey{d.Key, d.Start, d.Day}] = d.State
+				}
+				rks := slices.Collect(maps.Keys(records))
+				slices.SortFunc(rks, func(a, b recKey) int {
+					return cmp.Or(cmp.Compare(a.start, b.start), cmp.Compare(a.k.Meter, b.k.Meter), strings.Compare(a.k.Customer, b.k.Customer), cmp.Compare(b2i(a.day), b2i(b.day)))
+				})
+				nt := aggregate.NewTable(rapid.SampledFrom([]int{1, 2, 8}).Draw(t, "restore_shards"))
+				for _, r := range rks {
+					if st := records[r]; st != nil {
+						if err := nt.Restore(r.k, mode, r.start, r.day, st); err != nil {
+							t.Fatal(err)
+						}
+					}
+				}
+				if err := aggregate.CheckBuckets(nt); err != nil {
+					t.Fatal(err)
+				}
+				got, want := nt.Stats(), tb.Stats()
+				got.Bytes, want.Bytes = 0, 0 // extensions and arrays of minute cells may be smaller
+				if got != want {
+					t.Fatalf("restored stats %+v, want %+v", got, want)
+				}
+				for _, k := range keys {
+					for _, g := range []aggregate.Grouping{aggregate.Total, aggregate.Hourly} {
+						unit := map[aggregate.Grouping]int64{aggregate.Total: minute, aggregate.Hourly: hour}[g]
+						start := floorTo(genTS.Draw(t, "start"), unit)
+						end := start + rapid.Int64Range(1, 2*day/unit).Draw(t, "units")*unit
+						ws, err := nt.Query(k, start, end, g)
+						if err != nil {
+							t.Fatal(err)
+						}
+						if got, want := windowsLast(ws, formula == "last"), expectWindows(entries, k, mode, formula, start, end, g); got != want {
+							t.Fatalf("restored: Query(%+v, [%d, %d), %d) = %s\nwant %s", k, start-d0, end-d0, g, got, want)
+						}
+					}
+				}
+				if rapid.Bool().Draw(t, "carry_on") {
+					nt.TrackDirty()
+					tb = nt
+				}
 			},
 			"cancel": func(t *rapid.T) {
 				if len(entries) == 0 {
@@ -477,4 +556,11 @@ func TestHourSumBeyondInt64(t *testing.T) {
 		}
 		check(tb, "cancelled")
 	}
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
