@@ -28,6 +28,7 @@ type call struct {
 	// built (params) only for a request with an Idempotency-Key.
 	canonical []byte
 	formRoot  *form.Node
+	form      *v1Form // the pooled decoding state of formRoot, until releaseForm
 	// idem, set by the idempotency layer for a request with an
 	// Idempotency-Key, builds the key's record for a successful result v;
 	// a route that records events commits it with them (recordKV) and the

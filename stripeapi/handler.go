@@ -111,6 +111,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		slog.String("request_id", c.id), slog.String("method", r.Method), slog.String("path", r.URL.Path),
 		slog.Int("status", res.status), slog.Bool("replayed", res.replayed), slog.Duration("took", time.Since(start)))
 	res.release()
+	c.releaseForm()
 }
 
 func (h *handler) serve(c *call) response {

@@ -504,3 +504,41 @@ func TestLiveSummaryIDs(t *testing.T) {
 		t.Errorf("live summary %v", s)
 	}
 }
+
+// The v1 decoder reuses its body buffer and parameter tree from one request
+// to the next: what one request recorded (customer, identifier, payload)
+// keeps its own bytes after later requests decode into the same buffer.
+func TestFormReuseKeepsStrings(t *testing.T) {
+	e := newEnv(t, nil, nil)
+	res, m := e.do("POST", "/v1/billing/meters", "display_name=a&event_name=api.call&default_aggregation[formula]=sum")
+	if res.StatusCode != 200 {
+		t.Fatalf("create: %d %v", res.StatusCode, m)
+	}
+	id := m["id"].(string)
+	const n = 40
+	for i := range n {
+		body := fmt.Sprintf("event_name=api.call&identifier=id-%03d&payload%%5Bstripe_customer_id%%5D=cus_%03d&payload%%5Bvalue%%5D=%d&timestamp=%d",
+			i, i, i+1, t0.Unix()-60)
+		res, ev := e.do("POST", "/v1/billing/meter_events", body)
+		if res.StatusCode != 200 || ev["identifier"] != fmt.Sprintf("id-%03d", i) ||
+			ev["payload"].(map[string]any)["stripe_customer_id"] != fmt.Sprintf("cus_%03d", i) {
+			t.Fatalf("event %d: %d %v", i, res.StatusCode, ev)
+		}
+	}
+	start := t0.Truncate(time.Hour).Unix()
+	for i := range n {
+		q := url.Values{"customer": {fmt.Sprintf("cus_%03d", i)}, "start_time": {fmt.Sprint(start)}, "end_time": {fmt.Sprint(start + 3600)}}
+		res, l := e.do("GET", "/v1/billing/meters/"+id+"/event_summaries?"+q.Encode(), "")
+		d, _ := l["data"].([]any)
+		if res.StatusCode != 200 || len(d) != 1 || d[0].(map[string]any)["aggregated_value"] != float64(i+1) {
+			t.Fatalf("customer cus_%03d: %d %v", i, res.StatusCode, l)
+		}
+	}
+	// Each identifier is still taken, by its own event.
+	for i := range n {
+		body := fmt.Sprintf("event_name=api.call&identifier=id-%03d&payload%%5Bstripe_customer_id%%5D=cus_%03d&payload%%5Bvalue%%5D=1", i, i)
+		if res, ev := e.do("POST", "/v1/billing/meter_events", body); res.StatusCode != 400 {
+			t.Fatalf("repeat of id-%03d: %d %v", i, res.StatusCode, ev)
+		}
+	}
+}

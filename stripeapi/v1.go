@@ -1,12 +1,13 @@
 package stripeapi
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"mime"
 	"net/http"
 	"strings"
+	"sync"
 
 	"github.com/meterdb/meterdb/stripeapi/internal/form"
 	"github.com/meterdb/meterdb/stripeapi/internal/wire"
@@ -66,7 +67,9 @@ func prepareParams[P interface{ Done() error }](c *call, p P, prepare func(*call
 
 // decodeV1Form decodes the query string and, for POST, the form body.
 func (c *call) decodeV1Form() (*form.Node, error) {
-	root := form.NewRoot()
+	f := v1Forms.Get().(*v1Form)
+	c.form = f
+	root := f.tree.Root()
 	pairs, maxPairs := 0, c.h.opts.MaxParams
 	if err := form.Decode(root, c.r.URL.RawQuery, &pairs, maxPairs); err != nil {
 		return nil, err
@@ -74,8 +77,7 @@ func (c *call) decodeV1Form() (*form.Node, error) {
 	if c.r.Method != http.MethodPost || c.r.Body == nil {
 		return root, nil
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(c.w, c.r.Body, c.h.opts.MaxBodyBytes))
-	if err != nil {
+	if _, err := f.body.ReadFrom(http.MaxBytesReader(c.w, c.r.Body, c.h.opts.MaxBodyBytes)); err != nil {
 		if errors.Is(err, errBodyBudget) {
 			return nil, errBusy()
 		}
@@ -86,6 +88,7 @@ func (c *call) decodeV1Form() (*form.Node, error) {
 		}
 		return nil, wire.InvalidRequest(http.StatusBadRequest, "", "", "Invalid request: the body could not be read.")
 	}
+	body := f.body.Bytes()
 	if len(body) == 0 {
 		return root, nil
 	}
@@ -96,10 +99,42 @@ func (c *call) decodeV1Form() (*form.Node, error) {
 				"Invalid Content-Type %q: v1 requests take application/x-www-form-urlencoded bodies.", wire.Truncate(ct, 100)))
 		}
 	}
+	// The decoded strings are substrings of this copy (or unescaped copies),
+	// never of the pooled buffer.
 	if err := form.Decode(root, string(body), &pairs, maxPairs); err != nil {
 		return nil, err
 	}
 	return root, nil
+}
+
+// v1Form is what decoding a v1 request reuses from one request to the
+// next: the parameter tree and the body's buffer. A call holds one from
+// its decoding to the end of ServeHTTP (releaseForm).
+type v1Form struct {
+	tree form.Tree
+	body bytes.Buffer
+}
+
+var v1Forms = sync.Pool{New: func() any { return new(v1Form) }}
+
+// maxPooledFormNodes is the most nodes of a v1Form returned to v1Forms: a
+// form with many parameters does not keep its tree alive.
+const maxPooledFormNodes = 64
+
+// releaseForm returns c's v1Form, if it has one, to v1Forms. Nothing may
+// use the decoded tree (formRoot, its Params) afterwards; the strings read
+// from it stay valid.
+func (c *call) releaseForm() {
+	f := c.form
+	if f == nil {
+		return
+	}
+	c.form, c.formRoot = nil, nil
+	f.tree.Reset()
+	f.body.Reset()
+	if f.tree.Nodes() <= maxPooledFormNodes && f.body.Cap() <= maxPooledBody {
+		v1Forms.Put(f)
+	}
 }
 
 // v1List is Stripe's list object.

@@ -38,11 +38,76 @@ type Node struct {
 	str  string
 	hash map[string]*Node
 	list []string
-	used bool // set by the parameter readers; unused keys are unknown parameters
+	used bool  // set by the parameter readers; unused keys are unknown parameters
+	tree *Tree // of a Tree's root: where Decode takes the nodes it adds
 }
 
 // NewRoot returns an empty tree, the hash that Decode fills.
 func NewRoot() *Node { return &Node{kind: formHash, hash: map[string]*Node{}} }
+
+// Tree is a decoding tree whose nodes and hash maps are kept from one
+// decoding to the next: a server that decodes a form per request reuses
+// one Tree (through a sync.Pool, say) instead of allocating its nodes each
+// time. The strings a Tree holds are the decoded ones, substrings of what
+// Decode was given or fresh unescaped copies, never storage of the Tree:
+// a string read from it stays valid after Reset. Nodes, Params and
+// canonical forms taken from the Tree must not be used after Reset.
+// The zero value is an empty tree.
+type Tree struct {
+	root  Node
+	nodes []*Node // handed out since the last Reset (nodes[:used]), then kept for the next
+	used  int
+}
+
+// Root returns the tree's root, the hash that Decode fills.
+func (t *Tree) Root() *Node {
+	if t.root.tree == nil {
+		t.root = Node{kind: formHash, hash: map[string]*Node{}, tree: t}
+	}
+	return &t.root
+}
+
+// Nodes returns the number of nodes the tree holds, in use or kept: a pool
+// drops the trees that a large form made large.
+func (t *Tree) Nodes() int { return len(t.nodes) }
+
+// Reset empties the tree for the next decoding and keeps its nodes and
+// maps.
+func (t *Tree) Reset() {
+	t.root.reset()
+	for _, n := range t.nodes[:t.used] {
+		n.reset()
+	}
+	t.used = 0
+}
+
+func (n *Node) reset() {
+	clear(n.hash)
+	clear(n.list)
+	n.kind, n.str, n.list, n.used = formHash, "", n.list[:0], false
+}
+
+// node returns an empty node of kind k: one of t's kept nodes, or a new
+// one when t is nil or has none left.
+func (t *Tree) node(k formKind) *Node {
+	var n *Node
+	switch {
+	case t == nil:
+		n = &Node{}
+	case t.used < len(t.nodes):
+		n = t.nodes[t.used]
+		t.used++
+	default:
+		n = &Node{}
+		t.nodes = append(t.nodes, n)
+		t.used++
+	}
+	n.kind = k
+	if k == formHash && n.hash == nil {
+		n.hash = map[string]*Node{}
+	}
+	return n
+}
 
 // Decode adds the key=value pairs of raw (application/x-www-form-
 // urlencoded) to root. *pairs counts the pairs decoded so far and fails the
@@ -127,11 +192,11 @@ func (root *Node) insert(key, val string) error {
 	if appendMode {
 		segs = segs[:len(segs)-1]
 	}
-	cur := root
+	cur, t := root, root.tree
 	for i, s := range segs[:len(segs)-1] {
 		child := cur.hash[s]
 		if child == nil {
-			child = NewRoot()
+			child = t.node(formHash)
 			cur.hash[s] = child
 		} else if child.kind != formHash {
 			return errConflict(segs[:i+1])
@@ -141,11 +206,15 @@ func (root *Node) insert(key, val string) error {
 	last := segs[len(segs)-1]
 	switch n := cur.hash[last]; {
 	case n == nil && appendMode:
-		cur.hash[last] = &Node{kind: formList, list: []string{val}}
+		n = t.node(formList)
+		n.list = append(n.list, val)
+		cur.hash[last] = n
 	case n == nil:
-		cur.hash[last] = &Node{kind: formString, str: val}
+		n = t.node(formString)
+		n.str = val
+		cur.hash[last] = n
 	case n.kind == formString:
-		n.kind, n.list, n.str = formList, []string{n.str, val}, ""
+		n.kind, n.list, n.str = formList, append(n.list[:0], n.str, val), ""
 	case n.kind == formList:
 		n.list = append(n.list, val)
 	default:

@@ -65,6 +65,18 @@ func FuzzV1Form(f *testing.F) {
 		root := NewRoot()
 		n := 0
 		err := Decode(root, raw, &n, 200)
+		// A Tree that decoded another form before decodes raw alike.
+		var tree Tree
+		used := 0
+		if err := Decode(tree.Root(), treeWarmup, &used, 200); err != nil {
+			t.Fatal(err)
+		}
+		tree.Reset()
+		used = 0
+		errTree := Decode(tree.Root(), raw, &used, 200)
+		if (err == nil) != (errTree == nil) || err == nil && !bytes.Equal(root.Canonical(), tree.Root().Canonical()) {
+			t.Fatalf("%q: decoded %s (%v), into a reused tree %s (%v)", raw, root.Canonical(), err, tree.Root().Canonical(), errTree)
+		}
 		if err != nil {
 			var ae *wire.Error
 			if !errors.As(err, &ae) || ae.Status != 400 || ae.Message == "" {
@@ -101,4 +113,63 @@ func FuzzV1Form(f *testing.F) {
 		}
 		_ = p.Done()
 	})
+}
+
+// treeWarmup is a form of every kind of node: what a reused Tree held
+// before.
+const treeWarmup = "a[b][c]=1&a[d]=2&e=3&e=4&f[]=5&f[]=6&payload[x]=y&expand[0]=z"
+
+// A Tree decodes each form as a new root would, whatever it held before.
+func TestTreeReuse(t *testing.T) {
+	forms := []string{
+		treeWarmup,
+		"event_name=api&identifier=id-1&payload%5Bstripe_customer_id%5D=cus_1&payload%5Bvalue%5D=25&timestamp=1700000000",
+		"a=1&a=2&a[]=3",
+		"a[b]=x",
+		"e[]=1&payload=plain",
+		"",
+		"f=1&f=2&f=3",
+		treeWarmup,
+	}
+	var tree Tree
+	for round := range 3 {
+		for _, raw := range forms {
+			n := 0
+			fresh := NewRoot()
+			if err := Decode(fresh, raw, &n, 100); err != nil {
+				t.Fatal(err)
+			}
+			n = 0
+			if err := Decode(tree.Root(), raw, &n, 100); err != nil {
+				t.Fatal(err)
+			}
+			if a, b := fresh.Canonical(), tree.Root().Canonical(); !bytes.Equal(a, b) {
+				t.Fatalf("round %d, %q: a reused tree decoded %s, a new root %s", round, raw, b, a)
+			}
+			tree.Reset()
+			if got := string(tree.Root().Canonical()); got != "{}" {
+				t.Fatalf("after Reset: %s", got)
+			}
+		}
+	}
+	if tree.Nodes() > 12 {
+		t.Errorf("%d nodes kept for forms of at most 12", tree.Nodes())
+	}
+}
+
+// Decoding a meter event's form into a reused Tree allocates only the
+// unescaped bracket keys.
+func TestTreeAllocs(t *testing.T) {
+	const raw = "event_name=api&identifier=id-1&payload%5Bstripe_customer_id%5D=cus_1&payload%5Bvalue%5D=25&timestamp=1700000000"
+	var tree Tree
+	allocs := testing.AllocsPerRun(100, func() {
+		n := 0
+		if err := Decode(tree.Root(), raw, &n, 100); err != nil {
+			t.Fatal(err)
+		}
+		tree.Reset()
+	})
+	if allocs > 2 {
+		t.Errorf("%.1f allocations per decoding, want at most 2 (the two unescaped keys)", allocs)
+	}
 }
