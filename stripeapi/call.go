@@ -1,13 +1,18 @@
 package stripeapi
 
 import (
+	"bytes"
 	"context"
+	"errors"
+	"fmt"
+	"mime"
 	"net/http"
 	"time"
 
 	"github.com/meterdb/meterdb"
 	"github.com/meterdb/meterdb/event"
 	"github.com/meterdb/meterdb/stripeapi/internal/form"
+	"github.com/meterdb/meterdb/stripeapi/internal/wire"
 )
 
 // call is the state of one request as it moves through the pipeline.
@@ -101,4 +106,37 @@ func (c *call) recordKV(ctx context.Context, ev event.Event, result func(rec eve
 		out = result(evs[0])
 	}
 	return out, nil
+}
+
+// readBody reads the request's body, at most Options.MaxBodyBytes, into
+// buf. A body that would exceed the handler's body budget fails with a
+// 429, one beyond MaxBodyBytes with a 413.
+func (c *call) readBody(buf *bytes.Buffer) error {
+	if c.r.Body == nil {
+		return nil
+	}
+	if _, err := buf.ReadFrom(http.MaxBytesReader(c.w, c.r.Body, c.h.opts.MaxBodyBytes)); err != nil {
+		if errors.Is(err, errBodyBudget) {
+			return errBusy()
+		}
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			return wire.InvalidRequest(http.StatusRequestEntityTooLarge, "", "",
+				fmt.Sprintf("Request body too large: the limit is %d bytes.", tooLarge.Limit))
+		}
+		return wire.InvalidRequest(http.StatusBadRequest, "", "", "Invalid request: the body could not be read.")
+	}
+	return nil
+}
+
+// checkContentType fails a request whose Content-Type, when it has one,
+// is not the media type want that the API version api takes.
+func (c *call) checkContentType(want, api string) error {
+	if ct := c.r.Header.Get("Content-Type"); ct != "" {
+		if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != want {
+			return wire.InvalidRequest(http.StatusBadRequest, "", "", fmt.Sprintf(
+				"Invalid Content-Type %q: %s requests take %s bodies.", wire.Truncate(ct, 100), api, want))
+		}
+	}
+	return nil
 }

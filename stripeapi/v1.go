@@ -2,9 +2,6 @@ package stripeapi
 
 import (
 	"bytes"
-	"errors"
-	"fmt"
-	"mime"
 	"net/http"
 	"strings"
 	"sync"
@@ -77,27 +74,15 @@ func (c *call) decodeV1Form() (*form.Node, error) {
 	if c.r.Method != http.MethodPost || c.r.Body == nil {
 		return root, nil
 	}
-	if _, err := f.body.ReadFrom(http.MaxBytesReader(c.w, c.r.Body, c.h.opts.MaxBodyBytes)); err != nil {
-		if errors.Is(err, errBodyBudget) {
-			return nil, errBusy()
-		}
-		var tooLarge *http.MaxBytesError
-		if errors.As(err, &tooLarge) {
-			return nil, wire.InvalidRequest(http.StatusRequestEntityTooLarge, "", "",
-				fmt.Sprintf("Request body too large: the limit is %d bytes.", tooLarge.Limit))
-		}
-		return nil, wire.InvalidRequest(http.StatusBadRequest, "", "", "Invalid request: the body could not be read.")
+	if err := c.readBody(&f.body); err != nil {
+		return nil, err
 	}
 	body := f.body.Bytes()
 	if len(body) == 0 {
 		return root, nil
 	}
-	if ct := c.r.Header.Get("Content-Type"); ct != "" {
-		mt, _, err := mime.ParseMediaType(ct)
-		if err != nil || mt != "application/x-www-form-urlencoded" {
-			return nil, wire.InvalidRequest(http.StatusBadRequest, "", "", fmt.Sprintf(
-				"Invalid Content-Type %q: v1 requests take application/x-www-form-urlencoded bodies.", wire.Truncate(ct, 100)))
-		}
+	if err := c.checkContentType("application/x-www-form-urlencoded", "v1"); err != nil {
+		return nil, err
 	}
 	// The decoded strings are substrings of this copy (or unescaped copies),
 	// never of the pooled buffer.

@@ -2,14 +2,10 @@ package stripeapi
 
 import (
 	"bytes"
-	"errors"
-	"fmt"
-	"mime"
 	"net/http"
 	"time"
 
 	"github.com/meterdb/meterdb/stripeapi/internal/jsonw"
-	"github.com/meterdb/meterdb/stripeapi/internal/wire"
 )
 
 // Error types and codes particular to v2.
@@ -80,29 +76,15 @@ func (c *call) readV2Body(buf *bytes.Buffer) ([]byte, error) {
 	if buf == nil {
 		buf = new(bytes.Buffer)
 	}
-	if c.r.Body != nil {
-		if _, err := buf.ReadFrom(http.MaxBytesReader(c.w, c.r.Body, c.h.opts.MaxBodyBytes)); err != nil {
-			if errors.Is(err, errBodyBudget) {
-				return nil, errBusy()
-			}
-			var tooLarge *http.MaxBytesError
-			if errors.As(err, &tooLarge) {
-				return nil, wire.InvalidRequest(http.StatusRequestEntityTooLarge, "", "",
-					fmt.Sprintf("Request body too large: the limit is %d bytes.", tooLarge.Limit))
-			}
-			return nil, wire.InvalidRequest(http.StatusBadRequest, "", "", "Invalid request: the body could not be read.")
-		}
+	if err := c.readBody(buf); err != nil {
+		return nil, err
 	}
 	body := buf.Bytes()
 	if len(bytes.TrimSpace(body)) == 0 {
 		return nil, nil
 	}
-	if ct := c.r.Header.Get("Content-Type"); ct != "" {
-		mt, _, err := mime.ParseMediaType(ct)
-		if err != nil || mt != "application/json" {
-			return nil, wire.InvalidRequest(http.StatusBadRequest, "", "", fmt.Sprintf(
-				"Invalid Content-Type %q: v2 requests take application/json bodies.", wire.Truncate(ct, 100)))
-		}
+	if err := c.checkContentType("application/json", "v2"); err != nil {
+		return nil, err
 	}
 	return body, nil
 }
