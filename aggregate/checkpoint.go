@@ -75,14 +75,14 @@ func (t *Table) TakeDirty() []Dirty {
 				i := bits.TrailingZeros32(m)
 				start := r.start + int64(i)*hourSecs
 				var st []byte
-				if h := c.hourAt(i); live && h != nil && (h.count > 0 || len(h.rawEntries()) > 0) {
-					st = encodeHour(start, h)
+				if h := c.hourAt(i); live && h != nil && (h.count > 0 || len(h.rawEntries(&sh.ar)) > 0) {
+					st = encodeHour(start, h, &sh.ar)
 				}
 				out = append(out, Dirty{Key: r.s.key, Start: start, State: st})
 			}
 			if which&dayBit != 0 {
 				var st []byte
-				if raw := c.day.rawEntries(); live && c.has()&dayBit != 0 && len(raw) > 0 {
+				if raw := c.day.rawEntries(&sh.ar); live && c.has()&dayBit != 0 && len(raw) > 0 {
 					st = encodeRaw(nil, raw)
 				}
 				out = append(out, Dirty{Key: r.s.key, Start: r.start, Day: true, State: st})
@@ -98,17 +98,17 @@ func (t *Table) TakeDirty() []Dirty {
 // encodeHour: uvarint minutes; per minute: uvarint minute offset, uvarint
 // count, varint sum.Hi, uvarint sum.Lo, entry last; then the raw entries.
 // An entry is uvarint seq, varint timestamp, varint value.
-func encodeHour(start int64, h *bucket) []byte {
-	b := make([]byte, 0, 8+h.minuteCount()*24+len(h.rawEntries())*12)
+func encodeHour(start int64, h *bucket, a *arena) []byte {
+	b := make([]byte, 0, 8+h.minuteCount()*24+len(h.rawEntries(a))*12)
 	b = binary.AppendUvarint(b, uint64(h.minuteCount()))
-	h.eachMinute(start, func(minute int64, m Cell) {
+	h.eachMinute(start, a, func(minute int64, m Cell) {
 		b = binary.AppendUvarint(b, uint64((minute-start)/minuteSecs))
 		b = binary.AppendUvarint(b, uint64(m.Count))
 		b = binary.AppendVarint(b, m.Sum.Hi)
 		b = binary.AppendUvarint(b, m.Sum.Lo)
 		b = appendEntry(b, m.Last)
 	})
-	return encodeRaw(b, h.rawEntries())
+	return encodeRaw(b, h.rawEntries(a))
 }
 
 func encodeRaw(b []byte, raw []Entry) []byte {
@@ -162,7 +162,7 @@ func (t *Table) Restore(k Key, m Mode, start int64, day bool, state []byte) erro
 			return fmt.Errorf("%w: day record at %d", ErrCorrupt, start)
 		}
 		d := s.day(start, true, sh)
-		if len(d.rawEntries()) > 0 {
+		if len(d.rawEntries(&sh.ar)) > 0 {
 			return fmt.Errorf("%w: day %d restored twice", ErrCorrupt, start)
 		}
 		if raw := readRaw(&r); len(raw) > 0 {
@@ -181,8 +181,9 @@ func (t *Table) Restore(k Key, m Mode, start int64, day bool, state []byte) erro
 		return fmt.Errorf("%w: hour %d restored twice", ErrCorrupt, start)
 	}
 	h := s.hour(start, true, sh)
-	n := r.Count(7) // a minute cell takes at least seven bytes
-	cells := allocCells(min(n, 60))
+	n := r.Count(7)  // a minute cell takes at least seven bytes
+	var buf [60]Cell // a minute's cell each, in minute order
+	cells := buf[:0]
 	var hc Cell
 	for i := 0; i < n && !r.Bad(); i++ {
 		off, mc := readMinuteCell(&r)
@@ -200,8 +201,9 @@ func (t *Table) Restore(k Key, m Mode, start int64, day bool, state []byte) erro
 		h.ext(sh).last = hc.Last
 	}
 	if len(cells) > 1 {
-		h.setMinuteCells(cells)
-		sh.n.minuteSlots += int64(cap(cells))
+		ms := h.newCells(len(cells), &sh.ar)
+		copy(ms, cells)
+		sh.n.minuteSlots += int64(cap(ms))
 	}
 	sh.n.minutes += int64(len(cells))
 	if raw := readRaw(&r); len(raw) > 0 {
@@ -210,10 +212,10 @@ func (t *Table) Restore(k Key, m Mode, start int64, day bool, state []byte) erro
 	if r.Bad() || r.Len() > 0 {
 		return fmt.Errorf("%w: hour record at %d", ErrCorrupt, start)
 	}
-	sh.n.raw += int64(len(h.rawEntries()))
+	sh.n.raw += int64(len(h.rawEntries(&sh.ar)))
 	dstart := floorTo(start, daySecs)
 	d := s.day(dstart, true, sh)
-	d.merge(h.cell(), m.Last, sh)
+	d.merge(h.cell(&sh.ar), m.Last, sh)
 	s.syncDay(dstart, d)
 	return nil
 }

@@ -13,10 +13,12 @@
 // exists. ApplyBatch groups its items by shard and takes each shard lock
 // once. A bucket is 32 bytes: for an hour, a bitmap of the minutes with
 // entries; a count and the low half of a sum. The cells of an hour with
-// entries in several minutes sit in an array the bucket points to; what
-// fewer buckets need (the high half of a sum beyond the int64 range, the
-// newest entry for last meters, raw entries) sits in an extension
-// allocated on demand, which then holds the minute cells. The minute cells
+// entries in several minutes sit in an array of the shard's arena that the
+// bucket numbers; what fewer buckets need (the high half of a sum beyond
+// the int64 range, the newest entry for last meters, raw entries) sits in
+// an extension created on demand, also numbered, which then holds the
+// number of the minute cells. Buckets hold no pointer, so the collector
+// has neither hours to scan nor an object per hour to mark. The minute cells
 // are what make summaries exact for any minute-aligned range: whole days
 // come from day buckets, whole hours from hour buckets and the partial
 // hours at either edge from minute cells.

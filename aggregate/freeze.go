@@ -566,6 +566,7 @@ func (s *series) freeze(horizon int64, keepMinutes, store bool, sh *shard, fs *F
 	f := s.fz
 	for _, r := range done {
 		s.freezeChunk(f, r.start, r.c, keepMinutes, sh, fs)
+		r.c.release(sh)
 		s.chunks.Delete(r)
 		sh.n.chunks--
 		s.forget(r.start, r.c)
@@ -594,22 +595,17 @@ func (s *series) freezeChunk(f *frozenSeries, dstart int64, c *chunk, keepMinute
 	has := c.has()
 	hs := c.hourSlice()
 	// Live counts out.
+	a := &sh.ar
 	for j := range hs {
 		h := &hs[j]
-		if h.xt() != nil {
-			sh.n.exts--
-		}
-		sh.n.raw -= int64(len(h.rawEntries()))
-		sh.n.minuteSlots -= int64(cap(h.minuteCells()))
+		sh.n.raw -= int64(len(h.rawEntries(a)))
+		sh.n.minuteSlots -= int64(cap(h.minuteCells(a)))
 		sh.n.minutes -= int64(h.minuteCount())
 	}
 	sh.n.hours -= int64(len(hs))
 	if has&dayBit != 0 {
 		sh.n.days--
-		if c.day.xt() != nil {
-			sh.n.exts--
-		}
-		sh.n.raw -= int64(len(c.day.rawEntries()))
+		sh.n.raw -= int64(len(c.day.rawEntries(a)))
 	}
 	if has&dayBit == 0 || c.day.count == 0 {
 		return // nothing counts in this day
@@ -622,11 +618,11 @@ func (s *series) freezeChunk(f *frozenSeries, dstart int64, c *chunk, keepMinute
 		}
 	}
 	body := make([]byte, 0, 16+bits.OnesCount32(mask)*6)
-	body = appendCell(body, c.day.cell())
+	body = appendCell(body, c.day.cell(a))
 	body = append(body, byte(mask), byte(mask>>8), byte(mask>>16))
 	for m := mask; m != 0; m &= m - 1 {
 		i := bits.TrailingZeros32(m)
-		body = appendCell(body, hs[c.slot[i]].cell())
+		body = appendCell(body, hs[c.slot[i]].cell(a))
 	}
 	var minutes int64
 	for m := mask; m != 0; m &= m - 1 {
@@ -646,8 +642,8 @@ func (s *series) freezeChunk(f *frozenSeries, dstart int64, c *chunk, keepMinute
 		for p := h.present & minuteMask; p != 0; p &= p - 1 {
 			body = append(body, byte(bits.TrailingZeros64(p)))
 		}
-		keepLast := h.cell().Last != Entry{} // minute cells of other meters carry a last entry nothing reads
-		h.eachMinute(start, func(_ int64, mc Cell) {
+		keepLast := h.cell(a).Last != Entry{} // minute cells of other meters carry a last entry nothing reads
+		h.eachMinute(start, a, func(_ int64, mc Cell) {
 			if !keepLast {
 				mc.Last = Entry{}
 			}

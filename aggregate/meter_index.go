@@ -129,7 +129,7 @@ func (s *series) syncDay(start int64, d *bucket) {
 	found := i < len(cs) && cs[i].start == start
 	var nc Cell
 	if d != nil && d.count > 0 {
-		nc = d.cell()
+		nc = d.cell(s.ar)
 	}
 	switch {
 	case nc.Count == 0 && !found:
@@ -536,7 +536,7 @@ func (t *Table) Totals(ctx context.Context, meter uint64, start, end int64, g Gr
 			return
 		}
 		s.chunks.AscendRange(ref{start: floorTo(start, daySecs)}, ref{start: end}, func(r ref) bool {
-			r.c.eachHour(r.start, start, end, func(hs int64, h *bucket) { acc.at(hs).add(h.cell()) })
+			r.c.eachHour(r.start, start, end, func(hs int64, h *bucket) { acc.at(hs).add(h.cell(s.ar)) })
 			return true
 		})
 	})

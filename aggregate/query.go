@@ -127,7 +127,7 @@ func visitLocked(s *series, start, end int64, g Grouping, size func(int), fn fun
 					return false
 				}
 				if h := &buckets[c.slot[i]]; h.count > 0 {
-					fn(h.window(hs, hs+hourSecs))
+					fn(h.window(hs, hs+hourSecs, s.ar))
 				}
 			}
 			return true
@@ -145,7 +145,7 @@ func visitLocked(s *series, start, end int64, g Grouping, size func(int), fn fun
 		size(min(int((end-start)/daySecs), s.chunks.Len()+frozenDays))
 		s.chunks.DescendRange(ref{start: end - 1}, ref{start: start - 1}, func(r ref) bool {
 			if d := &r.c.day; r.c.has()&dayBit != 0 && d.count > 0 {
-				fn(d.window(r.start, r.start+daySecs))
+				fn(d.window(r.start, r.start+daySecs, s.ar))
 			}
 			return true
 		})
@@ -208,7 +208,7 @@ func (s *series) minutesIn(c *Cell, a, b int64) {
 	if h == nil {
 		return
 	}
-	h.eachMinute(hstart, func(minute int64, m Cell) {
+	h.eachMinute(hstart, s.ar, func(minute int64, m Cell) {
 		if minute >= a && minute < b {
 			c.merge(m)
 		}
@@ -219,7 +219,7 @@ func (s *series) minutesIn(c *Cell, a, b int64) {
 func (s *series) hoursIn(c *Cell, a, b int64) {
 	if a < b {
 		s.chunks.AscendRange(ref{start: floorTo(a, daySecs)}, ref{start: b}, func(r ref) bool {
-			r.c.eachHour(r.start, a, b, func(_ int64, h *bucket) { c.merge(h.cell()) })
+			r.c.eachHour(r.start, a, b, func(_ int64, h *bucket) { c.merge(h.cell(s.ar)) })
 			return true
 		})
 	}

@@ -47,29 +47,31 @@ func ModeOf(formula, window string) Mode {
 // which minutes have entries; the count and the low half of the sum.
 // While only one minute of an hour has entries, the hour's cell is that
 // minute's cell. An hour with entries in several minutes keeps their
-// cells in an array that x points to directly (plainBit), so that a count
-// or sum meter's hour is one object for the collector and one line away
-// from its minute cells. Everything else most buckets do without lives in
-// a bucketExt that x points to instead: the high half of a sum beyond the
-// int64 range, the newest entry (last meters), raw entries, and then the
-// minute cells too. A bucket's start follows from its place in its chunk.
+// cells in an array of the shard's arena (arena.go) that x numbers
+// directly (plainBit), so that a count or sum meter's hour is one load
+// away from its minute cells. Everything else most buckets do without
+// lives in a bucketExt that x numbers instead: the high half of a sum
+// beyond the int64 range, the newest entry (last meters), raw entries,
+// and then the number of the minute cells too. A bucket holds no pointer
+// (an hours array is nothing for the collector to scan), and its start
+// follows from its place in its chunk.
 type bucket struct {
 	present uint64 // hours: bit i (0-59) set when minute i has entries, bits 60-62 the class of the minute cells' array, plainBit; days: the chunk's bits (60-63 always clear)
 	count   int64
-	sumLo   uint64         // the sum's low 64 bits: its high 64 are their sign extension plus sumHi
-	x       unsafe.Pointer // nil; with plainBit the first of the hour's minute cells; without it the bucket's *bucketExt
+	sumLo   uint64 // the sum's low 64 bits: its high 64 are their sign extension plus sumHi
+	x       uint64 // 0; with plainBit the arena number of the hour's minute cells; without it the arena number of the bucket's extension
 }
 
 type bucketExt struct {
-	sumHi   int64   // what the sum's high half adds to the sign extension of sumLo
-	last    Entry   // last meters: the newest entry of the bucket
-	minutes []Cell  // hours: one per present minute, in minute order, in an array of a minuteCaps length; nil while at most one minute is present
-	raw     []Entry // last meters: every entry of the hour; pre-aggregated meters: every entry of the window
+	sumHi int64   // what the sum's high half adds to the sign extension of sumLo
+	last  Entry   // last meters: the newest entry of the bucket
+	cells uint64  // hours: the arena number of the minute cells (their class in the bucket's present bits); 0 while at most one minute is present
+	raw   []Entry // last meters: every entry of the hour; pre-aggregated meters: every entry of the window
 }
 
 // The high bits of an hour bucket's present field.
 const (
-	plainBit   = 1 << 63 // x points to the minute cells, not to a bucketExt
+	plainBit   = 1 << 63 // x numbers the minute cells, not a bucketExt
 	cellsShift = 60      // bits 60-62: the index in minuteCaps of the minute cells' array length
 	cellsMask  = 7 << cellsShift
 )
@@ -81,26 +83,32 @@ var _ = [1]struct{}{}[(uint64(hourBits|dayBit|3<<classShift)|uint64(hourBits|day
 
 // minuteCaps are the lengths a minute cells' array goes through, from two
 // minutes to every minute of the hour: the array's length is known from
-// its class, so that x can point into it.
+// its class, kept in the bucket.
 var minuteCaps = [6]int{2, 4, 8, 16, 32, 60}
 
-// xt returns the bucket's extension, or nil when it has none.
-func (h *bucket) xt() *bucketExt {
-	if h.present&plainBit != 0 {
+// xt returns the bucket's extension, or nil when it has none; a is its
+// shard's arena.
+func (h *bucket) xt(a *arena) *bucketExt {
+	if h.present&plainBit != 0 || h.x == 0 {
 		return nil
 	}
-	return (*bucketExt)(h.x)
+	return a.ext(h.x)
 }
 
-// ext returns the bucket's extension, allocating it on first use (the
-// minute cells move into it).
+// ext returns the bucket's extension, creating it on first use (the
+// number of the minute cells moves into it).
 func (h *bucket) ext(sh *shard) *bucketExt {
-	if x := h.xt(); x != nil {
+	a := &sh.ar
+	if x := h.xt(a); x != nil {
 		return x
 	}
-	x := &bucketExt{minutes: h.minuteCells()}
-	h.x = unsafe.Pointer(x)
-	h.present &^= plainBit | cellsMask
+	n := a.newExt()
+	x := a.ext(n)
+	if h.present&plainBit != 0 {
+		x.cells = h.x
+	}
+	h.x = n
+	h.present &^= plainBit
 	sh.n.exts++
 	return x
 }
@@ -108,16 +116,33 @@ func (h *bucket) ext(sh *shard) *bucketExt {
 // shrink drops h's extension when nothing in it but the minute cells is
 // needed any more.
 func (h *bucket) shrink(keepLast bool, sh *shard) {
-	if x := h.xt(); x != nil && !keepLast && x.sumHi == 0 && len(x.raw) == 0 {
-		h.x = nil
+	if x := h.xt(&sh.ar); x != nil && !keepLast && x.sumHi == 0 && len(x.raw) == 0 {
+		sh.ar.releaseExt(h.x)
 		sh.n.exts--
-		h.setMinuteCells(x.minutes)
+		h.x = x.cells
+		if x.cells != 0 {
+			h.present |= plainBit
+		}
 	}
 }
 
-func (h *bucket) sum() Int128 {
+// release gives the bucket's minute cells and extension back to the
+// arena, as the bucket is dropped; it leaves the bucket empty of them.
+func (h *bucket) release(sh *shard) {
+	if x := h.cellsNumber(&sh.ar); x != 0 {
+		sh.ar.releaseCells(x, h.cellClass())
+	}
+	if h.xt(&sh.ar) != nil {
+		sh.ar.releaseExt(h.x)
+		sh.n.exts--
+	}
+	h.x = 0
+	h.present &^= plainBit | cellsMask
+}
+
+func (h *bucket) sum(a *arena) Int128 {
 	hi := int64(h.sumLo) >> 63
-	if x := h.xt(); x != nil {
+	if x := h.xt(a); x != nil {
 		hi += x.sumHi
 	}
 	return Int128{Hi: hi, Lo: h.sumLo}
@@ -126,7 +151,7 @@ func (h *bucket) sum() Int128 {
 func (h *bucket) setSum(v Int128, sh *shard) {
 	h.sumLo = v.Lo
 	d := v.Hi - int64(v.Lo)>>63
-	if x := h.xt(); x != nil {
+	if x := h.xt(&sh.ar); x != nil {
 		x.sumHi = d
 	} else if d != 0 {
 		h.ext(sh).sumHi = d
@@ -135,7 +160,7 @@ func (h *bucket) setSum(v Int128, sh *shard) {
 
 // cell returns the bucket's aggregate. Its Last is meaningful for last
 // meters only.
-func (h *bucket) cell() Cell { return h.window(0, 0).Cell }
+func (h *bucket) cell(a *arena) Cell { return h.window(0, 0, a).Cell }
 
 // window returns the bucket's aggregate as the window [start, end). It
 // fills the window's fields one by one: a Cell built apart and copied into
@@ -144,10 +169,11 @@ func (h *bucket) cell() Cell { return h.window(0, 0).Cell }
 // took twice as long). The same happens to a window returned by a call
 // that is not inlined: window must stay within the inliner's budget
 // (go build -gcflags=-m=2 ./aggregate reports its cost).
-func (h *bucket) window(start, end int64) (w Window) {
+func (h *bucket) window(start, end int64, a *arena) (w Window) {
 	w.Start, w.End, w.Count = start, end, h.count
 	w.Sum = Int128{Hi: int64(h.sumLo) >> 63, Lo: h.sumLo} // sum, with the extension read once
-	if x := h.xt(); x != nil {
+	if h.present&plainBit == 0 && h.x != 0 {
+		x := a.exts[h.x-1]
 		w.Sum.Hi += x.sumHi
 		w.Last = x.last
 	}
@@ -171,42 +197,59 @@ func (h *bucket) merge(c Cell, keepLast bool, sh *shard) {
 		}
 	}
 	h.count += c.Count
-	h.setSum(h.sum().Add(c.Sum), sh)
+	h.setSum(h.sum(&sh.ar).Add(c.Sum), sh)
 }
 
 // sub removes e's count and value; the newest entry is left for the caller
 // to recompute.
 func (h *bucket) sub(e Entry, sh *shard) {
 	h.count--
-	h.setSum(h.sum().Add(Int128Of(e.Value).Neg()), sh) // Neg: -e.Value overflows for math.MinInt64
+	h.setSum(h.sum(&sh.ar).Add(Int128Of(e.Value).Neg()), sh) // Neg: -e.Value overflows for math.MinInt64
 }
 
-// minuteCells returns the cells of the present minutes, or nil while at
-// most one minute is present. Its capacity is the array's whole length.
-func (h *bucket) minuteCells() []Cell {
+// cellsNumber returns the arena number of the minute cells, 0 while at
+// most one minute is present.
+func (h *bucket) cellsNumber(a *arena) uint64 {
 	switch {
-	case h.x == nil:
-		return nil
 	case h.present&plainBit != 0:
-		n := bits.OnesCount64(h.present & minuteMask)
-		return unsafe.Slice((*Cell)(h.x), minuteCaps[h.present&cellsMask>>cellsShift])[:n]
+		return h.x
+	case h.x == 0:
+		return 0
 	default:
-		return (*bucketExt)(h.x).minutes
+		return a.ext(h.x).cells
 	}
 }
 
-// setMinuteCells makes ms, from minuteCells, insertCell or allocCells and
-// one cell per present minute, or nil, the hour's minute cells.
-func (h *bucket) setMinuteCells(ms []Cell) {
-	switch x := h.xt(); {
-	case x != nil:
-		x.minutes = ms
-	case ms == nil:
-		h.x = nil
-		h.present &^= plainBit | cellsMask
-	default:
-		h.x = unsafe.Pointer(unsafe.SliceData(ms))
-		h.present = h.present&^cellsMask | plainBit | uint64(capClass(cap(ms)))<<cellsShift
+// cellClass returns the index in minuteCaps of the minute cells' array
+// length.
+func (h *bucket) cellClass() int { return int(h.present & cellsMask >> cellsShift) }
+
+// minuteCells returns the cells of the present minutes, or nil while at
+// most one minute is present. Its capacity is the array's whole length.
+func (h *bucket) minuteCells(a *arena) []Cell {
+	x := h.cellsNumber(a)
+	if x == 0 {
+		return nil
+	}
+	return a.cellArray(x, h.cellClass())[:bits.OnesCount64(h.present&minuteMask)]
+}
+
+// setCells makes the array numbered x (0: none) of class class the hour's
+// minute cells; the caller gives back the one it replaces.
+func (h *bucket) setCells(x uint64, class int, a *arena) {
+	if x == 0 {
+		class = 0
+	}
+	h.present = h.present&^cellsMask | uint64(class)<<cellsShift
+	if e := h.xt(a); e != nil {
+		e.cells = x
+		return
+	}
+	h.x = x
+	if x == 0 {
+		h.present &^= plainBit
+	} else {
+		h.present |= plainBit
 	}
 }
 
@@ -220,21 +263,41 @@ func capClass(n int) int {
 	return c
 }
 
-// allocCells returns an array of minute cells for n minutes, of length 0.
-func allocCells(n int) []Cell { return make([]Cell, 0, minuteCaps[capClass(n)]) }
+// newCells gives the hour an array for n (2 to 60) minute cells and
+// returns them, zeroed.
+func (h *bucket) newCells(n int, a *arena) []Cell {
+	class := capClass(n)
+	x := a.allocCells(class)
+	h.setCells(x, class, a)
+	return a.cellArray(x, class)[:n]
+}
 
-// insertCell inserts an empty cell at i in ms, moving it into an array of
-// the next length when it is full.
-func insertCell(ms []Cell, i int) []Cell {
+// insertCell inserts an empty cell at i among ms, the hour's minute
+// cells, moving them into an array of the next length when theirs is
+// full.
+func (h *bucket) insertCell(ms []Cell, i int, a *arena) []Cell {
 	if len(ms) == cap(ms) {
-		ms = append(allocCells(len(ms)+1), ms...)
+		old, class := h.cellsNumber(a), h.cellClass()
+		x := a.allocCells(class + 1)
+		ns := a.cellArray(x, class+1)[:len(ms)]
+		copy(ns, ms)
+		a.releaseCells(old, class)
+		h.setCells(x, class+1, a)
+		ms = ns
 	}
 	return slices.Insert(ms, i, Cell{}) // in place: there is room
 }
 
-// rawEntries returns the raw entries of h (nil for most meters).
-func (h *bucket) rawEntries() []Entry {
-	if x := h.xt(); x != nil {
+// dropCells gives back the hour's minute cells (it has some).
+func (h *bucket) dropCells(a *arena) {
+	a.releaseCells(h.cellsNumber(a), h.cellClass())
+	h.setCells(0, 0, a)
+}
+
+// rawEntries returns the raw entries of h (nil for most meters); a is its
+// shard's arena.
+func (h *bucket) rawEntries(a *arena) []Entry {
+	if x := h.xt(a); x != nil {
 		return x.raw
 	}
 	return nil
@@ -247,9 +310,9 @@ func (h *bucket) minuteCount() int { return bits.OnesCount64(h.present & minuteM
 
 // eachMinute calls fn, in minute order, with each minute (unix seconds)
 // that has entries and its cell; start is the hour's start.
-func (h *bucket) eachMinute(start int64, fn func(minute int64, c Cell)) {
+func (h *bucket) eachMinute(start int64, a *arena, fn func(minute int64, c Cell)) {
 	p := h.present & minuteMask
-	ms := h.minuteCells()
+	ms := h.minuteCells(a)
 	for i := 0; p != 0; i++ {
 		off := bits.TrailingZeros64(p)
 		p &= p - 1
@@ -257,7 +320,7 @@ func (h *bucket) eachMinute(start int64, fn func(minute int64, c Cell)) {
 		if ms != nil {
 			c = ms[i]
 		} else {
-			c = h.cell()
+			c = h.cell(a)
 		}
 		fn(start+int64(off)*minuteSecs, c)
 	}
@@ -279,6 +342,7 @@ type series struct {
 	hotStart int64
 	recent   *[recentDays]ref // chunks by day number modulo recentDays: spares a tree search when they do not; nil while the series has one chunk
 	slot     int              // index in its meter part's series (meter_index.go)
+	ar       *arena           // the shard's, which holds the minute cells and extensions of the series' buckets
 }
 
 // A chunk is one UTC day of a series: the day's bucket and the buckets of
@@ -369,9 +433,7 @@ func (c *chunk) addHour(i int, sh *shard) *bucket {
 func (c *chunk) dropHour(i int, sh *shard) {
 	hs := c.hourSlice()
 	j, last := c.slot[i], uint8(len(hs)-1)
-	if hs[j].xt() != nil {
-		sh.n.exts--
-	}
+	hs[j].release(sh)
 	c.unset(1 << uint(i))
 	if j != last {
 		hs[j] = hs[last]
@@ -388,6 +450,18 @@ func (c *chunk) dropHour(i int, sh *shard) {
 		c.day.present &^= 3 << classShift
 	}
 	sh.n.hours--
+}
+
+// release gives the minute cells and extensions of c's buckets back to
+// the arena, as c leaves its series.
+func (c *chunk) release(sh *shard) {
+	hs := c.hourSlice()
+	for j := range hs {
+		hs[j].release(sh)
+	}
+	if c.has()&dayBit != 0 {
+		c.day.release(sh)
+	}
 }
 
 // eachHour calls fn with the start and bucket of each hour of c, the
@@ -440,7 +514,7 @@ func lessRef(a, b ref) bool { return a.start < b.start }
 // newSeries returns an empty series whose tree draws nodes from the
 // shard's free list.
 func newSeries(k Key, sh *shard) *series {
-	return &series{key: k, chunks: btree.NewWithFreeListG(degree, lessRef, sh.free)}
+	return &series{key: k, chunks: btree.NewWithFreeListG(degree, lessRef, sh.free), ar: &sh.ar}
 }
 
 // counts tracks the sizes a shard reports in Stats.
@@ -578,24 +652,23 @@ func (s *series) addContribution(e Entry, keepLast bool, sh *shard) {
 	}
 	sh.mark(s, dstart, c, 1<<uint(hi)|dayBit)
 	bit, i := h.minuteBit(start, e.Timestamp)
-	switch ms := h.minuteCells(); {
+	switch ms := h.minuteCells(&sh.ar); {
 	case h.present&minuteMask == 0: // the first minute: its cell is the hour cell
 		h.present |= bit
 		sh.n.minutes++
 	case ms == nil && h.present&bit != 0: // the one minute again
 	case ms == nil: // a second minute: the cells part
-		ms = allocCells(2)[:2]
-		ms[1-i] = h.cell()
+		hc := h.cell(&sh.ar)
+		ms = h.newCells(2, &sh.ar)
+		ms[1-i] = hc
 		ms[i].add(e)
-		h.setMinuteCells(ms)
 		h.present |= bit
 		sh.n.minutes++
 		sh.n.minuteSlots += int64(cap(ms))
 	default:
 		if h.present&bit == 0 {
 			c := cap(ms)
-			ms = insertCell(ms, i)
-			h.setMinuteCells(ms)
+			ms = h.insertCell(ms, i, &sh.ar)
 			h.present |= bit
 			sh.n.minutes++
 			sh.n.minuteSlots += int64(cap(ms) - c)
@@ -612,7 +685,7 @@ func (s *series) addContribution(e Entry, keepLast bool, sh *shard) {
 // recomputed: the minute's from rawMinute (the entries still contributing
 // to that minute), the hour's from its minute cells, the day's from its
 // hour buckets.
-func (s *series) removeContribution(e Entry, last bool, rawMinute func(h *bucket, minute int64) Cell, sh *shard) {
+func (s *series) removeContribution(e Entry, last bool, rawMinute func(h *bucket, minute int64, a *arena) Cell, sh *shard) {
 	hstart, dstart := floorTo(e.Timestamp, hourSecs), floorTo(e.Timestamp, daySecs)
 	h := s.hour(hstart, false, sh)
 	if h == nil {
@@ -624,33 +697,32 @@ func (s *series) removeContribution(e Entry, last bool, rawMinute func(h *bucket
 		panic("aggregate: removing an entry that was never added")
 	}
 	h.sub(e, sh)
-	if ms := h.minuteCells(); ms == nil { // the hour cell is the minute's cell
+	if ms := h.minuteCells(&sh.ar); ms == nil { // the hour cell is the minute's cell
 		if h.count == 0 {
 			h.present &^= bit
 			sh.n.minutes--
 		} else if last {
-			h.xt().last = rawMinute(h, minute).Last
+			h.xt(&sh.ar).last = rawMinute(h, minute, &sh.ar).Last
 		}
 	} else {
 		mc := &ms[i]
 		mc.sub(e)
 		if mc.Count == 0 {
-			ms = slices.Delete(ms, i, i+1)
-			h.setMinuteCells(ms)
+			ms = slices.Delete(ms, i, i+1) // in place
 			h.present &^= bit
 			sh.n.minutes--
 		} else if last {
-			mc.Last = rawMinute(h, minute).Last
+			mc.Last = rawMinute(h, minute, &sh.ar).Last
 		}
 		if last && h.count > 0 {
 			var c Cell
 			for j := range ms {
 				c.merge(ms[j])
 			}
-			h.xt().last = c.Last
+			h.xt(&sh.ar).last = c.Last
 		}
 		if len(ms) == 1 { // one minute left: its cell is the hour cell again
-			h.setMinuteCells(nil)
+			h.dropCells(&sh.ar)
 			sh.n.minuteSlots -= int64(cap(ms))
 		}
 	}
@@ -663,9 +735,9 @@ func (s *series) removeContribution(e Entry, last bool, rawMinute func(h *bucket
 		var c Cell
 		hs := s.find(dstart).hourSlice()
 		for j := range hs {
-			c.merge(hs[j].cell())
+			c.merge(hs[j].cell(&sh.ar))
 		}
-		d.xt().last = c.Last
+		d.xt(&sh.ar).last = c.Last
 	}
 	d.shrink(last, sh)
 	s.dropIfEmpty(true, dstart, d, sh)
@@ -675,16 +747,14 @@ func (s *series) removeContribution(e Entry, last bool, rawMinute func(h *bucket
 // dropIfEmpty removes the day or hour bucket b at start when it has no
 // entries left, and its chunk when no bucket is left in it.
 func (s *series) dropIfEmpty(day bool, start int64, b *bucket, sh *shard) {
-	if b.count != 0 || len(b.rawEntries()) != 0 {
+	if b.count != 0 || len(b.rawEntries(&sh.ar)) != 0 {
 		return
 	}
 	dstart := floorTo(start, daySecs)
 	c := s.find(dstart)
 	if day {
-		if b.xt() != nil {
-			sh.n.exts--
-		}
-		c.day.count, c.day.sumLo, c.day.x = 0, 0, nil
+		c.day.release(sh)
+		c.day.count, c.day.sumLo = 0, 0
 		c.unset(dayBit)
 		sh.n.days--
 	} else {
@@ -728,7 +798,7 @@ func (s *series) windowRaw(m Mode, ts int64, create bool, sh *shard) *[]Entry {
 	} else {
 		b = s.hour(floorTo(ts, hourSecs), create, sh)
 	}
-	if b == nil || !create && b.xt() == nil {
+	if b == nil || !create && b.xt(&sh.ar) == nil {
 		return nil
 	}
 	return &b.ext(sh).raw
@@ -739,7 +809,7 @@ func (s *series) apply(m Mode, e Entry, sh *shard) {
 	if m.Window == 0 {
 		s.addContribution(e, m.Last, sh)
 		if m.Last {
-			x := s.hour(floorTo(e.Timestamp, hourSecs), false, sh).xt() // add allocated it
+			x := s.hour(floorTo(e.Timestamp, hourSecs), false, sh).xt(&sh.ar) // add allocated it
 			x.raw = append(x.raw, e)
 			sh.n.raw++
 		}
@@ -760,7 +830,7 @@ func (s *series) apply(m Mode, e Entry, sh *shard) {
 
 // emptyMinute is the rawMinute of pre-aggregated series: a window winner is
 // the only contributor to its minute.
-func emptyMinute(*bucket, int64) Cell { return Cell{} }
+func emptyMinute(*bucket, int64, *arena) Cell { return Cell{} }
 
 // cancel removes e under mode m. It reports false when e is not part of
 // the series.
@@ -769,7 +839,7 @@ func (s *series) cancel(m Mode, e Entry, sh *shard) bool {
 	if m.Window == 0 {
 		if m.Last {
 			h := s.hour(hstart, false, sh)
-			if h == nil || h.xt() == nil || !removeEntry(&h.xt().raw, e.Seq) {
+			if h == nil || h.xt(&sh.ar) == nil || !removeEntry(&h.xt(&sh.ar).raw, e.Seq) {
 				return false
 			}
 			sh.n.raw--
@@ -810,9 +880,9 @@ func (s *series) cancel(m Mode, e Entry, sh *shard) bool {
 
 // lastOfMinute recomputes a minute cell of a last meter from the hour's raw
 // entries.
-func lastOfMinute(h *bucket, minute int64) Cell {
+func lastOfMinute(h *bucket, minute int64, a *arena) Cell {
 	var c Cell
-	for _, e := range h.rawEntries() {
+	for _, e := range h.rawEntries(a) {
 		if floorTo(e.Timestamp, minuteSecs) == minute {
 			c.add(e)
 		}

@@ -102,19 +102,26 @@ func CheckBuckets(tb *Table) error {
 	for i := range tb.shards {
 		sh := &tb.shards[i]
 		var n counts
+		own := owners{cells: map[uint64]int{}, exts: map[uint64]bool{}}
 		for _, head := range sh.series {
 			for s := head; s != nil; s = s.next {
 				n.series++
+				if s.ar != &sh.ar {
+					return fmt.Errorf("series %+v: not its shard's arena", s.key)
+				}
 				var err error
 				s.chunks.Ascend(func(r ref) bool {
 					n.chunks++
-					err = r.c.check(r.start, &n)
+					err = r.c.check(r.start, &n, &sh.ar, &own)
 					return err == nil
 				})
 				if err != nil {
 					return fmt.Errorf("series %+v: %w", s.key, err)
 				}
 			}
+		}
+		if err := sh.ar.check(&own); err != nil {
+			return fmt.Errorf("shard %d arena: %w", i, err)
 		}
 		got := sh.n
 		got.recent = 0
@@ -126,18 +133,122 @@ func CheckBuckets(tb *Table) error {
 	return nil
 }
 
-func (c *chunk) check(dstart int64, n *counts) error {
+// owners collects the arena numbers the buckets of a shard hold: the
+// class of each minute cells' array, and the extensions.
+type owners struct {
+	cells map[uint64]int
+	exts  map[uint64]bool
+}
+
+// add records that a bucket holds what h names, and fails on a number
+// that another bucket holds too.
+func (o *owners) add(h *bucket, a *arena) error {
+	if x := h.cellsNumber(a); x != 0 {
+		if _, dup := o.cells[x]; dup {
+			return fmt.Errorf("minute cells %d held twice", x)
+		}
+		o.cells[x] = h.cellClass()
+	}
+	if h.xt(a) != nil {
+		if o.exts[h.x] {
+			return fmt.Errorf("extension %d held twice", h.x)
+		}
+		o.exts[h.x] = true
+	}
+	return nil
+}
+
+// check returns an error when the arena's free lists, blocks or
+// extension slots disagree with what the buckets hold (own): an array
+// both held and free, two arrays overlapping, cells neither held, free
+// nor unused (lost), a held extension that is nil or listed as free.
+func (a *arena) check(own *owners) error {
+	var total int64
+	for _, b := range a.blocks {
+		total += int64(len(b))
+	}
+	if total != a.cells {
+		return fmt.Errorf("%d cells in blocks, %d counted", total, a.cells)
+	}
+	type span struct{ block, lo, hi uint64 }
+	var spans []span
+	add := func(x uint64, class int) error {
+		r := x - 1
+		if x == 0 || r>>blockShift >= uint64(len(a.blocks)) || int(r&blockMask)+minuteCaps[class] > len(a.blocks[r>>blockShift]) {
+			return fmt.Errorf("array %d of class %d outside the blocks", x, class)
+		}
+		spans = append(spans, span{r >> blockShift, r & blockMask, r&blockMask + uint64(minuteCaps[class])})
+		return nil
+	}
+	for x, class := range own.cells {
+		if err := add(x, class); err != nil {
+			return err
+		}
+	}
+	for class, x := range a.free {
+		for steps := 0; x != 0; steps++ {
+			if _, held := own.cells[x]; held {
+				return fmt.Errorf("array %d both held and free", x)
+			}
+			if err := add(x, class); err != nil {
+				return err
+			}
+			if steps > len(spans) {
+				return fmt.Errorf("free list of class %d loops", class)
+			}
+			x = uint64(a.cellArray(x, class)[0].Count)
+		}
+	}
+	slices.SortFunc(spans, func(p, q span) int {
+		if p.block != q.block {
+			return int(p.block) - int(q.block)
+		}
+		return int(p.lo) - int(q.lo)
+	})
+	accounted := a.skipped
+	if k := len(a.blocks); k > 0 {
+		accounted += int64(len(a.blocks[k-1]) - a.used)
+	}
+	for i, p := range spans {
+		if q := spans[min(i+1, len(spans)-1)]; i+1 < len(spans) && p.block == q.block && p.hi > q.lo {
+			return fmt.Errorf("arrays overlap in block %d: [%d, %d) and [%d, %d)", p.block, p.lo, p.hi, q.lo, q.hi)
+		}
+		accounted += int64(p.hi - p.lo)
+	}
+	if accounted != a.cells {
+		return fmt.Errorf("%d cells held, free or unused, of %d: %d lost", accounted, a.cells, a.cells-accounted)
+	}
+	for x := range own.exts {
+		if x > uint64(len(a.exts)) || a.exts[x-1] == nil {
+			return fmt.Errorf("extension %d held but not in the arena", x)
+		}
+	}
+	for _, x := range a.freeExts {
+		if own.exts[x] || a.exts[x-1] != nil {
+			return fmt.Errorf("extension %d free but held or set", x)
+		}
+	}
+	if len(own.exts)+len(a.freeExts) != len(a.exts) {
+		return fmt.Errorf("%d extensions held and %d free of %d", len(own.exts), len(a.freeExts), len(a.exts))
+	}
+	return nil
+}
+
+func (c *chunk) check(dstart int64, n *counts, a *arena, own *owners) error {
 	if c.day.present&(plainBit|cellsMask) != 0 {
 		return fmt.Errorf("day %d: present %#x reaches the minute cells' bits", dstart, c.day.present)
 	}
 	if c.has()&dayBit != 0 {
 		n.days++
-		if c.day.xt() != nil {
+		if c.day.xt(a) != nil {
 			n.exts++
 		}
-		n.raw += int64(len(c.day.rawEntries()))
-	} else if c.day.x != nil || c.day.count != 0 {
-		return fmt.Errorf("day %d: no day bucket, but x %p count %d", dstart, c.day.x, c.day.count)
+		n.raw += int64(len(c.day.rawEntries(a)))
+		if err := own.add(&c.day, a); err != nil {
+			return fmt.Errorf("day %d: %w", dstart, err)
+		}
+	} else if c.day.x != 0 || c.day.count != 0 {
+		return fmt.Errorf("day %d: no day bucket, but x %d count %d", dstart, c.day.x, c.day.count)
 	}
 	hs := c.hourSlice()
 	if len(hs) > 0 && len(hs) > hourCaps[c.class()] {
@@ -146,29 +257,32 @@ func (c *chunk) check(dstart int64, n *counts) error {
 	for m := c.has() & hourBits; m != 0; m &= m - 1 {
 		i := bits.TrailingZeros32(m)
 		h := &hs[c.slot[i]]
-		if err := h.check(); err != nil {
+		if err := h.check(a); err != nil {
+			return fmt.Errorf("day %d hour %d: %w", dstart, i, err)
+		}
+		if err := own.add(h, a); err != nil {
 			return fmt.Errorf("day %d hour %d: %w", dstart, i, err)
 		}
 		n.hours++
 		n.minutes += int64(h.minuteCount())
-		n.minuteSlots += int64(cap(h.minuteCells()))
-		n.raw += int64(len(h.rawEntries()))
-		if h.xt() != nil {
+		n.minuteSlots += int64(cap(h.minuteCells(a)))
+		n.raw += int64(len(h.rawEntries(a)))
+		if h.xt(a) != nil {
 			n.exts++
 		}
 	}
 	return nil
 }
 
-func (h *bucket) check() error {
+func (h *bucket) check(a *arena) error {
 	k := h.minuteCount()
-	if h.present&plainBit == 0 && h.present&cellsMask != 0 {
-		return fmt.Errorf("present %#x: a class without plainBit", h.present)
+	if h.cellsNumber(a) == 0 && h.present&cellsMask != 0 {
+		return fmt.Errorf("present %#x: a class without minute cells", h.present)
 	}
-	if h.present&plainBit != 0 && h.x == nil {
+	if h.present&plainBit != 0 && h.x == 0 {
 		return fmt.Errorf("present %#x: plainBit and no cells", h.present)
 	}
-	ms := h.minuteCells()
+	ms := h.minuteCells(a)
 	switch {
 	case k < 2 && ms != nil:
 		return fmt.Errorf("%d minutes and %d minute cells", k, len(ms))
@@ -179,7 +293,7 @@ func (h *bucket) check() error {
 	case !slices.Contains(minuteCaps[:], cap(ms)):
 		return fmt.Errorf("minute cells in an array of %d", cap(ms))
 	}
-	if h.present&plainBit != 0 && minuteCaps[h.present&cellsMask>>cellsShift] != cap(ms) {
+	if minuteCaps[h.cellClass()] != cap(ms) {
 		return fmt.Errorf("class %d, array of %d", h.present&cellsMask>>cellsShift, cap(ms))
 	}
 	var c Cell
@@ -194,7 +308,7 @@ func (h *bucket) check() error {
 			return fmt.Errorf("unused minute cell %d of the array is %+v", len(ms)+j, mc)
 		}
 	}
-	if hc := h.cell(); c.Count != hc.Count || c.Sum != hc.Sum || hc.Last != (Entry{}) && hc.Last != c.Last {
+	if hc := h.cell(a); c.Count != hc.Count || c.Sum != hc.Sum || hc.Last != (Entry{}) && hc.Last != c.Last {
 		return fmt.Errorf("minute cells add up to %+v, the hour holds %+v", c, hc)
 	}
 	return nil

@@ -39,7 +39,8 @@ type shard struct {
 	free     *btree.FreeListG[ref] // tree nodes, shared by the trees of the shard's series
 	meters   map[uint64]*meterPart // the series of each meter, by customer (meter_index.go)
 	toStore  []*series             // series with complete frozen blocks not stored yet (freeze.go)
-	_        [128 - (unsafe.Sizeof(sync.Mutex{})+unsafe.Sizeof(map[uint64]*series(nil))+unsafe.Sizeof(counts{})+8+unsafe.Sizeof([]dirtyRef(nil))+8+8+unsafe.Sizeof([]*series(nil)))%128]byte
+	ar       arena                 // the minute cells and bucket extensions of the shard's series (arena.go)
+	_        [128 - (unsafe.Sizeof(sync.Mutex{})+unsafe.Sizeof(map[uint64]*series(nil))+unsafe.Sizeof(counts{})+8+unsafe.Sizeof([]dirtyRef(nil))+8+8+unsafe.Sizeof([]*series(nil))+unsafe.Sizeof(arena{}))%128]byte
 }
 
 // NewTable returns a table with n shards; n must be a power of two.
@@ -115,6 +116,9 @@ func (sh *shard) removeLocked(h uint64, s *series) {
 	}
 	sh.n.series--
 	sh.unindexLocked(s)
+	if sh.n.series == 0 {
+		sh.ar = arena{} // nothing names its cells or extensions any more
+	}
 }
 
 // Apply adds e to series k, whose meter aggregates under mode m.
@@ -277,14 +281,14 @@ var (
 	hourBytes   = int64(unsafe.Sizeof(bucket{})) * 9 / 8                                   // growth slack of a chunk's hours
 	extBytes    = int64(unsafe.Sizeof(bucketExt{})) + 16
 	recentBytes = int64(unsafe.Sizeof([recentDays]ref{}))
-	minuteBytes = int64(unsafe.Sizeof(Cell{})) // minuteSlots counts whole arrays
+	minuteBytes = int64(unsafe.Sizeof(Cell{})) // per cell of the arenas' blocks, free ones included
 	rawBytes    = int64(unsafe.Sizeof(Entry{})) * 5 / 4
 )
 
 // Stats returns the table's current sizes.
 func (t *Table) Stats() Stats {
 	var s Stats
-	var slots, exts, chunks, frozenHours, frozenMinutes, recent int64
+	var cells, extSlots, exts, chunks, frozenHours, frozenMinutes, recent int64
 	for i := range t.shards {
 		sh := &t.shards[i]
 		sh.mu.Lock()
@@ -293,7 +297,8 @@ func (t *Table) Stats() Stats {
 		s.DayBuckets += sh.n.days
 		s.MinuteCells += sh.n.minutes
 		s.RawEntries += sh.n.raw
-		slots += sh.n.minuteSlots
+		cells += sh.ar.cells
+		extSlots += int64(cap(sh.ar.exts) + cap(sh.ar.freeExts))
 		exts += sh.n.exts
 		chunks += sh.n.chunks
 		recent += sh.n.recent
@@ -305,7 +310,7 @@ func (t *Table) Stats() Stats {
 		sh.mu.Unlock()
 	}
 	s.Bytes = s.Series*seriesBytes + chunks*chunkBytes + s.HourBuckets*hourBytes +
-		slots*minuteBytes + s.RawEntries*rawBytes + exts*extBytes + s.FrozenBytes + recent*recentBytes
+		cells*minuteBytes + s.RawEntries*rawBytes + exts*extBytes + extSlots*8 + s.FrozenBytes + recent*recentBytes
 	s.HourBuckets += frozenHours
 	s.DayBuckets += s.FrozenDays
 	s.MinuteCells += frozenMinutes

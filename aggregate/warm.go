@@ -78,21 +78,22 @@ func (sh *shard) warmLocked(items []Item, hashes []uint64, idx []int32, sc *batc
 			}
 		}
 	}
-	// The hour's minute cell, which a plain hour points to; an extended
+	// The hour's minute cell, which a plain hour numbers; an extended
 	// one's extension, then its minute cell.
+	a := &sh.ar
 	for j, i := range idx {
-		if h := hs[j]; h != nil && h.x != nil {
+		if h := hs[j]; h != nil && h.x != 0 {
 			if h.present&plainBit != 0 {
-				prefetch.Line(unsafe.Pointer(minuteCellAt(h.minuteCells(), h, items[i].Entry.Timestamp)))
+				prefetch.Line(unsafe.Pointer(minuteCellAt(h.minuteCells(a), h, items[i].Entry.Timestamp)))
 			} else {
-				prefetch.Line(h.x)
+				prefetch.Line(unsafe.Pointer(a.ext(h.x)))
 			}
 		}
 	}
 	for j, i := range idx {
 		if h := hs[j]; h != nil {
-			if x := h.xt(); x != nil && len(x.minutes) > 0 {
-				prefetch.Line(unsafe.Pointer(minuteCellAt(x.minutes, h, items[i].Entry.Timestamp)))
+			if x := h.xt(a); x != nil && x.cells != 0 {
+				prefetch.Line(unsafe.Pointer(minuteCellAt(h.minuteCells(a), h, items[i].Entry.Timestamp)))
 			}
 		}
 	}
