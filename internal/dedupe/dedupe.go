@@ -381,9 +381,15 @@ func (x *Index) epochFor(sh *shard, loc uint64) *epoch {
 			target = cur.limit
 		case sh.prevTotal == 0:
 			// The first epoch number (or the first after an idle one):
-			// grow geometrically, by four, so that a lookup has few
-			// epochs to probe while the window fills.
+			// grow geometrically, so that a lookup has few epochs to
+			// probe while the window fills: by sixteen where the offsets
+			// cap an epoch (EventLocs: 1<<23 locations, about 131 k
+			// identifiers of a shard, below), which bounds what a table
+			// sized ahead can waste; by four where nothing does.
 			target = 4 * cur.limit
+			if x.events {
+				target = 16 * cur.limit
+			}
 		default:
 			// More than predicted: an eighth of what this number holds.
 			target = sum / 8
