@@ -313,3 +313,53 @@ func (h *bucket) check(a *arena) error {
 	}
 	return nil
 }
+
+// The minute cells an hour gives back are reused by the next hour that
+// needs arrays of the same lengths: the arena does not grow, and it is
+// freed when the shard's last series goes.
+func TestArenaReuse(t *testing.T) {
+	tb := NewTable(1)
+	sh := &tb.shards[0]
+	a, b := Key{Meter: 1, Customer: "a"}, Key{Meter: 1, Customer: "b"}
+	const day = 86400 * 100
+	tb.Apply(b, Mode{}, Entry{Seq: 1, Timestamp: day, Value: 1}) // keeps the shard's arena
+	fill := func(hour int64, seq uint64) []Entry {
+		var es []Entry
+		for m := range int64(60) {
+			e := Entry{Seq: seq + uint64(m), Timestamp: day + hour*3600 + m*60, Value: m}
+			tb.Apply(a, Mode{}, e)
+			es = append(es, e)
+		}
+		return es
+	}
+	handedOut := func() int64 { // cells ever handed out of the blocks
+		return sh.ar.cells - sh.ar.skipped - int64(len(sh.ar.blocks[len(sh.ar.blocks)-1])-sh.ar.used)
+	}
+	es := fill(1, 100)
+	cells := handedOut()
+	if cells != 2+4+8+16+32+60 || sh.n.minuteSlots != 60 {
+		t.Fatalf("after an hour of 60 minutes: %d cells handed out, %d held", cells, sh.n.minuteSlots)
+	}
+	for _, e := range es {
+		if !tb.Cancel(a, Mode{}, e) {
+			t.Fatalf("Cancel %+v", e)
+		}
+	}
+	if sh.n.minuteSlots != 0 {
+		t.Fatalf("%d cells held after cancelling every event of the hour", sh.n.minuteSlots)
+	}
+	es = fill(2, 200)
+	if handedOut() != cells {
+		t.Fatalf("a second hour of 60 minutes took %d cells from the blocks after %d", handedOut(), cells)
+	}
+	if err := CheckBuckets(tb); err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range es {
+		tb.Cancel(a, Mode{}, e)
+	}
+	tb.Cancel(b, Mode{}, Entry{Seq: 1, Timestamp: day, Value: 1})
+	if sh.n.series != 0 || sh.ar.cells != 0 || len(sh.ar.blocks) != 0 {
+		t.Fatalf("%d series left, arena of %d cells in %d blocks; want none", sh.n.series, sh.ar.cells, len(sh.ar.blocks))
+	}
+}
