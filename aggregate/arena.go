@@ -38,8 +38,9 @@ const (
 	// The first block of a shard holds firstBlock cells, each next one
 	// twice as many as the one before, up to maxBlock: a small table takes
 	// little, a large one few blocks.
-	firstBlock = 256
-	maxBlock   = 4096
+	firstBlock    = 256
+	maxBlockShift = 4 // maxBlock is firstBlock<<maxBlockShift
+	maxBlock      = firstBlock << maxBlockShift
 )
 
 // cellArray returns the array of minute cells numbered x, of its class's
@@ -67,7 +68,10 @@ func (a *arena) allocCells(class int) uint64 {
 		if k >= 0 {
 			a.skipped += int64(len(a.blocks[k]) - a.used)
 		}
-		size := min(firstBlock<<len(a.blocks), maxBlock)
+		size := maxBlock
+		if k+1 < maxBlockShift { // the shift stays small: a shard may hold thousands of blocks
+			size = firstBlock << (k + 1)
+		}
 		a.blocks = append(a.blocks, make([]Cell, size))
 		a.cells += int64(size)
 		k, a.used = k+1, 0

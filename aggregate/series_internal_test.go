@@ -363,3 +363,32 @@ func TestArenaReuse(t *testing.T) {
 		t.Fatalf("%d series left, arena of %d cells in %d blocks; want none", sh.n.series, sh.ar.cells, len(sh.ar.blocks))
 	}
 }
+
+// A shard's arena grows to any number of blocks, none beyond maxBlock
+// cells, and every array it hands out lies inside one.
+func TestArenaManyBlocks(t *testing.T) {
+	var a arena
+	seen := map[uint64]bool{}
+	for i := range 100 * maxBlock / 60 { // some 100 blocks of 60-cell arrays
+		x := a.allocCells(5)
+		if seen[x] {
+			t.Fatalf("array %d handed out twice", x)
+		}
+		seen[x] = true
+		ms := a.cellArray(x, 5)
+		ms[0].Count, ms[59].Count = int64(i), int64(i) // inside its block
+	}
+	if len(a.blocks) < 80 {
+		t.Fatalf("%d blocks", len(a.blocks))
+	}
+	var total int64
+	for i, b := range a.blocks {
+		if len(b) > maxBlock || len(b) < firstBlock {
+			t.Fatalf("block %d holds %d cells", i, len(b))
+		}
+		total += int64(len(b))
+	}
+	if total != a.cells {
+		t.Fatalf("%d cells in blocks, %d counted", total, a.cells)
+	}
+}
