@@ -62,7 +62,9 @@
 //
 // On SIGINT or SIGTERM meterd stops accepting connections, waits for the
 // requests in flight (up to 30 seconds), and closes the database, so
-// everything it acknowledged is on disk when it exits.
+// everything it acknowledged is on disk when it exits. A panic while
+// serving a request exits with status 2 and the stack in the log, the
+// database left as its log made it (see exitOnPanic).
 package main
 
 import (
@@ -202,7 +204,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		db.Close()
 		return err
 	}
-	srv := newServer(withHealth(db, h), sf, log)
+	srv := newServer(exitOnPanic(withHealth(db, h), log, os.Exit), sf, log)
 	stopMetrics, err := serveMetrics(*metricsAddr, isSet(fs, "metrics-addr"), db, api, log)
 	if err != nil {
 		ln.Close()

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
@@ -113,6 +114,31 @@ func listen(sf *serverFlags, addr string, log *slog.Logger) (net.Listener, error
 }
 
 // newServer returns meterd's http.Server for h.
+// exitOnPanic ends the process (exit(2)) when a request's handler panics,
+// where net/http would recover and go on serving: a panic inside the
+// engine may leave one of its locks held or an aggregate half updated, so
+// a server that went on would hang its later writers or count wrongly.
+// The database is not closed (that would checkpoint what the panic left):
+// a file database restarts from what its log made durable.
+// http.ErrAbortHandler, which only aborts a response, passes through.
+func exitOnPanic(h http.Handler, log *slog.Logger, exit func(code int)) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer func() {
+			v := recover()
+			if v == nil {
+				return
+			}
+			if v == http.ErrAbortHandler {
+				panic(v)
+			}
+			log.Error("panic serving a request; exiting", "method", r.Method, "path", r.URL.Path,
+				"panic", fmt.Sprint(v), "stack", string(debug.Stack()))
+			exit(2)
+		}()
+		h.ServeHTTP(w, r)
+	})
+}
+
 func newServer(h http.Handler, sf *serverFlags, log *slog.Logger) *http.Server {
 	return &http.Server{
 		Handler:           h,

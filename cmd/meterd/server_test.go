@@ -13,9 +13,11 @@ import (
 	"encoding/pem"
 	"fmt"
 	"io"
+	"log/slog"
 	"math/big"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -292,5 +294,40 @@ func TestConnectionFlood(t *testing.T) {
 		case <-deadline:
 			t.Fatal("meterd did not stop")
 		}
+	}
+}
+
+// A panicking handler ends the process with status 2 and its stack in
+// the log, instead of net/http recovering and serving on with whatever
+// the panic left behind; an aborted response passes through.
+func TestExitOnPanic(t *testing.T) {
+	var logs strings.Builder
+	log := slog.New(slog.NewTextHandler(&logs, nil))
+	code := -1
+	h := exitOnPanic(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {
+		panic("bucket arithmetic")
+	}), log, func(c int) { code = c })
+	h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("POST", "/v1/billing/meter_events", nil))
+	if code != 2 {
+		t.Fatalf("exit code %d, want 2", code)
+	}
+	if !strings.Contains(logs.String(), "bucket arithmetic") || !strings.Contains(logs.String(), "server_test.go") {
+		t.Fatalf("log lacks the panic or its stack: %s", logs.String())
+	}
+
+	code = -1
+	abort := exitOnPanic(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {
+		panic(http.ErrAbortHandler)
+	}), log, func(c int) { code = c })
+	func() {
+		defer func() {
+			if v := recover(); v != http.ErrAbortHandler {
+				t.Errorf("recovered %v, want http.ErrAbortHandler", v)
+			}
+		}()
+		abort.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", "/", nil))
+	}()
+	if code != -1 {
+		t.Fatalf("an aborted response exited with %d", code)
 	}
 }
