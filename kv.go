@@ -36,12 +36,26 @@ func (db *DB) RecordBatchKV(ctx context.Context, evs []event.Event, kv func(errs
 	if kv == nil {
 		return db.RecordBatch(ctx, evs)
 	}
+	return db.recordKV(ctx, &pipeline.Batch{Events: evs}, kv)
+}
+
+// RecordUsageKV is RecordUsage that also writes the key-value records kv
+// returns in the same commit as the accepted usage, as RecordBatchKV does
+// for events. A nil kv makes it RecordUsage.
+func (db *DB) RecordUsageKV(ctx context.Context, us []event.Usage, kv func(errs []error) []KVWrite) ([]error, error) {
+	if kv == nil {
+		return db.RecordUsage(ctx, us)
+	}
+	return db.recordKV(ctx, &pipeline.Batch{Usages: us}, kv)
+}
+
+// recordKV runs b through the pipeline with kv's records committed with it.
+func (db *DB) recordKV(ctx context.Context, b *pipeline.Batch, kv func(errs []error) []KVWrite) ([]error, error) {
 	if err := db.consistent(ctx); err != nil {
 		return nil, err
 	}
-	return db.e.Record(ctx, &pipeline.Batch{Events: evs, KV: func(errs []error) ([]store.KVWrite, error) {
-		return storeWrites(ctx, kv(errs))
-	}})
+	b.KV = func(errs []error) ([]store.KVWrite, error) { return storeWrites(ctx, kv(errs)) }
+	return db.e.Record(ctx, b)
 }
 
 // PutKV stores value under (namespace, key) until expires; a later PutKV

@@ -79,21 +79,13 @@ func (c *call) execute(run execFunc) response {
 func (c *call) recordKV(ctx context.Context, ev event.Event, result func(rec event.Event) any) (any, error) {
 	evs := [1]event.Event{ev}
 	var out any
-	var kv func(errs []error) []meterdb.KVWrite // nil: no Idempotency-Key, nothing to commit with the event
-	if c.idem != nil {
-		kv = func(errs []error) []meterdb.KVWrite {
-			if errs[0] != nil {
-				return nil
-			}
-			out = result(evs[0])
-			rec, err := c.idem(out)
-			if err != nil {
-				return nil
-			}
-			c.idemStored = true
-			return []meterdb.KVWrite{rec}
+	kv := c.idemKV(func(errs []error) (any, bool) {
+		if errs[0] != nil {
+			return nil, false
 		}
-	}
+		out = result(evs[0])
+		return out, true
+	})
 	errs, err := c.h.db.RecordBatchKV(ctx, evs[:], kv)
 	if err != nil {
 		c.idemStored = false
@@ -106,6 +98,29 @@ func (c *call) recordKV(ctx context.Context, ev event.Event, result func(rec eve
 		out = result(evs[0])
 	}
 	return out, nil
+}
+
+// idemKV returns the kv function of a DB.Record…KV call that commits the
+// Idempotency-Key's record with the events: result gives the response's
+// result once the events' errors are known, or false when the request will
+// not succeed. It returns nil for a request without an Idempotency-Key.
+// The caller resets idemStored when the call fails as a whole.
+func (c *call) idemKV(result func(errs []error) (any, bool)) func(errs []error) []meterdb.KVWrite {
+	if c.idem == nil {
+		return nil
+	}
+	return func(errs []error) []meterdb.KVWrite {
+		v, ok := result(errs)
+		if !ok {
+			return nil
+		}
+		rec, err := c.idem(v)
+		if err != nil {
+			return nil
+		}
+		c.idemStored = true
+		return []meterdb.KVWrite{rec}
+	}
 }
 
 // readBody reads the request's body, at most Options.MaxBodyBytes, into

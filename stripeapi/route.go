@@ -15,12 +15,14 @@ type route struct {
 	// token (see v2_sessions.go) instead of an API key.
 	session bool
 	// idemAsync makes the idempotency layer store the route's record
-	// without waiting for it to be durable: for routes whose repeat is
-	// harmless (meter events and the meter event stream, whose events carry
-	// identifiers the engine deduplicates, derived from the Idempotency-Key
-	// when the request has none), so that a request waits for one commit
-	// only. Should the record be lost in a crash, a repeat is rejected as a
-	// duplicate instead of replayed, and is never counted twice.
+	// without waiting for it to be durable, when the execution did not
+	// commit it with the events (call.idemKV: meter events, and the meter
+	// event stream on its typed path): for routes whose repeat is harmless
+	// (their events carry identifiers the engine deduplicates, derived
+	// from the Idempotency-Key when the request has none), so that a
+	// request waits for one commit only. Should such a record be lost in a
+	// crash, a repeat is rejected as a duplicate instead of replayed, and
+	// is never counted twice.
 	idemAsync bool
 	// prepare decodes and validates the request and returns the step that
 	// executes it. Nothing is executed or stored for a request that fails

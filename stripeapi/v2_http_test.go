@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/meterdb/meterdb"
 	"github.com/meterdb/meterdb/stripeapi"
@@ -210,5 +211,46 @@ func TestV2StreamConcurrent(t *testing.T) {
 	}
 	if res, _ := e.do("GET", "/v2/core/events?limit=0", ""); res.StatusCode != http.StatusBadRequest {
 		t.Errorf("limit=0: %d", res.StatusCode)
+	}
+}
+
+// A stream request with an Idempotency-Key commits the key's record with
+// its events, in one commit of the file, as v1 meter events do: a crash
+// keeps both or neither, and nothing is written after the response.
+func TestStreamIdempotencyRecordCommitsWithEvents(t *testing.T) {
+	db, err := meterdb.Open(filepath.Join(t.TempDir(), "m.db"), &meterdb.Options{CheckpointInterval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	h, err := stripeapi.NewHandler(db, &stripeapi.Options{APIKeys: []string{testKey}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	e := &env{t: t, db: db, h: h, srv: srv}
+	if res, m := e.do("POST", "/v1/billing/meters", "display_name=a&event_name=calls&default_aggregation[formula]=sum"); res.StatusCode != 200 {
+		t.Fatalf("meter: %d %v", res.StatusCode, m)
+	}
+	_, sess := e.do("POST", "/v2/billing/meter_event_session", "", "Content-Type", "")
+	auth := "Bearer " + sess["authentication_token"].(string)
+	commits := func() uint64 { return db.Stats().CommitDuration.Count() }
+	before := commits()
+	body := `{"events":[{"event_name":"calls","payload":{"stripe_customer_id":"c","value":"2"}},{"event_name":"calls","payload":{"stripe_customer_id":"d","value":"3"}}]}`
+	res, got := e.do("POST", "/v2/billing/meter_event_stream", body, "Content-Type", jsonCT, "Authorization", auth, "Idempotency-Key", "batch-1")
+	if res.StatusCode != 200 || len(got) != 0 {
+		t.Fatalf("stream: %d %v", res.StatusCode, got)
+	}
+	time.Sleep(300 * time.Millisecond) // a record stored after the response would be committed by now
+	if n := commits() - before; n != 1 {
+		t.Fatalf("%d commits for one stream request, want 1 (its events and its key's record)", n)
+	}
+	res, again := e.do("POST", "/v2/billing/meter_event_stream", body, "Content-Type", jsonCT, "Authorization", auth, "Idempotency-Key", "batch-1")
+	if res.StatusCode != 200 || len(again) != 0 || res.Header.Get("Idempotent-Replayed") != "true" {
+		t.Fatalf("replay: %d %v %v", res.StatusCode, again, res.Header)
+	}
+	if n := db.Stats().EventsAccepted; n != 2 {
+		t.Fatalf("%d events accepted, want 2", n)
 	}
 }

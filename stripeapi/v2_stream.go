@@ -61,11 +61,15 @@ func (h *handler) v2Stream(c *call) (execFunc, error) {
 		var errs []error
 		var err error
 		if us := h.streamUsages(ctx, sb); us != nil {
-			errs, err = h.db.RecordUsage(ctx, us)
+			// The response is the same whatever happens to each event
+			// (their errors go to the error reports): the key's record
+			// commits with them.
+			errs, err = h.db.RecordUsageKV(ctx, us, c.idemKV(func([]error) (any, bool) { return emptyObject{}, true }))
 		} else {
-			errs, err = h.combine.record(ctx, sb.Events)
+			errs, err = h.combine.record(ctx, sb.Events) // the record is stored after the response (idemAsync)
 		}
 		if err != nil {
+			c.idemStored = false
 			return nil, err
 		}
 		h.stats.streamEvents(errs)
