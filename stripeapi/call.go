@@ -88,7 +88,6 @@ func (c *call) recordKV(ctx context.Context, ev event.Event, result func(rec eve
 	})
 	errs, err := c.h.db.RecordBatchKV(ctx, evs[:], kv)
 	if err != nil {
-		c.idemStored = false
 		return nil, err
 	}
 	if errs[0] != nil {
@@ -104,7 +103,9 @@ func (c *call) recordKV(ctx context.Context, ev event.Event, result func(rec eve
 // Idempotency-Key's record with the events: result gives the response's
 // result once the events' errors are known, or false when the request will
 // not succeed. It returns nil for a request without an Idempotency-Key.
-// The caller resets idemStored when the call fails as a whole.
+// A call that then fails as a whole (its commit, say) is answered with an
+// error status, for which the idempotency layer stores nothing and does
+// not read idemStored.
 func (c *call) idemKV(result func(errs []error) (any, bool)) func(errs []error) []meterdb.KVWrite {
 	if c.idem == nil {
 		return nil

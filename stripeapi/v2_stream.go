@@ -69,7 +69,6 @@ func (h *handler) v2Stream(c *call) (execFunc, error) {
 			errs, err = h.combine.record(ctx, sb.Events) // the record is stored after the response (idemAsync)
 		}
 		if err != nil {
-			c.idemStored = false
 			return nil, err
 		}
 		h.stats.streamEvents(errs)

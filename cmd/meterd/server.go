@@ -113,7 +113,6 @@ func listen(sf *serverFlags, addr string, log *slog.Logger) (net.Listener, error
 	return ln, nil
 }
 
-// newServer returns meterd's http.Server for h.
 // exitOnPanic ends the process (exit(2)) when a request's handler panics,
 // where net/http would recover and go on serving: a panic inside the
 // engine may leave one of its locks held or an aggregate half updated, so
@@ -139,6 +138,7 @@ func exitOnPanic(h http.Handler, log *slog.Logger, exit func(code int)) http.Han
 	})
 }
 
+// newServer returns meterd's http.Server for h.
 func newServer(h http.Handler, sf *serverFlags, log *slog.Logger) *http.Server {
 	return &http.Server{
 		Handler:           h,
