@@ -130,7 +130,9 @@
 // Per (meter, customer) series: an hour bucket per hour and a day bucket
 // per day with events (32 bytes and a tree slot each for count and sum
 // meters while an hour's events fall in one minute), a minute cell per
-// minute with events when there are several; meters with
+// minute with events when there are several (24 bytes: a count and a
+// sum; a last meter's newest entry of a minute is found among its
+// hour's events); meters with
 // the last formula and pre-aggregated meters also keep each event's
 // sequence, timestamp and value (24 bytes) so that a cancellation can be
 // undone exactly. That is the cost of the days that can still change.

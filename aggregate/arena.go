@@ -23,7 +23,7 @@ package aggregate
 // goes: until then, the memory of minute cells a shard once needed stays
 // with it, reused by later arrays of the same class.
 type arena struct {
-	blocks   [][]Cell
+	blocks   [][]minuteCell
 	used     int                     // cells handed out of the last block
 	free     [len(minuteCaps)]uint64 // per class, the first free array's number; 0: none
 	exts     []*bucketExt
@@ -45,7 +45,7 @@ const (
 
 // cellArray returns the array of minute cells numbered x, of its class's
 // whole length.
-func (a *arena) cellArray(x uint64, class int) []Cell {
+func (a *arena) cellArray(x uint64, class int) []minuteCell {
 	r := x - 1
 	b := a.blocks[r>>blockShift]
 	off := int(r & blockMask)
@@ -72,7 +72,7 @@ func (a *arena) allocCells(class int) uint64 {
 		if k+1 < maxBlockShift { // the shift stays small: a shard may hold thousands of blocks
 			size = firstBlock << (k + 1)
 		}
-		a.blocks = append(a.blocks, make([]Cell, size))
+		a.blocks = append(a.blocks, make([]minuteCell, size))
 		a.cells += int64(size)
 		k, a.used = k+1, 0
 	}

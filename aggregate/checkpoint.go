@@ -202,7 +202,9 @@ func (t *Table) Restore(k Key, m Mode, start int64, day bool, state []byte) erro
 	}
 	if len(cells) > 1 {
 		ms := h.newCells(len(cells), &sh.ar)
-		copy(ms, cells)
+		for i, c := range cells {
+			ms[i] = minuteCell{Count: c.Count, Sum: c.Sum}
+		}
 		sh.n.minuteSlots += int64(cap(ms))
 	}
 	sh.n.minutes += int64(len(cells))

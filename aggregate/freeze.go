@@ -642,13 +642,7 @@ func (s *series) freezeChunk(f *frozenSeries, dstart int64, c *chunk, keepMinute
 		for p := h.present & minuteMask; p != 0; p &= p - 1 {
 			body = append(body, byte(bits.TrailingZeros64(p)))
 		}
-		keepLast := h.cell(a).Last != Entry{} // minute cells of other meters carry a last entry nothing reads
-		h.eachMinute(start, a, func(_ int64, mc Cell) {
-			if !keepLast {
-				mc.Last = Entry{}
-			}
-			body = appendCell(body, mc)
-		})
+		h.eachMinute(start, a, func(_ int64, mc Cell) { body = appendCell(body, mc) })
 	}
 	if !keepMinutes {
 		body = binary.AppendUvarint(body, uint64(minutes))

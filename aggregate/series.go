@@ -228,7 +228,7 @@ func (h *bucket) cellClass() int { return int(h.present & cellsMask >> cellsShif
 
 // minuteCells returns the cells of the present minutes, or nil while at
 // most one minute is present. Its capacity is the array's whole length.
-func (h *bucket) minuteCells(a *arena) []Cell {
+func (h *bucket) minuteCells(a *arena) []minuteCell {
 	x := h.cellsNumber(a)
 	if x == 0 {
 		return nil
@@ -267,7 +267,7 @@ func capClass(n int) int {
 
 // newCells gives the hour an array for n (2 to 60) minute cells and
 // returns them, zeroed.
-func (h *bucket) newCells(n int, a *arena) []Cell {
+func (h *bucket) newCells(n int, a *arena) []minuteCell {
 	class := capClass(n)
 	x := a.allocCells(class)
 	h.setCells(x, class, a)
@@ -276,18 +276,20 @@ func (h *bucket) newCells(n int, a *arena) []Cell {
 
 // insertCell inserts an empty cell at i among ms, the hour's minute
 // cells, moving them into an array of the next length when theirs is
-// full.
-func (h *bucket) insertCell(ms []Cell, i int, a *arena) []Cell {
+// full (the cells before i and those after it each copied once, to their
+// final places).
+func (h *bucket) insertCell(ms []minuteCell, i int, a *arena) []minuteCell {
 	if len(ms) == cap(ms) {
 		old, class := h.cellsNumber(a), h.cellClass()
 		x := a.allocCells(class + 1)
-		ns := a.cellArray(x, class+1)[:len(ms)]
-		copy(ns, ms)
+		ns := a.cellArray(x, class+1)[:len(ms)+1]
+		copy(ns, ms[:i])
+		copy(ns[i+1:], ms[i:])
 		a.releaseCells(old, class)
 		h.setCells(x, class+1, a)
-		ms = ns
+		return ns
 	}
-	return slices.Insert(ms, i, Cell{}) // in place: there is room
+	return slices.Insert(ms, i, minuteCell{}) // in place: there is room
 }
 
 // dropCells gives back the hour's minute cells (it has some).
@@ -315,16 +317,43 @@ func (h *bucket) minuteCount() int { return bits.OnesCount64(h.present & minuteM
 func (h *bucket) eachMinute(start int64, a *arena, fn func(minute int64, c Cell)) {
 	p := h.present & minuteMask
 	ms := h.minuteCells(a)
+	if ms == nil {
+		if p != 0 {
+			fn(start+int64(bits.TrailingZeros64(p))*minuteSecs, h.cell(a))
+		}
+		return
+	}
+	if raw := h.rawEntries(a); len(raw) > 0 {
+		eachMinuteLast(start, p, ms, raw, fn)
+		return
+	}
 	for i := 0; p != 0; i++ {
 		off := bits.TrailingZeros64(p)
 		p &= p - 1
-		var c Cell
-		if ms != nil {
-			c = ms[i]
-		} else {
-			c = h.cell(a)
+		fn(start+int64(off)*minuteSecs, Cell{Count: ms[i].Count, Sum: ms[i].Sum})
+	}
+}
+
+// eachMinuteLast is eachMinute for the hour of a last meter, whose minute
+// cells (ms, of the minutes in p) get their newest entries from the
+// hour's raw entries.
+func eachMinuteLast(start int64, p uint64, ms []minuteCell, raw []Entry, fn func(minute int64, c Cell)) {
+	var last [60]Entry
+	var seen uint64
+	for _, e := range raw {
+		off := (e.Timestamp - start) / minuteSecs
+		if off < 0 || off >= 60 {
+			continue // not of this hour: a damaged bucket, which CheckBuckets reports
 		}
-		fn(start+int64(off)*minuteSecs, c)
+		if seen&(1<<off) == 0 || e.newer(last[off]) {
+			last[off] = e
+			seen |= 1 << off
+		}
+	}
+	for i := 0; p != 0; i++ {
+		off := bits.TrailingZeros64(p)
+		p &= p - 1
+		fn(start+int64(off)*minuteSecs, Cell{Count: ms[i].Count, Sum: ms[i].Sum, Last: last[off]})
 	}
 }
 
@@ -660,9 +689,8 @@ func (s *series) addContribution(e Entry, keepLast bool, sh *shard) {
 		sh.n.minutes++
 	case ms == nil && h.present&bit != 0: // the one minute again
 	case ms == nil: // a second minute: the cells part
-		hc := h.cell(&sh.ar)
 		ms = h.newCells(2, &sh.ar)
-		ms[1-i] = hc
+		ms[1-i] = minuteCell{Count: h.count, Sum: h.sum(&sh.ar)}
 		ms[i].add(e)
 		h.present |= bit
 		sh.n.minutes++
@@ -710,18 +738,14 @@ func (s *series) removeContribution(e Entry, last bool, rawMinute func(h *bucket
 		mc := &ms[i]
 		mc.sub(e)
 		if mc.Count == 0 {
-			ms = slices.Delete(ms, i, i+1) // in place
+			ms = slices.Delete(ms, i, i+1) // in place; the freed cell is zeroed
 			h.present &^= bit
 			sh.n.minutes--
-		} else if last {
-			mc.Last = rawMinute(h, minute, &sh.ar).Last
 		}
 		if last && h.count > 0 {
-			var c Cell
-			for j := range ms {
-				c.merge(ms[j])
-			}
-			h.xt(&sh.ar).last = c.Last
+			// Only an hour of a last meter that is not pre-aggregated has
+			// several minutes: its raw entries are every entry still in it.
+			h.xt(&sh.ar).last, _ = winner(h.rawEntries(&sh.ar))
 		}
 		if len(ms) == 1 { // one minute left: its cell is the hour cell again
 			h.dropCells(&sh.ar)

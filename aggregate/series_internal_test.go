@@ -257,7 +257,7 @@ func (c *chunk) check(dstart int64, n *counts, a *arena, own *owners) error {
 	for m := c.has() & hourBits; m != 0; m &= m - 1 {
 		i := bits.TrailingZeros32(m)
 		h := &hs[c.slot[i]]
-		if err := h.check(a); err != nil {
+		if err := h.check(dstart+int64(i)*hourSecs, a); err != nil {
 			return fmt.Errorf("day %d hour %d: %w", dstart, i, err)
 		}
 		if err := own.add(h, a); err != nil {
@@ -274,7 +274,7 @@ func (c *chunk) check(dstart int64, n *counts, a *arena, own *owners) error {
 	return nil
 }
 
-func (h *bucket) check(a *arena) error {
+func (h *bucket) check(start int64, a *arena) error {
 	k := h.minuteCount()
 	if h.cellsNumber(a) == 0 && h.present&cellsMask != 0 {
 		return fmt.Errorf("present %#x: a class without minute cells", h.present)
@@ -296,15 +296,15 @@ func (h *bucket) check(a *arena) error {
 	if minuteCaps[h.cellClass()] != cap(ms) {
 		return fmt.Errorf("class %d, array of %d", h.present&cellsMask>>cellsShift, cap(ms))
 	}
-	var c Cell
 	for j, mc := range ms {
 		if mc.Count <= 0 {
 			return fmt.Errorf("minute cell %d of %d has count %d", j, k, mc.Count)
 		}
-		c.merge(mc)
 	}
+	var c Cell
+	h.eachMinute(start, a, func(_ int64, mc Cell) { c.merge(mc) })
 	for j, mc := range ms[len(ms):cap(ms)] {
-		if mc != (Cell{}) {
+		if mc != (minuteCell{}) {
 			return fmt.Errorf("unused minute cell %d of the array is %+v", len(ms)+j, mc)
 		}
 	}

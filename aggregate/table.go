@@ -281,7 +281,7 @@ var (
 	hourBytes   = int64(unsafe.Sizeof(bucket{})) * 9 / 8                                   // growth slack of a chunk's hours
 	extBytes    = int64(unsafe.Sizeof(bucketExt{})) + 16
 	recentBytes = int64(unsafe.Sizeof([recentDays]ref{}))
-	minuteBytes = int64(unsafe.Sizeof(Cell{})) // per cell of the arenas' blocks, free ones included
+	minuteBytes = int64(unsafe.Sizeof(minuteCell{})) // per cell of the arenas' blocks, free ones included
 	rawBytes    = int64(unsafe.Sizeof(Entry{})) * 5 / 4
 )
 

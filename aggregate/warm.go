@@ -106,7 +106,7 @@ func (sh *shard) warmLocked(items []Item, hashes []uint64, idx []int32, sc *batc
 // minuteCellAt returns the cell of ms (h's minute cells, not empty) that
 // an entry at ts reads: its minute's, or a neighbour's when the minute has
 // no cell yet.
-func minuteCellAt(ms []Cell, h *bucket, ts int64) *Cell {
+func minuteCellAt(ms []minuteCell, h *bucket, ts int64) *minuteCell {
 	_, k := h.minuteBit(floorTo(ts, hourSecs), ts)
 	return &ms[min(k, len(ms)-1)]
 }
