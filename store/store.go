@@ -75,6 +75,7 @@ type item struct {
 	seq   uint64      // queue order
 	loc   uint64      // log location; 0 for key-value records alone
 	data  []byte      // encoded log record; nil for key-value records alone
+	buf   *[]byte     // the pooled buffer holding data (release)
 	nev   int         // events in data
 	kvs   []*kvRecord // key-value records committed with the log record
 	group *Group
@@ -430,11 +431,17 @@ func (s *DB) Append(g *Group) (uint64, error) {
 // no gap in the log; with DurabilityBuffered it is assigned now, and a
 // commit that fails for lack of space is retried until it succeeds (new
 // writes are refused meanwhile). Errors wrap ErrUnavailable when a retry
-// later can succeed. g and the values of kvs must not be modified
-// afterwards.
+// later can succeed. The values of kvs must not be modified afterwards,
+// nor g when KeepsGroups (it answers Group and FindEvent until its
+// commit); otherwise g is encoded at once and is the caller's again when
+// AppendWith returns.
 func (s *DB) AppendWith(g *Group, kvs []KVWrite) (Pending, error) {
-	data := appendGroup(make([]byte, 0, 16+crcLen+48*len(g.Events)+48*len(g.Cancels)), g, s.idKey)
-	it := &item{data: data, nev: len(g.Events) + len(g.Cancels), group: g}
+	buf, data := recordBuf(16 + crcLen + 48*len(g.Events) + 48*len(g.Cancels))
+	data = appendGroup(data, g, s.idKey)
+	it := &item{data: data, buf: buf, nev: len(g.Events) + len(g.Cancels)}
+	if s.KeepsGroups() {
+		it.group = g
+	}
 	for _, w := range kvs {
 		it.kvs = append(it.kvs, w.record())
 	}
@@ -445,6 +452,42 @@ func (s *DB) AppendWith(g *Group, kvs []KVWrite) (Pending, error) {
 		return Pending{}, err
 	}
 	return Pending{it}, nil
+}
+
+// KeepsGroups reports whether AppendWith keeps its group until the
+// record's commit: with DurabilityBuffered, whose records are found in the
+// queue before they are written.
+func (s *DB) KeepsGroups() bool { return s.opts.Durability == DurabilityBuffered }
+
+// recordBufs holds the buffers of encoded log records whose commit is
+// over (bbolt reads a value only until its transaction ends), each kept
+// with the pointer it is pooled by.
+var recordBufs = sync.Pool{New: func() any { return new([]byte) }}
+
+// maxPooledRecord is the largest record buffer kept for reuse.
+const maxPooledRecord = 256 << 10
+
+// recordBuf returns a pooled buffer's pointer and the buffer, emptied,
+// with room for n bytes.
+func recordBuf(n int) (*[]byte, []byte) {
+	bp := recordBufs.Get().(*[]byte)
+	if cap(*bp) < n {
+		*bp = make([]byte, 0, n)
+	}
+	return bp, (*bp)[:0]
+}
+
+// release gives the item's record buffer back for reuse, once nothing
+// reads its data any more.
+func (it *item) release() {
+	if it.buf == nil {
+		return
+	}
+	if cap(it.data) <= maxPooledRecord {
+		*it.buf = it.data[:0]
+		recordBufs.Put(it.buf)
+	}
+	it.buf, it.data = nil, nil
 }
 
 func (s *DB) enqueue(it *item) error {
@@ -585,6 +628,7 @@ func (s *DB) commitLoop() {
 			if it.data != nil {
 				delete(s.pending, it.loc)
 			}
+			it.release() // its commit is over
 			for _, kv := range it.kvs {
 				if p, ok := s.kvPend[[2]string{kv.ns, kv.key}]; ok && p.seq == kv.seq {
 					delete(s.kvPend, [2]string{kv.ns, kv.key})

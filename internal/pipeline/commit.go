@@ -245,8 +245,8 @@ func (st *state) reserve(res *dedupe.Reservation, ids []string, now int64, windo
 func (st *state) sequence(sc *batchScratch, errs []error, now int64) *store.Group {
 	res := &sc.res
 	g := &sc.group // sized by getScratch
-	if st.mem == nil {
-		// A file log's queue keeps the group until its commit is written.
+	if st.mem == nil && (st.file == nil || st.file.KeepsGroups()) {
+		// The log's queue keeps the group until its commit is written.
 		g = &store.Group{Events: make([]store.Event, 0, len(sc.cands))}
 	}
 	items := sc.items
@@ -338,7 +338,7 @@ type batchScratch struct {
 	ids   []string
 	items []aggregate.Item
 	res   dedupe.Reservation
-	group store.Group // the batch's log record, for a log that does not keep it (the memory log's)
+	group store.Group // the batch's log record, for a log that does not keep it (the memory log, a file log with DurabilitySync)
 }
 
 var scratchPool = sync.Pool{New: func() any { return new(batchScratch) }}
