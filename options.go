@@ -16,6 +16,12 @@ type Durability int
 // Durability modes.
 const (
 	// DurabilitySync acknowledges an event after the fsync that covers it.
+	// The writers of one commit wait for the goroutine that commits it,
+	// and that goroutine needs a processor after each fsync: a process
+	// whose processors are all busy (GOMAXPROCS, the number of cores by
+	// default) makes it queue behind them. Serving many concurrent
+	// writers on few cores, a GOMAXPROCS of twice the cores keeps it
+	// from waiting; cmd/meterd does so by default.
 	DurabilitySync Durability = iota
 	// DurabilityBuffered acknowledges an event once it is applied in
 	// memory; it is synced within Options.FlushInterval after the commit

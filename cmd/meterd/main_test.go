@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -440,4 +441,76 @@ func TestEndToEndRestart(t *testing.T) {
 		t.Errorf("idempotent replay after restart: %v\n%s\nwant\n%s", err, replay.LastResponse.RawJSON, first.LastResponse.RawJSON)
 	}
 	d2.stop(t)
+}
+
+// procsSet records what run gives setProcs, leaving the test process's
+// GOMAXPROCS alone.
+var procsSet struct {
+	mu sync.Mutex
+	n  []int
+}
+
+// recordProcs stands in for runtime.GOMAXPROCS in these tests (TestMain).
+func recordProcs(n int) int {
+	if n > 0 {
+		procsSet.mu.Lock()
+		defer procsSet.mu.Unlock()
+		procsSet.n = append(procsSet.n, n)
+	}
+	return runtime.GOMAXPROCS(0)
+}
+
+// TestProcs checks the processors meterd asks for: twice the default for
+// a file with sync durability, unless GOMAXPROCS or -procs says otherwise.
+func TestProcs(t *testing.T) {
+	def := runtime.GOMAXPROCS(0)
+	for _, c := range []struct {
+		flag           int
+		envSet, syncDB bool
+		want           int
+	}{
+		{0, false, true, 2 * def}, {0, true, true, 0}, {0, false, false, 0}, {3, true, false, 3}, {5, false, true, 5},
+	} {
+		if got := procsFor(c.flag, c.envSet, c.syncDB); got != c.want {
+			t.Errorf("procsFor(%d, %v, %v) = %d, want %d", c.flag, c.envSet, c.syncDB, got, c.want)
+		}
+	}
+	var out bytes.Buffer
+	if err := run(context.Background(), []string{"-db", "", "-procs", "-1"}, func(string) string { return "" }, &out); err == nil ||
+		!strings.Contains(err.Error(), "-procs must be at least 0") {
+		t.Errorf("-procs -1: %v", err)
+	}
+	// run applies it: a file with sync durability, then buffered, then
+	// in memory.
+	path := filepath.Join(t.TempDir(), "procs.db")
+	for _, c := range []struct {
+		args []string
+		want []int
+	}{
+		{[]string{"-db", path}, []int{2 * def}},
+		{[]string{"-db", path, "-durability", "buffered"}, nil},
+		{[]string{"-db", ""}, nil},
+		{[]string{"-db", "", "-procs", fmt.Sprint(def + 1)}, []int{def + 1}},
+	} {
+		procsSet.mu.Lock()
+		procsSet.n = nil
+		procsSet.mu.Unlock()
+		ctx, cancel := context.WithCancel(context.Background())
+		lw := &lineWriter{lines: make(chan string, 100)}
+		done := make(chan error, 1)
+		go func() {
+			done <- run(ctx, append([]string{"-addr", "127.0.0.1:0", "-metrics-addr", ""}, c.args...), func(string) string { return "" }, lw)
+		}()
+		waitListening(t, lw.lines, done)
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		procsSet.mu.Lock()
+		got := procsSet.n
+		procsSet.mu.Unlock()
+		if fmt.Sprint(got) != fmt.Sprint(c.want) {
+			t.Errorf("%q: GOMAXPROCS set to %v, want %v", c.args, got, c.want)
+		}
+	}
 }

@@ -49,6 +49,7 @@ func buildMeterd(t testing.TB) string {
 }
 
 func TestMain(m *testing.M) {
+	setProcs = recordProcs // run must not change the test process's GOMAXPROCS
 	code := m.Run()
 	if meterdBuild.dir != "" {
 		os.RemoveAll(meterdBuild.dir)
