@@ -298,7 +298,7 @@ func (e *Engine) finishRecord(st *state, c commit, res *dedupe.Reservation, item
 	st.applyMu.RUnlock()
 	if st.mem != nil {
 		// One location per event: the memory log's event index.
-		st.idx.CommitEach(res, st.mem.firstEvent(loc))
+		st.idx.CommitEach(res, c.first)
 	} else {
 		st.idx.CommitBatch(res, loc)
 	}

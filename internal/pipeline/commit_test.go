@@ -38,7 +38,7 @@ func (f *faultLog) Append(g *store.Group, kvs []store.KVWrite) (commit, error) {
 	// Deliver the commit only once released: a store whose fsync is slow.
 	p := &heldCommit{done: make(chan struct{}), loc: c.loc}
 	go func() { <-f.release; close(p.done) }()
-	return commit{held: p}, nil
+	return commit{held: p, first: c.first}, nil
 }
 
 func newTestEngine(t *testing.T) (*Engine, *faultLog) {

@@ -50,9 +50,10 @@ type Log interface {
 
 // commit is an Append in progress.
 type commit struct {
-	p    store.Pending // file logs
-	loc  uint64        // memory logs: final at once
-	held *heldCommit   // tests: a commit that completes later
+	p     store.Pending // file logs
+	loc   uint64        // memory logs: final at once
+	first uint64        // memory logs: the event index of the record's first event
+	held  *heldCommit   // tests: a commit that completes later
 }
 
 // heldCommit is a commit whose completion a test controls.
@@ -295,7 +296,7 @@ func (j *memLog) Append(g *store.Group, kvs []store.KVWrite) (commit, error) {
 		fps = append(fps, [2]uint64{h1, h2})
 	}
 	j.mu.Lock()
-	loc := j.base + uint64(len(j.groups))
+	loc, first := j.base+uint64(len(j.groups)), j.recN
 	j.groups = append(j.groups, memGroup{start: j.recN, n: int32(len(g.Events)), received: received})
 	for i := range g.Events {
 		ev := &g.Events[i]
@@ -319,7 +320,7 @@ func (j *memLog) Append(g *store.Group, kvs []store.KVWrite) (commit, error) {
 		*fpp = fps[:0]
 		fpPool.Put(fpp)
 	}
-	return commit{loc: loc}, nil
+	return commit{loc: loc, first: uint64(first)}, nil
 }
 
 // fpPool holds Append's fingerprint buffers.
