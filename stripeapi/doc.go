@@ -202,11 +202,14 @@
 // response is sent.
 //
 // For meter events (v1 and v2) and the meter event stream the record is
-// written after the response, so that a request waits for one commit, not
-// two; until it is stored, a repeat is answered from memory. A crash in
-// between loses only the replay: the repeat's events carry the same
-// identifiers (derived from the Idempotency-Key when the request has
-// none), so it is rejected as a duplicate and never counted twice.
+// committed with the request's events, in the same commit: a request
+// waits for one commit, and a crash keeps both or neither. A stream
+// request none of whose events was accepted logs nothing; its record is
+// written after the response, and until it is stored a repeat is answered
+// from memory. A crash in between loses only the replay: the repeat's
+// events carry the same identifiers (derived from the Idempotency-Key
+// when the request has none), so they meet the same fate and none is
+// counted twice.
 //
 // # Errors and limits
 //
@@ -348,10 +351,11 @@
 //     being the mode of the session that streamed the events.
 //   - Idempotency works as in v1; for v2 the parameters compared are the
 //     request body's bytes (stripe-go's retries send the same bytes). For
-//     the stream, the record is stored after the response is sent: a
-//     request waits for the commit of its events only. Until the record is
-//     stored a repeat gets the response from memory; a crash before that
-//     loses only the replay, and a retry then meets the dedupe index.
+//     the stream, as for meter events, the key's record is committed with
+//     the request's events, so a crash keeps both or neither. A request
+//     none of whose events was accepted logs nothing: its record is stored
+//     after the response is sent, and until then a repeat gets the
+//     response from memory.
 //
 // # The stream path
 //
@@ -362,20 +366,18 @@
 // and a valid value is then recorded as typed usage with one
 // DB.RecordUsage call, the engine reading no payload map; the pipeline's
 // group commit gathers concurrent requests into one commit. Measured
-// against recording them through the combiner below, the direct call
-// served 82–96 k events/s against 64–85 k in four paired runs, with the
-// same process CPU and 12% fewer bytes allocated per request (go test
-// -run '^$' -bench '^BenchmarkStream$/client=raw/workers=16' -benchtime
-// 6000x ./bench, load average 14–20 on 2 cores), so the typed path calls
-// RecordUsage directly. Any other request takes the map path, whose
-// validation reports each problem with its code and param: its events
-// are recorded with one DB.RecordBatch call per group of concurrent
-// requests (at most max(2, GOMAXPROCS) such calls run at once), so that
-// each request waits for exactly one group commit and no lock is held
-// across I/O. On the typed path a client that goes away stops the
-// request's wait for its commit, not the commit (its events may still be
-// recorded); on the map path the group's commit is waited for. Error
-// reports, when there are any, cost a second write.
+// against recording them in combined batches of several requests (a
+// leader/follower combiner, since removed), the direct call served 82–96
+// k events/s against 64–85 k in four paired runs, with the same process
+// CPU and 12% fewer bytes allocated per request (go test -run '^$' -bench
+// '^BenchmarkStream$/client=raw/workers=16' -benchtime 6000x ./bench,
+// load average 14–20 on 2 cores). Any other request takes the map path,
+// whose validation reports each problem with its code and param: its
+// events are recorded with one DB.RecordBatch call. Either way a request
+// waits for one commit, which holds its Idempotency-Key's record too, and
+// a client that goes away stops the request's wait for its commit, not
+// the commit (its events may still be recorded). Error reports, when
+// there are any, cost a second write.
 //
 // # Statistics
 //

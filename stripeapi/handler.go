@@ -27,7 +27,6 @@ type handler struct {
 	idem    *idempotency
 	sess    *sessions
 	names   *jsonw.Names
-	combine *combiner     // stream requests on the map path
 	slots   chan struct{} // one token per request being served
 	limiter *rateLimiter  // nil without Options.RateLimit
 	stats   *httpStats    // see Stats
@@ -72,15 +71,14 @@ func NewHandler(db *meterdb.DB, opts *Options) (http.Handler, error) {
 		return nil, err
 	}
 	h := &handler{
-		db:      db,
-		opts:    o,
-		log:     o.Logger,
-		slots:   make(chan struct{}, o.MaxConcurrentRequests),
-		bodies:  &bodyBudget{max: o.MaxBodyMemory},
-		idem:    newIdempotency(db, o.IdempotencyTTL),
-		sess:    newSessions(db),
-		names:   jsonw.NewNames(),
-		combine: newCombiner(db),
+		db:     db,
+		opts:   o,
+		log:    o.Logger,
+		slots:  make(chan struct{}, o.MaxConcurrentRequests),
+		bodies: &bodyBudget{max: o.MaxBodyMemory},
+		idem:   newIdempotency(db, o.IdempotencyTTL),
+		sess:   newSessions(db),
+		names:  jsonw.NewNames(),
 	}
 	h.writeReports = db.WriteKV
 	h.reports = &reportStore{db: db, max: o.MaxErrorReportBytes,

@@ -16,13 +16,13 @@ type route struct {
 	session bool
 	// idemAsync makes the idempotency layer store the route's record
 	// without waiting for it to be durable, when the execution did not
-	// commit it with the events (call.idemKV: meter events, and the meter
-	// event stream on its typed path): for routes whose repeat is harmless
-	// (their events carry identifiers the engine deduplicates, derived
-	// from the Idempotency-Key when the request has none), so that a
-	// request waits for one commit only. Should such a record be lost in a
-	// crash, a repeat is rejected as a duplicate instead of replayed, and
-	// is never counted twice.
+	// commit it with the events (call.idemKV: meter events and the meter
+	// event stream do, unless no event was accepted): for routes whose
+	// repeat is harmless (their events carry identifiers the engine
+	// deduplicates, derived from the Idempotency-Key when the request has
+	// none), so that a request waits for one commit only. Should such a
+	// record be lost in a crash, a repeat is rejected as a duplicate
+	// instead of replayed, and is never counted twice.
 	idemAsync bool
 	// prepare decodes and validates the request and returns the step that
 	// executes it. Nothing is executed or stored for a request that fails

@@ -155,8 +155,8 @@ func TestV2SessionSurvivesReopen(t *testing.T) {
 }
 
 // TestV2StreamConcurrent streams from many goroutines, with identifiers
-// shared between requests, so that requests are recorded in combined
-// batches: every identifier counts once and every repeat is reported.
+// shared between requests, whose events meet in the pipeline's group
+// commits: every identifier counts once and every repeat is reported.
 func TestV2StreamConcurrent(t *testing.T) {
 	e := newEnv(t, nil, nil)
 	sc := e.client(testKey)
@@ -252,5 +252,30 @@ func TestStreamIdempotencyRecordCommitsWithEvents(t *testing.T) {
 	}
 	if n := db.Stats().EventsAccepted; n != 2 {
 		t.Fatalf("%d events accepted, want 2", n)
+	}
+
+	// The map path (an event without a meter): the events and the key's
+	// record share one commit, and the error report takes a second (after
+	// a first report, which opens the report store).
+	warm := `{"events":[{"event_name":"nope","payload":{"stripe_customer_id":"w","value":"1"}}]}`
+	if res, got := e.do("POST", "/v2/billing/meter_event_stream", warm, "Content-Type", jsonCT, "Authorization", auth); res.StatusCode != 200 {
+		t.Fatalf("stream, first report: %d %v", res.StatusCode, got)
+	}
+	before = commits()
+	body = `{"events":[{"event_name":"calls","payload":{"stripe_customer_id":"c","value":"5"}},{"event_name":"nope","payload":{"stripe_customer_id":"d","value":"1"}}]}`
+	res, got = e.do("POST", "/v2/billing/meter_event_stream", body, "Content-Type", jsonCT, "Authorization", auth, "Idempotency-Key", "batch-2")
+	if res.StatusCode != 200 || len(got) != 0 {
+		t.Fatalf("stream, map path: %d %v", res.StatusCode, got)
+	}
+	time.Sleep(300 * time.Millisecond)
+	if n := commits() - before; n != 2 {
+		t.Fatalf("%d commits for one stream request on the map path, want 2 (its events with its key's record, its error report)", n)
+	}
+	res, again = e.do("POST", "/v2/billing/meter_event_stream", body, "Content-Type", jsonCT, "Authorization", auth, "Idempotency-Key", "batch-2")
+	if res.StatusCode != 200 || len(again) != 0 || res.Header.Get("Idempotent-Replayed") != "true" {
+		t.Fatalf("replay, map path: %d %v %v", res.StatusCode, again, res.Header)
+	}
+	if n := db.Stats().EventsAccepted; n != 3 {
+		t.Fatalf("%d events accepted, want 3", n)
 	}
 }

@@ -58,15 +58,16 @@ func (h *handler) v2Stream(c *call) (execFunc, error) {
 	}
 	return func(ctx context.Context) (any, error) {
 		defer sb.Release()
+		// The response is the same whatever happens to each event (their
+		// errors go to the error reports): the key's record commits with
+		// them, on either path.
+		kv := c.idemKV(func([]error) (any, bool) { return emptyObject{}, true })
 		var errs []error
 		var err error
 		if us := h.streamUsages(ctx, sb); us != nil {
-			// The response is the same whatever happens to each event
-			// (their errors go to the error reports): the key's record
-			// commits with them.
-			errs, err = h.db.RecordUsageKV(ctx, us, c.idemKV(func([]error) (any, bool) { return emptyObject{}, true }))
+			errs, err = h.db.RecordUsageKV(ctx, us, kv)
 		} else {
-			errs, err = h.combine.record(ctx, sb.Events) // the record is stored after the response (idemAsync)
+			errs, err = h.db.RecordBatchKV(ctx, sb.Events, kv)
 		}
 		if err != nil {
 			return nil, err
