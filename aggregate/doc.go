@@ -13,8 +13,9 @@
 // exists. ApplyBatch groups its items by shard and takes each shard lock
 // once. A bucket is 32 bytes: for an hour, a bitmap of the minutes with
 // entries; a count and the low half of a sum. The cells of an hour with
-// entries in several minutes sit in an array of the shard's arena that the
-// bucket numbers; what fewer buckets need (the high half of a sum beyond
+// entries in several minutes (24 bytes each, a count and a sum; a last
+// meter's newest entry of a minute is found among its hour's raw entries)
+// sit in an array of the shard's arena that the bucket numbers; what fewer buckets need (the high half of a sum beyond
 // the int64 range, the newest entry for last meters, raw entries) sits in
 // an extension created on demand, also numbered, which then holds the
 // number of the minute cells. Buckets hold no pointer, so the collector
