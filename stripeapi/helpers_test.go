@@ -39,7 +39,8 @@ func (c *clock) Advance(d time.Duration) {
 	c.mu.Unlock()
 }
 
-// env is a handler over an in-memory DB behind an httptest server.
+// env is a handler over a DB (in memory unless newEnvDB names a file)
+// behind an httptest server.
 type env struct {
 	t   *testing.T
 	clk *clock
@@ -48,11 +49,20 @@ type env struct {
 	srv *httptest.Server
 }
 
-// newEnv starts a server; wrap, if not nil, wraps the handler.
+// newEnv starts a server over an in-memory DB; wrap, if not nil, wraps
+// the handler.
 func newEnv(t *testing.T, opts *stripeapi.Options, wrap func(http.Handler) http.Handler) *env {
 	t.Helper()
+	return newEnvDB(t, "", meterdb.Options{}, opts, wrap)
+}
+
+// newEnvDB is newEnv over the DB that meterdb.Open(path, &dbo) opens, its
+// clock the env's.
+func newEnvDB(t *testing.T, path string, dbo meterdb.Options, opts *stripeapi.Options, wrap func(http.Handler) http.Handler) *env {
+	t.Helper()
 	clk := &clock{t: t0}
-	db, err := meterdb.Open("", &meterdb.Options{Now: clk.Now})
+	dbo.Now = clk.Now
+	db, err := meterdb.Open(path, &dbo)
 	if err != nil {
 		t.Fatal(err)
 	}

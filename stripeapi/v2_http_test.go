@@ -218,18 +218,9 @@ func TestV2StreamConcurrent(t *testing.T) {
 // its events, in one commit of the file, as v1 meter events do: a crash
 // keeps both or neither, and nothing is written after the response.
 func TestStreamIdempotencyRecordCommitsWithEvents(t *testing.T) {
-	db, err := meterdb.Open(filepath.Join(t.TempDir(), "m.db"), &meterdb.Options{CheckpointInterval: time.Hour})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	h, err := stripeapi.NewHandler(db, &stripeapi.Options{APIKeys: []string{testKey}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(h)
-	defer srv.Close()
-	e := &env{t: t, db: db, h: h, srv: srv}
+	e := newEnvDB(t, filepath.Join(t.TempDir(), "m.db"), meterdb.Options{CheckpointInterval: time.Hour},
+		&stripeapi.Options{APIKeys: []string{testKey}}, nil)
+	db := e.db
 	if res, m := e.do("POST", "/v1/billing/meters", "display_name=a&event_name=calls&default_aggregation[formula]=sum"); res.StatusCode != 200 {
 		t.Fatalf("meter: %d %v", res.StatusCode, m)
 	}
