@@ -711,17 +711,15 @@ func (s *series) addContribution(e Entry, keepLast bool, sh *shard) {
 }
 
 // removeContribution removes e from its minute, hour and day cells. When
-// last is set (last meters), the newest entry of each touched cell is
-// recomputed: the minute's from rawMinute (the entries still contributing
-// to that minute), the hour's from its minute cells, the day's from its
-// hour buckets.
-func (s *series) removeContribution(e Entry, last bool, rawMinute func(h *bucket, minute int64, a *arena) Cell, sh *shard) {
+// last is set (last meters), the newest entry of each touched cell that
+// keeps one is recomputed: the hour's from its raw entries, the day's
+// from its hour buckets (minute cells keep none: eachMinute finds it).
+func (s *series) removeContribution(e Entry, last bool, sh *shard) {
 	hstart, dstart := floorTo(e.Timestamp, hourSecs), floorTo(e.Timestamp, daySecs)
 	h := s.hour(hstart, false, sh)
 	if h == nil {
 		panic("aggregate: removing an entry that was never added")
 	}
-	minute := floorTo(e.Timestamp, minuteSecs)
 	bit, i := h.minuteBit(hstart, e.Timestamp)
 	if h.present&bit == 0 {
 		panic("aggregate: removing an entry that was never added")
@@ -731,8 +729,6 @@ func (s *series) removeContribution(e Entry, last bool, rawMinute func(h *bucket
 		if h.count == 0 {
 			h.present &^= bit
 			sh.n.minutes--
-		} else if last {
-			h.xt(&sh.ar).last = rawMinute(h, minute, &sh.ar).Last
 		}
 	} else {
 		mc := &ms[i]
@@ -742,15 +738,17 @@ func (s *series) removeContribution(e Entry, last bool, rawMinute func(h *bucket
 			h.present &^= bit
 			sh.n.minutes--
 		}
-		if last && h.count > 0 {
-			// Only an hour of a last meter that is not pre-aggregated has
-			// several minutes: its raw entries are every entry still in it.
-			h.xt(&sh.ar).last, _ = winner(h.rawEntries(&sh.ar))
-		}
 		if len(ms) == 1 { // one minute left: its cell is the hour cell again
 			h.dropCells(&sh.ar)
 			sh.n.minuteSlots -= int64(cap(ms))
 		}
+	}
+	if last && h.count > 0 {
+		// An hour of a pre-aggregated meter has one contributor, the
+		// window's winner, and none once it is removed; so this is an
+		// hour of a last meter that is not pre-aggregated, whose raw
+		// entries are every entry still in it (e already removed).
+		h.xt(&sh.ar).last, _ = winner(h.rawEntries(&sh.ar))
 	}
 	h.shrink(last, sh)
 	s.dropIfEmpty(false, hstart, h, sh)
@@ -848,15 +846,11 @@ func (s *series) apply(m Mode, e Entry, sh *shard) {
 	sh.n.raw++
 	if !had || e.newer(old) {
 		if had {
-			s.removeContribution(old, m.Last, emptyMinute, sh)
+			s.removeContribution(old, m.Last, sh)
 		}
 		s.addContribution(e, m.Last, sh)
 	}
 }
-
-// emptyMinute is the rawMinute of pre-aggregated series: a window winner is
-// the only contributor to its minute.
-func emptyMinute(*bucket, int64, *arena) Cell { return Cell{} }
 
 // cancel removes e under mode m. It reports false when e is not part of
 // the series.
@@ -872,7 +866,7 @@ func (s *series) cancel(m Mode, e Entry, sh *shard) bool {
 		} else if s.hour(hstart, false, sh) == nil {
 			return false
 		}
-		s.removeContribution(e, m.Last, lastOfMinute, sh)
+		s.removeContribution(e, m.Last, sh)
 		return true
 	}
 	raw := s.windowRaw(m, e.Timestamp, false, sh)
@@ -885,7 +879,7 @@ func (s *series) cancel(m Mode, e Entry, sh *shard) bool {
 	}
 	sh.n.raw--
 	if old.Seq == e.Seq {
-		s.removeContribution(old, m.Last, emptyMinute, sh)
+		s.removeContribution(old, m.Last, sh)
 		if w, ok := winner(*raw); ok {
 			s.addContribution(w, m.Last, sh)
 		}
@@ -902,18 +896,6 @@ func (s *series) cancel(m Mode, e Entry, sh *shard) bool {
 		s.dropIfEmpty(false, hstart, h, sh)
 	}
 	return true
-}
-
-// lastOfMinute recomputes a minute cell of a last meter from the hour's raw
-// entries.
-func lastOfMinute(h *bucket, minute int64, a *arena) Cell {
-	var c Cell
-	for _, e := range h.rawEntries(a) {
-		if floorTo(e.Timestamp, minuteSecs) == minute {
-			c.add(e)
-		}
-	}
-	return c
 }
 
 func removeEntry(raw *[]Entry, seq uint64) bool {
