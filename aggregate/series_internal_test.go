@@ -282,20 +282,23 @@ func (h *bucket) check(start int64, a *arena) error {
 	if h.present&plainBit != 0 && h.x == 0 {
 		return fmt.Errorf("present %#x: plainBit and no cells", h.present)
 	}
-	ms := h.minuteCells(a)
+	// The array's length follows from the class: what must hold is that
+	// the class names a length and the minutes fit in it (minuteCells
+	// would panic otherwise).
+	x, class := h.cellsNumber(a), h.cellClass()
 	switch {
-	case k < 2 && ms != nil:
-		return fmt.Errorf("%d minutes and %d minute cells", k, len(ms))
+	case class >= len(minuteCaps):
+		return fmt.Errorf("present %#x: class %d names no array length", h.present, class)
+	case k < 2 && x != 0:
+		return fmt.Errorf("%d minutes and an array of minute cells", k)
 	case k < 2:
 		return nil
-	case len(ms) != k:
-		return fmt.Errorf("%d minutes and %d minute cells", k, len(ms))
-	case !slices.Contains(minuteCaps[:], cap(ms)):
-		return fmt.Errorf("minute cells in an array of %d", cap(ms))
+	case x == 0:
+		return fmt.Errorf("%d minutes and no minute cells", k)
+	case k > minuteCaps[class]:
+		return fmt.Errorf("%d minutes in an array of %d cells", k, minuteCaps[class])
 	}
-	if minuteCaps[h.cellClass()] != cap(ms) {
-		return fmt.Errorf("class %d, array of %d", h.present&cellsMask>>cellsShift, cap(ms))
-	}
+	ms := h.minuteCells(a)
 	for j, mc := range ms {
 		if mc.Count <= 0 {
 			return fmt.Errorf("minute cell %d of %d has count %d", j, k, mc.Count)
