@@ -227,23 +227,30 @@ func TestStreamIdempotencyRecordCommitsWithEvents(t *testing.T) {
 	_, sess := e.do("POST", "/v2/billing/meter_event_session", "", "Content-Type", "")
 	auth := "Bearer " + sess["authentication_token"].(string)
 	commits := func() uint64 { return db.Stats().CommitDuration.Count() }
-	before := commits()
-	body := `{"events":[{"event_name":"calls","payload":{"stripe_customer_id":"c","value":"2"}},{"event_name":"calls","payload":{"stripe_customer_id":"d","value":"3"}}]}`
-	res, got := e.do("POST", "/v2/billing/meter_event_stream", body, "Content-Type", jsonCT, "Authorization", auth, "Idempotency-Key", "batch-1")
-	if res.StatusCode != 200 || len(got) != 0 {
-		t.Fatalf("stream: %d %v", res.StatusCode, got)
+	// stream sends body with an Idempotency-Key, counts the commits it
+	// made, replays it, and checks the events accepted in all.
+	stream := func(path, body, key string, wantCommits int, wantAccepted int64) {
+		t.Helper()
+		before := commits()
+		res, got := e.do("POST", "/v2/billing/meter_event_stream", body, "Content-Type", jsonCT, "Authorization", auth, "Idempotency-Key", key)
+		if res.StatusCode != 200 || len(got) != 0 {
+			t.Fatalf("stream, %s: %d %v", path, res.StatusCode, got)
+		}
+		time.Sleep(300 * time.Millisecond) // a record stored after the response would be committed by now
+		if n := commits() - before; n != uint64(wantCommits) {
+			t.Fatalf("%d commits for one stream request on the %s path, want %d", n, path, wantCommits)
+		}
+		res, again := e.do("POST", "/v2/billing/meter_event_stream", body, "Content-Type", jsonCT, "Authorization", auth, "Idempotency-Key", key)
+		if res.StatusCode != 200 || len(again) != 0 || res.Header.Get("Idempotent-Replayed") != "true" {
+			t.Fatalf("replay, %s path: %d %v %v", path, res.StatusCode, again, res.Header)
+		}
+		if n := db.Stats().EventsAccepted; n != wantAccepted {
+			t.Fatalf("%d events accepted, want %d", n, wantAccepted)
+		}
 	}
-	time.Sleep(300 * time.Millisecond) // a record stored after the response would be committed by now
-	if n := commits() - before; n != 1 {
-		t.Fatalf("%d commits for one stream request, want 1 (its events and its key's record)", n)
-	}
-	res, again := e.do("POST", "/v2/billing/meter_event_stream", body, "Content-Type", jsonCT, "Authorization", auth, "Idempotency-Key", "batch-1")
-	if res.StatusCode != 200 || len(again) != 0 || res.Header.Get("Idempotent-Replayed") != "true" {
-		t.Fatalf("replay: %d %v %v", res.StatusCode, again, res.Header)
-	}
-	if n := db.Stats().EventsAccepted; n != 2 {
-		t.Fatalf("%d events accepted, want 2", n)
-	}
+	// The typed path: one commit, the events and the key's record.
+	stream("typed", `{"events":[{"event_name":"calls","payload":{"stripe_customer_id":"c","value":"2"}},{"event_name":"calls","payload":{"stripe_customer_id":"d","value":"3"}}]}`,
+		"batch-1", 1, 2)
 
 	// The map path (an event without a meter): the events and the key's
 	// record share one commit, and the error report takes a second (after
@@ -252,21 +259,6 @@ func TestStreamIdempotencyRecordCommitsWithEvents(t *testing.T) {
 	if res, got := e.do("POST", "/v2/billing/meter_event_stream", warm, "Content-Type", jsonCT, "Authorization", auth); res.StatusCode != 200 {
 		t.Fatalf("stream, first report: %d %v", res.StatusCode, got)
 	}
-	before = commits()
-	body = `{"events":[{"event_name":"calls","payload":{"stripe_customer_id":"c","value":"5"}},{"event_name":"nope","payload":{"stripe_customer_id":"d","value":"1"}}]}`
-	res, got = e.do("POST", "/v2/billing/meter_event_stream", body, "Content-Type", jsonCT, "Authorization", auth, "Idempotency-Key", "batch-2")
-	if res.StatusCode != 200 || len(got) != 0 {
-		t.Fatalf("stream, map path: %d %v", res.StatusCode, got)
-	}
-	time.Sleep(300 * time.Millisecond)
-	if n := commits() - before; n != 2 {
-		t.Fatalf("%d commits for one stream request on the map path, want 2 (its events with its key's record, its error report)", n)
-	}
-	res, again = e.do("POST", "/v2/billing/meter_event_stream", body, "Content-Type", jsonCT, "Authorization", auth, "Idempotency-Key", "batch-2")
-	if res.StatusCode != 200 || len(again) != 0 || res.Header.Get("Idempotent-Replayed") != "true" {
-		t.Fatalf("replay, map path: %d %v %v", res.StatusCode, again, res.Header)
-	}
-	if n := db.Stats().EventsAccepted; n != 3 {
-		t.Fatalf("%d events accepted, want 3", n)
-	}
+	stream("map", `{"events":[{"event_name":"calls","payload":{"stripe_customer_id":"c","value":"5"}},{"event_name":"nope","payload":{"stripe_customer_id":"d","value":"1"}}]}`,
+		"batch-2", 2, 3)
 }
