@@ -38,7 +38,10 @@ func RepeatedMember(body []byte) (string, bool) {
 				continue
 			}
 		}
-		// tok is a value, or closes the innermost object or array.
+		// tok is a value, or closes the innermost object or array: an
+		// empty object closes while a key is still expected, and the
+		// enclosing level decides below whether the next token is one.
+		expectKey = false
 		var name string
 		if n > 0 {
 			switch top := &stack[n-1]; {

@@ -292,6 +292,7 @@ func FuzzRepeatedMember(f *testing.F) {
 	for _, s := range []string{
 		`{"a":{"b":1,"b":2}}`, `{"a":[{"b":1},{"b":2}],"c":{"a":1}}`, `{"a":1,"b":{"a":1},"a":2}`,
 		`[{"a":1},{"a":1,"a":1}]`, `{"a":[[],{}],"a":null}`, `{"":1,"":2}`, `{"a\u0062":1,"ab":2}`,
+		`[{},"a"]`, `{"a":[{},"b","b"],"c":[{}],"c":1}`,
 	} {
 		f.Add([]byte(s))
 	}
@@ -312,6 +313,7 @@ func TestRepeatedMemberNames(t *testing.T) {
 		`{"a":[{"b":1},{"b":2,"b":3}]}`:              "a[1][b]",
 		`{"x":1,"a":{"b":{"c":1}},"a":2}`:            "a",
 		`{"events":[{"payload":{"k":"1","k":"2"}}]}`: "events[0][payload][k]",
+		`{"a":[{},"b",{}],"a":1}`:                    "a",
 	} {
 		if got, ok := RepeatedMember([]byte(body)); !ok || got != want {
 			t.Errorf("RepeatedMember(%s) = %q, %v; want %q", body, got, ok, want)
