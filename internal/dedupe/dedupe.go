@@ -78,7 +78,11 @@ type shard struct {
 	// identifiers of the previous epoch number, which sizes the epochs of
 	// the current one
 	prevTotal int
-	pend      pending
+	// keep holds the slots of the growing epoch (the last one, while no
+	// previous number sizes it), each with its hash's bucket bits, in
+	// insertion order: what a rebuild into a larger table needs.
+	keep []kept
+	pend pending
 	// confirmation counters: confirm calls, tag matches, and identifiers
 	// reserved after at least one confirm call
 	reads, candidates, freshRead int64
@@ -100,7 +104,15 @@ type epoch struct {
 	limit       int // count at which the epoch is full
 	stash       []stashed
 	rnd         uint32 // kick victim choice
+	// grows marks the epoch whose shard keeps its slots (shard.keep):
+	// when it fills, it is rebuilt twice as large instead of followed by
+	// another.
+	grows bool
 }
+
+// kept is a slot of a growing epoch and the low 32 bits of its
+// identifier's hash, which choose its bucket.
+type kept struct{ lo, slot uint32 }
 
 // stashed is a slot that found no place in the table.
 type stashed struct {
@@ -335,7 +347,10 @@ func (x *Index) insertLocked(sh *shard, h, loc uint64) {
 	if loc < x.minLoc.Load() {
 		return
 	}
-	x.epochFor(sh, loc).insert(h, loc)
+	e := x.epochFor(sh, loc)
+	if s := e.insert(h, loc); e.grows {
+		sh.keep = append(sh.keep, kept{lo: uint32(h), slot: s})
+	}
 }
 
 // epochFor returns the epoch of sh that takes an identifier at loc,
@@ -363,6 +378,15 @@ func (x *Index) epochFor(sh *shard, loc uint64) *epoch {
 			}
 		}
 	}
+	if cur != nil && cur.grows {
+		// A table whose stash filled holds identifiers that share their
+		// buckets (hashes that collide): a larger table would not part
+		// them, so the next epoch takes over.
+		if cur.n >= n && loc >= cur.base && len(cur.stash) < maxStash {
+			return x.grow(sh, cur, loc)
+		}
+		x.settle(sh, cur)
+	}
 	target := x.minEpoch
 	if cur != nil {
 		sum := 0 // identifiers of cur's epoch number
@@ -380,12 +404,14 @@ func (x *Index) epochFor(sh *shard, loc uint64) *epoch {
 		case !cur.fits(loc) && cur.count < cur.limit:
 			target = cur.limit
 		case sh.prevTotal == 0:
-			// The first epoch number (or the first after an idle one):
-			// grow geometrically, so that a lookup has few epochs to
-			// probe while the window fills: by sixteen where the offsets
-			// cap an epoch (EventLocs: 1<<23 locations, about 131 k
-			// identifiers of a shard, below), which bounds what a table
-			// sized ahead can waste; by four where nothing does.
+			// The first epoch number (or the first after an idle one)
+			// of an EventLocs index: grow geometrically, so that a
+			// lookup has few epochs to probe while the window fills, by
+			// sixteen, since the offsets cap an epoch anyway (1<<23
+			// locations, about 131 k identifiers of a shard, below),
+			// which bounds what a table sized ahead can waste. (A
+			// file-backed index grows its one epoch instead, below; it
+			// gets here only for a loc before that epoch.)
 			target = 4 * cur.limit
 			if x.events {
 				target = 16 * cur.limit
@@ -413,7 +439,75 @@ func (x *Index) epochFor(sh *shard, loc uint64) *epoch {
 		}
 	}
 	e := newEpoch(n, loc, shift, x.ob, target)
+	// With no previous number to size it, a file-backed index's epoch
+	// grows as it fills. (An EventLocs index gains nothing from it: its
+	// sixteenfold growth leaves few epochs, the smaller ones in the cache,
+	// and rebuilding costs more than probing them.)
+	if sh.prevTotal == 0 && !x.events {
+		e.grows, e.limit = true, growLimit(e)
+	}
 	sh.epochs = append(sh.epochs, e)
+	return e
+}
+
+// grow rebuilds the growing epoch cur of sh (file-backed), which cannot
+// take an identifier at loc (at or above its base), into a table that
+// can: twice as large when cur is full, with coarser offsets when they
+// cannot reach loc.
+func (x *Index) grow(sh *shard, cur *epoch, loc uint64) *epoch {
+	target := len(cur.slots) * loadNum / loadDen // what cur's slots hold when full
+	if cur.count >= cur.limit {
+		target *= 2
+	}
+	// Locations per identifier so far, with room to spare, as epochFor
+	// sizes a new epoch's offsets.
+	span := (max(cur.last, loc) - cur.first + 1) * uint64(target) / uint64(max(cur.count, 1))
+	shift := max(cur.shift, shiftFor(2*span+1024))
+	for (loc-cur.base)>>shift >= 1<<cur.ob {
+		shift++
+	}
+	e := sh.rebuild(cur, shift, target)
+	if cap(sh.keep) < e.limit { // room for every slot the table takes
+		sh.keep = append(make([]kept, 0, e.limit), sh.keep...)
+	}
+	return e
+}
+
+// settle ends the growth of cur, sh's growing epoch: a table left mostly
+// empty by its last doubling is rebuilt for the identifiers it holds, and
+// the kept slots are dropped.
+func (x *Index) settle(sh *shard, cur *epoch) {
+	if fit := cur.count + 2*int(math.Sqrt(float64(cur.count))) + 16; len(cur.slots)*loadNum/loadDen > fit+fit/4 {
+		cur = sh.rebuild(cur, cur.shift, fit)
+	}
+	cur.grows = false
+	if len(cur.stash) < maxStash {
+		cur.limit = len(cur.slots) * loadNum / loadDen
+	}
+	sh.keep = nil
+}
+
+// growLimit is the number of identifiers at which a growing epoch is
+// rebuilt: three quarters of its slots, where a slot's first bucket is
+// still mostly free, so that an insert seldom reads its second bucket or
+// moves other slots, cache misses all in a large table.
+func growLimit(e *epoch) int { return len(e.slots) * 3 / 4 }
+
+// rebuild replaces sh's growing epoch cur, its last, with a table for
+// target identifiers whose offsets count 1<<shift locations (shift at
+// least cur's), holding cur's identifiers, placed again from sh.keep.
+func (sh *shard) rebuild(cur *epoch, shift uint8, target int) *epoch {
+	e := newEpoch(cur.n, cur.base, shift, cur.ob, target)
+	e.first, e.last, e.grows = cur.first, cur.last, true
+	e.limit = growLimit(e)
+	omask, d := uint32(1)<<cur.ob-1, shift-cur.shift
+	for i := range sh.keep {
+		k := &sh.keep[i]
+		t, off := k.slot>>cur.ob, k.slot&omask>>d
+		k.slot = t<<cur.ob | off
+		e.place(k.lo, t, off)
+	}
+	sh.epochs[len(sh.epochs)-1] = e
 	return e
 }
 
@@ -441,13 +535,15 @@ func newEpoch(n, base uint64, shift, ob uint8, target int) *epoch {
 // fits reports whether e's offsets can express loc (at or above base).
 func (e *epoch) fits(loc uint64) bool { return (loc-e.base)>>e.shift < 1<<e.ob }
 
-// insert adds hash h at loc, which e fits.
-func (e *epoch) insert(h, loc uint64) {
+// insert adds hash h at loc, which e fits, and returns its slot.
+func (e *epoch) insert(h, loc uint64) uint32 {
 	if e.count == 0 {
 		e.first, e.last = loc, loc
 	}
 	e.first, e.last = min(e.first, loc), max(e.last, loc)
-	e.place(uint32(h), tagOf(h, e.ob), uint32((loc-e.base)>>e.shift))
+	t, off := tagOf(h, e.ob), uint32((loc-e.base)>>e.shift)
+	e.place(uint32(h), t, off)
+	return t<<e.ob | off
 }
 
 // place stores the slot of an identifier whose hash has low 32 bits lo
@@ -540,7 +636,7 @@ func (x *Index) Stats() Stats {
 		}
 		s.Epochs += int64(len(sh.epochs))
 		s.Pending += int64(sh.pend.n)
-		s.Bytes += int64(len(sh.pend.entries)) * 24
+		s.Bytes += int64(len(sh.pend.entries))*24 + int64(cap(sh.keep))*8
 		s.Candidates += sh.candidates
 		s.ConfirmReads += sh.reads
 		s.FreshConfirmed += sh.freshRead

@@ -378,3 +378,69 @@ func TestEventLocs(t *testing.T) {
 		t.Errorf("Reserve of a stored identifier = %v, %v", ok, err)
 	}
 }
+
+// While the window fills (the first epoch number, none before it to size
+// from), a file-backed index keeps one table per shard, rebuilt twice as
+// large when it fills and with coarser offsets when its locations outrun
+// them: a lookup probes one epoch. The next number settles it (shrunk to
+// what it holds, its kept slots dropped), and every identifier is found
+// at its location throughout. An EventLocs index keeps no slots: it grows
+// by new epochs.
+func TestGrowingEpoch(t *testing.T) {
+	x, j := New(), newJournal()
+	const n = 20000                                        // about 310 per shard: four doublings from 32
+	loc := func(i int) uint64 { return 1 + uint64(i)*499 } // up to 10 M, past 2^18: offsets coarsen
+	id := func(i int) string { return fmt.Sprint("id-", i) }
+	for i := range n {
+		j.commit(t, x, id(i), loc(i))
+	}
+	check := func(stage string, upTo int) {
+		t.Helper()
+		for i := range upTo {
+			if l, found, err := x.Find(id(i), j.confirm(id(i))); !found || l != loc(i) || err != nil {
+				t.Fatalf("%s: Find(%s) = %d, %v, %v; want %d", stage, id(i), l, found, err, loc(i))
+			}
+		}
+	}
+	check("growing", n)
+	if s := x.Stats(); s.Epochs != 1<<shardBits || s.Used != n {
+		t.Fatalf("while the window fills: %d epochs over %d shards for %d identifiers, want one each", s.Epochs, 1<<shardBits, s.Used)
+	}
+	maxShift := uint8(0)
+	for s := range x.shards {
+		sh := &x.shards[s]
+		if e := sh.epochs[0]; !e.grows || len(sh.keep) != e.count {
+			t.Fatalf("shard %d: growing %v, %d kept slots for %d identifiers", s, e.grows, len(sh.keep), e.count)
+		}
+		maxShift = max(maxShift, sh.epochs[0].shift)
+	}
+	if maxShift == 0 {
+		t.Fatal("no epoch's offsets coarsened")
+	}
+	x.SetEpoch(1)
+	const more = 5000
+	for i := n; i < n+more; i++ {
+		j.commit(t, x, id(i), loc(i))
+	}
+	check("settled", n+more)
+	for s := range x.shards {
+		sh := &x.shards[s]
+		e := sh.epochs[0]
+		if e.grows || e.n != 0 || e.count+e.count/2+64 < e.limit {
+			t.Fatalf("shard %d: first epoch growing %v, number %d, limit %d for %d identifiers", s, e.grows, e.n, e.limit, e.count)
+		}
+		if last := sh.epochs[len(sh.epochs)-1]; last == e || last.grows || sh.keep != nil {
+			t.Fatalf("shard %d: the second number's epoch grows (%v) or slots are kept (%d)", s, last.grows, len(sh.keep))
+		}
+	}
+
+	ev := NewWith(Options{EventLocs: true})
+	for i := range n {
+		ev.Add(id(i), uint64(i))
+	}
+	for s := range ev.shards {
+		if sh := &ev.shards[s]; sh.keep != nil || sh.epochs[len(sh.epochs)-1].grows {
+			t.Fatalf("EventLocs shard %d keeps %d slots", s, len(sh.keep))
+		}
+	}
+}

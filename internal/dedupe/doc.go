@@ -27,7 +27,14 @@
 // epoch is a table sized when it starts, for as many identifiers as the
 // previous epoch received (the database starts a new epoch number a few
 // times per window with SetEpoch; a table that fills early is followed by
-// another). Buckets hold four slots; an identifier has two buckets, the
+// another). While the window fills, no earlier number sizes an epoch: a
+// file-backed index's shard then keeps its one epoch's slots with the low
+// 32 bits of their hashes (8 bytes each) and rebuilds the table twice as
+// large when it reaches three quarters of its slots, with coarser offsets
+// when its locations outrun them, so that a lookup probes one table; the
+// next number settles it (shrunk to what it holds, the kept slots
+// dropped). An EventLocs index grows by new epochs instead, each sixteen
+// times larger. Buckets hold four slots; an identifier has two buckets, the
 // first from its hash, the other from the first and its tag, so slots can
 // move between their buckets without the identifier and a table stays
 // reliable up to 96 % load. When the window moves past every location of
