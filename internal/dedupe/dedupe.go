@@ -383,9 +383,11 @@ func (x *Index) epochFor(sh *shard, loc uint64) *epoch {
 		// buckets (hashes that collide): a larger table would not part
 		// them, so the next epoch takes over.
 		if cur.n >= n && loc >= cur.base && len(cur.stash) < maxStash {
-			return x.grow(sh, cur, loc)
+			if e := x.grow(sh, cur, loc); e != nil {
+				return e
+			}
 		}
-		x.settle(sh, cur)
+		cur = x.settle(sh, cur)
 	}
 	target := x.minEpoch
 	if cur != nil {
@@ -452,8 +454,12 @@ func (x *Index) epochFor(sh *shard, loc uint64) *epoch {
 
 // grow rebuilds the growing epoch cur of sh (file-backed), which cannot
 // take an identifier at loc (at or above its base), into a table that
-// can: twice as large when cur is full, with coarser offsets when they
-// cannot reach loc.
+// can: twice as large when cur is full, with offsets as coarse as the
+// locations per identifier so far call for. It returns nil when loc lies
+// beyond what those offsets reach: a gap in the locations would
+// otherwise coarsen the offsets of every identifier stored, and each
+// candidate would cost that many more confirm reads; the next epoch
+// starts at loc instead.
 func (x *Index) grow(sh *shard, cur *epoch, loc uint64) *epoch {
 	target := len(cur.slots) * loadNum / loadDen // what cur's slots hold when full
 	if cur.count >= cur.limit {
@@ -461,10 +467,10 @@ func (x *Index) grow(sh *shard, cur *epoch, loc uint64) *epoch {
 	}
 	// Locations per identifier so far, with room to spare, as epochFor
 	// sizes a new epoch's offsets.
-	span := (max(cur.last, loc) - cur.first + 1) * uint64(target) / uint64(max(cur.count, 1))
+	span := (cur.last - cur.first + 1) * uint64(target) / uint64(max(cur.count, 1))
 	shift := max(cur.shift, shiftFor(2*span+1024))
-	for (loc-cur.base)>>shift >= 1<<cur.ob {
-		shift++
+	if (loc-cur.base)>>shift >= 1<<cur.ob {
+		return nil
 	}
 	e := sh.rebuild(cur, shift, target)
 	if cap(sh.keep) < e.limit { // room for every slot the table takes
@@ -473,10 +479,10 @@ func (x *Index) grow(sh *shard, cur *epoch, loc uint64) *epoch {
 	return e
 }
 
-// settle ends the growth of cur, sh's growing epoch: a table left mostly
-// empty by its last doubling is rebuilt for the identifiers it holds, and
-// the kept slots are dropped.
-func (x *Index) settle(sh *shard, cur *epoch) {
+// settle ends the growth of cur, sh's growing epoch, and returns it: a
+// table left mostly empty by its last doubling is rebuilt for the
+// identifiers it holds, and the kept slots are dropped.
+func (x *Index) settle(sh *shard, cur *epoch) *epoch {
 	if fit := cur.count + 2*int(math.Sqrt(float64(cur.count))) + 16; len(cur.slots)*loadNum/loadDen > fit+fit/4 {
 		cur = sh.rebuild(cur, cur.shift, fit)
 	}
@@ -485,6 +491,7 @@ func (x *Index) settle(sh *shard, cur *epoch) {
 		cur.limit = len(cur.slots) * loadNum / loadDen
 	}
 	sh.keep = nil
+	return cur
 }
 
 // growLimit is the number of identifiers at which a growing epoch is

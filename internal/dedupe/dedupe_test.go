@@ -444,3 +444,41 @@ func TestGrowingEpoch(t *testing.T) {
 		}
 	}
 }
+
+// A gap in the locations while the window fills starts a new epoch: the
+// growing one keeps its offsets exact instead of coarsening them to reach
+// across the gap, which would make every candidate of an identifier
+// stored before it cost thousands of confirm reads.
+func TestGrowingEpochGap(t *testing.T) {
+	x, j := New(), newJournal()
+	id := func(i int) string { return fmt.Sprint("g-", i) }
+	const n = 64 * 1000 // about 1,000 per shard, 64 per location
+	for i := range n {
+		j.commit(t, x, id(i), uint64(i/64+1))
+	}
+	far := uint64(n/64 + 1 + 1<<30)
+	for i := range 1000 {
+		j.commit(t, x, fmt.Sprint("far-", i), far+uint64(i))
+	}
+	j.calls.Store(0)
+	for i := range n {
+		if l, found, _ := x.Find(id(i), j.confirm(id(i))); !found || l != uint64(i/64+1) {
+			t.Fatalf("Find(%s) = %d, %v", id(i), l, found)
+		}
+	}
+	if reads := j.calls.Load(); reads > 2*n {
+		t.Errorf("%d confirm reads to find %d identifiers stored before the gap", reads, n)
+	}
+	j.calls.Store(0)
+	const fresh = 20000
+	for i := range fresh {
+		f := fmt.Sprint("fresh-", i)
+		if ok, _ := x.Reserve(f, j.confirm(f)); !ok {
+			t.Fatalf("fresh %s refused", f)
+		}
+		x.Release(f)
+	}
+	if reads := j.calls.Load(); reads > fresh/100 {
+		t.Errorf("%d confirm reads for %d fresh identifiers", reads, fresh)
+	}
+}

@@ -30,9 +30,11 @@
 // another). While the window fills, no earlier number sizes an epoch: a
 // file-backed index's shard then keeps its one epoch's slots with the low
 // 32 bits of their hashes (8 bytes each) and rebuilds the table twice as
-// large when it reaches three quarters of its slots, with coarser offsets
-// when its locations outrun them, so that a lookup probes one table; the
-// next number settles it (shrunk to what it holds, the kept slots
+// large when it reaches three quarters of its slots (or when its offsets
+// cannot reach a location), with offsets as coarse as the locations per
+// identifier so far call for, so that a lookup probes one table; a
+// location beyond them (a gap) starts a new epoch instead, and the next
+// number settles the table (shrunk to what it holds, the kept slots
 // dropped). An EventLocs index grows by new epochs instead, each sixteen
 // times larger. Buckets hold four slots; an identifier has two buckets, the
 // first from its hash, the other from the first and its tag, so slots can
