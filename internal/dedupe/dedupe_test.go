@@ -48,6 +48,22 @@ func (j *journal) commit(t *testing.T, x *Index, id string, loc uint64) {
 	x.Commit(id, loc)
 }
 
+// freshReads reserves and releases n identifiers never stored (prefix
+// and a number), failing the test if one is refused, and returns the
+// confirm calls they caused.
+func (j *journal) freshReads(t *testing.T, x *Index, prefix string, n int) int64 {
+	t.Helper()
+	j.calls.Store(0)
+	for i := range n {
+		id := fmt.Sprint(prefix, i)
+		if ok, _ := x.Reserve(id, j.confirm(id)); !ok {
+			t.Fatalf("%s refused", id)
+		}
+		x.Release(id)
+	}
+	return j.calls.Load()
+}
+
 func TestReserveCommitRelease(t *testing.T) {
 	x, j := New(), newJournal()
 	ok, _ := x.Reserve("a", j.confirm("a"))
@@ -144,17 +160,9 @@ func TestNoFalseDrops(t *testing.T) {
 			t.Fatalf("%s reserved twice", id)
 		}
 	}
-	j.calls.Store(0)
-	for i := range n {
-		id := fmt.Sprint("new-", i)
-		if ok, _ := x.Reserve(id, j.confirm(id)); !ok {
-			t.Fatalf("%s refused", id)
-		}
-		x.Release(id)
-	}
 	// 14-bit tags over two buckets of four slots per epoch: at most 1 %
 	// of fresh identifiers meet a false candidate.
-	if c := j.calls.Load(); c > n/100 {
+	if c := j.freshReads(t, x, "new-", n); c > n/100 {
 		t.Errorf("%d confirmations for %d new identifiers", c, n)
 	}
 }
@@ -469,16 +477,8 @@ func TestGrowingEpochGap(t *testing.T) {
 	if reads := j.calls.Load(); reads > 2*n {
 		t.Errorf("%d confirm reads to find %d identifiers stored before the gap", reads, n)
 	}
-	j.calls.Store(0)
 	const fresh = 20000
-	for i := range fresh {
-		f := fmt.Sprint("fresh-", i)
-		if ok, _ := x.Reserve(f, j.confirm(f)); !ok {
-			t.Fatalf("fresh %s refused", f)
-		}
-		x.Release(f)
-	}
-	if reads := j.calls.Load(); reads > fresh/100 {
+	if reads := j.freshReads(t, x, "fresh-", fresh); reads > fresh/100 {
 		t.Errorf("%d confirm reads for %d fresh identifiers", reads, fresh)
 	}
 }

@@ -59,15 +59,7 @@ func TestLoaders(t *testing.T) {
 					t.Fatalf("Find(%s) = %d, %v", id, loc, found)
 				}
 			}
-			j.calls.Store(0)
-			for i := range n {
-				id := fmt.Sprint("fresh-", i)
-				if ok, _ := x.Reserve(id, j.confirm(id)); !ok {
-					t.Fatalf("%s refused", id)
-				}
-				x.Release(id)
-			}
-			if c := j.calls.Load(); c > n/100 {
+			if c := j.freshReads(t, x, "fresh-", n); c > n/100 {
 				t.Errorf("%d confirmations for %d fresh identifiers", c, n)
 			}
 			// New identifiers after the load fill the last epochs: a shard
