@@ -298,8 +298,12 @@
 //   - Stream validation is what Stripe calls asynchronous: the events of a
 //     well-formed request are recorded as one group, and those the engine
 //     rejects are not counted. Each failure goes into an error report,
-//     which is stored (DB.PutKV, for ErrorReportTTL, 30 days) before the
-//     request is acknowledged with {}: a v1.billing.meter.no_meter_found
+//     which is stored (for ErrorReportTTL, 30 days) before the request is
+//     acknowledged with {}, in the same commit as the request's accepted
+//     events (so a crash never keeps the events and loses their report),
+//     or in a commit of its own when none was accepted (or before the
+//     handler's first report has opened the report store): a
+//     v1.billing.meter.no_meter_found
 //     event for unknown event names and one
 //     v1.billing.meter.error_report_triggered event per meter for the
 //     rest, with related_object the meter. The codes are Stripe's
@@ -310,10 +314,10 @@
 //     is a sample (error_message and request.identifier). Reports are per
 //     request, so validation_start and validation_end bound that request,
 //     and reason.request names its Request-Id and Idempotency-Key. Should
-//     storing the report fail once the events are committed, the request
-//     is still answered 200 {} (its valid events counted; a 5xx would say
-//     otherwise) and the failure is logged at Error level with the
-//     request id.
+//     a report's own commit fail once the events are committed, the
+//     request is still answered 200 {} (its valid events counted; a 5xx
+//     would say otherwise) and the failure is logged at Error level with
+//     the request id.
 //   - Duplicates in the stream: an event whose identifier was already
 //     recorded within the dedupe window is not counted again, and is
 //     reported under the code duplicate_meter_event (meterdb's addition to
@@ -321,11 +325,14 @@
 //     silently. A retry with the same Idempotency-Key replays {} and
 //     reports nothing; events without identifier get one derived from the
 //     Idempotency-Key and their position, so such a retry, even one whose
-//     idempotency record was lost, counts them once. A request whose
-//     reports are identical to reports stored in the last 24 hours (same
-//     types, meters, codes and samples: a client retrying a batch already
-//     recorded, under new Idempotency-Keys) stores no new report, so that
-//     retries add nothing to the file.
+//     idempotency record was lost, counts them once. A request none of
+//     whose events was accepted, whose reports are identical to reports
+//     stored in the last 24 hours (same types, meters, codes and samples:
+//     a client retrying a batch already recorded, under new
+//     Idempotency-Keys), stores no new report, so that retries add
+//     nothing to the file. (A report committed with accepted events is
+//     stored without that check, which would read the database inside the
+//     commit.)
 //   - The report store is bounded: past Options.MaxErrorReportBytes (64
 //     MiB of stored records) the oldest reports are dropped first, down to
 //     90% of the bound, whatever their age; otherwise reports expire after

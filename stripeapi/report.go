@@ -119,9 +119,23 @@ func parseReportID(id string) (key string, i int, ok bool) {
 }
 
 // reportStreamErrors stores the error reports of a stream request whose
-// events evs were rejected with errs (nil for accepted events), before
-// the request is acknowledged.
+// events evs were rejected with errs (nil for accepted events) in a commit
+// of their own, before the request is acknowledged: the path of a request
+// none of whose events was accepted, whose reports have no events to
+// commit with.
 func (h *handler) reportStreamErrors(ctx context.Context, c *call, evs []event.Event, errs []error) error {
+	reports, err := h.streamReports(c, evs, errs, func(name string) (string, error) { return h.meterID(ctx, name) })
+	if err != nil {
+		return err
+	}
+	return h.reports.put(ctx, c.now, reports)
+}
+
+// streamReports builds the error reports of a stream request whose events
+// evs were rejected with errs (nil for accepted events): one per meter
+// named, one for the event names without a meter. meterOf returns the id
+// of the meter of an event name, "" when there is none.
+func (h *handler) streamReports(c *call, evs []event.Event, errs []error, meterOf func(name string) (string, error)) ([]ErrorReport, error) {
 	end := h.db.Now()
 	var reports []ErrorReport
 	byMeter := map[string]int{} // meter id ("" for none) -> index in reports
@@ -136,9 +150,9 @@ func (h *handler) reportStreamErrors(ctx context.Context, c *call, evs []event.E
 		}
 		meterID, typ := "", EventNoMeterFound
 		if code != event.CodeNoMeter {
-			id, err := h.meterID(ctx, evs[i].Name)
+			id, err := meterOf(evs[i].Name)
 			if err != nil {
-				return err
+				return nil, err
 			}
 			if id != "" {
 				meterID, typ = id, EventErrorReportTriggered
@@ -162,7 +176,7 @@ func (h *handler) reportStreamErrors(ctx context.Context, c *call, evs []event.E
 		t.ErrorCount++
 		t.SampleErrors = append(t.SampleErrors, ErrorReportError{Message: msg, Identifier: evs[i].Identifier})
 	}
-	return h.reports.put(ctx, c.now, reports)
+	return reports, nil
 }
 
 // meterID returns the id of the meter with the given event name, or ""

@@ -201,22 +201,40 @@ func (s *reportStore) put(ctx context.Context, now time.Time, reports []ErrorRep
 	if err := s.init(ctx); err != nil {
 		return err
 	}
-	fp := "f/" + reportFingerprint(reports)
-	if _, found, err := s.db.GetKV(ctx, reportIndexNamespace, fp); err != nil || found {
+	if _, found, err := s.db.GetKV(ctx, reportIndexNamespace, "f/"+reportFingerprint(reports)); err != nil || found {
 		return err
 	}
-	raw, err := json.Marshal(reportRecord{Reports: reports})
+	ws, size, err := s.records(now, reports)
 	if err != nil {
 		return err
+	}
+	if err := s.write(ctx, ws); err != nil {
+		return err
+	}
+	return s.stored(ctx, size)
+}
+
+// records returns the writes that store the reports of one request, made
+// at now: the record, its index records and its fingerprint, and the
+// record's size. It reads nothing, so that a stream request's reports can
+// be written by the callback that commits them with the request's events.
+func (s *reportStore) records(now time.Time, reports []ErrorReport) ([]meterdb.KVWrite, int64, error) {
+	raw, err := json.Marshal(reportRecord{Reports: reports})
+	if err != nil {
+		return nil, 0, err
 	}
 	key := newReportKey(now)
 	ws := append([]meterdb.KVWrite{{Namespace: reportNamespace, Key: key, Value: raw, Expires: now.Add(ErrorReportTTL)}},
 		indexWrites(key, reports, int64(len(raw)))...)
-	ws = append(ws, meterdb.KVWrite{Namespace: reportIndexNamespace, Key: fp, Value: []byte(key), Expires: now.Add(fingerprintTTL)})
-	if err := s.write(ctx, ws); err != nil {
-		return err
-	}
-	if s.bytes.Add(int64(len(raw))) > s.max {
+	ws = append(ws, meterdb.KVWrite{Namespace: reportIndexNamespace, Key: "f/" + reportFingerprint(reports),
+		Value: []byte(key), Expires: now.Add(fingerprintTTL)})
+	return ws, int64(len(raw)), nil
+}
+
+// stored counts a record of size bytes, committed, and drops the oldest
+// records once the bound is passed. The store must be initialized.
+func (s *reportStore) stored(ctx context.Context, size int64) error {
+	if s.bytes.Add(size) > s.max {
 		return s.trim(ctx)
 	}
 	return nil

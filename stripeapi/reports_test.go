@@ -33,10 +33,12 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-// TestStreamReportWriteFails makes the error report of a stream request
-// fail to be stored after its valid events were committed: the client
-// learns that the request was processed (200 {}), not a 500 that would
-// make it believe nothing counted, and the failure is logged.
+// TestStreamReportWriteFails makes the error reports' own commits fail.
+// A request with accepted events commits its report with them, so the
+// failure does not touch it. A request none of whose events was accepted
+// stores its report in a commit of its own; when that fails, the client
+// still learns that the request was processed (200 {}, not a 500 that
+// would make it believe nothing counted), and the failure is logged.
 func TestStreamReportWriteFails(t *testing.T) {
 	var logs syncBuffer
 	e := newEnv(t, &stripeapi.Options{Logger: slog.New(slog.NewTextHandler(&logs, nil))}, nil)
@@ -44,6 +46,21 @@ func TestStreamReportWriteFails(t *testing.T) {
 	ctx := context.Background()
 	m := createMeter(t, sc, "api_call", "sum")
 	stream, _ := e.streamClient(t, sc)
+	countReports := func() int {
+		t.Helper()
+		reports, _, err := stripeapi.ListErrorReports(ctx, e.db, stripeapi.ErrorReportListParams{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(reports)
+	}
+	// A first report opens the report store.
+	first := &stripe.V2BillingMeterEventStreamCreateParams{Events: []*stripe.V2BillingMeterEventStreamCreateEventParams{
+		streamEvent("nope", "unknown_0", "cus_a", "1"),
+	}}
+	if err := stream.V2BillingMeterEventStreams.Create(ctx, first); err != nil || countReports() != 1 {
+		t.Fatalf("first report: %v, %d reports", err, countReports())
+	}
 	stripeapi.FailReportWrites(e.h, errors.New("disk on fire"))
 
 	p := &stripe.V2BillingMeterEventStreamCreateParams{Events: []*stripe.V2BillingMeterEventStreamCreateEventParams{
@@ -57,20 +74,23 @@ func TestStreamReportWriteFails(t *testing.T) {
 	if v, n := summaryTotal(t, e.db, m.ID, "cus_a"); v != 12 || n != 2 {
 		t.Fatalf("valid events: %d over %d, want 12 over 2", v, n)
 	}
-	if l := logs.String(); !strings.Contains(l, "error report") || !strings.Contains(l, "disk on fire") {
-		t.Errorf("the failed report write was not logged:\n%s", l)
+	if n := countReports(); n != 2 || strings.Contains(logs.String(), "disk on fire") {
+		t.Fatalf("%d reports, want the one committed with the events too; logs:\n%s", n, logs.String())
 	}
-	// A retry of the same events is not counted again.
+	// A retry of the same events: none is accepted (duplicates, no meter),
+	// so its report takes a commit of its own, which fails.
 	if err := stream.V2BillingMeterEventStreams.Create(ctx, p); err != nil {
-		t.Fatal(err)
+		t.Fatalf("stream request whose report failed: %v", err)
 	}
 	if v, n := summaryTotal(t, e.db, m.ID, "cus_a"); v != 12 || n != 2 {
 		t.Fatalf("after a retry: %d over %d, want 12 over 2", v, n)
 	}
+	if l := logs.String(); !strings.Contains(l, "error report") || !strings.Contains(l, "disk on fire") {
+		t.Errorf("the failed report write was not logged:\n%s", l)
+	}
 	stripeapi.FailReportWrites(e.h, nil)
-	reports, _, err := stripeapi.ListErrorReports(ctx, e.db, stripeapi.ErrorReportListParams{})
-	if err != nil || len(reports) != 0 {
-		t.Errorf("reports %v, %v; want none stored", reports, err)
+	if n := countReports(); n != 2 {
+		t.Errorf("%d reports, want 2 (the retry's was not stored)", n)
 	}
 }
 

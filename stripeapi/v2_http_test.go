@@ -224,8 +224,9 @@ func TestStreamIdempotencyRecordCommitsWithEvents(t *testing.T) {
 	e := newEnvDB(t, filepath.Join(t.TempDir(), "m.db"), meterdb.Options{CheckpointInterval: time.Hour},
 		&stripeapi.Options{APIKeys: []string{testKey}}, nil)
 	db := e.db
-	if res, m := e.do("POST", "/v1/billing/meters", "display_name=a&event_name=calls&default_aggregation[formula]=sum"); res.StatusCode != 200 {
-		t.Fatalf("meter: %d %v", res.StatusCode, m)
+	res, mo := e.do("POST", "/v1/billing/meters", "display_name=a&event_name=calls&default_aggregation[formula]=sum")
+	if res.StatusCode != 200 {
+		t.Fatalf("meter: %d %v", res.StatusCode, mo)
 	}
 	_, sess := e.do("POST", "/v2/billing/meter_event_session", "", "Content-Type", "")
 	auth := "Bearer " + sess["authentication_token"].(string)
@@ -255,13 +256,25 @@ func TestStreamIdempotencyRecordCommitsWithEvents(t *testing.T) {
 	stream("typed", `{"events":[{"event_name":"calls","payload":{"stripe_customer_id":"c","value":"2"}},{"event_name":"calls","payload":{"stripe_customer_id":"d","value":"3"}}]}`,
 		"batch-1", 1, 2)
 
-	// The map path (an event without a meter): the events and the key's
-	// record share one commit, and the error report takes a second (after
-	// a first report, which opens the report store).
+	// The map path (an event without a meter): the events, the key's
+	// record and the error report share one commit (after a first report,
+	// which opens the report store in a commit of its own).
 	warm := `{"events":[{"event_name":"nope","payload":{"stripe_customer_id":"w","value":"1"}}]}`
 	if res, got := e.do("POST", "/v2/billing/meter_event_stream", warm, "Content-Type", jsonCT, "Authorization", auth); res.StatusCode != 200 {
 		t.Fatalf("stream, first report: %d %v", res.StatusCode, got)
 	}
 	stream("map", `{"events":[{"event_name":"calls","payload":{"stripe_customer_id":"c","value":"5"}},{"event_name":"nope","payload":{"stripe_customer_id":"d","value":"1"}}]}`,
-		"batch-2", 2, 3)
+		"batch-2", 1, 3)
+	reports, _, err := stripeapi.ListErrorReports(context.Background(), db, stripeapi.ErrorReportListParams{})
+	if err != nil || len(reports) != 2 || reports[0].IdempotencyKey != "batch-2" {
+		t.Fatalf("reports %+v, %v: want the map path's, newest, after the first", reports, err)
+	}
+	// A report about an existing meter names it, read before the commit.
+	stream("map", `{"events":[{"event_name":"calls","payload":{"stripe_customer_id":"c","value":"4"}},{"event_name":"calls","payload":{"stripe_customer_id":"d","value":"x"}}]}`,
+		"batch-3", 1, 4)
+	reports, _, err = stripeapi.ListErrorReports(context.Background(), db, stripeapi.ErrorReportListParams{})
+	if err != nil || len(reports) != 3 || reports[0].IdempotencyKey != "batch-3" ||
+		reports[0].Type != stripeapi.EventErrorReportTriggered || reports[0].Meter != mo["id"] {
+		t.Fatalf("reports %+v, %v: want batch-3's about meter %v, newest", reports, err, mo["id"])
+	}
 }

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/meterdb/meterdb"
 	"github.com/meterdb/meterdb/event"
 	"github.com/meterdb/meterdb/meter"
 	"github.com/meterdb/meterdb/stripeapi/internal/jsonw"
@@ -25,8 +26,9 @@ const MaxStreamEvents = jsonw.MaxEvents
 // JSON object with 1 to 100 events, each with event_name and payload, and
 // strings within Stripe's limits); a request that fails is rejected whole.
 // The events are then recorded as one group, and those the engine rejects
-// are not counted and are written to an error report (see ErrorReport)
-// before the request is acknowledged with {}.
+// are not counted and are written to an error report (see ErrorReport),
+// committed with the accepted events, before the request is acknowledged
+// with {}.
 func (h *handler) v2Stream(c *call) (execFunc, error) {
 	sb := jsonw.GetBatch()
 	body, err := c.readV2Body(&sb.Buf)
@@ -60,8 +62,17 @@ func (h *handler) v2Stream(c *call) (execFunc, error) {
 		defer sb.Release()
 		// The response is the same whatever happens to each event (their
 		// errors go to the error reports): the key's record commits with
-		// them, on either path.
+		// them, on either path, and so do the error reports, built from
+		// meter ids read beforehand (the callback must not call the DB),
+		// once a first report opened the report store.
 		kv := c.idemKV(func([]error) (any, bool) { return emptyObject{}, true })
+		var rep *streamReport // set once a first report opened the store
+		if h.reports.inited.Load() {
+			if ids := h.streamMeterIDs(ctx, sb); ids != nil {
+				rep = &streamReport{h: h, c: c, evs: sb.Events, ids: ids, idem: kv, size: -1}
+				kv = rep.kv
+			}
+		}
 		var errs []error
 		var err error
 		if us := h.streamUsages(ctx, sb); us != nil {
@@ -73,10 +84,18 @@ func (h *handler) v2Stream(c *call) (execFunc, error) {
 			return nil, err
 		}
 		h.stats.streamEvents(errs)
-		// The events are committed: whatever happens to their error
-		// report, the answer is what happened to them. A 500 here would
-		// tell the client that nothing counted.
-		if slices.ContainsFunc(errs, func(e error) bool { return e != nil }) {
+		switch {
+		case rep != nil && rep.size >= 0:
+			if err := h.reports.stored(ctx, rep.size); err != nil {
+				h.log.LogAttrs(ctx, slog.LevelError, "bounding the error reports failed",
+					slog.String("request_id", c.id), slog.Any("error", err))
+			}
+		case slices.ContainsFunc(errs, isError):
+			// No event was accepted (or the reports could not be built
+			// in the commit): the reports take a commit of their own.
+			// The events are committed: whatever happens to their error
+			// report, the answer is what happened to them. A 500 here
+			// would tell the client that nothing counted.
 			if err := h.reportStreamErrors(ctx, c, sb.Events, errs); err != nil {
 				h.log.LogAttrs(ctx, slog.LevelError, "storing the error report of a stream request failed; its events were recorded",
 					slog.String("request_id", c.id), slog.Any("error", err))
@@ -85,6 +104,81 @@ func (h *handler) v2Stream(c *call) (execFunc, error) {
 		return emptyObject{}, nil
 	}, nil
 }
+
+func isError(err error) bool { return err != nil }
+
+// streamReport commits the error reports of a stream request with its
+// accepted events, through the callback of RecordUsageKV or
+// RecordBatchKV, which must not call the DB: the meters' ids are read
+// before the events are recorded.
+type streamReport struct {
+	h    *handler
+	c    *call
+	evs  []event.Event
+	ids  map[string]string // meter id by event name (streamMeterIDs)
+	idem func([]error) []meterdb.KVWrite
+	size int64 // of the report record committed, -1 for none
+}
+
+// kv returns the request's Idempotency-Key record and its error reports.
+func (r *streamReport) kv(errs []error) []meterdb.KVWrite {
+	var ws []meterdb.KVWrite
+	if r.idem != nil {
+		ws = r.idem(errs)
+	}
+	if slices.ContainsFunc(errs, isError) {
+		if rws, size, ok := r.h.commitReports(r.c, r.evs, errs, r.ids); ok {
+			ws, r.size = append(ws, rws...), size
+		}
+	}
+	return ws
+}
+
+// streamMeterIDs returns the id of the meter of each event name of sb
+// ("" for a name without a meter), or nil when one could not be read.
+func (h *handler) streamMeterIDs(ctx context.Context, sb *jsonw.Batch) map[string]string {
+	ids := make(map[string]string, 1)
+	for i := range sb.Events {
+		name := sb.Events[i].Name
+		if _, ok := ids[name]; ok {
+			continue
+		}
+		id, err := h.meterID(ctx, name)
+		if err != nil {
+			return nil
+		}
+		ids[name] = id
+	}
+	return ids
+}
+
+// commitReports returns the writes that store the error reports of the
+// stream events evs rejected with errs, to be committed with the accepted
+// ones, and the report record's size. ids holds the meters' ids by event
+// name (streamMeterIDs); ok is false when a name is missing (a meter
+// created meanwhile) or the record would be too large to commit with the
+// events, and the reports then take a commit of their own.
+func (h *handler) commitReports(c *call, evs []event.Event, errs []error, ids map[string]string) (ws []meterdb.KVWrite, size int64, ok bool) {
+	reports, err := h.streamReports(c, evs, errs, func(name string) (string, error) {
+		id, known := ids[name]
+		if !known {
+			return "", errUnknownMeterName
+		}
+		return id, nil
+	})
+	if err != nil {
+		return nil, 0, false
+	}
+	ws, size, err = h.reports.records(c.now, reports)
+	if err != nil || size > meterdb.MaxKVValue {
+		return nil, 0, false
+	}
+	return ws, size, true
+}
+
+// errUnknownMeterName is commitReports' lookup failure: an event name
+// whose meter id was not read before the events were recorded.
+var errUnknownMeterName = errors.New("stripeapi: event name not looked up")
 
 // streamUsages converts the events of sb to typed usage, which the engine
 // records without reading payload maps, when every event converts: its
