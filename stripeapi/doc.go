@@ -300,7 +300,9 @@
 //     rejects are not counted. Each failure goes into an error report,
 //     which is stored (for ErrorReportTTL, 30 days) before the request is
 //     acknowledged with {}, in the same commit as the request's accepted
-//     events (so a crash never keeps the events and loses their report),
+//     events (so a crash never keeps the events and loses their report;
+//     on a replica of a shared log the records follow the events as a
+//     second change, as DB.RecordBatchKV describes),
 //     or in a commit of its own when none was accepted (or before the
 //     handler's first report has opened the report store): a
 //     v1.billing.meter.no_meter_found
