@@ -302,12 +302,11 @@
 //     acknowledged with {}, in the same commit as the request's accepted
 //     events (so a crash never keeps the events and loses their report;
 //     on a replica of a shared log the records follow the events as a
-//     second change, as DB.RecordBatchKV describes),
-//     or in a commit of its own when none was accepted (or before the
-//     handler's first report has opened the report store): a
-//     v1.billing.meter.no_meter_found
-//     event for unknown event names and one
-//     v1.billing.meter.error_report_triggered event per meter for the
+//     second change, as DB.RecordBatchKV describes), or in a commit of
+//     its own when none was accepted (or before the handler's first
+//     report has opened the report store): a
+//     v1.billing.meter.no_meter_found event for unknown event names and
+//     one v1.billing.meter.error_report_triggered event per meter for the
 //     rest, with related_object the meter. The codes are Stripe's
 //     asynchronous ones: no_meter, archived_meter,
 //     meter_event_no_customer_defined, meter_event_invalid_value (a bad or
