@@ -300,11 +300,13 @@
 //     rejects are not counted. Each failure goes into an error report,
 //     which is stored (for ErrorReportTTL, 30 days) before the request is
 //     acknowledged with {}, in the same commit as the request's accepted
-//     events (so a crash never keeps the events and loses their report;
-//     on a replica of a shared log the records follow the events as a
-//     second change, as DB.RecordBatchKV describes), or in a commit of
-//     its own when none was accepted (or before the handler's first
-//     report has opened the report store): a
+//     events (so a crash never keeps the events and loses their report),
+//     or in a commit of its own: when none was accepted, before the
+//     handler's first report has opened the report store, when a meter
+//     was created while the request was recorded, and on a replica of a
+//     shared log (where records that follow the events are a second
+//     change anyway, as DB.RecordBatchKV describes, whose failure would
+//     fail the request): a
 //     v1.billing.meter.no_meter_found event for unknown event names and
 //     one v1.billing.meter.error_report_triggered event per meter for the
 //     rest, with related_object the meter. The codes are Stripe's

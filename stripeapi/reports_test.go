@@ -3,14 +3,22 @@ package stripeapi_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/meterdb/meterdb"
+	"github.com/meterdb/meterdb/internal/sharedlogtest"
+	"github.com/meterdb/meterdb/meter"
 	"github.com/meterdb/meterdb/stripeapi"
 	"github.com/stripe/stripe-go/v85"
 )
@@ -319,5 +327,135 @@ func TestReportIndexBuiltForOldRecords(t *testing.T) {
 		if res.StatusCode != 200 || len(body["data"].([]any)) != want {
 			t.Errorf("%s: %d, %v; want %d events", q, res.StatusCode, body["data"], want)
 		}
+	}
+}
+
+// recordClock is a clock that runs a hook once, at its first reading from
+// inside the engine's Record once armed: after the stream handler read
+// the meters' ids, before the engine validates the events.
+type recordClock struct{ hook atomic.Pointer[func()] }
+
+func (c *recordClock) Now() time.Time {
+	if f := c.hook.Load(); f != nil {
+		pcs := make([]uintptr, 64)
+		frames := runtime.CallersFrames(pcs[:runtime.Callers(2, pcs)])
+		for fr, more := frames.Next(); more; fr, more = frames.Next() {
+			if strings.HasSuffix(fr.Function, "pipeline.(*Engine).Record") {
+				if c.hook.CompareAndSwap(f, nil) {
+					(*f)()
+				}
+				break
+			}
+		}
+	}
+	return t0
+}
+
+// postStream posts a stream request with a session of h and returns the
+// status and body.
+func postStream(t *testing.T, h http.Handler, token, body string) (int, string) {
+	t.Helper()
+	req := httptest.NewRequest("POST", "/v2/billing/meter_event_stream", strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("Content-Type", jsonCT)
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	return rec.Code, rec.Body.String()
+}
+
+// session opens a meter event session on h and returns its token.
+func session(t *testing.T, h http.Handler) string {
+	t.Helper()
+	req := httptest.NewRequest("POST", "/v2/billing/meter_event_session", nil)
+	req.Header.Set("Authorization", "Bearer "+testKey)
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	var s struct {
+		Token string `json:"authentication_token"`
+	}
+	if rec.Code != 200 || json.Unmarshal(rec.Body.Bytes(), &s) != nil {
+		t.Fatalf("session: %d %s", rec.Code, rec.Body)
+	}
+	return s.Token
+}
+
+// A meter created after the stream handler read the meters' ids and
+// before the engine validated the events rejects one of them: the report
+// committed with the accepted event cannot name that meter, so it takes a
+// commit of its own, which reads the ids again and names it.
+func TestStreamReportMeterCreatedMeanwhile(t *testing.T) {
+	clk := &recordClock{}
+	db, err := meterdb.Open("", &meterdb.Options{Now: clk.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	h, err := stripeapi.NewHandler(db, &stripeapi.Options{APIKeys: []string{testKey}, Now: func() time.Time { return t0 }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if _, err := db.CreateMeter(ctx, meter.Params{DisplayName: "c", EventName: "calls", Formula: meter.Sum}); err != nil {
+		t.Fatal(err)
+	}
+	token := session(t, h)
+	// A first report opens the report store.
+	if code, b := postStream(t, h, token, `{"events":[{"event_name":"nope","payload":{"stripe_customer_id":"w","value":"1"}}]}`); code != 200 {
+		t.Fatalf("first report: %d %s", code, b)
+	}
+	var late meter.Meter
+	create := func() {
+		if late, err = db.CreateMeter(ctx, meter.Params{DisplayName: "l", EventName: "late", Formula: meter.Sum}); err != nil {
+			t.Error(err)
+		}
+	}
+	clk.hook.Store(&create)
+	if code, b := postStream(t, h, token, `{"events":[{"event_name":"calls","identifier":"ok1","payload":{"stripe_customer_id":"c","value":"1"}},`+
+		`{"event_name":"late","identifier":"bad1","payload":{"stripe_customer_id":"c","value":"x"}}]}`); code != 200 || late.ID == "" {
+		t.Fatalf("stream: %d %s; meter created meanwhile: %q", code, b, late.ID)
+	}
+	reports, _, err := stripeapi.ListErrorReports(ctx, db, stripeapi.ErrorReportListParams{})
+	if err != nil || len(reports) != 2 {
+		t.Fatalf("reports %+v, %v", reports, err)
+	}
+	if r := reports[0]; r.Type != stripeapi.EventErrorReportTriggered || r.Meter != late.ID {
+		t.Errorf("the report of an event rejected by meter %s is %s about %q", late.ID, r.Type, r.Meter)
+	}
+}
+
+// On a replica of a shared log a stream request's error reports take
+// their own commit, as before the first report: were they the second
+// change that follows the events, a failure to append it would answer
+// 500 for counted events, and a retry without identifiers would count
+// them twice.
+func TestStreamReportSharedLogFailure(t *testing.T) {
+	shared := sharedlogtest.New()
+	var logs syncBuffer
+	db, err := meterdb.Open("", &meterdb.Options{Log: shared.Client(), Now: func() time.Time { return t0 }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	h, err := stripeapi.NewHandler(db, &stripeapi.Options{APIKeys: []string{testKey}, Now: func() time.Time { return t0 },
+		Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := db.CreateMeter(context.Background(), meter.Params{DisplayName: "c", EventName: "calls", Formula: meter.Sum})
+	if err != nil {
+		t.Fatal(err)
+	}
+	token := session(t, h)
+	if code, b := postStream(t, h, token, `{"events":[{"event_name":"nope","payload":{"stripe_customer_id":"w","value":"1"}}]}`); code != 200 {
+		t.Fatalf("first report: %d %s", code, b)
+	}
+	shared.SetMaxRecord(400) // room for the events' record, not for the report's
+	code, b := postStream(t, h, token, `{"events":[{"event_name":"calls","payload":{"stripe_customer_id":"c","value":"1"}},`+
+		`{"event_name":"calls","payload":{"stripe_customer_id":"c","value":"x"}}]}`)
+	if _, n := summaryTotal(t, db, m.ID, "c"); n != 1 || code != 200 {
+		t.Fatalf("%d events counted, answered %d %s", n, code, b)
+	}
+	if l := logs.String(); !strings.Contains(l, "error report") {
+		t.Errorf("the failed report was not logged:\n%s", l)
 	}
 }

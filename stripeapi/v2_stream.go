@@ -64,10 +64,13 @@ func (h *handler) v2Stream(c *call) (execFunc, error) {
 		// errors go to the error reports): the key's record commits with
 		// them, on either path, and so do the error reports, built from
 		// meter ids read beforehand (the callback must not call the DB),
-		// once a first report opened the report store.
+		// once a first report opened the report store. On a replica of a
+		// shared log the callback's records are a second change after the
+		// events, which buys no atomicity and would turn a failed report
+		// into a failed request: the reports take their own commit there.
 		kv := c.idemKV(func([]error) (any, bool) { return emptyObject{}, true })
 		var rep *streamReport // set once a first report opened the store
-		if h.reports.inited.Load() {
+		if h.reports.inited.Load() && !h.db.Replicated() {
 			if ids := h.streamMeterIDs(ctx, sb); ids != nil {
 				rep = &streamReport{h: h, c: c, evs: sb.Events, ids: ids, idem: kv, size: -1}
 				kv = rep.kv
@@ -155,16 +158,18 @@ func (h *handler) streamMeterIDs(ctx context.Context, sb *jsonw.Batch) map[strin
 // commitReports returns the writes that store the error reports of the
 // stream events evs rejected with errs, to be committed with the accepted
 // ones, and the report record's size. ids holds the meters' ids by event
-// name (streamMeterIDs); ok is false when a name is missing (a meter
-// created meanwhile) or the record would be too large to commit with the
-// events, and the reports then take a commit of their own.
+// name (streamMeterIDs); ok is false when an event was rejected by a meter
+// its name had none of when they were read (one created meanwhile), or
+// when the record would be too large to commit with the events: the
+// reports then take a commit of their own, which reads the ids again.
 func (h *handler) commitReports(c *call, evs []event.Event, errs []error, ids map[string]string) (ws []meterdb.KVWrite, size int64, ok bool) {
+	// streamReports asks only for the meters of events rejected with
+	// another code than no_meter, which had a meter when validated.
 	reports, err := h.streamReports(c, evs, errs, func(name string) (string, error) {
-		id, known := ids[name]
-		if !known {
-			return "", errUnknownMeterName
+		if id := ids[name]; id != "" {
+			return id, nil
 		}
-		return id, nil
+		return "", errUnknownMeterName
 	})
 	if err != nil {
 		return nil, 0, false
@@ -177,7 +182,7 @@ func (h *handler) commitReports(c *call, evs []event.Event, errs []error, ids ma
 }
 
 // errUnknownMeterName is commitReports' lookup failure: an event name
-// whose meter id was not read before the events were recorded.
+// that had no meter when the ids were read, yet one rejected an event.
 var errUnknownMeterName = errors.New("stripeapi: event name not looked up")
 
 // streamUsages converts the events of sb to typed usage, which the engine
