@@ -183,7 +183,7 @@ func (h *handler) commitReports(c *call, evs []event.Event, errs []error, ids ma
 
 // errUnknownMeterName is commitReports' lookup failure: an event name
 // that had no meter when the ids were read, yet one rejected an event.
-var errUnknownMeterName = errors.New("stripeapi: event name not looked up")
+var errUnknownMeterName = errors.New("stripeapi: a meter appeared after the ids were read")
 
 // streamUsages converts the events of sb to typed usage, which the engine
 // records without reading payload maps, when every event converts: its
