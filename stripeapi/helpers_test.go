@@ -57,11 +57,13 @@ func newEnv(t *testing.T, opts *stripeapi.Options, wrap func(http.Handler) http.
 }
 
 // newEnvDB is newEnv over the DB that meterdb.Open(path, &dbo) opens, its
-// clock the env's.
+// clock the env's unless dbo.Now is set.
 func newEnvDB(t *testing.T, path string, dbo meterdb.Options, opts *stripeapi.Options, wrap func(http.Handler) http.Handler) *env {
 	t.Helper()
 	clk := &clock{t: t0}
-	dbo.Now = clk.Now
+	if dbo.Now == nil {
+		dbo.Now = clk.Now
+	}
 	db, err := meterdb.Open(path, &dbo)
 	if err != nil {
 		t.Fatal(err)

@@ -3,12 +3,9 @@ package stripeapi_test
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/http"
-	"net/http/httptest"
 	"runtime"
 	"strings"
 	"sync"
@@ -330,7 +327,7 @@ func TestReportIndexBuiltForOldRecords(t *testing.T) {
 	}
 }
 
-// recordClock is a clock that runs a hook once, at its first reading from
+// recordClock reads t0 and runs a hook once, at its first reading from
 // inside the engine's Record once armed: after the stream handler read
 // the meters' ids, before the engine validates the events.
 type recordClock struct{ hook atomic.Pointer[func()] }
@@ -351,32 +348,15 @@ func (c *recordClock) Now() time.Time {
 	return t0
 }
 
-// postStream posts a stream request with a session of h and returns the
-// status and body.
-func postStream(t *testing.T, h http.Handler, token, body string) (int, string) {
+// sessionToken opens a meter event session and returns its token.
+func (e *env) sessionToken(t *testing.T) string {
 	t.Helper()
-	req := httptest.NewRequest("POST", "/v2/billing/meter_event_stream", strings.NewReader(body))
-	req.Header.Set("Authorization", "Bearer "+token)
-	req.Header.Set("Content-Type", jsonCT)
-	rec := httptest.NewRecorder()
-	h.ServeHTTP(rec, req)
-	return rec.Code, rec.Body.String()
-}
-
-// session opens a meter event session on h and returns its token.
-func session(t *testing.T, h http.Handler) string {
-	t.Helper()
-	req := httptest.NewRequest("POST", "/v2/billing/meter_event_session", nil)
-	req.Header.Set("Authorization", "Bearer "+testKey)
-	rec := httptest.NewRecorder()
-	h.ServeHTTP(rec, req)
-	var s struct {
-		Token string `json:"authentication_token"`
+	res, sess := e.do("POST", "/v2/billing/meter_event_session", "", "Content-Type", "")
+	token, _ := sess["authentication_token"].(string)
+	if res.StatusCode != 200 || token == "" {
+		t.Fatalf("session: %d %v", res.StatusCode, sess)
 	}
-	if rec.Code != 200 || json.Unmarshal(rec.Body.Bytes(), &s) != nil {
-		t.Fatalf("session: %d %s", rec.Code, rec.Body)
-	}
-	return s.Token
+	return token
 }
 
 // A meter created after the stream handler read the meters' ids and
@@ -385,36 +365,28 @@ func session(t *testing.T, h http.Handler) string {
 // commit of its own, which reads the ids again and names it.
 func TestStreamReportMeterCreatedMeanwhile(t *testing.T) {
 	clk := &recordClock{}
-	db, err := meterdb.Open("", &meterdb.Options{Now: clk.Now})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	h, err := stripeapi.NewHandler(db, &stripeapi.Options{APIKeys: []string{testKey}, Now: func() time.Time { return t0 }})
-	if err != nil {
-		t.Fatal(err)
-	}
+	e := newEnvDB(t, "", meterdb.Options{Now: clk.Now}, nil, nil)
 	ctx := context.Background()
-	if _, err := db.CreateMeter(ctx, meter.Params{DisplayName: "c", EventName: "calls", Formula: meter.Sum}); err != nil {
+	if _, err := e.db.CreateMeter(ctx, meter.Params{DisplayName: "c", EventName: "calls", Formula: meter.Sum}); err != nil {
 		t.Fatal(err)
 	}
-	token := session(t, h)
+	token := e.sessionToken(t)
 	// A first report opens the report store.
-	if code, b := postStream(t, h, token, `{"events":[{"event_name":"nope","payload":{"stripe_customer_id":"w","value":"1"}}]}`); code != 200 {
-		t.Fatalf("first report: %d %s", code, b)
-	}
+	e.streamRaw(t, token, `{"events":[{"event_name":"nope","payload":{"stripe_customer_id":"w","value":"1"}}]}`)
 	var late meter.Meter
 	create := func() {
-		if late, err = db.CreateMeter(ctx, meter.Params{DisplayName: "l", EventName: "late", Formula: meter.Sum}); err != nil {
+		var err error
+		if late, err = e.db.CreateMeter(ctx, meter.Params{DisplayName: "l", EventName: "late", Formula: meter.Sum}); err != nil {
 			t.Error(err)
 		}
 	}
 	clk.hook.Store(&create)
-	if code, b := postStream(t, h, token, `{"events":[{"event_name":"calls","identifier":"ok1","payload":{"stripe_customer_id":"c","value":"1"}},`+
-		`{"event_name":"late","identifier":"bad1","payload":{"stripe_customer_id":"c","value":"x"}}]}`); code != 200 || late.ID == "" {
-		t.Fatalf("stream: %d %s; meter created meanwhile: %q", code, b, late.ID)
+	e.streamRaw(t, token, `{"events":[{"event_name":"calls","identifier":"ok1","payload":{"stripe_customer_id":"c","value":"1"}},`+
+		`{"event_name":"late","identifier":"bad1","payload":{"stripe_customer_id":"c","value":"x"}}]}`)
+	if late.ID == "" {
+		t.Fatal("no meter was created while the request was recorded")
 	}
-	reports, _, err := stripeapi.ListErrorReports(ctx, db, stripeapi.ErrorReportListParams{})
+	reports, _, err := stripeapi.ListErrorReports(ctx, e.db, stripeapi.ErrorReportListParams{})
 	if err != nil || len(reports) != 2 {
 		t.Fatalf("reports %+v, %v", reports, err)
 	}
@@ -431,29 +403,20 @@ func TestStreamReportMeterCreatedMeanwhile(t *testing.T) {
 func TestStreamReportSharedLogFailure(t *testing.T) {
 	shared := sharedlogtest.New()
 	var logs syncBuffer
-	db, err := meterdb.Open("", &meterdb.Options{Log: shared.Client(), Now: func() time.Time { return t0 }})
+	e := newEnvDB(t, "", meterdb.Options{Log: shared.Client()},
+		&stripeapi.Options{Logger: slog.New(slog.NewTextHandler(&logs, nil))}, nil)
+	m, err := e.db.CreateMeter(context.Background(), meter.Params{DisplayName: "c", EventName: "calls", Formula: meter.Sum})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer db.Close()
-	h, err := stripeapi.NewHandler(db, &stripeapi.Options{APIKeys: []string{testKey}, Now: func() time.Time { return t0 },
-		Logger: slog.New(slog.NewTextHandler(&logs, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := db.CreateMeter(context.Background(), meter.Params{DisplayName: "c", EventName: "calls", Formula: meter.Sum})
-	if err != nil {
-		t.Fatal(err)
-	}
-	token := session(t, h)
-	if code, b := postStream(t, h, token, `{"events":[{"event_name":"nope","payload":{"stripe_customer_id":"w","value":"1"}}]}`); code != 200 {
-		t.Fatalf("first report: %d %s", code, b)
-	}
+	token := e.sessionToken(t)
+	e.streamRaw(t, token, `{"events":[{"event_name":"nope","payload":{"stripe_customer_id":"w","value":"1"}}]}`)
 	shared.SetMaxRecord(400) // room for the events' record, not for the report's
-	code, b := postStream(t, h, token, `{"events":[{"event_name":"calls","payload":{"stripe_customer_id":"c","value":"1"}},`+
-		`{"event_name":"calls","payload":{"stripe_customer_id":"c","value":"x"}}]}`)
-	if _, n := summaryTotal(t, db, m.ID, "c"); n != 1 || code != 200 {
-		t.Fatalf("%d events counted, answered %d %s", n, code, b)
+	res, b := e.do("POST", "/v2/billing/meter_event_stream", `{"events":[{"event_name":"calls","payload":{"stripe_customer_id":"c","value":"1"}},`+
+		`{"event_name":"calls","payload":{"stripe_customer_id":"c","value":"x"}}]}`,
+		"Authorization", "Bearer "+token, "Content-Type", jsonCT)
+	if _, n := summaryTotal(t, e.db, m.ID, "c"); n != 1 || res.StatusCode != 200 {
+		t.Fatalf("%d events counted, answered %d %v", n, res.StatusCode, b)
 	}
 	if l := logs.String(); !strings.Contains(l, "error report") {
 		t.Errorf("the failed report was not logged:\n%s", l)
