@@ -63,22 +63,24 @@ func (h *handler) v2Stream(c *call) (execFunc, error) {
 		// The response is the same whatever happens to each event (their
 		// errors go to the error reports): the key's record commits with
 		// them, on either path, and so do the error reports, built from
-		// meter ids read beforehand (the callback must not call the DB),
-		// once a first report opened the report store. On a replica of a
+		// meters read beforehand (the callback must not call the DB; the
+		// typed path converts with the same), once a first report opened
+		// the report store. On a replica of a
 		// shared log the callback's records are a second change after the
 		// events, which buys no atomicity and would turn a failed report
 		// into a failed request: the reports take their own commit there.
 		kv := c.idemKV(func([]error) (any, bool) { return emptyObject{}, true })
 		var rep *streamReport // set once a first report opened the store
+		var meters map[string]meter.Meter
 		if h.reports.inited.Load() && !h.db.Replicated() {
-			if ids := h.streamMeterIDs(ctx, sb); ids != nil {
-				rep = &streamReport{h: h, c: c, evs: sb.Events, ids: ids, idem: kv, size: -1}
+			if meters = h.streamMeters(ctx, sb); meters != nil {
+				rep = &streamReport{h: h, c: c, evs: sb.Events, meters: meters, idem: kv, size: -1}
 				kv = rep.kv
 			}
 		}
 		var errs []error
 		var err error
-		if us := h.streamUsages(ctx, sb); us != nil {
+		if us := h.streamUsages(ctx, sb, meters); us != nil {
 			errs, err = h.db.RecordUsageKV(ctx, us, kv)
 		} else {
 			errs, err = h.db.RecordBatchKV(ctx, sb.Events, kv)
@@ -112,15 +114,15 @@ func isError(err error) bool { return err != nil }
 
 // streamReport commits the error reports of a stream request with its
 // accepted events, through the callback of RecordUsageKV or
-// RecordBatchKV, which must not call the DB: the meters' ids are read
-// before the events are recorded.
+// RecordBatchKV, which must not call the DB: the meters are read before
+// the events are recorded.
 type streamReport struct {
-	h    *handler
-	c    *call
-	evs  []event.Event
-	ids  map[string]string // meter id by event name (streamMeterIDs)
-	idem func([]error) []meterdb.KVWrite
-	size int64 // of the report record committed, -1 for none
+	h      *handler
+	c      *call
+	evs    []event.Event
+	meters map[string]meter.Meter // by event name (streamMeters)
+	idem   func([]error) []meterdb.KVWrite
+	size   int64 // of the report record committed, -1 for none
 }
 
 // kv returns the request's Idempotency-Key record and its error reports.
@@ -130,43 +132,43 @@ func (r *streamReport) kv(errs []error) []meterdb.KVWrite {
 		ws = r.idem(errs)
 	}
 	if slices.ContainsFunc(errs, isError) {
-		if rws, size, ok := r.h.commitReports(r.c, r.evs, errs, r.ids); ok {
+		if rws, size, ok := r.h.commitReports(r.c, r.evs, errs, r.meters); ok {
 			ws, r.size = append(ws, rws...), size
 		}
 	}
 	return ws
 }
 
-// streamMeterIDs returns the id of the meter of each event name of sb
-// ("" for a name without a meter), or nil when one could not be read.
-func (h *handler) streamMeterIDs(ctx context.Context, sb *jsonw.Batch) map[string]string {
-	ids := make(map[string]string, 1)
+// streamMeters returns the meter of each event name of sb (the zero
+// Meter for a name without one), or nil when one could not be read.
+func (h *handler) streamMeters(ctx context.Context, sb *jsonw.Batch) map[string]meter.Meter {
+	meters := make(map[string]meter.Meter, 1)
 	for i := range sb.Events {
 		name := sb.Events[i].Name
-		if _, ok := ids[name]; ok {
+		if _, ok := meters[name]; ok {
 			continue
 		}
-		id, err := h.meterID(ctx, name)
-		if err != nil {
+		m, err := h.db.MeterByEventName(ctx, name)
+		if err != nil && !errors.Is(err, meter.ErrNotFound) {
 			return nil
 		}
-		ids[name] = id
+		meters[name] = m
 	}
-	return ids
+	return meters
 }
 
 // commitReports returns the writes that store the error reports of the
 // stream events evs rejected with errs, to be committed with the accepted
-// ones, and the report record's size. ids holds the meters' ids by event
-// name (streamMeterIDs); ok is false when an event was rejected by a meter
+// ones, and the report record's size. meters holds the meters by event
+// name (streamMeters); ok is false when an event was rejected by a meter
 // its name had none of when they were read (one created meanwhile), or
 // when the record would be too large to commit with the events: the
 // reports then take a commit of their own, which reads the ids again.
-func (h *handler) commitReports(c *call, evs []event.Event, errs []error, ids map[string]string) (ws []meterdb.KVWrite, size int64, ok bool) {
+func (h *handler) commitReports(c *call, evs []event.Event, errs []error, meters map[string]meter.Meter) (ws []meterdb.KVWrite, size int64, ok bool) {
 	// streamReports asks only for the meters of events rejected with
 	// another code than no_meter, which had a meter when validated.
 	reports, err := h.streamReports(c, evs, errs, func(name string) (string, error) {
-		if id := ids[name]; id != "" {
+		if id := meters[name].ID; id != "" {
 			return id, nil
 		}
 		return "", errUnknownMeterName
@@ -182,7 +184,7 @@ func (h *handler) commitReports(c *call, evs []event.Event, errs []error, ids ma
 }
 
 // errUnknownMeterName is commitReports' lookup failure: an event name
-// that had no meter when the ids were read, yet one rejected an event.
+// that had no meter when the meters were read, yet one rejected an event.
 var errUnknownMeterName = errors.New("stripeapi: a meter appeared after the ids were read")
 
 // streamUsages converts the events of sb to typed usage, which the engine
@@ -195,15 +197,23 @@ var errUnknownMeterName = errors.New("stripeapi: a meter appeared after the ids 
 // payload_invalid_value, …); what both paths check alike (timestamps,
 // duplicates, a meter deactivated meanwhile) is reported the same way by
 // either. One request makes one call either way, so it waits for one
-// commit.
-func (h *handler) streamUsages(ctx context.Context, sb *jsonw.Batch) []event.Usage {
+// commit. meters, when not nil, holds the meters by event name
+// (streamMeters), which are then not read again.
+func (h *handler) streamUsages(ctx context.Context, sb *jsonw.Batch, meters map[string]meter.Meter) []event.Usage {
 	us := sb.Usages[:0]
 	var m meter.Meter
 	for i := range sb.Events {
 		ev := &sb.Events[i]
 		if ev.Name != m.EventName {
-			var err error
-			if m, err = h.db.MeterByEventName(ctx, ev.Name); err != nil || m.Status != meter.Active {
+			if meters != nil {
+				m = meters[ev.Name]
+			} else {
+				var err error
+				if m, err = h.db.MeterByEventName(ctx, ev.Name); err != nil {
+					return nil
+				}
+			}
+			if m.Status != meter.Active {
 				return nil
 			}
 		}

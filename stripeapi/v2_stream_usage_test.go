@@ -13,7 +13,8 @@ import (
 // TestStreamUsages checks which stream requests take the typed path: those
 // whose every event has an active meter, its customer and a valid value
 // (none for a count meter); any other request takes the map path, whose
-// validation names each problem.
+// validation names each problem. It decides the same with the meters read
+// ahead by streamMeters as with its own reads.
 func TestStreamUsages(t *testing.T) {
 	ctx := context.Background()
 	db, err := meterdb.Open("", nil)
@@ -57,21 +58,29 @@ func TestStreamUsages(t *testing.T) {
 		{"decimal value", []event.Event{{Name: "sum", Payload: map[string]string{"cust": "c", "n": "1.5"}}}, false},
 		{"too many digits", []event.Event{{Name: "sum", Payload: map[string]string{"cust": "c", "n": "1234567890123456"}}}, false},
 	} {
-		sb := jsonw.GetBatch()
-		sb.Events = append(sb.Events, tc.evs...)
-		us := h.streamUsages(ctx, sb)
-		if (us != nil) != tc.typed {
-			t.Errorf("%s: typed %v, want %v", tc.name, us != nil, tc.typed)
-		}
-		if tc.typed {
-			want := []event.Usage{{Name: "sum", Customer: "cus_1", Value: -42, Identifier: "a"}, {Name: "count", Customer: "cus_2"},
-				{Name: "sum", Customer: "cus_1", Value: -42, Identifier: "a"}}
-			for i := range want {
-				if us[i] != want[i] {
-					t.Errorf("%s: usage %d is %+v, want %+v", tc.name, i, us[i], want[i])
+		for _, ahead := range []bool{false, true} {
+			sb := jsonw.GetBatch()
+			sb.Events = append(sb.Events, tc.evs...)
+			var meters map[string]meter.Meter
+			if ahead {
+				if meters = h.streamMeters(ctx, sb); meters == nil {
+					t.Fatalf("%s: the meters could not be read", tc.name)
 				}
 			}
+			us := h.streamUsages(ctx, sb, meters)
+			if (us != nil) != tc.typed {
+				t.Errorf("%s (meters read ahead: %v): typed %v, want %v", tc.name, ahead, us != nil, tc.typed)
+			}
+			if tc.typed {
+				want := []event.Usage{{Name: "sum", Customer: "cus_1", Value: -42, Identifier: "a"}, {Name: "count", Customer: "cus_2"},
+					{Name: "sum", Customer: "cus_1", Value: -42, Identifier: "a"}}
+				for i := range want {
+					if us[i] != want[i] {
+						t.Errorf("%s (meters read ahead: %v): usage %d is %+v, want %+v", tc.name, ahead, i, us[i], want[i])
+					}
+				}
+			}
+			sb.Release()
 		}
-		sb.Release()
 	}
 }
