@@ -383,11 +383,11 @@ func (x *Index) epochFor(sh *shard, loc uint64) *epoch {
 		// buckets (hashes that collide): a larger table would not part
 		// them, so the next epoch takes over.
 		if cur.n >= n && loc >= cur.base && len(cur.stash) < maxStash {
-			if e := x.grow(sh, cur, loc); e != nil {
+			if e := sh.grow(cur, loc); e != nil {
 				return e
 			}
 		}
-		cur = x.settle(sh, cur)
+		cur = sh.settle(cur)
 	}
 	target := x.minEpoch
 	if cur != nil {
@@ -402,7 +402,7 @@ func (x *Index) epochFor(sh *shard, loc uint64) *epoch {
 			// A new epoch number: as many identifiers as the last one
 			// had, and two standard deviations more.
 			sh.prevTotal = sum
-			target = sum + 2*int(math.Sqrt(float64(sum))) + 16
+			target = withMargin(sum)
 		case !cur.fits(loc) && cur.count < cur.limit:
 			target = cur.limit
 		case sh.prevTotal == 0:
@@ -413,7 +413,8 @@ func (x *Index) epochFor(sh *shard, loc uint64) *epoch {
 			// locations, about 131 k identifiers of a shard, below),
 			// which bounds what a table sized ahead can waste. (A
 			// file-backed index grows its one epoch instead, below; it
-			// gets here only for a loc before that epoch.)
+			// gets here only when that epoch could not grow: a loc
+			// before it or beyond its offsets' reach, a full stash.)
 			target = 4 * cur.limit
 			if x.events {
 				target = 16 * cur.limit
@@ -426,11 +427,10 @@ func (x *Index) epochFor(sh *shard, loc uint64) *epoch {
 	}
 	// Locations per identifier, from the epoch being closed, with room to
 	// spare: the new epoch's offsets must reach its last location.
-	span := uint64(target)
+	shift := shiftFor(2*uint64(target) + 1024)
 	if cur != nil && cur.count > 0 {
-		span = (cur.last - cur.first + 1) * uint64(target) / uint64(cur.count)
+		shift = spanShift(cur.first, cur.last, cur.count, target)
 	}
-	shift := shiftFor(2*span + 1024)
 	if x.events {
 		// Offsets are never coarse: an epoch takes no more identifiers
 		// than its offsets are expected to reach.
@@ -452,7 +452,7 @@ func (x *Index) epochFor(sh *shard, loc uint64) *epoch {
 	return e
 }
 
-// grow rebuilds the growing epoch cur of sh (file-backed), which cannot
+// grow rebuilds sh's growing epoch cur (file-backed), which cannot
 // take an identifier at loc (at or above its base), into a table that
 // can: twice as large when cur is full, with offsets as coarse as the
 // locations per identifier so far call for. It returns nil when loc lies
@@ -460,15 +460,12 @@ func (x *Index) epochFor(sh *shard, loc uint64) *epoch {
 // otherwise coarsen the offsets of every identifier stored, and each
 // candidate would cost that many more confirm reads; the next epoch
 // starts at loc instead.
-func (x *Index) grow(sh *shard, cur *epoch, loc uint64) *epoch {
-	target := len(cur.slots) * loadNum / loadDen // what cur's slots hold when full
+func (sh *shard) grow(cur *epoch, loc uint64) *epoch {
+	target := cur.full()
 	if cur.count >= cur.limit {
 		target *= 2
 	}
-	// Locations per identifier so far, with room to spare, as epochFor
-	// sizes a new epoch's offsets.
-	span := (cur.last - cur.first + 1) * uint64(target) / uint64(max(cur.count, 1))
-	shift := max(cur.shift, shiftFor(2*span+1024))
+	shift := max(cur.shift, spanShift(cur.first, cur.last, cur.count, target))
 	if (loc-cur.base)>>shift >= 1<<cur.ob {
 		return nil
 	}
@@ -479,16 +476,16 @@ func (x *Index) grow(sh *shard, cur *epoch, loc uint64) *epoch {
 	return e
 }
 
-// settle ends the growth of cur, sh's growing epoch, and returns it: a
+// settle ends the growth of sh's growing epoch cur and returns it: a
 // table left mostly empty by its last doubling is rebuilt for the
 // identifiers it holds, and the kept slots are dropped.
-func (x *Index) settle(sh *shard, cur *epoch) *epoch {
-	if fit := cur.count + 2*int(math.Sqrt(float64(cur.count))) + 16; len(cur.slots)*loadNum/loadDen > fit+fit/4 {
+func (sh *shard) settle(cur *epoch) *epoch {
+	if fit := withMargin(cur.count); cur.full() > fit+fit/4 {
 		cur = sh.rebuild(cur, cur.shift, fit)
 	}
 	cur.grows = false
 	if len(cur.stash) < maxStash {
-		cur.limit = len(cur.slots) * loadNum / loadDen
+		cur.limit = cur.full()
 	}
 	sh.keep = nil
 	return cur
@@ -518,6 +515,18 @@ func (sh *shard) rebuild(cur *epoch, shift uint8, target int) *epoch {
 	return e
 }
 
+// withMargin is what an epoch sized from n identifiers is sized for: n and
+// two standard deviations more.
+func withMargin(n int) int { return n + 2*int(math.Sqrt(float64(n))) + 16 }
+
+// spanShift returns the offset shift of a table for target identifiers
+// whose locations come as densely as count identifiers' did from first to
+// last: offsets for twice the span that makes, and some.
+func spanShift(first, last uint64, count, target int) uint8 {
+	span := (last - first + 1) * uint64(target) / uint64(max(count, 1))
+	return shiftFor(2*span + 1024)
+}
+
 // shiftFor returns the smallest shift that makes span locations fit the
 // offset bits.
 func shiftFor(span uint64) uint8 {
@@ -532,12 +541,17 @@ func shiftFor(span uint64) uint8 {
 // slots with ob offset bits.
 func newEpoch(n, base uint64, shift, ob uint8, target int) *epoch {
 	nb := uint64(max(1, (target*loadDen/loadNum+bucketSlots-1)/bucketSlots))
-	return &epoch{
+	e := &epoch{
 		n: n, base: base, shift: shift, ob: ob, first: base, last: base,
-		nb: nb, slots: make([]uint32, nb*bucketSlots),
-		limit: int(nb * bucketSlots * loadNum / loadDen), rnd: uint32(base) | 1,
+		nb: nb, slots: make([]uint32, nb*bucketSlots), rnd: uint32(base) | 1,
 	}
+	e.limit = e.full()
+	return e
 }
+
+// full is the number of identifiers e's slots hold at the load where a
+// table is full.
+func (e *epoch) full() int { return len(e.slots) * loadNum / loadDen }
 
 // fits reports whether e's offsets can express loc (at or above base).
 func (e *epoch) fits(loc uint64) bool { return (loc-e.base)>>e.shift < 1<<e.ob }

@@ -134,8 +134,7 @@ func (x *Index) loadLocked(sh *shard, chunks [][]loadEntry) {
 			// The epoch being filled: room for a full epoch or a quarter
 			// more, and offsets for twice the locations per identifier.
 			target := max(size, c+c/4+16)
-			span := (last - first + 1) * uint64(target) / uint64(c)
-			e = newEpoch(n, first, shiftFor(2*span+1024), offBits, target)
+			e = newEpoch(n, first, spanShift(first, last, c, target), offBits, target)
 		}
 		for _, le := range chunk {
 			e.insert(le.h, le.loc)
